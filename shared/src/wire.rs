@@ -1,0 +1,95 @@
+//! JSON bodies shared by the server and the authenticator, beyond the signed
+//! requests of [`crate::RegisterRequest`] and friends.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ChallengeId, ServiceId, UnixTime};
+
+/// `GET /.well-known/sesame`: the server's identity key, which an
+/// authenticator pins on first use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerKeyInfo {
+    pub version: u8,
+    pub origin: String,
+    pub key_id: String,
+    pub public_key: String,
+}
+
+/// `POST /api/authenticator/context` with this body asks who is asking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextRequest {
+    pub token: String,
+}
+
+/// Who is asking: what the authenticator shows before it signs anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeContext {
+    pub challenge_id: ChallengeId,
+    pub origin: String,
+    pub service_id: ServiceId,
+    pub service_name: String,
+    pub status: Status,
+    /// The address of the browser that asked for the challenge.
+    pub ip: String,
+    /// The browser's `User-Agent`, cut to 256 bytes.
+    pub user_agent: String,
+    pub requested_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// A challenge's state. It leaves `pending` once, for one of the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Completed,
+    Denied,
+    Expired,
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Completed => "completed",
+            Self::Denied => "denied",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => Self::Pending,
+            "completed" => Self::Completed,
+            "denied" => Self::Denied,
+            "expired" => Self::Expired,
+            "cancelled" => Self::Cancelled,
+            _ => return None,
+        })
+    }
+
+    pub fn is_final(self) -> bool {
+        self != Self::Pending
+    }
+}
+
+/// The answer to a register, login or deny request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub status: Status,
+    /// `register` or `login`, for a completed challenge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+}
+
+/// Every error the HTTP API returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+}
