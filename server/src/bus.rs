@@ -1,0 +1,159 @@
+//! Routing "this challenge changed" to the streams that wait on it.
+//!
+//! A notice carries no data: the stored challenge is the truth, and a woken
+//! stream reads it again. That makes delivery idempotent and lets a lost or
+//! duplicated notice do no harm, which is what Redis pub/sub's at-most-once
+//! delivery needs. Each challenge has its own `watch` channel, so a sign-in
+//! wakes only the streams of that challenge, and a notice sent between a
+//! stream's subscribe and its wait is never missed.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use sesame_proto::ChallengeId;
+use tokio::sync::watch;
+
+use crate::error::Result;
+
+/// The per-instance fan-out from challenge id to waiting streams.
+#[derive(Debug, Clone, Default)]
+pub struct LocalBus {
+    waiters: Arc<Mutex<HashMap<ChallengeId, watch::Sender<u64>>>>,
+}
+
+impl LocalBus {
+    /// Registers interest in `id`. The returned subscription sees every
+    /// notice sent after this call returns.
+    pub fn subscribe(&self, id: ChallengeId) -> Subscription {
+        let mut waiters = self.waiters.lock().expect("bus lock poisoned");
+        let receiver = waiters.entry(id).or_insert_with(|| watch::channel(0).0).subscribe();
+        Subscription { id, receiver, bus: self.clone() }
+    }
+
+    /// Wakes the streams waiting on `id` on this instance, if any.
+    pub fn notify(&self, id: &ChallengeId) {
+        let waiters = self.waiters.lock().expect("bus lock poisoned");
+        if let Some(sender) = waiters.get(id) {
+            sender.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Wakes every stream on this instance. Used after a lost connection to
+    /// the shared bus, when any notice may have been missed.
+    pub fn notify_all(&self) {
+        let waiters = self.waiters.lock().expect("bus lock poisoned");
+        for sender in waiters.values() {
+            sender.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Challenge ids with at least one waiting stream.
+    pub fn ids(&self) -> Vec<ChallengeId> {
+        self.waiters.lock().expect("bus lock poisoned").keys().copied().collect()
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiters.lock().expect("bus lock poisoned").len()
+    }
+
+    fn release(&self, id: &ChallengeId) {
+        let mut waiters = self.waiters.lock().expect("bus lock poisoned");
+        // Our own receiver is dropped after this runs, so 1 means "only us".
+        if waiters.get(id).is_some_and(|s| s.receiver_count() <= 1) {
+            waiters.remove(id);
+        }
+    }
+}
+
+/// One stream's interest in one challenge. Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    id: ChallengeId,
+    receiver: watch::Receiver<u64>,
+    bus: LocalBus,
+}
+
+impl Subscription {
+    /// Waits for the next notice. Notices that arrived since the last call
+    /// are not lost; several of them wake this once.
+    pub async fn changed(&mut self) {
+        // The sender lives in the map while we hold a receiver, so this only
+        // fails if the map entry was removed under us; treat it as a notice.
+        let _ = self.receiver.changed().await;
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.bus.release(&self.id);
+    }
+}
+
+/// How results travel between instances.
+#[derive(Debug, Clone)]
+pub enum Bus {
+    /// One instance: notices stay in this process.
+    Local(LocalBus),
+}
+
+impl Bus {
+    pub fn local() -> Self {
+        Self::Local(LocalBus::default())
+    }
+
+    /// Subscribes to `id`. When this returns, every later `publish` for `id`,
+    /// from any instance, reaches the subscription.
+    pub async fn subscribe(&self, id: ChallengeId) -> Result<Subscription> {
+        match self {
+            Self::Local(local) => Ok(local.subscribe(id)),
+        }
+    }
+
+    /// Tells every instance that `id` changed. Call it only after the change
+    /// is stored.
+    pub async fn publish(&self, id: ChallengeId) -> Result<()> {
+        match self {
+            Self::Local(local) => {
+                local.notify(&id);
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn notice_sent_before_waiting_is_not_lost() {
+        let bus = LocalBus::default();
+        let id = ChallengeId([1; 16]);
+        let mut sub = bus.subscribe(id);
+        bus.notify(&id);
+        tokio::time::timeout(Duration::from_secs(5), sub.changed()).await.expect("the notice was lost");
+    }
+
+    #[tokio::test]
+    async fn notices_reach_only_their_challenge() {
+        let bus = LocalBus::default();
+        let mut a = bus.subscribe(ChallengeId([1; 16]));
+        bus.notify(&ChallengeId([2; 16]));
+        assert!(tokio::time::timeout(Duration::from_millis(50), a.changed()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn dropping_the_last_subscription_forgets_the_challenge() {
+        let bus = LocalBus::default();
+        let a = bus.subscribe(ChallengeId([1; 16]));
+        let b = bus.subscribe(ChallengeId([1; 16]));
+        drop(a);
+        assert_eq!(bus.waiting(), 1);
+        drop(b);
+        assert_eq!(bus.waiting(), 0);
+    }
+}

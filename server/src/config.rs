@@ -1,0 +1,60 @@
+//! Command-line options. Each has a `SESAME_<NAME>` environment variable.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::Parser;
+
+/// Sesame's service server: passwordless sign-in with public keys.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "sesame-server", version, about)]
+pub struct Config {
+    /// Address and port to listen on.
+    #[arg(long, env = "SESAME_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Public origin of this server, as browsers and authenticators reach it
+    /// (for example https://login.example.com). It is placed in every token.
+    /// Defaults to http://<listen address>.
+    #[arg(long, env = "SESAME_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Directory for the embedded SQLite database.
+    #[arg(long, env = "SESAME_DATA_DIR", default_value = "sesame-data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL: sqlite://PATH or postgres://…. Defaults to SQLite in the
+    /// data directory.
+    #[arg(long, env = "SESAME_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Redis URL for pub/sub between several instances. Without it, results
+    /// are delivered in-process (one instance only).
+    #[arg(long, env = "SESAME_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Bearer token for the admin API and the admin page. When absent, one is
+    /// generated and printed at start-up.
+    #[arg(long, env = "SESAME_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Seconds a challenge stays open (at most 600).
+    #[arg(long, env = "SESAME_CHALLENGE_TTL", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub challenge_ttl: u64,
+
+    /// Seconds between two codes on the login page.
+    #[arg(long, env = "SESAME_ROTATION", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=60))]
+    pub rotation: u8,
+
+    /// Seconds a code stays acceptable after it was shown.
+    #[arg(long, env = "SESAME_CODE_WINDOW", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub code_window: u64,
+
+    /// Requests per minute that one client IP may make to issue challenges,
+    /// and again to submit answers. 0 turns rate limiting off.
+    #[arg(long, env = "SESAME_RATE_LIMIT", default_value_t = 60)]
+    pub rate_limit: u32,
+
+    /// Create a demo service on first start and print where to click.
+    #[arg(long, env = "SESAME_DEMO")]
+    pub demo: bool,
+}

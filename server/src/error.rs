@@ -1,0 +1,159 @@
+//! The server's one error type. It alone decides status codes and the stable
+//! `error` codes of the JSON bodies; handlers just use `?`.
+
+use axum::{
+    extract::rejection::JsonRejection,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+use sesame_proto::{wire::ErrorBody, wire::Status};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A token or signed answer that the protocol crate refused.
+    #[error(transparent)]
+    Protocol(#[from] sesame_proto::Error),
+
+    #[error("the token was issued for {0}, not for this server")]
+    WrongOrigin(String),
+
+    #[error("no such service")]
+    UnknownService,
+    #[error("no such sign-in request")]
+    UnknownChallenge,
+    #[error("no such account at this service")]
+    UnknownAccount,
+    #[error("a service with that name already exists")]
+    ServiceNameTaken,
+    #[error("an account with that name already exists at this service")]
+    AccountExists,
+    #[error("this service does not accept new accounts from this page")]
+    RegistrationClosed,
+
+    #[error("this sign-in request has expired; start again")]
+    ChallengeExpired,
+    /// The challenge already reached a final state: a replay, or a race lost.
+    #[error("this sign-in request was already {}", .0.as_str())]
+    ChallengeFinished(Status),
+    #[error("the sign-in has not completed")]
+    NotCompleted,
+    #[error("this sign-in was already turned into a session")]
+    AlreadyRedeemed,
+
+    #[error("this needs the admin token")]
+    AdminAuthRequired,
+    #[error("only the browser that started this sign-in may follow it")]
+    BindingRequired,
+    #[error("this sign-in was started by another browser")]
+    WrongBrowser,
+    #[error("the form is stale or was not sent by this site; reload the page")]
+    CsrfRejected,
+    #[error("too many requests; wait a minute and try again")]
+    RateLimited,
+
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("the request body is larger than the server accepts")]
+    PayloadTooLarge,
+
+    #[error("the server is temporarily unable to deliver results; try again shortly")]
+    Unavailable,
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use sesame_proto::Error as P;
+        match self {
+            Self::Protocol(e) => {
+                let status = match e {
+                    P::Expired | P::StaleCode => StatusCode::GONE,
+                    P::BadSignature => StatusCode::UNAUTHORIZED,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                (status, e.code())
+            }
+            Self::WrongOrigin(_) => (StatusCode::BAD_REQUEST, "wrong_origin"),
+            Self::UnknownService => (StatusCode::NOT_FOUND, "unknown_service"),
+            Self::UnknownChallenge => (StatusCode::NOT_FOUND, "unknown_challenge"),
+            Self::UnknownAccount => (StatusCode::NOT_FOUND, "unknown_account"),
+            Self::ServiceNameTaken => (StatusCode::CONFLICT, "service_exists"),
+            Self::AccountExists => (StatusCode::CONFLICT, "account_exists"),
+            Self::RegistrationClosed => (StatusCode::FORBIDDEN, "registration_closed"),
+            Self::ChallengeExpired => (StatusCode::GONE, "challenge_expired"),
+            Self::ChallengeFinished(_) => (StatusCode::CONFLICT, "challenge_used"),
+            Self::NotCompleted => (StatusCode::CONFLICT, "not_completed"),
+            Self::AlreadyRedeemed => (StatusCode::CONFLICT, "already_redeemed"),
+            Self::AdminAuthRequired => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::BindingRequired => (StatusCode::UNAUTHORIZED, "binding_required"),
+            Self::WrongBrowser => (StatusCode::FORBIDDEN, "wrong_browser"),
+            Self::CsrfRejected => (StatusCode::FORBIDDEN, "csrf_rejected"),
+            Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Database(sqlx::Error::PoolTimedOut) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Database(_) | Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest { code, message: message.into() }
+    }
+}
+
+/// The details of a failure stay in the log, never in the response: the
+/// response carries only the stable code and the variant's own message. The
+/// log line itself is written by the trace middleware, which sees this
+/// extension, so that `into_response` stays free of side effects.
+#[derive(Debug, Clone)]
+pub struct LoggedError(pub std::sync::Arc<String>);
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            Self::Database(sqlx::Error::PoolTimedOut) => Error::Unavailable.to_string(),
+            _ => self.to_string(),
+        };
+        let mut response = (status, Json(ErrorBody { error: code.to_owned(), message })).into_response();
+        if status.is_server_error() {
+            let detail = match &self {
+                Self::Database(e) => format!("database: {e}"),
+                Self::Internal(e) => format!("internal: {e:#}"),
+                other => other.to_string(),
+            };
+            response.extensions_mut().insert(LoggedError(std::sync::Arc::new(detail)));
+        }
+        response
+    }
+}
+
+impl From<JsonRejection> for Error {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => {
+                Self::bad_request("unsupported_media_type", "send the body as application/json")
+            }
+            JsonRejection::JsonDataError(e) => Self::bad_request("invalid_json", e.body_text()),
+            JsonRejection::JsonSyntaxError(_) => Self::bad_request("invalid_json", "the body is not valid JSON"),
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            other => Self::bad_request("invalid_body", other.body_text()),
+        }
+    }
+}
+
+/// Maps a unique-constraint violation to `conflict`, by constraint. SQLite
+/// does not report constraint names, so the table decides there.
+pub(crate) fn on_unique_violation(e: sqlx::Error, conflict: Error) -> Error {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => conflict,
+        _ => Error::Database(e),
+    }
+}

@@ -1,0 +1,183 @@
+//! `sesame-server`: services, their login pages, challenges and live results.
+//!
+//! [`app`] builds the whole HTTP surface from an [`AppState`]; [`run`] turns a
+//! [`Config`] into a listening server. Tests call [`app`] directly.
+
+pub mod admin;
+pub mod authenticator;
+pub mod bus;
+pub mod challenge;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod limit;
+pub mod pages;
+pub mod state;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use axum::{
+    extract::DefaultBodyLimit,
+    http::{header, HeaderValue, Request, Response},
+    routing::get,
+    Router,
+};
+use sesame_proto::Origin;
+use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
+use tracing::Span;
+
+pub use crate::{config::Config, error::Error, state::AppState};
+use crate::{
+    bus::Bus,
+    clock::{Clock, SystemClock},
+    db::Db,
+    error::LoggedError,
+    state::{AdminToken, Identity, Limits, Settings},
+};
+
+/// Largest request body accepted anywhere. Every body Sesame takes is a few
+/// hundred bytes of JSON or a short form.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Pages may load scripts, styles and images only from this server, may not
+/// be framed, and forms may post only here.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The whole HTTP surface.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(pages::router())
+        .merge(challenge::router())
+        .merge(authenticator::router())
+        .merge(admin::router())
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(
+            // Spans record the method and the route pattern, never the raw
+            // path or query, and no headers: tokens and cookies stay out of
+            // the logs.
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    let route = req
+                        .extensions()
+                        .get::<axum::extract::MatchedPath>()
+                        .map_or("<unmatched>", |p| p.as_str())
+                        .to_owned();
+                    tracing::info_span!("request", method = %req.method(), route)
+                })
+                .on_request(())
+                .on_response(|res: &Response<_>, latency: Duration, _span: &Span| {
+                    if let Some(LoggedError(detail)) = res.extensions().get::<LoggedError>() {
+                        tracing::error!(status = res.status().as_u16(), ?latency, "{detail}");
+                    } else {
+                        tracing::debug!(status = res.status().as_u16(), ?latency, "done");
+                    }
+                }),
+        )
+        .with_state(state)
+}
+
+/// The origin placed in tokens: `--public-url`, or `http://` plus the listen
+/// address.
+pub fn origin_from(config: &Config) -> anyhow::Result<Origin> {
+    let text = match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("http://{}", config.listen),
+    };
+    Origin::parse(&text).map_err(|_| {
+        anyhow::anyhow!("--public-url must be an origin like https://login.example.com (scheme, lowercase host, optional port, no path), not {text:?}")
+    })
+}
+
+/// Builds the state from the config: connects, migrates, loads the key.
+pub async fn state_from(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<(AppState, Option<String>)> {
+    let origin = origin_from(config)?;
+    let url = match &config.database_url {
+        Some(url) => url.clone(),
+        None => {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+            Db::sqlite_url(&config.data_dir)
+        }
+    };
+    let db = Db::connect(&url).await?;
+    let identity = Identity::load_or_create(&db, clock.now().as_secs() as i64).await?;
+    let bus = match &config.redis_url {
+        None => Bus::local(),
+        Some(_) => anyhow::bail!("--redis-url is not supported yet"),
+    };
+    let (admin_token, generated) = match &config.admin_token {
+        Some(token) if token.len() >= 16 => (AdminToken::new(token), None),
+        Some(_) => anyhow::bail!("--admin-token must be at least 16 characters"),
+        None => {
+            let token = AdminToken::generate();
+            (AdminToken::new(&token), Some(token))
+        }
+    };
+    let settings = Settings {
+        origin,
+        challenge_ttl_secs: config.challenge_ttl,
+        rotation_secs: config.rotation,
+        code_window_secs: config.code_window,
+    };
+    let state = AppState {
+        db,
+        bus,
+        clock,
+        identity: Arc::new(identity),
+        settings: Arc::new(settings),
+        admin_token: Arc::new(admin_token),
+        limits: Limits::per_minute(config.rate_limit),
+    };
+    Ok((state, generated))
+}
+
+/// Runs the server until Ctrl-C or SIGTERM, then drains open requests.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let (state, generated_token) = state_from(&config, Arc::new(SystemClock)).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let origin = state.settings.origin.clone();
+    tracing::info!(listen = %config.listen, %origin, "sesame-server started");
+    println!("Sesame is listening on {} (public origin {origin})", config.listen);
+    println!("Admin page: {origin}/admin");
+    if let Some(token) = &generated_token {
+        println!("Admin token (generated for this run; pass --admin-token to keep one): {token}");
+    }
+    admin::on_start(&state, &config).await?;
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,9 @@
+//! (to be written)
+
+use axum::Router;
+
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+}

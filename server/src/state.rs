@@ -1,0 +1,146 @@
+//! The state every handler shares, and how it is built from the config.
+
+use std::{fmt, sync::Arc};
+
+use anyhow::Context as _;
+use axum::extract::FromRef;
+use rand::{rngs::OsRng, RngCore as _};
+use sesame_proto::{Origin, ServerKey, ServerPublicKey};
+use sha2::{Digest as _, Sha256};
+
+use crate::{bus::Bus, clock::Clock, db::Db, limit::RateLimiter};
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub db: Db,
+    pub bus: Bus,
+    pub clock: Arc<dyn Clock>,
+    pub identity: Arc<Identity>,
+    pub settings: Arc<Settings>,
+    pub admin_token: Arc<AdminToken>,
+    pub limits: Limits,
+}
+
+/// Tunables that come from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The origin in every token; answers for any other origin are refused.
+    pub origin: Origin,
+    pub challenge_ttl_secs: u64,
+    pub rotation_secs: u8,
+    pub code_window_secs: u64,
+}
+
+impl Settings {
+    pub fn new(origin: Origin) -> Self {
+        Self { origin, challenge_ttl_secs: 300, rotation_secs: 3, code_window_secs: 30 }
+    }
+
+    /// Cookies get `Secure` whenever the public origin is HTTPS.
+    pub fn secure_cookies(&self) -> bool {
+        self.origin.is_https()
+    }
+}
+
+/// Separate buckets, so that a flood of page loads cannot stop answers.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub challenges: RateLimiter,
+    pub submissions: RateLimiter,
+}
+
+impl Limits {
+    pub fn per_minute(n: u32) -> Self {
+        Self { challenges: RateLimiter::new(n), submissions: RateLimiter::new(n) }
+    }
+}
+
+/// The server's Ed25519 identity: the key that signs every token.
+pub struct Identity {
+    key: ServerKey,
+    public: ServerPublicKey,
+}
+
+impl Identity {
+    pub fn new(key: ServerKey) -> Self {
+        let public = key.public_key();
+        Self { key, public }
+    }
+
+    /// Loads the key from the database, creating it on first start. Instances
+    /// that share a database race to insert; `ON CONFLICT DO NOTHING` lets the
+    /// first one win and every instance then reads the same key.
+    pub async fn load_or_create(db: &Db, now: i64) -> anyhow::Result<Self> {
+        let candidate = ServerKey::generate(&mut OsRng);
+        sqlx::query("INSERT INTO server_key (id, seed, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(candidate.to_seed().to_vec())
+            .bind(now)
+            .execute(&db.pool)
+            .await
+            .context("cannot store the server key")?;
+        let seed: Vec<u8> = sqlx::query_scalar("SELECT seed FROM server_key WHERE id = 1")
+            .fetch_one(&db.pool)
+            .await
+            .context("cannot read the server key")?;
+        let seed: [u8; 32] = seed.try_into().map_err(|_| anyhow::anyhow!("the stored server key is corrupt"))?;
+        Ok(Self::new(ServerKey::from_seed(&seed)))
+    }
+
+    pub fn key(&self) -> &ServerKey {
+        &self.key
+    }
+
+    pub fn public_key(&self) -> &ServerPublicKey {
+        &self.public
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity").field("public", &self.public).finish_non_exhaustive()
+    }
+}
+
+/// The admin bearer token. Only its SHA-256 digest is kept, and presented
+/// tokens are compared digest to digest, so comparison time reveals nothing
+/// about the token.
+pub struct AdminToken {
+    digest: [u8; 32],
+}
+
+impl AdminToken {
+    pub fn new(token: &str) -> Self {
+        Self { digest: Sha256::digest(token.as_bytes()).into() }
+    }
+
+    /// A fresh random token (256 bits, base64url).
+    pub fn generate() -> String {
+        use base64::Engine as _;
+        let mut bytes = [0u8; 32];
+        OsRng.fill_bytes(&mut bytes);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    pub fn matches(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        digest == self.digest
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+impl FromRef<AppState> for Db {
+    fn from_ref(state: &AppState) -> Self {
+        state.db.clone()
+    }
+}
+
+impl FromRef<AppState> for Bus {
+    fn from_ref(state: &AppState) -> Self {
+        state.bus.clone()
+    }
+}
