@@ -1,0 +1,7 @@
+//! The server's integration tests: one binary, one module per area.
+
+mod admin;
+mod authenticator;
+mod challenge;
+mod pages;
+mod support;
