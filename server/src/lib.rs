@@ -29,7 +29,6 @@ use sesame_proto::Origin;
 use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
 use tracing::Span;
 
-pub use crate::{config::Config, error::Error, state::AppState};
 use crate::{
     bus::Bus,
     clock::{Clock, SystemClock},
@@ -37,6 +36,7 @@ use crate::{
     error::LoggedError,
     state::{AdminToken, Identity, Limits, Settings},
 };
+pub use crate::{config::Config, error::Error, state::AppState};
 
 /// Largest request body accepted anywhere. Every body Sesame takes is a few
 /// hundred bytes of JSON or a short form.
@@ -57,7 +57,10 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
-        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(

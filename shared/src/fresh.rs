@@ -62,9 +62,7 @@ impl FreshnessSecret {
     /// reported as forged, whatever step it names.
     pub fn verify<'t>(&self, token: &'t Token, now: UnixTime, window_secs: u64) -> Result<FreshToken<'t>, Error> {
         let claims = token.claims();
-        self.mac(&claims.challenge_id, token.step())
-            .verify_truncated_left(token.code())
-            .map_err(|_| Error::BadCode)?;
+        self.mac(&claims.challenge_id, token.step()).verify_truncated_left(token.code()).map_err(|_| Error::BadCode)?;
         let shown_at = token.shown_at();
         if shown_at > now || shown_at >= claims.expires_at {
             // Only the server can mint codes, and it never mints one ahead of

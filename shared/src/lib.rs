@@ -15,8 +15,8 @@ mod ids;
 mod keys;
 mod message;
 mod names;
-pub mod token;
 mod time;
+pub mod token;
 pub mod wire;
 
 pub use error::Error;

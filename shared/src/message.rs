@@ -8,9 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    encoding::put_short, AccountKey, AccountName, AccountPublicKey, Error, FreshToken, Signature, Token,
-};
+use crate::{encoding::put_short, AccountKey, AccountName, AccountPublicKey, Error, FreshToken, Signature, Token};
 
 pub(crate) const REGISTER_TAG: &[u8] = b"sesame/1/register\0";
 pub(crate) const LOGIN_TAG: &[u8] = b"sesame/1/login\0";
@@ -99,7 +97,11 @@ pub struct LoginRequest {
 impl LoginRequest {
     pub fn sign(token: &Token, account: &AccountName, key: &AccountKey) -> Self {
         let signature = key.sign(&login_bytes(token, account));
-        Self { token: token.as_str().to_owned(), account: account.as_str().to_owned(), signature: signature.to_base64() }
+        Self {
+            token: token.as_str().to_owned(),
+            account: account.as_str().to_owned(),
+            signature: signature.to_base64(),
+        }
     }
 
     /// The account this login is for, so the server can look up its key.

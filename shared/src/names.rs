@@ -25,13 +25,12 @@ impl Origin {
         if text.is_empty() || text.len() > MAX_ORIGIN_LEN {
             return Err(Error::InvalidOrigin);
         }
-        let rest = text
-            .strip_prefix("https://")
-            .or_else(|| text.strip_prefix("http://"))
-            .ok_or(Error::InvalidOrigin)?;
+        let rest =
+            text.strip_prefix("https://").or_else(|| text.strip_prefix("http://")).ok_or(Error::InvalidOrigin)?;
         let (host, port) = split_host_port(rest).ok_or(Error::InvalidOrigin)?;
         let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            !v6.is_empty() && v6.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase() || b == b':' || b == b'.')
+            !v6.is_empty()
+                && v6.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase() || b == b':' || b == b'.')
         } else {
             !host.is_empty()
                 && !host.starts_with(['.', '-'])
@@ -111,7 +110,9 @@ fn is_valid_name(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= MAX_NAME_LEN
         && text.trim() == text
-        && !text.chars().any(|c| c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+        && !text.chars().any(|c| {
+            c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
 }
 
 macro_rules! name_type {
@@ -173,7 +174,13 @@ mod tests {
 
     #[test]
     fn accepts_plain_origins() {
-        for ok in ["https://example.com", "http://127.0.0.1:8080", "https://a-b.example:443", "http://[::1]:9000", "http://localhost"] {
+        for ok in [
+            "https://example.com",
+            "http://127.0.0.1:8080",
+            "https://a-b.example:443",
+            "http://[::1]:9000",
+            "http://localhost",
+        ] {
             assert!(Origin::parse(ok).is_ok(), "{ok}");
         }
     }
@@ -181,9 +188,20 @@ mod tests {
     #[test]
     fn rejects_origins_with_paths_case_or_credentials() {
         for bad in [
-            "", "example.com", "ftp://example.com", "https://Example.com", "https://example.com/", "https://example.com/x",
-            "https://user@example.com", "https://example.com:0", "https://example.com:65536", "https://example.com:",
-            "https://.example.com", "https://exa mple.com", "https://example.com?x", "http://[::1",
+            "",
+            "example.com",
+            "ftp://example.com",
+            "https://Example.com",
+            "https://example.com/",
+            "https://example.com/x",
+            "https://user@example.com",
+            "https://example.com:0",
+            "https://example.com:65536",
+            "https://example.com:",
+            "https://.example.com",
+            "https://exa mple.com",
+            "https://example.com?x",
+            "http://[::1",
         ] {
             assert_eq!(Origin::parse(bad), Err(Error::InvalidOrigin), "{bad:?}");
         }

@@ -194,7 +194,8 @@ impl UnverifiedToken {
         let body_len = bytes.len() - reader.remaining();
         let signature = ed25519_dalek::Signature::from_bytes(&reader.array::<SIGNATURE_LEN>()?);
         reader.finish()?;
-        let claims = TokenClaims { origin, service_id, service_name, challenge_id, nonce, issued_at, expires_at, rotation_secs };
+        let claims =
+            TokenClaims { origin, service_id, service_name, challenge_id, nonce, issued_at, expires_at, rotation_secs };
         claims.check()?;
         Ok(Self { text: base.to_owned(), key_id, claims, signed: signed_bytes(&bytes[..body_len]), signature, fresh })
     }
