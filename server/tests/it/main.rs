@@ -2,6 +2,7 @@
 
 mod admin;
 mod authenticator;
+mod bus;
 mod challenge;
 mod pages;
 mod support;
