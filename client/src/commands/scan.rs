@@ -1,0 +1,69 @@
+//! Reading a token from a photo or screenshot of the login page's QR code.
+
+use std::path::{Path, PathBuf};
+
+use sesame_proto::UnverifiedToken;
+
+use crate::Error;
+
+/// Images larger than this are refused before decoding, so that a hostile
+/// file cannot make the decoder allocate gigabytes.
+const MAX_PIXELS: u64 = 64_000_000;
+
+/// The text of the first QR code, across `images` in order, that parses as a
+/// Sesame token. Codes that are not tokens (a Wi-Fi password, a URL) are
+/// skipped.
+pub(super) fn token_from_images(images: &[PathBuf]) -> Result<String, Error> {
+    let mut seen = Vec::new();
+    for path in images {
+        for text in qr_texts(path)? {
+            if UnverifiedToken::parse(&text).is_ok() {
+                return Ok(text.trim().to_owned());
+            }
+        }
+        seen.push(path.display().to_string());
+    }
+    Err(Error::NoQrCode(seen.join(", ")))
+}
+
+/// Every QR code that decodes in one image.
+fn qr_texts(path: &Path) -> Result<Vec<String>, Error> {
+    let fail = |reason: String| Error::Image { path: path.to_owned(), reason };
+    let reader = image::ImageReader::open(path)
+        .map_err(|e| fail(e.to_string()))?
+        .with_guessed_format()
+        .map_err(|e| fail(e.to_string()))?;
+    let (width, height) = reader.into_dimensions().map_err(|e| fail(e.to_string()))?;
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(fail(format!("the image is too large ({width}×{height})")));
+    }
+    let image = image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| fail(e.to_string()))?
+        .decode()
+        .map_err(|e| fail(e.to_string()))?
+        .to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare(image);
+    Ok(prepared.detect_grids().into_iter().filter_map(|grid| grid.decode().ok().map(|(_, text)| text)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_a_file_that_is_not_an_image() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("note.png");
+        std::fs::write(&path, b"not an image").expect("write");
+        assert!(matches!(token_from_images(&[path]), Err(Error::Image { .. })));
+    }
+
+    #[test]
+    fn finds_nothing_in_a_blank_image() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("blank.png");
+        image::GrayImage::from_pixel(64, 64, image::Luma([255])).save(&path).expect("save");
+        assert!(matches!(token_from_images(&[path]), Err(Error::NoQrCode(_))));
+    }
+}

@@ -1,0 +1,154 @@
+//! The one error type of the authenticator. Each variant reads as one clear
+//! line after `sesame: `, and has a stable code for `--json` output.
+
+use std::path::PathBuf;
+
+/// Everything that can stop a command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}", token_text(.0))]
+    Token(#[from] sesame_proto::Error),
+    #[error("refusing the plain-HTTP origin {0}: only https:// (or loopback http://) is safe; pass --insecure-http to accept it anyway")]
+    InsecureOrigin(String),
+    #[error("the server key for {origin} has changed since it was pinned on {pinned_at}: someone may be impersonating the server; if the change is genuine, run: sesame unpin {origin}")]
+    PinnedKeyChanged { origin: String, pinned_at: String },
+    #[error("{origin} does not prove its identity: {reason}")]
+    BadIdentity { origin: String, reason: String },
+    #[error("cannot reach {origin}: {reason}")]
+    Unreachable { origin: String, reason: String },
+    #[error("{origin} gave an answer that is not Sesame's ({reason})")]
+    BadResponse { origin: String, reason: String },
+    #[error("{}", rejection_text(.code, .message))]
+    Rejected { code: String, message: String },
+    #[error("the server no longer knows account {account}; remove the local key with: sesame remove {account} --service {service_id} --origin {origin}")]
+    UnknownAccount { account: String, service_id: String, origin: String },
+    #[error("the account name {account} is already taken at {service}; choose another name")]
+    AccountExists { account: String, service: String },
+    #[error("the registration of {account} may or may not have reached the server ({reason}); the key is kept: try sesame login, or sesame remove if it fails")]
+    OutcomeUnknown { account: String, reason: String },
+    #[error("this sign-in request is already {0}: reload the login page to start again")]
+    AlreadyFinal(&'static str),
+    #[error("you have no account at {service} ({origin}) yet; register one with: sesame register TOKEN --name NAME")]
+    NoLocalAccount { service: String, origin: String },
+    #[error("you have several accounts at {service}: {names}; choose one with --account NAME")]
+    AmbiguousAccount { service: String, names: String },
+    #[error("you have no local key for account {account} at {service}; your accounts there: {names}")]
+    UnknownLocalAccount { account: String, service: String, names: String },
+    #[error("you already have a key for account {account} at {service}; log in with: sesame login TOKEN --account {account}")]
+    LocalAccountExists { account: String, service: String },
+    #[error("no local account {account} matches service {service}{}", origin.as_deref().map(|o| format!(" at {o}")).unwrap_or_default())]
+    NoSuchLocalAccount { account: String, service: String, origin: Option<String> },
+    #[error("account {account} exists at several services matching {service}: {origins}; choose one with --origin")]
+    AmbiguousService { account: String, service: String, origins: String },
+    #[error("no server key is pinned for {0}")]
+    NotPinned(String),
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("wrong passphrase")]
+    WrongPassphrase,
+    #[error("the keystore is locked: set SESAME_PASSPHRASE or run in a terminal to type the passphrase")]
+    PassphraseRequired,
+    #[error("the passphrases do not match")]
+    PassphraseMismatch,
+    #[error("{0} needs confirmation: run it in a terminal, or pass --yes")]
+    NeedsConfirmation(&'static str),
+    #[error("{0} needs a terminal to ask what to do; use sesame register, login or deny instead")]
+    NeedsTerminal(&'static str),
+    #[error("cancelled; nothing was sent")]
+    Cancelled,
+    #[error("cannot read {path}: {reason}")]
+    Image { path: PathBuf, reason: String },
+    #[error("no Sesame QR code found in {0}")]
+    NoQrCode(String),
+    #[error("keystore: {0}")]
+    Keystore(String),
+    #[error("keystore {path}: {reason}")]
+    KeystoreFile { path: PathBuf, reason: String },
+    #[error("keystore: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("keystore migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// The stable code of this error in `--json` output. Errors the server
+    /// reported keep the server's code (docs/PROTOCOL.md §7).
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Token(e) => e.code(),
+            Self::InsecureOrigin(_) => "insecure_origin",
+            Self::PinnedKeyChanged { .. } => "pinned_key_changed",
+            Self::BadIdentity { .. } => "bad_server_identity",
+            Self::Unreachable { .. } => "unreachable",
+            Self::BadResponse { .. } => "bad_response",
+            Self::Rejected { code, .. } => code,
+            Self::UnknownAccount { .. } => "unknown_account",
+            Self::AccountExists { .. } => "account_exists",
+            Self::OutcomeUnknown { .. } => "outcome_unknown",
+            Self::AlreadyFinal(_) => "challenge_used",
+            Self::NoLocalAccount { .. } => "no_local_account",
+            Self::AmbiguousAccount { .. } => "ambiguous_account",
+            Self::UnknownLocalAccount { .. } => "unknown_local_account",
+            Self::LocalAccountExists { .. } => "local_account_exists",
+            Self::NoSuchLocalAccount { .. } => "no_such_local_account",
+            Self::AmbiguousService { .. } => "ambiguous_service",
+            Self::NotPinned(_) => "not_pinned",
+            Self::InvalidInput(_) => "invalid_input",
+            Self::WrongPassphrase => "wrong_passphrase",
+            Self::PassphraseRequired => "passphrase_required",
+            Self::PassphraseMismatch => "passphrase_mismatch",
+            Self::NeedsConfirmation(_) => "needs_confirmation",
+            Self::NeedsTerminal(_) => "needs_terminal",
+            Self::Cancelled => "cancelled",
+            Self::Image { .. } => "bad_image",
+            Self::NoQrCode(_) => "no_qr_code",
+            Self::Keystore(_) | Self::KeystoreFile { .. } | Self::Db(_) | Self::Migrate(_) => "keystore",
+            Self::Io(_) => "io",
+        }
+    }
+}
+
+/// Local token errors, with the way out where there is one.
+fn token_text(error: &sesame_proto::Error) -> String {
+    use sesame_proto::Error as E;
+    match error {
+        E::Expired => "the token has expired: reload the login page and try again".into(),
+        E::StaleCode => "the token's code is too old: copy or scan the one the login page shows now".into(),
+        E::BadTokenSignature => "the token's signature is not valid: it was altered or forged".into(),
+        E::NotYetValid => "the token was issued in the future: check this computer's clock".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The server's refusals, by their stable code (docs/PROTOCOL.md §7). The
+/// server's own message is only used for codes this version does not know.
+fn rejection_text(code: &str, message: &str) -> String {
+    match code {
+        "token_expired" | "challenge_expired" => {
+            "the sign-in request has expired: reload the login page and try again".into()
+        }
+        "stale_code" => "the token's code is too old: copy or scan the one the login page shows now".into(),
+        "bad_code" | "bad_token_signature" | "bad_encoding" | "truncated" | "trailing_bytes" => {
+            format!("the server says the token was altered or forged ({code})")
+        }
+        "unknown_signing_key" => {
+            "the server no longer uses the key that signed this token: reload the login page".into()
+        }
+        "wrong_origin" => "the token names another origin than the server it came from".into(),
+        "challenge_used" => "this sign-in request was already used: reload the login page to start again".into(),
+        "unknown_challenge" => "the server does not know this sign-in request: reload the login page".into(),
+        "unknown_service" => "the server no longer has this service".into(),
+        "registration_closed" => "this service does not accept new accounts from this request".into(),
+        "bad_signature" => "the server refused the signature: the local key does not match the account".into(),
+        "rate_limited" => "the server is rate limiting requests: wait a minute and try again".into(),
+        "unavailable" => "the server is temporarily unavailable: try again shortly".into(),
+        _ => format!("the server refused the request: {} ({code})", one_line(message)),
+    }
+}
+
+/// Collapses any line breaks, so that every error stays on one line.
+pub(crate) fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,104 @@
+//! Command-line options. Each `///` doc is that option's `--help`; the code
+//! that acts on them lives in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Sesame's authenticator: holds your keys and approves sign-ins.
+#[derive(Debug, Parser)]
+#[command(name = "sesame", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The keystore file [default: sesame/sesame.db in your data directory]
+    #[arg(long, global = true, env = "SESAME_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Print results (and errors) as JSON on stdout, for scripts
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Accept plain-HTTP origins that are not loopback (unsafe: anyone on
+    /// the network could read and change the traffic)
+    #[arg(long, global = true)]
+    pub insecure_http: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show who is asking, then log in, register, deny or quit
+    Process {
+        /// The token from the login page; read from stdin when absent
+        token: Option<String>,
+    },
+    /// Register a new account with a fresh key
+    Register {
+        /// The token from the login page
+        token: String,
+        /// The account name to register
+        #[arg(long)]
+        name: String,
+        /// Do not ask for confirmation
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Log in with an account you registered before
+    Login {
+        /// The token from the login page
+        token: String,
+        /// The account to log in as [default: your only account at the service]
+        #[arg(long)]
+        account: Option<String>,
+        /// Do not ask for confirmation
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Refuse a sign-in request
+    Deny {
+        /// The token from the login page
+        token: String,
+    },
+    /// Read the token from a photo or screenshot of the QR code (PNG or JPEG)
+    Scan {
+        /// Image files; the first Sesame QR code found is used
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<PathBuf>,
+        /// Register a new account with this name instead of asking
+        #[arg(long, conflicts_with = "account")]
+        name: Option<String>,
+        /// Log in as this account instead of asking
+        #[arg(long)]
+        account: Option<String>,
+        /// Do not ask for confirmation (with --name or --account)
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// List your accounts
+    Accounts,
+    /// Delete the local key of an account (the server keeps the account)
+    Remove {
+        /// The account name
+        account: String,
+        /// The service, by id or by name
+        #[arg(long, value_name = "SERVICE")]
+        service: String,
+        /// The server's origin, when the service name alone is ambiguous
+        #[arg(long)]
+        origin: Option<String>,
+    },
+    /// Set or change the passphrase that encrypts your keys (reads
+    /// SESAME_PASSPHRASE for the current one and SESAME_NEW_PASSPHRASE for
+    /// the new one in scripts)
+    Passphrase,
+    /// Forget the server key pinned for an origin, after you have checked
+    /// that its change is genuine
+    Unpin {
+        /// The origin, e.g. https://login.example.com
+        origin: String,
+    },
+}

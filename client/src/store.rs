@@ -1,0 +1,368 @@
+//! The keystore: one SQLite file holding account keys, pinned server keys and
+//! the passphrase's salt and verifier.
+//!
+//! The file is opened in rollback-journal mode with `secure_delete`, not WAL:
+//! one user runs one command at a time, and a WAL file would keep old copies
+//! of pages, such as a key that was stored before a passphrase was set.
+
+use std::{
+    fs::{self, DirBuilder, OpenOptions},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
+
+use sesame_proto::{AccountKey, AccountName, Origin, ServerPublicKey, ServiceId, ServiceName, UnixTime};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use zeroize::Zeroizing;
+
+use crate::{
+    vault::{account_aad, KdfParams, KdfRecord, Passphrase, SealKey},
+    Error,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/client");
+
+/// An open keystore.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// What unlocking the keystore gives: the key that seals account keys, or
+/// nothing when no passphrase is set.
+#[derive(Debug)]
+pub enum Keyring {
+    Plain,
+    Sealed(SealKey),
+}
+
+/// A server key pinned for an origin.
+#[derive(Debug, Clone)]
+pub struct Pin {
+    pub public_key: ServerPublicKey,
+    pub pinned_at: UnixTime,
+}
+
+/// An account as stored, without its private key.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Account {
+    pub origin: String,
+    pub service_id: String,
+    pub service_name: String,
+    pub name: String,
+    pub public_key: Vec<u8>,
+    pub confirmed: bool,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// Where one account lives: the row's primary key.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot<'a> {
+    pub origin: &'a Origin,
+    pub service_id: &'a ServiceId,
+    pub account: &'a AccountName,
+}
+
+fn secs(time: UnixTime) -> i64 {
+    i64::try_from(time.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Creates the directory (0700) and the file (0600) before SQLite sees them,
+/// so the keys are never readable by other users, not even for a moment.
+fn prepare_file(path: &Path) -> Result<(), Error> {
+    let fail = |e: std::io::Error| Error::KeystoreFile { path: path.to_owned(), reason: e.to_string() };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(fail)?;
+    }
+    match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // A file copied in or made by an older version: take it back to
+            // owner-only rather than leave keys readable by others.
+            let mode = fs::metadata(path).map_err(fail)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(fail)?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(fail(e)),
+    }
+}
+
+impl Store {
+    /// The default keystore: `sesame/sesame.db` in the user's data directory.
+    pub fn default_path() -> Result<PathBuf, Error> {
+        dirs::data_dir()
+            .map(|d| d.join("sesame").join("sesame.db"))
+            .ok_or_else(|| Error::Keystore("no data directory for this user; pass --db PATH".into()))
+    }
+
+    /// Opens (creating if needed) the keystore at `path` and runs its
+    /// migrations.
+    pub async fn open(path: &Path) -> Result<Self, Error> {
+        prepare_file(path)?;
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Delete)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("secure_delete", "ON")
+            .foreign_keys(true);
+        // One connection: a command does one thing at a time, and
+        // transactions must see their own writes.
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Closes the file, so that nothing is left in SQLite's buffers.
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    // ---- pinned server keys -------------------------------------------
+
+    pub async fn pin(&self, origin: &Origin) -> Result<Option<Pin>, Error> {
+        let row: Option<(Vec<u8>, i64)> =
+            sqlx::query_as("SELECT public_key, pinned_at FROM server_pin WHERE origin = ?")
+                .bind(origin.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(key, at)| {
+            let public_key = ServerPublicKey::from_bytes(&key)
+                .map_err(|_| Error::Keystore(format!("the key pinned for {origin} is not valid")))?;
+            Ok(Pin { public_key, pinned_at: UnixTime::from_secs(u64::try_from(at).unwrap_or(0)) })
+        })
+        .transpose()
+    }
+
+    /// Pins `key` for `origin` unless a key is already pinned (another run
+    /// may have pinned one meanwhile), and returns the pin that holds.
+    pub async fn add_pin(&self, origin: &Origin, key: &ServerPublicKey, now: UnixTime) -> Result<Pin, Error> {
+        sqlx::query(
+            "INSERT INTO server_pin (origin, public_key, key_id, pinned_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (origin) DO NOTHING",
+        )
+        .bind(origin.as_str())
+        .bind(key.to_bytes().to_vec())
+        .bind(key.key_id().to_string())
+        .bind(secs(now))
+        .execute(&self.pool)
+        .await?;
+        self.pin(origin).await?.ok_or_else(|| Error::Keystore("the pinned key vanished".into()))
+    }
+
+    /// Forgets the key pinned for `origin`; false if none was.
+    pub async fn unpin(&self, origin: &Origin) -> Result<bool, Error> {
+        let done =
+            sqlx::query("DELETE FROM server_pin WHERE origin = ?").bind(origin.as_str()).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- passphrase ---------------------------------------------------
+
+    async fn kdf_record(&self) -> Result<Option<KdfRecord>, Error> {
+        let row: Option<(Vec<u8>, i64, i64, i64, Vec<u8>)> =
+            sqlx::query_as("SELECT salt, m_cost, t_cost, p_cost, verifier FROM passphrase WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(salt, m, t, p, verifier)| KdfRecord {
+            salt,
+            params: KdfParams {
+                m_cost_kib: u32::try_from(m).unwrap_or(0),
+                t_cost: u32::try_from(t).unwrap_or(0),
+                p_cost: u32::try_from(p).unwrap_or(0),
+            },
+            verifier,
+        }))
+    }
+
+    pub async fn has_passphrase(&self) -> Result<bool, Error> {
+        Ok(self.kdf_record().await?.is_some())
+    }
+
+    /// Unlocks the keystore. `passphrase` is only asked for when one is set;
+    /// a wrong one is refused by the verifier before any key is read.
+    pub async fn unlock(&self, passphrase: impl FnOnce() -> Result<Passphrase, Error>) -> Result<Keyring, Error> {
+        match self.kdf_record().await? {
+            None => Ok(Keyring::Plain),
+            Some(record) => Ok(Keyring::Sealed(SealKey::unlock(&passphrase()?, &record)?)),
+        }
+    }
+
+    /// Sets or changes the passphrase: every account key is re-sealed under
+    /// the new one in a single transaction, so a crash leaves either all old
+    /// or all new. Returns how many keys were re-sealed.
+    pub async fn set_passphrase(&self, current: &Keyring, new: &Passphrase, params: KdfParams) -> Result<usize, Error> {
+        let (key, record) = SealKey::create(new, params)?;
+        // IMMEDIATE takes the write lock up front, so another run cannot slip
+        // a key in between the read and the writes.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows: Vec<(String, String, String, Vec<u8>, bool)> =
+            sqlx::query_as("SELECT origin, service_id, name, secret, sealed FROM account").fetch_all(&mut *tx).await?;
+        for (origin, service_id, name, secret, sealed) in &rows {
+            let aad = account_aad(origin, service_id, name);
+            let seed = open_secret(current, secret, *sealed, &aad)?;
+            sqlx::query("UPDATE account SET secret = ?, sealed = 1 WHERE origin = ? AND service_id = ? AND name = ?")
+                .bind(key.seal(&seed, &aad)?)
+                .bind(origin)
+                .bind(service_id)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO passphrase (id, salt, m_cost, t_cost, p_cost, verifier, set_at) \
+             VALUES (1, ?, ?, ?, ?, ?, unixepoch()) \
+             ON CONFLICT (id) DO UPDATE SET salt = excluded.salt, m_cost = excluded.m_cost, \
+             t_cost = excluded.t_cost, p_cost = excluded.p_cost, verifier = excluded.verifier, set_at = excluded.set_at",
+        )
+        .bind(record.salt)
+        .bind(i64::from(record.params.m_cost_kib))
+        .bind(i64::from(record.params.t_cost))
+        .bind(i64::from(record.params.p_cost))
+        .bind(record.verifier)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        // secure_delete already zeroed the old cells; VACUUM also rewrites
+        // the file so that no free page keeps an old copy.
+        sqlx::query("VACUUM").execute(&self.pool).await?;
+        Ok(rows.len())
+    }
+
+    // ---- account keys -------------------------------------------------
+
+    pub async fn accounts(&self) -> Result<Vec<Account>, Error> {
+        Ok(sqlx::query_as(
+            "SELECT origin, service_id, service_name, name, public_key, confirmed, created_at, last_used_at \
+             FROM account ORDER BY origin, service_name, name",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The accounts at one service, most recently used first.
+    pub async fn accounts_at(&self, origin: &Origin, service_id: &ServiceId) -> Result<Vec<Account>, Error> {
+        Ok(sqlx::query_as(
+            "SELECT origin, service_id, service_name, name, public_key, confirmed, created_at, last_used_at \
+             FROM account WHERE origin = ? AND service_id = ? \
+             ORDER BY coalesce(last_used_at, created_at) DESC, name",
+        )
+        .bind(origin.as_str())
+        .bind(service_id.to_string())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Stores a new key, not yet confirmed by the server. Refuses if the
+    /// slot already holds one (by the primary key, not by a racy look-up).
+    pub async fn insert_unconfirmed(
+        &self,
+        keyring: &Keyring,
+        slot: Slot<'_>,
+        service_name: &ServiceName,
+        key: &AccountKey,
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        let service_id = slot.service_id.to_string();
+        let aad = account_aad(slot.origin.as_str(), &service_id, slot.account.as_str());
+        let seed = key.to_seed();
+        let (secret, sealed) = match keyring {
+            Keyring::Plain => (seed.to_vec(), false),
+            Keyring::Sealed(seal) => (seal.seal(seed.as_ref(), &aad)?, true),
+        };
+        let result = sqlx::query(
+            "INSERT INTO account (origin, service_id, service_name, name, public_key, secret, sealed, confirmed, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+        )
+        .bind(slot.origin.as_str())
+        .bind(&service_id)
+        .bind(service_name.as_str())
+        .bind(slot.account.as_str())
+        .bind(key.public_key().to_bytes().to_vec())
+        .bind(Zeroizing::new(secret).as_slice())
+        .bind(sealed)
+        .bind(secs(now))
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(Error::LocalAccountExists { account: slot.account.to_string(), service: service_name.to_string() })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Marks a key as accepted by the server, and as used now.
+    pub async fn confirm(&self, slot: Slot<'_>, now: UnixTime) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE account SET confirmed = 1, last_used_at = ? WHERE origin = ? AND service_id = ? AND name = ?",
+        )
+        .bind(secs(now))
+        .bind(slot.origin.as_str())
+        .bind(slot.service_id.to_string())
+        .bind(slot.account.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes one account key; false if there was none.
+    pub async fn delete(&self, origin: &str, service_id: &str, account: &str) -> Result<bool, Error> {
+        let done = sqlx::query("DELETE FROM account WHERE origin = ? AND service_id = ? AND name = ?")
+            .bind(origin)
+            .bind(service_id)
+            .bind(account)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The private key of one account.
+    pub async fn key(&self, keyring: &Keyring, slot: Slot<'_>) -> Result<AccountKey, Error> {
+        let service_id = slot.service_id.to_string();
+        let row: Option<(Vec<u8>, bool)> =
+            sqlx::query_as("SELECT secret, sealed FROM account WHERE origin = ? AND service_id = ? AND name = ?")
+                .bind(slot.origin.as_str())
+                .bind(&service_id)
+                .bind(slot.account.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        let (secret, sealed) = row.ok_or_else(|| Error::Keystore(format!("no key for {}", slot.account)))?;
+        let seed = open_secret(
+            keyring,
+            &secret,
+            sealed,
+            &account_aad(slot.origin.as_str(), &service_id, slot.account.as_str()),
+        )?;
+        let seed: &[u8; 32] =
+            seed.as_slice().try_into().map_err(|_| Error::Keystore("an account key has the wrong length".into()))?;
+        Ok(AccountKey::from_seed(seed))
+    }
+
+    /// Shows a notice once per keystore: true the first time `name` is asked.
+    pub async fn first_notice(&self, name: &str, now: UnixTime) -> Result<bool, Error> {
+        let done = sqlx::query("INSERT INTO notice (name, shown_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(secs(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+fn open_secret(keyring: &Keyring, secret: &[u8], sealed: bool, aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+    match (sealed, keyring) {
+        (false, _) => Ok(Zeroizing::new(secret.to_vec())),
+        (true, Keyring::Sealed(seal)) => seal.open(secret, aad),
+        (true, Keyring::Plain) => Err(Error::Keystore("a key is encrypted but no passphrase is set".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests;

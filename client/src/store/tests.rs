@@ -1,0 +1,1 @@
+//! Keystore tests on real files.

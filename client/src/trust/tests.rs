@@ -1,0 +1,1 @@
+//! Token trust tests.

@@ -1,0 +1,187 @@
+//! Talking to the user: prompts, the "who is asking" summary, times, and
+//! results as text or JSON.
+//!
+//! Prompts and the summary go to stderr, so that stdout carries only the
+//! result and stays parseable with `--json`.
+
+use std::{
+    fs::File,
+    io::{self, BufRead, BufReader, IsTerminal, Write},
+    sync::OnceLock,
+};
+
+use sesame_proto::{wire::ChallengeContext, UnixTime};
+use time::{format_description::FormatItem, macros::format_description, OffsetDateTime, UtcOffset};
+
+use crate::{store::Account, vault::Passphrase, Error};
+
+static LOCAL_OFFSET: OnceLock<UtcOffset> = OnceLock::new();
+const TIME_FORMAT: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute]:[second] [offset_hour sign:mandatory]:[offset_minute]");
+
+/// Reads the local time zone. It must run before any other thread starts:
+/// the C library cannot read it safely once threads exist.
+pub fn init_local_offset() {
+    let offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
+    let _ = LOCAL_OFFSET.set(offset);
+}
+
+/// `time` in the local time zone, e.g. `2026-01-01 12:00:00 +01:00`.
+pub fn local_time(time: UnixTime) -> String {
+    let offset = LOCAL_OFFSET.get().copied().unwrap_or(UtcOffset::UTC);
+    OffsetDateTime::from_unix_timestamp(i64::try_from(time.as_secs()).unwrap_or(i64::MAX))
+        .ok()
+        .and_then(|t| t.to_offset(offset).format(TIME_FORMAT).ok())
+        .unwrap_or_else(|| format!("{} (Unix time)", time.as_secs()))
+}
+
+/// How far `then` is from `now`, in words.
+pub fn relative(then: UnixTime, now: UnixTime) -> String {
+    let words = |secs: u64| match secs {
+        0..=89 => format!("{secs} s"),
+        90..=5399 => format!("{} min", (secs + 30) / 60),
+        _ => format!("{} h", (secs + 1800) / 3600),
+    };
+    if then <= now {
+        format!("{} ago", words(now.saturating_since(then)))
+    } else {
+        format!("in {}", words(then.saturating_since(now)))
+    }
+}
+
+pub fn now() -> UnixTime {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    UnixTime::from_secs(secs)
+}
+
+/// Makes text from the network safe to print: control and bidirectional
+/// characters could rewrite the terminal or disguise what is shown.
+pub fn safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let bidi = matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || bidi {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Where answers to prompts come from: the terminal, or nowhere.
+pub struct Console {
+    input: Option<Box<dyn BufRead + Send>>,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console").field("interactive", &self.is_interactive()).finish()
+    }
+}
+
+impl Console {
+    /// Interactive when stdin is a terminal. When stdin was used for the
+    /// token, the controlling terminal answers prompts instead, if the user
+    /// is watching one.
+    pub fn detect(stdin_taken: bool) -> Self {
+        let input: Option<Box<dyn BufRead + Send>> = if !stdin_taken && io::stdin().is_terminal() {
+            Some(Box::new(BufReader::new(io::stdin())))
+        } else if stdin_taken && io::stderr().is_terminal() {
+            File::open("/dev/tty").ok().map(|tty| Box::new(BufReader::new(tty)) as Box<dyn BufRead + Send>)
+        } else {
+            None
+        };
+        Self { input }
+    }
+
+    pub fn is_interactive(&self) -> bool {
+        self.input.is_some()
+    }
+
+    /// Prints `prompt` and reads one trimmed line. End of input cancels.
+    pub fn ask(&mut self, prompt: &str) -> Result<String, Error> {
+        let input = self.input.as_mut().ok_or(Error::Cancelled)?;
+        eprint!("{prompt}");
+        io::stderr().flush()?;
+        let mut line = String::new();
+        if input.read_line(&mut line)? == 0 {
+            eprintln!();
+            return Err(Error::Cancelled);
+        }
+        Ok(line.trim().to_owned())
+    }
+
+    /// Asks a yes/no question; only an explicit yes is yes.
+    pub fn confirm(&mut self, question: &str) -> Result<bool, Error> {
+        let answer = self.ask(&format!("{question} [y/N] "))?;
+        Ok(matches!(answer.to_ascii_lowercase().as_str(), "y" | "yes"))
+    }
+
+    /// The passphrase: `SESAME_PASSPHRASE` for scripts, else typed without
+    /// echo.
+    pub fn passphrase(&self, prompt: &str) -> Result<Passphrase, Error> {
+        if let Ok(text) = std::env::var("SESAME_PASSPHRASE") {
+            return Ok(Passphrase::new(text));
+        }
+        self.typed_secret(prompt)?.ok_or(Error::PassphraseRequired)
+    }
+
+    /// A secret typed at the terminal without echo, or `None` without one.
+    pub fn typed_secret(&self, prompt: &str) -> Result<Option<Passphrase>, Error> {
+        if !self.is_interactive() {
+            return Ok(None);
+        }
+        Ok(Some(Passphrase::new(rpassword::prompt_password(prompt)?)))
+    }
+}
+
+/// Shows who is asking, before anything is signed (docs/PROTOCOL.md §6.2).
+pub fn show_context(context: &ChallengeContext, accounts: &[Account], now: UnixTime) {
+    let names = if accounts.is_empty() {
+        "none yet".to_owned()
+    } else {
+        accounts.iter().map(|a| safe(&a.name)).collect::<Vec<_>>().join(", ")
+    };
+    eprintln!("Sign-in request from {}", safe(&context.origin));
+    eprintln!("  service:       {}", safe(&context.service_name));
+    eprintln!("  browser:       {}", safe(&context.user_agent));
+    eprintln!("  IP address:    {}", safe(&context.ip));
+    eprintln!("  requested at:  {} ({})", local_time(context.requested_at), relative(context.requested_at, now));
+    eprintln!("  expires:       {}", relative(context.expires_at, now));
+    eprintln!("  your accounts: {names}");
+}
+
+/// Prints a command's result: JSON with `--json`, else a sentence.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    pub json: bool,
+}
+
+impl Output {
+    pub fn result(&self, value: &serde_json::Value, text: &str) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{text}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_times_read_naturally() {
+        let now = UnixTime::from_secs(10_000);
+        assert_eq!(relative(UnixTime::from_secs(9_988), now), "12 s ago");
+        assert_eq!(relative(UnixTime::from_secs(9_700), now), "5 min ago");
+        assert_eq!(relative(UnixTime::from_secs(10_240), now), "in 4 min");
+    }
+
+    #[test]
+    fn control_and_bidi_characters_are_not_printed() {
+        assert_eq!(safe("Mozilla\u{1b}[2J\u{202E}x"), "Mozilla\u{FFFD}[2J\u{FFFD}x");
+    }
+}
