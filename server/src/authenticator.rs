@@ -1,9 +1,217 @@
-//! (to be written)
+//! The authenticator's HTTP interface (docs/PROTOCOL.md §5–§7): the server's
+//! identity, "who is asking", and the signed register, login and deny
+//! answers.
+//!
+//! Every answer goes through the same checks in the order of §6.6, so that a
+//! given bad request always gets the same error code, and the challenge is
+//! consumed last, in one conditional UPDATE, after everything that can fail
+//! without writing has been checked.
 
-use axum::Router;
+use axum::{extract::State, routing::get, routing::post, Json, Router};
+use sesame_proto::{
+    wire::{ChallengeContext, ContextRequest, Outcome, ServerKeyInfo, Status},
+    AccountPublicKey, DenyRequest, FreshToken, FreshnessSecret, LoginRequest, RegisterRequest, Token,
+    UnverifiedToken,
+};
 
-use crate::AppState;
+use crate::{
+    challenge::store::{self, ChallengeRow, Final},
+    error::{on_unique_violation, Error, Result},
+    extract::{ApiJson, ClientInfo},
+    AppState,
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/.well-known/sesame", get(server_key))
+        .route("/api/authenticator/context", post(context))
+        .route("/api/authenticator/register", post(register))
+        .route("/api/authenticator/login", post(login))
+        .route("/api/authenticator/deny", post(deny))
+}
+
+async fn server_key(State(state): State<AppState>) -> Json<ServerKeyInfo> {
+    let key = state.identity.public_key();
+    Json(ServerKeyInfo {
+        version: sesame_proto::token::VERSION,
+        origin: state.settings.origin.to_string(),
+        key_id: key.key_id().to_string(),
+        public_key: key.to_base64(),
+    })
+}
+
+/// A token whose signature, origin and lifetime are good, with the challenge
+/// it names.
+struct Checked {
+    token: Token,
+    row: ChallengeRow,
+    secret: FreshnessSecret,
+}
+
+impl Checked {
+    /// The token with its rotating code checked against the challenge's
+    /// secret.
+    fn fresh(&self, state: &AppState) -> Result<FreshToken<'_>> {
+        Ok(self.secret.verify(&self.token, state.clock.now(), state.settings.code_window_secs)?)
+    }
+}
+
+/// §6.6 up to (not including) the challenge state: decoding, key and
+/// signature, origin, lifetime, existence.
+async fn check_token(state: &AppState, text: &str) -> Result<Checked> {
+    let token = UnverifiedToken::parse(text)?.verify(state.identity.public_key())?;
+    let claims = token.claims();
+    if claims.origin != state.settings.origin {
+        return Err(Error::WrongOrigin(claims.origin.to_string()));
+    }
+    token.check_lifetime(state.clock.now(), 0)?;
+    let row = store::current(state, &claims.challenge_id).await?;
+    // Our own signature makes a mismatch impossible unless the service was
+    // deleted and its id reused; treat it as a challenge that is gone.
+    if row.service_id != claims.service_id {
+        return Err(Error::UnknownChallenge);
+    }
+    let secret: [u8; 32] = row
+        .code_secret
+        .as_slice()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("stored code secret has the wrong length"))?;
+    Ok(Checked { token, row, secret: FreshnessSecret::from_bytes(secret) })
+}
+
+/// §6.6 for an answer: the token checks, then the challenge must still be
+/// pending.
+async fn check_answer(state: &AppState, text: &str) -> Result<Checked> {
+    let checked = check_token(state, text).await?;
+    if let Some(refusal) = store::refusal(&checked.row, state.clock.now()) {
+        return Err(refusal);
+    }
+    Ok(checked)
+}
+
+async fn context(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    ApiJson(req): ApiJson<ContextRequest>,
+) -> Result<Json<ChallengeContext>> {
+    state.limits.submissions.check(client.ip)?;
+    let checked = check_token(&state, &req.token).await?;
+    checked.fresh(&state)?;
+    let mut row = checked.row;
+    // A final state is reported, not refused: the authenticator tells the
+    // user the request is over instead of asking them to approve it.
+    if row.status == Status::Pending && store::mark_opened(&state.db, &row.id, state.clock.now()).await? {
+        store::publish(&state, row.id).await;
+        row.hint = "opened".to_owned();
+    }
+    let claims = checked.token.claims();
+    Ok(Json(ChallengeContext {
+        challenge_id: row.id,
+        origin: claims.origin.to_string(),
+        service_id: claims.service_id,
+        service_name: claims.service_name.to_string(),
+        status: row.status,
+        ip: row.ip,
+        user_agent: row.user_agent,
+        requested_at: sesame_proto::UnixTime::from_secs(row.created_at as u64),
+        expires_at: claims.expires_at,
+    }))
+}
+
+async fn register(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> Result<Json<Outcome>> {
+    state.limits.submissions.check(client.ip)?;
+    let checked = check_answer(&state, &req.token).await?;
+    let verified = req.verify(checked.fresh(&state)?)?;
+    if !checked.row.allow_register {
+        return Err(Error::RegistrationClosed);
+    }
+    let id = checked.row.id;
+    let account = verified.account().as_str().to_owned();
+    let now = state.clock.now();
+
+    let mut tx = state.db.pool.begin().await?;
+    if !store::consume(&mut tx, &id, now, &Final::completed("register", account.clone())).await? {
+        tx.rollback().await?;
+        return Err(store::why_not_pending(&state.db, &id, now).await);
+    }
+    let inserted =
+        sqlx::query("INSERT INTO account (service_id, name, public_key, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(checked.row.service_id.to_string())
+            .bind(account.clone())
+            .bind(verified.public_key().to_bytes().to_vec())
+            .bind(now.as_secs() as i64)
+            .execute(&mut *tx)
+            .await;
+    if let Err(e) = inserted {
+        // Rolling back leaves the challenge pending, so the user can pick
+        // another name with the same token.
+        tx.rollback().await?;
+        return Err(on_unique_violation(e, Error::AccountExists));
+    }
+    tx.commit().await?;
+    store::publish(&state, id).await;
+    Ok(Json(Outcome { status: Status::Completed, purpose: Some("register".to_owned()), account: Some(account) }))
+}
+
+async fn login(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Json<Outcome>> {
+    state.limits.submissions.check(client.ip)?;
+    let checked = check_answer(&state, &req.token).await?;
+    let fresh = checked.fresh(&state)?;
+    let account = req.account()?;
+    let service_id = checked.row.service_id.to_string();
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT public_key FROM account WHERE service_id = $1 AND name = $2")
+        .bind(service_id.clone())
+        .bind(account.as_str().to_owned())
+        .fetch_optional(&state.db.pool)
+        .await?
+        .ok_or(Error::UnknownAccount)?;
+    let registered = AccountPublicKey::from_bytes(&stored)
+        .map_err(|_| anyhow::anyhow!("the stored key of an account is not a valid public key"))?;
+    let verified = req.verify(fresh, &registered)?;
+    let name = verified.account().as_str().to_owned();
+    let id = checked.row.id;
+    let now = state.clock.now();
+
+    let mut tx = state.db.pool.begin().await?;
+    if !store::consume(&mut tx, &id, now, &Final::completed("login", name.clone())).await? {
+        tx.rollback().await?;
+        return Err(store::why_not_pending(&state.db, &id, now).await);
+    }
+    let touched = sqlx::query("UPDATE account SET last_login_at = $3 WHERE service_id = $1 AND name = $2")
+        .bind(service_id)
+        .bind(name.clone())
+        .bind(now.as_secs() as i64)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if touched == 0 {
+        // The account was deleted after its key was read.
+        tx.rollback().await?;
+        return Err(Error::UnknownAccount);
+    }
+    tx.commit().await?;
+    store::publish(&state, id).await;
+    Ok(Json(Outcome { status: Status::Completed, purpose: Some("login".to_owned()), account: Some(name) }))
+}
+
+async fn deny(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    ApiJson(req): ApiJson<DenyRequest>,
+) -> Result<Json<Outcome>> {
+    state.limits.submissions.check(client.ip)?;
+    let checked = check_answer(&state, &req.token).await?;
+    req.verify(checked.fresh(&state)?)?;
+    let id = checked.row.id;
+    store::finish(&state.db, &id, state.clock.now(), &Final::denied()).await?;
+    store::publish(&state, id).await;
+    Ok(Json(Outcome { status: Status::Denied, purpose: None, account: None }))
 }

@@ -1,9 +1,162 @@
-//! (to be written)
+//! The login page of each service, its sign-out form, and the static files
+//! the page loads.
+//!
+//! The page is rendered once with a QR code drawn on the server for the
+//! first step; after that `login.js` follows the challenge's event stream and
+//! draws each new QR code in the browser, because drawing one per step per
+//! waiting page on the server would cost a core at scale.
 
-use axum::Router;
+use askama::Template;
+use axum::{
+    extract::{Path, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{Html, IntoResponse, Redirect, Response},
+    routing::{get, post},
+    Router,
+};
+use qrcode::{render::svg, EcLevel, QrCode};
+use sesame_proto::ServiceId;
 
-use crate::AppState;
+use crate::{
+    challenge::{self, cookie, sha256, store, SESSION_COOKIE},
+    error::{Error, Result},
+    extract::ClientInfo,
+    AppState,
+};
+
+/// Static files change only with a new build; a day of caching is plenty and
+/// keeps a redeploy visible soon enough.
+const STATIC_CACHE: &str = "public, max-age=86400";
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/", get(|| async { Redirect::to("/admin") }))
+        .route("/services/{id}", get(login_page))
+        .route("/services/{id}/signout", post(sign_out))
+        .route("/static/login.js", get(|| async { asset("text/javascript; charset=utf-8", LOGIN_JS) }))
+        .route("/static/qrcode.js", get(|| async { asset("text/javascript; charset=utf-8", QRCODE_JS) }))
+        .route("/static/sesame.css", get(|| async { asset("text/css; charset=utf-8", SESAME_CSS) }))
+}
+
+const LOGIN_JS: &str = include_str!("../static/login.js");
+const QRCODE_JS: &str = include_str!("../static/qrcode.js");
+const SESAME_CSS: &str = include_str!("../static/sesame.css");
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static(STATIC_CACHE)),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A waiting login page.
+#[derive(Debug, Template)]
+#[template(path = "login.html")]
+struct LoginView {
+    service_id: String,
+    service_name: String,
+    token: String,
+    /// Inline SVG made by the `qrcode` crate from the token; it holds no
+    /// user data, only rectangles.
+    qr_svg: String,
+    status: String,
+    challenges_url: String,
+    events_url: String,
+    cancel_url: String,
+    session_url: String,
+    expires_at: u64,
+}
+
+/// The page for a browser that already holds a session for the service.
+#[derive(Debug, Template)]
+#[template(path = "signed_in.html")]
+struct SignedInView {
+    service_id: String,
+    service_name: String,
+    account: String,
+}
+
+async fn login_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    client: ClientInfo,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let service_id: ServiceId = id.parse().map_err(|_| Error::UnknownService)?;
+    if let Some(session) = cookie(&headers, SESSION_COOKIE) {
+        let now = state.clock.now();
+        if let Some(account) = store::session_account(&state.db, &service_id, &sha256(session), now).await? {
+            let service_name = store::service_name(&state.db, &service_id).await?;
+            let view = SignedInView { service_id: service_id.to_string(), service_name, account };
+            return Ok(no_store(render(&view)?));
+        }
+    }
+    let issued = challenge::issue(&state, &id, &client, &headers).await?;
+    let cid = issued.id;
+    let view = LoginView {
+        service_id: service_id.to_string(),
+        qr_svg: qr_svg(&issued.token)?,
+        token: issued.token,
+        service_name: issued.service_name,
+        status: challenge::message(sesame_proto::wire::Status::Pending, "outstanding", None),
+        challenges_url: format!("/api/services/{service_id}/challenges"),
+        events_url: format!("/api/challenges/{cid}/events"),
+        cancel_url: format!("/api/challenges/{cid}/cancel"),
+        session_url: format!("/api/challenges/{cid}/session"),
+        expires_at: issued.expires_at.as_secs(),
+    };
+    let mut response = no_store(render(&view)?);
+    response.headers_mut().append(header::SET_COOKIE, issued.binding_cookie);
+    Ok(response)
+}
+
+/// Ends this browser's session at the service and goes back to its page.
+async fn sign_out(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response> {
+    let service_id: ServiceId = id.parse().map_err(|_| Error::UnknownService)?;
+    // SameSite=Lax already keeps the cookie off cross-site POSTs; the Origin
+    // check refuses them outright, for browsers that send it.
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        if origin.as_bytes() != state.settings.origin.as_str().as_bytes() {
+            return Err(Error::CsrfRejected);
+        }
+    }
+    if let Some(session) = cookie(&headers, SESSION_COOKIE) {
+        store::delete_session(&state.db, &sha256(session)).await?;
+    }
+    let clear = challenge::cookie_header(
+        &state,
+        SESSION_COOKIE,
+        "",
+        &format!("SameSite=Lax; Path=/services/{service_id}"),
+        Some(0),
+    )?;
+    let mut response = Redirect::to(&format!("/services/{service_id}")).into_response();
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    response.headers_mut().insert(header::SET_COOKIE, clear);
+    Ok(response)
+}
+
+fn render(view: &impl Template) -> Result<Response> {
+    let html = view.render().map_err(|e| Error::Internal(anyhow::anyhow!("template: {e}")))?;
+    Ok(Html(html).into_response())
+}
+
+/// Pages carry a one-time token and per-browser state: never cache them.
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The token as an inline SVG QR code, level M so that a photo of a screen
+/// still scans.
+fn qr_svg(token: &str) -> Result<String> {
+    let code = QrCode::with_error_correction_level(token.as_bytes(), EcLevel::M)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("cannot make a QR code: {e}")))?;
+    let svg = code.render::<svg::Color<'_>>().min_dimensions(256, 256).quiet_zone(true).build();
+    // Inline SVG in HTML takes no XML declaration.
+    Ok(svg.find("<svg").map_or(svg.clone(), |start| svg[start..].to_owned()))
 }

@@ -1,9 +1,0 @@
-//! (to be written)
-
-use axum::Router;
-
-use crate::AppState;
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-}

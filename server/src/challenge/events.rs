@@ -1,0 +1,163 @@
+//! `GET /api/challenges/{cid}/events`: the waiting page's live feed, as
+//! Server-Sent Events.
+//!
+//! The handler subscribes to the challenge *before* it reads the stored
+//! state, so a result stored in between is either in what it reads or wakes
+//! it afterwards: nothing can be lost. A reconnecting client (with or without
+//! `Last-Event-ID`) simply gets the current state again.
+//!
+//! A waiting stream costs one HMAC per rotation and nothing else: the base
+//! token and the code secret are read once and kept in the stream, and the
+//! database is read again only when the bus says the challenge changed.
+
+use std::{convert::Infallible, time::Duration};
+
+use axum::{
+    extract::{Path, State},
+    http::HeaderMap,
+    response::sse::{Event, KeepAlive, Sse},
+};
+use futures_util::{stream, Stream, StreamExt as _};
+use serde::Serialize;
+use sesame_proto::{BaseToken, FreshnessSecret, UnixTime};
+
+use super::{store, StatusView};
+use crate::{bus::Subscription, error::Result, AppState};
+
+/// Keep-alive comments keep proxies from closing an idle stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+pub async fn handler(
+    State(state): State<AppState>,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    // The binding check reads the row once; the subscription comes next and
+    // the state is read again after it, which is the order that matters.
+    let row = super::for_browser(&state, &cid, &headers).await?;
+    let subscription = state.bus.subscribe(row.id).await?;
+    let row = store::current(&state, &row.id).await?;
+    let view = StatusView::of(&row);
+
+    let mut first = vec![status_event(&view)];
+    let watch = if view.status.is_final() {
+        None
+    } else {
+        let base = BaseToken::from_stored(row.base_token.clone(), state.identity.public_key())?;
+        let secret: [u8; 32] = row
+            .code_secret
+            .as_slice()
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("stored code secret has the wrong length"))?;
+        let secret = FreshnessSecret::from_bytes(secret);
+        let step = base.step_at(state.clock.now());
+        first.push(token_event(&base, &secret, step));
+        Some(Watch { state, subscription, base, secret, step, last: view })
+    };
+    let stream = stream::iter(first.into_iter().map(Ok)).chain(stream::unfold(watch, |watch| async move {
+        let mut watch = watch?;
+        let (event, done) = watch.next().await;
+        Some((Ok(event), if done { None } else { Some(watch) }))
+    }));
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+/// One pending challenge being watched.
+struct Watch {
+    state: AppState,
+    subscription: Subscription,
+    base: BaseToken,
+    secret: FreshnessSecret,
+    /// The step of the last token sent.
+    step: u32,
+    /// The last status sent.
+    last: StatusView,
+}
+
+impl Watch {
+    /// Waits for the next thing worth telling the page. Returns the event and
+    /// whether the stream ends after it.
+    async fn next(&mut self) -> (Event, bool) {
+        loop {
+            let now = self.state.clock.now();
+            let claims = self.base.claims();
+            let rotation = u64::from(claims.rotation_secs);
+            let next_step_at = claims.issued_at.as_secs() + (u64::from(self.step) + 1) * rotation;
+            let expires_at = claims.expires_at;
+            tokio::select! {
+                () = self.subscription.changed() => {
+                    if let Some(done) = self.reread().await {
+                        return done;
+                    }
+                }
+                () = sleep_until(now, UnixTime::from_secs(next_step_at)) => {
+                    let step = self.base.step_at(self.state.clock.now());
+                    // The clock may not have reached the step yet (whole
+                    // seconds); then just wait again.
+                    if step > self.step && UnixTime::from_secs(next_step_at) < expires_at {
+                        self.step = step;
+                        return (token_event(&self.base, &self.secret, step), false);
+                    }
+                }
+                () = sleep_until(now, expires_at) => {
+                    if let Some(done) = self.reread().await {
+                        return done;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the stored state (expiring it if due) and returns a status event
+    /// if it differs from the last one sent.
+    async fn reread(&mut self) -> Option<(Event, bool)> {
+        let id = self.base.claims().challenge_id;
+        let view = match store::current(&self.state, &id).await {
+            Ok(row) => StatusView::of(&row),
+            Err(e) => {
+                // A database hiccup: the page keeps its last state and the
+                // next notice or tick tries again.
+                tracing::warn!(challenge = %id, error = %e, "cannot read a watched challenge");
+                return None;
+            }
+        };
+        if view == self.last {
+            return None;
+        }
+        let event = status_event(&view);
+        let done = view.status.is_final();
+        self.last = view;
+        Some((event, done))
+    }
+}
+
+/// Sleeps until the clock should read `at`. The clock has whole seconds, so
+/// a wake-up may come up to a second early; callers re-check the time. A
+/// floor of a quarter second keeps that re-check from spinning.
+async fn sleep_until(now: UnixTime, at: UnixTime) {
+    let secs = at.saturating_since(now);
+    tokio::time::sleep(Duration::from_secs(secs).max(Duration::from_millis(250))).await;
+}
+
+#[derive(Debug, Serialize)]
+struct TokenData<'a> {
+    token: &'a str,
+    step: u32,
+}
+
+fn token_event(base: &BaseToken, secret: &FreshnessSecret, step: u32) -> Event {
+    let token = base.at_step(secret, step);
+    Event::default()
+        .event("token")
+        .id(format!("token-{step}"))
+        .json_data(TokenData { token: &token, step })
+        .expect("token data serialises")
+}
+
+fn status_event(view: &StatusView) -> Event {
+    Event::default()
+        .event("status")
+        .id(format!("status-{}-{}", view.status.as_str(), view.hint))
+        .json_data(view)
+        .expect("status data serialises")
+}

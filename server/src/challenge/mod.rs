@@ -1,0 +1,284 @@
+//! Challenges as the browser and the relying party see them: issuing one,
+//! following its status, cancelling it and redeeming it for a session.
+//!
+//! Every route but the first needs the binding cookie of the browser that
+//! asked for the challenge: the token alone (which anyone looking at the
+//! screen may have) never lets someone watch or redeem a sign-in.
+
+pub mod events;
+pub mod store;
+
+use axum::{
+    extract::{Path, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine as _};
+use rand::{rngs::OsRng, RngCore as _};
+use serde::Serialize;
+use sesame_proto::{
+    wire::Status, BaseToken, ChallengeId, FreshnessSecret, Nonce, ServiceId, ServiceName, TokenClaims, UnixTime,
+};
+use sha2::{Digest as _, Sha256};
+
+use crate::{
+    error::{Error, Result},
+    extract::ClientInfo,
+    AppState,
+};
+use store::ChallengeRow;
+
+/// The cookie that binds a challenge to the browser that asked for it.
+pub const BINDING_COOKIE: &str = "sesame_browser";
+/// The cookie that holds a service's session, scoped to its login page.
+pub const SESSION_COOKIE: &str = "sesame_session";
+/// How long a session lasts.
+pub const SESSION_SECS: i64 = 24 * 60 * 60;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/services/{id}/challenges", post(create_handler))
+        .route("/api/challenges/{cid}", get(status_handler))
+        .route("/api/challenges/{cid}/events", get(events::handler))
+        .route("/api/challenges/{cid}/cancel", post(cancel_handler))
+        .route("/api/challenges/{cid}/session", post(session_handler))
+}
+
+/// A freshly issued challenge, for the API answer and the login page.
+#[derive(Debug)]
+pub struct Issued {
+    pub id: ChallengeId,
+    pub service_id: ServiceId,
+    pub service_name: String,
+    pub base: BaseToken,
+    /// The full token text at the current step.
+    pub token: String,
+    pub expires_at: UnixTime,
+    /// The `Set-Cookie` value for the binding cookie.
+    pub binding_cookie: HeaderValue,
+}
+
+/// Issues a challenge for `service_id` to the browser that sent `headers`.
+/// The login page and the JSON API both come through here.
+pub async fn issue(state: &AppState, service_id: &str, client: &ClientInfo, headers: &HeaderMap) -> Result<Issued> {
+    let service_id: ServiceId = service_id.parse().map_err(|_| Error::UnknownService)?;
+    // The limit comes before any database work, so a flood costs little.
+    state.limits.challenges.check(client.ip)?;
+    let service_name = store::service_name(&state.db, &service_id).await?;
+    let name = ServiceName::parse(&service_name)
+        .map_err(|_| Error::Internal(anyhow::anyhow!("service {service_id} has a name the protocol cannot carry")))?;
+
+    // A browser keeps its binding secret across challenges, so several tabs
+    // of one browser can each follow their own sign-in.
+    let binding = cookie(headers, BINDING_COOKIE).filter(|v| well_formed_secret(v)).map_or_else(new_secret, str::to_owned);
+    let binding_hash = sha256(&binding);
+
+    let now = state.clock.now();
+    let expires_at = now.saturating_add(state.settings.challenge_ttl_secs);
+    let id = ChallengeId::random(&mut OsRng);
+    let claims = TokenClaims {
+        origin: state.settings.origin.clone(),
+        service_id,
+        service_name: name,
+        challenge_id: id,
+        nonce: Nonce::random(&mut OsRng),
+        issued_at: now,
+        expires_at,
+        rotation_secs: state.settings.rotation_secs,
+    };
+    let base = state.identity.key().issue(claims)?;
+    let secret = FreshnessSecret::generate(&mut OsRng);
+    store::insert(
+        &state.db,
+        &store::NewChallenge {
+            id,
+            service_id,
+            base_token: base.as_str(),
+            code_secret: secret.as_bytes(),
+            binding_hash: &binding_hash,
+            ip: &client.ip.to_string(),
+            user_agent: &client.user_agent,
+            created_at: now.as_secs() as i64,
+            expires_at: expires_at.as_secs() as i64,
+        },
+    )
+    .await?;
+    let token = base.at_step(&secret, 0);
+    let binding_cookie = cookie_header(state, BINDING_COOKIE, &binding, "SameSite=Strict; Path=/", None)?;
+    Ok(Issued { id, service_id, service_name, base, token, expires_at, binding_cookie })
+}
+
+#[derive(Debug, Serialize)]
+struct Created {
+    challenge_id: ChallengeId,
+    token: String,
+    status_url: String,
+    events_url: String,
+    expires_at: u64,
+}
+
+async fn create_handler(
+    State(state): State<AppState>,
+    Path(service_id): Path<String>,
+    client: ClientInfo,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let issued = issue(&state, &service_id, &client, &headers).await?;
+    let origin = &state.settings.origin;
+    let body = Created {
+        challenge_id: issued.id,
+        token: issued.token,
+        status_url: format!("{origin}/api/challenges/{}", issued.id),
+        events_url: format!("{origin}/api/challenges/{}/events", issued.id),
+        expires_at: issued.expires_at.as_secs(),
+    };
+    Ok((
+        StatusCode::CREATED,
+        [(header::SET_COOKIE, issued.binding_cookie), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Json(body),
+    )
+        .into_response())
+}
+
+/// What the status URL and the `status` events say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusView {
+    pub status: Status,
+    pub hint: String,
+    pub message: String,
+    pub account: Option<String>,
+    pub purpose: Option<String>,
+}
+
+impl StatusView {
+    pub fn of(row: &ChallengeRow) -> Self {
+        let account = if row.status == Status::Completed { row.account.clone() } else { None };
+        Self {
+            status: row.status,
+            hint: row.hint.clone(),
+            message: message(row.status, &row.hint, account.as_deref()),
+            purpose: if row.status == Status::Completed { row.purpose.clone() } else { None },
+            account,
+        }
+    }
+}
+
+/// The plain-language line the page shows for each state (PROTOCOL.md §8).
+pub fn message(status: Status, hint: &str, account: Option<&str>) -> String {
+    match (status, hint) {
+        (Status::Pending, "opened") => {
+            "Your authenticator has the request. Check the details there and approve.".to_owned()
+        }
+        (Status::Pending, _) => "Scan the QR code or paste the token into your Sesame authenticator.".to_owned(),
+        (Status::Completed, _) => format!("Signed in as {}.", account.unwrap_or_default()),
+        (Status::Denied, _) => "The sign-in was refused in the authenticator.".to_owned(),
+        (Status::Expired, _) => "The request timed out. Start again.".to_owned(),
+        (Status::Cancelled, _) => "You cancelled the sign-in.".to_owned(),
+    }
+}
+
+/// Loads the challenge for the browser that started it, and no other.
+pub async fn for_browser(state: &AppState, cid: &str, headers: &HeaderMap) -> Result<ChallengeRow> {
+    let binding = cookie(headers, BINDING_COOKIE).ok_or(Error::BindingRequired)?;
+    let id: ChallengeId = cid.parse().map_err(|_| Error::UnknownChallenge)?;
+    let row = store::current(state, &id).await?;
+    // Digests of 256-bit secrets: comparing them leaks nothing useful.
+    if row.binding_hash != sha256(binding) {
+        return Err(Error::WrongBrowser);
+    }
+    Ok(row)
+}
+
+async fn status_handler(
+    State(state): State<AppState>,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let row = for_browser(&state, &cid, &headers).await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(StatusView::of(&row))).into_response())
+}
+
+async fn cancel_handler(
+    State(state): State<AppState>,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<StatusView>> {
+    let row = for_browser(&state, &cid, &headers).await?;
+    let now = state.clock.now();
+    store::finish(&state.db, &row.id, now, &store::Final::cancelled()).await?;
+    store::publish(&state, row.id).await;
+    Ok(Json(StatusView::of(&store::load(&state.db, &row.id).await?)))
+}
+
+#[derive(Debug, Serialize)]
+struct SessionView {
+    account: String,
+    service_id: ServiceId,
+    service_name: String,
+}
+
+async fn session_handler(
+    State(state): State<AppState>,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let row = for_browser(&state, &cid, &headers).await?;
+    let now = state.clock.now();
+    let session = new_secret();
+    let row = store::redeem(&state.db, &row.id, now, &sha256(&session), now.as_secs() as i64 + SESSION_SECS).await?;
+    let service_name = store::service_name(&state.db, &row.service_id).await?;
+    let path = format!("Path=/services/{}", row.service_id);
+    let cookie = cookie_header(&state, SESSION_COOKIE, &session, &format!("SameSite=Lax; {path}"), Some(SESSION_SECS))?;
+    let body = SessionView { account: row.account.unwrap_or_default(), service_id: row.service_id, service_name };
+    Ok(([(header::SET_COOKIE, cookie), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body))
+        .into_response())
+}
+
+/// The value of cookie `name`, from any `Cookie` header.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A `Set-Cookie` value: always HttpOnly, `Secure` on an HTTPS origin.
+pub fn cookie_header(
+    state: &AppState,
+    name: &str,
+    value: &str,
+    attributes: &str,
+    max_age: Option<i64>,
+) -> Result<HeaderValue> {
+    let mut text = format!("{name}={value}; HttpOnly; {attributes}");
+    if let Some(secs) = max_age {
+        text.push_str(&format!("; Max-Age={secs}"));
+    }
+    if state.settings.secure_cookies() {
+        text.push_str("; Secure");
+    }
+    HeaderValue::from_str(&text).map_err(|e| Error::Internal(anyhow::anyhow!("bad cookie header: {e}")))
+}
+
+/// 32 random bytes, base64url: a binding or session cookie value.
+pub fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    B64.encode(bytes)
+}
+
+/// Only values this server could have made are reused; anything else is
+/// replaced, so a planted cookie cannot be an odd-looking string.
+fn well_formed_secret(value: &str) -> bool {
+    value.len() == 43 && B64.decode(value).is_ok_and(|b| b.len() == 32)
+}
+
+pub fn sha256(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}

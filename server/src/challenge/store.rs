@@ -1,0 +1,363 @@
+//! Challenge storage: every query that reads or moves a challenge lives here,
+//! so the browser API, the login page and the authenticator API share one
+//! set of state transitions.
+//!
+//! A challenge leaves `pending` only through a conditional UPDATE
+//! (`… WHERE status = 'pending'`), so of any number of racing transitions
+//! exactly one wins, on SQLite and PostgreSQL alike. Each transaction starts
+//! with that write (see `db.rs` for why this matters on SQLite).
+
+use sesame_proto::{wire::Status, ChallengeId, ServiceId, UnixTime};
+use sqlx::{any::AnyRow, AnyConnection, Row as _};
+
+use crate::{
+    db::Db,
+    error::{Error, Result},
+};
+
+/// A challenge row as stored.
+#[derive(Clone)]
+pub struct ChallengeRow {
+    pub id: ChallengeId,
+    pub service_id: ServiceId,
+    pub base_token: String,
+    pub code_secret: Vec<u8>,
+    pub binding_hash: Vec<u8>,
+    pub allow_register: bool,
+    pub ip: String,
+    pub user_agent: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub status: Status,
+    pub hint: String,
+    pub purpose: Option<String>,
+    pub account: Option<String>,
+    pub redeemed_at: Option<i64>,
+}
+
+impl std::fmt::Debug for ChallengeRow {
+    // The code secret and the binding hash stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChallengeRow")
+            .field("id", &self.id)
+            .field("service_id", &self.service_id)
+            .field("status", &self.status)
+            .field("hint", &self.hint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChallengeRow {
+    /// Pending in the table, but past its expiry: it only waits for someone
+    /// to write down that it expired.
+    pub fn is_overdue(&self, now: UnixTime) -> bool {
+        self.status == Status::Pending && now.as_secs() as i64 >= self.expires_at
+    }
+
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        let corrupt = |what: &str| Error::Internal(anyhow::anyhow!("stored challenge has a corrupt {what}"));
+        let id: String = row.try_get("id")?;
+        let service_id: String = row.try_get("service_id")?;
+        let status: String = row.try_get("status")?;
+        Ok(Self {
+            id: id.parse().map_err(|_| corrupt("id"))?,
+            service_id: service_id.parse().map_err(|_| corrupt("service id"))?,
+            base_token: row.try_get("base_token")?,
+            code_secret: row.try_get("code_secret")?,
+            binding_hash: row.try_get("binding_hash")?,
+            allow_register: row.try_get("allow_register")?,
+            ip: row.try_get("ip")?,
+            user_agent: row.try_get("user_agent")?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+            status: Status::parse(&status).ok_or_else(|| corrupt("status"))?,
+            hint: row.try_get("hint")?,
+            purpose: row.try_get("purpose")?,
+            account: row.try_get("account")?,
+            redeemed_at: row.try_get("redeemed_at")?,
+        })
+    }
+}
+
+/// What a new challenge row holds.
+#[derive(Debug)]
+pub struct NewChallenge<'a> {
+    pub id: ChallengeId,
+    pub service_id: ServiceId,
+    pub base_token: &'a str,
+    pub code_secret: &'a [u8; 32],
+    pub binding_hash: &'a [u8; 32],
+    pub ip: &'a str,
+    pub user_agent: &'a str,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// A final state and what it records.
+#[derive(Debug, Clone)]
+pub struct Final {
+    pub status: Status,
+    pub hint: &'static str,
+    pub purpose: Option<&'static str>,
+    pub account: Option<String>,
+    /// The `kind` of the sign-in event row.
+    pub kind: &'static str,
+}
+
+impl Final {
+    pub fn completed(purpose: &'static str, account: String) -> Self {
+        Self { status: Status::Completed, hint: purpose, purpose: Some(purpose), account: Some(account), kind: purpose }
+    }
+
+    pub fn denied() -> Self {
+        Self { status: Status::Denied, hint: "user_denied", purpose: None, account: None, kind: "denied" }
+    }
+
+    pub fn cancelled() -> Self {
+        Self { status: Status::Cancelled, hint: "user_cancel", purpose: None, account: None, kind: "cancelled" }
+    }
+}
+
+const COLUMNS: &str = "id, service_id, base_token, code_secret, binding_hash, allow_register, ip, user_agent, \
+                       created_at, expires_at, status, hint, purpose, account, redeemed_at";
+
+/// The name of a service, or `unknown_service`.
+pub async fn service_name(db: &Db, id: &ServiceId) -> Result<String> {
+    sqlx::query_scalar("SELECT name FROM service WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&db.pool)
+        .await?
+        .ok_or(Error::UnknownService)
+}
+
+pub async fn insert(db: &Db, new: &NewChallenge<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO challenge (id, service_id, base_token, code_secret, binding_hash, allow_register, ip, user_agent, \
+         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(new.id.to_string())
+    .bind(new.service_id.to_string())
+    .bind(new.base_token.to_owned())
+    .bind(new.code_secret.to_vec())
+    .bind(new.binding_hash.to_vec())
+    .bind(true)
+    .bind(new.ip.to_owned())
+    .bind(new.user_agent.to_owned())
+    .bind(new.created_at)
+    .bind(new.expires_at)
+    .execute(&db.pool)
+    .await
+    // The service was deleted between the lookup and the insert.
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownService,
+        _ => Error::Database(e),
+    })?;
+    Ok(())
+}
+
+/// The stored row, exactly as it is.
+pub async fn load(db: &Db, id: &ChallengeId) -> Result<ChallengeRow> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM challenge WHERE id = $1"))
+        .bind(id.to_string())
+        .fetch_optional(&db.pool)
+        .await?
+        .ok_or(Error::UnknownChallenge)?;
+    ChallengeRow::from_row(&row)
+}
+
+/// The row as it is at `now`: a pending challenge past its expiry is first
+/// moved to `expired` (and that is published), so every reader agrees.
+pub async fn current(state: &crate::AppState, id: &ChallengeId) -> Result<ChallengeRow> {
+    let now = state.clock.now();
+    let row = load(&state.db, id).await?;
+    if !row.is_overdue(now) {
+        return Ok(row);
+    }
+    if expire(&state.db, id, now).await? {
+        publish(state, *id).await;
+    }
+    load(&state.db, id).await
+}
+
+/// Records that `id` expired, if it is still pending and past its time.
+/// Returns whether this call made the change.
+pub async fn expire(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<bool> {
+    let now = now.as_secs() as i64;
+    let mut tx = db.pool.begin().await?;
+    let done = sqlx::query(
+        "UPDATE challenge SET status = 'expired', hint = 'expired', finished_at = $2 \
+         WHERE id = $1 AND status = 'pending' AND expires_at <= $2",
+    )
+    .bind(id.to_string())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if done == 1 {
+        record_event(&mut tx, id, "expired", now).await?;
+    }
+    tx.commit().await?;
+    Ok(done == 1)
+}
+
+/// Moves a pending, unexpired challenge to `outcome` inside the caller's
+/// transaction, and records the sign-in event. Returns false when the
+/// challenge was not pending or had expired: nothing was written then.
+///
+/// This must be the first statement of the transaction.
+pub async fn consume(conn: &mut AnyConnection, id: &ChallengeId, now: UnixTime, outcome: &Final) -> Result<bool> {
+    let now = now.as_secs() as i64;
+    let done = sqlx::query(
+        "UPDATE challenge SET status = $2, hint = $3, purpose = $4, account = $5, finished_at = $6 \
+         WHERE id = $1 AND status = 'pending' AND expires_at > $6",
+    )
+    .bind(id.to_string())
+    .bind(outcome.status.as_str())
+    .bind(outcome.hint)
+    .bind(outcome.purpose)
+    .bind(outcome.account.clone())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if done == 1 {
+        record_event(conn, id, outcome.kind, now).await?;
+    }
+    Ok(done == 1)
+}
+
+/// Moves a challenge to a final state on its own (deny, cancel), or explains
+/// why it could not: `challenge_used` or `challenge_expired`.
+pub async fn finish(db: &Db, id: &ChallengeId, now: UnixTime, outcome: &Final) -> Result<()> {
+    let mut tx = db.pool.begin().await?;
+    if consume(&mut tx, id, now, outcome).await? {
+        tx.commit().await?;
+        return Ok(());
+    }
+    tx.rollback().await?;
+    Err(why_not_pending(db, id, now).await)
+}
+
+/// The error for a challenge that a conditional update did not find pending.
+pub async fn why_not_pending(db: &Db, id: &ChallengeId, now: UnixTime) -> Error {
+    match load(db, id).await {
+        Ok(row) => refusal(&row, now).unwrap_or(Error::ChallengeExpired),
+        Err(e) => e,
+    }
+}
+
+/// Why an answer to this challenge can no longer be taken, if it cannot.
+pub fn refusal(row: &ChallengeRow, now: UnixTime) -> Option<Error> {
+    match row.status {
+        Status::Expired => Some(Error::ChallengeExpired),
+        Status::Pending if row.is_overdue(now) => Some(Error::ChallengeExpired),
+        Status::Pending => None,
+        other => Some(Error::ChallengeFinished(other)),
+    }
+}
+
+/// Marks a pending challenge as seen by an authenticator. Returns whether the
+/// hint changed (only then is there something to publish).
+pub async fn mark_opened(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE challenge SET hint = 'opened' WHERE id = $1 AND status = 'pending' AND hint = 'outstanding' \
+         AND expires_at > $2",
+    )
+    .bind(id.to_string())
+    .bind(now.as_secs() as i64)
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    Ok(done == 1)
+}
+
+/// Turns a completed challenge into a session, once. `session_hash` is the
+/// SHA-256 of the session cookie's value.
+pub async fn redeem(
+    db: &Db,
+    id: &ChallengeId,
+    now: UnixTime,
+    session_hash: &[u8; 32],
+    session_expires_at: i64,
+) -> Result<ChallengeRow> {
+    let now = now.as_secs() as i64;
+    let mut tx = db.pool.begin().await?;
+    let done = sqlx::query(
+        "UPDATE challenge SET redeemed_at = $2 WHERE id = $1 AND status = 'completed' AND redeemed_at IS NULL",
+    )
+    .bind(id.to_string())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if done == 0 {
+        tx.rollback().await?;
+        let row = load(db, id).await?;
+        return Err(if row.status == Status::Completed { Error::AlreadyRedeemed } else { Error::NotCompleted });
+    }
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM challenge WHERE id = $1"))
+        .bind(id.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+    let row = ChallengeRow::from_row(&row)?;
+    let account = row.account.clone().ok_or_else(|| anyhow::anyhow!("a completed challenge has no account"))?;
+    sqlx::query("INSERT INTO session (id_hash, service_id, account, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(session_hash.to_vec())
+        .bind(row.service_id.to_string())
+        .bind(account)
+        .bind(now)
+        .bind(session_expires_at)
+        .execute(&mut *tx)
+        .await
+        // The account was deleted after it signed in: there is nobody to
+        // give a session to, and the challenge stays unredeemed.
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownAccount,
+            _ => Error::Database(e),
+        })?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// The account a live session cookie belongs to, at this service.
+pub async fn session_account(
+    db: &Db,
+    service_id: &ServiceId,
+    session_hash: &[u8; 32],
+    now: UnixTime,
+) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("SELECT account FROM session WHERE id_hash = $1 AND service_id = $2 AND expires_at > $3")
+        .bind(session_hash.to_vec())
+        .bind(service_id.to_string())
+        .bind(now.as_secs() as i64)
+        .fetch_optional(&db.pool)
+        .await?)
+}
+
+pub async fn delete_session(db: &Db, session_hash: &[u8; 32]) -> Result<()> {
+    sqlx::query("DELETE FROM session WHERE id_hash = $1").bind(session_hash.to_vec()).execute(&db.pool).await?;
+    Ok(())
+}
+
+/// Copies who asked (ip, user agent) from the challenge row, so the event
+/// log describes the requesting browser, not the authenticator.
+async fn record_event(conn: &mut AnyConnection, id: &ChallengeId, kind: &str, at: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO sign_in_event (service_id, challenge_id, kind, account, ip, user_agent, at) \
+         SELECT service_id, id, $2, account, ip, user_agent, $3 FROM challenge WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .bind(kind.to_owned())
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Tells the waiting streams. The stored state is the truth, so a failed
+/// publish is only logged: pollers and reconnecting streams still see it.
+pub async fn publish(state: &crate::AppState, id: ChallengeId) {
+    if let Err(e) = state.bus.publish(id).await {
+        tracing::warn!(challenge = %id, error = %e, "could not publish a challenge change");
+    }
+}

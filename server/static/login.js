@@ -1,0 +1,159 @@
+// Sesame login page: follows the challenge's event stream, redraws the token
+// and its QR code at each step, and turns a completed sign-in into a session.
+// Loaded from /static so the page's CSP can forbid inline scripts.
+(function () {
+  "use strict";
+
+  var root = document.getElementById("login");
+  if (!root || !root.dataset.eventsUrl) {
+    return; // the signed-in page has nothing to follow
+  }
+
+  var els = {
+    status: document.getElementById("status"),
+    token: document.getElementById("token"),
+    qr: document.getElementById("qr"),
+    copy: document.getElementById("copy"),
+    cancel: document.getElementById("cancel"),
+    restart: document.getElementById("restart"),
+    waiting: document.getElementById("waiting"),
+    signedIn: document.getElementById("signed-in"),
+    account: document.getElementById("account-name"),
+  };
+
+  var current = {
+    eventsUrl: root.dataset.eventsUrl,
+    cancelUrl: root.dataset.cancelUrl,
+    sessionUrl: root.dataset.sessionUrl,
+  };
+  var source = null;
+  var finished = false;
+
+  function setStatus(text, tone) {
+    els.status.textContent = text;
+    els.status.className = "status" + (tone ? " " + tone : "");
+  }
+
+  function drawQr(text) {
+    // Level M, like the server's first drawing; type 0 picks the size.
+    var qr = qrcode(0, "M");
+    qr.addData(text);
+    qr.make();
+    els.qr.innerHTML = qr.createSvgTag({ cellSize: 4, margin: 16, scalable: true });
+  }
+
+  function showToken(text) {
+    els.token.textContent = text;
+    drawQr(text);
+  }
+
+  function stop() {
+    if (source) {
+      source.close();
+      source = null;
+    }
+  }
+
+  function follow() {
+    stop();
+    finished = false;
+    source = new EventSource(current.eventsUrl);
+    source.addEventListener("token", function (e) {
+      var data = JSON.parse(e.data);
+      showToken(data.token);
+    });
+    source.addEventListener("status", function (e) {
+      onStatus(JSON.parse(e.data));
+    });
+    source.onerror = function () {
+      // EventSource reconnects by itself; the server then sends the current
+      // state again. Once the sign-in is over there is nothing to resume.
+      if (finished) {
+        stop();
+      }
+    };
+  }
+
+  function onStatus(view) {
+    switch (view.status) {
+      case "pending":
+        setStatus(view.message, "");
+        return;
+      case "completed":
+        finished = true;
+        stop();
+        setStatus(view.message, "ok");
+        redeem();
+        return;
+      default: // denied, expired, cancelled
+        finished = true;
+        stop();
+        setStatus(view.message, "bad");
+        els.cancel.hidden = true;
+        els.restart.hidden = false;
+        els.qr.classList.add("spent");
+        els.token.classList.add("spent");
+    }
+  }
+
+  function post(url) {
+    return fetch(url, { method: "POST", credentials: "same-origin" }).then(function (response) {
+      return response.json().then(function (body) {
+        if (!response.ok) {
+          throw new Error(body.message || "The request failed.");
+        }
+        return body;
+      });
+    });
+  }
+
+  function redeem() {
+    post(current.sessionUrl)
+      .then(function (session) {
+        els.account.textContent = session.account;
+        els.waiting.hidden = true;
+        els.signedIn.hidden = false;
+      })
+      .catch(function (err) {
+        setStatus(err.message, "bad");
+      });
+  }
+
+  function restart() {
+    post(root.dataset.challengesUrl)
+      .then(function (created) {
+        var id = created.challenge_id;
+        current.eventsUrl = "/api/challenges/" + id + "/events";
+        current.cancelUrl = "/api/challenges/" + id + "/cancel";
+        current.sessionUrl = "/api/challenges/" + id + "/session";
+        showToken(created.token);
+        els.qr.classList.remove("spent");
+        els.token.classList.remove("spent");
+        els.restart.hidden = true;
+        els.cancel.hidden = false;
+        setStatus("Scan the QR code or paste the token into your Sesame authenticator.", "");
+        follow();
+      })
+      .catch(function (err) {
+        setStatus(err.message, "bad");
+      });
+  }
+
+  els.copy.addEventListener("click", function () {
+    var text = els.token.textContent;
+    if (navigator.clipboard) {
+      navigator.clipboard.writeText(text).then(function () {
+        els.copy.textContent = "Copied";
+        setTimeout(function () { els.copy.textContent = "Copy token"; }, 1500);
+      });
+    }
+  });
+  els.cancel.addEventListener("click", function () {
+    post(current.cancelUrl).then(onStatus).catch(function (err) {
+      setStatus(err.message, "bad");
+    });
+  });
+  els.restart.addEventListener("click", restart);
+
+  follow();
+})();
