@@ -1,14 +1,35 @@
-//! (to be written)
+//! The admin side: services and their accounts, as a JSON API for scripts
+//! (bearer token) and a web page for people (session cookie and CSRF token).
+//!
+//! Both go through the same queries in `store`, so they cannot drift apart.
+
+mod api;
+mod pages;
+mod session;
+mod store;
 
 use axum::Router;
+use sesame_proto::ServiceName;
 
 use crate::{AppState, Config};
 
+/// The name of the service created by `--demo`.
+const DEMO_SERVICE: &str = "Demo";
+
 pub fn router() -> Router<AppState> {
-    Router::new()
+    Router::new().merge(api::router()).merge(pages::router())
 }
 
-/// Start-up work of the admin side (the demo service, for one).
-pub async fn on_start(_state: &AppState, _config: &Config) -> anyhow::Result<()> {
+/// Start-up work of the admin side: with `--demo`, a "Demo" service to try
+/// the sign-in with, created once and reused on every later start.
+pub async fn on_start(state: &AppState, config: &Config) -> anyhow::Result<()> {
+    if config.demo {
+        let name = ServiceName::parse(DEMO_SERVICE).expect("the demo service name is valid");
+        let now = state.clock.now().as_secs() as i64;
+        let id = store::ensure_service(&state.db, &name, false, now)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot create the demo service: {e}"))?;
+        println!("Demo service login page: {}", store::login_url(&state.settings.origin, &id));
+    }
     Ok(())
 }

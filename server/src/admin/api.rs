@@ -1,0 +1,170 @@
+//! The admin JSON API, for scripts: `Authorization: Bearer <admin token>`,
+//! JSON in and out, errors as `{"error", "message"}`.
+
+use axum::{
+    extract::{rejection::PathRejection, FromRequestParts, Path, State},
+    http::{header, request::Parts, StatusCode},
+    routing::{delete, get},
+    Json, Router,
+};
+use serde::{Deserialize, Serialize};
+use sesame_proto::ServiceName;
+use tracing::instrument;
+
+use super::store;
+use crate::{
+    error::{Error, Result},
+    extract::{ApiJson, ClientInfo},
+    AppState,
+};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/api/services", get(list_services).post(create_service))
+        .route("/admin/api/services/{id}", delete(delete_service))
+        .route("/admin/api/services/{id}/accounts", get(list_accounts))
+        .route("/admin/api/services/{id}/accounts/{name}", delete(delete_account))
+        .route("/admin/api/services/{id}/events", get(list_events))
+}
+
+/// Proof that the request carried the admin bearer token.
+#[derive(Debug)]
+pub(crate) struct AdminAuth(());
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = Error;
+
+    #[instrument(skip_all)]
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if presented.is_some_and(|token| state.admin_token.matches(token)) {
+            return Ok(Self(()));
+        }
+        // Only failures count against the address, so that a script using
+        // the right token is never slowed down, while guessing a short
+        // operator-chosen token is.
+        let client = ClientInfo::from_request_parts(parts, state).await?;
+        state.limits.submissions.check(client.ip)?;
+        Err(Error::AdminAuthRequired)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateService {
+    name: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ServiceJson {
+    id: String,
+    name: String,
+    login_url: String,
+}
+
+#[derive(Debug, Serialize)]
+struct AccountJson {
+    name: String,
+    created_at: String,
+    last_login_at: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct EventJson {
+    kind: String,
+    account: Option<String>,
+    ip: String,
+    user_agent: String,
+    at: String,
+}
+
+fn service_json(state: &AppState, service: store::Service) -> ServiceJson {
+    let login_url = store::login_url(&state.settings.origin, &service.id);
+    ServiceJson { id: service.id, name: service.name, login_url }
+}
+
+/// Path segments that do not decode (bad percent-encoding) get our JSON
+/// error, not axum's plain text.
+fn path<T>(extracted: Result<Path<T>, PathRejection>) -> Result<T> {
+    extracted.map(|Path(value)| value).map_err(|_| Error::bad_request("invalid_path", "the URL path is malformed"))
+}
+
+async fn create_service(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateService>,
+) -> Result<(StatusCode, Json<ServiceJson>)> {
+    let name = ServiceName::parse(&body.name)?;
+    let service = store::create_service(&state.db, &name, state.clock.now().as_secs() as i64).await?;
+    tracing::info!(id = %service.id, "service created");
+    Ok((StatusCode::CREATED, Json(service_json(&state, service))))
+}
+
+async fn list_services(_: AdminAuth, State(state): State<AppState>) -> Result<Json<Vec<ServiceJson>>> {
+    let services = store::list_services(&state.db).await?;
+    Ok(Json(services.into_iter().map(|s| service_json(&state, s)).collect()))
+}
+
+async fn delete_service(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode> {
+    let id = path(id)?;
+    store::delete_service(&state.db, &id).await?;
+    tracing::info!(%id, "service deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_accounts(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Vec<AccountJson>>> {
+    let accounts = store::list_accounts(&state.db, &path(id)?).await?;
+    Ok(Json(
+        accounts
+            .into_iter()
+            .map(|a| AccountJson {
+                name: a.name,
+                created_at: store::rfc3339(a.created_at),
+                last_login_at: a.last_login_at.map(store::rfc3339),
+            })
+            .collect(),
+    ))
+}
+
+async fn delete_account(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    ids: Result<Path<(String, String)>, PathRejection>,
+) -> Result<StatusCode> {
+    let (id, name) = path(ids)?;
+    store::delete_account(&state.db, &id, &name).await?;
+    tracing::info!(service = %id, "account deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_events(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Vec<EventJson>>> {
+    let events = store::recent_events(&state.db, &path(id)?).await?;
+    Ok(Json(
+        events
+            .into_iter()
+            .map(|e| EventJson {
+                kind: e.kind,
+                account: e.account,
+                ip: e.ip,
+                user_agent: e.user_agent,
+                at: store::rfc3339(e.at),
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,409 @@
+//! The admin web page: sign-in, the list of services, and one service's
+//! accounts and sign-in events.
+//!
+//! Every change is a POST form carrying the session's CSRF token, refused
+//! when the browser says it comes from another origin, and answered with a
+//! 303 back to a page (post/redirect/get), so reloading never repeats it.
+//! Notices after a redirect travel as fixed codes in the query string, never
+//! as text, so a crafted link cannot put words on the admin page.
+
+use askama::Template;
+use axum::{
+    extract::{
+        rejection::{FormRejection, PathRejection, QueryRejection},
+        Path, Query, State,
+    },
+    http::{header, HeaderMap, StatusCode},
+    response::{AppendHeaders, Html, IntoResponse, Redirect, Response},
+    routing::{get, post},
+    Form, Router,
+};
+use serde::Deserialize;
+use sesame_proto::ServiceName;
+
+use super::{
+    session::{self, AdminSession, PRE_SESSION_COOKIE, PRE_SESSION_SECS, SESSION_COOKIE},
+    store,
+};
+use crate::{
+    error::{Error, LoggedError},
+    extract::ClientInfo,
+    AppState,
+};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(index))
+        .route("/admin/signin", post(sign_in))
+        .route("/admin/signout", post(sign_out))
+        .route("/admin/services", post(create_service))
+        .route("/admin/services/{id}", get(service_page))
+        .route("/admin/services/{id}/delete", post(delete_service))
+        .route("/admin/services/{id}/accounts/delete", post(delete_account))
+}
+
+type PageResult = Result<Response, PageError>;
+
+/// An [`Error`] shown as an HTML page, with the status the JSON API would use.
+#[derive(Debug)]
+pub(crate) struct PageError(Error);
+
+impl<E: Into<Error>> From<E> for PageError {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/error.html")]
+struct ErrorView {
+    status: u16,
+    message: String,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        // The variant's own text is safe to show: internal details live only
+        // in `LoggedError`, which the JSON response carries for the log.
+        let message = match &self.0 {
+            Error::Database(sqlx::Error::PoolTimedOut) => Error::Unavailable.to_string(),
+            other => other.to_string(),
+        };
+        let json = self.0.into_response();
+        let status = json.status();
+        let view = ErrorView { status: status.as_u16(), message };
+        let body = view.render().unwrap_or_else(|_| "The admin page could not be shown.".to_owned());
+        let mut response = (status, no_store(), Html(body)).into_response();
+        if let Some(logged) = json.extensions().get::<LoggedError>() {
+            response.extensions_mut().insert(logged.clone());
+        }
+        response
+    }
+}
+
+/// Admin pages show secrets (CSRF tokens) and private data: never cache them.
+fn no_store() -> [(header::HeaderName, &'static str); 1] {
+    [(header::CACHE_CONTROL, "no-store")]
+}
+
+fn render(status: StatusCode, view: &impl Template) -> PageResult {
+    let body = view.render().map_err(|e| Error::Internal(anyhow::anyhow!("template: {e}")))?;
+    Ok((status, no_store(), Html(body)).into_response())
+}
+
+fn now(state: &AppState) -> i64 {
+    state.clock.now().as_secs() as i64
+}
+
+/// Form bodies that do not parse get a plain 400 page, not axum's text.
+fn form<T>(extracted: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
+    match extracted {
+        Ok(Form(value)) => Ok(value),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Error::PayloadTooLarge.into()),
+        Err(_) => Err(Error::bad_request("invalid_form", "the form was incomplete or malformed; reload the page").into()),
+    }
+}
+
+fn path<T>(extracted: Result<Path<T>, PathRejection>) -> Result<T, PageError> {
+    extracted
+        .map(|Path(value)| value)
+        .map_err(|_| Error::bad_request("invalid_path", "the URL path is malformed").into())
+}
+
+/// The session behind a form, after the origin check; a POST without one is
+/// told to sign in.
+async fn form_session(state: &AppState, headers: &HeaderMap) -> Result<AdminSession, PageError> {
+    session::check_origin(&state.settings, headers)?;
+    AdminSession::find(&state.db, headers, now(state)).await?.ok_or(PageError(Error::AdminAuthRequired))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Notice {
+    done: Option<String>,
+    error: Option<String>,
+}
+
+impl Notice {
+    fn from(query: Result<Query<Notice>, QueryRejection>) -> Self {
+        query.map(|Query(n)| n).unwrap_or_default()
+    }
+
+    fn done(&self) -> Option<&'static str> {
+        match self.done.as_deref()? {
+            "created" => Some("Service created."),
+            "service_deleted" => Some("Service deleted, with its accounts and sign-in history."),
+            "account_deleted" => Some("Account deleted."),
+            _ => None,
+        }
+    }
+
+    fn error(&self) -> Option<&'static str> {
+        match self.error.as_deref()? {
+            "service_exists" => Some("A service with that name already exists."),
+            "invalid_service_name" => Some(
+                "A service name is 1 to 64 bytes, without control characters or spaces at either end.",
+            ),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/signin.html")]
+struct SignInView {
+    csrf: String,
+    error: Option<&'static str>,
+}
+
+/// The sign-in form, with its double-submit cookie. A browser that already
+/// has a well-formed cookie keeps it, so two open tabs both work.
+fn sign_in_page(state: &AppState, headers: &HeaderMap, status: StatusCode, error: Option<&'static str>) -> PageResult {
+    let csrf = session::cookie(headers, PRE_SESSION_COOKIE)
+        .filter(|c| session::well_formed(c))
+        .map_or_else(session::random_secret, str::to_owned);
+    let cookie = session::set_cookie(&state.settings, PRE_SESSION_COOKIE, &csrf, PRE_SESSION_SECS);
+    let page = render(status, &SignInView { csrf, error })?;
+    Ok(([(header::SET_COOKIE, cookie)], page).into_response())
+}
+
+#[derive(Debug)]
+struct ServiceItem {
+    id: String,
+    name: String,
+    login_url: String,
+    accounts: i64,
+}
+
+#[derive(Template)]
+#[template(path = "admin/services.html")]
+struct ServicesView {
+    csrf: String,
+    done: Option<&'static str>,
+    error: Option<&'static str>,
+    services: Vec<ServiceItem>,
+}
+
+async fn index(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<Notice>, QueryRejection>,
+) -> PageResult {
+    let Some(session) = AdminSession::find(&state.db, &headers, now(&state)).await? else {
+        return sign_in_page(&state, &headers, StatusCode::OK, None);
+    };
+    let notice = Notice::from(query);
+    let services = store::list_services(&state.db)
+        .await?
+        .into_iter()
+        .map(|s| ServiceItem {
+            login_url: store::login_url(&state.settings.origin, &s.id),
+            id: s.id,
+            name: s.name,
+            accounts: s.accounts,
+        })
+        .collect();
+    let view = ServicesView {
+        csrf: session.csrf_token().to_owned(),
+        done: notice.done(),
+        error: notice.error(),
+        services,
+    };
+    render(StatusCode::OK, &view)
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    token: String,
+}
+
+async fn sign_in(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    headers: HeaderMap,
+    body: Result<Form<SignInForm>, FormRejection>,
+) -> PageResult {
+    session::check_origin(&state.settings, &headers)?;
+    let body = form(body)?;
+    let cookie = session::cookie(&headers, PRE_SESSION_COOKIE).unwrap_or_default();
+    if cookie.is_empty() || !session::same_secret(cookie, &body.csrf) {
+        return Err(Error::CsrfRejected.into());
+    }
+    if state.limits.submissions.check(client.ip).is_err() {
+        return sign_in_page(
+            &state,
+            &headers,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("Too many attempts from this address. Wait a minute and try again."),
+        );
+    }
+    if !state.admin_token.matches(body.token.trim()) {
+        tracing::info!(ip = %client.ip, "admin sign-in refused");
+        return sign_in_page(&state, &headers, StatusCode::UNAUTHORIZED, Some("That is not the admin token."));
+    }
+    let (value, _) = AdminSession::create(&state.db, now(&state)).await?;
+    tracing::info!(ip = %client.ip, "admin signed in");
+    let set = AppendHeaders([
+        (header::SET_COOKIE, session::set_cookie(&state.settings, SESSION_COOKIE, &value, 12 * 60 * 60)),
+        (header::SET_COOKIE, session::set_cookie(&state.settings, PRE_SESSION_COOKIE, "", 0)),
+    ]);
+    Ok((set, Redirect::to("/admin")).into_response())
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Form<CsrfForm>, FormRejection>,
+) -> PageResult {
+    let session = form_session(&state, &headers).await?;
+    session.check_csrf(&form(body)?.csrf)?;
+    session.end(&state.db).await?;
+    let clear = session::set_cookie(&state.settings, SESSION_COOKIE, "", 0);
+    Ok(([(header::SET_COOKIE, clear)], Redirect::to("/admin")).into_response())
+}
+
+#[derive(Deserialize)]
+struct CreateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+async fn create_service(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Form<CreateForm>, FormRejection>,
+) -> PageResult {
+    let session = form_session(&state, &headers).await?;
+    let body = form(body)?;
+    session.check_csrf(&body.csrf)?;
+    let Ok(name) = ServiceName::parse(&body.name) else {
+        return Ok(Redirect::to("/admin?error=invalid_service_name").into_response());
+    };
+    match store::create_service(&state.db, &name, now(&state)).await {
+        Ok(service) => {
+            tracing::info!(id = %service.id, "service created");
+            Ok(Redirect::to("/admin?done=created").into_response())
+        }
+        Err(Error::ServiceNameTaken) => Ok(Redirect::to("/admin?error=service_exists").into_response()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn delete_service(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Form<CsrfForm>, FormRejection>,
+) -> PageResult {
+    let session = form_session(&state, &headers).await?;
+    session.check_csrf(&form(body)?.csrf)?;
+    let id = path(id)?;
+    store::delete_service(&state.db, &id).await?;
+    tracing::info!(%id, "service deleted");
+    Ok(Redirect::to("/admin?done=service_deleted").into_response())
+}
+
+#[derive(Deserialize)]
+struct AccountForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// The account name travels in the form, not the URL, so names with `/`,
+/// `?` or `#` need no URL encoding.
+async fn delete_account(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Form<AccountForm>, FormRejection>,
+) -> PageResult {
+    let session = form_session(&state, &headers).await?;
+    let body = form(body)?;
+    session.check_csrf(&body.csrf)?;
+    let id = path(id)?;
+    store::delete_account(&state.db, &id, &body.name).await?;
+    tracing::info!(service = %id, "account deleted");
+    Ok(Redirect::to(&format!("/admin/services/{id}?done=account_deleted")).into_response())
+}
+
+#[derive(Debug)]
+struct AccountItem {
+    name: String,
+    created_at: String,
+    last_login_at: String,
+}
+
+#[derive(Debug)]
+struct EventItem {
+    kind: String,
+    account: String,
+    ip: String,
+    user_agent: String,
+    at: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/service.html")]
+struct ServiceView {
+    csrf: String,
+    done: Option<&'static str>,
+    id: String,
+    name: String,
+    login_url: String,
+    accounts: Vec<AccountItem>,
+    events: Vec<EventItem>,
+}
+
+async fn service_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<Notice>, QueryRejection>,
+) -> PageResult {
+    let Some(session) = AdminSession::find(&state.db, &headers, now(&state)).await? else {
+        return Ok(Redirect::to("/admin").into_response());
+    };
+    let service = store::service(&state.db, &path(id)?).await?;
+    let accounts = store::list_accounts(&state.db, &service.id)
+        .await?
+        .into_iter()
+        .map(|a| AccountItem {
+            name: a.name,
+            created_at: store::rfc3339(a.created_at),
+            last_login_at: a.last_login_at.map_or_else(|| "never".to_owned(), store::rfc3339),
+        })
+        .collect();
+    let events = store::recent_events(&state.db, &service.id)
+        .await?
+        .into_iter()
+        .map(|e| EventItem {
+            kind: e.kind,
+            account: e.account.unwrap_or_default(),
+            ip: e.ip,
+            user_agent: e.user_agent,
+            at: store::rfc3339(e.at),
+        })
+        .collect();
+    let view = ServiceView {
+        csrf: session.csrf_token().to_owned(),
+        done: Notice::from(query).done(),
+        login_url: store::login_url(&state.settings.origin, &service.id),
+        id: service.id,
+        name: service.name,
+        accounts,
+        events,
+    };
+    render(StatusCode::OK, &view)
+}

@@ -1,0 +1,189 @@
+//! The admin side's SQL: services, their accounts and their sign-in events.
+//!
+//! The JSON API and the web page both go through these functions, so the two
+//! can never disagree about what a service is or what deleting one removes.
+
+use rand::rngs::OsRng;
+use sesame_proto::{AccountName, ServiceId, ServiceName};
+use sqlx::Row as _;
+use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+
+use crate::{
+    db::Db,
+    error::{on_unique_violation, Error, Result},
+};
+
+/// A service as operators see it. The built-in "Sesame admin" service is
+/// never one of these: it is part of the server, not something to manage.
+#[derive(Debug, Clone)]
+pub(crate) struct Service {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) accounts: i64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Account {
+    pub(crate) name: String,
+    pub(crate) created_at: i64,
+    pub(crate) last_login_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Event {
+    pub(crate) kind: String,
+    pub(crate) account: Option<String>,
+    pub(crate) ip: String,
+    pub(crate) user_agent: String,
+    pub(crate) at: i64,
+}
+
+/// How many sign-in events a service's page and the API show.
+pub(crate) const RECENT_EVENTS: i64 = 100;
+
+/// Creates a service. The name's UNIQUE constraint decides conflicts, so two
+/// admins racing for one name get one 201 and one 409, never two services.
+pub(crate) async fn create_service(db: &Db, name: &ServiceName, now: i64) -> Result<Service> {
+    let id = ServiceId::random(&mut OsRng).to_string();
+    sqlx::query("INSERT INTO service (id, name, builtin, created_at) VALUES ($1, $2, FALSE, $3)")
+        .bind(&id)
+        .bind(name.as_str())
+        .bind(now)
+        .execute(&db.pool)
+        .await
+        .map_err(|e| on_unique_violation(e, Error::ServiceNameTaken))?;
+    Ok(Service { id, name: name.as_str().to_owned(), accounts: 0 })
+}
+
+/// Every managed service, oldest first (ties broken by name, since times are
+/// whole seconds).
+pub(crate) async fn list_services(db: &Db) -> Result<Vec<Service>> {
+    let rows = sqlx::query(
+        "SELECT s.id, s.name, (SELECT COUNT(*) FROM account a WHERE a.service_id = s.id) AS accounts \
+         FROM service s WHERE NOT s.builtin ORDER BY s.created_at, s.name",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|row| Ok(Service { id: row.try_get(0)?, name: row.try_get(1)?, accounts: row.try_get(2)? }))
+        .collect()
+}
+
+/// One managed service; `UnknownService` for a malformed id, a missing one,
+/// or the built-in one.
+pub(crate) async fn service(db: &Db, id: &str) -> Result<Service> {
+    let id = parse_id(id)?;
+    let row = sqlx::query(
+        "SELECT s.id, s.name, (SELECT COUNT(*) FROM account a WHERE a.service_id = s.id) AS accounts \
+         FROM service s WHERE s.id = $1 AND NOT s.builtin",
+    )
+    .bind(&id)
+    .fetch_optional(&db.pool)
+    .await?
+    .ok_or(Error::UnknownService)?;
+    Ok(Service { id: row.try_get(0)?, name: row.try_get(1)?, accounts: row.try_get(2)? })
+}
+
+/// Deletes a service. Its accounts, challenges, sessions and events go with
+/// it through `ON DELETE CASCADE`, in the same statement, so nothing is left
+/// half-deleted.
+pub(crate) async fn delete_service(db: &Db, id: &str) -> Result<()> {
+    let id = parse_id(id)?;
+    let done = sqlx::query("DELETE FROM service WHERE id = $1 AND NOT builtin").bind(&id).execute(&db.pool).await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::UnknownService);
+    }
+    Ok(())
+}
+
+/// A service's accounts, oldest first.
+pub(crate) async fn list_accounts(db: &Db, service_id: &str) -> Result<Vec<Account>> {
+    let service = service(db, service_id).await?;
+    let rows = sqlx::query(
+        "SELECT name, created_at, last_login_at FROM account WHERE service_id = $1 ORDER BY created_at, name",
+    )
+    .bind(&service.id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Account { name: row.try_get(0)?, created_at: row.try_get(1)?, last_login_at: row.try_get(2)? })
+        })
+        .collect()
+}
+
+/// Deletes one account; its sessions go with it (`ON DELETE CASCADE`).
+pub(crate) async fn delete_account(db: &Db, service_id: &str, name: &str) -> Result<()> {
+    let service = service(db, service_id).await?;
+    // A name that could never have been registered cannot exist either.
+    let name = AccountName::parse(name).map_err(|_| Error::UnknownAccount)?;
+    let done = sqlx::query("DELETE FROM account WHERE service_id = $1 AND name = $2")
+        .bind(&service.id)
+        .bind(name.as_str())
+        .execute(&db.pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::UnknownAccount);
+    }
+    Ok(())
+}
+
+/// A service's most recent sign-in events, newest first.
+pub(crate) async fn recent_events(db: &Db, service_id: &str) -> Result<Vec<Event>> {
+    let service = service(db, service_id).await?;
+    let rows = sqlx::query(
+        "SELECT kind, account, ip, user_agent, at FROM sign_in_event WHERE service_id = $1 \
+         ORDER BY at DESC, id DESC LIMIT $2",
+    )
+    .bind(&service.id)
+    .bind(RECENT_EVENTS)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Event {
+                kind: row.try_get(0)?,
+                account: row.try_get(1)?,
+                ip: row.try_get(2)?,
+                user_agent: row.try_get(3)?,
+                at: row.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+/// Creates the service `name` unless it exists, and returns its id. Used at
+/// start-up, where several instances may race: `ON CONFLICT DO NOTHING` lets
+/// one insert win and all of them then read the same row.
+pub(crate) async fn ensure_service(db: &Db, name: &ServiceName, builtin: bool, now: i64) -> Result<String> {
+    let candidate = ServiceId::random(&mut OsRng).to_string();
+    sqlx::query("INSERT INTO service (id, name, builtin, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING")
+        .bind(&candidate)
+        .bind(name.as_str())
+        .bind(builtin)
+        .bind(now)
+        .execute(&db.pool)
+        .await?;
+    let id: String =
+        sqlx::query_scalar("SELECT id FROM service WHERE name = $1").bind(name.as_str()).fetch_one(&db.pool).await?;
+    Ok(id)
+}
+
+/// The login page of a service.
+pub(crate) fn login_url(origin: &sesame_proto::Origin, id: &str) -> String {
+    format!("{origin}/services/{id}")
+}
+
+/// Unix seconds as an RFC 3339 UTC time, e.g. `2026-01-01T00:00:00Z`.
+pub(crate) fn rfc3339(secs: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| secs.to_string())
+}
+
+/// Ids in paths must be canonical (32 lowercase hex digits); anything else
+/// names no service.
+fn parse_id(text: &str) -> Result<String> {
+    text.parse::<ServiceId>().map(|id| id.to_string()).map_err(|_| Error::UnknownService)
+}
