@@ -1,0 +1,441 @@
+//! Fixed keys, times and tokens, and every invalid case derived from them.
+//!
+//! The same cases feed the named tests in `properties.rs` and the data file
+//! `shared/vectors/protocol.json`, so the file another implementation checks
+//! itself against is exactly what this crate is tested with.
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+use ed25519_dalek::Signer as _;
+use sesame_proto::{
+    token::PREFIX, AccountKey, AccountName, BaseToken, ChallengeId, DenyRequest, Error, FreshnessSecret, LoginRequest,
+    Nonce, Origin, RegisterRequest, ServerKey, ServerPublicKey, ServiceId, ServiceName, Token, TokenClaims, UnixTime,
+    UnverifiedToken,
+};
+
+pub(crate) const ISSUED_AT: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+pub(crate) const NOW: u64 = ISSUED_AT + 10;
+pub(crate) const WINDOW: u64 = 30;
+pub(crate) const ROTATION: u8 = 3;
+
+pub(crate) fn seed(label: u8) -> [u8; 32] {
+    std::array::from_fn(|i| label.wrapping_mul(31).wrapping_add(i as u8))
+}
+
+pub(crate) fn server_key() -> ServerKey {
+    ServerKey::from_seed(&seed(1))
+}
+
+pub(crate) fn other_server_key() -> ServerKey {
+    ServerKey::from_seed(&seed(2))
+}
+
+pub(crate) fn code_secret() -> FreshnessSecret {
+    FreshnessSecret::from_bytes(seed(3))
+}
+
+pub(crate) fn account_key() -> AccountKey {
+    AccountKey::from_seed(&seed(4))
+}
+
+pub(crate) fn claims(service_id: u8, service_name: &str) -> TokenClaims {
+    TokenClaims {
+        origin: Origin::parse("https://login.example.com").unwrap(),
+        service_id: ServiceId([service_id; 16]),
+        service_name: ServiceName::parse(service_name).unwrap(),
+        challenge_id: ChallengeId([0xc1; 16]),
+        nonce: Nonce([0x5a; 16]),
+        issued_at: UnixTime::from_secs(ISSUED_AT),
+        expires_at: UnixTime::from_secs(ISSUED_AT + 300),
+        rotation_secs: ROTATION,
+    }
+}
+
+pub(crate) fn base_token() -> BaseToken {
+    server_key().issue(claims(0xa1, "Example Mail")).unwrap()
+}
+
+/// The token as the page shows it at `NOW` (step 3).
+pub(crate) fn token_text() -> String {
+    let base = base_token();
+    base.at_step(&code_secret(), base.step_at(UnixTime::from_secs(NOW)))
+}
+
+pub(crate) fn token() -> Token {
+    UnverifiedToken::parse(&token_text()).unwrap().verify(&server_key().public_key()).unwrap()
+}
+
+/// Everything a server checks about a token, in the order it checks.
+pub(crate) fn check_token(text: &str, key: &ServerPublicKey, now: u64) -> Result<Token, Error> {
+    let now = UnixTime::from_secs(now);
+    let token = UnverifiedToken::parse(text)?.verify(key)?;
+    token.check_lifetime(now, 0)?;
+    code_secret().verify(&token, now, WINDOW)?;
+    Ok(token)
+}
+
+pub(crate) struct TokenCase {
+    pub(crate) name: &'static str,
+    pub(crate) description: &'static str,
+    pub(crate) token: String,
+    pub(crate) now: u64,
+    pub(crate) error: Error,
+}
+
+fn split(text: &str) -> (Vec<u8>, String) {
+    let (base, fresh) = text.strip_prefix(PREFIX).unwrap().split_once('.').unwrap();
+    (URL_SAFE_NO_PAD.decode(base).unwrap(), fresh.to_owned())
+}
+
+fn join(base: &[u8], fresh: &str) -> String {
+    format!("{PREFIX}{}.{fresh}", URL_SAFE_NO_PAD.encode(base))
+}
+
+/// Signs `body` the way a server does, with `key`'s seed.
+fn sign_body(body: &[u8], key_seed: &[u8; 32]) -> Vec<u8> {
+    let key = ed25519_dalek::SigningKey::from_bytes(key_seed);
+    let signature = key.sign(&[b"sesame/1/token\0".as_slice(), body].concat());
+    [body, &signature.to_bytes()].concat()
+}
+
+pub(crate) fn token_cases() -> Vec<TokenCase> {
+    let text = token_text();
+    let (base, fresh) = split(&text);
+    let body = &base[..base.len() - 64];
+    let name_at = body.len() - "Example Mail".len();
+    let mut cases = Vec::new();
+    let mut case = |name, description, token: String, now, error| {
+        cases.push(TokenCase { name, description, token, now, error });
+    };
+
+    let mut tampered = base.clone();
+    tampered[name_at] ^= 0x01; // "Example Mail" -> "Dxample Mail"
+    case(
+        "tampered_service_name",
+        "one bit of the service name flipped",
+        join(&tampered, &fresh),
+        NOW,
+        Error::BadTokenSignature,
+    );
+
+    let mut tampered = base.clone();
+    tampered[58] ^= 0x80; // first byte of service_id
+    case("tampered_service_id", "the service id changed", join(&tampered, &fresh), NOW, Error::BadTokenSignature);
+
+    let mut bad_sig = base.clone();
+    let last = bad_sig.len() - 1;
+    bad_sig[last] ^= 0x01;
+    case(
+        "tampered_signature",
+        "one bit of the signature flipped",
+        join(&bad_sig, &fresh),
+        NOW,
+        Error::BadTokenSignature,
+    );
+
+    let other = other_server_key().issue(claims(0xa1, "Example Mail")).unwrap();
+    case(
+        "other_server_key",
+        "signed by another server's key (different key id)",
+        other.at_step(&code_secret(), 3),
+        NOW,
+        Error::UnknownSigningKey,
+    );
+
+    let forged = sign_body(body, &seed(2));
+    case(
+        "forged_with_our_key_id",
+        "names this server's key id but is signed by another key",
+        join(&forged, &fresh),
+        NOW,
+        Error::BadTokenSignature,
+    );
+
+    case("expired", "presented at expires_at", text.clone(), ISSUED_AT + 300, Error::Expired);
+
+    case("not_yet_valid", "presented before issued_at", text.clone(), ISSUED_AT - 1, Error::NotYetValid);
+
+    let base_token = base_token();
+    case(
+        "stale_code",
+        "the step-0 code presented 31 s after it was shown",
+        base_token.at_step(&code_secret(), 0),
+        ISSUED_AT + 31,
+        Error::StaleCode,
+    );
+
+    case(
+        "code_under_other_secret",
+        "a code computed with another challenge secret",
+        base_token.at_step(&FreshnessSecret::from_bytes(seed(9)), 3),
+        NOW,
+        Error::BadCode,
+    );
+
+    case(
+        "future_code",
+        "a genuine code for a step not yet reached",
+        base_token.at_step(&code_secret(), 10),
+        NOW,
+        Error::BadCode,
+    );
+
+    case(
+        "truncated_body",
+        "the signed part cut by one byte",
+        join(&base[..base.len() - 1], &fresh),
+        NOW,
+        Error::Truncated,
+    );
+
+    case("missing_code", "no code part", format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(&base)), NOW, Error::Truncated);
+
+    case("short_code", "a 13-byte code part", join(&base, &URL_SAFE_NO_PAD.encode([0u8; 13])), NOW, Error::Truncated);
+
+    case(
+        "trailing_bytes",
+        "one byte after the signature",
+        join(&[base.as_slice(), &[0]].concat(), &fresh),
+        NOW,
+        Error::TrailingBytes,
+    );
+
+    case(
+        "long_code",
+        "a 15-byte code part",
+        join(&base, &URL_SAFE_NO_PAD.encode([0u8; 15])),
+        NOW,
+        Error::TrailingBytes,
+    );
+
+    case("wrong_prefix", "another scheme's token", text.replacen("sesame1.", "sesame2.", 1), NOW, Error::NotAToken);
+
+    case("padded_base64", "base64 with = padding", format!("{text}="), NOW, Error::BadEncoding);
+
+    case(
+        "standard_alphabet",
+        "'+' from the standard base64 alphabet",
+        text.replacen('.', ".+", 2).replacen(".+", ".", 1),
+        NOW,
+        Error::BadEncoding,
+    );
+
+    let mut v2 = body.to_vec();
+    v2[0] = 2;
+    case(
+        "unsupported_version",
+        "version byte 2",
+        join(&sign_body(&v2, &seed(1)), &fresh),
+        NOW,
+        Error::UnsupportedVersion(2),
+    );
+
+    let mut long = body.to_vec();
+    long[17..25].copy_from_slice(&(ISSUED_AT + 601).to_be_bytes());
+    case(
+        "lifetime_too_long",
+        "expires 601 s after issue",
+        join(&sign_body(&long, &seed(1)), &fresh),
+        NOW,
+        Error::LifetimeTooLong,
+    );
+
+    let mut rotation = body.to_vec();
+    rotation[25] = 0;
+    case(
+        "zero_rotation",
+        "rotation of 0 s",
+        join(&sign_body(&rotation, &seed(1)), &fresh),
+        NOW,
+        Error::InvalidRotation,
+    );
+
+    let mut origin = body.to_vec();
+    origin[75..83].copy_from_slice(b"HTTPS://");
+    case(
+        "uppercase_origin",
+        "origin not in canonical lowercase form",
+        join(&sign_body(&origin, &seed(1)), &fresh),
+        NOW,
+        Error::InvalidOrigin,
+    );
+
+    case("too_long", "600 characters", format!("{PREFIX}{}", "A".repeat(592)), NOW, Error::TokenTooLong);
+
+    cases
+}
+
+pub(crate) enum Purpose {
+    Register,
+    Login,
+    Deny,
+}
+
+pub(crate) struct ResponseCase {
+    pub(crate) name: &'static str,
+    pub(crate) description: &'static str,
+    pub(crate) purpose: Purpose,
+    pub(crate) request: serde_json::Value,
+    pub(crate) error: Error,
+}
+
+/// Verifies a response as the server would, against the fixture's fresh token
+/// and, for logins, the fixture's registered account key.
+pub(crate) fn check_response(purpose: &Purpose, request: &serde_json::Value) -> Result<(), Error> {
+    let token = check_token(request["token"].as_str().unwrap(), &server_key().public_key(), NOW)?;
+    let fresh = code_secret().verify(&token, UnixTime::from_secs(NOW), WINDOW)?;
+    match purpose {
+        Purpose::Register => {
+            let req: RegisterRequest = serde_json::from_value(request.clone()).unwrap();
+            req.verify(fresh).map(drop)
+        }
+        Purpose::Login => {
+            let req: LoginRequest = serde_json::from_value(request.clone()).unwrap();
+            req.verify(fresh, &account_key().public_key()).map(drop)
+        }
+        Purpose::Deny => {
+            let req: DenyRequest = serde_json::from_value(request.clone()).unwrap();
+            req.verify(fresh).map(drop)
+        }
+    }
+}
+
+pub(crate) fn alice() -> AccountName {
+    AccountName::parse("alice").unwrap()
+}
+
+pub(crate) fn response_cases() -> Vec<ResponseCase> {
+    let token = token();
+    let key = account_key();
+    let register = serde_json::to_value(RegisterRequest::sign(&token, &alice(), &key)).unwrap();
+    let login = serde_json::to_value(LoginRequest::sign(&token, &alice(), &key)).unwrap();
+
+    // The same account and key, but the token of another service on the
+    // same server: its signature must not carry over.
+    let other_service = server_key().issue(claims(0xa2, "Example Mail")).unwrap();
+    let other_text = other_service.at_step(&code_secret(), 3);
+    let other_token = UnverifiedToken::parse(&other_text).unwrap().verify(&server_key().public_key()).unwrap();
+
+    let mut cases = Vec::new();
+    let mut case = |name, description, purpose, request, error| {
+        cases.push(ResponseCase { name, description, purpose, request, error });
+    };
+
+    let mut wrong_purpose = register.clone();
+    wrong_purpose["signature"] = login["signature"].clone();
+    case(
+        "login_signature_as_register",
+        "a login signature presented as a registration",
+        Purpose::Register,
+        wrong_purpose,
+        Error::BadSignature,
+    );
+
+    let mut wrong_purpose = login.clone();
+    wrong_purpose["signature"] = register["signature"].clone();
+    case(
+        "register_signature_as_login",
+        "a registration signature presented as a login",
+        Purpose::Login,
+        wrong_purpose,
+        Error::BadSignature,
+    );
+
+    let deny = serde_json::to_value(DenyRequest::sign(&token, &key)).unwrap();
+    let mut wrong_purpose = login.clone();
+    wrong_purpose["signature"] = deny["signature"].clone();
+    case(
+        "deny_signature_as_login",
+        "a refusal's signature presented as a login",
+        Purpose::Login,
+        wrong_purpose,
+        Error::BadSignature,
+    );
+
+    let mut other = login.clone();
+    other["signature"] =
+        serde_json::to_value(LoginRequest::sign(&other_token, &alice(), &key)).unwrap()["signature"].clone();
+    case(
+        "login_signed_for_other_service",
+        "signed for another service's token",
+        Purpose::Login,
+        other,
+        Error::BadSignature,
+    );
+
+    let mut other = register.clone();
+    other["signature"] =
+        serde_json::to_value(RegisterRequest::sign(&other_token, &alice(), &key)).unwrap()["signature"].clone();
+    case(
+        "register_signed_for_other_service",
+        "registration signed for another service's token",
+        Purpose::Register,
+        other,
+        Error::BadSignature,
+    );
+
+    // Same token bytes, but the origin inside the signed string changed.
+    let mut signed = Vec::new();
+    signed.extend_from_slice(b"sesame/1/login\0");
+    signed.extend_from_slice(&(token.as_str().len() as u16).to_be_bytes());
+    signed.extend_from_slice(token.as_str().as_bytes());
+    let evil = b"https://login.example.org";
+    signed.push(evil.len() as u8);
+    signed.extend_from_slice(evil);
+    signed.extend_from_slice(&[0xa1; 16]);
+    signed.push(5);
+    signed.extend_from_slice(b"alice");
+    let seed4 = seed(4);
+    let evil_sig = ed25519_dalek::SigningKey::from_bytes(&seed4).sign(&signed);
+    let mut other = login.clone();
+    other["signature"] = URL_SAFE_NO_PAD.encode(evil_sig.to_bytes()).into();
+    case("login_signed_for_other_origin", "signed over another origin", Purpose::Login, other, Error::BadSignature);
+
+    let mut other = login.clone();
+    other["account"] = "bob".into();
+    case("login_for_other_account", "alice's signature presented for bob", Purpose::Login, other, Error::BadSignature);
+
+    let earlier = base_token().at_step(&code_secret(), 2);
+    let earlier = UnverifiedToken::parse(&earlier).unwrap().verify(&server_key().public_key()).unwrap();
+    let mut other = login.clone();
+    other["signature"] =
+        serde_json::to_value(LoginRequest::sign(&earlier, &alice(), &key)).unwrap()["signature"].clone();
+    case(
+        "login_signed_for_other_step",
+        "signed over the previous step's token text",
+        Purpose::Login,
+        other,
+        Error::BadSignature,
+    );
+
+    let mut weak = register.clone();
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    weak["public_key"] = URL_SAFE_NO_PAD.encode(identity).into();
+    case(
+        "weak_public_key",
+        "registering the small-order identity point",
+        Purpose::Register,
+        weak,
+        Error::WeakPublicKey,
+    );
+
+    let mut short = register.clone();
+    short["public_key"] = URL_SAFE_NO_PAD.encode([7u8; 31]).into();
+    case("short_public_key", "a 31-byte public key", Purpose::Register, short, Error::InvalidPublicKey);
+
+    let mut bad = login.clone();
+    bad["signature"] = URL_SAFE_NO_PAD.encode([0u8; 63]).into();
+    case("short_signature", "a 63-byte signature", Purpose::Login, bad, Error::InvalidSignatureEncoding);
+
+    let mut bad = register.clone();
+    bad["account"] = "<b>\nalice".into();
+    case(
+        "account_name_with_newline",
+        "an account name with a control character",
+        Purpose::Register,
+        bad,
+        Error::InvalidAccountName,
+    );
+
+    cases
+}

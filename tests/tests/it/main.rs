@@ -1,0 +1,4 @@
+//! End-to-end tests: real `sesame-server` and `sesame` processes over real HTTP.
+
+mod authenticator;
+mod scale;
