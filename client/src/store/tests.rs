@@ -1,1 +1,204 @@
-//! Keystore tests on real files.
+//! Keystore tests on real SQLite files in temporary directories.
+
+use std::os::unix::fs::PermissionsExt;
+
+use rand::rngs::OsRng;
+use sesame_proto::{AccountKey, AccountName, Origin, ServerKey, ServiceId, ServiceName, UnixTime};
+
+use super::*;
+
+const NOW: UnixTime = UnixTime::from_secs(1_767_225_600);
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    origin: Origin,
+    service_id: ServiceId,
+    service_name: ServiceName,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            origin: Origin::parse("https://login.example.com").expect("origin"),
+            service_id: ServiceId([3; 16]),
+            service_name: ServiceName::parse("Example").expect("service name"),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("keys").join("sesame.db")
+    }
+
+    async fn open(&self) -> Store {
+        Store::open(&self.path()).await.expect("open keystore")
+    }
+
+    async fn add(&self, store: &Store, keyring: &Keyring, name: &str) -> (AccountName, AccountKey) {
+        let account = AccountName::parse(name).expect("account name");
+        let key = AccountKey::generate(&mut OsRng);
+        let slot = Slot { origin: &self.origin, service_id: &self.service_id, account: &account };
+        store.insert_unconfirmed(keyring, slot, &self.service_name, &key, NOW).await.expect("insert");
+        (account, key)
+    }
+
+    fn slot<'a>(&'a self, account: &'a AccountName) -> Slot<'a> {
+        Slot { origin: &self.origin, service_id: &self.service_id, account }
+    }
+
+    /// Every byte SQLite keeps for this keystore, journal files included.
+    fn raw_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for entry in fs::read_dir(self.path().parent().expect("parent")).expect("read dir") {
+            bytes.extend(fs::read(entry.expect("entry").path()).expect("read file"));
+        }
+        bytes
+    }
+}
+
+fn pass(text: &str) -> Passphrase {
+    Passphrase::new(text.to_owned())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn keys_round_trip_without_passphrase() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    let (account, key) = fx.add(&store, &Keyring::Plain, "alice").await;
+    let back = store.key(&Keyring::Plain, fx.slot(&account)).await.expect("read key");
+    assert_eq!(back.to_seed(), key.to_seed());
+    let listed = store.accounts_at(&fx.origin, &fx.service_id).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "alice");
+    assert!(!listed[0].confirmed);
+    store.confirm(fx.slot(&account), NOW).await.expect("confirm");
+    assert!(store.accounts().await.expect("list")[0].confirmed);
+}
+
+#[tokio::test]
+async fn keystore_file_and_directory_are_owner_only() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    fx.add(&store, &Keyring::Plain, "alice").await;
+    store.close().await;
+    let file_mode = fs::metadata(fx.path()).expect("file").permissions().mode() & 0o777;
+    let dir_mode = fs::metadata(fx.path().parent().expect("dir")).expect("dir").permissions().mode() & 0o777;
+    assert_eq!(file_mode, 0o600);
+    assert_eq!(dir_mode, 0o700);
+}
+
+#[tokio::test]
+async fn tightens_permissions_of_an_existing_keystore() {
+    let fx = Fixture::new();
+    fx.open().await.close().await;
+    fs::set_permissions(fx.path(), fs::Permissions::from_mode(0o644)).expect("chmod");
+    fx.open().await.close().await;
+    assert_eq!(fs::metadata(fx.path()).expect("file").permissions().mode() & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn refuses_second_key_for_the_same_account() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    fx.add(&store, &Keyring::Plain, "alice").await;
+    let account = AccountName::parse("alice").expect("name");
+    let again = store
+        .insert_unconfirmed(
+            &Keyring::Plain,
+            fx.slot(&account),
+            &fx.service_name,
+            &AccountKey::generate(&mut OsRng),
+            NOW,
+        )
+        .await;
+    assert!(matches!(again, Err(Error::LocalAccountExists { .. })), "{again:?}");
+}
+
+#[tokio::test]
+async fn with_passphrase_the_file_holds_no_private_key() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    // One key stored before the passphrase was set, one after.
+    let (alice, before) = fx.add(&store, &Keyring::Plain, "alice").await;
+    store.set_passphrase(&Keyring::Plain, &pass("open sesame"), KdfParams::INSECURE_FAST).await.expect("set");
+    let keyring = store.unlock(|| Ok(pass("open sesame"))).await.expect("unlock");
+    let (bob, after) = fx.add(&store, &keyring, "bob").await;
+    store.close().await;
+
+    let raw = fx.raw_bytes();
+    assert!(!contains(&raw, before.to_seed().as_ref()), "alice's seed is in the file");
+    assert!(!contains(&raw, after.to_seed().as_ref()), "bob's seed is in the file");
+
+    let store = fx.open().await;
+    let keyring = store.unlock(|| Ok(pass("open sesame"))).await.expect("unlock");
+    assert_eq!(store.key(&keyring, fx.slot(&alice)).await.expect("alice").to_seed(), before.to_seed());
+    assert_eq!(store.key(&keyring, fx.slot(&bob)).await.expect("bob").to_seed(), after.to_seed());
+}
+
+#[tokio::test]
+async fn rejects_wrong_passphrase_before_reading_keys() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    store.set_passphrase(&Keyring::Plain, &pass("open sesame"), KdfParams::INSECURE_FAST).await.expect("set");
+    let wrong = store.unlock(|| Ok(pass("open barley"))).await;
+    assert!(matches!(wrong, Err(Error::WrongPassphrase)), "{wrong:?}");
+}
+
+#[tokio::test]
+async fn locked_keystore_without_passphrase_input_says_so() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    store.set_passphrase(&Keyring::Plain, &pass("open sesame"), KdfParams::INSECURE_FAST).await.expect("set");
+    let locked = store.unlock(|| Err(Error::PassphraseRequired)).await;
+    assert!(matches!(locked, Err(Error::PassphraseRequired)), "{locked:?}");
+}
+
+#[tokio::test]
+async fn changing_the_passphrase_re_encrypts_every_key() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    store.set_passphrase(&Keyring::Plain, &pass("first"), KdfParams::INSECURE_FAST).await.expect("set");
+    let first = store.unlock(|| Ok(pass("first"))).await.expect("unlock");
+    let (alice, key) = fx.add(&store, &first, "alice").await;
+    let sealed_before: Vec<u8> =
+        sqlx::query_scalar("SELECT secret FROM account").fetch_one(&store.pool).await.expect("secret");
+
+    let count = store.set_passphrase(&first, &pass("second"), KdfParams::INSECURE_FAST).await.expect("change");
+    assert_eq!(count, 1);
+    let sealed_after: Vec<u8> =
+        sqlx::query_scalar("SELECT secret FROM account").fetch_one(&store.pool).await.expect("secret");
+    assert_ne!(sealed_before, sealed_after);
+
+    assert!(matches!(store.unlock(|| Ok(pass("first"))).await, Err(Error::WrongPassphrase)));
+    let second = store.unlock(|| Ok(pass("second"))).await.expect("unlock with the new passphrase");
+    assert_eq!(store.key(&second, fx.slot(&alice)).await.expect("key").to_seed(), key.to_seed());
+}
+
+#[tokio::test]
+async fn pins_first_key_and_keeps_it() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    let first = ServerKey::from_seed(&[1; 32]).public_key();
+    let second = ServerKey::from_seed(&[2; 32]).public_key();
+    assert!(store.pin(&fx.origin).await.expect("pin").is_none());
+    assert_eq!(store.add_pin(&fx.origin, &first, NOW).await.expect("add").public_key, first);
+    // A second pin for the same origin does not replace the first.
+    assert_eq!(store.add_pin(&fx.origin, &second, NOW).await.expect("add").public_key, first);
+    assert!(store.unpin(&fx.origin).await.expect("unpin"));
+    assert!(!store.unpin(&fx.origin).await.expect("unpin again"));
+    assert!(store.pin(&fx.origin).await.expect("pin").is_none());
+}
+
+#[tokio::test]
+async fn notices_are_shown_once() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    assert!(store.first_notice("unencrypted_keys", NOW).await.expect("first"));
+    store.close().await;
+    let store = fx.open().await;
+    assert!(!store.first_notice("unencrypted_keys", NOW).await.expect("second"));
+}
