@@ -100,7 +100,9 @@ fn form<T>(extracted: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
     match extracted {
         Ok(Form(value)) => Ok(value),
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Error::PayloadTooLarge.into()),
-        Err(_) => Err(Error::bad_request("invalid_form", "the form was incomplete or malformed; reload the page").into()),
+        Err(_) => {
+            Err(Error::bad_request("invalid_form", "the form was incomplete or malformed; reload the page").into())
+        }
     }
 }
 
@@ -140,9 +142,9 @@ impl Notice {
     fn error(&self) -> Option<&'static str> {
         match self.error.as_deref()? {
             "service_exists" => Some("A service with that name already exists."),
-            "invalid_service_name" => Some(
-                "A service name is 1 to 64 bytes, without control characters or spaces at either end.",
-            ),
+            "invalid_service_name" => {
+                Some("A service name is 1 to 64 bytes, without control characters or spaces at either end.")
+            }
             _ => None,
         }
     }
@@ -202,12 +204,8 @@ async fn index(
             accounts: s.accounts,
         })
         .collect();
-    let view = ServicesView {
-        csrf: session.csrf_token().to_owned(),
-        done: notice.done(),
-        error: notice.error(),
-        services,
-    };
+    let view =
+        ServicesView { csrf: session.csrf_token().to_owned(), done: notice.done(), error: notice.error(), services };
     render(StatusCode::OK, &view)
 }
 

@@ -106,9 +106,7 @@ pub(crate) async fn list_accounts(db: &Db, service_id: &str) -> Result<Vec<Accou
     .fetch_all(&db.pool)
     .await?;
     rows.iter()
-        .map(|row| {
-            Ok(Account { name: row.try_get(0)?, created_at: row.try_get(1)?, last_login_at: row.try_get(2)? })
-        })
+        .map(|row| Ok(Account { name: row.try_get(0)?, created_at: row.try_get(1)?, last_login_at: row.try_get(2)? }))
         .collect()
 }
 
@@ -157,13 +155,15 @@ pub(crate) async fn recent_events(db: &Db, service_id: &str) -> Result<Vec<Event
 /// one insert win and all of them then read the same row.
 pub(crate) async fn ensure_service(db: &Db, name: &ServiceName, builtin: bool, now: i64) -> Result<String> {
     let candidate = ServiceId::random(&mut OsRng).to_string();
-    sqlx::query("INSERT INTO service (id, name, builtin, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING")
-        .bind(&candidate)
-        .bind(name.as_str())
-        .bind(builtin)
-        .bind(now)
-        .execute(&db.pool)
-        .await?;
+    sqlx::query(
+        "INSERT INTO service (id, name, builtin, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(&candidate)
+    .bind(name.as_str())
+    .bind(builtin)
+    .bind(now)
+    .execute(&db.pool)
+    .await?;
     let id: String =
         sqlx::query_scalar("SELECT id FROM service WHERE name = $1").bind(name.as_str()).fetch_one(&db.pool).await?;
     Ok(id)
