@@ -115,7 +115,9 @@ pub async fn state_from(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     let identity = Identity::load_or_create(&db, clock.now().as_secs() as i64).await?;
     let bus = match &config.redis_url {
         None => Bus::local(),
-        Some(_) => anyhow::bail!("--redis-url is not supported yet"),
+        // The pid names this instance's connection in Redis's CLIENT LIST, so
+        // an operator can tell the instances apart.
+        Some(url) => Bus::redis(url, &format!("sesame-{}", std::process::id())).await?,
     };
     let (admin_token, generated) = match &config.admin_token {
         Some(token) if token.len() >= 16 => (AdminToken::new(token), None),

@@ -1,11 +1,8 @@
-//! Routing "this challenge changed" to the streams that wait on it.
+//! The per-instance map from challenge to the streams waiting on it.
 //!
-//! A notice carries no data: the stored challenge is the truth, and a woken
-//! stream reads it again. That makes delivery idempotent and lets a lost or
-//! duplicated notice do no harm, which is what Redis pub/sub's at-most-once
-//! delivery needs. Each challenge has its own `watch` channel, so a sign-in
-//! wakes only the streams of that challenge, and a notice sent between a
-//! stream's subscribe and its wait is never missed.
+//! Each challenge has its own `watch` channel, so a sign-in wakes only the
+//! streams of that challenge, and a notice sent between a stream's subscribe
+//! and its wait is never missed.
 
 use std::{
     collections::HashMap,
@@ -13,17 +10,23 @@ use std::{
 };
 
 use sesame_proto::ChallengeId;
-use tokio::sync::watch;
-
-use crate::error::Result;
+use tokio::sync::{mpsc, watch};
 
 /// The per-instance fan-out from challenge id to waiting streams.
 #[derive(Debug, Clone, Default)]
 pub struct LocalBus {
     waiters: Arc<Mutex<HashMap<ChallengeId, watch::Sender<u64>>>>,
+    /// Told about every challenge whose last local waiter went away, so that
+    /// a shared bus can stop listening for it.
+    released: Option<mpsc::UnboundedSender<ChallengeId>>,
 }
 
 impl LocalBus {
+    /// A map that reports each challenge left without waiters to `released`.
+    pub(crate) fn with_release_hook(released: mpsc::UnboundedSender<ChallengeId>) -> Self {
+        Self { waiters: Arc::default(), released: Some(released) }
+    }
+
     /// Registers interest in `id`. The returned subscription sees every
     /// notice sent after this call returns.
     pub fn subscribe(&self, id: ChallengeId) -> Subscription {
@@ -54,6 +57,12 @@ impl LocalBus {
         self.waiters.lock().expect("bus lock poisoned").keys().copied().collect()
     }
 
+    /// Whether any stream on this instance waits on `id`.
+    pub fn is_waited_on(&self, id: &ChallengeId) -> bool {
+        self.waiters.lock().expect("bus lock poisoned").contains_key(id)
+    }
+
+    /// How many challenges have at least one waiting stream.
     pub fn waiting(&self) -> usize {
         self.waiters.lock().expect("bus lock poisoned").len()
     }
@@ -63,6 +72,11 @@ impl LocalBus {
         // Our own receiver is dropped after this runs, so 1 means "only us".
         if waiters.get(id).is_some_and(|s| s.receiver_count() <= 1) {
             waiters.remove(id);
+            if let Some(released) = &self.released {
+                // The receiving side lives as long as the shared bus; once it
+                // is gone there is nothing left to unsubscribe.
+                let _ = released.send(*id);
+            }
         }
     }
 }
@@ -88,38 +102,6 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.bus.release(&self.id);
-    }
-}
-
-/// How results travel between instances.
-#[derive(Debug, Clone)]
-pub enum Bus {
-    /// One instance: notices stay in this process.
-    Local(LocalBus),
-}
-
-impl Bus {
-    pub fn local() -> Self {
-        Self::Local(LocalBus::default())
-    }
-
-    /// Subscribes to `id`. When this returns, every later `publish` for `id`,
-    /// from any instance, reaches the subscription.
-    pub async fn subscribe(&self, id: ChallengeId) -> Result<Subscription> {
-        match self {
-            Self::Local(local) => Ok(local.subscribe(id)),
-        }
-    }
-
-    /// Tells every instance that `id` changed. Call it only after the change
-    /// is stored.
-    pub async fn publish(&self, id: ChallengeId) -> Result<()> {
-        match self {
-            Self::Local(local) => {
-                local.notify(&id);
-                Ok(())
-            }
-        }
     }
 }
 
