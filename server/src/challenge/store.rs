@@ -65,7 +65,7 @@ impl ChallengeRow {
             base_token: row.try_get("base_token")?,
             code_secret: row.try_get("code_secret")?,
             binding_hash: row.try_get("binding_hash")?,
-            allow_register: row.try_get("allow_register")?,
+            allow_register: row.try_get::<i64, _>("allow_register")? != 0,
             ip: row.try_get("ip")?,
             user_agent: row.try_get("user_agent")?,
             created_at: row.try_get("created_at")?,
@@ -118,7 +118,10 @@ impl Final {
     }
 }
 
-const COLUMNS: &str = "id, service_id, base_token, code_secret, binding_hash, allow_register, ip, user_agent, \
+/// sqlx's `Any` driver cannot decode SQLite's BOOLEAN, so the flag is read
+/// as an integer on both databases.
+const COLUMNS: &str = "id, service_id, base_token, code_secret, binding_hash, \
+                       CASE WHEN allow_register THEN 1 ELSE 0 END AS allow_register, ip, user_agent, \
                        created_at, expires_at, status, hint, purpose, account, redeemed_at";
 
 /// The name of a service, or `unknown_service`.

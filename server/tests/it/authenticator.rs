@@ -1,1 +1,355 @@
-//! (to be written)
+//! The authenticator API: the happy paths, and every refusal with its own
+//! error code and nothing left behind.
+
+use axum::http::{Method, StatusCode};
+use base64::Engine as _;
+use rand::rngs::OsRng;
+use serde_json::{json, Value};
+use sesame_proto::{
+    wire::ServerKeyInfo, AccountKey, AccountName, DenyRequest, LoginRequest, RegisterRequest, ServiceId,
+};
+
+use crate::support::{each_backend, random_b64, request, Backend, TestApp, USER_AGENT};
+
+fn name(text: &str) -> AccountName {
+    AccountName::parse(text).expect("valid name")
+}
+
+/// Registers `account` at `service` through a whole challenge; returns the
+/// key.
+async fn register(app: &TestApp, service: &ServiceId, account: &str) -> AccountKey {
+    let started = app.start(service).await;
+    let key = AccountKey::generate(&mut OsRng);
+    let token = app.verify(&started.token);
+    let response = app.post_json("/api/authenticator/register", &RegisterRequest::sign(&token, &name(account), &key)).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    key
+}
+
+#[tokio::test]
+async fn well_known_publishes_the_token_key() {
+    let app = TestApp::new().await;
+    let response = app.get("/.well-known/sesame", None).await;
+    assert_eq!(response.status, StatusCode::OK);
+    let info: ServerKeyInfo = serde_json::from_slice(&response.body).expect("ServerKeyInfo");
+    let key = app.state.identity.public_key();
+    assert_eq!(info.version, 1);
+    assert_eq!(info.origin, "http://sesame.test");
+    assert_eq!(info.public_key, key.to_base64());
+    assert_eq!(info.key_id, key.key_id().to_string());
+}
+
+#[tokio::test]
+async fn registers_then_logs_in_and_the_browser_sees_it() {
+    each_backend(|app| async move {
+        let service = app.create_service("Example").await;
+        let started = app.start(&service).await;
+        let key = AccountKey::generate(&mut OsRng);
+        let token = app.verify(&started.token);
+
+        let response = app.post_json("/api/authenticator/register", &RegisterRequest::sign(&token, &name("alice"), &key)).await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+        assert_eq!(response.json(), json!({"status": "completed", "purpose": "register", "account": "alice"}));
+        let status = app.get(&format!("/api/challenges/{}", started.id), Some(&started.cookie)).await.json();
+        assert_eq!(status["status"], "completed");
+        assert_eq!(status["hint"], "register");
+        assert_eq!(status["message"], "Signed in as alice.");
+
+        let started = app.start(&service).await;
+        let token = app.verify(&started.token);
+        let response = app.post_json("/api/authenticator/login", &LoginRequest::sign(&token, &name("alice"), &key)).await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+        assert_eq!(response.json(), json!({"status": "completed", "purpose": "login", "account": "alice"}));
+        let status = app.get(&format!("/api/challenges/{}", started.id), Some(&started.cookie)).await.json();
+        assert_eq!(
+            status,
+            json!({"status": "completed", "hint": "login", "purpose": "login", "account": "alice", "message": "Signed in as alice."})
+        );
+        let last_login: Option<i64> = sqlx::query_scalar("SELECT last_login_at FROM account WHERE name = 'alice'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .expect("account");
+        assert_eq!(last_login, Some(crate::support::START as i64));
+        assert_eq!(app.count("SELECT COUNT(*) FROM sign_in_event WHERE kind IN ('register', 'login')").await, 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn context_shows_who_asks_and_marks_the_challenge_opened() {
+    each_backend(|app| async move {
+        let service = app.create_service("Example").await;
+        let started = app.start(&service).await;
+        let response = app.post_json("/api/authenticator/context", &json!({"token": started.token})).await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+        let context = response.json();
+        assert_eq!(context["challenge_id"], started.id.as_str());
+        assert_eq!(context["service_id"], service.to_string());
+        assert_eq!(context["service_name"], "Example");
+        assert_eq!(context["origin"], "http://sesame.test");
+        assert_eq!(context["status"], "pending");
+        assert_eq!(context["ip"], "0.0.0.0");
+        assert_eq!(context["user_agent"], USER_AGENT);
+        assert_eq!(context["requested_at"], crate::support::START);
+        let status = app.get(&format!("/api/challenges/{}", started.id), Some(&started.cookie)).await.json();
+        assert_eq!(status["hint"], "opened");
+        assert_eq!(status["message"], "Your authenticator has the request. Check the details there and approve.");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deny_ends_the_challenge() {
+    let app = TestApp::new().await;
+    let service = app.create_service("Example").await;
+    let started = app.start(&service).await;
+    let token = app.verify(&started.token);
+    let response = app.post_json("/api/authenticator/deny", &DenyRequest::sign(&token, &AccountKey::generate(&mut OsRng))).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    assert_eq!(response.json(), json!({"status": "denied"}));
+    assert_eq!(app.stored(&started.id).await, ("denied".into(), "user_denied".into(), None));
+    let status = app.get(&format!("/api/challenges/{}", started.id), Some(&started.cookie)).await.json();
+    assert_eq!(status["message"], "The sign-in was refused in the authenticator.");
+}
+
+#[tokio::test]
+async fn rejects_replayed_submission() {
+    each_backend(|app| async move {
+        let service = app.create_service("Example").await;
+        let started = app.start(&service).await;
+        let token = app.verify(&started.token);
+        let request = RegisterRequest::sign(&token, &name("alice"), &AccountKey::generate(&mut OsRng));
+        assert_eq!(app.post_json("/api/authenticator/register", &request).await.status, StatusCode::OK);
+        app.post_json("/api/authenticator/register", &request).await.assert_error(StatusCode::CONFLICT, "challenge_used");
+        // Another name on the same used token does not get in either.
+        let other = RegisterRequest::sign(&token, &name("bob"), &AccountKey::generate(&mut OsRng));
+        app.post_json("/api/authenticator/register", &other).await.assert_error(StatusCode::CONFLICT, "challenge_used");
+        assert_eq!(app.count("SELECT COUNT(*) FROM account").await, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rejects_stale_code() {
+    let app = TestApp::new().await;
+    let service = app.create_service("Example").await;
+    let started = app.start(&service).await;
+    app.clock.advance(31);
+    let token = app.verify(&started.token);
+    let request = RegisterRequest::sign(&token, &name("alice"), &AccountKey::generate(&mut OsRng));
+    app.post_json("/api/authenticator/register", &request).await.assert_error(StatusCode::GONE, "stale_code");
+    assert_eq!(app.stored(&started.id).await.0, "pending");
+    assert_eq!(app.count("SELECT COUNT(*) FROM account").await, 0);
+
+    // The code the page shows now is accepted.
+    let token = app.verify(&app.current_token(&started.id).await);
+    let request = RegisterRequest::sign(&token, &name("alice"), &AccountKey::generate(&mut OsRng));
+    assert_eq!(app.post_json("/api/authenticator/register", &request).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn rejects_expired_challenge_with_token_expired() {
+    let app = TestApp::new().await;
+    let service = app.create_service("Example").await;
+    let started = app.start(&service).await;
+    app.clock.advance(300);
+    // The token carries the challenge's expiry, and the token's lifetime is
+    // checked before the challenge is loaded (PROTOCOL.md §6.6).
+    let token = app.verify(&app.current_token(&started.id).await);
+    let request = LoginRequest::sign(&token, &name("alice"), &AccountKey::generate(&mut OsRng));
+    app.post_json("/api/authenticator/login", &request).await.assert_error(StatusCode::GONE, "token_expired");
+    assert_eq!(app.stored(&started.id).await.0, "pending");
+    // Once the browser has looked, the challenge is stored as expired.
+    let status = app.get(&format!("/api/challenges/{}", started.id), Some(&started.cookie)).await.json();
+    assert_eq!(status["status"], "expired");
+}
+
+#[tokio::test]
+async fn rejects_signature_for_other_service() {
+    let app = TestApp::new().await;
+    let first = app.create_service("First").await;
+    let second = app.create_service("Second").await;
+    let started = app.start(&first).await;
+    let other = app.start(&second).await;
+    let key = AccountKey::generate(&mut OsRng);
+    let mut request = RegisterRequest::sign(&app.verify(&other.token), &name("alice"), &key);
+    request.token = started.token.clone();
+    app.post_json("/api/authenticator/register", &request).await.assert_error(StatusCode::UNAUTHORIZED, "bad_signature");
+    assert_eq!(app.stored(&started.id).await.0, "pending");
+    assert_eq!(app.count("SELECT COUNT(*) FROM account").await, 0);
+}
+
+#[tokio::test]
+async fn rejects_signature_for_other_purpose() {
+    let app = TestApp::new().await;
+    let service = app.create_service("Example").await;
+    let started = app.start(&service).await;
+    let key = AccountKey::generate(&mut OsRng);
+    let login = LoginRequest::sign(&app.verify(&started.token), &name("alice"), &key);
+    let request = json!({
+        "token": started.token, "account": "alice", "public_key": key.public_key().to_base64(), "signature": login.signature,
+    });
+    app.post_json("/api/authenticator/register", &request).await.assert_error(StatusCode::UNAUTHORIZED, "bad_signature");
+    assert_eq!(app.stored(&started.id).await.0, "pending");
+    assert_eq!(app.count("SELECT COUNT(*) FROM account").await, 0);
+}
+
+#[tokio::test]
+async fn rejects_tampered_token() {
+    let app = TestApp::new().await;
+    let service = app.create_service("Example").await;
+    let started = app.start(&service).await;
+    let base_end = started.token.rfind('.').expect("fresh part");
+    // A character inside the server signature, well away from the last one
+    // (whose unused bits must stay zero).
+    let at = base_end - 10;
+    let mut bytes = started.token.clone().into_bytes();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes).expect("ASCII");
+    let request = json!({"token": tampered, "account": "alice", "signature": random_b64(64)});
+    app.post_json("/api/authenticator/login", &request).await.assert_error(StatusCode::BAD_REQUEST, "bad_token_signature");
+    assert_eq!(app.stored(&started.id).await.0, "pending");
+}
+
+#[tokio::test]
+async fn rejects_forged_code() {
+    let app = TestApp::new().await;
+    let service = app.create_service("Example").await;
+    let started = app.start(&service).await;
+    let base = &started.token[..started.token.rfind('.').expect("fresh part")];
+    // Step 0 with a code nobody but the server could have computed.
+    let mut fresh = [0u8; 14];
+    fresh[4..].copy_from_slice(&[7; 10]);
+    let forged = format!("{base}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(fresh));
+    let request = RegisterRequest::sign(&app.verify(&forged), &name("alice"), &AccountKey::generate(&mut OsRng));
+    app.post_json("/api/authenticator/register", &request).await.assert_error(StatusCode::BAD_REQUEST, "bad_code");
+    assert_eq!(app.stored(&started.id).await.0, "pending");
+    assert_eq!(app.count("SELECT COUNT(*) FROM account").await, 0);
+}
+
+#[tokio::test]
+async fn rejects_unknown_account() {
+    each_backend(|app| async move {
+        let service = app.create_service("Example").await;
+        let started = app.start(&service).await;
+        let request = LoginRequest::sign(&app.verify(&started.token), &name("nobody"), &AccountKey::generate(&mut OsRng));
+        app.post_json("/api/authenticator/login", &request).await.assert_error(StatusCode::NOT_FOUND, "unknown_account");
+        assert_eq!(app.stored(&started.id).await.0, "pending");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rejects_login_with_another_accounts_key() {
+    let app = TestApp::new().await;
+    let service = app.create_service("Example").await;
+    register(&app, &service, "alice").await;
+    let started = app.start(&service).await;
+    let request = LoginRequest::sign(&app.verify(&started.token), &name("alice"), &AccountKey::generate(&mut OsRng));
+    app.post_json("/api/authenticator/login", &request).await.assert_error(StatusCode::UNAUTHORIZED, "bad_signature");
+    assert_eq!(app.stored(&started.id).await.0, "pending");
+}
+
+#[tokio::test]
+async fn duplicate_account_keeps_the_challenge_pending() {
+    each_backend(|app| async move {
+        let service = app.create_service("Example").await;
+        register(&app, &service, "alice").await;
+        let started = app.start(&service).await;
+        let token = app.verify(&started.token);
+        let request = RegisterRequest::sign(&token, &name("alice"), &AccountKey::generate(&mut OsRng));
+        app.post_json("/api/authenticator/register", &request).await.assert_error(StatusCode::CONFLICT, "account_exists");
+        assert_eq!(app.stored(&started.id).await, ("pending".into(), "outstanding".into(), None));
+        assert_eq!(app.count("SELECT COUNT(*) FROM account").await, 1);
+        assert_eq!(app.count("SELECT COUNT(*) FROM sign_in_event").await, 1);
+        // The user picks another name with the same token.
+        let request = RegisterRequest::sign(&token, &name("alice2"), &AccountKey::generate(&mut OsRng));
+        assert_eq!(app.post_json("/api/authenticator/register", &request).await.status, StatusCode::OK);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rejects_bad_bodies_with_their_own_codes() {
+    let app = TestApp::new().await;
+    let service = app.create_service("Example").await;
+    let started = app.start(&service).await;
+    let send = |body: Vec<u8>| request(Method::POST, "/api/authenticator/register", None, Some(body));
+
+    app.send(send(b"{not json".to_vec())).await.assert_error(StatusCode::BAD_REQUEST, "invalid_json");
+    app.send(send(br#"{"token": "x"}"#.to_vec())).await.assert_error(StatusCode::BAD_REQUEST, "invalid_json");
+    let big = serde_json::to_vec(&json!({"token": "a".repeat(20_000)})).expect("json");
+    app.send(send(big)).await.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+
+    let mut plain = send(br#"{"token": "x"}"#.to_vec());
+    plain.headers_mut().insert("content-type", "text/plain".parse().expect("header"));
+    app.send(plain).await.assert_error(StatusCode::BAD_REQUEST, "unsupported_media_type");
+
+    // A small-order public key (the identity point) is refused as weak.
+    let mut weak = [0u8; 32];
+    weak[0] = 1;
+    let weak = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(weak);
+    let request = json!({"token": started.token, "account": "alice", "public_key": weak, "signature": random_b64(64)});
+    app.post_json("/api/authenticator/register", &request).await.assert_error(StatusCode::BAD_REQUEST, "weak_public_key");
+
+    app.post_json("/api/authenticator/login", &json!({"token": "hello", "account": "a", "signature": "x"}))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "not_a_token");
+    assert_eq!(app.stored(&started.id).await.0, "pending");
+    assert_eq!(app.count("SELECT COUNT(*) FROM account").await, 0);
+}
+
+#[tokio::test]
+async fn rejects_token_of_another_server() {
+    let app = TestApp::new().await;
+    let other = TestApp::new().await;
+    let service = other.create_service("Example").await;
+    let started = other.start(&service).await;
+    let request = json!({"token": started.token});
+    app.post_json("/api/authenticator/context", &request).await.assert_error(StatusCode::BAD_REQUEST, "unknown_signing_key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_logins_complete_the_challenge_once() {
+    each_backend(|app| async move {
+        let service = app.create_service("Example").await;
+        let key = register(&app, &service, "alice").await;
+        let started = app.start(&service).await;
+        let request = LoginRequest::sign(&app.verify(&started.token), &name("alice"), &key);
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let router = app.router();
+            let body = serde_json::to_vec(&request).expect("json");
+            tasks.push(tokio::spawn(async move {
+                use http_body_util::BodyExt as _;
+                use tower::ServiceExt as _;
+                let response = router.oneshot(crate::support::request(Method::POST, "/api/authenticator/login", None, Some(body))).await.expect("response");
+                let status = response.status();
+                let body = response.into_body().collect().await.expect("body").to_bytes();
+                (status, serde_json::from_slice::<Value>(&body).expect("json"))
+            }));
+        }
+        let mut ok = 0;
+        for task in tasks {
+            let (status, body) = task.await.expect("task");
+            match status {
+                StatusCode::OK => ok += 1,
+                StatusCode::CONFLICT => assert_eq!(body["error"], "challenge_used"),
+                other => panic!("unexpected {other}: {body}"),
+            }
+        }
+        assert_eq!(ok, 1);
+        assert_eq!(app.count("SELECT COUNT(*) FROM sign_in_event WHERE kind = 'login'").await, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn submissions_are_rate_limited() {
+    let app = TestApp::builder(Backend::Sqlite).rate_limit(20).build().await;
+    let request = json!({"token": "not a token"});
+    for _ in 0..5 {
+        app.post_json("/api/authenticator/context", &request).await.assert_error(StatusCode::BAD_REQUEST, "not_a_token");
+    }
+    app.post_json("/api/authenticator/context", &request).await.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+}
