@@ -144,6 +144,7 @@ fn rejection_text(code: &str, message: &str) -> String {
         "bad_signature" => "the server refused the signature: the local key does not match the account".into(),
         "rate_limited" => "the server is rate limiting requests: wait a minute and try again".into(),
         "unavailable" => "the server is temporarily unavailable: try again shortly".into(),
+        "internal" => "the server failed with an internal error; nothing was changed: try again, and tell the service's operator if it persists".into(),
         _ => format!("the server refused the request: {} ({code})", one_line(message)),
     }
 }

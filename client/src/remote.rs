@@ -28,6 +28,9 @@ pub(crate) enum Failure {
     /// The request may have reached the server, but the connection failed
     /// before an answer came.
     Lost(String),
+    /// The server reported a fault (5xx with a Sesame error body). It says
+    /// nothing changed, but a submission is treated as unknown all the same.
+    Fault { code: String, message: String },
     /// An answer came, but not a Sesame one (a 5xx from a proxy, or
     /// unreadable JSON): the server may or may not have acted.
     Garbled(String),
@@ -91,7 +94,7 @@ impl Remote {
             // A Sesame error body from a 4xx: the server refused and did
             // nothing. A 5xx may come from a proxy that lost the answer.
             Ok(body) if status.is_client_error() => Err(Failure::Refused { code: body.error, message: body.message }),
-            Ok(body) => Err(Failure::Garbled(format!("HTTP {status}: {} ({})", one_line(&body.message), body.error))),
+            Ok(body) => Err(Failure::Fault { code: body.error, message: body.message }),
             Err(_) if status.is_client_error() => {
                 Err(Failure::Refused { code: format!("http_{}", status.as_u16()), message: format!("HTTP {status}") })
             }
@@ -104,7 +107,7 @@ impl Remote {
     /// dealt with the outcome.
     pub(crate) fn error(&self, failure: Failure) -> Error {
         match failure {
-            Failure::Refused { code, message, .. } => Error::Rejected { code, message },
+            Failure::Refused { code, message } | Failure::Fault { code, message } => Error::Rejected { code, message },
             Failure::NotSent(reason) | Failure::Lost(reason) => {
                 Error::Unreachable { origin: self.origin.to_string(), reason }
             }

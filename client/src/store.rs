@@ -165,7 +165,9 @@ impl Store {
     // ---- passphrase ---------------------------------------------------
 
     async fn kdf_record(&self) -> Result<Option<KdfRecord>, Error> {
-        let row: Option<(Vec<u8>, i64, i64, i64, Vec<u8>)> =
+        // salt, m_cost, t_cost, p_cost, verifier
+        type Row = (Vec<u8>, i64, i64, i64, Vec<u8>);
+        let row: Option<Row> =
             sqlx::query_as("SELECT salt, m_cost, t_cost, p_cost, verifier FROM passphrase WHERE id = 1")
                 .fetch_optional(&self.pool)
                 .await?;

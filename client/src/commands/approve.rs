@@ -104,6 +104,9 @@ async fn submit_register(
         Err(Failure::Lost(reason) | Failure::Garbled(reason)) => {
             Err(Error::OutcomeUnknown { account: name.to_string(), reason })
         }
+        Err(Failure::Fault { code, .. }) => {
+            Err(Error::OutcomeUnknown { account: name.to_string(), reason: format!("server fault: {code}") })
+        }
     }
 }
 
