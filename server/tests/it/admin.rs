@@ -512,7 +512,8 @@ async fn page_sign_in_refuses_forged_forms() {
     let h = harness().await;
     let (pre_cookie, pre_csrf) = h.sign_in_form().await;
     let other = "A".repeat(43);
-    let cases: [(Option<&str>, Vec<(&str, &str)>, Option<&str>); 4] = [
+    type Case<'a> = (Option<&'a str>, Vec<(&'a str, &'a str)>, Option<&'a str>);
+    let cases: [Case; 4] = [
         (None, vec![("csrf", &pre_csrf), ("token", TOKEN)], None),
         (Some(&pre_cookie), vec![("token", TOKEN)], None),
         (Some(&pre_cookie), vec![("csrf", &other), ("token", TOKEN)], None),
