@@ -135,8 +135,12 @@ pub async fn service_name(db: &Db, id: &ServiceId) -> Result<String> {
 
 pub async fn insert(db: &Db, new: &NewChallenge<'_>) -> Result<()> {
     sqlx::query(
+        // The built-in "Sesame admin" service takes no new accounts from a
+        // challenge anyone can start; the admin page opens registration for
+        // the challenges that a signed-in admin starts (see admin/sesame.rs).
         "INSERT INTO challenge (id, service_id, base_token, code_secret, binding_hash, allow_register, ip, user_agent, \
-         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, \
+         COALESCE((SELECT NOT builtin FROM service WHERE id = $2), $6), $7, $8, $9, $10)",
     )
     .bind(new.id.to_string())
     .bind(new.service_id.to_string())
