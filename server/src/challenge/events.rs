@@ -94,7 +94,8 @@ impl Watch {
                     let step = self.base.step_at(self.state.clock.now());
                     // The clock may not have reached the step yet (whole
                     // seconds); then just wait again.
-                    if step > self.step && UnixTime::from_secs(next_step_at) < expires_at {
+                    let shown_at = claims.issued_at.as_secs() + u64::from(step) * rotation;
+                    if step > self.step && UnixTime::from_secs(shown_at) < expires_at {
                         self.step = step;
                         return (token_event(&self.base, &self.secret, step), false);
                     }

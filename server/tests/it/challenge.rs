@@ -1,1 +1,261 @@
-//! (to be written)
+//! The browser and relying-party API: issuing challenges, the binding
+//! cookie, status, cancel, sessions, and the SSE stream over a real socket.
+
+use axum::http::StatusCode;
+use rand::rngs::OsRng;
+use serde_json::json;
+use sesame_proto::{AccountKey, AccountName, LoginRequest, RegisterRequest};
+
+use crate::support::{each_backend, Backend, SseReader, TestApp, START};
+
+fn alice() -> AccountName {
+    AccountName::parse("alice").expect("valid name")
+}
+
+#[tokio::test]
+async fn issues_a_challenge_and_binds_it_to_the_browser() {
+    each_backend(|app| async move {
+        let service = app.create_service("Example").await;
+        let response = app.post(&format!("/api/services/{service}/challenges"), None).await;
+        assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
+        let body = response.json();
+        let cid = body["challenge_id"].as_str().expect("id");
+        assert_eq!(body["status_url"], format!("http://sesame.test/api/challenges/{cid}"));
+        assert_eq!(body["events_url"], format!("http://sesame.test/api/challenges/{cid}/events"));
+        assert_eq!(body["expires_at"], START + 300);
+        let token = app.verify(body["token"].as_str().expect("token"));
+        assert_eq!(token.claims().challenge_id.to_string(), cid);
+        assert_eq!(token.claims().service_id, service);
+
+        let line = response.set_cookie("sesame_browser").expect("binding cookie");
+        assert!(line.contains("HttpOnly") && line.contains("SameSite=Strict") && line.contains("Path=/"), "{line}");
+        assert!(!line.contains("Secure"), "plain-HTTP origin: {line}");
+        let binding = response.cookie("sesame_browser").expect("value");
+        assert_eq!(binding.len(), 43);
+        // Only the digest is stored, never the cookie itself.
+        let stored: Vec<u8> = sqlx::query_scalar("SELECT binding_hash FROM challenge WHERE id = $1")
+            .bind(cid.to_owned())
+            .fetch_one(&app.state.db.pool)
+            .await
+            .expect("row");
+        assert_eq!(stored, sesame_server::challenge::sha256(&binding).to_vec());
+
+        // The same browser keeps its binding secret for the next challenge.
+        let again = app.start_with(&service, Some(&format!("sesame_browser={binding}"))).await;
+        assert_eq!(again.cookie, format!("sesame_browser={binding}"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn refuses_unknown_services() {
+    let app = TestApp::new().await;
+    let unknown = sesame_proto::ServiceId::random(&mut OsRng);
+    app.post(&format!("/api/services/{unknown}/challenges"), None).await.assert_error(StatusCode::NOT_FOUND, "unknown_service");
+    app.post("/api/services/not-an-id/challenges", None).await.assert_error(StatusCode::NOT_FOUND, "unknown_service");
+    assert_eq!(app.count("SELECT COUNT(*) FROM challenge").await, 0);
+}
+
+#[tokio::test]
+async fn status_and_events_need_the_binding_cookie() {
+    let app = TestApp::new().await;
+    let service = app.create_service("Example").await;
+    let started = app.start(&service).await;
+    let other = app.start(&service).await;
+    for path in [format!("/api/challenges/{}", started.id), format!("/api/challenges/{}/events", started.id)] {
+        app.get(&path, None).await.assert_error(StatusCode::UNAUTHORIZED, "binding_required");
+        app.get(&path, Some(&other.cookie)).await.assert_error(StatusCode::FORBIDDEN, "wrong_browser");
+    }
+    app.get(&format!("/api/challenges/{}", "0".repeat(32)), Some(&started.cookie))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "unknown_challenge");
+    let status = app.get(&format!("/api/challenges/{}", started.id), Some(&started.cookie)).await;
+    assert_eq!(status.status, StatusCode::OK);
+    assert_eq!(
+        status.json(),
+        json!({"status": "pending", "hint": "outstanding", "account": null, "purpose": null,
+               "message": "Scan the QR code or paste the token into your Sesame authenticator."})
+    );
+}
+
+#[tokio::test]
+async fn status_expires_the_challenge_at_its_time() {
+    each_backend(|app| async move {
+        let service = app.create_service("Example").await;
+        let started = app.start(&service).await;
+        app.clock.advance(299);
+        assert_eq!(app.get(&format!("/api/challenges/{}", started.id), Some(&started.cookie)).await.json()["status"], "pending");
+        app.clock.advance(1);
+        let status = app.get(&format!("/api/challenges/{}", started.id), Some(&started.cookie)).await.json();
+        assert_eq!(status["status"], "expired");
+        assert_eq!(status["hint"], "expired");
+        assert_eq!(status["message"], "The request timed out. Start again.");
+        assert_eq!(app.count("SELECT COUNT(*) FROM sign_in_event WHERE kind = 'expired'").await, 1);
+        // Reading again changes nothing more.
+        app.get(&format!("/api/challenges/{}", started.id), Some(&started.cookie)).await;
+        assert_eq!(app.count("SELECT COUNT(*) FROM sign_in_event").await, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn browser_cancels_once() {
+    let app = TestApp::new().await;
+    let service = app.create_service("Example").await;
+    let started = app.start(&service).await;
+    let other = app.start(&service).await;
+    let cancel = format!("/api/challenges/{}/cancel", started.id);
+    app.post(&cancel, Some(&other.cookie)).await.assert_error(StatusCode::FORBIDDEN, "wrong_browser");
+    let response = app.post(&cancel, Some(&started.cookie)).await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.json()["status"], "cancelled");
+    assert_eq!(response.json()["message"], "You cancelled the sign-in.");
+    app.post(&cancel, Some(&started.cookie)).await.assert_error(StatusCode::CONFLICT, "challenge_used");
+    // The authenticator is told the sign-in is over.
+    let token = app.verify(&started.token);
+    let request = RegisterRequest::sign(&token, &alice(), &AccountKey::generate(&mut OsRng));
+    app.post_json("/api/authenticator/register", &request).await.assert_error(StatusCode::CONFLICT, "challenge_used");
+}
+
+#[tokio::test]
+async fn session_goes_only_to_the_browser_that_started() {
+    each_backend(|app| async move {
+        let service = app.create_service("Example").await;
+        let started = app.start(&service).await;
+        let session = format!("/api/challenges/{}/session", started.id);
+        app.post(&session, Some(&started.cookie)).await.assert_error(StatusCode::CONFLICT, "not_completed");
+
+        let token = app.verify(&started.token);
+        let request = RegisterRequest::sign(&token, &alice(), &AccountKey::generate(&mut OsRng));
+        assert_eq!(app.post_json("/api/authenticator/register", &request).await.status, StatusCode::OK);
+
+        // Whoever has only the token (and maybe their own cookie) gets nothing.
+        let thief = app.start(&service).await;
+        app.post(&session, None).await.assert_error(StatusCode::UNAUTHORIZED, "binding_required");
+        app.post(&session, Some(&thief.cookie)).await.assert_error(StatusCode::FORBIDDEN, "wrong_browser");
+        assert_eq!(app.count("SELECT COUNT(*) FROM session").await, 0);
+
+        let response = app.post(&session, Some(&started.cookie)).await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+        assert_eq!(response.json(), json!({"account": "alice", "service_id": service.to_string(), "service_name": "Example"}));
+        let line = response.set_cookie("sesame_session").expect("session cookie");
+        assert!(line.contains("HttpOnly") && line.contains("SameSite=Lax"), "{line}");
+        assert!(line.contains(&format!("Path=/services/{service}")) && line.contains("Max-Age=86400"), "{line}");
+
+        app.post(&session, Some(&started.cookie)).await.assert_error(StatusCode::CONFLICT, "already_redeemed");
+        assert_eq!(app.count("SELECT COUNT(*) FROM session").await, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn issuing_is_rate_limited() {
+    let app = TestApp::builder(Backend::Sqlite).rate_limit(20).build().await;
+    let service = app.create_service("Example").await;
+    for _ in 0..5 {
+        app.start(&service).await;
+    }
+    app.post(&format!("/api/services/{service}/challenges"), None).await.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(app.count("SELECT COUNT(*) FROM challenge").await, 5);
+}
+
+#[tokio::test]
+async fn events_deliver_the_live_result() {
+    let app = TestApp::new().await;
+    let service = app.create_service("Example").await;
+    let key = AccountKey::generate(&mut OsRng);
+    let started = app.start(&service).await;
+    let token = app.verify(&started.token);
+    let request = RegisterRequest::sign(&token, &alice(), &key);
+    assert_eq!(app.post_json("/api/authenticator/register", &request).await.status, StatusCode::OK);
+
+    let base = app.serve().await;
+    let started = app.start(&service).await;
+    let url = format!("{base}/api/challenges/{}/events", started.id);
+    let mut events = SseReader::open(&url, &started.cookie, None).await;
+    let first = events.next().await.expect("status");
+    assert_eq!((first.event.as_str(), first.data["status"].as_str()), ("status", Some("pending")));
+    let second = events.next().await.expect("token");
+    assert_eq!(second.event, "token");
+    assert_eq!(second.data["token"], started.token.as_str());
+    assert_eq!(second.id, "token-0");
+
+    // The authenticator opens the request, then logs in.
+    let context = app.post_json("/api/authenticator/context", &json!({"token": started.token})).await;
+    assert_eq!(context.status, StatusCode::OK);
+    let opened = events.next().await.expect("opened");
+    assert_eq!((opened.data["status"].as_str(), opened.data["hint"].as_str()), (Some("pending"), Some("opened")));
+    let token = app.verify(&started.token);
+    let request = LoginRequest::sign(&token, &alice(), &key);
+    assert_eq!(app.post_json("/api/authenticator/login", &request).await.status, StatusCode::OK);
+    let done = events.next().await.expect("completed");
+    assert_eq!(done.event, "status");
+    assert_eq!(done.data["status"], "completed");
+    assert_eq!(done.data["account"], "alice");
+    assert_eq!(done.data["message"], "Signed in as alice.");
+    assert!(events.next().await.is_none(), "the stream ends after the final state");
+}
+
+#[tokio::test]
+async fn events_after_the_result_and_on_reconnect_give_the_final_state() {
+    let app = TestApp::new().await;
+    let service = app.create_service("Example").await;
+    let started = app.start(&service).await;
+    let token = app.verify(&started.token);
+    let request = RegisterRequest::sign(&token, &alice(), &AccountKey::generate(&mut OsRng));
+    assert_eq!(app.post_json("/api/authenticator/register", &request).await.status, StatusCode::OK);
+
+    let base = app.serve().await;
+    let url = format!("{base}/api/challenges/{}/events", started.id);
+    for last_event_id in [None, Some("token-0"), Some("status-pending-outstanding")] {
+        let mut events = SseReader::open(&url, &started.cookie, last_event_id).await;
+        let event = events.next().await.expect("final state");
+        assert_eq!(event.event, "status");
+        assert_eq!(event.data["status"], "completed");
+        assert_eq!(event.data["account"], "alice");
+        assert_eq!(event.id, "status-completed-register");
+        assert!(events.next().await.is_none());
+    }
+}
+
+#[tokio::test]
+async fn events_report_expiry() {
+    let app = TestApp::new().await;
+    let service = app.create_service("Example").await;
+    let started = app.start(&service).await;
+    let base = app.serve().await;
+    let mut events = SseReader::open(&format!("{base}/api/challenges/{}/events", started.id), &started.cookie, None).await;
+    assert_eq!(events.next().await.expect("status").event, "status");
+    assert_eq!(events.next().await.expect("token").event, "token");
+    // The stream sleeps until the expiry instant; the manual clock is
+    // already past it when the stream wakes.
+    app.clock.advance(300);
+    let mut last = events.next().await.expect("event");
+    while last.event == "token" {
+        last = events.next().await.expect("event");
+    }
+    assert_eq!(last.data["status"], "expired");
+    assert!(events.next().await.is_none());
+}
+
+#[tokio::test]
+async fn events_rotate_the_token() {
+    let app = TestApp::builder(Backend::Sqlite).rotation(1).system_clock().build().await;
+    let service = app.create_service("Example").await;
+    let started = app.start(&service).await;
+    let base = app.serve().await;
+    let mut events = SseReader::open(&format!("{base}/api/challenges/{}/events", started.id), &started.cookie, None).await;
+    assert_eq!(events.next().await.expect("status").event, "status");
+    let first = events.next().await.expect("token");
+    assert_eq!(first.event, "token");
+    let next = events.next().await.expect("rotated token");
+    assert_eq!(next.event, "token");
+    assert!(next.data["step"].as_u64() > first.data["step"].as_u64(), "{:?} then {:?}", first.data, next.data);
+    let text = next.data["token"].as_str().expect("token text");
+    assert_ne!(text, first.data["token"].as_str().expect("token text"));
+    // The rotated token is one the authenticator API accepts.
+    let token = app.verify(text);
+    let request = RegisterRequest::sign(&token, &alice(), &AccountKey::generate(&mut OsRng));
+    let response = app.post_json("/api/authenticator/register", &request).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+}

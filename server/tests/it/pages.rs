@@ -1,1 +1,105 @@
-//! (to be written)
+//! The login page: what it shows, escaping, the signed-in view, sign-out,
+//! and the static files it loads.
+
+use axum::http::{header, Method, StatusCode};
+use rand::rngs::OsRng;
+use sesame_proto::{AccountKey, AccountName, RegisterRequest};
+
+use crate::support::{each_backend, request, TestApp};
+
+#[tokio::test]
+async fn login_page_shows_token_qr_and_binds_the_browser() {
+    each_backend(|app| async move {
+        let service = app.create_service("Example").await;
+        let page = app.get(&format!("/services/{service}"), None).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+        assert!(page.headers[header::CONTENT_TYPE].to_str().expect("ascii").starts_with("text/html"));
+        assert_eq!(page.headers[header::CACHE_CONTROL], "no-store");
+        assert!(page.headers.contains_key(header::CONTENT_SECURITY_POLICY));
+        let html = page.text();
+        assert!(html.contains("Sign in to <span id=\"service-name\">Example</span>"), "{html}");
+        assert!(html.contains("<div id=\"qr\"") && html.contains("<svg"), "{html}");
+        assert!(!html.contains("<?xml"), "inline SVG has no XML declaration");
+        assert!(html.contains("Scan the QR code or paste the token into your Sesame authenticator."));
+        assert!(html.contains("<script src=\"/static/login.js\""));
+        assert!(!html.contains("<script>"), "no inline scripts");
+
+        let cid: String = sqlx::query_scalar("SELECT id FROM challenge").fetch_one(&app.state.db.pool).await.expect("one challenge");
+        assert!(html.contains(&format!("data-events-url=\"/api/challenges/{cid}/events\"")), "{html}");
+        let token = app.current_token(&cid).await;
+        assert!(html.contains(&format!("<code id=\"token\" class=\"token\">{token}</code>")), "{html}");
+        assert!(page.cookie("sesame_browser").is_some());
+        let started = format!("sesame_browser={}", page.cookie("sesame_browser").expect("cookie"));
+        assert_eq!(app.get(&format!("/api/challenges/{cid}"), Some(&started)).await.status, StatusCode::OK);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn service_name_with_markup_is_escaped() {
+    let app = TestApp::new().await;
+    let service = app.create_service("<script>alert(1)</script>").await;
+    let html = app.get(&format!("/services/{service}"), None).await.text();
+    assert!(!html.contains("<script>alert(1)</script>"), "{html}");
+    assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;") || html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+}
+
+#[tokio::test]
+async fn unknown_service_page_is_404() {
+    let app = TestApp::new().await;
+    app.get(&format!("/services/{}", "ab".repeat(16)), None).await.assert_error(StatusCode::NOT_FOUND, "unknown_service");
+}
+
+#[tokio::test]
+async fn signed_in_browser_sees_its_account_and_can_sign_out() {
+    each_backend(|app| async move {
+        let service = app.create_service("Example").await;
+        let started = app.start(&service).await;
+        let token = app.verify(&started.token);
+        let name = AccountName::parse("alice").expect("name");
+        let answer = RegisterRequest::sign(&token, &name, &AccountKey::generate(&mut OsRng));
+        assert_eq!(app.post_json("/api/authenticator/register", &answer).await.status, StatusCode::OK);
+        let session = app.post(&format!("/api/challenges/{}/session", started.id), Some(&started.cookie)).await;
+        let cookie = format!("sesame_session={}", session.cookie("sesame_session").expect("session cookie"));
+
+        let page = app.get(&format!("/services/{service}"), Some(&cookie)).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.text().contains("Signed in as <span id=\"account-name\">alice</span>"), "{}", page.text());
+        // A session for one service means nothing at another.
+        let other = app.create_service("Other").await;
+        assert!(!app.get(&format!("/services/{other}"), Some(&cookie)).await.text().contains(">alice</span>"));
+
+        let signout = format!("/services/{service}/signout");
+        let mut cross_site = request(Method::POST, &signout, Some(&cookie), None);
+        cross_site.headers_mut().insert(header::ORIGIN, "https://evil.example".parse().expect("header"));
+        app.send(cross_site).await.assert_error(StatusCode::FORBIDDEN, "csrf_rejected");
+        assert_eq!(app.count("SELECT COUNT(*) FROM session").await, 1);
+
+        let mut same_site = request(Method::POST, &signout, Some(&cookie), None);
+        same_site.headers_mut().insert(header::ORIGIN, "http://sesame.test".parse().expect("header"));
+        let response = app.send(same_site).await;
+        assert_eq!(response.status, StatusCode::SEE_OTHER);
+        assert_eq!(response.headers[header::LOCATION], format!("/services/{service}"));
+        assert!(response.set_cookie("sesame_session").expect("cleared").contains("Max-Age=0"));
+        assert_eq!(app.count("SELECT COUNT(*) FROM session").await, 0);
+        let page = app.get(&format!("/services/{service}"), Some(&cookie)).await.text();
+        assert!(page.contains("id=\"token\""), "signed out: a new challenge is shown");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn static_files_have_types_and_caching() {
+    let app = TestApp::new().await;
+    for (path, kind, needle) in [
+        ("/static/login.js", "text/javascript", "EventSource"),
+        ("/static/qrcode.js", "text/javascript", "MIT license"),
+        ("/static/sesame.css", "text/css", "--accent"),
+    ] {
+        let response = app.get(path, None).await;
+        assert_eq!(response.status, StatusCode::OK, "{path}");
+        assert!(response.headers[header::CONTENT_TYPE].to_str().expect("ascii").starts_with(kind), "{path}");
+        assert!(response.headers[header::CACHE_CONTROL].to_str().expect("ascii").contains("max-age"), "{path}");
+        assert!(response.text().contains(needle), "{path}");
+    }
+}
