@@ -10,8 +10,7 @@
 use axum::{extract::State, routing::get, routing::post, Json, Router};
 use sesame_proto::{
     wire::{ChallengeContext, ContextRequest, Outcome, ServerKeyInfo, Status},
-    AccountPublicKey, DenyRequest, FreshToken, FreshnessSecret, LoginRequest, RegisterRequest, Token,
-    UnverifiedToken,
+    AccountPublicKey, DenyRequest, FreshToken, FreshnessSecret, LoginRequest, RegisterRequest, Token, UnverifiedToken,
 };
 
 use crate::{

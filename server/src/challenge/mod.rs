@@ -72,7 +72,8 @@ pub async fn issue(state: &AppState, service_id: &str, client: &ClientInfo, head
 
     // A browser keeps its binding secret across challenges, so several tabs
     // of one browser can each follow their own sign-in.
-    let binding = cookie(headers, BINDING_COOKIE).filter(|v| well_formed_secret(v)).map_or_else(new_secret, str::to_owned);
+    let binding =
+        cookie(headers, BINDING_COOKIE).filter(|v| well_formed_secret(v)).map_or_else(new_secret, str::to_owned);
     let binding_hash = sha256(&binding);
 
     let now = state.clock.now();

@@ -308,20 +308,22 @@ pub async fn redeem(
         .await?;
     let row = ChallengeRow::from_row(&row)?;
     let account = row.account.clone().ok_or_else(|| anyhow::anyhow!("a completed challenge has no account"))?;
-    sqlx::query("INSERT INTO session (id_hash, service_id, account, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(session_hash.to_vec())
-        .bind(row.service_id.to_string())
-        .bind(account)
-        .bind(now)
-        .bind(session_expires_at)
-        .execute(&mut *tx)
-        .await
-        // The account was deleted after it signed in: there is nobody to
-        // give a session to, and the challenge stays unredeemed.
-        .map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownAccount,
-            _ => Error::Database(e),
-        })?;
+    sqlx::query(
+        "INSERT INTO session (id_hash, service_id, account, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(session_hash.to_vec())
+    .bind(row.service_id.to_string())
+    .bind(account)
+    .bind(now)
+    .bind(session_expires_at)
+    .execute(&mut *tx)
+    .await
+    // The account was deleted after it signed in: there is nobody to
+    // give a session to, and the challenge stays unredeemed.
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownAccount,
+        _ => Error::Database(e),
+    })?;
     tx.commit().await?;
     Ok(row)
 }

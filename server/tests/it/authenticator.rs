@@ -21,7 +21,8 @@ async fn register(app: &TestApp, service: &ServiceId, account: &str) -> AccountK
     let started = app.start(service).await;
     let key = AccountKey::generate(&mut OsRng);
     let token = app.verify(&started.token);
-    let response = app.post_json("/api/authenticator/register", &RegisterRequest::sign(&token, &name(account), &key)).await;
+    let response =
+        app.post_json("/api/authenticator/register", &RegisterRequest::sign(&token, &name(account), &key)).await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     key
 }
@@ -104,7 +105,8 @@ async fn deny_ends_the_challenge() {
     let service = app.create_service("Example").await;
     let started = app.start(&service).await;
     let token = app.verify(&started.token);
-    let response = app.post_json("/api/authenticator/deny", &DenyRequest::sign(&token, &AccountKey::generate(&mut OsRng))).await;
+    let response =
+        app.post_json("/api/authenticator/deny", &DenyRequest::sign(&token, &AccountKey::generate(&mut OsRng))).await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     assert_eq!(response.json(), json!({"status": "denied"}));
     assert_eq!(app.stored(&started.id).await, ("denied".into(), "user_denied".into(), None));
@@ -120,7 +122,9 @@ async fn rejects_replayed_submission() {
         let token = app.verify(&started.token);
         let request = RegisterRequest::sign(&token, &name("alice"), &AccountKey::generate(&mut OsRng));
         assert_eq!(app.post_json("/api/authenticator/register", &request).await.status, StatusCode::OK);
-        app.post_json("/api/authenticator/register", &request).await.assert_error(StatusCode::CONFLICT, "challenge_used");
+        app.post_json("/api/authenticator/register", &request)
+            .await
+            .assert_error(StatusCode::CONFLICT, "challenge_used");
         // Another name on the same used token does not get in either.
         let other = RegisterRequest::sign(&token, &name("bob"), &AccountKey::generate(&mut OsRng));
         app.post_json("/api/authenticator/register", &other).await.assert_error(StatusCode::CONFLICT, "challenge_used");
@@ -174,7 +178,9 @@ async fn rejects_signature_for_other_service() {
     let key = AccountKey::generate(&mut OsRng);
     let mut request = RegisterRequest::sign(&app.verify(&other.token), &name("alice"), &key);
     request.token = started.token.clone();
-    app.post_json("/api/authenticator/register", &request).await.assert_error(StatusCode::UNAUTHORIZED, "bad_signature");
+    app.post_json("/api/authenticator/register", &request)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "bad_signature");
     assert_eq!(app.stored(&started.id).await.0, "pending");
     assert_eq!(app.count("SELECT COUNT(*) FROM account").await, 0);
 }
@@ -189,7 +195,9 @@ async fn rejects_signature_for_other_purpose() {
     let request = json!({
         "token": started.token, "account": "alice", "public_key": key.public_key().to_base64(), "signature": login.signature,
     });
-    app.post_json("/api/authenticator/register", &request).await.assert_error(StatusCode::UNAUTHORIZED, "bad_signature");
+    app.post_json("/api/authenticator/register", &request)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "bad_signature");
     assert_eq!(app.stored(&started.id).await.0, "pending");
     assert_eq!(app.count("SELECT COUNT(*) FROM account").await, 0);
 }
@@ -207,7 +215,9 @@ async fn rejects_tampered_token() {
     bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(bytes).expect("ASCII");
     let request = json!({"token": tampered, "account": "alice", "signature": random_b64(64)});
-    app.post_json("/api/authenticator/login", &request).await.assert_error(StatusCode::BAD_REQUEST, "bad_token_signature");
+    app.post_json("/api/authenticator/login", &request)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "bad_token_signature");
     assert_eq!(app.stored(&started.id).await.0, "pending");
 }
 
@@ -232,8 +242,11 @@ async fn rejects_unknown_account() {
     each_backend(|app| async move {
         let service = app.create_service("Example").await;
         let started = app.start(&service).await;
-        let request = LoginRequest::sign(&app.verify(&started.token), &name("nobody"), &AccountKey::generate(&mut OsRng));
-        app.post_json("/api/authenticator/login", &request).await.assert_error(StatusCode::NOT_FOUND, "unknown_account");
+        let request =
+            LoginRequest::sign(&app.verify(&started.token), &name("nobody"), &AccountKey::generate(&mut OsRng));
+        app.post_json("/api/authenticator/login", &request)
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "unknown_account");
         assert_eq!(app.stored(&started.id).await.0, "pending");
     })
     .await;
@@ -258,7 +271,9 @@ async fn duplicate_account_keeps_the_challenge_pending() {
         let started = app.start(&service).await;
         let token = app.verify(&started.token);
         let request = RegisterRequest::sign(&token, &name("alice"), &AccountKey::generate(&mut OsRng));
-        app.post_json("/api/authenticator/register", &request).await.assert_error(StatusCode::CONFLICT, "account_exists");
+        app.post_json("/api/authenticator/register", &request)
+            .await
+            .assert_error(StatusCode::CONFLICT, "account_exists");
         assert_eq!(app.stored(&started.id).await, ("pending".into(), "outstanding".into(), None));
         assert_eq!(app.count("SELECT COUNT(*) FROM account").await, 1);
         assert_eq!(app.count("SELECT COUNT(*) FROM sign_in_event").await, 1);
@@ -290,7 +305,9 @@ async fn rejects_bad_bodies_with_their_own_codes() {
     weak[0] = 1;
     let weak = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(weak);
     let request = json!({"token": started.token, "account": "alice", "public_key": weak, "signature": random_b64(64)});
-    app.post_json("/api/authenticator/register", &request).await.assert_error(StatusCode::BAD_REQUEST, "weak_public_key");
+    app.post_json("/api/authenticator/register", &request)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "weak_public_key");
 
     app.post_json("/api/authenticator/login", &json!({"token": "hello", "account": "a", "signature": "x"}))
         .await
@@ -306,7 +323,9 @@ async fn rejects_token_of_another_server() {
     let service = other.create_service("Example").await;
     let started = other.start(&service).await;
     let request = json!({"token": started.token});
-    app.post_json("/api/authenticator/context", &request).await.assert_error(StatusCode::BAD_REQUEST, "unknown_signing_key");
+    app.post_json("/api/authenticator/context", &request)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "unknown_signing_key");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -323,7 +342,10 @@ async fn concurrent_logins_complete_the_challenge_once() {
             tasks.push(tokio::spawn(async move {
                 use http_body_util::BodyExt as _;
                 use tower::ServiceExt as _;
-                let response = router.oneshot(crate::support::request(Method::POST, "/api/authenticator/login", None, Some(body))).await.expect("response");
+                let response = router
+                    .oneshot(crate::support::request(Method::POST, "/api/authenticator/login", None, Some(body)))
+                    .await
+                    .expect("response");
                 let status = response.status();
                 let body = response.into_body().collect().await.expect("body").to_bytes();
                 (status, serde_json::from_slice::<Value>(&body).expect("json"))
@@ -349,7 +371,11 @@ async fn submissions_are_rate_limited() {
     let app = TestApp::builder(Backend::Sqlite).rate_limit(20).build().await;
     let request = json!({"token": "not a token"});
     for _ in 0..5 {
-        app.post_json("/api/authenticator/context", &request).await.assert_error(StatusCode::BAD_REQUEST, "not_a_token");
+        app.post_json("/api/authenticator/context", &request)
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "not_a_token");
     }
-    app.post_json("/api/authenticator/context", &request).await.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    app.post_json("/api/authenticator/context", &request)
+        .await
+        .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
 }

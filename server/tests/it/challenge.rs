@@ -51,7 +51,9 @@ async fn issues_a_challenge_and_binds_it_to_the_browser() {
 async fn refuses_unknown_services() {
     let app = TestApp::new().await;
     let unknown = sesame_proto::ServiceId::random(&mut OsRng);
-    app.post(&format!("/api/services/{unknown}/challenges"), None).await.assert_error(StatusCode::NOT_FOUND, "unknown_service");
+    app.post(&format!("/api/services/{unknown}/challenges"), None)
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "unknown_service");
     app.post("/api/services/not-an-id/challenges", None).await.assert_error(StatusCode::NOT_FOUND, "unknown_service");
     assert_eq!(app.count("SELECT COUNT(*) FROM challenge").await, 0);
 }
@@ -84,7 +86,10 @@ async fn status_expires_the_challenge_at_its_time() {
         let service = app.create_service("Example").await;
         let started = app.start(&service).await;
         app.clock.advance(299);
-        assert_eq!(app.get(&format!("/api/challenges/{}", started.id), Some(&started.cookie)).await.json()["status"], "pending");
+        assert_eq!(
+            app.get(&format!("/api/challenges/{}", started.id), Some(&started.cookie)).await.json()["status"],
+            "pending"
+        );
         app.clock.advance(1);
         let status = app.get(&format!("/api/challenges/{}", started.id), Some(&started.cookie)).await.json();
         assert_eq!(status["status"], "expired");
@@ -137,7 +142,10 @@ async fn session_goes_only_to_the_browser_that_started() {
 
         let response = app.post(&session, Some(&started.cookie)).await;
         assert_eq!(response.status, StatusCode::OK, "{}", response.text());
-        assert_eq!(response.json(), json!({"account": "alice", "service_id": service.to_string(), "service_name": "Example"}));
+        assert_eq!(
+            response.json(),
+            json!({"account": "alice", "service_id": service.to_string(), "service_name": "Example"})
+        );
         let line = response.set_cookie("sesame_session").expect("session cookie");
         assert!(line.contains("HttpOnly") && line.contains("SameSite=Lax"), "{line}");
         assert!(line.contains(&format!("Path=/services/{service}")) && line.contains("Max-Age=86400"), "{line}");
@@ -155,7 +163,9 @@ async fn issuing_is_rate_limited() {
     for _ in 0..5 {
         app.start(&service).await;
     }
-    app.post(&format!("/api/services/{service}/challenges"), None).await.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    app.post(&format!("/api/services/{service}/challenges"), None)
+        .await
+        .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     assert_eq!(app.count("SELECT COUNT(*) FROM challenge").await, 5);
 }
 
@@ -224,7 +234,8 @@ async fn events_report_expiry() {
     let service = app.create_service("Example").await;
     let started = app.start(&service).await;
     let base = app.serve().await;
-    let mut events = SseReader::open(&format!("{base}/api/challenges/{}/events", started.id), &started.cookie, None).await;
+    let mut events =
+        SseReader::open(&format!("{base}/api/challenges/{}/events", started.id), &started.cookie, None).await;
     assert_eq!(events.next().await.expect("status").event, "status");
     assert_eq!(events.next().await.expect("token").event, "token");
     // The stream sleeps until the expiry instant; the manual clock is
@@ -244,7 +255,8 @@ async fn events_rotate_the_token() {
     let service = app.create_service("Example").await;
     let started = app.start(&service).await;
     let base = app.serve().await;
-    let mut events = SseReader::open(&format!("{base}/api/challenges/{}/events", started.id), &started.cookie, None).await;
+    let mut events =
+        SseReader::open(&format!("{base}/api/challenges/{}/events", started.id), &started.cookie, None).await;
     assert_eq!(events.next().await.expect("status").event, "status");
     let first = events.next().await.expect("token");
     assert_eq!(first.event, "token");

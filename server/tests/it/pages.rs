@@ -24,7 +24,8 @@ async fn login_page_shows_token_qr_and_binds_the_browser() {
         assert!(html.contains("<script src=\"/static/login.js\""));
         assert!(!html.contains("<script>"), "no inline scripts");
 
-        let cid: String = sqlx::query_scalar("SELECT id FROM challenge").fetch_one(&app.state.db.pool).await.expect("one challenge");
+        let cid: String =
+            sqlx::query_scalar("SELECT id FROM challenge").fetch_one(&app.state.db.pool).await.expect("one challenge");
         assert!(html.contains(&format!("data-events-url=\"/api/challenges/{cid}/events\"")), "{html}");
         let token = app.current_token(&cid).await;
         assert!(html.contains(&format!("<code id=\"token\" class=\"token\">{token}</code>")), "{html}");
@@ -41,13 +42,19 @@ async fn service_name_with_markup_is_escaped() {
     let service = app.create_service("<script>alert(1)</script>").await;
     let html = app.get(&format!("/services/{service}"), None).await.text();
     assert!(!html.contains("<script>alert(1)</script>"), "{html}");
-    assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;") || html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+    assert!(
+        html.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+            || html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
 }
 
 #[tokio::test]
 async fn unknown_service_page_is_404() {
     let app = TestApp::new().await;
-    app.get(&format!("/services/{}", "ab".repeat(16)), None).await.assert_error(StatusCode::NOT_FOUND, "unknown_service");
+    app.get(&format!("/services/{}", "ab".repeat(16)), None)
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "unknown_service");
 }
 
 #[tokio::test]

@@ -110,7 +110,8 @@ impl Builder {
                 OsRng.fill_bytes(&mut id);
                 let name = format!("sesame_test_{}", hex::encode(id));
                 sqlx::any::install_default_drivers();
-                let mut admin = sqlx::AnyConnection::connect(&format!("{base}/postgres")).await.expect("connect to PostgreSQL");
+                let mut admin =
+                    sqlx::AnyConnection::connect(&format!("{base}/postgres")).await.expect("connect to PostgreSQL");
                 admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create the test database");
                 admin.close().await.expect("close");
                 (format!("{base}/{name}"), Some((base, name)))
@@ -152,8 +153,12 @@ impl Cleanup {
     pub async fn run(self) {
         self.pool.close().await;
         if let Some((base, name)) = self.pg_name {
-            let mut admin = sqlx::AnyConnection::connect(&format!("{base}/postgres")).await.expect("connect to PostgreSQL");
-            admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await.expect("drop the test database");
+            let mut admin =
+                sqlx::AnyConnection::connect(&format!("{base}/postgres")).await.expect("connect to PostgreSQL");
+            admin
+                .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                .await
+                .expect("drop the test database");
         }
     }
 }
@@ -367,7 +372,8 @@ impl std::fmt::Debug for SseReader {
 impl SseReader {
     /// Opens `url` with the binding cookie (and `Last-Event-ID` if given).
     pub async fn open(url: &str, cookie: &str, last_event_id: Option<&str>) -> Self {
-        let mut request = reqwest::Client::new().get(url).header("cookie", cookie).header("accept", "text/event-stream");
+        let mut request =
+            reqwest::Client::new().get(url).header("cookie", cookie).header("accept", "text/event-stream");
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);
         }
