@@ -379,3 +379,21 @@ async fn submissions_are_rate_limited() {
         .await
         .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
 }
+
+#[tokio::test]
+async fn closed_registration_is_refused_before_consuming() {
+    let app = TestApp::new().await;
+    let service = app.create_service("Example").await;
+    let started = app.start(&service).await;
+    sqlx::query("UPDATE challenge SET allow_register = FALSE WHERE id = $1")
+        .bind(started.id.clone())
+        .execute(&app.state.db.pool)
+        .await
+        .expect("close registration");
+    let request = RegisterRequest::sign(&app.verify(&started.token), &name("alice"), &AccountKey::generate(&mut OsRng));
+    app.post_json("/api/authenticator/register", &request)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "registration_closed");
+    assert_eq!(app.stored(&started.id).await.0, "pending");
+    assert_eq!(app.count("SELECT COUNT(*) FROM account").await, 0);
+}
