@@ -5,6 +5,7 @@
 
 mod api;
 mod pages;
+mod sesame;
 mod session;
 mod store;
 
@@ -17,16 +18,19 @@ use crate::{AppState, Config};
 const DEMO_SERVICE: &str = "Demo";
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(api::router()).merge(pages::router())
+    Router::new().merge(api::router()).merge(pages::router()).merge(sesame::router())
 }
 
-/// Start-up work of the admin side: with `--demo`, a "Demo" service to try
-/// the sign-in with, created once and reused on every later start.
+/// Start-up work of the admin side: the built-in "Sesame admin" service
+/// (created before anyone can take its name), and with `--demo` a "Demo"
+/// service to try the sign-in with, created once and reused on every later
+/// start.
 pub async fn on_start(state: &AppState, config: &Config) -> anyhow::Result<()> {
+    let now = state.clock.now().as_secs() as i64;
+    store::admin_service(&state.db, now).await.map_err(|e| anyhow::anyhow!("cannot create the admin service: {e}"))?;
     if config.demo {
         let name = ServiceName::parse(DEMO_SERVICE).expect("the demo service name is valid");
-        let now = state.clock.now().as_secs() as i64;
-        let id = store::ensure_service(&state.db, &name, false, now)
+        let id = store::ensure_service(&state.db, &name, now)
             .await
             .map_err(|e| anyhow::anyhow!("cannot create the demo service: {e}"))?;
         println!("Demo service login page: {}", store::login_url(&state.settings.origin, &id));

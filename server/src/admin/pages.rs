@@ -22,7 +22,7 @@ use serde::Deserialize;
 use sesame_proto::ServiceName;
 
 use super::{
-    session::{self, AdminSession, PRE_SESSION_COOKIE, PRE_SESSION_SECS, SESSION_COOKIE},
+    session::{self, AdminSession, PRE_SESSION_COOKIE, PRE_SESSION_SECS, SESSION_COOKIE, SESSION_SECS},
     store,
 };
 use crate::{
@@ -42,7 +42,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/admin/services/{id}/accounts/delete", post(delete_account))
 }
 
-type PageResult = Result<Response, PageError>;
+pub(super) type PageResult = Result<Response, PageError>;
 
 /// An [`Error`] shown as an HTML page, with the status the JSON API would use.
 #[derive(Debug)]
@@ -86,7 +86,7 @@ fn no_store() -> [(header::HeaderName, &'static str); 1] {
     [(header::CACHE_CONTROL, "no-store")]
 }
 
-fn render(status: StatusCode, view: &impl Template) -> PageResult {
+pub(super) fn render(status: StatusCode, view: &impl Template) -> PageResult {
     let body = view.render().map_err(|e| Error::Internal(anyhow::anyhow!("template: {e}")))?;
     Ok((status, no_store(), Html(body)).into_response())
 }
@@ -96,7 +96,7 @@ fn now(state: &AppState) -> i64 {
 }
 
 /// Form bodies that do not parse get a plain 400 page, not axum's text.
-fn form<T>(extracted: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
+pub(super) fn form<T>(extracted: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
     match extracted {
         Ok(Form(value)) => Ok(value),
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Error::PayloadTooLarge.into()),
@@ -106,7 +106,7 @@ fn form<T>(extracted: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
     }
 }
 
-fn path<T>(extracted: Result<Path<T>, PathRejection>) -> Result<T, PageError> {
+pub(super) fn path<T>(extracted: Result<Path<T>, PathRejection>) -> Result<T, PageError> {
     extracted
         .map(|Path(value)| value)
         .map_err(|_| Error::bad_request("invalid_path", "the URL path is malformed").into())
@@ -114,7 +114,7 @@ fn path<T>(extracted: Result<Path<T>, PathRejection>) -> Result<T, PageError> {
 
 /// The session behind a form, after the origin check; a POST without one is
 /// told to sign in.
-async fn form_session(state: &AppState, headers: &HeaderMap) -> Result<AdminSession, PageError> {
+pub(super) async fn form_session(state: &AppState, headers: &HeaderMap) -> Result<AdminSession, PageError> {
     session::check_origin(&state.settings, headers)?;
     AdminSession::find(&state.db, headers, now(state)).await?.ok_or(PageError(Error::AdminAuthRequired))
 }
@@ -135,6 +135,8 @@ impl Notice {
             "created" => Some("Service created."),
             "service_deleted" => Some("Service deleted, with its accounts and sign-in history."),
             "account_deleted" => Some("Account deleted."),
+            "authenticator_added" => Some("Authenticator added: it can now sign in to this page."),
+            "authenticator_removed" => Some("Authenticator removed: it can no longer sign in to this page."),
             _ => None,
         }
     }
@@ -142,6 +144,9 @@ impl Notice {
     fn error(&self) -> Option<&'static str> {
         match self.error.as_deref()? {
             "service_exists" => Some("A service with that name already exists."),
+            "authenticator_not_added" => {
+                Some("No authenticator was added: the request was refused, cancelled or timed out.")
+            }
             "invalid_service_name" => {
                 Some("A service name is 1 to 64 bytes, without control characters or spaces at either end.")
             }
@@ -159,7 +164,12 @@ struct SignInView {
 
 /// The sign-in form, with its double-submit cookie. A browser that already
 /// has a well-formed cookie keeps it, so two open tabs both work.
-fn sign_in_page(state: &AppState, headers: &HeaderMap, status: StatusCode, error: Option<&'static str>) -> PageResult {
+pub(super) fn sign_in_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: Option<&'static str>,
+) -> PageResult {
     let csrf = session::cookie(headers, PRE_SESSION_COOKIE)
         .filter(|c| session::well_formed(c))
         .map_or_else(session::random_secret, str::to_owned);
@@ -183,6 +193,8 @@ struct ServicesView {
     done: Option<&'static str>,
     error: Option<&'static str>,
     services: Vec<ServiceItem>,
+    /// Accounts of the built-in admin service: keys that may sign in here.
+    authenticators: Vec<AccountItem>,
 }
 
 async fn index(
@@ -204,8 +216,15 @@ async fn index(
             accounts: s.accounts,
         })
         .collect();
-    let view =
-        ServicesView { csrf: session.csrf_token().to_owned(), done: notice.done(), error: notice.error(), services };
+    let authenticators =
+        store::admin_accounts(&state.db, now(&state)).await?.into_iter().map(AccountItem::from).collect();
+    let view = ServicesView {
+        csrf: session.csrf_token().to_owned(),
+        done: notice.done(),
+        error: notice.error(),
+        services,
+        authenticators,
+    };
     render(StatusCode::OK, &view)
 }
 
@@ -244,7 +263,7 @@ async fn sign_in(
     let (value, _) = AdminSession::create(&state.db, now(&state)).await?;
     tracing::info!(ip = %client.ip, "admin signed in");
     let set = AppendHeaders([
-        (header::SET_COOKIE, session::set_cookie(&state.settings, SESSION_COOKIE, &value, 12 * 60 * 60)),
+        (header::SET_COOKIE, session::set_cookie(&state.settings, SESSION_COOKIE, &value, SESSION_SECS)),
         (header::SET_COOKIE, session::set_cookie(&state.settings, PRE_SESSION_COOKIE, "", 0)),
     ]);
     Ok((set, Redirect::to("/admin")).into_response())
@@ -343,6 +362,16 @@ struct AccountItem {
     last_login_at: String,
 }
 
+impl From<store::Account> for AccountItem {
+    fn from(a: store::Account) -> Self {
+        Self {
+            name: a.name,
+            created_at: store::rfc3339(a.created_at),
+            last_login_at: a.last_login_at.map_or_else(|| "never".to_owned(), store::rfc3339),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct EventItem {
     kind: String,
@@ -374,15 +403,7 @@ async fn service_page(
         return Ok(Redirect::to("/admin").into_response());
     };
     let service = store::service(&state.db, &path(id)?).await?;
-    let accounts = store::list_accounts(&state.db, &service.id)
-        .await?
-        .into_iter()
-        .map(|a| AccountItem {
-            name: a.name,
-            created_at: store::rfc3339(a.created_at),
-            last_login_at: a.last_login_at.map_or_else(|| "never".to_owned(), store::rfc3339),
-        })
-        .collect();
+    let accounts = store::list_accounts(&state.db, &service.id).await?.into_iter().map(AccountItem::from).collect();
     let events = store::recent_events(&state.db, &service.id)
         .await?
         .into_iter()

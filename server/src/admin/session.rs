@@ -26,7 +26,7 @@ pub(crate) const SESSION_COOKIE: &str = "sesame_admin";
 /// The double-submit cookie that guards the sign-in form.
 pub(crate) const PRE_SESSION_COOKIE: &str = "sesame_admin_csrf";
 /// An admin session lasts 12 hours, then the admin signs in again.
-const SESSION_SECS: i64 = 12 * 60 * 60;
+pub(crate) const SESSION_SECS: i64 = 12 * 60 * 60;
 /// The sign-in form's CSRF cookie lasts an hour; an older form is reloaded.
 pub(crate) const PRE_SESSION_SECS: i64 = 60 * 60;
 

@@ -153,14 +153,13 @@ pub(crate) async fn recent_events(db: &Db, service_id: &str) -> Result<Vec<Event
 /// Creates the service `name` unless it exists, and returns its id. Used at
 /// start-up, where several instances may race: `ON CONFLICT DO NOTHING` lets
 /// one insert win and all of them then read the same row.
-pub(crate) async fn ensure_service(db: &Db, name: &ServiceName, builtin: bool, now: i64) -> Result<String> {
+pub(crate) async fn ensure_service(db: &Db, name: &ServiceName, now: i64) -> Result<String> {
     let candidate = ServiceId::random(&mut OsRng).to_string();
     sqlx::query(
-        "INSERT INTO service (id, name, builtin, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO service (id, name, builtin, created_at) VALUES ($1, $2, FALSE, $3) ON CONFLICT (name) DO NOTHING",
     )
     .bind(&candidate)
     .bind(name.as_str())
-    .bind(builtin)
     .bind(now)
     .execute(&db.pool)
     .await?;
@@ -186,4 +185,58 @@ pub(crate) fn rfc3339(secs: i64) -> String {
 /// names no service.
 fn parse_id(text: &str) -> Result<String> {
     text.parse::<ServiceId>().map(|id| id.to_string()).map_err(|_| Error::UnknownService)
+}
+
+/// The built-in service whose accounts may sign in to the admin page.
+pub(crate) const ADMIN_SERVICE: &str = "Sesame admin";
+
+/// The id of the built-in admin service, created on first use. A managed
+/// service that took the name first is never mistaken for it.
+pub(crate) async fn admin_service(db: &Db, now: i64) -> Result<String> {
+    let name = ServiceName::parse(ADMIN_SERVICE).expect("the admin service name is valid");
+    let candidate = ServiceId::random(&mut OsRng).to_string();
+    sqlx::query(
+        "INSERT INTO service (id, name, builtin, created_at) VALUES ($1, $2, TRUE, $3) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(&candidate)
+    .bind(name.as_str())
+    .bind(now)
+    .execute(&db.pool)
+    .await?;
+    let id: Option<String> = sqlx::query_scalar("SELECT id FROM service WHERE name = $1 AND builtin")
+        .bind(name.as_str())
+        .fetch_optional(&db.pool)
+        .await?;
+    id.ok_or_else(|| {
+        Error::Internal(anyhow::anyhow!(
+            "a managed service is named {ADMIN_SERVICE:?}; rename it to enable admin sign-in"
+        ))
+    })
+}
+
+/// The authenticator accounts that may sign in to the admin page.
+pub(crate) async fn admin_accounts(db: &Db, now: i64) -> Result<Vec<Account>> {
+    let id = admin_service(db, now).await?;
+    let rows = sqlx::query(
+        "SELECT name, created_at, last_login_at FROM account WHERE service_id = $1 ORDER BY created_at, name",
+    )
+    .bind(&id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|row| Ok(Account { name: row.try_get(0)?, created_at: row.try_get(1)?, last_login_at: row.try_get(2)? }))
+        .collect()
+}
+
+pub(crate) async fn delete_admin_account(db: &Db, name: &str, now: i64) -> Result<()> {
+    let id = admin_service(db, now).await?;
+    let done = sqlx::query("DELETE FROM account WHERE service_id = $1 AND name = $2")
+        .bind(&id)
+        .bind(name)
+        .execute(&db.pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::UnknownAccount);
+    }
+    Ok(())
 }
