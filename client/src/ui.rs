@@ -158,6 +158,16 @@ pub struct Output {
     pub json: bool,
 }
 
+/// One line naming who asked, for results printed where no summary was shown.
+pub fn requested_by(context: &ChallengeContext) -> String {
+    format!(
+        "Requested by {} from {} at {}.",
+        safe(&context.user_agent),
+        safe(&context.ip),
+        local_time(context.requested_at)
+    )
+}
+
 impl Output {
     pub fn result(&self, value: &serde_json::Value, text: &str) {
         if self.json {

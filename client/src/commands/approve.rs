@@ -78,17 +78,19 @@ async fn submit_register(
     let slot = Slot { origin: &claims.origin, service_id: &claims.service_id, account: name };
     let key = AccountKey::generate(&mut OsRng);
     app.store.insert_unconfirmed(keyring, slot, &claims.service_name, &key, ui::now()).await?;
-    app.notice_unencrypted(keyring).await?;
     let request = RegisterRequest::sign(token, name, &key);
     match remote.register(&request).await {
         Ok(outcome) => {
             app.store.confirm(slot, ui::now()).await?;
+            // Only after success: a failure keeps its single line on stderr.
+            app.notice_unencrypted(keyring).await?;
             let text = format!(
                 "Registered {} at {} ({}); the browser is signing in.",
                 safe(name.as_str()),
                 safe(claims.service_name.as_str()),
                 claims.origin
             );
+            let text = format!("{text}\n{}", ui::requested_by(context));
             app.out.result(&result_json(token, context, &outcome, Some(name.as_str())), &text);
             Ok(())
         }
@@ -178,6 +180,7 @@ async fn submit_login(
             // A key whose registration outcome was unknown is now known good.
             app.store.confirm(slot, ui::now()).await?;
             let text = format!("Signed in to {} as {}.", safe(claims.service_name.as_str()), safe(name.as_str()));
+            let text = format!("{text}\n{}", ui::requested_by(context));
             app.out.result(&result_json(token, context, &outcome, Some(name.as_str())), &text);
             Ok(())
         }
@@ -219,6 +222,7 @@ async fn submit_deny(
     };
     let outcome = remote.deny(&DenyRequest::sign(token, &key)).await.map_err(|f| remote.error(f))?;
     let text = format!("Refused the sign-in to {} ({}).", safe(claims.service_name.as_str()), claims.origin);
+    let text = format!("{text}\n{}", ui::requested_by(context));
     app.out.result(&result_json(token, context, &outcome, None), &text);
     Ok(())
 }

@@ -116,9 +116,10 @@ impl App {
         if context.status.is_final() {
             return Err(Error::AlreadyFinal(context.status.as_str()));
         }
-        // With --json the caller gets these details in the result instead;
-        // a person always sees them.
-        if !self.out.json || self.console.is_interactive() {
+        // A person at a terminal sees the details before anything is signed.
+        // Scripts get them in the result instead, so that a failure stays one
+        // line on stderr.
+        if self.console.is_interactive() || io::IsTerminal::is_terminal(&io::stderr()) {
             ui::show_context(&context, accounts, ui::now());
         }
         Ok(context)

@@ -1,0 +1,277 @@
+//! The `sesame` authenticator binary against a real `sesame-server`: register,
+//! log in and deny as the waiting browser sees them, QR scanning of the real
+//! login page, key pinning, encryption at rest, and one-line errors.
+
+use std::{process::Output, time::Duration};
+
+use serde_json::Value;
+use sesame_proto::{AccountKey, AccountName, LoginRequest, ServerPublicKey, UnverifiedToken};
+use sesame_tests::{stderr, stdout, Browser, Challenge, Result, Server, ServerOptions, Service, Sesame};
+
+/// Asserts a successful run and returns its `--json` result.
+fn json_ok(output: &Output) -> Value {
+    assert!(output.status.success(), "sesame failed: {}{}", stdout(output), stderr(output));
+    serde_json::from_str(stdout(output).trim()).expect("sesame --json prints one JSON value")
+}
+
+/// Asserts the failure contract: exit status 1 and exactly one line on
+/// stderr, `sesame: …`, containing `needle`.
+fn assert_fails_with(output: &Output, needle: &str) -> String {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "stdout: {} stderr: {err}", stdout(output));
+    let lines: Vec<_> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {err}");
+    assert!(lines[0].starts_with("sesame: "), "{err}");
+    assert!(lines[0].contains(needle), "expected {needle:?} in: {err}");
+    lines[0].to_owned()
+}
+
+async fn setup(name: &str) -> Result<(Server, Service, Browser)> {
+    let server = Server::start().await?;
+    let service = server.create_service(name).await?;
+    let browser = Browser::new(&server);
+    Ok((server, service, browser))
+}
+
+#[tokio::test]
+async fn register_then_login_then_deny_reach_their_final_states() -> Result<()> {
+    let (server, service, browser) = setup("Example").await?;
+    let sesame = Sesame::new();
+
+    let challenge = browser.start_challenge(&service.id).await?;
+    let out = sesame.run(&["--json", "register", &challenge.token, "--name", "alice", "--yes"]);
+    let result = json_ok(&out);
+    assert_eq!(result["status"], "completed");
+    assert_eq!(result["purpose"], "register");
+    assert_eq!(result["account"], "alice");
+    assert_eq!(result["service_id"], service.id.as_str());
+    assert_eq!(result["service_name"], "Example");
+    assert_eq!(result["origin"], server.origin.as_str());
+    let status = browser.status(&challenge).await?;
+    assert_eq!((status["status"].as_str(), status["account"].as_str()), (Some("completed"), Some("alice")));
+
+    let challenge = browser.start_challenge(&service.id).await?;
+    let result = json_ok(&sesame.run(&["--json", "login", &challenge.token, "--yes"]));
+    assert_eq!((result["purpose"].as_str(), result["account"].as_str()), (Some("login"), Some("alice")));
+    let status = browser.status(&challenge).await?;
+    assert_eq!((status["status"].as_str(), status["hint"].as_str()), (Some("completed"), Some("login")));
+
+    let challenge = browser.start_challenge(&service.id).await?;
+    let result = json_ok(&sesame.run(&["--json", "deny", &challenge.token]));
+    assert_eq!(result["status"], "denied");
+    assert_eq!(browser.status(&challenge).await?["status"], "denied");
+
+    let accounts = json_ok(&sesame.run(&["--json", "accounts"]));
+    assert_eq!(accounts.as_array().map(Vec::len), Some(1));
+    assert_eq!(accounts[0]["account"], "alice");
+    assert_eq!(accounts[0]["confirmed"], true);
+    let on_server = server.admin().accounts(&service.id).await?;
+    assert_eq!(on_server.len(), 1);
+    assert_eq!(on_server[0]["name"], "alice");
+    Ok(())
+}
+
+#[tokio::test]
+async fn used_and_expired_tokens_fail_with_one_line() -> Result<()> {
+    let (_server, service, browser) = setup("Example").await?;
+    let sesame = Sesame::new();
+    let challenge = browser.start_challenge(&service.id).await?;
+    json_ok(&sesame.run(&["--json", "register", &challenge.token, "--name", "alice", "--yes"]));
+    let again = sesame.run(&["login", &challenge.token, "--yes"]);
+    assert_fails_with(&again, "already completed");
+    let again = sesame.run(&["--json", "login", &challenge.token, "--yes"]);
+    let body: Value = serde_json::from_str(stdout(&again).trim())?;
+    assert_eq!(body["error"], "challenge_used");
+
+    // A one-second challenge: the server says it expired, although the
+    // authenticator's own leeway would still accept it.
+    let quick = Server::start_with(ServerOptions { challenge_ttl: Some(1), ..ServerOptions::default() }).await?;
+    let service = quick.create_service("Quick").await?;
+    let browser = Browser::new(&quick);
+    let challenge = browser.start_challenge(&service.id).await?;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let out = Sesame::new().run(&["register", &challenge.token, "--name", "bob", "--yes"]);
+    assert_fails_with(&out, "expired: reload the login page");
+    Ok(())
+}
+
+#[tokio::test]
+async fn unreachable_server_is_one_line_error() -> Result<()> {
+    let (server, service, browser) = setup("Example").await?;
+    let challenge = browser.start_challenge(&service.id).await?;
+    let origin = server.origin.clone();
+    drop(server);
+    let out = Sesame::new().run(&["login", &challenge.token, "--yes"]);
+    assert_fails_with(&out, &format!("cannot reach {origin}: "));
+    Ok(())
+}
+
+#[tokio::test]
+async fn refuses_confirmation_without_terminal_or_yes() -> Result<()> {
+    let (_server, service, browser) = setup("Example").await?;
+    let challenge = browser.start_challenge(&service.id).await?;
+    let out = Sesame::new().run(&["register", &challenge.token, "--name", "alice"]);
+    assert_fails_with(&out, "needs confirmation");
+    // Nothing reached the server: the page still waits, not even "opened".
+    let status = browser.status(&challenge).await?;
+    assert_eq!((status["status"].as_str(), status["hint"].as_str()), (Some("pending"), Some("outstanding")));
+    Ok(())
+}
+
+#[tokio::test]
+async fn second_authenticator_cannot_log_in_as_the_first_ones_account() -> Result<()> {
+    let (server, service, browser) = setup("Example").await?;
+    let first = Sesame::new();
+    let challenge = browser.start_challenge(&service.id).await?;
+    json_ok(&first.run(&["--json", "register", &challenge.token, "--name", "alice", "--yes"]));
+
+    let second = Sesame::new();
+    let challenge = browser.start_challenge(&service.id).await?;
+    let out = second.run(&["--json", "login", &challenge.token, "--account", "alice", "--yes"]);
+    assert_fails_with(&out, "you have no account at Example");
+    assert_eq!(serde_json::from_str::<Value>(stdout(&out).trim())?["error"], "no_local_account");
+
+    // Registering the taken name is refused, and leaves no key behind.
+    let out = second.run(&["register", &challenge.token, "--name", "alice", "--yes"]);
+    assert_fails_with(&out, "already taken");
+    assert_eq!(json_ok(&second.run(&["--json", "accounts"])), serde_json::json!([]));
+
+    // A login for alice forged with another key is refused by the server.
+    let identity: Value = reqwest::get(server.url("/.well-known/sesame")).await?.json().await?;
+    let server_key = ServerPublicKey::from_base64(identity["public_key"].as_str().unwrap_or_default())?;
+    let token = UnverifiedToken::parse(&challenge.token)?.verify(&server_key)?;
+    let forged =
+        LoginRequest::sign(&token, &AccountName::parse("alice")?, &AccountKey::generate(&mut rand::rngs::OsRng));
+    let res = reqwest::Client::new().post(server.url("/api/authenticator/login")).json(&forged).send().await?;
+    assert_eq!(res.status().as_u16(), 401);
+    assert_eq!(res.json::<Value>().await?["error"], "bad_signature");
+    assert_eq!(browser.status(&challenge).await?["status"], "pending");
+    Ok(())
+}
+
+#[tokio::test]
+async fn token_signed_by_another_key_for_a_pinned_origin_is_refused() -> Result<()> {
+    let (server, service, browser) = setup("Example").await?;
+    let sesame = Sesame::new();
+    let challenge = browser.start_challenge(&service.id).await?;
+    json_ok(&sesame.run(&["--json", "register", &challenge.token, "--name", "alice", "--yes"]));
+
+    // Another server, with its own identity key, claiming the same origin.
+    let options = ServerOptions { public_url: Some(server.origin.clone()), ..ServerOptions::default() };
+    let impostor = Server::start_with(options).await?;
+    let impostor_service = impostor.create_service("Example").await?;
+    let challenge = Browser::new(&impostor).start_challenge(&impostor_service.id).await?;
+    let out = sesame.run(&["login", &challenge.token, "--yes"]);
+    let line = assert_fails_with(&out, &format!("the server key for {} has changed", server.origin));
+    assert!(line.contains(&format!("sesame unpin {}", server.origin)), "{line}");
+
+    // Even after unpinning, the impostor's token is refused: the key is
+    // fetched from the origin itself, which serves the genuine key.
+    json_ok(&sesame.run(&["--json", "unpin", &server.origin]));
+    let out = sesame.run(&["login", &challenge.token, "--yes"]);
+    assert_fails_with(&out, "signed by a key other than the server's");
+    let challenge = browser.start_challenge(&service.id).await?;
+    assert_eq!(json_ok(&sesame.run(&["--json", "login", &challenge.token, "--yes"]))["account"], "alice");
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_passphrase_the_keystore_holds_no_plaintext_key() -> Result<()> {
+    let (_server, service, browser) = setup("Example").await?;
+    let mut sesame = Sesame::new();
+    sesame.passphrase = Some("open sesame".into());
+    json_ok(&sesame.run(&["--json", "passphrase"]));
+    let challenge = browser.start_challenge(&service.id).await?;
+    json_ok(&sesame.run(&["--json", "register", &challenge.token, "--name", "alice", "--yes"]));
+
+    // No 32-byte window of any keystore file is the seed of alice's key.
+    let accounts = json_ok(&sesame.run(&["--json", "accounts"]));
+    let public_key = accounts[0]["public_key"].as_str().expect("a public key").to_owned();
+    for entry in std::fs::read_dir(sesame.dir.path())? {
+        let bytes = std::fs::read(entry?.path())?;
+        for window in bytes.windows(32) {
+            let seed: &[u8; 32] = window.try_into()?;
+            assert_ne!(AccountKey::from_seed(seed).public_key().to_base64(), public_key, "a plaintext key is on disk");
+        }
+    }
+
+    // A wrong passphrase is refused before the server is asked anything.
+    sesame.passphrase = Some("open barley".into());
+    let challenge = browser.start_challenge(&service.id).await?;
+    let out = sesame.run(&["login", &challenge.token, "--yes"]);
+    assert_eq!(assert_fails_with(&out, "wrong passphrase"), "sesame: wrong passphrase");
+    assert_eq!(browser.status(&challenge).await?["hint"], "outstanding");
+
+    sesame.passphrase = Some("open sesame".into());
+    assert_eq!(json_ok(&sesame.run(&["--json", "login", &challenge.token, "--yes"]))["account"], "alice");
+    Ok(())
+}
+
+#[tokio::test]
+async fn scanning_the_login_page_qr_code_registers_and_logs_in() -> Result<()> {
+    let (server, service, _) = setup("Example").await?;
+    let sesame = Sesame::new();
+    for (args, purpose) in [(["--name", "alice"], "register"), (["--account", "alice"], "login")] {
+        // A fresh browser each time: a signed-in browser gets no login page.
+        let browser = Browser::new(&server);
+        let html = browser.get_text(&service.login_url).await?;
+        let challenge = page_challenge(&html)?;
+        let png = sesame.dir.path().join(format!("{purpose}.png"));
+        qr_png(&html, &png)?;
+        let path = png.to_str().expect("a UTF-8 temp path");
+        let result = json_ok(&sesame.run(&["--json", "scan", path, args[0], args[1], "--yes"]));
+        assert_eq!((result["purpose"].as_str(), result["account"].as_str()), (Some(purpose), Some("alice")));
+        let status = browser.status(&challenge).await?;
+        assert_eq!((status["status"].as_str(), status["account"].as_str()), (Some("completed"), Some("alice")));
+    }
+    Ok(())
+}
+
+/// The attribute `name="…"` that follows `after` in `html`.
+fn attribute<'h>(html: &'h str, after: &str, name: &str) -> Result<&'h str> {
+    let start = html.find(after).ok_or_else(|| anyhow::anyhow!("no {after} in the page"))?;
+    let rest = &html[start..];
+    let key = format!("{name}=\"");
+    let value = rest.find(&key).map(|i| &rest[i + key.len()..]).ok_or_else(|| anyhow::anyhow!("no {name}"))?;
+    Ok(&value[..value.find('"').unwrap_or(0)])
+}
+
+/// The challenge a login page started, as its browser would follow it.
+fn page_challenge(html: &str) -> Result<Challenge> {
+    let events_url = attribute(html, "id=\"login\"", "data-events-url")?.to_owned();
+    let status_url = events_url.strip_suffix("/events").expect("events URL ends in /events").to_owned();
+    let token_start = html.find("id=\"token\"").and_then(|i| html[i..].find('>').map(|j| i + j + 1));
+    let token = token_start.map(|s| &html[s..s + html[s..].find('<').unwrap_or(0)]).unwrap_or_default();
+    Ok(Challenge {
+        challenge_id: status_url.rsplit('/').next().unwrap_or_default().to_owned(),
+        token: token.to_owned(),
+        status_url,
+        events_url,
+        expires_at: attribute(html, "id=\"login\"", "data-expires-at")?.parse()?,
+    })
+}
+
+/// Rasterizes the page's inline SVG QR code (a white rect and one path of
+/// `M x y h w v h H x V y` squares, as the qrcode crate draws it) into a PNG,
+/// as a screenshot of the page would show it.
+fn qr_png(html: &str, path: &std::path::Path) -> Result<()> {
+    let size: u32 = attribute(html, "id=\"qr\"", "width")?.parse()?;
+    let d = attribute(html, "<path", "d")?;
+    let mut image = image::GrayImage::from_pixel(size, size, image::Luma([255]));
+    for square in d.split('M').filter(|s| !s.is_empty()) {
+        // "16 16h4v4H16V16": x, y, then the width after 'h' and height after 'v'.
+        let numbers: Vec<u32> = square
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .map(str::parse)
+            .collect::<std::result::Result<_, _>>()?;
+        let [x, y, w, h, ..] = numbers[..] else { anyhow::bail!("unexpected path segment {square:?}") };
+        for py in y..(y + h).min(size) {
+            for px in x..(x + w).min(size) {
+                image.put_pixel(px, py, image::Luma([0]));
+            }
+        }
+    }
+    image.save(path)?;
+    Ok(())
+}
