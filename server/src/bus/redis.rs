@@ -11,7 +11,10 @@
 //! When the connection is lost the driver reconnects with a short backoff,
 //! subscribes again to every challenge still waited on, and then wakes every
 //! local stream: a notice published while we were away is lost for good, but
-//! the stored state is not, and each stream reads it again.
+//! the stored state is not, and each stream reads it again. Notices this
+//! instance could not publish while Redis was away are kept and published as
+//! soon as it is back, so a stream on another instance that was resubscribed
+//! first still hears about a result stored here in the meantime.
 
 use std::{
     collections::HashSet,
@@ -42,6 +45,10 @@ const PING_EVERY: Duration = Duration::from_secs(5);
 /// Most commands sent in one pipeline, so that a resubscription of many
 /// thousands of channels does not build one huge buffer.
 const PIPELINE_MAX: usize = 1000;
+/// Most notices kept for publishing after an outage. Beyond that, waiting
+/// streams still see the result when their own instance resubscribes, or by
+/// polling.
+const UNSENT_MAX: usize = 100_000;
 
 /// The Redis-backed bus. Clones share the connection.
 #[derive(Debug, Clone)]
@@ -50,6 +57,8 @@ pub struct RedisBus {
     requests: mpsc::UnboundedSender<SubscribeRequest>,
     /// The live connection, for PUBLISH; `None` while Redis is unreachable.
     connection: Arc<Mutex<Option<MultiplexedConnection>>>,
+    /// Challenges whose notice could not be published yet.
+    unsent: Arc<Mutex<HashSet<ChallengeId>>>,
 }
 
 /// "Make sure Redis sends us `id`'s notices, then answer."
@@ -73,18 +82,20 @@ impl RedisBus {
         let (requests, requests_rx) = mpsc::unbounded_channel();
         let local = LocalBus::with_release_hook(released_tx);
         let connection = Arc::new(Mutex::new(None));
+        let unsent = Arc::new(Mutex::new(HashSet::new()));
         let mut driver = Driver {
             client,
             name: name.to_owned(),
             local: local.clone(),
             connection: connection.clone(),
+            unsent: unsent.clone(),
             requests: requests_rx,
             released,
             subscribed: HashSet::new(),
         };
         let first = driver.connect().await;
         tokio::spawn(driver.run(first));
-        Ok(Self { local, requests, connection })
+        Ok(Self { local, requests, connection, unsent })
     }
 
     pub(super) async fn subscribe(&self, id: ChallengeId) -> Result<Subscription> {
@@ -99,22 +110,30 @@ impl RedisBus {
         }
     }
 
+    /// Publishes a notice for `id`. When Redis cannot take it, the notice is
+    /// kept for after the reconnection and the caller gets `Unavailable`.
     pub(super) async fn publish(&self, id: ChallengeId) -> Result<()> {
         let connection = self.connection.lock().expect("bus lock poisoned").clone();
-        let mut connection = connection.ok_or(Error::Unavailable)?;
-        let mut publish = ::redis::cmd("PUBLISH");
-        publish.arg(channel_name(&id)).arg("1");
-        match tokio::time::timeout(TIMEOUT, publish.exec_async(&mut connection)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot publish to Redis");
-                Err(Error::Unavailable)
+        let outcome = match connection {
+            None => Err("Redis is unreachable".to_owned()),
+            Some(mut connection) => {
+                let mut publish = ::redis::cmd("PUBLISH");
+                publish.arg(channel_name(&id)).arg("1");
+                match tokio::time::timeout(TIMEOUT, publish.exec_async(&mut connection)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("Redis did not answer in time".to_owned()),
+                }
             }
-            Err(_) => {
-                tracing::warn!("Redis did not answer a publish in time");
-                Err(Error::Unavailable)
+        };
+        outcome.map_err(|reason| {
+            let mut unsent = self.unsent.lock().expect("bus lock poisoned");
+            if unsent.len() < UNSENT_MAX {
+                unsent.insert(id);
             }
-        }
+            tracing::warn!(%reason, "cannot publish to Redis; the notice is kept for the reconnection");
+            Error::Unavailable
+        })
     }
 
     /// The local map behind this bus, for tests and metrics.
@@ -129,6 +148,7 @@ struct Driver {
     name: String,
     local: LocalBus,
     connection: Arc<Mutex<Option<MultiplexedConnection>>>,
+    unsent: Arc<Mutex<HashSet<ChallengeId>>>,
     requests: mpsc::UnboundedReceiver<SubscribeRequest>,
     released: mpsc::UnboundedReceiver<ChallengeId>,
     /// Channels Redis has confirmed on the current connection.
@@ -201,7 +221,24 @@ impl Driver {
             pipe.exec_async(&mut connection).await?;
         }
         self.subscribed.extend(ids);
+        self.flush_unsent(&mut connection).await?;
         Ok((connection, pushes))
+    }
+
+    /// Publishes the notices that could not be sent earlier.
+    async fn flush_unsent(&self, connection: &mut MultiplexedConnection) -> ::redis::RedisResult<()> {
+        let ids: Vec<ChallengeId> = self.unsent.lock().expect("bus lock poisoned").drain().collect();
+        for chunk in ids.chunks(PIPELINE_MAX) {
+            let mut pipe = ::redis::pipe();
+            for id in chunk {
+                pipe.cmd("PUBLISH").arg(channel_name(id)).arg("1");
+            }
+            if let Err(e) = pipe.exec_async(connection).await {
+                self.unsent.lock().expect("bus lock poisoned").extend(ids);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     async fn serve(
@@ -247,6 +284,11 @@ impl Driver {
                 _ = ping.tick() => {
                     let ping = ::redis::cmd("PING");
                     if !matches!(tokio::time::timeout(TIMEOUT, ping.exec_async(&mut connection)).await, Ok(Ok(()))) {
+                        return Ended::Lost;
+                    }
+                    // A publish that failed on a connection already being
+                    // replaced leaves its notice here; send it now.
+                    if self.flush_unsent(&mut connection).await.is_err() {
                         return Ended::Lost;
                     }
                 }
