@@ -16,6 +16,7 @@ use sesame_proto::{Origin, ServerKey, UnixTime};
 use tempfile::TempDir;
 use tower::ServiceExt as _;
 
+use crate::support;
 use sesame_server::{
     bus::Bus,
     clock::ManualClock,
@@ -24,7 +25,8 @@ use sesame_server::{
     AppState, Config,
 };
 
-const TOKEN: &str = "admin-token-for-tests-0123456789";
+/// The token `support::TestApp` sets, so both harnesses take one token.
+const TOKEN: &str = "test-admin-token-0123456789";
 const ORIGIN: &str = "http://127.0.0.1:8080";
 /// 2026-01-01T00:00:00Z
 const START: u64 = 1_767_225_600;
@@ -33,7 +35,20 @@ const XSS: &str = "<script>alert(1)</script>";
 struct Harness {
     app: Router,
     state: AppState,
-    _dir: TempDir,
+    _guard: Guard,
+}
+
+/// What keeps a harness's database alive.
+enum Guard {
+    Dir(TempDir),
+    App(Box<support::TestApp>),
+}
+
+impl Harness {
+    /// A harness over one of the shared test apps (SQLite or PostgreSQL).
+    fn over(app: support::TestApp) -> Self {
+        Self { app: sesame_server::app(app.state.clone()), state: app.state.clone(), _guard: Guard::App(Box::new(app)) }
+    }
 }
 
 async fn harness_with(origin: &str, rate_limit: u32) -> Harness {
@@ -48,7 +63,7 @@ async fn harness_with(origin: &str, rate_limit: u32) -> Harness {
         admin_token: Arc::new(AdminToken::new(TOKEN)),
         limits: Limits::per_minute(rate_limit),
     };
-    Harness { app: sesame_server::app(state.clone()), state, _dir: dir }
+    Harness { app: sesame_server::app(state.clone()), state, _guard: Guard::Dir(dir) }
 }
 
 async fn harness() -> Harness {
@@ -448,6 +463,45 @@ async fn api_refuses_malformed_bodies_with_json_errors() {
     assert_eq!(h.count("SELECT COUNT(*) FROM service WHERE NOT builtin").await, 0);
 }
 
+#[tokio::test]
+async fn api_works_the_same_on_every_database() {
+    support::each_backend(|app| async move {
+        let h = Harness::over(app);
+        let origin = h.state.settings.origin.to_string();
+        let service = h.create("Example").await;
+        let id = service["id"].as_str().expect("id").to_owned();
+        assert_eq!(service["login_url"], format!("{origin}/services/{id}"));
+        let taken = h.api(Method::POST, "/admin/api/services", Some(json!({"name": "Example"}))).await;
+        assert_eq!(taken.status, StatusCode::CONFLICT);
+        assert_eq!(taken.error_code(), "service_exists");
+
+        h.add_account(&id, "alice", START as i64, Some(START as i64 + 1)).await;
+        h.add_event(&id, "login", Some("alice"), "ua", START as i64 + 1).await;
+        let accounts = h.api(Method::GET, &format!("/admin/api/services/{id}/accounts"), None).await;
+        assert_eq!(accounts.json()[0]["last_login_at"], "2026-01-01T00:00:01Z");
+        let events = h.api(Method::GET, &format!("/admin/api/services/{id}/events"), None).await;
+        assert_eq!(events.json()[0]["kind"], "login");
+
+        // The built-in admin service and the demo service are made once.
+        let config = Config::parse_from(["sesame-server", "--demo"]);
+        sesame_server::admin::on_start(&h.state, &config).await.expect("first start");
+        sesame_server::admin::on_start(&h.state, &config).await.expect("second start");
+        assert_eq!(h.count("SELECT COUNT(*) FROM service WHERE builtin").await, 1);
+        // Both were made in the same second, so the name breaks the tie.
+        let names: Vec<Value> =
+            h.api(Method::GET, "/admin/api/services", None).await.json().as_array().expect("list").to_vec();
+        assert_eq!(names.iter().map(|s| s["name"].clone()).collect::<Vec<_>>(), [json!("Demo"), json!("Example")]);
+
+        let (cookie, _) = h.sign_in().await;
+        assert!(h.page("/admin", Some(&cookie)).await.text.contains("Demo"));
+        let deleted = h.api(Method::DELETE, &format!("/admin/api/services/{id}"), None).await;
+        assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+        assert_eq!(h.count("SELECT COUNT(*) FROM account").await, 0);
+        assert_eq!(h.count("SELECT COUNT(*) FROM sign_in_event").await, 0);
+    })
+    .await;
+}
+
 // ---- web page ----
 
 #[tokio::test]
@@ -712,7 +766,7 @@ async fn page_session_expires_after_twelve_hours() {
         admin_token: Arc::new(AdminToken::new(TOKEN)),
         limits: Limits::per_minute(0),
     };
-    let h = Harness { app: sesame_server::app(state.clone()), state, _dir: dir };
+    let h = Harness { app: sesame_server::app(state.clone()), state, _guard: Guard::Dir(dir) };
     let (cookie, _) = h.sign_in().await;
     clock.advance(12 * 3600 - 1);
     assert!(h.page("/admin", Some(&cookie)).await.text.contains("New service"));
