@@ -91,9 +91,9 @@ pub enum Command {
         #[arg(long)]
         origin: Option<String>,
     },
-    /// Set or change the passphrase that encrypts your keys (reads
-    /// SESAME_PASSPHRASE for the current one and SESAME_NEW_PASSPHRASE for
-    /// the new one in scripts)
+    /// Set or change the passphrase that encrypts your keys. Scripts pass the
+    /// current one in SESAME_PASSPHRASE and the new one in
+    /// SESAME_NEW_PASSPHRASE (or, the first time, in SESAME_PASSPHRASE)
     Passphrase,
     /// Forget the server key pinned for an origin, after you have checked
     /// that its change is genuine

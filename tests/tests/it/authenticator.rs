@@ -275,3 +275,30 @@ fn qr_png(html: &str, path: &std::path::Path) -> Result<()> {
     image.save(path)?;
     Ok(())
 }
+
+#[tokio::test]
+async fn account_deleted_on_the_server_points_to_the_remove_command() -> Result<()> {
+    let (server, service, browser) = setup("Example").await?;
+    let sesame = Sesame::new();
+    let challenge = browser.start_challenge(&service.id).await?;
+    json_ok(&sesame.run(&["--json", "register", &challenge.token, "--name", "alice", "--yes"]));
+    let res = server
+        .admin()
+        .request(reqwest::Method::DELETE, &format!("/admin/api/services/{}/accounts/alice", service.id))
+        .send()
+        .await?;
+    assert_eq!(res.status().as_u16(), 204);
+
+    let challenge = browser.start_challenge(&service.id).await?;
+    let out = sesame.run(&["login", &challenge.token, "--yes"]);
+    let hint = format!("sesame remove alice --service {} --origin {}", service.id, server.origin);
+    let line = assert_fails_with(&out, "the server no longer knows account alice");
+    assert!(line.ends_with(&hint), "{line}");
+
+    // The suggested command works as printed, and only once.
+    let args: Vec<&str> = hint.split(' ').skip(1).collect();
+    json_ok(&sesame.run(&[&["--json"], args.as_slice()].concat()));
+    assert_eq!(json_ok(&sesame.run(&["--json", "accounts"])), serde_json::json!([]));
+    assert_fails_with(&sesame.run(&args), "no local account alice");
+    Ok(())
+}
