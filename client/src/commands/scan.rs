@@ -51,6 +51,40 @@ fn qr_texts(path: &Path) -> Result<Vec<String>, Error> {
 mod tests {
     use super::*;
 
+    fn token_text() -> String {
+        use sesame_proto::{
+            ChallengeId, FreshnessSecret, Nonce, Origin, ServerKey, ServiceId, ServiceName, TokenClaims, UnixTime,
+        };
+        let claims = TokenClaims {
+            origin: Origin::parse("https://login.example.com").expect("origin"),
+            service_id: ServiceId([4; 16]),
+            service_name: ServiceName::parse("Example").expect("name"),
+            challenge_id: ChallengeId([5; 16]),
+            nonce: Nonce([6; 16]),
+            issued_at: UnixTime::from_secs(1_767_225_600),
+            expires_at: UnixTime::from_secs(1_767_225_900),
+            rotation_secs: 3,
+        };
+        let base = ServerKey::from_seed(&[1; 32]).issue(claims).expect("issue");
+        base.at_step(&FreshnessSecret::from_bytes([7; 32]), 1)
+    }
+
+    fn qr_png(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        let code = qrcode::QrCode::new(text.as_bytes()).expect("QR code");
+        code.render::<image::Luma<u8>>().min_dimensions(300, 300).build().save(&path).expect("save");
+        path
+    }
+
+    #[test]
+    fn finds_the_token_and_skips_other_qr_codes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let token = token_text();
+        let other = qr_png(dir.path(), "wifi.png", "WIFI:S:home;T:WPA;P:secret;;");
+        let sesame = qr_png(dir.path(), "login.png", &token);
+        assert_eq!(token_from_images(&[other, sesame]).expect("token found"), token);
+    }
+
     #[test]
     fn refuses_a_file_that_is_not_an_image() {
         let dir = tempfile::tempdir().expect("temp dir");
