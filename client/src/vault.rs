@@ -59,19 +59,11 @@ impl KdfParams {
     /// About 64 MiB and three passes: a fraction of a second once per run,
     /// and expensive for anyone guessing passphrases against a stolen file.
     pub const DEFAULT: Self = Self { m_cost_kib: 64 * 1024, t_cost: 3, p_cost: 1 };
-    /// Cheap costs for tests only; chosen through a hidden environment
-    /// variable so that end-to-end tests do not spend seconds per run.
+    /// Cheap costs for the keystore's unit tests. The binary has no way to
+    /// select them: a switch that weakens key derivation is a switch someone
+    /// will leave on.
+    #[cfg(test)]
     pub const INSECURE_FAST: Self = Self { m_cost_kib: 64, t_cost: 1, p_cost: 1 };
-
-    /// The costs for a new passphrase: the default unless
-    /// `SESAME_INSECURE_FAST_KDF=1` is set (tests).
-    pub fn for_new_passphrase() -> Self {
-        if std::env::var_os("SESAME_INSECURE_FAST_KDF").is_some_and(|v| v == "1") {
-            Self::INSECURE_FAST
-        } else {
-            Self::DEFAULT
-        }
-    }
 }
 
 /// The stored salt, costs and verifier of a passphrase.

@@ -132,7 +132,7 @@ pub(super) async fn passphrase(app: &App) -> Result<(), Error> {
         Keyring::Plain
     };
     let new = new_passphrase(app, has_one)?;
-    let count = app.store.set_passphrase(&current, &new, KdfParams::for_new_passphrase()).await?;
+    let count = app.store.set_passphrase(&current, &new, KdfParams::DEFAULT).await?;
     let verb = if has_one { "Changed the passphrase" } else { "Set a passphrase" };
     app.out.result(&json!({"passphrase": "set", "keys": count}), &format!("{verb}; {count} key(s) re-encrypted."));
     Ok(())
