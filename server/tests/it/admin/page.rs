@@ -1,0 +1,273 @@
+//! The admin web page: sign-in, CSRF on every form, escaping.
+
+use super::*;
+
+#[tokio::test]
+async fn page_without_session_shows_the_sign_in_form() {
+    let h = harness().await;
+    let reply = h.page("/admin", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.text.contains(r#"type="password""#), "{}", reply.text);
+    assert!(reply.text.contains(r#"action="/admin/signin""#));
+    assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
+    let cookie = reply.set_cookie("sesame_admin_csrf").expect("CSRF cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain-HTTP origin: {cookie}");
+    // The hidden field repeats the cookie.
+    assert!(cookie.starts_with(&format!("sesame_admin_csrf={};", hidden_csrf(&reply.text))));
+}
+
+#[tokio::test]
+async fn page_sign_in_with_the_right_token_sets_the_session_cookie() {
+    let h = harness_with("https://login.example.com", 0).await;
+    let (pre_cookie, pre_csrf) = h.sign_in_form().await;
+    let reply = h
+        .post_form_from(
+            "/admin/signin",
+            Some(&pre_cookie),
+            &[("csrf", &pre_csrf), ("token", TOKEN)],
+            Some("https://login.example.com"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
+    let cookie = reply.set_cookie("sesame_admin").expect("session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin", "Secure", "Max-Age=43200"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert_eq!(h.count("SELECT COUNT(*) FROM admin_session").await, 1);
+    let stored: i64 = sqlx::query_scalar("SELECT expires_at - created_at FROM admin_session")
+        .fetch_one(&h.state.db.pool)
+        .await
+        .expect("session row");
+    assert_eq!(stored, 12 * 3600);
+    let value = cookie.split(';').next().expect("name=value");
+    let page = h.page("/admin", Some(value)).await;
+    assert!(page.text.contains("New service"), "{}", page.text);
+    assert!(page.text.contains(r#"action="/admin/signout""#));
+}
+
+#[tokio::test]
+async fn page_sign_in_refuses_a_wrong_token() {
+    let h = harness().await;
+    let (pre_cookie, pre_csrf) = h.sign_in_form().await;
+    let reply = h.post_form("/admin/signin", Some(&pre_cookie), &[("csrf", &pre_csrf), ("token", "guess")]).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(reply.text.contains("That is not the admin token."), "{}", reply.text);
+    assert!(reply.set_cookie("sesame_admin").is_none());
+    assert_eq!(h.count("SELECT COUNT(*) FROM admin_session").await, 0);
+}
+
+#[tokio::test]
+async fn page_sign_in_refuses_forged_forms() {
+    let h = harness().await;
+    let (pre_cookie, pre_csrf) = h.sign_in_form().await;
+    let other = "A".repeat(43);
+    type Case<'a> = (Option<&'a str>, Vec<(&'a str, &'a str)>, Option<&'a str>);
+    let cases: [Case; 4] = [
+        (None, vec![("csrf", &pre_csrf), ("token", TOKEN)], None),
+        (Some(&pre_cookie), vec![("token", TOKEN)], None),
+        (Some(&pre_cookie), vec![("csrf", &other), ("token", TOKEN)], None),
+        (Some(&pre_cookie), vec![("csrf", &pre_csrf), ("token", TOKEN)], Some("https://evil.example")),
+    ];
+    for (cookie, fields, origin) in cases {
+        let reply = h.post_form_from("/admin/signin", cookie, &fields, origin).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{cookie:?} {fields:?} {origin:?}");
+        assert!(reply.text.contains("the form is stale or was not sent by this site"), "{}", reply.text);
+        assert!(reply.set_cookie("sesame_admin").is_none());
+    }
+    assert_eq!(h.count("SELECT COUNT(*) FROM admin_session").await, 0);
+}
+
+#[tokio::test]
+async fn page_sign_in_is_rate_limited() {
+    let h = harness_with(ORIGIN, 5).await;
+    let (pre_cookie, pre_csrf) = h.sign_in_form().await;
+    for _ in 0..5 {
+        let reply = h.post_form("/admin/signin", Some(&pre_cookie), &[("csrf", &pre_csrf), ("token", "guess")]).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    let reply = h.post_form("/admin/signin", Some(&pre_cookie), &[("csrf", &pre_csrf), ("token", TOKEN)]).await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(reply.set_cookie("sesame_admin").is_none());
+}
+
+#[tokio::test]
+async fn page_lists_services_when_signed_in() {
+    let h = harness().await;
+    let service = h.create("Example").await;
+    let id = service["id"].as_str().expect("id");
+    h.add_account(id, "alice", START as i64, None).await;
+    let (cookie, _) = h.sign_in().await;
+    let page = h.page("/admin", Some(&cookie)).await;
+    assert!(page.text.contains("Example"));
+    assert!(page.text.contains(&format!(r#"href="/admin/services/{id}""#)));
+    assert!(page.text.contains(&format!(r#"href="{ORIGIN}/services/{id}""#)));
+    assert!(page.text.contains("<td>1</td>"), "account count: {}", page.text);
+}
+
+#[tokio::test]
+async fn page_creates_a_service_only_with_the_right_csrf_token() {
+    let h = harness().await;
+    let (cookie, csrf) = h.sign_in().await;
+    let wrong = "B".repeat(43);
+    for fields in [vec![("name", "Example")], vec![("csrf", wrong.as_str()), ("name", "Example")]] {
+        let reply = h.post_form("/admin/services", Some(&cookie), &fields).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{fields:?}");
+        assert!(reply.text.contains("the form is stale or was not sent by this site"));
+    }
+    let foreign =
+        h.post_form_from("/admin/services", Some(&cookie), &[("csrf", &csrf), ("name", "Example")], Some("null")).await;
+    assert_eq!(foreign.status, StatusCode::FORBIDDEN);
+    let signed_out = h.post_form("/admin/services", None, &[("csrf", &csrf), ("name", "Example")]).await;
+    assert_eq!(signed_out.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.count("SELECT COUNT(*) FROM service WHERE NOT builtin").await, 0);
+
+    let reply =
+        h.post_form_from("/admin/services", Some(&cookie), &[("csrf", &csrf), ("name", "Example")], Some(ORIGIN)).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
+    assert_eq!(reply.location(), "/admin?done=created");
+    assert_eq!(h.count("SELECT COUNT(*) FROM service WHERE name = 'Example'").await, 1);
+    let page = h.page(reply.location(), Some(&cookie)).await;
+    assert!(page.text.contains("Service created."));
+
+    let duplicate = h.post_form("/admin/services", Some(&cookie), &[("csrf", &csrf), ("name", "Example")]).await;
+    assert_eq!(duplicate.location(), "/admin?error=service_exists");
+    let invalid = h.post_form("/admin/services", Some(&cookie), &[("csrf", &csrf), ("name", " ")]).await;
+    assert_eq!(invalid.location(), "/admin?error=invalid_service_name");
+    assert_eq!(h.count("SELECT COUNT(*) FROM service WHERE NOT builtin").await, 1);
+}
+
+#[tokio::test]
+async fn page_refuses_malformed_forms_without_leaking_internals() {
+    let h = harness().await;
+    let (cookie, _) = h.sign_in().await;
+    let request = Request::post("/admin/services")
+        .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{}"))
+        .expect("request");
+    let reply = h.send(request).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.text.contains("the form was incomplete or malformed"), "{}", reply.text);
+    assert!(!reply.text.to_lowercase().contains("deserialize"), "{}", reply.text);
+}
+
+#[tokio::test]
+async fn page_deletes_a_service_only_with_the_right_csrf_token() {
+    let h = harness().await;
+    let service = h.create("Example").await;
+    let id = service["id"].as_str().expect("id");
+    let (cookie, csrf) = h.sign_in().await;
+    let uri = format!("/admin/services/{id}/delete");
+    for fields in [vec![], vec![("csrf", "nope")]] {
+        let reply = h.post_form(&uri, Some(&cookie), &fields).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{fields:?}");
+    }
+    assert_eq!(h.count("SELECT COUNT(*) FROM service WHERE NOT builtin").await, 1);
+    let reply = h.post_form(&uri, Some(&cookie), &[("csrf", &csrf)]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(reply.location(), "/admin?done=service_deleted");
+    assert_eq!(h.count("SELECT COUNT(*) FROM service WHERE NOT builtin").await, 0);
+    let again = h.post_form(&uri, Some(&cookie), &[("csrf", &csrf)]).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn page_shows_accounts_and_events_and_deletes_accounts() {
+    let h = harness().await;
+    let service = h.create("Example").await;
+    let id = service["id"].as_str().expect("id");
+    h.add_account(id, "alice", START as i64, Some(START as i64 + 60)).await;
+    h.add_account(id, "bob", START as i64, None).await;
+    h.add_event(id, "login", Some("alice"), "Mozilla/5.0 Firefox", START as i64 + 60).await;
+    let (cookie, csrf) = h.sign_in().await;
+    let page = h.page(&format!("/admin/services/{id}"), Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    for text in ["alice", "bob", "2026-01-01T00:01:00Z", "never", "203.0.113.7", "Mozilla/5.0 Firefox", "login"] {
+        assert!(page.text.contains(text), "{text} missing: {}", page.text);
+    }
+
+    let uri = format!("/admin/services/{id}/accounts/delete");
+    let refused = h.post_form(&uri, Some(&cookie), &[("csrf", "x"), ("name", "alice")]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let reply = h.post_form(&uri, Some(&cookie), &[("csrf", &csrf), ("name", "alice")]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(reply.location(), format!("/admin/services/{id}?done=account_deleted"));
+    assert_eq!(h.count("SELECT COUNT(*) FROM account").await, 1);
+    let missing = h.post_form(&uri, Some(&cookie), &[("csrf", &csrf), ("name", "alice")]).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
+    // Without a session the service page sends the browser to sign in.
+    let anonymous = h.page(&format!("/admin/services/{id}"), None).await;
+    assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
+    assert_eq!(anonymous.location(), "/admin");
+}
+
+#[tokio::test]
+async fn page_escapes_markup_in_names() {
+    let h = harness().await;
+    let service = h.create(XSS).await;
+    let id = service["id"].as_str().expect("id");
+    h.add_account(id, XSS, START as i64, None).await;
+    h.add_event(id, "login", Some(XSS), XSS, START as i64).await;
+    let (cookie, _) = h.sign_in().await;
+    for uri in ["/admin".to_owned(), format!("/admin/services/{id}")] {
+        let page = h.page(&uri, Some(&cookie)).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(!page.text.contains(XSS), "{uri}: {}", page.text);
+        // Askama writes `<` and `>` as the numeric references `&#60;` and
+        // `&#62;`, which mean exactly what `&lt;` and `&gt;` do.
+        let escaped = "&#60;script&#62;alert(1)&#60;/script&#62;";
+        assert!(page.text.contains(escaped) || page.text.contains("&lt;script&gt;"), "{uri}: {}", page.text);
+    }
+}
+
+#[tokio::test]
+async fn page_ignores_notice_text_it_did_not_write() {
+    let h = harness().await;
+    let (cookie, _) = h.sign_in().await;
+    let page = h.page("/admin?done=Your+session+expired%2C+call+us&error=%3Cb%3E", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.text.contains("call us"));
+    assert!(!page.text.contains("<b>"));
+}
+
+#[tokio::test]
+async fn page_sign_out_ends_the_session() {
+    let h = harness().await;
+    let (cookie, csrf) = h.sign_in().await;
+    let refused = h.post_form("/admin/signout", Some(&cookie), &[("csrf", "x")]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let reply = h.post_form("/admin/signout", Some(&cookie), &[("csrf", &csrf)]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert!(reply.set_cookie("sesame_admin").expect("cleared").contains("Max-Age=0"));
+    assert_eq!(h.count("SELECT COUNT(*) FROM admin_session").await, 0);
+    // The old cookie, replayed, no longer opens anything.
+    let page = h.page("/admin", Some(&cookie)).await;
+    assert!(page.text.contains(r#"type="password""#));
+    let create = h.post_form("/admin/services", Some(&cookie), &[("csrf", &csrf), ("name", "Late")]).await;
+    assert_eq!(create.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn page_session_expires_after_twelve_hours() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::new(UnixTime::from_secs(START));
+    let state = AppState {
+        db: Db::connect(&Db::sqlite_url(dir.path())).await.expect("database"),
+        bus: Bus::local(),
+        clock: Arc::new(clock.clone()),
+        identity: Arc::new(Identity::new(ServerKey::generate(&mut OsRng))),
+        settings: Arc::new(Settings::new(Origin::parse(ORIGIN).expect("origin"))),
+        admin_token: Arc::new(AdminToken::new(TOKEN)),
+        limits: Limits::per_minute(0),
+    };
+    let h = Harness { app: sesame_server::app(state.clone()), state, _guard: Box::new(dir) };
+    let (cookie, _) = h.sign_in().await;
+    clock.advance(12 * 3600 - 1);
+    assert!(h.page("/admin", Some(&cookie)).await.text.contains("New service"));
+    clock.advance(1);
+    assert!(h.page("/admin", Some(&cookie)).await.text.contains(r#"type="password""#));
+}
