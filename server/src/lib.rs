@@ -9,6 +9,7 @@ pub mod bus;
 pub mod challenge;
 pub mod clock;
 pub mod config;
+pub mod cookie;
 pub mod db;
 pub mod error;
 pub mod extract;
@@ -62,7 +63,9 @@ pub fn app(state: AppState) -> Router {
             HeaderValue::from_static("nosniff"),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        // Not `no-referrer`: under it browsers send `Origin: null` on the
+        // page's own form POSTs, and the Origin checks would refuse them.
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
         .layer(
             // Spans record the method and the route pattern, never the raw
             // path or query, and no headers: tokens and cookies stay out of

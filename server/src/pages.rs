@@ -18,7 +18,8 @@ use qrcode::{render::svg, EcLevel, QrCode};
 use sesame_proto::ServiceId;
 
 use crate::{
-    challenge::{self, cookie, sha256, store, SESSION_COOKIE},
+    challenge::{self, store, SESSION_COOKIE},
+    cookie,
     error::{Error, Result},
     extract::ClientInfo,
     AppState,
@@ -87,9 +88,9 @@ async fn login_page(
     headers: HeaderMap,
 ) -> Result<Response> {
     let service_id: ServiceId = id.parse().map_err(|_| Error::UnknownService)?;
-    if let Some(session) = cookie(&headers, SESSION_COOKIE) {
+    if let Some(session) = cookie::secret(&headers, SESSION_COOKIE) {
         let now = state.clock.now();
-        if let Some(account) = store::session_account(&state.db, &service_id, &sha256(session), now).await? {
+        if let Some(account) = store::session_account(&state.db, &service_id, &cookie::digest(session), now).await? {
             let service_name = store::service_name(&state.db, &service_id).await?;
             let view = SignedInView { service_id: service_id.to_string(), service_name, account };
             return Ok(no_store(render(&view)?));
@@ -119,21 +120,12 @@ async fn sign_out(State(state): State<AppState>, Path(id): Path<String>, headers
     let service_id: ServiceId = id.parse().map_err(|_| Error::UnknownService)?;
     // SameSite=Lax already keeps the cookie off cross-site POSTs; the Origin
     // check refuses them outright, for browsers that send it.
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        if origin.as_bytes() != state.settings.origin.as_str().as_bytes() {
-            return Err(Error::CsrfRejected);
-        }
+    cookie::check_origin(&state.settings, &headers)?;
+    if let Some(session) = cookie::secret(&headers, SESSION_COOKIE) {
+        store::delete_session(&state.db, &cookie::digest(session)).await?;
     }
-    if let Some(session) = cookie(&headers, SESSION_COOKIE) {
-        store::delete_session(&state.db, &sha256(session)).await?;
-    }
-    let clear = challenge::cookie_header(
-        &state,
-        SESSION_COOKIE,
-        "",
-        &format!("SameSite=Lax; Path=/services/{service_id}"),
-        Some(0),
-    )?;
+    let path = format!("SameSite=Lax; Path=/services/{service_id}");
+    let clear = cookie::set(&state.settings, SESSION_COOKIE, "", &path, Some(0));
     let mut response = Redirect::to(&format!("/services/{service_id}")).into_response();
     *response.status_mut() = StatusCode::SEE_OTHER;
     response.headers_mut().insert(header::SET_COOKIE, clear);

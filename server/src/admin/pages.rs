@@ -26,6 +26,7 @@ use super::{
     store,
 };
 use crate::{
+    cookie,
     error::{Error, LoggedError},
     extract::ClientInfo,
     AppState,
@@ -115,7 +116,7 @@ pub(super) fn path<T>(extracted: Result<Path<T>, PathRejection>) -> Result<T, Pa
 /// The session behind a form, after the origin check; a POST without one is
 /// told to sign in.
 pub(super) async fn form_session(state: &AppState, headers: &HeaderMap) -> Result<AdminSession, PageError> {
-    session::check_origin(&state.settings, headers)?;
+    cookie::check_origin(&state.settings, headers)?;
     AdminSession::find(&state.db, headers, now(state)).await?.ok_or(PageError(Error::AdminAuthRequired))
 }
 
@@ -170,9 +171,7 @@ pub(super) fn sign_in_page(
     status: StatusCode,
     error: Option<&'static str>,
 ) -> PageResult {
-    let csrf = session::cookie(headers, PRE_SESSION_COOKIE)
-        .filter(|c| session::well_formed(c))
-        .map_or_else(session::random_secret, str::to_owned);
+    let csrf = cookie::secret(headers, PRE_SESSION_COOKIE).map_or_else(cookie::new_secret, str::to_owned);
     let cookie = session::set_cookie(&state.settings, PRE_SESSION_COOKIE, &csrf, PRE_SESSION_SECS);
     let page = render(status, &SignInView { csrf, error })?;
     Ok(([(header::SET_COOKIE, cookie)], page).into_response())
@@ -242,10 +241,10 @@ async fn sign_in(
     headers: HeaderMap,
     body: Result<Form<SignInForm>, FormRejection>,
 ) -> PageResult {
-    session::check_origin(&state.settings, &headers)?;
+    cookie::check_origin(&state.settings, &headers)?;
     let body = form(body)?;
-    let cookie = session::cookie(&headers, PRE_SESSION_COOKIE).unwrap_or_default();
-    if cookie.is_empty() || !session::same_secret(cookie, &body.csrf) {
+    let expected = cookie::secret(&headers, PRE_SESSION_COOKIE);
+    if !expected.is_some_and(|expected| cookie::same_secret(expected, &body.csrf)) {
         return Err(Error::CsrfRejected.into());
     }
     if state.limits.submissions.check(client.ip).is_err() {

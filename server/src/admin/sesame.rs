@@ -35,6 +35,7 @@ use super::{
 };
 use crate::{
     challenge::{self, store::ChallengeRow},
+    cookie,
     error::{Error, Result},
     extract::ClientInfo,
     AppState,
@@ -74,9 +75,9 @@ fn now(state: &AppState) -> i64 {
 
 /// The sign-in form's double-submit check, as in `pages::sign_in`.
 fn check_pre_session(state: &AppState, headers: &HeaderMap, presented: &str) -> Result<()> {
-    session::check_origin(&state.settings, headers)?;
-    let cookie = session::cookie(headers, PRE_SESSION_COOKIE).unwrap_or_default();
-    if cookie.is_empty() || !session::same_secret(cookie, presented) {
+    cookie::check_origin(&state.settings, headers)?;
+    let expected = cookie::secret(headers, PRE_SESSION_COOKIE);
+    if !expected.is_some_and(|expected| cookie::same_secret(expected, presented)) {
         return Err(Error::CsrfRejected);
     }
     Ok(())

@@ -15,15 +15,14 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine as _};
-use rand::{rngs::OsRng, RngCore as _};
+use rand::rngs::OsRng;
 use serde::Serialize;
 use sesame_proto::{
     wire::Status, BaseToken, ChallengeId, FreshnessSecret, Nonce, ServiceId, ServiceName, TokenClaims, UnixTime,
 };
-use sha2::{Digest as _, Sha256};
 
 use crate::{
+    cookie,
     error::{Error, Result},
     extract::ClientInfo,
     AppState,
@@ -72,9 +71,8 @@ pub async fn issue(state: &AppState, service_id: &str, client: &ClientInfo, head
 
     // A browser keeps its binding secret across challenges, so several tabs
     // of one browser can each follow their own sign-in.
-    let binding =
-        cookie(headers, BINDING_COOKIE).filter(|v| well_formed_secret(v)).map_or_else(new_secret, str::to_owned);
-    let binding_hash = sha256(&binding);
+    let binding = cookie::secret(headers, BINDING_COOKIE).map_or_else(cookie::new_secret, str::to_owned);
+    let binding_hash = cookie::digest(&binding);
 
     let now = state.clock.now();
     let expires_at = now.saturating_add(state.settings.challenge_ttl_secs);
@@ -107,7 +105,7 @@ pub async fn issue(state: &AppState, service_id: &str, client: &ClientInfo, head
     )
     .await?;
     let token = base.at_step(&secret, 0);
-    let binding_cookie = cookie_header(state, BINDING_COOKIE, &binding, "SameSite=Strict; Path=/", None)?;
+    let binding_cookie = cookie::set(&state.settings, BINDING_COOKIE, &binding, "SameSite=Strict; Path=/", None);
     Ok(Issued { id, service_id, service_name, base, token, expires_at, binding_cookie })
 }
 
@@ -182,11 +180,11 @@ pub fn message(status: Status, hint: &str, account: Option<&str>) -> String {
 
 /// Loads the challenge for the browser that started it, and no other.
 pub async fn for_browser(state: &AppState, cid: &str, headers: &HeaderMap) -> Result<ChallengeRow> {
-    let binding = cookie(headers, BINDING_COOKIE).ok_or(Error::BindingRequired)?;
+    let binding = cookie::get(headers, BINDING_COOKIE).ok_or(Error::BindingRequired)?;
     let id: ChallengeId = cid.parse().map_err(|_| Error::UnknownChallenge)?;
     let row = store::current(state, &id).await?;
     // Digests of 256-bit secrets: comparing them leaks nothing useful.
-    if row.binding_hash != sha256(binding) {
+    if row.binding_hash != cookie::digest(binding) {
         return Err(Error::WrongBrowser);
     }
     Ok(row)
@@ -227,59 +225,14 @@ async fn session_handler(
 ) -> Result<Response> {
     let row = for_browser(&state, &cid, &headers).await?;
     let now = state.clock.now();
-    let session = new_secret();
-    let row = store::redeem(&state.db, &row.id, now, &sha256(&session), now.as_secs() as i64 + SESSION_SECS).await?;
+    let session = cookie::new_secret();
+    let row =
+        store::redeem(&state.db, &row.id, now, &cookie::digest(&session), now.as_secs() as i64 + SESSION_SECS).await?;
     let service_name = store::service_name(&state.db, &row.service_id).await?;
     let path = format!("Path=/services/{}", row.service_id);
-    let cookie = cookie_header(&state, SESSION_COOKIE, &session, &format!("SameSite=Lax; {path}"), Some(SESSION_SECS))?;
+    let set_cookie =
+        cookie::set(&state.settings, SESSION_COOKIE, &session, &format!("SameSite=Lax; {path}"), Some(SESSION_SECS));
     let body = SessionView { account: row.account.unwrap_or_default(), service_id: row.service_id, service_name };
-    Ok(([(header::SET_COOKIE, cookie), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body))
+    Ok(([(header::SET_COOKIE, set_cookie), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body))
         .into_response())
-}
-
-/// The value of cookie `name`, from any `Cookie` header.
-pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
-/// A `Set-Cookie` value: always HttpOnly, `Secure` on an HTTPS origin.
-pub fn cookie_header(
-    state: &AppState,
-    name: &str,
-    value: &str,
-    attributes: &str,
-    max_age: Option<i64>,
-) -> Result<HeaderValue> {
-    let mut text = format!("{name}={value}; HttpOnly; {attributes}");
-    if let Some(secs) = max_age {
-        text.push_str(&format!("; Max-Age={secs}"));
-    }
-    if state.settings.secure_cookies() {
-        text.push_str("; Secure");
-    }
-    HeaderValue::from_str(&text).map_err(|e| Error::Internal(anyhow::anyhow!("bad cookie header: {e}")))
-}
-
-/// 32 random bytes, base64url: a binding or session cookie value.
-pub fn new_secret() -> String {
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    B64.encode(bytes)
-}
-
-/// Only values this server could have made are reused; anything else is
-/// replaced, so a planted cookie cannot be an odd-looking string.
-fn well_formed_secret(value: &str) -> bool {
-    value.len() == 43 && B64.decode(value).is_ok_and(|b| b.len() == 32)
-}
-
-pub fn sha256(text: &str) -> [u8; 32] {
-    Sha256::digest(text.as_bytes()).into()
 }

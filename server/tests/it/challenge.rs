@@ -38,7 +38,7 @@ async fn issues_a_challenge_and_binds_it_to_the_browser() {
             .fetch_one(&app.state.db.pool)
             .await
             .expect("row");
-        assert_eq!(stored, sesame_server::challenge::sha256(&binding).to_vec());
+        assert_eq!(stored, sesame_server::cookie::digest(&binding).to_vec());
 
         // The same browser keeps its binding secret for the next challenge.
         let again = app.start_with(&service, Some(&format!("sesame_browser={binding}"))).await;
