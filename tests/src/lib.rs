@@ -160,11 +160,15 @@ impl Server {
 
     /// Stops the process (SIGKILL) and starts it again on the same port and
     /// data directory.
-    pub async fn restart(self) -> Result<Self> {
-        let Self { mut child, port, data_dir, mut options, .. } = self;
-        let _ = child.kill();
-        let _ = child.wait();
-        options.port = Some(port);
+    pub async fn restart(mut self) -> Result<Self> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // `Server` implements `Drop`, so its fields cannot be moved out: swap
+        // the data directory for an empty one that the drop below removes.
+        let data_dir = std::mem::replace(&mut self.data_dir, tempfile::Builder::new().prefix("sesame-e2e-").tempdir()?);
+        let mut options = self.options.clone();
+        options.port = Some(self.port);
+        drop(self);
         Self::spawn(options, data_dir).await
     }
 
@@ -567,6 +571,223 @@ where
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+// ---------------------------------------------------------------------------
+// Browser: headless Chromium driven over WebDriver by a chromedriver that each
+// test starts for itself.
+// ---------------------------------------------------------------------------
+
+/// Chromium, or `SESAME_TEST_CHROMIUM`.
+fn chromium_bin() -> PathBuf {
+    std::env::var_os("SESAME_TEST_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+}
+
+/// chromedriver, or `SESAME_TEST_CHROMEDRIVER`.
+fn chromedriver_bin() -> PathBuf {
+    std::env::var_os("SESAME_TEST_CHROMEDRIVER").map_or_else(|| PathBuf::from("/usr/bin/chromedriver"), PathBuf::from)
+}
+
+/// Where browser tests leave their screenshots: `target/test-artifacts/browser/`.
+pub fn browser_artifacts_dir() -> PathBuf {
+    let dir = workspace_root().join("target").join("test-artifacts").join("browser");
+    std::fs::create_dir_all(&dir).expect("the artifacts folder can be created under target/");
+    dir
+}
+
+/// A `chromedriver` process on its own port, in its own process group so that
+/// dropping it also ends every Chromium process it started.
+#[derive(Debug)]
+pub struct Chromedriver {
+    child: Child,
+    pub port: u16,
+    dir: TempDir,
+}
+
+impl Chromedriver {
+    pub async fn start() -> Result<Self> {
+        use std::os::unix::process::CommandExt as _;
+
+        let dir = tempfile::Builder::new().prefix("sesame-chrome-").tempdir()?;
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("chromedriver.log"))?;
+        let child = Command::new(chromedriver_bin())
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", dir.path().join("chromedriver-verbose.log").display()))
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start chromedriver (install it: apt-get install chromium chromium-driver)")?;
+        let mut driver = Self { child, port, dir };
+        driver.wait_ready().await?;
+        Ok(driver)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("chromedriver exited with {status}: {}", self.log());
+            }
+            if let Ok(res) = client.get(format!("{}/status", self.url())).send().await {
+                let ready = res.json::<Value>().await.ok().and_then(|v| v["value"]["ready"].as_bool());
+                if ready == Some(true) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("chromedriver did not become ready in 20 s: {}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("chromedriver.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        // The whole group: chromedriver and the Chromium processes under it.
+        let _ = Command::new("kill").arg("-KILL").arg(format!("-{}", self.child.id())).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A headless Chromium with a fresh profile, driven through WebDriver. It can
+/// reach loopback only.
+#[derive(Debug)]
+pub struct Chrome {
+    pub client: fantoccini::Client,
+    /// The test's name, which prefixes its screenshots.
+    pub name: String,
+    // Dropped after the client: the driver kills the browser, then the
+    // profile folder goes.
+    driver: Chromedriver,
+    profile: TempDir,
+}
+
+impl Chrome {
+    pub async fn start(name: &str) -> Result<Self> {
+        let driver = Chromedriver::start().await?;
+        let profile = tempfile::Builder::new().prefix("sesame-chrome-profile-").tempdir()?;
+        let args = vec![
+            "--headless=new".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--disable-quic".to_owned(),
+            "--no-first-run".to_owned(),
+            "--no-default-browser-check".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--disable-extensions".to_owned(),
+            "--disable-default-apps".to_owned(),
+            // Any host name that slips through resolves to nothing: the
+            // tests use 127.0.0.1 only, and the browser must not go out.
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1".to_owned(),
+            "--window-size=1200,1000".to_owned(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let mut caps = serde_json::Map::new();
+        caps.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": chromium_bin(), "args": args }));
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = fantoccini::ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&driver.url())
+            .await
+            .with_context(|| format!("cannot open a Chromium session: {}", driver.log()))?;
+        Ok(Self { client, name: name.to_owned(), driver, profile })
+    }
+
+    /// The visible text of the first element matching `css`, or `None` when
+    /// there is none or it is hidden.
+    pub async fn visible_text(&self, css: &str) -> Option<String> {
+        let element = self.client.find(fantoccini::Locator::Css(css)).await.ok()?;
+        if !element.is_displayed().await.ok()? {
+            return None;
+        }
+        element.text().await.ok()
+    }
+
+    /// Polls until the visible text of `css` satisfies `ok`, for up to
+    /// `timeout`; returns that text. On failure the error names the last text
+    /// seen and a screenshot is saved.
+    pub async fn wait_text(
+        &self,
+        css: &str,
+        what: &str,
+        timeout: Duration,
+        ok: impl Fn(&str) -> bool,
+    ) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            if let Some(text) = self.visible_text(css).await {
+                if ok(&text) {
+                    return Ok(text);
+                }
+                last = Some(text);
+            }
+            if Instant::now() > deadline {
+                let shot = self.save_screenshot("timeout").await.map(|p| p.display().to_string()).unwrap_or_default();
+                bail!("{css} did not show {what} within {timeout:?}; last seen: {last:?} (screenshot {shot})");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls until the visible text of `css` contains `needle`.
+    pub async fn wait_contains(&self, css: &str, needle: &str) -> Result<String> {
+        self.wait_text(css, &format!("{needle:?}"), Duration::from_secs(10), |t| t.contains(needle)).await
+    }
+
+    /// Runs a script in the page and returns its result.
+    pub async fn js(&self, script: &str) -> Result<Value> {
+        Ok(self.client.execute(script, Vec::new()).await?)
+    }
+
+    /// A PNG of the browser's viewport.
+    pub async fn screenshot(&self) -> Result<Vec<u8>> {
+        Ok(self.client.screenshot().await?)
+    }
+
+    /// Saves a screenshot as `<artifacts>/<test name>-<state>.png`.
+    pub async fn save_screenshot(&self, state: &str) -> Result<PathBuf> {
+        let path = browser_artifacts_dir().join(format!("{}-{state}.png", self.name));
+        std::fs::write(&path, self.screenshot().await?)?;
+        Ok(path)
+    }
+
+    /// Ends the WebDriver session, which closes Chromium cleanly.
+    pub async fn close(self) -> Result<()> {
+        let Self { client, driver, profile, .. } = self;
+        client.close().await?;
+        drop(driver);
+        drop(profile);
+        Ok(())
+    }
+}
+
+/// Every QR code found in a PNG, decoded as text.
+pub fn decode_qr_png(png: &[u8]) -> Result<Vec<String>> {
+    let image = image::load_from_memory_with_format(png, image::ImageFormat::Png)?.to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare(image);
+    prepared
+        .detect_grids()
+        .into_iter()
+        .map(|grid| grid.decode().map(|(_, text)| text).map_err(|e| anyhow::anyhow!("a QR code does not decode: {e}")))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------

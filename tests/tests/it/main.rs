@@ -2,3 +2,4 @@
 
 mod authenticator;
 mod scale;
+mod browser;
