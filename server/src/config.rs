@@ -1,6 +1,9 @@
 //! Command-line options. Each has a `SESAME_<NAME>` environment variable.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+};
 
 use clap::Parser;
 
@@ -53,6 +56,12 @@ pub struct Config {
     /// and again to submit answers. 0 turns rate limiting off.
     #[arg(long, env = "SESAME_RATE_LIMIT", default_value_t = 60)]
     pub rate_limit: u32,
+
+    /// Addresses of reverse proxies (such as nginx) in front of this server,
+    /// comma-separated. For a request from one of them, the client address is
+    /// taken from X-Forwarded-For; from anyone else, that header is ignored.
+    #[arg(long = "trusted-proxy", env = "SESAME_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpAddr>,
 
     /// Create a demo service on first start and print where to click.
     #[arg(long, env = "SESAME_DEMO")]

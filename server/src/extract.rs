@@ -4,11 +4,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::{
     extract::{ConnectInfo, FromRequest, FromRequestParts, Request},
-    http::{header, request::Parts},
+    http::{header, request::Parts, HeaderMap},
 };
 use serde::de::DeserializeOwned;
 
-use crate::error::Error;
+use crate::{error::Error, AppState};
 
 /// `Json<T>` whose rejections are our JSON errors instead of axum's text.
 #[derive(Debug, Clone, Copy, Default)]
@@ -38,16 +38,17 @@ pub struct ClientInfo {
 /// User agents are cut to this many bytes before they are stored.
 const MAX_USER_AGENT: usize = 256;
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+impl FromRequestParts<AppState> for ClientInfo {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         // Tests that call the router directly have no socket; they count as
         // an unspecified address.
-        let ip = parts
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(addr)| addr.ip());
+        let ip = client_ip(peer, &parts.headers, &state.settings.trusted_proxies);
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -56,6 +57,33 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
             .unwrap_or_default();
         Ok(Self { ip, user_agent })
     }
+}
+
+/// The client's address. `X-Forwarded-For` is believed only from a trusted
+/// proxy, and read from the right: each trusted proxy appends the address it
+/// saw, so the first untrusted address from the right is the client, and
+/// whatever a client wrote into the header itself stays to its left.
+fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => client = ip,
+            Ok(ip) => return ip,
+            // A malformed entry means nothing to its left can be trusted.
+            Err(_) => break,
+        }
+    }
+    client
 }
 
 fn truncate(text: &str, max: usize) -> &str {
@@ -67,4 +95,37 @@ fn truncate(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn forwarded(value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn ignores_forwarded_for_from_untrusted_peers() {
+        let peer: IpAddr = [203, 0, 113, 9].into();
+        assert_eq!(client_ip(peer, &forwarded("198.51.100.1"), &[]), peer);
+    }
+
+    #[test]
+    fn takes_the_first_untrusted_hop_from_the_right() {
+        let proxy: IpAddr = [10, 0, 0, 2].into();
+        let headers = forwarded("1.2.3.4, 198.51.100.7, 10.0.0.3");
+        let trusted = [proxy, [10, 0, 0, 3].into()];
+        assert_eq!(client_ip(proxy, &headers, &trusted), IpAddr::from([198, 51, 100, 7]));
+    }
+
+    #[test]
+    fn stops_at_a_malformed_hop() {
+        let proxy: IpAddr = [10, 0, 0, 2].into();
+        assert_eq!(client_ip(proxy, &forwarded("1.2.3.4, junk"), &[proxy]), proxy);
+    }
 }

@@ -135,6 +135,7 @@ pub async fn state_from(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         challenge_ttl_secs: config.challenge_ttl,
         rotation_secs: config.rotation,
         code_window_secs: config.code_window,
+        trusted_proxies: config.trusted_proxies.clone(),
     };
     let state = AppState {
         db,

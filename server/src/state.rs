@@ -1,6 +1,6 @@
 //! The state every handler shares, and how it is built from the config.
 
-use std::{fmt, sync::Arc};
+use std::{fmt, net::IpAddr, sync::Arc};
 
 use anyhow::Context as _;
 use axum::extract::FromRef;
@@ -29,11 +29,13 @@ pub struct Settings {
     pub challenge_ttl_secs: u64,
     pub rotation_secs: u8,
     pub code_window_secs: u64,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Settings {
     pub fn new(origin: Origin) -> Self {
-        Self { origin, challenge_ttl_secs: 300, rotation_secs: 3, code_window_secs: 30 }
+        Self { origin, challenge_ttl_secs: 300, rotation_secs: 3, code_window_secs: 30, trusted_proxies: Vec::new() }
     }
 
     /// Cookies get `Secure` whenever the public origin is HTTPS.

@@ -271,3 +271,34 @@ async fn events_rotate_the_token() {
     let response = app.post_json("/api/authenticator/register", &request).await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text());
 }
+
+async fn start_forwarded(app: &TestApp, service: &sesame_proto::ServiceId) -> String {
+    let request = axum::http::Request::post(format!("/api/services/{service}/challenges"))
+        .header("x-forwarded-for", "198.51.100.7")
+        .body(axum::body::Body::empty())
+        .expect("request");
+    let response = app.send(request).await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
+    let cid = response.json()["challenge_id"].as_str().expect("id").to_owned();
+    sqlx::query_scalar::<_, String>("SELECT ip FROM challenge WHERE id = $1")
+        .bind(cid)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .expect("row")
+}
+
+#[tokio::test]
+async fn records_the_forwarded_client_address_only_behind_a_trusted_proxy() {
+    let mut app = TestApp::new().await;
+    let service = app.create_service("Example").await;
+
+    // A direct client cannot claim another address.
+    assert_eq!(start_forwarded(&app, &service).await, "0.0.0.0");
+
+    // Behind a trusted proxy (requests in these tests come from 0.0.0.0), the
+    // header names the client.
+    let mut settings = (*app.state.settings).clone();
+    settings.trusted_proxies = vec![std::net::Ipv4Addr::UNSPECIFIED.into()];
+    app.state.settings = std::sync::Arc::new(settings);
+    assert_eq!(start_forwarded(&app, &service).await, "198.51.100.7");
+}
