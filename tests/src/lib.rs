@@ -39,13 +39,16 @@ fn bin_dir() -> &'static Path {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .args(["build", "--quiet", "-p", "sesame-server", "-p", "sesame", "--bins"])
+            .args(if cfg!(debug_assertions) { &[][..] } else { &["--release"][..] })
             .current_dir(workspace_root())
             .status()
             .expect("cannot run cargo to build the binaries");
         assert!(status.success(), "building sesame-server and sesame failed");
-        // Test executables live in target/<profile>/deps/; binaries one up.
+        // Test executables live in target/<profile>/deps/, other binaries of
+        // this crate (the benchmark) in target/<profile>/.
         let exe = std::env::current_exe().expect("the test executable has a path");
-        exe.parent().and_then(Path::parent).expect("test executables live in target/<profile>/deps").to_owned()
+        let dir = exe.parent().expect("an executable sits in a folder");
+        if dir.ends_with("deps") { dir.parent().expect("deps sits in target/<profile>") } else { dir }.to_owned()
     })
 }
 
@@ -234,7 +237,8 @@ impl Admin {
     }
 
     pub async fn accounts(&self, service_id: &str) -> Result<Vec<Value>> {
-        let res = self.request(reqwest::Method::GET, &format!("/admin/api/services/{service_id}/accounts")).send().await?;
+        let res =
+            self.request(reqwest::Method::GET, &format!("/admin/api/services/{service_id}/accounts")).send().await?;
         Ok(res.error_for_status()?.json().await?)
     }
 }
