@@ -661,7 +661,10 @@ impl Chromedriver {
 impl Drop for Chromedriver {
     fn drop(&mut self) {
         // The whole group: chromedriver and the Chromium processes under it.
-        let _ = Command::new("kill").arg("-KILL").arg(format!("-{}", self.child.id())).status();
+        // A system call, not `kill -KILL -PGID`: procps-ng 4.0.2's `kill`
+        // reads a negative id as -1 and signals every process.
+        let group = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -93,8 +93,13 @@ async fn token_and_qr(chrome: &Chrome) -> Result<(String, String)> {
     }
 }
 
-/// Copies a screenshot for the README, if it is small enough to commit.
+/// Copies a screenshot to docs/images for the README when
+/// `SESAME_UPDATE_README_IMAGES` is set, so that ordinary runs leave the
+/// committed images alone. It must stay small enough to commit.
 fn keep_for_readme(png: &std::path::Path, name: &str) -> Result<()> {
+    if std::env::var_os("SESAME_UPDATE_README_IMAGES").is_none() {
+        return Ok(());
+    }
     let bytes = std::fs::read(png)?;
     ensure!(bytes.len() < README_IMAGE_LIMIT, "{} is {} bytes, too big for docs/images", png.display(), bytes.len());
     let dir = workspace_root().join("docs").join("images");
