@@ -1,5 +1,5 @@
 //! End-to-end tests: real `sesame-server` and `sesame` processes over real HTTP.
 
 mod authenticator;
-mod scale;
 mod browser;
+mod scale;
