@@ -47,6 +47,8 @@
     drawQr(text);
   }
 
+  var retryDelay = 1000;
+
   function stop() {
     if (source) {
       source.close();
@@ -63,13 +65,27 @@
       showToken(data.token);
     });
     source.addEventListener("status", function (e) {
+      retryDelay = 1000;
       onStatus(JSON.parse(e.data));
     });
     source.onerror = function () {
-      // EventSource reconnects by itself; the server then sends the current
-      // state again. Once the sign-in is over there is nothing to resume.
+      // EventSource reconnects by itself after a dropped connection; the
+      // server then sends the current state again. Once the sign-in is over
+      // there is nothing to resume.
       if (finished) {
         stop();
+        return;
+      }
+      // An error answer (503 while the server cannot deliver results) closes
+      // the stream for good: try again, backing off up to ten seconds.
+      if (source && source.readyState === EventSource.CLOSED) {
+        stop();
+        setTimeout(function () {
+          if (!finished && !source) {
+            follow();
+          }
+        }, retryDelay);
+        retryDelay = Math.min(retryDelay * 2, 10000);
       }
     };
   }
