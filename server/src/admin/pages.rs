@@ -329,12 +329,14 @@ async fn delete_service(
     Ok(Redirect::to("/admin?done=service_deleted").into_response())
 }
 
+/// A form that names an account: an account of a service, or an admin
+/// authenticator.
 #[derive(Deserialize)]
-struct AccountForm {
+pub(super) struct AccountForm {
     #[serde(default)]
-    csrf: String,
+    pub(super) csrf: String,
     #[serde(default)]
-    name: String,
+    pub(super) name: String,
 }
 
 /// The account name travels in the form, not the URL, so names with `/`,

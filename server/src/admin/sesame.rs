@@ -29,7 +29,7 @@ use serde::Deserialize;
 use sesame_proto::{wire::Status, BaseToken, FreshnessSecret};
 
 use super::{
-    pages::{form, form_session, path, render, sign_in_page, PageError, PageResult},
+    pages::{form, form_session, path, render, sign_in_page, AccountForm, PageError, PageResult},
     session::{self, AdminSession, PRE_SESSION_COOKIE, SESSION_COOKIE, SESSION_SECS},
     store,
 };
@@ -215,14 +215,6 @@ async fn continue_adding(
         (Status::Completed, Some("register")) => Ok(Redirect::to("/admin?done=authenticator_added").into_response()),
         _ => Ok(Redirect::to("/admin?error=authenticator_not_added").into_response()),
     }
-}
-
-#[derive(Deserialize)]
-struct AccountForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    name: String,
 }
 
 async fn delete_authenticator(
