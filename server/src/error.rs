@@ -115,6 +115,10 @@ impl Error {
 #[derive(Debug, Clone)]
 pub struct LoggedError(pub std::sync::Arc<String>);
 
+/// The stable code of an error response, for pages that show it.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
@@ -123,6 +127,7 @@ impl IntoResponse for Error {
             _ => self.to_string(),
         };
         let mut response = (status, Json(ErrorBody { error: code.to_owned(), message })).into_response();
+        response.extensions_mut().insert(ErrorCode(code));
         if status.is_server_error() {
             let detail = match &self {
                 Self::Database(e) => format!("database: {e}"),

@@ -20,7 +20,7 @@ use sesame_proto::ServiceId;
 use crate::{
     challenge::{self, store, SESSION_COOKIE},
     cookie,
-    error::{Error, Result},
+    error::{Error, ErrorCode, LoggedError, Result},
     extract::ClientInfo,
     AppState,
 };
@@ -81,7 +81,43 @@ struct SignedInView {
     account: String,
 }
 
-async fn login_page(
+/// The page someone failed to open: the same status, code and message the
+/// JSON API would give, as a page a person can read.
+#[derive(Debug, Template)]
+#[template(path = "error.html")]
+struct ErrorView {
+    title: &'static str,
+    message: String,
+    status: u16,
+    code: String,
+}
+
+/// Renders `error` as a page. The JSON response is built first and only read
+/// from, so its status and its log detail (`LoggedError`) carry over.
+fn error_page(error: Error) -> Response {
+    let message = error.to_string();
+    let json = error.into_response();
+    let status = json.status();
+    let code = json.extensions().get::<ErrorCode>().map_or_else(String::new, |c| c.0.to_owned());
+    let title = match status {
+        StatusCode::NOT_FOUND => "No such service",
+        StatusCode::TOO_MANY_REQUESTS => "Too many sign-in attempts",
+        _ => "This page cannot be shown",
+    };
+    let view = ErrorView { title, message, status: status.as_u16(), code };
+    let body = view.render().unwrap_or_else(|_| "This page cannot be shown.".to_owned());
+    let mut response = no_store((status, Html(body)).into_response());
+    if let Some(logged) = json.extensions().get::<LoggedError>() {
+        response.extensions_mut().insert(logged.clone());
+    }
+    response
+}
+
+async fn login_page(state: State<AppState>, id: Path<String>, client: ClientInfo, headers: HeaderMap) -> Response {
+    login_page_or_error(state, id, client, headers).await.unwrap_or_else(error_page)
+}
+
+async fn login_page_or_error(
     State(state): State<AppState>,
     Path(id): Path<String>,
     client: ClientInfo,

@@ -50,11 +50,27 @@ async fn service_name_with_markup_is_escaped() {
 }
 
 #[tokio::test]
-async fn unknown_service_page_is_404() {
+async fn unknown_service_page_is_a_404_page() {
     let app = TestApp::new().await;
-    app.get(&format!("/services/{}", "ab".repeat(16)), None)
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "unknown_service");
+    for path in [format!("/services/{}", "ab".repeat(16)), "/services/not-an-id".to_owned()] {
+        let response = app.get(&path, None).await;
+        assert_eq!(response.status, StatusCode::NOT_FOUND);
+        let page = response.text();
+        assert!(page.contains("No such service") && page.contains("unknown_service"), "{page}");
+    }
+}
+
+#[tokio::test]
+async fn rate_limited_login_page_is_a_429_page() {
+    let app = TestApp::builder(crate::support::Backend::Sqlite).rate_limit(5).build().await;
+    let service = app.create_service("Example").await;
+    let mut last = None;
+    for _ in 0..10 {
+        last = Some(app.get(&format!("/services/{service}"), None).await);
+    }
+    let last = last.expect("ten requests");
+    assert_eq!(last.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(last.text().contains("Too many sign-in attempts"), "{}", last.text());
 }
 
 #[tokio::test]
