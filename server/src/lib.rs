@@ -24,6 +24,7 @@ use axum::{
     extract::DefaultBodyLimit,
     http::{header, HeaderValue, Request, Response},
     routing::get,
+    serve::ListenerExt as _,
     Router,
 };
 use sesame_proto::Origin;
@@ -163,6 +164,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         println!("Admin token (generated for this run; pass --admin-token to keep one): {token}");
     }
     admin::on_start(&state, &config).await?;
+    // Without TCP_NODELAY, a small SSE event written right after the previous
+    // one waits for the browser's delayed ACK (40 ms on Linux): the result of
+    // a sign-in would reach the page tens of milliseconds late.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await
