@@ -162,6 +162,12 @@ impl AccountPublicKey {
     pub fn to_base64(&self) -> String {
         B64.encode(self.0.as_bytes())
     }
+
+    /// The key's fingerprint, derived as for server keys (§2.2); shown when a
+    /// person must tell one key from another.
+    pub fn key_id(&self) -> KeyId {
+        KeyId::of(&self.0)
+    }
 }
 
 impl fmt::Debug for AccountPublicKey {

@@ -8,6 +8,7 @@
 //! code checked too, and verification returns proof types such as
 //! [`VerifiedLogin`], never a `bool`.
 
+mod confirm;
 mod encoding;
 mod error;
 pub mod fresh;
@@ -19,6 +20,7 @@ mod time;
 pub mod token;
 pub mod wire;
 
+pub use confirm::ConfirmationCode;
 pub use error::Error;
 pub use fresh::{FreshToken, FreshnessSecret};
 pub use ids::{ChallengeId, InvalidId, Nonce, ServiceId};

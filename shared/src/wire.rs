@@ -85,6 +85,10 @@ pub struct Outcome {
     pub purpose: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// `pending` when a registered key must be confirmed before it signs
+    /// anyone in (§11); absent when it is usable at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_state: Option<String>,
 }
 
 /// Every error the HTTP API returns.

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod confirmation;
 mod fixture;
 mod properties;
 mod rfc8032;
