@@ -141,6 +141,10 @@ fn rejection_text(code: &str, message: &str) -> String {
         "unknown_challenge" => "the server does not know this sign-in request: reload the login page".into(),
         "unknown_service" => "the server no longer has this service".into(),
         "registration_closed" => "this service does not accept new accounts from this request".into(),
+        "key_pending" => {
+            "this key waits for confirmation: confirm its code on the page where it was added, then try again".into()
+        }
+        "key_registered" => "this key is already registered at this service under another account".into(),
         "bad_signature" => "the server refused the signature: the local key does not match the account".into(),
         "rate_limited" => "the server is rate limiting requests: wait a minute and try again".into(),
         "unavailable" => "the server is temporarily unavailable: try again shortly".into(),

@@ -10,13 +10,14 @@
 use axum::{extract::State, routing::get, routing::post, Json, Router};
 use sesame_proto::{
     wire::{ChallengeContext, ContextRequest, Outcome, ServerKeyInfo, Status},
-    AccountPublicKey, DenyRequest, FreshToken, FreshnessSecret, LoginRequest, RegisterRequest, Token, UnverifiedToken,
+    DenyRequest, FreshToken, FreshnessSecret, LoginRequest, RegisterRequest, Token, UnverifiedToken, VerifiedLogin,
 };
 
 use crate::{
     challenge::store::{self, ChallengeRow, Final},
-    error::{on_unique_violation, Error, Result},
+    error::{Error, Result},
     extract::{ApiJson, ClientInfo},
+    keys::{self, KeyState, StoredKey},
     AppState,
 };
 
@@ -130,30 +131,60 @@ async fn register(
     }
     let id = checked.row.id;
     let account = verified.account().as_str().to_owned();
+    let key_id = keys::new_id();
     let now = state.clock.now();
 
     let mut tx = state.db.pool.begin().await?;
-    if !store::consume(&mut tx, &id, now, &Final::completed("register", account.clone())).await? {
+    if !store::consume(&mut tx, &id, now, &Final::registered(account.clone(), key_id.clone())).await? {
         tx.rollback().await?;
         return Err(store::why_not_pending(&state.db, &id, now).await);
     }
-    let inserted =
-        sqlx::query("INSERT INTO account (service_id, name, public_key, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(checked.row.service_id.to_string())
-            .bind(account.clone())
-            .bind(verified.public_key().to_bytes().to_vec())
-            .bind(now.as_secs() as i64)
-            .execute(&mut *tx)
-            .await;
-    if let Err(e) = inserted {
-        // Rolling back leaves the challenge pending, so the user can pick
-        // another name with the same token.
-        tx.rollback().await?;
-        return Err(on_unique_violation(e, Error::AccountExists));
-    }
+    let new = keys::NewAccount {
+        service_id: &checked.row.service_id,
+        account: &account,
+        key_id: &key_id,
+        public_key: verified.public_key(),
+        challenge_id: &id,
+        device: &client,
+        now: now.as_secs() as i64,
+    };
+    let key_state = match keys::register(&mut tx, &new).await {
+        Ok(key_state) => key_state,
+        Err(e) => {
+            // Rolling back leaves the challenge pending, so the user can pick
+            // another name with the same token.
+            tx.rollback().await?;
+            return Err(e);
+        }
+    };
     tx.commit().await?;
     store::publish(&state, id).await;
-    Ok(Json(Outcome { status: Status::Completed, purpose: Some("register".to_owned()), account: Some(account) }))
+    Ok(Json(Outcome {
+        status: Status::Completed,
+        purpose: Some("register".to_owned()),
+        account: Some(account),
+        key_state: (key_state == KeyState::Pending).then(|| key_state.as_str().to_owned()),
+    }))
+}
+
+/// The proof of this login, with the account's key that made its signature.
+/// A pending key that made it is refused with its own error, so its owner
+/// learns why.
+fn verify_login<'k>(
+    state: &AppState,
+    checked: &Checked,
+    req: &LoginRequest,
+    keys: &'k [StoredKey],
+) -> Result<(VerifiedLogin, &'k StoredKey)> {
+    let mut refusal = None;
+    for key in keys {
+        match req.verify(checked.fresh(state)?, &key.public_key) {
+            Ok(_) if key.state == KeyState::Pending => return Err(Error::KeyPending),
+            Ok(verified) => return Ok((verified, key)),
+            Err(e) => refusal = Some(e),
+        }
+    }
+    Err(refusal.map_or(Error::UnknownAccount, Error::from))
 }
 
 async fn login(
@@ -163,42 +194,32 @@ async fn login(
 ) -> Result<Json<Outcome>> {
     state.limits.submissions.check(client.ip)?;
     let checked = check_answer(&state, &req.token).await?;
-    let fresh = checked.fresh(&state)?;
+    checked.fresh(&state)?;
     let account = req.account()?;
-    let service_id = checked.row.service_id.to_string();
-    let stored: Vec<u8> = sqlx::query_scalar("SELECT public_key FROM account WHERE service_id = $1 AND name = $2")
-        .bind(service_id.clone())
-        .bind(account.as_str().to_owned())
-        .fetch_optional(&state.db.pool)
-        .await?
-        .ok_or(Error::UnknownAccount)?;
-    let registered = AccountPublicKey::from_bytes(&stored)
-        .map_err(|_| anyhow::anyhow!("the stored key of an account is not a valid public key"))?;
-    let verified = req.verify(fresh, &registered)?;
+    let account_keys = keys::of_account(&state.db, &checked.row.service_id, account.as_str()).await?;
+    let (verified, key) = verify_login(&state, &checked, &req, &account_keys)?;
     let name = verified.account().as_str().to_owned();
     let id = checked.row.id;
     let now = state.clock.now();
 
     let mut tx = state.db.pool.begin().await?;
-    if !store::consume(&mut tx, &id, now, &Final::completed("login", name.clone())).await? {
+    if !store::consume(&mut tx, &id, now, &Final::logged_in(name.clone(), key.id.clone())).await? {
         tx.rollback().await?;
         return Err(store::why_not_pending(&state.db, &id, now).await);
     }
-    let touched = sqlx::query("UPDATE account SET last_login_at = $3 WHERE service_id = $1 AND name = $2")
-        .bind(service_id)
-        .bind(name.clone())
-        .bind(now.as_secs() as i64)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if touched == 0 {
-        // The account was deleted after its key was read.
+    if !keys::touch(&mut tx, &key.id, now.as_secs() as i64).await? {
+        // The key or its account was removed after the key was read.
         tx.rollback().await?;
         return Err(Error::UnknownAccount);
     }
     tx.commit().await?;
     store::publish(&state, id).await;
-    Ok(Json(Outcome { status: Status::Completed, purpose: Some("login".to_owned()), account: Some(name) }))
+    Ok(Json(Outcome {
+        status: Status::Completed,
+        purpose: Some("login".to_owned()),
+        account: Some(name),
+        key_state: None,
+    }))
 }
 
 async fn deny(
@@ -212,5 +233,5 @@ async fn deny(
     let id = checked.row.id;
     store::finish(&state.db, &id, state.clock.now(), &Final::denied()).await?;
     store::publish(&state, id).await;
-    Ok(Json(Outcome { status: Status::Denied, purpose: None, account: None }))
+    Ok(Json(Outcome { status: Status::Denied, purpose: None, account: None, key_state: None }))
 }

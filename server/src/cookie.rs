@@ -4,6 +4,14 @@
 //! Every secret cookie holds 256 random bits as base64url; the database keeps
 //! only their SHA-256, so a leaked database hands out no binding, session or
 //! admin session.
+//!
+//! Every attribute is decided here, once. On an HTTPS origin each name takes
+//! the `__Host-` prefix, which browsers accept only from this exact host,
+//! over HTTPS, with `Path=/` and no `Domain`: a sibling subdomain or a
+//! plain-HTTP response cannot plant or overwrite such a cookie. That is what
+//! stops a planted value from fixing a victim's binding or session in
+//! advance; the server also never adopts a value a request brings, but mints
+//! each one fresh.
 
 use axum::http::{header, HeaderMap, HeaderValue};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine as _};
@@ -26,10 +34,31 @@ pub fn get<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .find_map(|(k, v)| (k == name).then_some(v))
 }
 
-/// The value of cookie `name` if it is a secret this server could have made;
-/// anything else is ignored rather than looked up, reused or echoed.
-pub fn secret<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    get(headers, name).filter(|v| is_secret(v))
+/// The value of our cookie `base` (see [`name`]) if it is a secret this
+/// server could have made; anything else is ignored rather than looked up,
+/// reused or echoed.
+pub fn secret<'h>(settings: &Settings, headers: &'h HeaderMap, base: &str) -> Option<&'h str> {
+    get(headers, &name(settings, base)).filter(|v| is_secret(v))
+}
+
+/// The name a cookie goes by: `base`, with the `__Host-` prefix whenever the
+/// public origin is HTTPS.
+pub fn name(settings: &Settings, base: &str) -> String {
+    if settings.secure_cookies() {
+        format!("__Host-{base}")
+    } else {
+        base.to_owned()
+    }
+}
+
+/// How far a cookie follows cross-site navigation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    /// Never sent on a request another site starts.
+    Strict,
+    /// Also sent on top-level links from other sites, so that following a
+    /// link to a service's page finds its session.
+    Lax,
 }
 
 /// 32 random bytes, base64url (43 characters).
@@ -54,18 +83,24 @@ pub fn same_secret(a: &str, b: &str) -> bool {
     digest(a) == digest(b)
 }
 
-/// A `Set-Cookie` value: always HttpOnly, `Secure` whenever the public
-/// origin is HTTPS. `attributes` adds SameSite and Path; a `max_age` of 0
-/// deletes the cookie, `None` makes it last for the browser session.
-pub fn set(settings: &Settings, name: &str, value: &str, attributes: &str, max_age: Option<i64>) -> HeaderValue {
-    let mut text = format!("{name}={value}; HttpOnly; {attributes}");
-    if let Some(secs) = max_age {
-        text.push_str(&format!("; Max-Age={secs}"));
-    }
-    if settings.secure_cookies() {
-        text.push_str("; Secure");
-    }
-    HeaderValue::from_str(&text).expect("cookie names are constants, values base64url, attributes plain ASCII")
+/// A `Set-Cookie` value for our cookie `base`: always HttpOnly and
+/// `Path=/`, `Secure` (and `__Host-`) whenever the public origin is HTTPS.
+/// `max_age` is in seconds.
+pub fn set(settings: &Settings, base: &str, value: &str, same_site: SameSite, max_age: i64) -> HeaderValue {
+    let same_site = match same_site {
+        SameSite::Strict => "Strict",
+        SameSite::Lax => "Lax",
+    };
+    let name = name(settings, base);
+    let secure = if settings.secure_cookies() { "; Secure" } else { "" };
+    let text = format!("{name}={value}; HttpOnly; SameSite={same_site}; Path=/; Max-Age={max_age}{secure}");
+    HeaderValue::from_str(&text).expect("cookie names are ids and constants, values base64url")
+}
+
+/// The `Set-Cookie` value that deletes our cookie `base`: the same name and
+/// attributes as [`set`], so browsers match and drop it.
+pub fn clear(settings: &Settings, base: &str, same_site: SameSite) -> HeaderValue {
+    set(settings, base, "", same_site, 0)
 }
 
 /// Refuses a request whose `Origin` header names another site. Browsers send
@@ -93,12 +128,39 @@ mod tests {
         assert_eq!(get(&headers, "d"), None);
     }
 
+    fn settings(origin: &str) -> Settings {
+        Settings::new(sesame_proto::Origin::parse(origin).unwrap())
+    }
+
     #[test]
     fn only_well_formed_secrets_are_taken() {
         let good = new_secret();
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, HeaderValue::from_str(&format!("s={good}; t=<script>")).unwrap());
-        assert_eq!(secret(&headers, "s"), Some(good.as_str()));
-        assert_eq!(secret(&headers, "t"), None);
+        let http = settings("http://127.0.0.1:8080");
+        assert_eq!(secret(&http, &headers, "s"), Some(good.as_str()));
+        assert_eq!(secret(&http, &headers, "t"), None);
+    }
+
+    #[test]
+    fn https_cookies_take_the_host_prefix_and_ignore_unprefixed_ones() {
+        let https = settings("https://login.example.com");
+        let set = set(&https, "sesame_admin", "v", SameSite::Strict, 60);
+        assert_eq!(set, "__Host-sesame_admin=v; HttpOnly; SameSite=Strict; Path=/; Max-Age=60; Secure");
+        // A cookie planted without the prefix (from a sibling subdomain, or
+        // over plain HTTP) is not ours.
+        let planted = new_secret();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_str(&format!("sesame_admin={planted}")).unwrap());
+        assert_eq!(secret(&https, &headers, "sesame_admin"), None);
+    }
+
+    #[test]
+    fn plain_http_cookies_have_no_prefix_and_no_secure_flag() {
+        let http = settings("http://127.0.0.1:8080");
+        assert_eq!(
+            clear(&http, "sesame_admin", SameSite::Lax),
+            "sesame_admin=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"
+        );
     }
 }

@@ -32,6 +32,12 @@ pub enum Error {
     AccountExists,
     #[error("this service does not accept new accounts from this page")]
     RegistrationClosed,
+    #[error("this key is already registered at this service")]
+    KeyRegistered,
+    #[error("this key waits for confirmation on the page that added it")]
+    KeyPending,
+    #[error("no key from this request waits for confirmation")]
+    NothingToConfirm,
 
     #[error("this sign-in request has expired; start again")]
     ChallengeExpired,
@@ -86,6 +92,9 @@ impl Error {
             Self::ServiceNameTaken => (StatusCode::CONFLICT, "service_exists"),
             Self::AccountExists => (StatusCode::CONFLICT, "account_exists"),
             Self::RegistrationClosed => (StatusCode::FORBIDDEN, "registration_closed"),
+            Self::KeyRegistered => (StatusCode::CONFLICT, "key_registered"),
+            Self::KeyPending => (StatusCode::FORBIDDEN, "key_pending"),
+            Self::NothingToConfirm => (StatusCode::CONFLICT, "nothing_to_confirm"),
             Self::ChallengeExpired => (StatusCode::GONE, "challenge_expired"),
             Self::ChallengeFinished(_) => (StatusCode::CONFLICT, "challenge_used"),
             Self::NotCompleted => (StatusCode::CONFLICT, "not_completed"),

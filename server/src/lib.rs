@@ -13,6 +13,7 @@ pub mod cookie;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod keys;
 pub mod limit;
 pub mod pages;
 pub mod state;

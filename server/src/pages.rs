@@ -18,8 +18,8 @@ use qrcode::{render::svg, EcLevel, QrCode};
 use sesame_proto::ServiceId;
 
 use crate::{
-    challenge::{self, store, SESSION_COOKIE},
-    cookie,
+    challenge::{self, session_cookie, store},
+    cookie::{self, SameSite},
     error::{Error, ErrorCode, LoggedError, Result},
     extract::ClientInfo,
     AppState,
@@ -35,11 +35,13 @@ pub fn router() -> Router<AppState> {
         .route("/services/{id}", get(login_page))
         .route("/services/{id}/signout", post(sign_out))
         .route("/static/login.js", get(|| async { asset("text/javascript; charset=utf-8", LOGIN_JS) }))
+        .route("/static/admin.js", get(|| async { asset("text/javascript; charset=utf-8", ADMIN_JS) }))
         .route("/static/qrcode.js", get(|| async { asset("text/javascript; charset=utf-8", QRCODE_JS) }))
         .route("/static/sesame.css", get(|| async { asset("text/css; charset=utf-8", SESAME_CSS) }))
 }
 
 const LOGIN_JS: &str = include_str!("../static/login.js");
+const ADMIN_JS: &str = include_str!("../static/admin.js");
 const QRCODE_JS: &str = include_str!("../static/qrcode.js");
 const SESAME_CSS: &str = include_str!("../static/sesame.css");
 
@@ -124,7 +126,7 @@ async fn login_page_or_error(
     headers: HeaderMap,
 ) -> Result<Response> {
     let service_id: ServiceId = id.parse().map_err(|_| Error::UnknownService)?;
-    if let Some(session) = cookie::secret(&headers, SESSION_COOKIE) {
+    if let Some(session) = cookie::secret(&state.settings, &headers, &session_cookie(&service_id)) {
         let now = state.clock.now();
         if let Some(account) = store::session_account(&state.db, &service_id, &cookie::digest(session), now).await? {
             let service_name = store::service_name(&state.db, &service_id).await?;
@@ -132,7 +134,7 @@ async fn login_page_or_error(
             return Ok(no_store(render(&view)?));
         }
     }
-    let issued = challenge::issue(&state, &id, &client, &headers).await?;
+    let issued = challenge::issue(&state, &id, &client).await?;
     let cid = issued.id;
     let view = LoginView {
         service_id: service_id.to_string(),
@@ -157,11 +159,11 @@ async fn sign_out(State(state): State<AppState>, Path(id): Path<String>, headers
     // SameSite=Lax already keeps the cookie off cross-site POSTs; the Origin
     // check refuses them outright, for browsers that send it.
     cookie::check_origin(&state.settings, &headers)?;
-    if let Some(session) = cookie::secret(&headers, SESSION_COOKIE) {
+    let name = session_cookie(&service_id);
+    if let Some(session) = cookie::secret(&state.settings, &headers, &name) {
         store::delete_session(&state.db, &cookie::digest(session)).await?;
     }
-    let path = format!("SameSite=Lax; Path=/services/{service_id}");
-    let clear = cookie::set(&state.settings, SESSION_COOKIE, "", &path, Some(0));
+    let clear = cookie::clear(&state.settings, &name, SameSite::Lax);
     let mut response = Redirect::to(&format!("/services/{service_id}")).into_response();
     *response.status_mut() = StatusCode::SEE_OTHER;
     response.headers_mut().insert(header::SET_COOKIE, clear);
@@ -180,8 +182,8 @@ fn no_store(mut response: Response) -> Response {
 }
 
 /// The token as an inline SVG QR code, level M so that a photo of a screen
-/// still scans.
-fn qr_svg(token: &str) -> Result<String> {
+/// still scans. The admin page's waiting views draw theirs here too.
+pub(crate) fn qr_svg(token: &str) -> Result<String> {
     let code = QrCode::with_error_correction_level(token.as_bytes(), EcLevel::M)
         .map_err(|e| Error::Internal(anyhow::anyhow!("cannot make a QR code: {e}")))?;
     let svg = code.render::<svg::Color<'_>>().min_dimensions(256, 256).quiet_zone(true).build();

@@ -127,6 +127,13 @@ impl AdminToken {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         digest == self.digest
     }
+
+    /// What an admin session opened with this token records: a digest of the
+    /// token's digest under its own label, so the stored value is useful for
+    /// nothing but telling whether the token has changed since.
+    pub fn session_digest(&self) -> [u8; 32] {
+        Sha256::new().chain_update(b"sesame/admin-session-token\0").chain_update(self.digest).finalize().into()
+    }
 }
 
 impl fmt::Debug for AdminToken {

@@ -9,7 +9,7 @@ use rand::rngs::OsRng;
 use serde_json::json;
 use sesame_proto::{
     wire::{ChallengeContext, Outcome},
-    AccountKey, AccountName, DenyRequest, LoginRequest, RegisterRequest, Token,
+    AccountKey, AccountName, ConfirmationCode, DenyRequest, LoginRequest, RegisterRequest, Token,
 };
 
 use super::App;
@@ -84,14 +84,26 @@ async fn submit_register(
             app.store.confirm(slot, ui::now()).await?;
             // Only after success: a failure keeps its single line on stderr.
             app.notice_unencrypted(keyring).await?;
-            let text = format!(
-                "Registered {} at {} ({}); the browser is signing in.",
+            let mut json = result_json(token, context, &outcome, Some(name.as_str()));
+            let registered = format!(
+                "Registered {} at {} ({})",
                 safe(name.as_str()),
                 safe(claims.service_name.as_str()),
                 claims.origin
             );
-            let text = format!("{text}\n{}", ui::requested_by(context));
-            app.out.result(&result_json(token, context, &outcome, Some(name.as_str())), &text);
+            let text = if outcome.key_state.as_deref() == Some("pending") {
+                // Computed here from our own key, never taken from the
+                // server: the page must show the same code for this key.
+                let code = ConfirmationCode::of(&claims.challenge_id, &key.public_key());
+                json["key_state"] = "pending".into();
+                json["confirmation_code"] = code.digits().into();
+                format!(
+                    "{registered}. The key waits for confirmation: confirm it on the page only if the page shows the code {code}."
+                )
+            } else {
+                format!("{registered}; the browser is signing in.")
+            };
+            app.out.result(&json, &format!("{text}\n{}", ui::requested_by(context)));
             Ok(())
         }
         Err(failure @ (Failure::Refused { .. } | Failure::NotSent(_))) => {

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use sesame_proto::ServiceName;
 
 use super::{
-    session::{self, AdminSession, PRE_SESSION_COOKIE, PRE_SESSION_SECS, SESSION_COOKIE, SESSION_SECS},
+    session::{self, AdminSession, Credential, PRE_SESSION_COOKIE, PRE_SESSION_SECS, SESSION_COOKIE, SESSION_SECS},
     store,
 };
 use crate::{
@@ -37,6 +37,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/admin", get(index))
         .route("/admin/signin", post(sign_in))
         .route("/admin/signout", post(sign_out))
+        .route("/admin/sessions/end", post(end_session))
         .route("/admin/services", post(create_service))
         .route("/admin/services/{id}", get(service_page))
         .route("/admin/services/{id}/delete", post(delete_service))
@@ -117,7 +118,7 @@ pub(super) fn path<T>(extracted: Result<Path<T>, PathRejection>) -> Result<T, Pa
 /// told to sign in.
 pub(super) async fn form_session(state: &AppState, headers: &HeaderMap) -> Result<AdminSession, PageError> {
     cookie::check_origin(&state.settings, headers)?;
-    AdminSession::find(&state.db, headers, now(state)).await?.ok_or(PageError(Error::AdminAuthRequired))
+    AdminSession::find(state, headers).await?.ok_or(PageError(Error::AdminAuthRequired))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,8 +137,12 @@ impl Notice {
             "created" => Some("Service created."),
             "service_deleted" => Some("Service deleted, with its accounts and sign-in history."),
             "account_deleted" => Some("Account deleted."),
-            "authenticator_added" => Some("Authenticator added: it can now sign in to this page."),
-            "authenticator_removed" => Some("Authenticator removed: it can no longer sign in to this page."),
+            "authenticator_added" => Some("Authenticator confirmed: it can now sign in to this page."),
+            "authenticator_rejected" => Some("Authenticator refused: its key and account were removed."),
+            "authenticator_removed" => {
+                Some("Authenticator removed: it can no longer sign in to this page, and its sessions have ended.")
+            }
+            "session_ended" => Some("Session ended."),
             _ => None,
         }
     }
@@ -171,7 +176,8 @@ pub(super) fn sign_in_page(
     status: StatusCode,
     error: Option<&'static str>,
 ) -> PageResult {
-    let csrf = cookie::secret(headers, PRE_SESSION_COOKIE).map_or_else(cookie::new_secret, str::to_owned);
+    let csrf =
+        cookie::secret(&state.settings, headers, PRE_SESSION_COOKIE).map_or_else(cookie::new_secret, str::to_owned);
     let cookie = session::set_cookie(&state.settings, PRE_SESSION_COOKIE, &csrf, PRE_SESSION_SECS);
     let page = render(status, &SignInView { csrf, error })?;
     Ok(([(header::SET_COOKIE, cookie)], page).into_response())
@@ -194,6 +200,19 @@ struct ServicesView {
     services: Vec<ServiceItem>,
     /// Accounts of the built-in admin service: keys that may sign in here.
     authenticators: Vec<AccountItem>,
+    sessions: Vec<SessionItem>,
+}
+
+/// A live admin session, as the sessions list shows it.
+#[derive(Debug)]
+struct SessionItem {
+    handle: String,
+    opened_by: String,
+    ip: String,
+    user_agent: String,
+    created_at: String,
+    expires_at: String,
+    current: bool,
 }
 
 async fn index(
@@ -201,7 +220,7 @@ async fn index(
     headers: HeaderMap,
     query: Result<Query<Notice>, QueryRejection>,
 ) -> PageResult {
-    let Some(session) = AdminSession::find(&state.db, &headers, now(&state)).await? else {
+    let Some(session) = AdminSession::find(&state, &headers).await? else {
         return sign_in_page(&state, &headers, StatusCode::OK, None);
     };
     let notice = Notice::from(query);
@@ -217,12 +236,29 @@ async fn index(
         .collect();
     let authenticators =
         store::admin_accounts(&state.db, now(&state)).await?.into_iter().map(AccountItem::from).collect();
+    let current = session.handle();
+    let sessions = AdminSession::list(&state.db, &state.admin_token, now(&state))
+        .await?
+        .into_iter()
+        .map(|s| SessionItem {
+            current: s.handle == current,
+            opened_by: s
+                .authenticator
+                .map_or_else(|| "the admin token".to_owned(), |name| format!("authenticator {name}")),
+            handle: s.handle,
+            ip: s.ip,
+            user_agent: s.user_agent,
+            created_at: store::rfc3339(s.created_at),
+            expires_at: store::rfc3339(s.expires_at),
+        })
+        .collect();
     let view = ServicesView {
         csrf: session.csrf_token().to_owned(),
         done: notice.done(),
         error: notice.error(),
         services,
         authenticators,
+        sessions,
     };
     render(StatusCode::OK, &view)
 }
@@ -243,7 +279,7 @@ async fn sign_in(
 ) -> PageResult {
     cookie::check_origin(&state.settings, &headers)?;
     let body = form(body)?;
-    let expected = cookie::secret(&headers, PRE_SESSION_COOKIE);
+    let expected = cookie::secret(&state.settings, &headers, PRE_SESSION_COOKIE);
     if !expected.is_some_and(|expected| cookie::same_secret(expected, &body.csrf)) {
         return Err(Error::CsrfRejected.into());
     }
@@ -259,7 +295,8 @@ async fn sign_in(
         tracing::info!(ip = %client.ip, "admin sign-in refused");
         return sign_in_page(&state, &headers, StatusCode::UNAUTHORIZED, Some("That is not the admin token."));
     }
-    let (value, _) = AdminSession::create(&state.db, now(&state)).await?;
+    let credential = Credential::Token(&state.admin_token);
+    let (value, _) = AdminSession::create(&state.db, credential, &client, now(&state)).await?;
     tracing::info!(ip = %client.ip, "admin signed in");
     let set = AppendHeaders([
         (header::SET_COOKIE, session::set_cookie(&state.settings, SESSION_COOKIE, &value, SESSION_SECS)),
@@ -284,6 +321,31 @@ async fn sign_out(
     session.end(&state.db).await?;
     let clear = session::set_cookie(&state.settings, SESSION_COOKIE, "", 0);
     Ok(([(header::SET_COOKIE, clear)], Redirect::to("/admin")).into_response())
+}
+
+#[derive(Deserialize)]
+struct SessionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    handle: String,
+}
+
+/// Ends any live admin session, this one included (the next page then asks
+/// to sign in).
+async fn end_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Form<SessionForm>, FormRejection>,
+) -> PageResult {
+    let session = form_session(&state, &headers).await?;
+    let body = form(body)?;
+    session.check_csrf(&body.csrf)?;
+    if !AdminSession::end_by_handle(&state.db, &body.handle).await? {
+        return Err(Error::bad_request("unknown_session", "that session has already ended").into());
+    }
+    tracing::info!("admin session ended from the sessions list");
+    Ok(Redirect::to("/admin?done=session_ended").into_response())
 }
 
 #[derive(Deserialize)]
@@ -365,11 +427,12 @@ struct AccountItem {
 
 impl From<store::Account> for AccountItem {
     fn from(a: store::Account) -> Self {
-        Self {
-            name: a.name,
-            created_at: store::rfc3339(a.created_at),
-            last_login_at: a.last_login_at.map_or_else(|| "never".to_owned(), store::rfc3339),
-        }
+        let last_login_at = if a.pending {
+            "never: waits for confirmation".to_owned()
+        } else {
+            a.last_login_at.map_or_else(|| "never".to_owned(), store::rfc3339)
+        };
+        Self { name: a.name, created_at: store::rfc3339(a.created_at), last_login_at }
     }
 }
 
@@ -400,7 +463,7 @@ async fn service_page(
     id: Result<Path<String>, PathRejection>,
     query: Result<Query<Notice>, QueryRejection>,
 ) -> PageResult {
-    let Some(session) = AdminSession::find(&state.db, &headers, now(&state)).await? else {
+    let Some(session) = AdminSession::find(&state, &headers).await? else {
         return Ok(Redirect::to("/admin").into_response());
     };
     let service = store::service(&state.db, &path(id)?).await?;

@@ -1,5 +1,5 @@
 //! Signing in to the admin page with a Sesame authenticator, as an account
-//! of the built-in "Sesame admin" service.
+//! of the built-in "Sesame admin" service, and adding such authenticators.
 //!
 //! Anyone may start an admin sign-in, but such a challenge takes no new
 //! accounts (the challenge store closes registration for built-in services),
@@ -10,8 +10,16 @@
 //! and turning it into an admin session is a single conditional UPDATE, so a
 //! completed challenge yields at most one session.
 //!
-//! The waiting page has no script: the admin approves in the authenticator,
-//! then presses "Continue", which either finishes or shows a fresh code.
+//! A registered admin key starts pending (see `keys`): the token on the
+//! admin's screen may have been glimpsed, and whoever registers first wins
+//! the challenge. So the page shows the new key's fingerprint, the device
+//! that sent it and the six-digit code of docs/PROTOCOL.md §11, and the key
+//! signs in only after the admin confirms that their own authenticator shows
+//! the same code.
+//!
+//! The waiting pages follow the challenge over its event stream (`admin.js`)
+//! and continue by themselves when it ends; without script, the Continue
+//! button does the same.
 
 use askama::Template;
 use axum::{
@@ -24,13 +32,12 @@ use axum::{
     routing::post,
     Form, Router,
 };
-use qrcode::{render::svg, EcLevel, QrCode};
 use serde::Deserialize;
 use sesame_proto::{wire::Status, BaseToken, FreshnessSecret};
 
 use super::{
     pages::{form, form_session, path, render, sign_in_page, AccountForm, PageError, PageResult},
-    session::{self, AdminSession, PRE_SESSION_COOKIE, SESSION_COOKIE, SESSION_SECS},
+    session::{self, AdminSession, Credential, PRE_SESSION_COOKIE, SESSION_COOKIE, SESSION_SECS},
     store,
 };
 use crate::{
@@ -38,6 +45,8 @@ use crate::{
     cookie,
     error::{Error, Result},
     extract::ClientInfo,
+    keys,
+    pages::qr_svg,
     AppState,
 };
 
@@ -47,6 +56,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/admin/sesame/{cid}", post(continue_sign_in))
         .route("/admin/authenticators", post(start_adding))
         .route("/admin/authenticators/{cid}", post(continue_adding))
+        .route("/admin/authenticators/{cid}/confirm", post(confirm_key))
+        .route("/admin/authenticators/{cid}/reject", post(reject_key))
         .route("/admin/authenticators/delete", post(delete_authenticator))
 }
 
@@ -60,6 +71,8 @@ struct CsrfForm {
 #[template(path = "admin/sesame.html")]
 struct WaitingView {
     adding: bool,
+    /// The challenge's event stream, which `admin.js` follows.
+    events_url: String,
     token: String,
     /// Inline SVG drawn by the `qrcode` crate from the token: only shapes,
     /// no user data.
@@ -76,19 +89,11 @@ fn now(state: &AppState) -> i64 {
 /// The sign-in form's double-submit check, as in `pages::sign_in`.
 fn check_pre_session(state: &AppState, headers: &HeaderMap, presented: &str) -> Result<()> {
     cookie::check_origin(&state.settings, headers)?;
-    let expected = cookie::secret(headers, PRE_SESSION_COOKIE);
+    let expected = cookie::secret(&state.settings, headers, PRE_SESSION_COOKIE);
     if !expected.is_some_and(|expected| cookie::same_secret(expected, presented)) {
         return Err(Error::CsrfRejected);
     }
     Ok(())
-}
-
-fn qr_svg(token: &str) -> Result<String> {
-    let code = QrCode::with_error_correction_level(token.as_bytes(), EcLevel::M)
-        .map_err(|e| Error::Internal(anyhow::anyhow!("cannot make a QR code: {e}")))?;
-    let svg = code.render::<svg::Color<'_>>().min_dimensions(256, 256).quiet_zone(true).build();
-    // Inline SVG in HTML takes no XML declaration.
-    Ok(svg.find("<svg").map_or(svg.clone(), |start| svg[start..].to_owned()))
 }
 
 /// The token as it should be shown now: the signed base with the current
@@ -103,8 +108,16 @@ fn current_token(state: &AppState, row: &ChallengeRow) -> Result<String> {
     Ok(base.at_step(&FreshnessSecret::from_bytes(secret), base.step_at(state.clock.now())))
 }
 
-fn waiting(adding: bool, token: String, action: String, csrf: String, message: Option<&'static str>) -> PageResult {
-    let view = WaitingView { adding, qr_svg: qr_svg(&token)?, token, action, csrf, message };
+fn waiting(
+    adding: bool,
+    cid: &sesame_proto::ChallengeId,
+    token: String,
+    csrf: String,
+    message: Option<&'static str>,
+) -> PageResult {
+    let action = if adding { format!("/admin/authenticators/{cid}") } else { format!("/admin/sesame/{cid}") };
+    let events_url = format!("/api/challenges/{cid}/events");
+    let view = WaitingView { adding, events_url, qr_svg: qr_svg(&token)?, token, action, csrf, message };
     render(StatusCode::OK, &view)
 }
 
@@ -130,13 +143,14 @@ async fn start_sign_in(
     let csrf = form(body)?.csrf;
     check_pre_session(&state, &headers, &csrf)?;
     let service = store::admin_service(&state.db, now(&state)).await?;
-    let issued = challenge::issue(&state, &service, &client, &headers).await?;
-    let page = waiting(false, issued.token, format!("/admin/sesame/{}", issued.id), csrf, None)?;
+    let issued = challenge::issue(&state, &service, &client).await?;
+    let page = waiting(false, &issued.id, issued.token, csrf, None)?;
     Ok(([(header::SET_COOKIE, issued.binding_cookie)], page).into_response())
 }
 
 async fn continue_sign_in(
     State(state): State<AppState>,
+    client: ClientInfo,
     headers: HeaderMap,
     cid: Result<Path<String>, PathRejection>,
     body: Result<Form<CsrfForm>, FormRejection>,
@@ -147,23 +161,19 @@ async fn continue_sign_in(
     match row.status {
         Status::Pending => {
             let token = current_token(&state, &row)?;
-            waiting(false, token, format!("/admin/sesame/{}", row.id), csrf, Some(NOT_YET))
+            waiting(false, &row.id, token, csrf, Some(NOT_YET))
         }
         Status::Completed => {
+            // Only a login opens a session; the key that made it names the
+            // session, which ends when that key is removed.
+            let key_id = match (row.purpose.as_deref(), &row.key_id) {
+                (Some("login"), Some(key_id)) => key_id,
+                _ => return Err(Error::NotCompleted.into()),
+            };
             // One completed challenge, one session: the first request to
-            // set `redeemed_at` wins.
-            let done = sqlx::query(
-                "UPDATE challenge SET redeemed_at = $2 WHERE id = $1 AND status = 'completed' AND redeemed_at IS NULL",
-            )
-            .bind(row.id.to_string())
-            .bind(now(&state))
-            .execute(&state.db.pool)
-            .await
-            .map_err(Error::from)?;
-            if done.rows_affected() == 0 {
-                return Err(Error::AlreadyRedeemed.into());
-            }
-            let (value, _) = AdminSession::create(&state.db, now(&state)).await?;
+            // mark it redeemed wins.
+            challenge::store::mark_redeemed(&state.db, &row.id, state.clock.now()).await?;
+            let (value, _) = AdminSession::create(&state.db, Credential::Key(key_id), &client, now(&state)).await?;
             tracing::info!(challenge = %row.id, "admin signed in with an authenticator");
             let set = AppendHeaders([
                 (header::SET_COOKIE, session::set_cookie(&state.settings, SESSION_COOKIE, &value, SESSION_SECS)),
@@ -184,16 +194,11 @@ async fn start_adding(
     let session = form_session(&state, &headers).await?;
     session.check_csrf(&form(body)?.csrf)?;
     let service = store::admin_service(&state.db, now(&state)).await?;
-    let issued = challenge::issue(&state, &service, &client, &headers).await?;
+    let issued = challenge::issue(&state, &service, &client).await?;
     // Only this challenge, started by a signed-in admin, may register a key.
     // Nobody has its token yet, so opening it after the insert is not racy.
-    sqlx::query("UPDATE challenge SET allow_register = TRUE WHERE id = $1")
-        .bind(issued.id.to_string())
-        .execute(&state.db.pool)
-        .await
-        .map_err(Error::from)?;
-    let action = format!("/admin/authenticators/{}", issued.id);
-    let page = waiting(true, issued.token, action, session.csrf_token().to_owned(), None)?;
+    challenge::store::open_registration(&state.db, &issued.id).await?;
+    let page = waiting(true, &issued.id, issued.token, session.csrf_token().to_owned(), None)?;
     Ok(([(header::SET_COOKIE, issued.binding_cookie)], page).into_response())
 }
 
@@ -206,15 +211,96 @@ async fn continue_adding(
     let session = form_session(&state, &headers).await?;
     session.check_csrf(&form(body)?.csrf)?;
     let row = admin_challenge(&state, &headers, &path(cid)?).await?;
+    let csrf = session.csrf_token().to_owned();
     match (row.status, row.purpose.as_deref()) {
         (Status::Pending, _) => {
             let token = current_token(&state, &row)?;
-            let action = format!("/admin/authenticators/{}", row.id);
-            waiting(true, token, action, session.csrf_token().to_owned(), Some(NOT_YET))
+            waiting(true, &row.id, token, csrf, Some(NOT_YET))
         }
-        (Status::Completed, Some("register")) => Ok(Redirect::to("/admin?done=authenticator_added").into_response()),
+        (Status::Completed, Some("register")) => match keys::pending(&state.db, &row.id).await? {
+            Some(key) => {
+                let view = ConfirmView {
+                    action: format!("/admin/authenticators/{}", row.id),
+                    csrf,
+                    code: key.code(&row.id).to_string(),
+                    fingerprint: fingerprint(&key.public_key),
+                    account: key.account,
+                    key_id: key.id,
+                    device_ip: key.device_ip,
+                    device_user_agent: key.device_user_agent,
+                    added_at: store::rfc3339(key.created_at),
+                };
+                render(StatusCode::OK, &view)
+            }
+            // Confirmed or refused already, in this tab or another.
+            None => Ok(Redirect::to("/admin").into_response()),
+        },
         _ => Ok(Redirect::to("/admin?error=authenticator_not_added").into_response()),
     }
+}
+
+/// The new key, as the admin must judge it before it may sign in.
+#[derive(Template)]
+#[template(path = "admin/confirm.html")]
+struct ConfirmView {
+    action: String,
+    csrf: String,
+    account: String,
+    key_id: String,
+    /// The key id of §2.2, in groups of four hex digits.
+    fingerprint: String,
+    /// The code of §11, which the admin's own authenticator shows.
+    code: String,
+    device_ip: String,
+    device_user_agent: String,
+    added_at: String,
+}
+
+fn fingerprint(key: &sesame_proto::AccountPublicKey) -> String {
+    let hex = key.key_id().to_string();
+    hex.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(" ")
+}
+
+#[derive(Deserialize)]
+struct KeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    key_id: String,
+}
+
+/// The admin saw the same code in their authenticator: the key may sign in.
+/// Only the browser that started the challenge may confirm it, with its
+/// session's CSRF token, and only the exact key it was shown.
+async fn confirm_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    cid: Result<Path<String>, PathRejection>,
+    body: Result<Form<KeyForm>, FormRejection>,
+) -> PageResult {
+    let session = form_session(&state, &headers).await?;
+    let body = form(body)?;
+    session.check_csrf(&body.csrf)?;
+    let row = admin_challenge(&state, &headers, &path(cid)?).await?;
+    keys::confirm(&state.db, &row.id, &body.key_id).await?;
+    tracing::info!(challenge = %row.id, "admin authenticator confirmed");
+    Ok(Redirect::to("/admin?done=authenticator_added").into_response())
+}
+
+/// The codes differ, or the admin does not recognise the device: the key
+/// and the account its registration created are removed.
+async fn reject_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    cid: Result<Path<String>, PathRejection>,
+    body: Result<Form<CsrfForm>, FormRejection>,
+) -> PageResult {
+    let session = form_session(&state, &headers).await?;
+    session.check_csrf(&form(body)?.csrf)?;
+    let row = admin_challenge(&state, &headers, &path(cid)?).await?;
+    keys::reject(&state.db, &row.id).await?;
+    tracing::warn!(challenge = %row.id, "admin authenticator refused at confirmation");
+    Ok(Redirect::to("/admin?done=authenticator_rejected").into_response())
 }
 
 async fn delete_authenticator(

@@ -7,16 +7,24 @@
 //! there is a session, the sign-in form is protected by a double-submit
 //! cookie, so that another site cannot sign a browser in to this admin page
 //! (login CSRF).
+//!
+//! A session lives only as long as the credential that opened it: one opened
+//! by an admin authenticator names its key, and the key's removal deletes it
+//! (`ON DELETE CASCADE`); one opened with the admin token records a digest of
+//! that token, and is live only while the server runs with the same token.
 
 use std::fmt;
 
 use axum::http::{HeaderMap, HeaderValue};
+use sqlx::Row as _;
 
 use crate::{
-    cookie,
+    cookie::{self, SameSite},
     db::Db,
     error::{Error, Result},
-    state::Settings,
+    extract::ClientInfo,
+    state::{AdminToken, Settings},
+    AppState,
 };
 
 /// The session cookie.
@@ -28,11 +36,33 @@ pub(crate) const SESSION_SECS: i64 = 12 * 60 * 60;
 /// The sign-in form's CSRF cookie lasts an hour; an older form is reloaded.
 pub(crate) const PRE_SESSION_SECS: i64 = 60 * 60;
 
-/// A `Set-Cookie` value for the admin pages: HttpOnly, SameSite=Strict, only
-/// sent under /admin, and Secure whenever the public origin is HTTPS. A
-/// `max_age` of 0 deletes the cookie.
+/// A `Set-Cookie` value for the admin pages: SameSite=Strict, with every
+/// other attribute from [`cookie::set`]. A `max_age` of 0 deletes the cookie.
 pub(crate) fn set_cookie(settings: &Settings, name: &str, value: &str, max_age: i64) -> HeaderValue {
-    cookie::set(settings, name, value, "SameSite=Strict; Path=/admin", Some(max_age))
+    cookie::set(settings, name, value, SameSite::Strict, max_age)
+}
+
+/// What opened an admin session, and so what ends it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Credential<'a> {
+    /// The admin token the server runs with.
+    Token(&'a AdminToken),
+    /// The admin authenticator key with this id.
+    Key(&'a str),
+}
+
+/// An admin session as the sessions list shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionInfo {
+    /// Names the session in the "end" form: the hex of its id hash, which
+    /// cannot be turned back into the cookie.
+    pub(crate) handle: String,
+    /// The admin authenticator that opened it; `None` for the admin token.
+    pub(crate) authenticator: Option<String>,
+    pub(crate) ip: String,
+    pub(crate) user_agent: String,
+    pub(crate) created_at: i64,
+    pub(crate) expires_at: i64,
 }
 
 /// A live admin session.
@@ -42,35 +72,106 @@ pub(crate) struct AdminSession {
 }
 
 impl AdminSession {
-    /// Starts a session and returns it with the cookie value that names it.
-    pub(crate) async fn create(db: &Db, now: i64) -> Result<(String, Self)> {
+    /// Starts a session for `client`, opened by `credential`, and returns it
+    /// with the cookie value that names it. The value is always new: a
+    /// session is never made from anything the browser brought.
+    pub(crate) async fn create(
+        db: &Db,
+        credential: Credential<'_>,
+        client: &ClientInfo,
+        now: i64,
+    ) -> Result<(String, Self)> {
         // Sign-ins are rare, so this is a cheap moment to forget old sessions.
         sqlx::query("DELETE FROM admin_session WHERE expires_at <= $1").bind(now).execute(&db.pool).await?;
         let value = cookie::new_secret();
         let session = Self { id_hash: hash(&value), csrf_token: cookie::new_secret() };
-        sqlx::query("INSERT INTO admin_session (id_hash, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(&session.id_hash)
-            .bind(&session.csrf_token)
-            .bind(now)
-            .bind(now + SESSION_SECS)
-            .execute(&db.pool)
-            .await?;
+        let (key_id, token_digest) = match credential {
+            Credential::Token(token) => (None, Some(token.session_digest().to_vec())),
+            Credential::Key(id) => (Some(id.to_owned()), None),
+        };
+        // A key opens a session only while it is active: a pending admin
+        // authenticator, which nobody has confirmed yet, signs nobody in.
+        let done = sqlx::query(
+            "INSERT INTO admin_session (id_hash, csrf_token, created_at, expires_at, key_id, token_digest, ip, \
+             user_agent) SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+             WHERE $5 IS NULL OR EXISTS (SELECT 1 FROM account_key WHERE id = $5 AND state = 'active')",
+        )
+        .bind(&session.id_hash)
+        .bind(&session.csrf_token)
+        .bind(now)
+        .bind(now + SESSION_SECS)
+        .bind(key_id)
+        .bind(token_digest)
+        .bind(client.ip.to_string())
+        .bind(client.user_agent.clone())
+        .execute(&db.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::KeyPending);
+        }
         Ok((value, session))
     }
 
-    /// The session named by the request's cookie, if it is live.
-    pub(crate) async fn find(db: &Db, headers: &HeaderMap, now: i64) -> Result<Option<Self>> {
-        let Some(value) = cookie::secret(headers, SESSION_COOKIE) else {
+    /// The session named by the request's cookie, if it is live: unexpired,
+    /// and its credential still valid (its key exists, or its token is the
+    /// one the server runs with now).
+    pub(crate) async fn find(state: &AppState, headers: &HeaderMap) -> Result<Option<Self>> {
+        let (db, token, now) = (&state.db, &state.admin_token, state.clock.now().as_secs() as i64);
+        let Some(value) = cookie::secret(&state.settings, headers, SESSION_COOKIE) else {
             return Ok(None);
         };
         let id_hash = hash(value);
-        let csrf_token: Option<String> =
-            sqlx::query_scalar("SELECT csrf_token FROM admin_session WHERE id_hash = $1 AND expires_at > $2")
-                .bind(&id_hash)
-                .bind(now)
-                .fetch_optional(&db.pool)
-                .await?;
+        let csrf_token: Option<String> = sqlx::query_scalar(
+            "SELECT csrf_token FROM admin_session WHERE id_hash = $1 AND expires_at > $2 \
+             AND (key_id IS NOT NULL OR token_digest = $3)",
+        )
+        .bind(&id_hash)
+        .bind(now)
+        .bind(token.session_digest().to_vec())
+        .fetch_optional(&db.pool)
+        .await?;
         Ok(csrf_token.map(|csrf_token| Self { id_hash, csrf_token }))
+    }
+
+    /// The live sessions, newest first, for the sessions list.
+    pub(crate) async fn list(db: &Db, token: &AdminToken, now: i64) -> Result<Vec<SessionInfo>> {
+        let rows = sqlx::query(
+            "SELECT s.id_hash, k.account, s.ip, s.user_agent, s.created_at, s.expires_at FROM admin_session s \
+             LEFT JOIN account_key k ON k.id = s.key_id \
+             WHERE s.expires_at > $1 AND (s.key_id IS NOT NULL OR s.token_digest = $2) \
+             ORDER BY s.created_at DESC",
+        )
+        .bind(now)
+        .bind(token.session_digest().to_vec())
+        .fetch_all(&db.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SessionInfo {
+                    handle: hex::encode(row.try_get::<Vec<u8>, _>(0)?),
+                    authenticator: row.try_get(1)?,
+                    ip: row.try_get(2)?,
+                    user_agent: row.try_get(3)?,
+                    created_at: row.try_get(4)?,
+                    expires_at: row.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Ends the session whose handle the sessions list showed. Returns
+    /// whether there was one.
+    pub(crate) async fn end_by_handle(db: &Db, handle: &str) -> Result<bool> {
+        let Ok(id_hash) = hex::decode(handle) else {
+            return Ok(false);
+        };
+        let done = sqlx::query("DELETE FROM admin_session WHERE id_hash = $1").bind(id_hash).execute(&db.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// This session's handle, as [`SessionInfo::handle`] gives it.
+    pub(crate) fn handle(&self) -> String {
+        hex::encode(&self.id_hash)
     }
 
     /// The token every form of this session must send back.

@@ -27,6 +27,22 @@ pub(crate) struct Account {
     pub(crate) name: String,
     pub(crate) created_at: i64,
     pub(crate) last_login_at: Option<i64>,
+    /// No key of the account is active yet: it waits for confirmation.
+    pub(crate) pending: bool,
+}
+
+/// The columns of [`Account`], for `FROM account a`.
+const ACCOUNT_COLUMNS: &str = "a.name, a.created_at, a.last_login_at, \
+     CASE WHEN EXISTS (SELECT 1 FROM account_key k WHERE k.service_id = a.service_id AND k.account = a.name \
+     AND k.state = 'active') THEN 0 ELSE 1 END AS pending";
+
+fn account(row: &sqlx::any::AnyRow) -> Result<Account> {
+    Ok(Account {
+        name: row.try_get(0)?,
+        created_at: row.try_get(1)?,
+        last_login_at: row.try_get(2)?,
+        pending: row.try_get::<i64, _>(3)? != 0,
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -99,18 +115,17 @@ pub(crate) async fn delete_service(db: &Db, id: &str) -> Result<()> {
 /// A service's accounts, oldest first.
 pub(crate) async fn list_accounts(db: &Db, service_id: &str) -> Result<Vec<Account>> {
     let service = service(db, service_id).await?;
-    let rows = sqlx::query(
-        "SELECT name, created_at, last_login_at FROM account WHERE service_id = $1 ORDER BY created_at, name",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM account a WHERE a.service_id = $1 ORDER BY a.created_at, a.name"
+    ))
     .bind(&service.id)
     .fetch_all(&db.pool)
     .await?;
-    rows.iter()
-        .map(|row| Ok(Account { name: row.try_get(0)?, created_at: row.try_get(1)?, last_login_at: row.try_get(2)? }))
-        .collect()
+    rows.iter().map(account).collect()
 }
 
-/// Deletes one account; its sessions go with it (`ON DELETE CASCADE`).
+/// Deletes one account; its keys and their sessions go with it (`ON DELETE
+/// CASCADE`).
 pub(crate) async fn delete_account(db: &Db, service_id: &str, name: &str) -> Result<()> {
     let service = service(db, service_id).await?;
     // A name that could never have been registered cannot exist either.
@@ -217,17 +232,17 @@ pub(crate) async fn admin_service(db: &Db, now: i64) -> Result<String> {
 /// The authenticator accounts that may sign in to the admin page.
 pub(crate) async fn admin_accounts(db: &Db, now: i64) -> Result<Vec<Account>> {
     let id = admin_service(db, now).await?;
-    let rows = sqlx::query(
-        "SELECT name, created_at, last_login_at FROM account WHERE service_id = $1 ORDER BY created_at, name",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM account a WHERE a.service_id = $1 ORDER BY a.created_at, a.name"
+    ))
     .bind(&id)
     .fetch_all(&db.pool)
     .await?;
-    rows.iter()
-        .map(|row| Ok(Account { name: row.try_get(0)?, created_at: row.try_get(1)?, last_login_at: row.try_get(2)? }))
-        .collect()
+    rows.iter().map(account).collect()
 }
 
+/// Removes an admin authenticator. Its keys go with it, and with them every
+/// admin session they opened (`ON DELETE CASCADE`).
 pub(crate) async fn delete_admin_account(db: &Db, name: &str, now: i64) -> Result<()> {
     let id = admin_service(db, now).await?;
     let done = sqlx::query("DELETE FROM account WHERE service_id = $1 AND name = $2")

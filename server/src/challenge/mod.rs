@@ -11,7 +11,7 @@ pub mod store;
 use axum::{
     extract::{Path, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
-    response::{IntoResponse, Response},
+    response::{AppendHeaders, IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
@@ -22,17 +22,29 @@ use sesame_proto::{
 };
 
 use crate::{
-    cookie,
+    cookie::{self, SameSite},
     error::{Error, Result},
     extract::ClientInfo,
     AppState,
 };
 use store::ChallengeRow;
 
-/// The cookie that binds a challenge to the browser that asked for it.
-pub const BINDING_COOKIE: &str = "sesame_browser";
-/// The cookie that holds a service's session, scoped to its login page.
-pub const SESSION_COOKIE: &str = "sesame_session";
+/// The cookie that binds challenge `id` to the browser that asked for it.
+/// Each challenge has its own, so that several tabs of one browser can each
+/// follow their own sign-in while every binding secret is minted fresh.
+pub fn binding_cookie(id: &ChallengeId) -> String {
+    format!("sesame_browser_{id}")
+}
+
+/// A binding cookie outlives its challenge by this much, so that the page
+/// can still read a final state and redeem it; the browser then drops it.
+const BINDING_GRACE_SECS: u64 = 5 * 60;
+
+/// The cookie that holds a browser's session at service `id`.
+pub fn session_cookie(id: &ServiceId) -> String {
+    format!("sesame_session_{id}")
+}
+
 /// How long a session lasts.
 pub const SESSION_SECS: i64 = 24 * 60 * 60;
 
@@ -59,9 +71,9 @@ pub struct Issued {
     pub binding_cookie: HeaderValue,
 }
 
-/// Issues a challenge for `service_id` to the browser that sent `headers`.
+/// Issues a challenge for `service_id` to the browser `client`.
 /// The login page and the JSON API both come through here.
-pub async fn issue(state: &AppState, service_id: &str, client: &ClientInfo, headers: &HeaderMap) -> Result<Issued> {
+pub async fn issue(state: &AppState, service_id: &str, client: &ClientInfo) -> Result<Issued> {
     let service_id: ServiceId = service_id.parse().map_err(|_| Error::UnknownService)?;
     // The limit comes before any database work, so a flood costs little.
     state.limits.challenges.check(client.ip)?;
@@ -69,9 +81,10 @@ pub async fn issue(state: &AppState, service_id: &str, client: &ClientInfo, head
     let name = ServiceName::parse(&service_name)
         .map_err(|_| Error::Internal(anyhow::anyhow!("service {service_id} has a name the protocol cannot carry")))?;
 
-    // A browser keeps its binding secret across challenges, so several tabs
-    // of one browser can each follow their own sign-in.
-    let binding = cookie::secret(headers, BINDING_COOKIE).map_or_else(cookie::new_secret, str::to_owned);
+    // Always a fresh secret, never one the request brought: a value planted
+    // in the victim's browser beforehand must not bind the victim's
+    // challenge to the attacker.
+    let binding = cookie::new_secret();
     let binding_hash = cookie::digest(&binding);
 
     let now = state.clock.now();
@@ -105,7 +118,14 @@ pub async fn issue(state: &AppState, service_id: &str, client: &ClientInfo, head
     )
     .await?;
     let token = base.at_step(&secret, 0);
-    let binding_cookie = cookie::set(&state.settings, BINDING_COOKIE, &binding, "SameSite=Strict; Path=/", None);
+    let lifetime = state.settings.challenge_ttl_secs.saturating_add(BINDING_GRACE_SECS);
+    let binding_cookie = cookie::set(
+        &state.settings,
+        &binding_cookie(&id),
+        &binding,
+        SameSite::Strict,
+        i64::try_from(lifetime).unwrap_or(i64::MAX),
+    );
     Ok(Issued { id, service_id, service_name, base, token, expires_at, binding_cookie })
 }
 
@@ -122,9 +142,8 @@ async fn create_handler(
     State(state): State<AppState>,
     Path(service_id): Path<String>,
     client: ClientInfo,
-    headers: HeaderMap,
 ) -> Result<Response> {
-    let issued = issue(&state, &service_id, &client, &headers).await?;
+    let issued = issue(&state, &service_id, &client).await?;
     let origin = &state.settings.origin;
     let body = Created {
         challenge_id: issued.id,
@@ -180,8 +199,8 @@ pub fn message(status: Status, hint: &str, account: Option<&str>) -> String {
 
 /// Loads the challenge for the browser that started it, and no other.
 pub async fn for_browser(state: &AppState, cid: &str, headers: &HeaderMap) -> Result<ChallengeRow> {
-    let binding = cookie::get(headers, BINDING_COOKIE).ok_or(Error::BindingRequired)?;
     let id: ChallengeId = cid.parse().map_err(|_| Error::UnknownChallenge)?;
+    let binding = cookie::secret(&state.settings, headers, &binding_cookie(&id)).ok_or(Error::BindingRequired)?;
     let row = store::current(state, &id).await?;
     // Digests of 256-bit secrets: comparing them leaks nothing useful.
     if row.binding_hash != cookie::digest(binding) {
@@ -229,10 +248,19 @@ async fn session_handler(
     let row =
         store::redeem(&state.db, &row.id, now, &cookie::digest(&session), now.as_secs() as i64 + SESSION_SECS).await?;
     let service_name = store::service_name(&state.db, &row.service_id).await?;
-    let path = format!("Path=/services/{}", row.service_id);
-    let set_cookie =
-        cookie::set(&state.settings, SESSION_COOKIE, &session, &format!("SameSite=Lax; {path}"), Some(SESSION_SECS));
+    // The session cookie is minted here, never carried over, and the spent
+    // binding goes: nothing from before the sign-in survives it.
+    let set_session =
+        cookie::set(&state.settings, &session_cookie(&row.service_id), &session, SameSite::Lax, SESSION_SECS);
+    let clear_binding = cookie::clear(&state.settings, &binding_cookie(&row.id), SameSite::Strict);
     let body = SessionView { account: row.account.unwrap_or_default(), service_id: row.service_id, service_name };
-    Ok(([(header::SET_COOKIE, set_cookie), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body))
+    Ok((
+        AppendHeaders([
+            (header::SET_COOKIE, set_session),
+            (header::SET_COOKIE, clear_binding),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ]),
+        Json(body),
+    )
         .into_response())
 }

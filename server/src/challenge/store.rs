@@ -32,6 +32,8 @@ pub struct ChallengeRow {
     pub hint: String,
     pub purpose: Option<String>,
     pub account: Option<String>,
+    /// The key that completed a registration or a login.
+    pub key_id: Option<String>,
     pub redeemed_at: Option<i64>,
 }
 
@@ -74,6 +76,7 @@ impl ChallengeRow {
             hint: row.try_get("hint")?,
             purpose: row.try_get("purpose")?,
             account: row.try_get("account")?,
+            key_id: row.try_get("key_id")?,
             redeemed_at: row.try_get("redeemed_at")?,
         })
     }
@@ -100,21 +103,45 @@ pub struct Final {
     pub hint: &'static str,
     pub purpose: Option<&'static str>,
     pub account: Option<String>,
+    /// The key that registered or signed in.
+    pub key_id: Option<String>,
     /// The `kind` of the sign-in event row.
     pub kind: &'static str,
 }
 
 impl Final {
-    pub fn completed(purpose: &'static str, account: String) -> Self {
-        Self { status: Status::Completed, hint: purpose, purpose: Some(purpose), account: Some(account), kind: purpose }
+    pub fn registered(account: String, key_id: String) -> Self {
+        Self::completed("register", account, key_id)
+    }
+
+    pub fn logged_in(account: String, key_id: String) -> Self {
+        Self::completed("login", account, key_id)
+    }
+
+    fn completed(purpose: &'static str, account: String, key_id: String) -> Self {
+        Self {
+            status: Status::Completed,
+            hint: purpose,
+            purpose: Some(purpose),
+            account: Some(account),
+            key_id: Some(key_id),
+            kind: purpose,
+        }
     }
 
     pub fn denied() -> Self {
-        Self { status: Status::Denied, hint: "user_denied", purpose: None, account: None, kind: "denied" }
+        Self { status: Status::Denied, hint: "user_denied", purpose: None, account: None, key_id: None, kind: "denied" }
     }
 
     pub fn cancelled() -> Self {
-        Self { status: Status::Cancelled, hint: "user_cancel", purpose: None, account: None, kind: "cancelled" }
+        Self {
+            status: Status::Cancelled,
+            hint: "user_cancel",
+            purpose: None,
+            account: None,
+            key_id: None,
+            kind: "cancelled",
+        }
     }
 }
 
@@ -122,7 +149,7 @@ impl Final {
 /// as an integer on both databases.
 const COLUMNS: &str = "id, service_id, base_token, code_secret, binding_hash, \
                        CASE WHEN allow_register THEN 1 ELSE 0 END AS allow_register, ip, user_agent, \
-                       created_at, expires_at, status, hint, purpose, account, redeemed_at";
+                       created_at, expires_at, status, hint, purpose, account, key_id, redeemed_at";
 
 /// The name of a service, or `unknown_service`.
 pub async fn service_name(db: &Db, id: &ServiceId) -> Result<String> {
@@ -215,7 +242,7 @@ pub async fn expire(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<bool> {
 pub async fn consume(conn: &mut AnyConnection, id: &ChallengeId, now: UnixTime, outcome: &Final) -> Result<bool> {
     let now = now.as_secs() as i64;
     let done = sqlx::query(
-        "UPDATE challenge SET status = $2, hint = $3, purpose = $4, account = $5, finished_at = $6 \
+        "UPDATE challenge SET status = $2, hint = $3, purpose = $4, account = $5, finished_at = $6, key_id = $7 \
          WHERE id = $1 AND status = 'pending' AND expires_at > $6",
     )
     .bind(id.to_string())
@@ -224,6 +251,7 @@ pub async fn consume(conn: &mut AnyConnection, id: &ChallengeId, now: UnixTime, 
     .bind(outcome.purpose)
     .bind(outcome.account.clone())
     .bind(now)
+    .bind(outcome.key_id.clone())
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -278,6 +306,35 @@ pub async fn mark_opened(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<boo
     Ok(done == 1)
 }
 
+/// Lets challenge `id` register a new account. Only the admin page calls
+/// this, for a challenge a signed-in admin has just started (see
+/// `admin/sesame.rs`).
+pub async fn open_registration(db: &Db, id: &ChallengeId) -> Result<()> {
+    sqlx::query("UPDATE challenge SET allow_register = TRUE WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Marks a completed challenge as used up by whatever it was redeemed for,
+/// once: of racing callers exactly one gets `Ok`, the rest
+/// `already_redeemed`.
+pub async fn mark_redeemed(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE challenge SET redeemed_at = $2 WHERE id = $1 AND status = 'completed' AND redeemed_at IS NULL",
+    )
+    .bind(id.to_string())
+    .bind(now.as_secs() as i64)
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    if done == 0 {
+        return Err(Error::AlreadyRedeemed);
+    }
+    Ok(())
+}
+
 /// Turns a completed challenge into a session, once. `session_hash` is the
 /// SHA-256 of the session cookie's value.
 pub async fn redeem(
@@ -309,17 +366,19 @@ pub async fn redeem(
     let row = ChallengeRow::from_row(&row)?;
     let account = row.account.clone().ok_or_else(|| anyhow::anyhow!("a completed challenge has no account"))?;
     sqlx::query(
-        "INSERT INTO session (id_hash, service_id, account, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO session (id_hash, service_id, account, key_id, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(session_hash.to_vec())
     .bind(row.service_id.to_string())
     .bind(account)
+    .bind(row.key_id.clone())
     .bind(now)
     .bind(session_expires_at)
     .execute(&mut *tx)
     .await
-    // The account was deleted after it signed in: there is nobody to
-    // give a session to, and the challenge stays unredeemed.
+    // The account or its key was deleted after it signed in: there is
+    // nobody to give a session to, and the challenge stays unredeemed.
     .map_err(|e| match &e {
         sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownAccount,
         _ => Error::Database(e),

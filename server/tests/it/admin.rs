@@ -94,6 +94,19 @@ impl Reply {
             .find(|v| v.starts_with(&format!("{name}=")))
     }
 
+    /// The binding cookie a page that started a challenge sets, as
+    /// `name=value`.
+    fn binding(&self) -> String {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().expect("ascii cookie"))
+            .find(|v| v.starts_with("sesame_browser_"))
+            .and_then(|v| v.split(';').next())
+            .expect("a binding cookie")
+            .to_owned()
+    }
+
     fn location(&self) -> &str {
         self.headers.get(header::LOCATION).expect("a redirect").to_str().expect("ascii location")
     }
@@ -135,16 +148,28 @@ impl Harness {
 
     async fn add_account(&self, service_id: &str, name: &str, created_at: i64, last_login_at: Option<i64>) {
         sqlx::query(
-            "INSERT INTO account (service_id, name, public_key, created_at, last_login_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO account (service_id, name, subject, created_at, last_login_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(service_id)
         .bind(name)
-        .bind(vec![7u8; 32])
+        .bind(sesame_server::keys::new_id())
         .bind(created_at)
         .bind(last_login_at)
         .execute(&self.state.db.pool)
         .await
         .expect("insert account");
+        let key = sesame_proto::AccountKey::generate(&mut OsRng).public_key();
+        sqlx::query(
+            "INSERT INTO account_key (id, service_id, account, public_key, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(sesame_server::keys::new_id())
+        .bind(service_id)
+        .bind(name)
+        .bind(key.to_bytes().to_vec())
+        .bind(created_at)
+        .execute(&self.state.db.pool)
+        .await
+        .expect("insert key");
     }
 
     async fn add_event(&self, service_id: &str, kind: &str, account: Option<&str>, user_agent: &str, at: i64) {
@@ -205,7 +230,9 @@ impl Harness {
     async fn sign_in_form(&self) -> (String, String) {
         let reply = self.page("/admin", None).await;
         assert_eq!(reply.status, StatusCode::OK);
-        let set = reply.set_cookie("sesame_admin_csrf").expect("the sign-in form sets its CSRF cookie");
+        let prefix = if self.state.settings.secure_cookies() { "__Host-" } else { "" };
+        let set =
+            reply.set_cookie(&format!("{prefix}sesame_admin_csrf")).expect("the sign-in form sets its CSRF cookie");
         let cookie = set.split(';').next().expect("name=value").to_owned();
         (cookie, hidden_csrf(&reply.text))
     }

@@ -27,10 +27,13 @@ async fn issues_a_challenge_and_binds_it_to_the_browser() {
         assert_eq!(token.claims().challenge_id.to_string(), cid);
         assert_eq!(token.claims().service_id, service);
 
-        let line = response.set_cookie("sesame_browser").expect("binding cookie");
+        let name = format!("sesame_browser_{cid}");
+        let line = response.set_cookie(&name).expect("binding cookie");
         assert!(line.contains("HttpOnly") && line.contains("SameSite=Strict") && line.contains("Path=/"), "{line}");
+        // It outlives the challenge (300 s) by the grace to read its result.
+        assert!(line.contains("Max-Age=600"), "{line}");
         assert!(!line.contains("Secure"), "plain-HTTP origin: {line}");
-        let binding = response.cookie("sesame_browser").expect("value");
+        let binding = response.cookie(&name).expect("value");
         assert_eq!(binding.len(), 43);
         // Only the digest is stored, never the cookie itself.
         let stored: Vec<u8> = sqlx::query_scalar("SELECT binding_hash FROM challenge WHERE id = $1")
@@ -39,10 +42,39 @@ async fn issues_a_challenge_and_binds_it_to_the_browser() {
             .await
             .expect("row");
         assert_eq!(stored, sesame_server::cookie::digest(&binding).to_vec());
+    })
+    .await;
+}
 
-        // The same browser keeps its binding secret for the next challenge.
-        let again = app.start_with(&service, Some(&format!("sesame_browser={binding}"))).await;
-        assert_eq!(again.cookie, format!("sesame_browser={binding}"));
+#[tokio::test]
+async fn never_adopts_a_binding_secret_the_browser_brings() {
+    each_backend(|app| async move {
+        let service = app.create_service("Example").await;
+        // An attacker planted values under every name they could guess,
+        // hoping the victim's next challenge would be bound to one of them.
+        let planted = sesame_server::cookie::new_secret();
+        let first = app.start(&service).await;
+        let jar = format!("sesame_browser={planted}; sesame_browser_{}={planted}; {}", first.id, first.cookie);
+        let second = app.start_with(&service, Some(&jar)).await;
+        assert!(!second.cookie.contains(&planted), "{}", second.cookie);
+        assert_ne!(second.cookie.split_once('=').map(|c| c.1), first.cookie.split_once('=').map(|c| c.1));
+        let stored: Vec<u8> = sqlx::query_scalar("SELECT binding_hash FROM challenge WHERE id = $1")
+            .bind(second.id.clone())
+            .fetch_one(&app.state.db.pool)
+            .await
+            .expect("row");
+        assert_ne!(stored, sesame_server::cookie::digest(&planted).to_vec());
+
+        // Two tabs of one browser each follow their own challenge, each with
+        // its own cookie; neither cookie opens the other challenge.
+        let both = format!("{}; {}", first.cookie, second.cookie);
+        for started in [&first, &second] {
+            let status = app.get(&format!("/api/challenges/{}", started.id), Some(&both)).await;
+            assert_eq!(status.status, StatusCode::OK, "{}", status.text());
+        }
+        app.get(&format!("/api/challenges/{}", first.id), Some(&second.cookie_for(&first.id)))
+            .await
+            .assert_error(StatusCode::FORBIDDEN, "wrong_browser");
     })
     .await;
 }
@@ -66,9 +98,16 @@ async fn status_and_events_need_the_binding_cookie() {
     let other = app.start(&service).await;
     for path in [format!("/api/challenges/{}", started.id), format!("/api/challenges/{}/events", started.id)] {
         app.get(&path, None).await.assert_error(StatusCode::UNAUTHORIZED, "binding_required");
-        app.get(&path, Some(&other.cookie)).await.assert_error(StatusCode::FORBIDDEN, "wrong_browser");
+        app.get(&path, Some(&other.cookie)).await.assert_error(StatusCode::UNAUTHORIZED, "binding_required");
+        app.get(&path, Some(&other.cookie_for(&started.id))).await.assert_error(StatusCode::FORBIDDEN, "wrong_browser");
     }
-    app.get(&format!("/api/challenges/{}", "0".repeat(32)), Some(&started.cookie))
+    // A challenge that does not exist has no binding cookie either; with a
+    // forged one, it is unknown.
+    let nowhere = "0".repeat(32);
+    app.get(&format!("/api/challenges/{nowhere}"), Some(&started.cookie))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "binding_required");
+    app.get(&format!("/api/challenges/{nowhere}"), Some(&started.cookie_for(&nowhere)))
         .await
         .assert_error(StatusCode::NOT_FOUND, "unknown_challenge");
     let status = app.get(&format!("/api/challenges/{}", started.id), Some(&started.cookie)).await;
@@ -110,7 +149,7 @@ async fn browser_cancels_once() {
     let started = app.start(&service).await;
     let other = app.start(&service).await;
     let cancel = format!("/api/challenges/{}/cancel", started.id);
-    app.post(&cancel, Some(&other.cookie)).await.assert_error(StatusCode::FORBIDDEN, "wrong_browser");
+    app.post(&cancel, Some(&other.cookie_for(&started.id))).await.assert_error(StatusCode::FORBIDDEN, "wrong_browser");
     let response = app.post(&cancel, Some(&started.cookie)).await;
     assert_eq!(response.status, StatusCode::OK);
     assert_eq!(response.json()["status"], "cancelled");
@@ -137,7 +176,10 @@ async fn session_goes_only_to_the_browser_that_started() {
         // Whoever has only the token (and maybe their own cookie) gets nothing.
         let thief = app.start(&service).await;
         app.post(&session, None).await.assert_error(StatusCode::UNAUTHORIZED, "binding_required");
-        app.post(&session, Some(&thief.cookie)).await.assert_error(StatusCode::FORBIDDEN, "wrong_browser");
+        app.post(&session, Some(&thief.cookie)).await.assert_error(StatusCode::UNAUTHORIZED, "binding_required");
+        app.post(&session, Some(&thief.cookie_for(&started.id)))
+            .await
+            .assert_error(StatusCode::FORBIDDEN, "wrong_browser");
         assert_eq!(app.count("SELECT COUNT(*) FROM session").await, 0);
 
         let response = app.post(&session, Some(&started.cookie)).await;
@@ -146,9 +188,12 @@ async fn session_goes_only_to_the_browser_that_started() {
             response.json(),
             json!({"account": "alice", "service_id": service.to_string(), "service_name": "Example"})
         );
-        let line = response.set_cookie("sesame_session").expect("session cookie");
+        let line = response.set_cookie(&format!("sesame_session_{service}")).expect("session cookie");
         assert!(line.contains("HttpOnly") && line.contains("SameSite=Lax"), "{line}");
-        assert!(line.contains(&format!("Path=/services/{service}")) && line.contains("Max-Age=86400"), "{line}");
+        assert!(line.contains("Path=/;") && line.contains("Max-Age=86400"), "{line}");
+        // The spent binding cookie is dropped with the redemption.
+        let cleared = response.set_cookie(&format!("sesame_browser_{}", started.id)).expect("binding cleared");
+        assert!(cleared.contains("Max-Age=0"), "{cleared}");
 
         app.post(&session, Some(&started.cookie)).await.assert_error(StatusCode::CONFLICT, "already_redeemed");
         assert_eq!(app.count("SELECT COUNT(*) FROM session").await, 1);

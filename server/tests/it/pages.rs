@@ -29,8 +29,8 @@ async fn login_page_shows_token_qr_and_binds_the_browser() {
         assert!(html.contains(&format!("data-events-url=\"/api/challenges/{cid}/events\"")), "{html}");
         let token = app.current_token(&cid).await;
         assert!(html.contains(&format!("<code id=\"token\" class=\"token\">{token}</code>")), "{html}");
-        assert!(page.cookie("sesame_browser").is_some());
-        let started = format!("sesame_browser={}", page.cookie("sesame_browser").expect("cookie"));
+        let name = format!("sesame_browser_{cid}");
+        let started = format!("{name}={}", page.cookie(&name).expect("binding cookie"));
         assert_eq!(app.get(&format!("/api/challenges/{cid}"), Some(&started)).await.status, StatusCode::OK);
     })
     .await;
@@ -83,14 +83,18 @@ async fn signed_in_browser_sees_its_account_and_can_sign_out() {
         let answer = RegisterRequest::sign(&token, &name, &AccountKey::generate(&mut OsRng));
         assert_eq!(app.post_json("/api/authenticator/register", &answer).await.status, StatusCode::OK);
         let session = app.post(&format!("/api/challenges/{}/session", started.id), Some(&started.cookie)).await;
-        let cookie = format!("sesame_session={}", session.cookie("sesame_session").expect("session cookie"));
+        let name = format!("sesame_session_{service}");
+        let value = session.cookie(&name).expect("session cookie");
+        let cookie = format!("{name}={value}");
 
         let page = app.get(&format!("/services/{service}"), Some(&cookie)).await;
         assert_eq!(page.status, StatusCode::OK);
         assert!(page.text().contains("Signed in as <span id=\"account-name\">alice</span>"), "{}", page.text());
-        // A session for one service means nothing at another.
+        // A session for one service means nothing at another, even under
+        // the other's cookie name.
         let other = app.create_service("Other").await;
-        assert!(!app.get(&format!("/services/{other}"), Some(&cookie)).await.text().contains(">alice</span>"));
+        let moved = format!("sesame_session_{other}={value}");
+        assert!(!app.get(&format!("/services/{other}"), Some(&moved)).await.text().contains(">alice</span>"));
 
         let signout = format!("/services/{service}/signout");
         let mut cross_site = request(Method::POST, &signout, Some(&cookie), None);
@@ -103,7 +107,7 @@ async fn signed_in_browser_sees_its_account_and_can_sign_out() {
         let response = app.send(same_site).await;
         assert_eq!(response.status, StatusCode::SEE_OTHER);
         assert_eq!(response.headers[header::LOCATION], format!("/services/{service}"));
-        assert!(response.set_cookie("sesame_session").expect("cleared").contains("Max-Age=0"));
+        assert!(response.set_cookie(&name).expect("cleared").contains("Max-Age=0"));
         assert_eq!(app.count("SELECT COUNT(*) FROM session").await, 0);
         let page = app.get(&format!("/services/{service}"), Some(&cookie)).await.text();
         assert!(page.contains("id=\"token\""), "signed out: a new challenge is shown");

@@ -226,11 +226,13 @@ impl TestApp {
         let response = self.post(&format!("/api/services/{service}/challenges"), cookie).await;
         assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
         let json = response.json();
-        let cookie = response.cookie("sesame_browser").expect("binding cookie set");
+        let id = json["challenge_id"].as_str().expect("id").to_owned();
+        let name = format!("sesame_browser_{id}");
+        let cookie = response.cookie(&name).expect("binding cookie set");
         Started {
-            id: json["challenge_id"].as_str().expect("id").to_owned(),
             token: json["token"].as_str().expect("token").to_owned(),
-            cookie: format!("sesame_browser={cookie}"),
+            cookie: format!("{name}={cookie}"),
+            id,
             json,
         }
     }
@@ -284,9 +286,17 @@ impl TestApp {
 pub struct Started {
     pub id: String,
     pub token: String,
-    /// `sesame_browser=…`, ready for a `Cookie` header.
+    /// `sesame_browser_<id>=…`, ready for a `Cookie` header.
     pub cookie: String,
     pub json: Value,
+}
+
+impl Started {
+    /// This browser's binding secret presented for challenge `cid`: what a
+    /// browser that started another challenge could forge at best.
+    pub fn cookie_for(&self, cid: &str) -> String {
+        format!("sesame_browser_{cid}={}", self.cookie.split_once('=').expect("name=value").1)
+    }
 }
 
 pub fn request(method: Method, uri: &str, cookie: Option<&str>, json: Option<Vec<u8>>) -> Request<Body> {

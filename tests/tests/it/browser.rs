@@ -259,3 +259,65 @@ async fn the_admin_page_creates_a_service_whose_login_page_works() -> Result<()>
     verify_token(&server, bakery, &scanned).await?;
     chrome.close().await
 }
+
+/// The whole life of an admin authenticator as an admin lives it: add it
+/// from the admin page, compare the code the page shows with the one the
+/// authenticator printed, confirm, and sign in with it. The waiting pages
+/// follow the challenge live; nobody presses Continue.
+#[tokio::test]
+async fn an_admin_confirms_a_new_authenticator_by_its_code_then_signs_in_with_it() -> Result<()> {
+    let server = Server::start().await?;
+    let chrome = Chrome::start("admin-authenticator").await?;
+    chrome.client.goto(&server.url("/admin")).await?;
+    chrome.client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Id("token")).await?;
+    chrome.client.find(Locator::Id("token")).await?.send_keys(ADMIN_TOKEN).await?;
+    chrome.client.find(Locator::Css("form[action='/admin/signin'] button[type=submit]")).await?.click().await?;
+    chrome.wait_contains("h1", "Services").await?;
+
+    chrome.client.find(Locator::Css("form[action='/admin/authenticators'] button")).await?.click().await?;
+    let token = shown_token(&chrome).await?;
+    let sesame = Sesame::new();
+    let out = sesame.run(&["--json", "register", &token, "--name", "laptop", "--yes"]);
+    ensure!(out.status.success(), "sesame register failed: {}", stderr(&out));
+    let printed: Value = serde_json::from_str(stdout(&out).trim())?;
+    assert_eq!(printed["key_state"], "pending");
+    let digits = printed["confirmation_code"].as_str().context("a confirmation code")?.to_owned();
+
+    // The page moves on by itself and shows the same code.
+    let shown = chrome
+        .wait_text("#confirmation-code", "the confirmation code", Duration::from_secs(10), |t| !t.is_empty())
+        .await?;
+    assert_eq!(shown.replace(' ', ""), digits);
+    // Before confirmation the key signs nobody in.
+    let early = sesame.run(&["login", &admin_sign_in_token(&server).await?, "--yes"]);
+    ensure!(!early.status.success(), "a pending key must not sign in");
+    assert!(stderr(&early).contains("waits for confirmation"), "{}", stderr(&early));
+
+    chrome.client.find(Locator::Css("form[action$='/confirm'] button")).await?.click().await?;
+    chrome.wait_contains(".status", "Authenticator confirmed").await?;
+    chrome.client.find(Locator::Css("form[action='/admin/signout'] button")).await?.click().await?;
+
+    chrome.client.find(Locator::Css("form[action='/admin/sesame'] button")).await?.click().await?;
+    let token = shown_token(&chrome).await?;
+    approve(&sesame, &["login", &token, "--yes"])?;
+    chrome.wait_contains("h1", "Services").await?;
+    chrome.wait_contains("#sessions", "authenticator laptop (this browser)").await?;
+    chrome.close().await
+}
+
+/// Starts an admin sign-in through the sign-in form as another browser
+/// would, and returns the token it was shown.
+async fn admin_sign_in_token(server: &Server) -> Result<String> {
+    let browser = reqwest::Client::builder().cookie_store(true).build()?;
+    let form = browser.get(server.url("/admin")).send().await?.text().await?;
+    let csrf = hidden_field(&form, "csrf")?;
+    let page = browser.post(server.url("/admin/sesame")).form(&[("csrf", csrf)]).send().await?.text().await?;
+    let start = page.find(r#"id="token">"#).context("a token on the waiting page")? + r#"id="token">"#.len();
+    Ok(page[start..].split('<').next().context("token text")?.to_owned())
+}
+
+fn hidden_field(html: &str, name: &str) -> Result<String> {
+    let marker = format!(r#"name="{name}" value=""#);
+    let start = html.find(&marker).with_context(|| format!("no {name} field"))? + marker.len();
+    Ok(html[start..].split('"').next().context("closing quote")?.to_owned())
+}

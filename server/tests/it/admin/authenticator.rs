@@ -1,13 +1,31 @@
-//! Signing in to the admin page with a Sesame authenticator.
+//! Signing in to the admin page with a Sesame authenticator, adding one
+//! (with the confirmation code), and the sessions they open.
 
-use sesame_proto::{AccountKey, AccountName, LoginRequest, RegisterRequest, UnverifiedToken};
+use sesame_proto::{
+    AccountKey, AccountName, ChallengeId, ConfirmationCode, LoginRequest, RegisterRequest, UnverifiedToken,
+};
 
 use super::*;
 
 /// The token text on a waiting page.
 fn token_on(html: &str) -> String {
-    let start = html.find(r#"<p class="token">"#).unwrap_or_else(|| panic!("no token in {html}")) + 17;
+    let marker = r#"<p class="token" id="token">"#;
+    let start = html.find(marker).unwrap_or_else(|| panic!("no token in {html}")) + marker.len();
     html[start..].split('<').next().expect("token text").to_owned()
+}
+
+/// The challenge of a waiting page, from its events URL.
+fn challenge_on(html: &str) -> ChallengeId {
+    let marker = r#"data-events-url="/api/challenges/"#;
+    let start = html.find(marker).unwrap_or_else(|| panic!("no events URL in {html}")) + marker.len();
+    html[start..].split('/').next().expect("id").parse().expect("a challenge id")
+}
+
+/// A hidden field's value on a page.
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} field in {html}")) + marker.len();
+    html[start..].split('"').next().expect("closing quote").to_owned()
 }
 
 fn action_on(html: &str) -> String {
@@ -40,16 +58,54 @@ async fn login(h: &Harness, token: &str, name: &str, key: &AccountKey) -> Reply 
     answer(h, "/api/authenticator/login", serde_json::to_value(request).expect("json")).await
 }
 
-/// A signed-in admin adds `key` as `name`.
+/// An admin's browser on the "Add an authenticator" page.
+struct Adding {
+    /// Session and binding cookies.
+    cookies: String,
+    csrf: String,
+    page: Reply,
+}
+
+impl Adding {
+    async fn start(h: &Harness) -> Self {
+        let (session, csrf) = h.sign_in().await;
+        let page = h.post_form("/admin/authenticators", Some(&session), &[("csrf", &csrf)]).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        Self { cookies: format!("{session}; {}", page.binding()), csrf, page }
+    }
+
+    fn token(&self) -> String {
+        token_on(&self.page.text)
+    }
+
+    fn challenge(&self) -> ChallengeId {
+        challenge_on(&self.page.text)
+    }
+
+    /// What the page shows once the challenge ends (the script, or the
+    /// Continue button, posts this form).
+    async fn proceed(&self, h: &Harness) -> Reply {
+        h.post_form(&action_on(&self.page.text), Some(&self.cookies), &[("csrf", &self.csrf)]).await
+    }
+
+    async fn confirm(&self, h: &Harness, key_id: &str) -> Reply {
+        let action = format!("/admin/authenticators/{}/confirm", self.challenge());
+        h.post_form(&action, Some(&self.cookies), &[("csrf", &self.csrf), ("key_id", key_id)]).await
+    }
+}
+
+/// A signed-in admin adds `key` as `name`, comparing the codes and
+/// confirming.
 async fn add(h: &Harness, name: &str, key: &AccountKey) {
-    let (session, csrf) = h.sign_in().await;
-    let page = h.post_form("/admin/authenticators", Some(&session), &[("csrf", &csrf)]).await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
-    let binding = cookie_pair(&page.set_cookie("sesame_browser").expect("binding cookie"));
-    let reply = register(h, &token_on(&page.text), name, key).await;
+    let adding = Adding::start(h).await;
+    let reply = register(h, &adding.token(), name, key).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    let cookies = format!("{session}; {binding}");
-    let done = h.post_form(&action_on(&page.text), Some(&cookies), &[("csrf", &csrf)]).await;
+    assert_eq!(reply.json()["key_state"], "pending");
+    let shown = adding.proceed(h).await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.text);
+    let code = ConfirmationCode::of(&adding.challenge(), &key.public_key());
+    assert!(shown.text.contains(&format!(r#"id="confirmation-code">{code}</p>"#)), "{}", shown.text);
+    let done = adding.confirm(h, &hidden(&shown.text, "key_id")).await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
     assert_eq!(done.location(), "/admin?done=authenticator_added");
 }
@@ -60,8 +116,22 @@ async fn start(h: &Harness) -> (String, String, Reply) {
     let (pre_cookie, pre_csrf) = h.sign_in_form().await;
     let page = h.post_form("/admin/sesame", Some(&pre_cookie), &[("csrf", &pre_csrf)]).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
-    let binding = cookie_pair(&page.set_cookie("sesame_browser").expect("binding cookie"));
-    (format!("{pre_cookie}; {binding}"), pre_csrf, page)
+    (format!("{pre_cookie}; {}", page.binding()), pre_csrf, page)
+}
+
+/// Signs in to the admin page with `key`; returns the admin session cookie.
+async fn sign_in_with(h: &Harness, name: &str, key: &AccountKey) -> String {
+    let (cookies, csrf, page) = start(h).await;
+    let reply = login(h, &token_on(&page.text), name, key).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let done = h.post_form(&action_on(&page.text), Some(&cookies), &[("csrf", &csrf)]).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+    cookie_pair(&done.set_cookie("sesame_admin").expect("admin session"))
+}
+
+/// Whether `cookie` still opens the admin page.
+async fn is_signed_in(h: &Harness, cookie: &str) -> bool {
+    h.page("/admin", Some(cookie)).await.text.contains("New service")
 }
 
 #[tokio::test]
@@ -150,4 +220,134 @@ async fn adding_needs_a_signed_in_admin_and_the_csrf_token() {
     let forged = h.post_form("/admin/authenticators", Some(&session), &[("csrf", "x")]).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     assert_eq!(h.count("SELECT COUNT(*) FROM challenge").await, 0);
+}
+
+#[tokio::test]
+async fn a_glimpsed_token_gives_no_admin_access_without_confirmation() {
+    let h = harness().await;
+    let adding = Adding::start(&h).await;
+    // Someone who saw the admin's screen registers first, with their key.
+    let eve = AccountKey::generate(&mut OsRng);
+    let raced = register(&h, &adding.token(), "eve", &eve).await;
+    assert_eq!(raced.status, StatusCode::OK, "{}", raced.text);
+    assert_eq!(raced.json()["key_state"], "pending");
+    // The admin's own authenticator then finds the challenge used.
+    let admin_key = AccountKey::generate(&mut OsRng);
+    let late = register(&h, &adding.token(), "admin laptop", &admin_key).await;
+    assert_eq!((late.status, late.error_code().as_str()), (StatusCode::CONFLICT, "challenge_used"));
+
+    // Until confirmed, eve's key signs nobody in.
+    let (cookies, csrf, page) = start(&h).await;
+    let refused = login(&h, &token_on(&page.text), "eve", &eve).await;
+    assert_eq!((refused.status, refused.error_code().as_str()), (StatusCode::FORBIDDEN, "key_pending"));
+    let no_session = h.post_form(&action_on(&page.text), Some(&cookies), &[("csrf", &csrf)]).await;
+    assert!(no_session.set_cookie("sesame_admin").is_none());
+
+    // The page shows eve's code, not one the admin's authenticator could
+    // show, and names the key and the device that sent it.
+    let shown = adding.proceed(&h).await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.text);
+    let eve_code = ConfirmationCode::of(&adding.challenge(), &eve.public_key());
+    assert!(shown.text.contains(&eve_code.to_string()), "{}", shown.text);
+    let fingerprint = eve.public_key().key_id().to_string();
+    assert!(shown.text.contains(&fingerprint[..4]), "{}", shown.text);
+    assert!(shown.text.contains("<strong>eve</strong>"), "{}", shown.text);
+    assert!(!shown.text.contains(&ConfirmationCode::of(&adding.challenge(), &admin_key.public_key()).to_string()));
+
+    // The admin refuses: the key and the account it created are gone.
+    let action = format!("/admin/authenticators/{}/reject", adding.challenge());
+    let rejected = h.post_form(&action, Some(&adding.cookies), &[("csrf", &adding.csrf)]).await;
+    assert_eq!(rejected.location(), "/admin?done=authenticator_rejected");
+    assert_eq!(h.count("SELECT COUNT(*) FROM account").await, 0);
+    assert_eq!(h.count("SELECT COUNT(*) FROM account_key").await, 0);
+    let (_, _, page) = start(&h).await;
+    let gone = login(&h, &token_on(&page.text), "eve", &eve).await;
+    assert_eq!(gone.error_code(), "unknown_account");
+}
+
+#[tokio::test]
+async fn only_the_browser_that_added_a_key_can_confirm_it() {
+    let h = harness().await;
+    let adding = Adding::start(&h).await;
+    let key = AccountKey::generate(&mut OsRng);
+    assert_eq!(register(&h, &adding.token(), "phone", &key).await.status, StatusCode::OK);
+    let key_id: String =
+        sqlx::query_scalar("SELECT id FROM account_key").fetch_one(&h.state.db.pool).await.expect("key");
+    let confirm = format!("/admin/authenticators/{}/confirm", adding.challenge());
+
+    // Another admin session, without this challenge's binding cookie.
+    let (other, other_csrf) = h.sign_in().await;
+    let stranger = h.post_form(&confirm, Some(&other), &[("csrf", &other_csrf), ("key_id", &key_id)]).await;
+    assert_eq!(stranger.status, StatusCode::UNAUTHORIZED, "{}", stranger.text);
+    // The right browser without the CSRF token.
+    let forged = h.post_form(&confirm, Some(&adding.cookies), &[("key_id", &key_id)]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text);
+    // Another key id than the one shown.
+    let wrong = adding.confirm(&h, &"0".repeat(32)).await;
+    assert_eq!(wrong.status, StatusCode::CONFLICT, "{}", wrong.text);
+    assert_eq!(h.count("SELECT COUNT(*) FROM account_key WHERE state = 'pending'").await, 1);
+
+    assert_eq!(adding.confirm(&h, &key_id).await.location(), "/admin?done=authenticator_added");
+    // Confirming twice changes nothing and says so.
+    assert_eq!(adding.confirm(&h, &key_id).await.status, StatusCode::CONFLICT);
+    assert!(is_signed_in(&h, &sign_in_with(&h, "phone", &key).await).await);
+}
+
+#[tokio::test]
+async fn removing_an_authenticator_ends_the_sessions_it_opened() {
+    let h = harness().await;
+    let key = AccountKey::generate(&mut OsRng);
+    add(&h, "laptop", &key).await;
+    let by_key = sign_in_with(&h, "laptop", &key).await;
+    let (by_token, csrf) = h.sign_in().await;
+    assert!(is_signed_in(&h, &by_key).await);
+
+    let removed =
+        h.post_form("/admin/authenticators/delete", Some(&by_token), &[("csrf", &csrf), ("name", "laptop")]).await;
+    assert_eq!(removed.location(), "/admin?done=authenticator_removed");
+    assert!(!is_signed_in(&h, &by_key).await, "the key's session must end with it");
+    assert!(is_signed_in(&h, &by_token).await, "other sessions live on");
+}
+
+#[tokio::test]
+async fn a_new_admin_token_ends_the_sessions_the_old_one_opened() {
+    let h = harness().await;
+    let key = AccountKey::generate(&mut OsRng);
+    add(&h, "laptop", &key).await;
+    let by_key = sign_in_with(&h, "laptop", &key).await;
+    let (by_token, _) = h.sign_in().await;
+
+    // The same database, served again with another token.
+    let state = AppState { admin_token: Arc::new(AdminToken::new("another-admin-token-98765")), ..h.state.clone() };
+    let restarted = Harness { app: sesame_server::app(state.clone()), state, _guard: Box::new(()) };
+    assert!(!is_signed_in(&restarted, &by_token).await, "a token session must not outlive its token");
+    assert!(is_signed_in(&restarted, &by_key).await, "a key session does not depend on the token");
+    // And back on the old token, the old session is live again only because
+    // the token is the same one: nothing was deleted for it.
+    assert!(is_signed_in(&h, &by_token).await);
+}
+
+#[tokio::test]
+async fn the_admin_page_lists_sessions_and_ends_any_of_them() {
+    let h = harness().await;
+    let (mine, csrf) = h.sign_in().await;
+    let (theirs, _) = h.sign_in().await;
+    let page = h.page("/admin", Some(&mine)).await.text;
+    let table = &page[page.find(r#"<table id="sessions">"#).expect("the sessions list")..];
+    assert_eq!(table.matches(r#"name="handle""#).count(), 2, "{table}");
+    assert!(table.contains("(this browser)"), "{table}");
+
+    // End the other browser's session: the one not marked as this browser.
+    let rows: Vec<&str> = table.split("<tr>").filter(|row| row.contains(r#"name="handle""#)).collect();
+    let other = rows.iter().find(|row| !row.contains("(this browser)")).expect("the other session");
+    let handle = hidden(other, "handle");
+    let ended = h.post_form("/admin/sessions/end", Some(&mine), &[("csrf", &csrf), ("handle", &handle)]).await;
+    assert_eq!(ended.location(), "/admin?done=session_ended");
+    assert!(!is_signed_in(&h, &theirs).await);
+    assert!(is_signed_in(&h, &mine).await);
+    // Ending it again, or a made-up handle, is a clear error.
+    let again = h.post_form("/admin/sessions/end", Some(&mine), &[("csrf", &csrf), ("handle", &handle)]).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    let forged = h.post_form("/admin/sessions/end", Some(&mine), &[("handle", &handle)]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
 }

@@ -11,7 +11,7 @@ async fn page_without_session_shows_the_sign_in_form() {
     assert!(reply.text.contains(r#"action="/admin/signin""#));
     assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
     let cookie = reply.set_cookie("sesame_admin_csrf").expect("CSRF cookie");
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(attribute), "{cookie}");
     }
     assert!(!cookie.contains("Secure"), "plain-HTTP origin: {cookie}");
@@ -32,8 +32,10 @@ async fn page_sign_in_with_the_right_token_sets_the_session_cookie() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
-    let cookie = reply.set_cookie("sesame_admin").expect("session cookie");
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin", "Secure", "Max-Age=43200"] {
+    // On HTTPS the cookie takes the `__Host-` prefix, which browsers keep
+    // from being planted by a sibling subdomain or over plain HTTP.
+    let cookie = reply.set_cookie("__Host-sesame_admin").expect("session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/;", "Secure", "Max-Age=43200"] {
         assert!(cookie.contains(attribute), "{cookie}");
     }
     assert_eq!(h.count("SELECT COUNT(*) FROM admin_session").await, 1);

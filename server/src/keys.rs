@@ -1,0 +1,258 @@
+//! Account keys: every query that creates, reads, confirms or removes a key
+//! lives here, for the authenticator API and the admin side alike.
+//!
+//! An account holds one or more keys. A key is `active`, or `pending` while
+//! it waits for a person to confirm it (docs/PROTOCOL.md §11): a pending key
+//! signs nobody in. Registrations to a built-in service (the admin page's own
+//! "Sesame admin") always start pending, because such a registration can be
+//! raced by anyone who glimpsed the token on the admin's screen.
+
+use rand::rngs::OsRng;
+use sesame_proto::{AccountPublicKey, ChallengeId, ConfirmationCode, ServiceId};
+use sqlx::{AnyConnection, Row as _};
+
+use crate::{
+    db::Db,
+    error::{Error, Result},
+    extract::ClientInfo,
+};
+
+/// Whether a key may sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Pending,
+    Active,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        match text {
+            "pending" => Ok(Self::Pending),
+            "active" => Ok(Self::Active),
+            other => Err(Error::Internal(anyhow::anyhow!("stored key has an unknown state {other:?}"))),
+        }
+    }
+}
+
+/// One key of an account, decoded.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub id: String,
+    pub public_key: AccountPublicKey,
+    pub state: KeyState,
+}
+
+/// A key that waits for confirmation, with what a person needs to judge it.
+#[derive(Debug, Clone)]
+pub struct PendingKey {
+    pub id: String,
+    pub account: String,
+    pub public_key: AccountPublicKey,
+    pub device_ip: String,
+    pub device_user_agent: String,
+    pub created_at: i64,
+}
+
+impl PendingKey {
+    /// The code the registering authenticator shows for this key.
+    pub fn code(&self, challenge_id: &ChallengeId) -> ConfirmationCode {
+        ConfirmationCode::of(challenge_id, &self.public_key)
+    }
+}
+
+/// A random key or subject id, 32 lowercase hex digits like every other id.
+pub fn new_id() -> String {
+    ChallengeId::random(&mut OsRng).to_string()
+}
+
+fn decode_key(bytes: &[u8]) -> Result<AccountPublicKey> {
+    // Keys were checked when they were registered; one that no longer
+    // decodes was damaged in storage.
+    AccountPublicKey::from_bytes(bytes)
+        .map_err(|_| Error::Internal(anyhow::anyhow!("a stored account key is not a valid public key")))
+}
+
+/// A registration: a new account and its first key.
+#[derive(Debug)]
+pub struct NewAccount<'a> {
+    pub service_id: &'a ServiceId,
+    pub account: &'a str,
+    pub key_id: &'a str,
+    pub public_key: &'a AccountPublicKey,
+    /// The challenge the registration answered.
+    pub challenge_id: &'a ChallengeId,
+    /// The authenticator that sent it.
+    pub device: &'a ClientInfo,
+    pub now: i64,
+}
+
+/// Stores a new account and its first key, inside the caller's transaction
+/// (after the challenge was consumed). The key starts pending at a built-in
+/// service, active elsewhere; the state is decided in the INSERT itself, so
+/// no separate read of the service can disagree with it.
+pub async fn register(conn: &mut AnyConnection, new: &NewAccount<'_>) -> Result<KeyState> {
+    sqlx::query("INSERT INTO account (service_id, name, subject, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(new.service_id.to_string())
+        .bind(new.account.to_owned())
+        .bind(new_id())
+        .bind(new.now)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| unique_as(e, Error::AccountExists))?;
+    let state: String = sqlx::query_scalar(
+        "INSERT INTO account_key (id, service_id, account, public_key, state, challenge_id, device_ip, \
+         device_user_agent, created_at) \
+         SELECT $1, s.id, $3, $4, CASE WHEN s.builtin THEN 'pending' ELSE 'active' END, \
+         CASE WHEN s.builtin THEN $5 ELSE NULL END, $6, $7, $8 FROM service s WHERE s.id = $2 \
+         RETURNING state",
+    )
+    .bind(new.key_id.to_owned())
+    .bind(new.service_id.to_string())
+    .bind(new.account.to_owned())
+    .bind(new.public_key.to_bytes().to_vec())
+    .bind(new.challenge_id.to_string())
+    .bind(new.device.ip.to_string())
+    .bind(new.device.user_agent.clone())
+    .bind(new.now)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| unique_as(e, Error::KeyRegistered))?;
+    KeyState::parse(&state)
+}
+
+/// A unique violation on this statement means `conflict` (each statement
+/// can break only one unique constraint); a foreign-key violation or a
+/// missing service row means the service was deleted meanwhile.
+fn unique_as(e: sqlx::Error, conflict: Error) -> Error {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => conflict,
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownService,
+        sqlx::Error::RowNotFound => Error::UnknownService,
+        _ => Error::Database(e),
+    }
+}
+
+/// Every key of an account, pending ones included, so that a login with a
+/// pending key gets its own clear error instead of `bad_signature`.
+///
+/// A stored key that the protocol crate no longer accepts (decoding has
+/// grown stricter over time, and only a hostile client could have sent such
+/// a key) is left out with a warning: it can sign nobody in, and the
+/// account's other keys still work.
+pub async fn of_account(db: &Db, service_id: &ServiceId, account: &str) -> Result<Vec<StoredKey>> {
+    let rows = sqlx::query("SELECT id, public_key, state FROM account_key WHERE service_id = $1 AND account = $2")
+        .bind(service_id.to_string())
+        .bind(account.to_owned())
+        .fetch_all(&db.pool)
+        .await?;
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: String = row.try_get(0)?;
+        let Ok(public_key) = AccountPublicKey::from_bytes(&row.try_get::<Vec<u8>, _>(1)?) else {
+            tracing::warn!(key = %id, "a stored account key no longer decodes; it is ignored");
+            continue;
+        };
+        keys.push(StoredKey { id, public_key, state: KeyState::parse(&row.try_get::<String, _>(2)?)? });
+    }
+    Ok(keys)
+}
+
+/// Records a login with `key_id`, inside the caller's transaction. Returns
+/// false when the key is gone or no longer active (removed, or its account
+/// deleted, after it was read): the caller then rolls back.
+pub async fn touch(conn: &mut AnyConnection, key_id: &str, now: i64) -> Result<bool> {
+    let keys = sqlx::query("UPDATE account_key SET last_used_at = $2 WHERE id = $1 AND state = 'active'")
+        .bind(key_id.to_owned())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if keys == 0 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE account SET last_login_at = $2 \
+         WHERE (service_id, name) IN (SELECT service_id, account FROM account_key WHERE id = $1)",
+    )
+    .bind(key_id.to_owned())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(true)
+}
+
+/// The key that the challenge `challenge_id` registered, while it waits.
+pub async fn pending(db: &Db, challenge_id: &ChallengeId) -> Result<Option<PendingKey>> {
+    let row = sqlx::query(
+        "SELECT id, account, public_key, device_ip, device_user_agent, created_at FROM account_key \
+         WHERE challenge_id = $1 AND state = 'pending'",
+    )
+    .bind(challenge_id.to_string())
+    .fetch_optional(&db.pool)
+    .await?;
+    row.map(|row| {
+        Ok(PendingKey {
+            id: row.try_get(0)?,
+            account: row.try_get(1)?,
+            public_key: decode_key(&row.try_get::<Vec<u8>, _>(2)?)?,
+            device_ip: row.try_get(3)?,
+            device_user_agent: row.try_get(4)?,
+            created_at: row.try_get(5)?,
+        })
+    })
+    .transpose()
+}
+
+/// Makes the key that `challenge_id` registered active. One conditional
+/// UPDATE: of two racing confirmations one wins, and a key rejected in the
+/// meantime cannot come back.
+pub async fn confirm(db: &Db, challenge_id: &ChallengeId, key_id: &str) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE account_key SET state = 'active', challenge_id = NULL \
+         WHERE challenge_id = $1 AND id = $2 AND state = 'pending'",
+    )
+    .bind(challenge_id.to_string())
+    .bind(key_id.to_owned())
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    if done == 0 {
+        return Err(Error::NothingToConfirm);
+    }
+    Ok(())
+}
+
+/// Removes the key that `challenge_id` registered, and its account when the
+/// registration created it (no other key remains), so that the name is free
+/// again.
+pub async fn reject(db: &Db, challenge_id: &ChallengeId) -> Result<()> {
+    let mut tx = db.pool.begin().await?;
+    let removed = sqlx::query(
+        "DELETE FROM account_key WHERE challenge_id = $1 AND state = 'pending' RETURNING service_id, account",
+    )
+    .bind(challenge_id.to_string())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(removed) = removed else {
+        tx.rollback().await?;
+        return Err(Error::NothingToConfirm);
+    };
+    let (service_id, account): (String, String) = (removed.try_get(0)?, removed.try_get(1)?);
+    sqlx::query(
+        "DELETE FROM account WHERE service_id = $1 AND name = $2 \
+         AND NOT EXISTS (SELECT 1 FROM account_key k WHERE k.service_id = $1 AND k.account = $2)",
+    )
+    .bind(service_id)
+    .bind(account)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
