@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod fixture;
+mod fuzz_seeds;
 mod grammar;
 mod properties;
 mod rfc8032;
