@@ -237,22 +237,18 @@ impl UnverifiedToken {
         let step = reader.u32()?;
         let code = reader.array::<CODE_LEN>()?;
         reader.finish()?;
-        let mut token = Self::from_layout(&layout, Some((step, code)))?;
-        token.text = text.to_owned();
-        Ok(token)
+        Self::from_layout(text, &layout, Some((step, code)))
     }
 
     /// Decodes the signed part alone, as the server stored it.
     fn parse_base(text: &str) -> Result<Self, Error> {
         let encoded = text.strip_prefix(PREFIX).ok_or(Error::NotAToken)?;
         let bytes = B64.decode(encoded).map_err(|_| Error::BadEncoding)?;
-        let mut token = Self::from_layout(&Layout::read(&bytes)?, None)?;
-        token.text = text.to_owned();
-        Ok(token)
+        Self::from_layout(text, &Layout::read(&bytes)?, None)
     }
 
     /// Checks each field's rule, in the order of the table of §3.2.
-    fn from_layout(layout: &Layout<'_>, fresh: Option<(u32, [u8; CODE_LEN])>) -> Result<Self, Error> {
+    fn from_layout(text: &str, layout: &Layout<'_>, fresh: Option<(u32, [u8; CODE_LEN])>) -> Result<Self, Error> {
         check_times(layout.issued_at, layout.expires_at, layout.rotation_secs)?;
         let origin = std::str::from_utf8(layout.origin).map_err(|_| Error::InvalidOrigin)?;
         let origin = Origin::parse(origin)?;
@@ -269,7 +265,7 @@ impl UnverifiedToken {
             rotation_secs: layout.rotation_secs,
         };
         Ok(Self {
-            text: String::new(),
+            text: text.to_owned(),
             key_id: layout.key_id,
             claims,
             signed: signed_bytes(layout.body),
