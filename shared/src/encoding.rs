@@ -55,10 +55,11 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 
-    /// A string with a one-byte length in front.
-    pub(crate) fn short_str(&mut self, invalid: Error) -> Result<&'a str, Error> {
+    /// A byte string with a one-byte length in front (`str8`). Whether it is
+    /// UTF-8 is the caller's question, asked after the whole layout is read.
+    pub(crate) fn short(&mut self) -> Result<&'a [u8], Error> {
         let len = usize::from(self.u8()?);
-        std::str::from_utf8(self.take(len)?).map_err(|_| invalid)
+        self.take(len)
     }
 
     pub(crate) fn remaining(&self) -> usize {

@@ -63,10 +63,11 @@ impl FreshnessSecret {
     pub fn verify<'t>(&self, token: &'t Token, now: UnixTime, window_secs: u64) -> Result<FreshToken<'t>, Error> {
         let claims = token.claims();
         self.mac(&claims.challenge_id, token.step()).verify_truncated_left(token.code()).map_err(|_| Error::BadCode)?;
-        let shown_at = token.shown_at();
+        // Only the server can mint codes, and it never mints one ahead of
+        // time; a code from the future means a clock went backwards. A step
+        // past the end of u64 time is in the future of every `now`.
+        let shown_at = token.shown_at().ok_or(Error::BadCode)?;
         if shown_at > now || shown_at >= claims.expires_at {
-            // Only the server can mint codes, and it never mints one ahead of
-            // time; a code from the future means a clock went backwards.
             return Err(Error::BadCode);
         }
         if now.saturating_since(shown_at) > window_secs {

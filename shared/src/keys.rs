@@ -35,11 +35,32 @@ impl fmt::Display for KeyId {
 /// points and small-order ("weak") points, whose signatures prove nothing.
 fn verifying_key(bytes: &[u8]) -> Result<VerifyingKey, Error> {
     let bytes: &[u8; 32] = bytes.try_into().map_err(|_| Error::InvalidPublicKey)?;
+    if !is_canonical_encoding(bytes) {
+        return Err(Error::InvalidPublicKey);
+    }
     let key = VerifyingKey::from_bytes(bytes).map_err(|_| Error::InvalidPublicKey)?;
     if key.is_weak() {
         return Err(Error::WeakPublicKey);
     }
     Ok(key)
+}
+
+/// The two checks of RFC 8032 §5.1.3 that ed25519-dalek leaves out: the
+/// field element y must be below p = 2^255 − 19 (step 1), and x = 0 must not
+/// come with the sign bit set (step 4). Without them one point has several
+/// encodings, and `verify_strict` hashes the encoding as given, so a key
+/// written as y + p would be a second, distinct key for the same point.
+fn is_canonical_encoding(bytes: &[u8; 32]) -> bool {
+    let sign = bytes[31] & 0x80 != 0;
+    let mut y = *bytes;
+    y[31] &= 0x7f;
+    // y ≥ p exactly when y is one of p..2^255 − 1: its top byte is 0x7f,
+    // the 30 bytes below it are 0xff and its lowest byte is at least 0xed.
+    let at_least_p = y[31] == 0x7f && y[1..31].iter().all(|&b| b == 0xff) && y[0] >= 0xed;
+    // x = 0 exactly when y² = 1, that is y = 1 or y = p − 1.
+    let y_is_one = y[0] == 1 && y[1..].iter().all(|&b| b == 0);
+    let y_is_p_minus_one = y[31] == 0x7f && y[1..31].iter().all(|&b| b == 0xff) && y[0] == 0xec;
+    !at_least_p && !(sign && (y_is_one || y_is_p_minus_one))
 }
 
 fn decode_b64_key(text: &str) -> Result<VerifyingKey, Error> {
@@ -214,6 +235,36 @@ mod tests {
         identity[0] = 1;
         assert_eq!(AccountPublicKey::from_bytes(&identity), Err(Error::WeakPublicKey));
         assert_eq!(ServerPublicKey::from_bytes(&identity), Err(Error::WeakPublicKey));
+    }
+
+    #[test]
+    fn rejects_public_key_whose_y_is_not_reduced() {
+        // y = p + 10: a point of large order once reduced, which
+        // ed25519-dalek decodes without complaint.
+        let mut key = [0xff; 32];
+        key[0] = 0xed + 10;
+        key[31] = 0x7f;
+        assert!(VerifyingKey::from_bytes(&key).is_ok(), "the library alone accepts it");
+        assert_eq!(AccountPublicKey::from_bytes(&key), Err(Error::InvalidPublicKey));
+        assert_eq!(ServerPublicKey::from_bytes(&key), Err(Error::InvalidPublicKey));
+        assert_eq!(AccountPublicKey::from_base64(&B64.encode(key)), Err(Error::InvalidPublicKey));
+    }
+
+    #[test]
+    fn rejects_public_key_with_x_zero_and_the_sign_bit_set() {
+        // y = 1 and y = p − 1 have x = 0, whose only encoding has sign 0.
+        // With sign 0 they are the small-order points (0, 1) and (0, −1).
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        let mut minus_one = [0xff; 32];
+        minus_one[0] = 0xec;
+        minus_one[31] = 0x7f;
+        for mut key in [one, minus_one] {
+            assert_eq!(AccountPublicKey::from_bytes(&key), Err(Error::WeakPublicKey), "{key:02x?}");
+            key[31] |= 0x80;
+            assert_eq!(AccountPublicKey::from_bytes(&key), Err(Error::InvalidPublicKey), "{key:02x?}");
+            assert_eq!(ServerPublicKey::from_bytes(&key), Err(Error::InvalidPublicKey), "{key:02x?}");
+        }
     }
 
     #[test]

@@ -19,6 +19,14 @@ impl UnixTime {
         self.0
     }
 
+    /// `self + secs`, or `None` past the largest time a `u64` holds.
+    pub const fn checked_add(self, secs: u64) -> Option<Self> {
+        match self.0.checked_add(secs) {
+            Some(sum) => Some(Self(sum)),
+            None => None,
+        }
+    }
+
     pub const fn saturating_add(self, secs: u64) -> Self {
         Self(self.0.saturating_add(secs))
     }

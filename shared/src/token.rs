@@ -46,13 +46,7 @@ pub struct TokenClaims {
 
 impl TokenClaims {
     fn check(&self) -> Result<(), Error> {
-        if self.rotation_secs == 0 || self.rotation_secs > 60 {
-            return Err(Error::InvalidRotation);
-        }
-        if self.expires_at <= self.issued_at || self.expires_at.saturating_since(self.issued_at) > MAX_LIFETIME_SECS {
-            return Err(Error::LifetimeTooLong);
-        }
-        Ok(())
+        check_times(self.issued_at, self.expires_at, self.rotation_secs)
     }
 
     fn body(&self, key_id: KeyId) -> Vec<u8> {
@@ -70,10 +64,25 @@ impl TokenClaims {
         body
     }
 
-    /// When the code for `step` was first shown.
-    fn step_time(&self, step: u32) -> UnixTime {
-        self.issued_at.saturating_add(u64::from(step) * u64::from(self.rotation_secs))
+    /// When the code for `step` was first shown, or `None` when that lies
+    /// beyond the last second a `u64` can hold. Exact: it never saturates.
+    fn step_time(&self, step: u32) -> Option<UnixTime> {
+        // At most (2^32 − 1) × 60, so the product cannot overflow.
+        let offset = u64::from(step) * u64::from(self.rotation_secs);
+        self.issued_at.checked_add(offset)
     }
+}
+
+/// The rules of the `expires_at` and `rotation` rows of PROTOCOL.md §3.2, in
+/// that order.
+fn check_times(issued_at: UnixTime, expires_at: UnixTime, rotation_secs: u8) -> Result<(), Error> {
+    if expires_at <= issued_at || expires_at.saturating_since(issued_at) > MAX_LIFETIME_SECS {
+        return Err(Error::LifetimeTooLong);
+    }
+    if rotation_secs == 0 || rotation_secs > 60 {
+        return Err(Error::InvalidRotation);
+    }
+    Ok(())
 }
 
 fn signed_bytes(body: &[u8]) -> Vec<u8> {
@@ -104,7 +113,7 @@ impl BaseToken {
     /// Rebuilds a base token the server stored earlier. The text is trusted:
     /// it never came from outside.
     pub fn from_stored(text: String, key: &ServerPublicKey) -> Result<Self, Error> {
-        let claims = UnverifiedToken::parse_parts(&text, None)?.verify(key)?.claims;
+        let claims = UnverifiedToken::parse_base(&text)?.verify(key)?.claims;
         Ok(Self { text, claims })
     }
 
@@ -131,6 +140,60 @@ impl BaseToken {
     }
 }
 
+/// The fields of `base_bytes` as they lie, before any rule about their
+/// values is checked.
+struct Layout<'a> {
+    key_id: KeyId,
+    issued_at: UnixTime,
+    expires_at: UnixTime,
+    rotation_secs: u8,
+    challenge_id: ChallengeId,
+    nonce: Nonce,
+    service_id: ServiceId,
+    origin: &'a [u8],
+    service_name: &'a [u8],
+    body: &'a [u8],
+    signature: ed25519_dalek::Signature,
+}
+
+impl<'a> Layout<'a> {
+    /// Reads the version, then every field front to back. Only the version
+    /// is judged on the way: another version may lay its bytes out in
+    /// another way, so nothing after it means anything.
+    fn read(bytes: &'a [u8]) -> Result<Self, Error> {
+        let mut reader = Reader::new(bytes);
+        let version = reader.u8()?;
+        if version != VERSION {
+            return Err(Error::UnsupportedVersion(version));
+        }
+        let key_id = KeyId(reader.array()?);
+        let issued_at = UnixTime::from_secs(reader.u64()?);
+        let expires_at = UnixTime::from_secs(reader.u64()?);
+        let rotation_secs = reader.u8()?;
+        let challenge_id = ChallengeId(reader.array()?);
+        let nonce = Nonce(reader.array()?);
+        let service_id = ServiceId(reader.array()?);
+        let origin = reader.short()?;
+        let service_name = reader.short()?;
+        let body = &bytes[..bytes.len() - reader.remaining()];
+        let signature = ed25519_dalek::Signature::from_bytes(&reader.array::<SIGNATURE_LEN>()?);
+        reader.finish()?;
+        Ok(Self {
+            key_id,
+            issued_at,
+            expires_at,
+            rotation_secs,
+            challenge_id,
+            nonce,
+            service_id,
+            origin,
+            service_name,
+            body,
+            signature,
+        })
+    }
+}
+
 /// A token that has been decoded but whose signature has not been checked.
 ///
 /// The authenticator needs its origin and key id to find the pinned key
@@ -146,58 +209,69 @@ pub struct UnverifiedToken {
 }
 
 impl UnverifiedToken {
-    /// Strictly decodes a full token (base and code). White space around the
-    /// text, as a paste may carry, is ignored; anything else that is not the
-    /// one canonical encoding is refused.
+    /// Strictly decodes a full token (base and code), following the steps of
+    /// PROTOCOL.md §3.4 in their order, so that an input with several faults
+    /// always gets the same error. White space around the text, as a paste
+    /// may carry, is ignored; anything else that is not the one canonical
+    /// encoding is refused.
     pub fn parse(text: &str) -> Result<Self, Error> {
+        // `str::trim` removes exactly the characters with Unicode's
+        // White_Space property, which is what the spec allows.
         let text = text.trim();
+        let rest = text.strip_prefix(PREFIX).ok_or(Error::NotAToken)?;
         if text.len() > MAX_TOKEN_LEN {
             return Err(Error::TokenTooLong);
         }
-        let (base, fresh) = text.rsplit_once('.').filter(|(base, _)| base.len() > PREFIX.len()).ok_or_else(|| {
-            if text.starts_with(PREFIX) {
-                Error::Truncated
-            } else {
-                Error::NotAToken
-            }
-        })?;
+        // base64url has no '.', so a second dot fails as bad encoding below.
+        let (base, fresh) = rest
+            .split_once('.')
+            .filter(|(base, fresh)| !base.is_empty() && !fresh.is_empty())
+            .ok_or(Error::Truncated)?;
+        // Both texts are decoded before any byte is read: a copy that lost
+        // or changed characters says so, rather than whatever its bytes
+        // happen to mean.
+        let base_bytes = B64.decode(base).map_err(|_| Error::BadEncoding)?;
         let fresh_bytes = B64.decode(fresh).map_err(|_| Error::BadEncoding)?;
+        let layout = Layout::read(&base_bytes)?;
         let mut reader = Reader::new(&fresh_bytes);
         let step = reader.u32()?;
         let code = reader.array::<CODE_LEN>()?;
         reader.finish()?;
-        let mut token = Self::parse_parts(base, Some((step, code)))?;
-        token.text = text.to_owned();
-        Ok(token)
+        Self::from_layout(text, &layout, Some((step, code)))
     }
 
-    fn parse_parts(base: &str, fresh: Option<(u32, [u8; CODE_LEN])>) -> Result<Self, Error> {
-        if base.len() > MAX_TOKEN_LEN {
-            return Err(Error::TokenTooLong);
-        }
-        let encoded = base.strip_prefix(PREFIX).ok_or(Error::NotAToken)?;
+    /// Decodes the signed part alone, as the server stored it.
+    fn parse_base(text: &str) -> Result<Self, Error> {
+        let encoded = text.strip_prefix(PREFIX).ok_or(Error::NotAToken)?;
         let bytes = B64.decode(encoded).map_err(|_| Error::BadEncoding)?;
-        let mut reader = Reader::new(&bytes);
-        let version = reader.u8()?;
-        if version != VERSION {
-            return Err(Error::UnsupportedVersion(version));
-        }
-        let key_id = KeyId(reader.array()?);
-        let issued_at = UnixTime::from_secs(reader.u64()?);
-        let expires_at = UnixTime::from_secs(reader.u64()?);
-        let rotation_secs = reader.u8()?;
-        let challenge_id = ChallengeId(reader.array()?);
-        let nonce = Nonce(reader.array()?);
-        let service_id = ServiceId(reader.array()?);
-        let origin = Origin::parse(reader.short_str(Error::InvalidOrigin)?)?;
-        let service_name = ServiceName::parse(reader.short_str(Error::InvalidServiceName)?)?;
-        let body_len = bytes.len() - reader.remaining();
-        let signature = ed25519_dalek::Signature::from_bytes(&reader.array::<SIGNATURE_LEN>()?);
-        reader.finish()?;
-        let claims =
-            TokenClaims { origin, service_id, service_name, challenge_id, nonce, issued_at, expires_at, rotation_secs };
-        claims.check()?;
-        Ok(Self { text: base.to_owned(), key_id, claims, signed: signed_bytes(&bytes[..body_len]), signature, fresh })
+        Self::from_layout(text, &Layout::read(&bytes)?, None)
+    }
+
+    /// Checks each field's rule, in the order of the table of §3.2.
+    fn from_layout(text: &str, layout: &Layout<'_>, fresh: Option<(u32, [u8; CODE_LEN])>) -> Result<Self, Error> {
+        check_times(layout.issued_at, layout.expires_at, layout.rotation_secs)?;
+        let origin = std::str::from_utf8(layout.origin).map_err(|_| Error::InvalidOrigin)?;
+        let origin = Origin::parse(origin)?;
+        let service_name = std::str::from_utf8(layout.service_name).map_err(|_| Error::InvalidServiceName)?;
+        let service_name = ServiceName::parse(service_name)?;
+        let claims = TokenClaims {
+            origin,
+            service_id: layout.service_id,
+            service_name,
+            challenge_id: layout.challenge_id,
+            nonce: layout.nonce,
+            issued_at: layout.issued_at,
+            expires_at: layout.expires_at,
+            rotation_secs: layout.rotation_secs,
+        };
+        Ok(Self {
+            text: text.to_owned(),
+            key_id: layout.key_id,
+            claims,
+            signed: signed_bytes(layout.body),
+            signature: layout.signature,
+            fresh,
+        })
     }
 
     /// The origin the token claims to come from. Unverified: use it only to
@@ -251,19 +325,24 @@ impl Token {
         &self.code
     }
 
-    /// When the code in this token was first shown on the page.
-    pub fn shown_at(&self) -> UnixTime {
+    /// When the code in this token was first shown on the page, or `None`
+    /// when its step names a time past the largest `u64`, when no page can
+    /// have shown it.
+    pub fn shown_at(&self) -> Option<UnixTime> {
         self.claims.step_time(self.step)
     }
 
     /// Refuses a token that has expired or was issued in the future. `leeway`
     /// allows for a clock that differs from the server's; the server itself
     /// passes 0.
+    ///
+    /// The sums are exact, as PROTOCOL.md §3.4 asks: a sum past the largest
+    /// `u64` is later than every `now`, where saturating would clip it.
     pub fn check_lifetime(&self, now: UnixTime, leeway_secs: u64) -> Result<(), Error> {
-        if now >= self.claims.expires_at.saturating_add(leeway_secs) {
+        if self.claims.expires_at.checked_add(leeway_secs).is_some_and(|end| now >= end) {
             return Err(Error::Expired);
         }
-        if self.claims.issued_at > now.saturating_add(leeway_secs) {
+        if now.checked_add(leeway_secs).is_some_and(|latest| self.claims.issued_at > latest) {
             return Err(Error::NotYetValid);
         }
         Ok(())

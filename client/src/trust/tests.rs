@@ -110,7 +110,9 @@ async fn rejects_malformed_tokens_with_their_codes() {
         ("hello".to_owned(), ProtoError::NotAToken),
         (format!("{text}="), ProtoError::BadEncoding),
         (base.to_owned(), ProtoError::Truncated),
-        ("x".repeat(600), ProtoError::TokenTooLong),
+        (format!("sesame1.{}", "x".repeat(600)), ProtoError::TokenTooLong),
+        // The prefix is checked before the length (PROTOCOL.md §3.4).
+        ("x".repeat(600), ProtoError::NotAToken),
     ];
     for (input, expected) in cases {
         assert_eq!(proto_error(check(&store, &input, ISSUED + 10).await), expected, "{input}");

@@ -261,7 +261,125 @@ pub(crate) fn token_cases() -> Vec<TokenCase> {
 
     case("too_long", "600 characters", format!("{PREFIX}{}", "A".repeat(592)), NOW, Error::TokenTooLong);
 
+    // Inputs with several faults: the first step of PROTOCOL.md §3.4 that
+    // fails decides the code.
+    case(
+        "too_long_without_prefix",
+        "600 characters without the prefix: the prefix is checked first",
+        "A".repeat(600),
+        NOW,
+        Error::NotAToken,
+    );
+    case(
+        "not_a_token_nor_base64",
+        "no prefix, and the text after the last dot is not base64url",
+        "hello world.x".to_owned(),
+        NOW,
+        Error::NotAToken,
+    );
+    case(
+        "unit_separator_is_not_white_space",
+        "U+001F before the token: only Unicode White_Space is trimmed",
+        format!("\u{1f}{text}"),
+        NOW,
+        Error::NotAToken,
+    );
+    case(
+        "no_code_part_and_bad_version",
+        "no code part, and the version byte is 0",
+        format!("{PREFIX}AA"),
+        NOW,
+        Error::Truncated,
+    );
+    case("empty_code_part", "the code part is empty", format!("{PREFIX}AA."), NOW, Error::Truncated);
+    case(
+        "bad_version_and_bad_code_encoding",
+        "version byte 2, and the code part has non-zero unused bits",
+        format!("{PREFIX}Ag.AAAAA8-JQBLvcua06X"),
+        NOW,
+        Error::BadEncoding,
+    );
+    case(
+        "cut_after_expires_at_with_zero_lifetime",
+        "the bytes end after expires_at, which equals issued_at",
+        format!("{PREFIX}AWcSwGhXZo-gAAAAAAAAAAUAAAAAAAAABQ.{fresh}"),
+        NOW,
+        Error::Truncated,
+    );
+    case(
+        "bad_version_and_truncated",
+        "version byte 2 in a body cut short: the version is read first",
+        join(&[2], &fresh),
+        NOW,
+        Error::UnsupportedVersion(2),
+    );
+    case(
+        "bad_origin_and_short_code",
+        "an invalid origin, and a 13-byte code part: the layout is read before any field is judged",
+        join(&sign_body(&with_origin(body, "http://[:]"), &seed(1)), &URL_SAFE_NO_PAD.encode([0u8; 13])),
+        NOW,
+        Error::Truncated,
+    );
+
+    // Origins that look like origins but break §2.1, each inside a token
+    // that is otherwise genuine.
+    for (name, description, origin) in [
+        ("ipv6_lone_colon", "IPv6 literal [:]", "http://[:]"),
+        ("ipv6_one_digit", "IPv6 literal [d]", "http://[d]"),
+        ("ipv6_dotted_pair", "IPv6 literal [1.2]", "http://[1.2]"),
+        ("ipv6_nine_groups", "IPv6 literal with nine groups", "http://[1:2:3:4:5:6:7:8:9]"),
+        (
+            "ipv6_mixed_notation",
+            "IPv4-mapped address in dotted form; canonical is [::ffff:7f00:1]",
+            "http://[::ffff:127.0.0.1]",
+        ),
+        ("ipv6_not_compressed", "IPv6 loopback written out in full; canonical is [::1]", "http://[0:0:0:0:0:0:0:1]"),
+        ("port_with_plus", "port +80", "http://a:+80"),
+        ("port_plus_zero", "port +0, which is port 0", "http://a:+0"),
+        ("empty_label", "a host with an empty label", "https://login..example.com"),
+        ("short_ipv4", "127.1, which a browser writes as 127.0.0.1", "http://127.1"),
+    ] {
+        case(
+            name,
+            description,
+            join(&sign_body(&with_origin(body, origin), &seed(1)), &fresh),
+            NOW,
+            Error::InvalidOrigin,
+        );
+    }
+
+    // The last second of u64 time. With the largest step the code's
+    // shown_at is past 2^64 − 1: exact arithmetic puts it after expires_at.
+    let mut end = claims(0xa1, "Example Mail");
+    end.issued_at = UnixTime::from_secs(u64::MAX - 300);
+    end.expires_at = UnixTime::from_secs(u64::MAX);
+    let end = server_key().issue(end).unwrap();
+    case(
+        "code_step_past_end_of_time",
+        "a genuine code whose issued_at + step × rotation exceeds 2^64 − 1",
+        end.at_step(&code_secret(), u32::MAX),
+        u64::MAX - 1,
+        Error::BadCode,
+    );
+    case(
+        "expired_at_end_of_time",
+        "expires_at = 2^64 − 1, presented at that second",
+        end.at_step(&code_secret(), 0),
+        u64::MAX,
+        Error::Expired,
+    );
+
     cases
+}
+
+/// `body` with its origin replaced; the service name stays.
+fn with_origin(body: &[u8], origin: &str) -> Vec<u8> {
+    let origin_len = usize::from(body[74]);
+    let mut out = body[..74].to_vec();
+    out.push(origin.len() as u8);
+    out.extend_from_slice(origin.as_bytes());
+    out.extend_from_slice(&body[75 + origin_len..]);
+    out
 }
 
 pub(crate) enum Purpose {
@@ -417,6 +535,29 @@ pub(crate) fn response_cases() -> Vec<ResponseCase> {
         Purpose::Register,
         weak,
         Error::WeakPublicKey,
+    );
+
+    // y = p + 10: reduced, it is a point of large order, but RFC 8032
+    // §5.1.3 says decoding fails, so it is refused before any signature.
+    let mut unreduced = [0xff; 32];
+    unreduced[0] = 0xed + 10;
+    unreduced[31] = 0x7f;
+    let mut bad = register.clone();
+    bad["public_key"] = URL_SAFE_NO_PAD.encode(unreduced).into();
+    case("unreduced_public_key", "a public key whose y is p + 10", Purpose::Register, bad, Error::InvalidPublicKey);
+
+    let mut bad = serde_json::to_value(DenyRequest::sign(&token, &key)).unwrap();
+    bad["public_key"] = URL_SAFE_NO_PAD.encode(unreduced).into();
+    case("unreduced_deny_key", "a refusal under a key whose y is p + 10", Purpose::Deny, bad, Error::InvalidPublicKey);
+
+    let mut bad = register.clone();
+    bad["public_key"] = "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAIA".into();
+    case(
+        "negative_zero_x_public_key",
+        "y = 1 with the sign bit set: x = 0 has no negative encoding",
+        Purpose::Register,
+        bad,
+        Error::InvalidPublicKey,
     );
 
     let mut short = register.clone();

@@ -5,6 +5,8 @@
 
 mod confirmation;
 mod fixture;
+mod fuzz_seeds;
+mod grammar;
 mod properties;
 mod rfc8032;
 mod vectors;

@@ -125,6 +125,60 @@ fn rejects_non_canonical_origin_and_bad_rotation() {
 }
 
 #[test]
+fn rejects_token_whose_origin_has_an_ipv6_literal_that_is_no_address() {
+    for name in ["ipv6_lone_colon", "ipv6_one_digit", "ipv6_dotted_pair", "ipv6_nine_groups"] {
+        assert_eq!(token_case(name), Err(Error::InvalidOrigin), "{name}");
+    }
+}
+
+#[test]
+fn rejects_token_whose_ipv6_origin_is_not_in_canonical_form() {
+    assert_eq!(token_case("ipv6_mixed_notation"), Err(Error::InvalidOrigin));
+    assert_eq!(token_case("ipv6_not_compressed"), Err(Error::InvalidOrigin));
+}
+
+#[test]
+fn rejects_token_whose_origin_port_has_a_plus_sign() {
+    assert_eq!(token_case("port_with_plus"), Err(Error::InvalidOrigin));
+    assert_eq!(token_case("port_plus_zero"), Err(Error::InvalidOrigin));
+}
+
+#[test]
+fn rejects_token_whose_host_has_an_empty_label_or_a_short_ipv4() {
+    assert_eq!(token_case("empty_label"), Err(Error::InvalidOrigin));
+    assert_eq!(token_case("short_ipv4"), Err(Error::InvalidOrigin));
+}
+
+#[test]
+fn text_without_the_prefix_is_not_a_token_whatever_else_is_wrong() {
+    assert_eq!(token_case("too_long_without_prefix"), Err(Error::NotAToken));
+    assert_eq!(token_case("not_a_token_nor_base64"), Err(Error::NotAToken));
+    assert_eq!(token_case("unit_separator_is_not_white_space"), Err(Error::NotAToken));
+}
+
+#[test]
+fn missing_or_empty_code_part_is_truncated_before_the_version_is_read() {
+    assert_eq!(token_case("no_code_part_and_bad_version"), Err(Error::Truncated));
+    assert_eq!(token_case("empty_code_part"), Err(Error::Truncated));
+}
+
+#[test]
+fn both_parts_are_decoded_from_base64_before_any_byte_is_read() {
+    assert_eq!(token_case("bad_version_and_bad_code_encoding"), Err(Error::BadEncoding));
+}
+
+#[test]
+fn the_version_is_read_before_the_rest_of_the_layout() {
+    assert_eq!(token_case("bad_version_and_truncated"), Err(Error::UnsupportedVersion(2)));
+}
+
+#[test]
+fn the_whole_layout_is_read_before_any_field_is_judged() {
+    assert_eq!(token_case("cut_after_expires_at_with_zero_lifetime"), Err(Error::Truncated));
+    assert_eq!(token_case("bad_origin_and_short_code"), Err(Error::Truncated));
+}
+
+#[test]
 fn ignores_white_space_around_a_pasted_token() {
     let text = format!("  {}\n", fixture::token_text());
     let token = check_token(&text, &fixture::server_key().public_key(), NOW).expect("trimmed");
@@ -185,6 +239,17 @@ fn rejects_login_by_another_key() {
 }
 
 #[test]
+fn rejects_public_key_whose_y_is_not_reduced_modulo_p() {
+    assert_eq!(response_case("unreduced_public_key"), Err(Error::InvalidPublicKey));
+    assert_eq!(response_case("unreduced_deny_key"), Err(Error::InvalidPublicKey));
+}
+
+#[test]
+fn rejects_public_key_with_x_zero_and_the_sign_bit_set() {
+    assert_eq!(response_case("negative_zero_x_public_key"), Err(Error::InvalidPublicKey));
+}
+
+#[test]
 fn rejects_weak_or_malformed_keys_and_signatures() {
     assert_eq!(response_case("weak_public_key"), Err(Error::WeakPublicKey));
     assert_eq!(response_case("short_public_key"), Err(Error::InvalidPublicKey));
@@ -233,6 +298,27 @@ fn code_changes_every_step_while_the_signed_part_stays() {
         assert_eq!(pair[0].rsplit_once('.').unwrap().0, pair[1].rsplit_once('.').unwrap().0);
     }
     assert_eq!(base.step_at(UnixTime::from_secs(fixture::ISSUED_AT + 7)), 2);
+}
+
+#[test]
+fn lifetime_sums_are_exact_at_the_end_of_time() {
+    let mut claims = fixture::claims(0xa1, "Example Mail");
+    claims.issued_at = UnixTime::from_secs(u64::MAX - 300);
+    claims.expires_at = UnixTime::from_secs(u64::MAX - 10);
+    let base = fixture::server_key().issue(claims).unwrap();
+    let text = base.at_step(&fixture::code_secret(), 0);
+    let token = UnverifiedToken::parse(&text).unwrap().verify(&fixture::server_key().public_key()).unwrap();
+    // expires_at + 60 is 2^64 + 49: later than every u64 `now`, so not
+    // expired; a saturating sum would stop at 2^64 − 1 and say it was.
+    assert_eq!(token.check_lifetime(UnixTime::from_secs(u64::MAX), 60), Ok(()));
+    assert_eq!(token.check_lifetime(UnixTime::from_secs(u64::MAX), 0), Err(Error::Expired));
+    assert_eq!(token.check_lifetime(UnixTime::from_secs(u64::MAX - 361), 60), Err(Error::NotYetValid));
+}
+
+#[test]
+fn code_whose_step_lies_past_the_end_of_time_is_not_genuine() {
+    assert_eq!(token_case("code_step_past_end_of_time"), Err(Error::BadCode));
+    assert_eq!(token_case("expired_at_end_of_time"), Err(Error::Expired));
 }
 
 #[test]
