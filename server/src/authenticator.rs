@@ -93,7 +93,7 @@ async fn context(
     client: ClientInfo,
     ApiJson(req): ApiJson<ContextRequest>,
 ) -> Result<Json<ChallengeContext>> {
-    state.limits.submissions.check(client.ip)?;
+    state.limits.submissions.check(client.ip).await?;
     let checked = check_token(&state, &req.token).await?;
     checked.fresh(&state)?;
     let mut row = checked.row;
@@ -122,7 +122,7 @@ async fn register(
     client: ClientInfo,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<Json<Outcome>> {
-    state.limits.submissions.check(client.ip)?;
+    state.limits.submissions.check(client.ip).await?;
     let checked = check_answer(&state, &req.token).await?;
     let verified = req.verify(checked.fresh(&state)?)?;
     if !checked.row.allow_register {
@@ -161,7 +161,7 @@ async fn login(
     client: ClientInfo,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<Outcome>> {
-    state.limits.submissions.check(client.ip)?;
+    state.limits.submissions.check(client.ip).await?;
     let checked = check_answer(&state, &req.token).await?;
     let fresh = checked.fresh(&state)?;
     let account = req.account()?;
@@ -206,7 +206,7 @@ async fn deny(
     client: ClientInfo,
     ApiJson(req): ApiJson<DenyRequest>,
 ) -> Result<Json<Outcome>> {
-    state.limits.submissions.check(client.ip)?;
+    state.limits.submissions.check(client.ip).await?;
     let checked = check_answer(&state, &req.token).await?;
     req.verify(checked.fresh(&state)?)?;
     let id = checked.row.id;

@@ -66,4 +66,26 @@ pub struct Config {
     /// Create a demo service on first start and print where to click.
     #[arg(long, env = "SESAME_DEMO")]
     pub demo: bool,
+
+    /// Seconds a client has to send a complete request head, on a new
+    /// connection and between two requests on a kept-alive one. Slower
+    /// connections are closed.
+    #[arg(long, env = "SESAME_HEADER_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout: u64,
+
+    /// Most connections served at once; further ones are answered
+    /// 503 too_many_connections. Keep it below the open-file limit
+    /// (ulimit -n). 0 means no limit.
+    #[arg(long, env = "SESAME_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Most event streams open at once on one sign-in request, on this
+    /// instance; more get 429 too_many_streams. 0 means no limit.
+    #[arg(long, env = "SESAME_MAX_STREAMS_PER_CHALLENGE", default_value_t = crate::limit::STREAMS_PER_CHALLENGE)]
+    pub max_streams_per_challenge: usize,
+
+    /// Most event streams open at once from one client address, on this
+    /// instance; more get 429 too_many_streams. 0 means no limit.
+    #[arg(long, env = "SESAME_MAX_STREAMS_PER_ADDRESS", default_value_t = crate::limit::STREAMS_PER_ADDRESS)]
+    pub max_streams_per_address: usize,
 }

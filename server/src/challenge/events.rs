@@ -19,10 +19,15 @@ use axum::{
 };
 use futures_util::{stream, Stream, StreamExt as _};
 use serde::Serialize;
-use sesame_proto::{BaseToken, FreshnessSecret, UnixTime};
+use sesame_proto::{BaseToken, ChallengeId, FreshnessSecret, UnixTime};
 
 use super::{store, StatusView};
-use crate::{bus::Subscription, error::Result, AppState};
+use crate::{
+    bus::Subscription,
+    error::{Error, Result},
+    extract::ClientInfo,
+    AppState,
+};
 
 /// Keep-alive comments keep proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -30,8 +35,13 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub async fn handler(
     State(state): State<AppState>,
     Path(cid): Path<String>,
+    client: ClientInfo,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    // The caps come before any database work, so refused streams cost
+    // little; the guard counts this stream until the stream is dropped.
+    let id: ChallengeId = cid.parse().map_err(|_| Error::UnknownChallenge)?;
+    let open = state.limits.streams.open(id, client.ip)?;
     // The binding check reads the row once; the subscription comes next and
     // the state is read again after it, which is the order that matters.
     let row = super::for_browser(&state, &cid, &headers).await?;
@@ -54,11 +64,18 @@ pub async fn handler(
         first.push(token_event(&base, &secret, step));
         Some(Watch { state, subscription, base, secret, step, last: view })
     };
-    let stream = stream::iter(first.into_iter().map(Ok)).chain(stream::unfold(watch, |watch| async move {
-        let mut watch = watch?;
-        let (event, done) = watch.next().await;
-        Some((Ok(event), if done { None } else { Some(watch) }))
-    }));
+    let stream = stream::iter(first.into_iter().map(Ok))
+        .chain(stream::unfold(watch, |watch| async move {
+            let mut watch = watch?;
+            let (event, done) = watch.next().await;
+            Some((Ok(event), if done { None } else { Some(watch) }))
+        }))
+        // The stream owns the guard: the count drops when the browser goes
+        // away or the stream ends.
+        .map(move |event| {
+            let _counted = &open;
+            event
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 

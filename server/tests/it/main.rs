@@ -4,5 +4,7 @@ mod admin;
 mod authenticator;
 mod bus;
 mod challenge;
+mod errors;
+mod limits;
 mod pages;
 mod support;
