@@ -88,4 +88,22 @@ pub struct Config {
     /// instance; more get 429 too_many_streams. 0 means no limit.
     #[arg(long, env = "SESAME_MAX_STREAMS_PER_ADDRESS", default_value_t = crate::limit::STREAMS_PER_ADDRESS)]
     pub max_streams_per_address: usize,
+
+    /// Seconds between two sweeps of old rows (challenges, expired sessions,
+    /// old sign-in events). 0 turns the sweep off.
+    #[arg(long, env = "SESAME_SWEEP_INTERVAL", default_value_t = 600)]
+    pub sweep_interval: u64,
+
+    /// Seconds a challenge is kept after it expired; its status can be read
+    /// (and a completed one turned into a session) until then.
+    #[arg(long, env = "SESAME_CHALLENGE_RETENTION", default_value_t = 86_400)]
+    pub challenge_retention: u64,
+
+    /// Days a sign-in event is kept.
+    #[arg(long, env = "SESAME_EVENT_RETENTION_DAYS", default_value_t = 90)]
+    pub event_retention_days: u64,
+
+    /// Sign-in events kept per service, newest first; older ones are swept.
+    #[arg(long, env = "SESAME_EVENTS_PER_SERVICE", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub events_per_service: u64,
 }

@@ -18,6 +18,7 @@ pub mod middleware;
 pub mod pages;
 pub mod serve;
 pub mod state;
+pub mod sweep;
 
 use std::{sync::Arc, time::Duration};
 
@@ -40,6 +41,7 @@ use crate::{
     limit::StreamLimits,
     serve::ServeOptions,
     state::{AdminToken, Identity, Limits, Settings},
+    sweep::Retention,
 };
 pub use crate::{config::Config, error::Error, state::AppState};
 
@@ -173,6 +175,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         println!("Admin token (generated for this run; pass --admin-token to keep one): {token}");
     }
     admin::on_start(&state, &config).await?;
+    if config.sweep_interval > 0 {
+        let retention = Retention {
+            challenge_secs: config.challenge_retention,
+            event_secs: config.event_retention_days.saturating_mul(24 * 60 * 60),
+            events_per_service: config.events_per_service,
+        };
+        tokio::spawn(sweep::every(state.clone(), Duration::from_secs(config.sweep_interval), retention));
+    }
     let options = ServeOptions {
         header_read_timeout: Duration::from_secs(config.header_read_timeout),
         max_connections: config.max_connections,

@@ -8,3 +8,4 @@ mod errors;
 mod limits;
 mod pages;
 mod support;
+mod sweep;
