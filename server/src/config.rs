@@ -106,4 +106,16 @@ pub struct Config {
     /// Sign-in events kept per service, newest first; older ones are swept.
     #[arg(long, env = "SESAME_EVENTS_PER_SERVICE", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub events_per_service: u64,
+
+    /// Log format on stderr: text for people (coloured only on a
+    /// terminal), json for log collectors (one object per line).
+    #[arg(long, env = "SESAME_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
