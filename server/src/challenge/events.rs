@@ -19,15 +19,10 @@ use axum::{
 };
 use futures_util::{stream, Stream, StreamExt as _};
 use serde::Serialize;
-use sesame_proto::{BaseToken, ChallengeId, FreshnessSecret, UnixTime};
+use sesame_proto::{BaseToken, FreshnessSecret, UnixTime};
 
 use super::{store, StatusView};
-use crate::{
-    bus::Subscription,
-    error::{Error, Result},
-    extract::ClientInfo,
-    AppState,
-};
+use crate::{bus::Subscription, error::Result, extract::ClientInfo, AppState};
 
 /// Keep-alive comments keep proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -38,13 +33,13 @@ pub async fn handler(
     client: ClientInfo,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    // The caps come before any database work, so refused streams cost
-    // little; the guard counts this stream until the stream is dropped.
-    let id: ChallengeId = cid.parse().map_err(|_| Error::UnknownChallenge)?;
-    let open = state.limits.streams.open(id, client.ip)?;
     // The binding check reads the row once; the subscription comes next and
     // the state is read again after it, which is the order that matters.
     let row = super::for_browser(&state, &cid, &headers).await?;
+    // Counted only after the binding check, so that someone who has only
+    // the token cannot take the browser's places; the guard counts this
+    // stream until the stream is dropped.
+    let open = state.limits.streams.open(row.id, client.ip)?;
     let subscription = state.bus.subscribe(row.id).await?;
     let row = store::current(&state, &row.id).await?;
     let view = StatusView::of(&row);

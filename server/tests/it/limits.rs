@@ -71,6 +71,22 @@ async fn silent_connection_is_closed_after_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn speaks_http2_with_prior_knowledge() {
+    let app = TestApp::new().await;
+    let base = app.serve().await;
+    let mut socket = connect(&base).await;
+    // The client preface, then an empty SETTINGS frame (RFC 9113 §3.4).
+    socket.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.expect("send the preface");
+    socket.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.expect("send SETTINGS");
+    let mut frame_head = [0u8; 9];
+    tokio::time::timeout(PATIENCE, socket.read_exact(&mut frame_head))
+        .await
+        .expect("the server answers")
+        .expect("a frame header");
+    assert_eq!(frame_head[3], 4, "the server's preface is a SETTINGS frame: {frame_head:?}");
+}
+
+#[tokio::test]
 async fn connections_over_the_limit_get_a_503_json_answer() {
     let app = TestApp::new().await;
     let base = app.serve_with(options(Duration::from_secs(30), 2)).await;
@@ -143,6 +159,18 @@ async fn the_101st_stream_on_one_challenge_is_refused() {
     assert_eq!(refused.headers()["retry-after"], "5");
     let body: Value = refused.json().await.expect("a JSON body");
     assert_eq!(body["error"], "too_many_streams");
+}
+
+#[tokio::test]
+async fn streams_refused_for_a_missing_binding_take_no_place() {
+    let app = TestApp::builder(Backend::Sqlite).streams(StreamLimits::new(1, 100)).build().await;
+    let service = app.create_service("Example").await;
+    let started = app.start(&service).await;
+    let base = app.serve().await;
+    let url = format!("{base}/api/challenges/{}/events", started.id);
+    let stranger = reqwest::get(&url).await.expect("connect");
+    assert_eq!(stranger.status(), 401);
+    let _browser = SseReader::open(&url, &started.cookie, None).await;
 }
 
 #[tokio::test]
