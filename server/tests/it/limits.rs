@@ -61,6 +61,16 @@ async fn half_sent_request_is_closed_after_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn idle_kept_alive_connection_is_closed_after_the_header_timeout() {
+    let app = TestApp::new().await;
+    let base = app.serve_with(options(Duration::from_secs(1), 0)).await;
+    let mut socket = connect(&base).await;
+    socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: sesame.test\r\n\r\n").await.expect("send a request");
+    let (status, _, body) = parse_response(&read_until_closed(&mut socket).await);
+    assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 200 OK", "ok"));
+}
+
+#[tokio::test]
 async fn silent_connection_is_closed_after_the_header_timeout() {
     let app = TestApp::new().await;
     let base = app.serve_with(options(Duration::from_secs(1), 0)).await;

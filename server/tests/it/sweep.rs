@@ -104,7 +104,9 @@ async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
 
         app.clock.advance(now - START);
         let db = &app.state.db;
-        let at = UnixTime::from_secs(now);
+        // The time the server's own sweep task would use.
+        let at = app.state.clock.now();
+        assert_eq!(at, UnixTime::from_secs(now));
         // Two instances sweeping at the same moment: between them every row
         // goes once, and neither fails.
         let (one, two) = tokio::join!(sweep(db, at, &RETENTION), sweep(db, at, &RETENTION));
