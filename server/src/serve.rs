@@ -69,6 +69,8 @@ pub async fn serve(
     }));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let graceful = GracefulShutdown::new();
+    // Logged once each time the limit is reached, not once per connection.
+    let mut at_limit = false;
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -92,6 +94,7 @@ pub async fn serve(
             tracing::warn!(error = %e, "cannot set TCP_NODELAY");
         }
         if let Ok(permit) = open.clone().try_acquire_owned() {
+            at_limit = false;
             let service = app.clone().map_request(move |mut request: axum::http::Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request
@@ -102,15 +105,19 @@ pub async fn serve(
                 drop(permit);
             });
         } else if let Ok(permit) = refusing.clone().try_acquire_owned() {
-            tracing::warn!(max = options.max_connections, "connection limit reached; answering 503");
+            if !std::mem::replace(&mut at_limit, true) {
+                tracing::warn!(max = options.max_connections, "connection limit reached; answering 503");
+            }
             let service = tower::service_fn(|_: axum::http::Request<Incoming>| async {
                 Ok::<_, Infallible>(Error::TooManyConnections.into_response())
             });
             let mut refuse = builder.clone();
             refuse.http1().keep_alive(false);
             let connection = connection(&refuse, tcp, service, options.header_read_timeout, &graceful);
+            // An HTTP/2 client would otherwise keep the refusing connection.
+            let connection = tokio::time::timeout(options.header_read_timeout, connection);
             tokio::spawn(async move {
-                connection.await;
+                let _ = connection.await;
                 drop(permit);
             });
         }
