@@ -22,7 +22,11 @@ pub async fn refuse_oversize_body(request: Request, next: Next) -> Response {
     let declared =
         request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
-        return Error::PayloadTooLarge.into_response();
+        return if expects_json(request.uri().path()) {
+            Error::PayloadTooLarge.into_response()
+        } else {
+            pages::error_page(Error::PayloadTooLarge)
+        };
     }
     next.run(request).await
 }

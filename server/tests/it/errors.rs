@@ -53,3 +53,23 @@ async fn api_errors_made_by_handlers_keep_their_own_codes() {
         .await
         .assert_error(StatusCode::NOT_FOUND, "unknown_service");
 }
+
+#[tokio::test]
+async fn a_declared_oversize_body_is_refused_in_the_callers_format() {
+    let app = TestApp::new().await;
+    let oversize = |uri: &str| {
+        axum::http::Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::CONTENT_LENGTH, "17000")
+            .body(axum::body::Body::from(vec![b' '; 17000]))
+            .expect("request")
+    };
+    app.send(oversize("/api/authenticator/context"))
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+    let page = app.send(oversize("/admin/signin")).await;
+    assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(page.text().contains("body_too_large"), "{}", page.text());
+    assert_eq!(page.headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+}
