@@ -4,3 +4,4 @@ mod authenticator;
 mod browser;
 mod logs;
 mod scale;
+mod sweep;
