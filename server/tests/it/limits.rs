@@ -225,3 +225,18 @@ async fn instances_sharing_redis_share_one_rate_limit() {
         assert!((1..=12).contains(&retry_after), "one request every 12 s, not {retry_after}");
     }
 }
+
+#[tokio::test]
+async fn rate_limits_count_in_memory_while_redis_is_down() {
+    let mut redis = RedisServer::start();
+    let app = TestApp::builder(Backend::Sqlite).rate_limit(2).redis(&redis.url()).build().await;
+    let service = app.create_service("Example").await;
+    redis.kill();
+    // Neither open nor closed: the instance keeps counting on its own.
+    for _ in 0..2 {
+        app.start(&service).await;
+    }
+    app.post(&format!("/api/services/{service}/challenges"), None)
+        .await
+        .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+}
