@@ -94,7 +94,7 @@ async fn context(
     client: ClientInfo,
     ApiJson(req): ApiJson<ContextRequest>,
 ) -> Result<Json<ChallengeContext>> {
-    state.limits.submissions.check(client.ip)?;
+    state.limits.submissions.check(client.ip).await?;
     let checked = check_token(&state, &req.token).await?;
     checked.fresh(&state)?;
     let mut row = checked.row;
@@ -123,7 +123,7 @@ async fn register(
     client: ClientInfo,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<Json<Outcome>> {
-    state.limits.submissions.check(client.ip)?;
+    state.limits.submissions.check(client.ip).await?;
     let checked = check_answer(&state, &req.token).await?;
     let verified = req.verify(checked.fresh(&state)?)?;
     if !checked.row.allow_register {
@@ -192,7 +192,7 @@ async fn login(
     client: ClientInfo,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<Outcome>> {
-    state.limits.submissions.check(client.ip)?;
+    state.limits.submissions.check(client.ip).await?;
     let checked = check_answer(&state, &req.token).await?;
     checked.fresh(&state)?;
     let account = req.account()?;
@@ -227,7 +227,7 @@ async fn deny(
     client: ClientInfo,
     ApiJson(req): ApiJson<DenyRequest>,
 ) -> Result<Json<Outcome>> {
-    state.limits.submissions.check(client.ip)?;
+    state.limits.submissions.check(client.ip).await?;
     let checked = check_answer(&state, &req.token).await?;
     req.verify(checked.fresh(&state)?)?;
     let id = checked.row.id;

@@ -66,4 +66,56 @@ pub struct Config {
     /// Create a demo service on first start and print where to click.
     #[arg(long, env = "SESAME_DEMO")]
     pub demo: bool,
+
+    /// Seconds a client has to send a complete request head, on a new
+    /// connection and between two requests on a kept-alive one. Slower
+    /// connections are closed.
+    #[arg(long, env = "SESAME_HEADER_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout: u64,
+
+    /// Most connections served at once; further ones are answered
+    /// 503 too_many_connections. Keep it below the open-file limit
+    /// (ulimit -n). 0 means no limit.
+    #[arg(long, env = "SESAME_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Most event streams open at once on one sign-in request, on this
+    /// instance; more get 429 too_many_streams. 0 means no limit.
+    #[arg(long, env = "SESAME_MAX_STREAMS_PER_CHALLENGE", default_value_t = crate::limit::STREAMS_PER_CHALLENGE)]
+    pub max_streams_per_challenge: usize,
+
+    /// Most event streams open at once from one client address, on this
+    /// instance; more get 429 too_many_streams. 0 means no limit.
+    #[arg(long, env = "SESAME_MAX_STREAMS_PER_ADDRESS", default_value_t = crate::limit::STREAMS_PER_ADDRESS)]
+    pub max_streams_per_address: usize,
+
+    /// Seconds between two sweeps of old rows (challenges, expired sessions,
+    /// old sign-in events). 0 turns the sweep off.
+    #[arg(long, env = "SESAME_SWEEP_INTERVAL", default_value_t = 600)]
+    pub sweep_interval: u64,
+
+    /// Seconds a challenge is kept after it expired; its status can be read
+    /// (and a completed one turned into a session) until then.
+    #[arg(long, env = "SESAME_CHALLENGE_RETENTION", default_value_t = 86_400)]
+    pub challenge_retention: u64,
+
+    /// Days a sign-in event is kept.
+    #[arg(long, env = "SESAME_EVENT_RETENTION_DAYS", default_value_t = 90)]
+    pub event_retention_days: u64,
+
+    /// Sign-in events kept per service, newest first; older ones are swept.
+    #[arg(long, env = "SESAME_EVENTS_PER_SERVICE", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub events_per_service: u64,
+
+    /// Log format on stderr: text for people (coloured only on a
+    /// terminal), json for log collectors (one object per line).
+    #[arg(long, env = "SESAME_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }

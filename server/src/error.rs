@@ -3,13 +3,16 @@
 
 use axum::{
     extract::rejection::JsonRejection,
-    http::StatusCode,
+    http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
 use sesame_proto::{wire::ErrorBody, wire::Status};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The `Retry-After` of `too_many_streams`.
+const STREAM_RETRY_SECS: u64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -57,8 +60,18 @@ pub enum Error {
     WrongBrowser,
     #[error("the form is stale or was not sent by this site; reload the page")]
     CsrfRejected,
-    #[error("too many requests; wait a minute and try again")]
-    RateLimited,
+    /// Over a rate limit; a request may succeed again after this many
+    /// seconds, which the answer's `Retry-After` header repeats.
+    #[error("too many requests; try again in {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    #[error("too many event streams are open for this sign-in or from this address; close some and try again")]
+    TooManyStreams,
+    #[error("the server has too many open connections; try again shortly")]
+    TooManyConnections,
+    #[error("there is nothing at this address")]
+    NotFound,
+    #[error("this address does not take that method")]
+    MethodNotAllowed,
 
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
@@ -103,7 +116,11 @@ impl Error {
             Self::BindingRequired => (StatusCode::UNAUTHORIZED, "binding_required"),
             Self::WrongBrowser => (StatusCode::FORBIDDEN, "wrong_browser"),
             Self::CsrfRejected => (StatusCode::FORBIDDEN, "csrf_rejected"),
-            Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::TooManyStreams => (StatusCode::TOO_MANY_REQUESTS, "too_many_streams"),
+            Self::TooManyConnections => (StatusCode::SERVICE_UNAVAILABLE, "too_many_connections"),
+            Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -114,6 +131,18 @@ impl Error {
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::BadRequest { code, message: message.into() }
+    }
+
+    /// Seconds after which the same request may succeed, for `Retry-After`.
+    pub(crate) fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after } => Some(*retry_after),
+            // A stream ends with its sign-in, a few minutes at most; a page
+            // that retries sooner only finds the same streams still open.
+            Self::TooManyStreams => Some(STREAM_RETRY_SECS),
+            Self::TooManyConnections => Some(1),
+            _ => None,
+        }
     }
 }
 
@@ -137,6 +166,9 @@ impl IntoResponse for Error {
         };
         let mut response = (status, Json(ErrorBody { error: code.to_owned(), message })).into_response();
         response.extensions_mut().insert(ErrorCode(code));
+        if let Some(secs) = self.retry_after() {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if status.is_server_error() {
             let detail = match &self {
                 Self::Database(e) => format!("database: {e}"),

@@ -15,17 +15,19 @@ pub mod error;
 pub mod extract;
 pub mod keys;
 pub mod limit;
+pub mod middleware;
 pub mod pages;
+pub mod serve;
 pub mod state;
+pub mod sweep;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use axum::{
     extract::DefaultBodyLimit,
     http::{header, HeaderValue, Request, Response},
     routing::get,
-    serve::ListenerExt as _,
     Router,
 };
 use sesame_proto::Origin;
@@ -37,7 +39,10 @@ use crate::{
     clock::{Clock, SystemClock},
     db::Db,
     error::LoggedError,
+    limit::StreamLimits,
+    serve::ServeOptions,
     state::{AdminToken, Identity, Limits, Settings},
+    sweep::Retention,
 };
 pub use crate::{config::Config, error::Error, state::AppState};
 
@@ -59,6 +64,10 @@ pub fn app(state: AppState) -> Router {
         .merge(authenticator::router())
         .merge(admin::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Inside the trace layer, so that the shaped answers are what the
+        // request log records.
+        .layer(axum::middleware::from_fn(middleware::refuse_oversize_body))
+        .layer(axum::middleware::from_fn(middleware::shape_errors))
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -141,12 +150,14 @@ pub async fn state_from(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     };
     let state = AppState {
         db,
-        bus,
+        bus: bus.clone(),
         clock,
         identity: Arc::new(identity),
         settings: Arc::new(settings),
         admin_token: Arc::new(admin_token),
-        limits: Limits::per_minute(config.rate_limit),
+        limits: Limits::per_minute(config.rate_limit)
+            .shared_through(&bus)
+            .with_streams(StreamLimits::new(config.max_streams_per_challenge, config.max_streams_per_address)),
     };
     Ok((state, generated))
 }
@@ -165,19 +176,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         println!("Admin token (generated for this run; pass --admin-token to keep one): {token}");
     }
     admin::on_start(&state, &config).await?;
-    // Without TCP_NODELAY, a small SSE event written right after the previous
-    // one waits for the browser's delayed ACK (40 ms on Linux): the result of
-    // a sign-in would reach the page tens of milliseconds late.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")
+    if config.sweep_interval > 0 {
+        let retention = Retention {
+            challenge_secs: config.challenge_retention,
+            event_secs: config.event_retention_days.saturating_mul(24 * 60 * 60),
+            events_per_service: config.events_per_service,
+        };
+        tokio::spawn(sweep::every(state.clone(), Duration::from_secs(config.sweep_interval), retention));
+    }
+    let options = ServeOptions {
+        header_read_timeout: Duration::from_secs(config.header_read_timeout),
+        max_connections: config.max_connections,
+        drain: DRAIN,
+    };
+    serve::serve(listener, app(state), options, shutdown_signal()).await
 }
+
+/// How long a shutdown waits for open requests. Event streams stay open for
+/// minutes; the pages reconnect to another instance on their own.
+const DRAIN: Duration = Duration::from_secs(10);
 
 async fn shutdown_signal() {
     let ctrl_c = async {

@@ -96,19 +96,23 @@ struct ErrorView {
 
 /// Renders `error` as a page. The JSON response is built first and only read
 /// from, so its status and its log detail (`LoggedError`) carry over.
-fn error_page(error: Error) -> Response {
+pub(crate) fn error_page(error: Error) -> Response {
     let message = error.to_string();
     let json = error.into_response();
     let status = json.status();
     let code = json.extensions().get::<ErrorCode>().map_or_else(String::new, |c| c.0.to_owned());
-    let title = match status {
-        StatusCode::NOT_FOUND => "No such service",
-        StatusCode::TOO_MANY_REQUESTS => "Too many sign-in attempts",
+    let title = match code.as_str() {
+        "unknown_service" => "No such service",
+        "not_found" => "No such page",
+        "rate_limited" => "Too many sign-in attempts",
         _ => "This page cannot be shown",
     };
     let view = ErrorView { title, message, status: status.as_u16(), code };
     let body = view.render().unwrap_or_else(|_| "This page cannot be shown.".to_owned());
     let mut response = no_store((status, Html(body)).into_response());
+    if let Some(retry_after) = json.headers().get(header::RETRY_AFTER) {
+        response.headers_mut().insert(header::RETRY_AFTER, retry_after.clone());
+    }
     if let Some(logged) = json.extensions().get::<LoggedError>() {
         response.extensions_mut().insert(logged.clone());
     }

@@ -8,7 +8,12 @@ use rand::{rngs::OsRng, RngCore as _};
 use sesame_proto::{Origin, ServerKey, ServerPublicKey};
 use sha2::{Digest as _, Sha256};
 
-use crate::{bus::Bus, clock::Clock, db::Db, limit::RateLimiter};
+use crate::{
+    bus::Bus,
+    clock::Clock,
+    db::Db,
+    limit::{RateLimiter, StreamLimits},
+};
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -49,11 +54,33 @@ impl Settings {
 pub struct Limits {
     pub challenges: RateLimiter,
     pub submissions: RateLimiter,
+    pub streams: StreamLimits,
 }
 
 impl Limits {
+    /// Rate limits of `n` a minute kept in memory, and the default stream
+    /// caps.
     pub fn per_minute(n: u32) -> Self {
-        Self { challenges: RateLimiter::new(n), submissions: RateLimiter::new(n) }
+        Self {
+            challenges: RateLimiter::new("challenges", n),
+            submissions: RateLimiter::new("submissions", n),
+            streams: StreamLimits::default(),
+        }
+    }
+
+    /// Keeps the rate limits in Redis when the bus goes through Redis, so
+    /// that several instances share them.
+    pub fn shared_through(mut self, bus: &Bus) -> Self {
+        if let Bus::Redis(redis) = bus {
+            self.challenges = self.challenges.in_redis(redis.clone());
+            self.submissions = self.submissions.in_redis(redis.clone());
+        }
+        self
+    }
+
+    pub fn with_streams(mut self, streams: StreamLimits) -> Self {
+        self.streams = streams;
+        self
     }
 }
 

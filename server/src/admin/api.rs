@@ -49,7 +49,7 @@ impl FromRequestParts<AppState> for AdminAuth {
         // the right token is never slowed down, while guessing a short
         // operator-chosen token is.
         let client = ClientInfo::from_request_parts(parts, state).await?;
-        state.limits.submissions.check(client.ip)?;
+        state.limits.submissions.check(client.ip).await?;
         Err(Error::AdminAuthRequired)
     }
 }

@@ -76,6 +76,9 @@ impl IntoResponse for PageError {
         let view = ErrorView { status: status.as_u16(), message };
         let body = view.render().unwrap_or_else(|_| "The admin page could not be shown.".to_owned());
         let mut response = (status, no_store(), Html(body)).into_response();
+        if let Some(retry_after) = json.headers().get(header::RETRY_AFTER) {
+            response.headers_mut().insert(header::RETRY_AFTER, retry_after.clone());
+        }
         if let Some(logged) = json.extensions().get::<LoggedError>() {
             response.extensions_mut().insert(logged.clone());
         }
@@ -283,13 +286,17 @@ async fn sign_in(
     if !expected.is_some_and(|expected| cookie::same_secret(expected, &body.csrf)) {
         return Err(Error::CsrfRejected.into());
     }
-    if state.limits.submissions.check(client.ip).is_err() {
-        return sign_in_page(
+    if let Err(limited) = state.limits.submissions.check(client.ip).await {
+        let mut page = sign_in_page(
             &state,
             &headers,
             StatusCode::TOO_MANY_REQUESTS,
             Some("Too many attempts from this address. Wait a minute and try again."),
-        );
+        )?;
+        if let Some(secs) = limited.retry_after() {
+            page.headers_mut().insert(header::RETRY_AFTER, secs.into());
+        }
+        return Ok(page);
     }
     if !state.admin_token.matches(body.token.trim()) {
         tracing::info!(ip = %client.ip, "admin sign-in refused");

@@ -94,6 +94,11 @@ impl RedisBus {
             subscribed: HashSet::new(),
         };
         let first = driver.connect().await;
+        // Ready for commands as soon as this returns, not only once the
+        // driver task has run.
+        if let Ok((live, _)) = &first {
+            *connection.lock().expect("bus lock poisoned") = Some(live.clone());
+        }
         tokio::spawn(driver.run(first));
         Ok(Self { local, requests, connection, unsent })
     }
@@ -134,6 +139,12 @@ impl RedisBus {
             tracing::warn!(%reason, "cannot publish to Redis; the notice is kept for the reconnection");
             Error::Unavailable
         })
+    }
+
+    /// The live connection, for the other Redis commands of this instance
+    /// (the shared rate limits); `None` while Redis is unreachable.
+    pub(crate) fn connection(&self) -> Option<MultiplexedConnection> {
+        self.connection.lock().expect("bus lock poisoned").clone()
     }
 
     /// The local map behind this bus, for tests and metrics.

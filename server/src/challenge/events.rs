@@ -22,7 +22,7 @@ use serde::Serialize;
 use sesame_proto::{BaseToken, FreshnessSecret, UnixTime};
 
 use super::{store, StatusView};
-use crate::{bus::Subscription, error::Result, AppState};
+use crate::{bus::Subscription, error::Result, extract::ClientInfo, AppState};
 
 /// Keep-alive comments keep proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -30,11 +30,16 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub async fn handler(
     State(state): State<AppState>,
     Path(cid): Path<String>,
+    client: ClientInfo,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     // The binding check reads the row once; the subscription comes next and
     // the state is read again after it, which is the order that matters.
     let row = super::for_browser(&state, &cid, &headers).await?;
+    // Counted only after the binding check, so that someone who has only
+    // the token cannot take the browser's places; the guard counts this
+    // stream until the stream is dropped.
+    let open = state.limits.streams.open(row.id, client.ip)?;
     let subscription = state.bus.subscribe(row.id).await?;
     let row = store::current(&state, &row.id).await?;
     let view = StatusView::of(&row);
@@ -54,11 +59,18 @@ pub async fn handler(
         first.push(token_event(&base, &secret, step));
         Some(Watch { state, subscription, base, secret, step, last: view })
     };
-    let stream = stream::iter(first.into_iter().map(Ok)).chain(stream::unfold(watch, |watch| async move {
-        let mut watch = watch?;
-        let (event, done) = watch.next().await;
-        Some((Ok(event), if done { None } else { Some(watch) }))
-    }));
+    let stream = stream::iter(first.into_iter().map(Ok))
+        .chain(stream::unfold(watch, |watch| async move {
+            let mut watch = watch?;
+            let (event, done) = watch.next().await;
+            Some((Ok(event), if done { None } else { Some(watch) }))
+        }))
+        // The stream owns the guard: the count drops when the browser goes
+        // away or the stream ends.
+        .map(move |event| {
+            let _counted = &open;
+            event
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 

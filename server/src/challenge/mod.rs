@@ -76,7 +76,7 @@ pub struct Issued {
 pub async fn issue(state: &AppState, service_id: &str, client: &ClientInfo) -> Result<Issued> {
     let service_id: ServiceId = service_id.parse().map_err(|_| Error::UnknownService)?;
     // The limit comes before any database work, so a flood costs little.
-    state.limits.challenges.check(client.ip)?;
+    state.limits.challenges.check(client.ip).await?;
     let service_name = store::service_name(&state.db, &service_id).await?;
     let name = ServiceName::parse(&service_name)
         .map_err(|_| Error::Internal(anyhow::anyhow!("service {service_id} has a name the protocol cannot carry")))?;

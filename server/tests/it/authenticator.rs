@@ -367,17 +367,17 @@ async fn concurrent_logins_complete_the_challenge_once() {
 }
 
 #[tokio::test]
-async fn submissions_are_rate_limited() {
+async fn submissions_are_rate_limited_with_a_retry_after() {
     let app = TestApp::builder(Backend::Sqlite).rate_limit(20).build().await;
     let request = json!({"token": "not a token"});
-    for _ in 0..5 {
+    for _ in 0..20 {
         app.post_json("/api/authenticator/context", &request)
             .await
             .assert_error(StatusCode::BAD_REQUEST, "not_a_token");
     }
-    app.post_json("/api/authenticator/context", &request)
-        .await
-        .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let refused = app.post_json("/api/authenticator/context", &request).await;
+    refused.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(refused.headers["retry-after"], "3");
 }
 
 #[tokio::test]

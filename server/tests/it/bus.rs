@@ -19,21 +19,21 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 /// A private `redis-server` that can be killed and started again on the same
 /// port.
-struct RedisServer {
+pub(crate) struct RedisServer {
     port: u16,
     dir: TempDir,
     child: Option<Child>,
 }
 
 impl RedisServer {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("local addr").port();
         let mut server = Self { port, dir: tempfile::tempdir().expect("temp dir"), child: None };
         server.restart();
         server
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
@@ -58,7 +58,7 @@ impl RedisServer {
         }
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

@@ -202,16 +202,17 @@ async fn session_goes_only_to_the_browser_that_started() {
 }
 
 #[tokio::test]
-async fn issuing_is_rate_limited() {
+async fn issuing_allows_the_whole_minute_at_once_then_says_when_to_retry() {
     let app = TestApp::builder(Backend::Sqlite).rate_limit(20).build().await;
     let service = app.create_service("Example").await;
-    for _ in 0..5 {
+    for _ in 0..20 {
         app.start(&service).await;
     }
-    app.post(&format!("/api/services/{service}/challenges"), None)
-        .await
-        .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
-    assert_eq!(app.count("SELECT COUNT(*) FROM challenge").await, 5);
+    let refused = app.post(&format!("/api/services/{service}/challenges"), None).await;
+    refused.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // 20 a minute: the next request is allowed in 3 s.
+    assert_eq!(refused.headers["retry-after"], "3");
+    assert_eq!(app.count("SELECT COUNT(*) FROM challenge").await, 20);
 }
 
 #[tokio::test]

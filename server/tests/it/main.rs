@@ -4,5 +4,8 @@ mod admin;
 mod authenticator;
 mod bus;
 mod challenge;
+mod errors;
+mod limits;
 mod pages;
 mod support;
+mod sweep;

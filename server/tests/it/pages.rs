@@ -71,6 +71,8 @@ async fn rate_limited_login_page_is_a_429_page() {
     let last = last.expect("ten requests");
     assert_eq!(last.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(last.text().contains("Too many sign-in attempts"), "{}", last.text());
+    // 5 a minute: one more every 12 s.
+    assert_eq!(last.headers["retry-after"], "12");
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
@@ -23,6 +23,8 @@ use sesame_server::{
     bus::Bus,
     clock::{Clock, ManualClock},
     db::Db,
+    limit::StreamLimits,
+    serve::{self, ServeOptions},
     state::{AdminToken, Identity, Limits, Settings},
     AppState,
 };
@@ -75,6 +77,7 @@ pub struct Builder {
     settings: Settings,
     limits: Limits,
     clock: Option<Arc<dyn Clock>>,
+    redis_url: Option<String>,
 }
 
 impl Builder {
@@ -89,7 +92,18 @@ impl Builder {
     }
 
     pub fn rate_limit(mut self, per_minute: u32) -> Self {
-        self.limits = Limits::per_minute(per_minute);
+        self.limits = Limits::per_minute(per_minute).with_streams(self.limits.streams);
+        self
+    }
+
+    pub fn streams(mut self, limits: StreamLimits) -> Self {
+        self.limits = self.limits.with_streams(limits);
+        self
+    }
+
+    /// Delivers results, and keeps rate limits, through this Redis server.
+    pub fn redis(mut self, url: &str) -> Self {
+        self.redis_url = Some(url.to_owned());
         self
     }
 
@@ -120,14 +134,18 @@ impl Builder {
         let db = Db::connect(&url).await.expect("connect and migrate");
         let manual = ManualClock::new(UnixTime::from_secs(START));
         let clock = self.clock.unwrap_or_else(|| Arc::new(manual.clone()));
+        let bus = match &self.redis_url {
+            Some(url) => Bus::redis(url, "sesame-test").await.expect("a Redis bus"),
+            None => Bus::local(),
+        };
         let state = AppState {
             db,
-            bus: Bus::local(),
+            limits: self.limits.shared_through(&bus),
+            bus,
             clock,
             identity: Arc::new(Identity::new(ServerKey::generate(&mut OsRng))),
             settings: Arc::new(self.settings),
             admin_token: Arc::new(AdminToken::new("test-admin-token-0123456789")),
-            limits: self.limits,
         };
         TestApp { state, clock: manual, _dir: dir, pg_name }
     }
@@ -167,7 +185,7 @@ impl TestApp {
     pub fn builder(backend: Backend) -> Builder {
         let mut settings = Settings::new(Origin::parse(ORIGIN).expect("valid origin"));
         settings.challenge_ttl_secs = 300;
-        Builder { backend, settings, limits: Limits::per_minute(0), clock: None }
+        Builder { backend, settings, limits: Limits::per_minute(0), clock: None, redis_url: None }
     }
 
     /// A SQLite app with default settings.
@@ -269,13 +287,23 @@ impl TestApp {
         sqlx::query_scalar(sql).fetch_one(&self.state.db.pool).await.expect("count")
     }
 
-    /// Serves the app on a real socket, for SSE. Returns the base URL.
+    /// Serves the app on a real socket with the server's own accept loop,
+    /// for SSE. Returns the base URL.
     pub async fn serve(&self) -> String {
+        self.serve_with(ServeOptions {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 0,
+            drain: Duration::from_secs(1),
+        })
+        .await
+    }
+
+    pub async fn serve_with(&self, options: ServeOptions) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let router = self.router();
         tokio::spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await.expect("serve");
+            serve::serve(listener, router, options, std::future::pending()).await.expect("serve");
         });
         format!("http://{addr}")
     }

@@ -35,7 +35,11 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("warning: a debug build measures the debug server; use --release for real figures");
     }
 
-    let server = Server::start_with(ServerOptions { rate_limit: Some(0), ..ServerOptions::default() }).await?;
+    // Every simulated browser comes from 127.0.0.1: lift the per-address
+    // caps, and make room for every waiting browser's connection.
+    let extra_args = ["--max-streams-per-address", "0", "--max-connections", "0"].map(String::from).to_vec();
+    let server =
+        Server::start_with(ServerOptions { rate_limit: Some(0), extra_args, ..ServerOptions::default() }).await?;
     let service = server.create_service("Benchmark").await?;
     let key = Arc::new(AccountKey::generate(&mut rand::rngs::OsRng));
     let account = AccountName::parse("bench").context("account name")?;

@@ -2,4 +2,6 @@
 
 mod authenticator;
 mod browser;
+mod logs;
 mod scale;
+mod sweep;

@@ -1,0 +1,71 @@
+//! Layers around the whole router: a declared oversize body is refused before
+//! it is read, and every error the router or an extractor makes on its own
+//! (an unknown route, a wrong method, a rejected path) is given the body its
+//! caller expects: JSON under the APIs, an HTML page elsewhere.
+
+use axum::{
+    extract::Request,
+    http::{header, StatusCode},
+    middleware::Next,
+    response::{IntoResponse as _, Response},
+};
+
+use crate::{
+    error::{Error, ErrorCode},
+    pages, MAX_BODY_BYTES,
+};
+
+/// Refuses a request whose `Content-Length` is above the body limit at once.
+/// The body limit alone would first wait for the body, so a client could
+/// hold a connection by promising a large body and sending it slowly.
+pub async fn refuse_oversize_body(request: Request, next: Next) -> Response {
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return if expects_json(request.uri().path()) {
+            Error::PayloadTooLarge.into_response()
+        } else {
+            pages::error_page(Error::PayloadTooLarge)
+        };
+    }
+    next.run(request).await
+}
+
+/// Paths whose callers are programs that read JSON.
+fn expects_json(path: &str) -> bool {
+    ["/api/", "/admin/api/", "/.well-known/"].iter().any(|prefix| path.starts_with(prefix))
+}
+
+/// Gives a body to the error responses that our handlers did not make:
+/// axum answers an unknown route, a wrong method or a rejected extractor with
+/// an empty or plain-text body.
+pub async fn shape_errors(request: Request, next: Next) -> Response {
+    let json = expects_json(request.uri().path());
+    let response = next.run(request).await;
+    let status = response.status();
+    let ours = response.extensions().get::<ErrorCode>().is_some()
+        || response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/html") || v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || ours {
+        return response;
+    }
+    let error = match status {
+        StatusCode::NOT_FOUND => Error::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => Error::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            Error::bad_request("unsupported_media_type", "send the body as application/json")
+        }
+        s if s.is_client_error() => Error::bad_request("invalid_request", "the request is malformed"),
+        _ => Error::Internal(anyhow::anyhow!("unlabelled {status} from the router")),
+    };
+    let mut shaped = if json { error.into_response() } else { pages::error_page(error) };
+    // `Allow` tells the caller which methods the route takes.
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        shaped.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    shaped
+}

@@ -1,0 +1,119 @@
+//! The periodic sweep: old challenges, expired sessions and old sign-in
+//! events are deleted, so that no table grows without bound.
+//!
+//! Every instance may run the sweep at the same time. Each step is a DELETE
+//! whose condition holds for good once it holds (a row only gets older, and
+//! an event only gets more newer events above it), so two sweeps can at worst
+//! both try to delete the same row, and one of them finds nothing. Nothing is
+//! read first and deleted later. Rows go in batches, so a first sweep of a
+//! large table never holds SQLite's write lock for long.
+
+use std::time::Duration;
+
+use sesame_proto::UnixTime;
+
+use crate::{db::Db, error::Result, AppState};
+
+/// Rows deleted per statement.
+const BATCH: i64 = 5000;
+
+/// How long finished rows are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// A challenge is deleted this long after it expired (and so after it
+    /// ended): its status can still be read, and a completed one redeemed,
+    /// until then.
+    pub challenge_secs: u64,
+    /// Sign-in events older than this are deleted.
+    pub event_secs: u64,
+    /// Each service keeps at most its newest this many sign-in events.
+    pub events_per_service: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { challenge_secs: 24 * 60 * 60, event_secs: 90 * 24 * 60 * 60, events_per_service: 10_000 }
+    }
+}
+
+/// What one sweep deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    pub challenges: u64,
+    pub sessions: u64,
+    pub admin_sessions: u64,
+    pub events: u64,
+}
+
+/// Deletes what `retention` no longer keeps at `now`.
+pub async fn sweep(db: &Db, now: UnixTime, retention: &Retention) -> Result<Swept> {
+    let now = now.as_secs() as i64;
+    let challenge_cutoff = now.saturating_sub(retention.challenge_secs as i64);
+    let event_cutoff = now.saturating_sub(retention.event_secs as i64);
+    Ok(Swept {
+        challenges: in_batches(
+            db,
+            "DELETE FROM challenge WHERE id IN (SELECT id FROM challenge WHERE expires_at <= $1 LIMIT $2)",
+            challenge_cutoff,
+        )
+        .await?,
+        sessions: in_batches(
+            db,
+            "DELETE FROM session WHERE id_hash IN (SELECT id_hash FROM session WHERE expires_at <= $1 LIMIT $2)",
+            now,
+        )
+        .await?,
+        admin_sessions: in_batches(
+            db,
+            "DELETE FROM admin_session WHERE id_hash IN \
+             (SELECT id_hash FROM admin_session WHERE expires_at <= $1 LIMIT $2)",
+            now,
+        )
+        .await?,
+        events: in_batches(
+            db,
+            "DELETE FROM sign_in_event WHERE id IN (SELECT id FROM sign_in_event WHERE at <= $1 LIMIT $2)",
+            event_cutoff,
+        )
+        .await?
+            + in_batches(
+                db,
+                // Ids grow with time, so a rank by id is a rank by age, and
+                // a row's rank can only grow as newer events arrive.
+                "DELETE FROM sign_in_event WHERE id IN (SELECT id FROM \
+                 (SELECT id, ROW_NUMBER() OVER (PARTITION BY service_id ORDER BY id DESC) AS newer \
+                 FROM sign_in_event) ranked WHERE newer > $1 LIMIT $2)",
+                retention.events_per_service as i64,
+            )
+            .await?,
+    })
+}
+
+/// Runs `sql` (with `$1` = `bound` and `$2` = the batch size) until a batch
+/// deletes less than a full batch. Returns the rows deleted.
+async fn in_batches(db: &Db, sql: &str, bound: i64) -> Result<u64> {
+    let mut total = 0;
+    loop {
+        let done = sqlx::query(sql).bind(bound).bind(BATCH).execute(&db.pool).await?.rows_affected();
+        total += done;
+        if done < BATCH as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Sweeps every `period`, for as long as the server runs. A failed sweep is
+/// logged and tried again at the next tick.
+pub async fn every(state: AppState, period: Duration, retention: Retention) {
+    let mut ticks = tokio::time::interval(period);
+    // A server that was busy or asleep sweeps once, not once per missed tick.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match sweep(&state.db, state.clock.now(), &retention).await {
+            Ok(swept) if swept == Swept::default() => tracing::debug!("sweep: nothing to delete"),
+            Ok(swept) => tracing::info!(?swept, "sweep deleted old rows"),
+            Err(e) => tracing::warn!(error = ?e, "sweep failed; trying again at the next one"),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The periodic sweep on both databases, with the manual clock: what it
+//! deletes, what it keeps, and that two instances sweeping at once agree.
+
+use sesame_proto::UnixTime;
+use sesame_server::sweep::{sweep, Retention, Swept};
+
+use crate::support::{each_backend, TestApp, START};
+
+const DAY: u64 = 24 * 60 * 60;
+
+const RETENTION: Retention = Retention { challenge_secs: DAY, event_secs: 7 * DAY, events_per_service: 3 };
+
+async fn exec(app: &TestApp, sql: &str, binds: &[i64]) {
+    let mut query = sqlx::query(sql);
+    for bind in binds {
+        query = query.bind(*bind);
+    }
+    query.execute(&app.state.db.pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// A challenge created at `created` that expires five minutes later.
+async fn challenge(app: &TestApp, service: &str, id: &str, status: &str, created: u64) {
+    sqlx::query(
+        "INSERT INTO challenge (id, service_id, base_token, code_secret, binding_hash, ip, user_agent, created_at, \
+         expires_at, status) VALUES ($1, $2, 'token', $3, $4, '127.0.0.1', 'ua', $5, $6, $7)",
+    )
+    .bind(id.to_owned())
+    .bind(service.to_owned())
+    .bind(vec![0u8; 32])
+    .bind(vec![0u8; 32])
+    .bind(created as i64)
+    .bind(created as i64 + 300)
+    .bind(status.to_owned())
+    .execute(&app.state.db.pool)
+    .await
+    .expect("insert challenge");
+}
+
+async fn event(app: &TestApp, service: &str, at: u64) {
+    sqlx::query(
+        "INSERT INTO sign_in_event (service_id, challenge_id, kind, ip, user_agent, at) \
+         VALUES ($1, 'c', 'login', '127.0.0.1', 'ua', $2)",
+    )
+    .bind(service.to_owned())
+    .bind(at as i64)
+    .execute(&app.state.db.pool)
+    .await
+    .expect("insert event");
+}
+
+async fn ids(app: &TestApp, sql: &str) -> Vec<String> {
+    sqlx::query_scalar(sql).fetch_all(&app.state.db.pool).await.expect("ids")
+}
+
+#[tokio::test]
+async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
+    each_backend(|app| async move {
+        let a = app.create_service("A").await.to_string();
+        let b = app.create_service("B").await.to_string();
+        let now = START + 300 + DAY;
+
+        // Expired exactly a retention ago, or still pending past its expiry:
+        // both go. One that expired an hour ago stays.
+        challenge(&app, &a, &"1".repeat(32), "expired", START).await;
+        challenge(&app, &a, &"2".repeat(32), "pending", START).await;
+        challenge(&app, &a, &"3".repeat(32), "completed", now - 3600 - 300).await;
+
+        sqlx::query("INSERT INTO account (service_id, name, public_key, created_at) VALUES ($1, 'alice', $2, $3)")
+            .bind(a.clone())
+            .bind(vec![0u8; 32])
+            .bind(START as i64)
+            .execute(&app.state.db.pool)
+            .await
+            .expect("insert account");
+        for (id, expires) in [(1, now), (2, now + 1)] {
+            exec(
+                &app,
+                &format!(
+                    "INSERT INTO session (id_hash, service_id, account, created_at, expires_at) \
+                     VALUES ('{id}', '{a}', 'alice', $1, $2)"
+                ),
+                &[START as i64, expires as i64],
+            )
+            .await;
+            exec(
+                &app,
+                &format!(
+                    "INSERT INTO admin_session (id_hash, csrf_token, created_at, expires_at) VALUES ('{id}', 'csrf', $1, $2)"
+                ),
+                &[START as i64, expires as i64],
+            )
+            .await;
+        }
+
+        // A: one event older than a week, then five recent ones, of which
+        // the newest three stay. B: two recent ones, both stay.
+        event(&app, &a, START - 30 * DAY).await;
+        for n in 0..5 {
+            event(&app, &a, START + n).await;
+        }
+        for n in 0..2 {
+            event(&app, &b, START + n).await;
+        }
+
+        app.clock.advance(now - START);
+        let db = &app.state.db;
+        // The time the server's own sweep task would use.
+        let at = app.state.clock.now();
+        assert_eq!(at, UnixTime::from_secs(now));
+        // Two instances sweeping at the same moment: between them every row
+        // goes once, and neither fails.
+        let (one, two) = tokio::join!(sweep(db, at, &RETENTION), sweep(db, at, &RETENTION));
+        let (one, two) = (one.expect("first sweep"), two.expect("second sweep"));
+        let total = Swept {
+            challenges: one.challenges + two.challenges,
+            sessions: one.sessions + two.sessions,
+            admin_sessions: one.admin_sessions + two.admin_sessions,
+            events: one.events + two.events,
+        };
+        assert_eq!(total, Swept { challenges: 2, sessions: 1, admin_sessions: 1, events: 3 });
+
+        assert_eq!(ids(&app, "SELECT id FROM challenge").await, vec!["3".repeat(32)]);
+        assert_eq!(app.count("SELECT COUNT(*) FROM session").await, 1);
+        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM session WHERE expires_at = {}", now + 1)).await, 1);
+        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM admin_session WHERE expires_at = {}", now + 1)).await, 1);
+        assert_eq!(app.count("SELECT COUNT(*) FROM admin_session").await, 1);
+        let kept_a: Vec<i64> = sqlx::query_scalar("SELECT at FROM sign_in_event WHERE service_id = $1 ORDER BY at")
+            .bind(a.clone())
+            .fetch_all(&db.pool)
+            .await
+            .expect("events");
+        let start = START as i64;
+        assert_eq!(kept_a, vec![start + 2, start + 3, start + 4]);
+        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM sign_in_event WHERE service_id = '{b}'")).await, 2);
+
+        assert_eq!(sweep(db, at, &RETENTION).await.expect("sweep again"), Swept::default());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sweep_keeps_everything_young_enough() {
+    each_backend(|app| async move {
+        let a = app.create_service("A").await.to_string();
+        challenge(&app, &a, &"4".repeat(32), "denied", START).await;
+        event(&app, &a, START).await;
+        // A day after it expired, less a second.
+        let at = UnixTime::from_secs(START + 300 + DAY - 1);
+        assert_eq!(sweep(&app.state.db, at, &RETENTION).await.expect("sweep"), Swept::default());
+        assert_eq!(app.count("SELECT COUNT(*) FROM challenge").await, 1);
+        assert_eq!(app.count("SELECT COUNT(*) FROM sign_in_event").await, 1);
+    })
+    .await;
+}
