@@ -43,6 +43,9 @@ pub struct Swept {
     pub sessions: u64,
     pub admin_sessions: u64,
     pub events: u64,
+    /// Keys that waited for confirmation longer than a challenge is kept
+    /// (nobody can confirm them any more), with the accounts they created.
+    pub pending_keys: u64,
 }
 
 /// Deletes what `retention` no longer keeps at `now`.
@@ -86,7 +89,32 @@ pub async fn sweep(db: &Db, now: UnixTime, retention: &Retention) -> Result<Swep
                 retention.events_per_service as i64,
             )
             .await?,
+        pending_keys: unconfirmed(db, challenge_cutoff).await?,
     })
+}
+
+/// Deletes pending keys created at or before `cutoff`, then the accounts
+/// that registration created and that no key holds any more. Once the
+/// challenge that registered a key is swept, no page can confirm it.
+async fn unconfirmed(db: &Db, cutoff: i64) -> Result<u64> {
+    let keys = in_batches(
+        db,
+        "DELETE FROM account_key WHERE id IN \
+         (SELECT id FROM account_key WHERE state = 'pending' AND created_at <= $1 LIMIT $2)",
+        cutoff,
+    )
+    .await?;
+    // An account is never without a key but inside the transaction that
+    // creates it, which is never a day old.
+    in_batches(
+        db,
+        "DELETE FROM account WHERE (service_id, name) IN (SELECT a.service_id, a.name FROM account a \
+         WHERE a.created_at <= $1 AND NOT EXISTS \
+         (SELECT 1 FROM account_key k WHERE k.service_id = a.service_id AND k.account = a.name) LIMIT $2)",
+        cutoff,
+    )
+    .await?;
+    Ok(keys)
 }
 
 /// Runs `sql` (with `$1` = `bound` and `$2` = the batch size) until a batch

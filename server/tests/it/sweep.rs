@@ -48,6 +48,31 @@ async fn event(app: &TestApp, service: &str, at: u64) {
     .expect("insert event");
 }
 
+/// An account with one key in `state`, both created at `created`.
+async fn account(app: &TestApp, service: &str, name: &str, state: &str, created: u64) {
+    sqlx::query("INSERT INTO account (service_id, name, subject, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(service.to_owned())
+        .bind(name.to_owned())
+        .bind(sesame_server::keys::new_id())
+        .bind(created as i64)
+        .execute(&app.state.db.pool)
+        .await
+        .expect("insert account");
+    sqlx::query(
+        "INSERT INTO account_key (id, service_id, account, public_key, state, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(sesame_server::keys::new_id())
+    .bind(service.to_owned())
+    .bind(name.to_owned())
+    .bind(name.as_bytes().repeat(32)[..32].to_vec())
+    .bind(state.to_owned())
+    .bind(created as i64)
+    .execute(&app.state.db.pool)
+    .await
+    .expect("insert key");
+}
+
 async fn ids(app: &TestApp, sql: &str) -> Vec<String> {
     sqlx::query_scalar(sql).fetch_all(&app.state.db.pool).await.expect("ids")
 }
@@ -65,13 +90,11 @@ async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
         challenge(&app, &a, &"2".repeat(32), "pending", START).await;
         challenge(&app, &a, &"3".repeat(32), "completed", now - 3600 - 300).await;
 
-        sqlx::query("INSERT INTO account (service_id, name, public_key, created_at) VALUES ($1, 'alice', $2, $3)")
-            .bind(a.clone())
-            .bind(vec![0u8; 32])
-            .bind(START as i64)
-            .execute(&app.state.db.pool)
-            .await
-            .expect("insert account");
+        account(&app, &a, "alice", "active", START).await;
+        // A pending key from a day ago goes with the account it created; one
+        // from an hour ago waits on.
+        account(&app, &a, "stale", "pending", now - DAY).await;
+        account(&app, &a, "fresh", "pending", now - 3600).await;
         for (id, expires) in [(1, now), (2, now + 1)] {
             exec(
                 &app,
@@ -116,8 +139,11 @@ async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
             sessions: one.sessions + two.sessions,
             admin_sessions: one.admin_sessions + two.admin_sessions,
             events: one.events + two.events,
+            pending_keys: one.pending_keys + two.pending_keys,
         };
-        assert_eq!(total, Swept { challenges: 2, sessions: 1, admin_sessions: 1, events: 3 });
+        assert_eq!(total, Swept { challenges: 2, sessions: 1, admin_sessions: 1, events: 3, pending_keys: 1 });
+        assert_eq!(ids(&app, "SELECT name FROM account ORDER BY name").await, vec!["alice", "fresh"]);
+        assert_eq!(app.count("SELECT COUNT(*) FROM account_key").await, 2);
 
         assert_eq!(ids(&app, "SELECT id FROM challenge").await, vec!["3".repeat(32)]);
         assert_eq!(app.count("SELECT COUNT(*) FROM session").await, 1);
