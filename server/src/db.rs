@@ -54,8 +54,16 @@ impl Db {
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the one writer; the busy
                         // timeout makes writers queue instead of failing.
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
-                            .await?;
+                        // `synchronous = FULL` syncs the WAL at every commit:
+                        // under NORMAL a power loss can roll back a
+                        // registration that was already answered 200, and an
+                        // account whose key only the authenticator holds is
+                        // then lost for good.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                             PRAGMA synchronous = FULL;",
+                        )
+                        .await?;
                     }
                     Ok(())
                 })

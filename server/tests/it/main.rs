@@ -7,5 +7,6 @@ mod challenge;
 mod errors;
 mod limits;
 mod pages;
+mod storage;
 mod support;
 mod sweep;

@@ -52,7 +52,7 @@ pub fn backends() -> Vec<Backend> {
     all
 }
 
-fn postgres_url() -> Option<String> {
+pub fn postgres_url() -> Option<String> {
     std::env::var("SESAME_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()).map(|u| u.trim_end_matches('/').to_owned())
 }
 
