@@ -41,6 +41,8 @@ pub enum Error {
     KeyPending,
     #[error("no key from this request waits for confirmation")]
     NothingToConfirm,
+    #[error("this account has no such key")]
+    UnknownKey,
 
     #[error("this sign-in request has expired; start again")]
     ChallengeExpired,
@@ -108,6 +110,7 @@ impl Error {
             Self::KeyRegistered => (StatusCode::CONFLICT, "key_registered"),
             Self::KeyPending => (StatusCode::FORBIDDEN, "key_pending"),
             Self::NothingToConfirm => (StatusCode::CONFLICT, "nothing_to_confirm"),
+            Self::UnknownKey => (StatusCode::NOT_FOUND, "unknown_key"),
             Self::ChallengeExpired => (StatusCode::GONE, "challenge_expired"),
             Self::ChallengeFinished(_) => (StatusCode::CONFLICT, "challenge_used"),
             Self::NotCompleted => (StatusCode::CONFLICT, "not_completed"),

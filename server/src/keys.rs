@@ -256,3 +256,71 @@ pub async fn reject(db: &Db, challenge_id: &ChallengeId) -> Result<()> {
     tx.commit().await?;
     Ok(())
 }
+
+/// A key as the admin API lists it.
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    pub id: String,
+    pub label: String,
+    pub state: KeyState,
+    /// The key id of PROTOCOL.md §2.2, hex; `None` for a stored key that no
+    /// longer decodes.
+    pub fingerprint: Option<String>,
+    pub device_ip: String,
+    pub device_user_agent: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// The keys of an existing account, oldest first; `unknown_account` when
+/// the service has no such account. One query: the LEFT JOIN returns the
+/// account's row even when it holds no key.
+pub async fn list(db: &Db, service_id: &str, account: &str) -> Result<Vec<KeyInfo>> {
+    let rows = sqlx::query(
+        "SELECT k.id, k.label, k.state, k.public_key, k.device_ip, k.device_user_agent, k.created_at, \
+         k.last_used_at FROM account a LEFT JOIN account_key k ON k.service_id = a.service_id AND k.account = a.name \
+         WHERE a.service_id = $1 AND a.name = $2 ORDER BY k.created_at, k.id",
+    )
+    .bind(service_id.to_owned())
+    .bind(account.to_owned())
+    .fetch_all(&db.pool)
+    .await?;
+    if rows.is_empty() {
+        return Err(Error::UnknownAccount);
+    }
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let Some(id) = row.try_get::<Option<String>, _>(0)? else {
+            continue; // the account's row, with no key
+        };
+        let public_key = row.try_get::<Vec<u8>, _>(3)?;
+        keys.push(KeyInfo {
+            id,
+            label: row.try_get(1)?,
+            state: KeyState::parse(&row.try_get::<String, _>(2)?)?,
+            fingerprint: AccountPublicKey::from_bytes(&public_key).ok().map(|k| k.key_id().to_string()),
+            device_ip: row.try_get(4)?,
+            device_user_agent: row.try_get(5)?,
+            created_at: row.try_get(6)?,
+            last_used_at: row.try_get(7)?,
+        });
+    }
+    Ok(keys)
+}
+
+/// Removes one key of an account. The sessions it opened go with it (`ON
+/// DELETE CASCADE`), in the same statement. Removing the last key leaves the
+/// account, which can no longer sign in until it gets a key again.
+pub async fn remove(db: &Db, service_id: &str, account: &str, key_id: &str) -> Result<()> {
+    let done = sqlx::query("DELETE FROM account_key WHERE service_id = $1 AND account = $2 AND id = $3")
+        .bind(service_id.to_owned())
+        .bind(account.to_owned())
+        .bind(key_id.to_owned())
+        .execute(&db.pool)
+        .await?
+        .rows_affected();
+    if done == 0 {
+        return Err(Error::UnknownKey);
+    }
+    Ok(())
+}

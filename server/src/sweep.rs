@@ -43,9 +43,11 @@ pub struct Swept {
     pub sessions: u64,
     pub admin_sessions: u64,
     pub events: u64,
-    /// Keys that waited for confirmation longer than a challenge is kept
-    /// (nobody can confirm them any more), with the accounts they created.
-    pub pending_keys: u64,
+    /// Accounts whose only keys waited for confirmation longer than a
+    /// challenge is kept (nobody can confirm them any more).
+    pub unconfirmed_accounts: u64,
+    /// Other keys that waited that long.
+    pub unconfirmed_keys: u64,
 }
 
 /// Deletes what `retention` no longer keeps at `now`.
@@ -53,7 +55,10 @@ pub async fn sweep(db: &Db, now: UnixTime, retention: &Retention) -> Result<Swep
     let now = now.as_secs() as i64;
     let challenge_cutoff = now.saturating_sub(retention.challenge_secs as i64);
     let event_cutoff = now.saturating_sub(retention.event_secs as i64);
+    let (unconfirmed_accounts, unconfirmed_keys) = unconfirmed(db, challenge_cutoff).await?;
     Ok(Swept {
+        unconfirmed_accounts,
+        unconfirmed_keys,
         challenges: in_batches(
             db,
             "DELETE FROM challenge WHERE id IN (SELECT id FROM challenge WHERE expires_at <= $1 LIMIT $2)",
@@ -89,14 +94,25 @@ pub async fn sweep(db: &Db, now: UnixTime, retention: &Retention) -> Result<Swep
                 retention.events_per_service as i64,
             )
             .await?,
-        pending_keys: unconfirmed(db, challenge_cutoff).await?,
     })
 }
 
-/// Deletes pending keys created at or before `cutoff`, then the accounts
-/// that registration created and that no key holds any more. Once the
-/// challenge that registered a key is swept, no page can confirm it.
-async fn unconfirmed(db: &Db, cutoff: i64) -> Result<u64> {
+/// Deletes what waited for confirmation since `cutoff` or before: first the
+/// accounts that such a registration created and that hold no active key
+/// (their keys go with them), then the remaining stale pending keys. Once
+/// the challenge that registered a key is swept, no page can confirm it. An
+/// account without any key (its keys removed by an admin) is left alone.
+async fn unconfirmed(db: &Db, cutoff: i64) -> Result<(u64, u64)> {
+    let accounts = in_batches(
+        db,
+        "DELETE FROM account WHERE (service_id, name) IN (SELECT a.service_id, a.name FROM account a \
+         WHERE EXISTS (SELECT 1 FROM account_key k WHERE k.service_id = a.service_id AND k.account = a.name \
+         AND k.state = 'pending' AND k.created_at <= $1) \
+         AND NOT EXISTS (SELECT 1 FROM account_key k WHERE k.service_id = a.service_id AND k.account = a.name \
+         AND k.state = 'active') LIMIT $2)",
+        cutoff,
+    )
+    .await?;
     let keys = in_batches(
         db,
         "DELETE FROM account_key WHERE id IN \
@@ -104,17 +120,7 @@ async fn unconfirmed(db: &Db, cutoff: i64) -> Result<u64> {
         cutoff,
     )
     .await?;
-    // An account is never without a key but inside the transaction that
-    // creates it, which is never a day old.
-    in_batches(
-        db,
-        "DELETE FROM account WHERE (service_id, name) IN (SELECT a.service_id, a.name FROM account a \
-         WHERE a.created_at <= $1 AND NOT EXISTS \
-         (SELECT 1 FROM account_key k WHERE k.service_id = a.service_id AND k.account = a.name) LIMIT $2)",
-        cutoff,
-    )
-    .await?;
-    Ok(keys)
+    Ok((accounts, keys))
 }
 
 /// Runs `sql` (with `$1` = `bound` and `$2` = the batch size) until a batch

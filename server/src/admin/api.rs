@@ -15,7 +15,7 @@ use super::store;
 use crate::{
     error::{Error, Result},
     extract::{ApiJson, ClientInfo},
-    AppState,
+    keys, AppState,
 };
 
 pub(super) fn router() -> Router<AppState> {
@@ -24,6 +24,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/admin/api/services/{id}", delete(delete_service))
         .route("/admin/api/services/{id}/accounts", get(list_accounts))
         .route("/admin/api/services/{id}/accounts/{name}", delete(delete_account))
+        .route("/admin/api/services/{id}/accounts/{name}/keys", get(list_keys))
+        .route("/admin/api/services/{id}/accounts/{name}/keys/{key_id}", delete(delete_key))
         .route("/admin/api/services/{id}/events", get(list_events))
 }
 
@@ -71,6 +73,18 @@ struct AccountJson {
     name: String,
     created_at: String,
     last_login_at: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct KeyJson {
+    id: String,
+    label: String,
+    state: &'static str,
+    fingerprint: Option<String>,
+    device_ip: String,
+    device_user_agent: String,
+    created_at: String,
+    last_used_at: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -146,6 +160,45 @@ async fn delete_account(
     let (id, name) = path(ids)?;
     store::delete_account(&state.db, &id, &name).await?;
     tracing::info!(service = %id, "account deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The account name is one path segment: names with `/` must be
+/// percent-encoded, as in every account route.
+async fn list_keys(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    ids: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<Vec<KeyJson>>> {
+    let (id, name) = path(ids)?;
+    let service = store::service(&state.db, &id).await?;
+    let listed = keys::list(&state.db, &service.id, &name).await?;
+    Ok(Json(
+        listed
+            .into_iter()
+            .map(|k| KeyJson {
+                id: k.id,
+                label: k.label,
+                state: k.state.as_str(),
+                fingerprint: k.fingerprint,
+                device_ip: k.device_ip,
+                device_user_agent: k.device_user_agent,
+                created_at: store::rfc3339(k.created_at),
+                last_used_at: k.last_used_at.map(store::rfc3339),
+            })
+            .collect(),
+    ))
+}
+
+async fn delete_key(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    ids: Result<Path<(String, String, String)>, PathRejection>,
+) -> Result<StatusCode> {
+    let (id, name, key_id) = path(ids)?;
+    let service = store::service(&state.db, &id).await?;
+    keys::remove(&state.db, &service.id, &name, &key_id).await?;
+    tracing::info!(service = %service.id, key = %key_id, "account key removed");
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,6 +4,7 @@
 
 mod api;
 mod authenticator;
+mod keys;
 mod page;
 
 use std::sync::Arc;

@@ -92,9 +92,12 @@ async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
 
         account(&app, &a, "alice", "active", START).await;
         // A pending key from a day ago goes with the account it created; one
-        // from an hour ago waits on.
+        // from an hour ago waits on. An account whose keys an admin removed
+        // waits for recovery, and stays.
         account(&app, &a, "stale", "pending", now - DAY).await;
         account(&app, &a, "fresh", "pending", now - 3600).await;
+        account(&app, &a, "keyless", "active", START).await;
+        exec(&app, "DELETE FROM account_key WHERE account = 'keyless'", &[]).await;
         for (id, expires) in [(1, now), (2, now + 1)] {
             exec(
                 &app,
@@ -139,10 +142,19 @@ async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
             sessions: one.sessions + two.sessions,
             admin_sessions: one.admin_sessions + two.admin_sessions,
             events: one.events + two.events,
-            pending_keys: one.pending_keys + two.pending_keys,
+            unconfirmed_accounts: one.unconfirmed_accounts + two.unconfirmed_accounts,
+            unconfirmed_keys: one.unconfirmed_keys + two.unconfirmed_keys,
         };
-        assert_eq!(total, Swept { challenges: 2, sessions: 1, admin_sessions: 1, events: 3, pending_keys: 1 });
-        assert_eq!(ids(&app, "SELECT name FROM account ORDER BY name").await, vec!["alice", "fresh"]);
+        let expected = Swept {
+            challenges: 2,
+            sessions: 1,
+            admin_sessions: 1,
+            events: 3,
+            unconfirmed_accounts: 1,
+            unconfirmed_keys: 0,
+        };
+        assert_eq!(total, expected);
+        assert_eq!(ids(&app, "SELECT name FROM account ORDER BY name").await, vec!["alice", "fresh", "keyless"]);
         assert_eq!(app.count("SELECT COUNT(*) FROM account_key").await, 2);
 
         assert_eq!(ids(&app, "SELECT id FROM challenge").await, vec!["3".repeat(32)]);
