@@ -94,7 +94,7 @@ async fn submit_register(
             app.out.result(&result_json(token, context, &outcome, Some(name.as_str())), &text);
             Ok(())
         }
-        Err(failure @ (Failure::Refused { .. } | Failure::NotSent(_))) => {
+        Err(failure @ (Failure::Refused { .. } | Failure::NotSent(_) | Failure::Certificate(_))) => {
             app.store.delete(claims.origin.as_str(), &claims.service_id.to_string(), name.as_str()).await?;
             Err(match failure {
                 Failure::Refused { code, .. } if code == "account_exists" => {

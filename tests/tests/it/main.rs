@@ -2,4 +2,5 @@
 
 mod authenticator;
 mod browser;
+mod hostile;
 mod scale;
