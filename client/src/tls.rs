@@ -67,23 +67,28 @@ pub(crate) fn certificate_problem(error: &reqwest::Error) -> Option<&'static str
 
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(current) = source {
-        // rustls errors arrive wrapped in an io::Error, whose `source()`
-        // skips the wrapped error itself: look inside explicitly.
-        let inner =
-            current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|e| e as &dyn std::error::Error);
-        for candidate in [Some(current), inner].into_iter().flatten() {
-            if let Some(rustls::Error::InvalidCertificate(problem)) = candidate.downcast_ref::<rustls::Error>() {
-                return Some(match problem {
-                    C::UnknownIssuer => "its certificate is issued by an authority this computer does not trust (add your CA with --ca-file or to the system's trust store)",
-                    C::Expired | C::ExpiredContext { .. } => "its certificate has expired",
-                    C::NotValidYet | C::NotValidYetContext { .. } => "its certificate is not valid yet (check this computer's clock)",
-                    C::NotValidForName | C::NotValidForNameContext { .. } => "its certificate is for another name",
-                    C::Revoked => "its certificate has been revoked",
-                    _ => "its certificate is not valid",
-                });
-            }
+        if let Some(rustls::Error::InvalidCertificate(problem)) = unwrap_io(current).downcast_ref::<rustls::Error>() {
+            return Some(match problem {
+                C::UnknownIssuer => "its certificate is issued by an authority this computer does not trust (add your CA with --ca-file or to the system's trust store)",
+                C::Expired | C::ExpiredContext { .. } => "its certificate has expired",
+                C::NotValidYet | C::NotValidYetContext { .. } => "its certificate is not valid yet (check this computer's clock)",
+                C::NotValidForName | C::NotValidForNameContext { .. } => "its certificate is for another name",
+                C::Revoked => "its certificate has been revoked",
+                _ => "its certificate is not valid",
+            });
         }
         source = current.source();
     }
     None
+}
+
+/// The error inside any layers of `io::Error`. The TLS stack wraps a rustls
+/// error in an io::Error, and the connector wraps that in another; an
+/// io::Error's `source()` skips the error it wraps, so the chain alone
+/// never shows it.
+fn unwrap_io<'e>(mut error: &'e (dyn std::error::Error + 'static)) -> &'e (dyn std::error::Error + 'static) {
+    while let Some(inner) = error.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        error = inner;
+    }
+    error
 }
