@@ -2,5 +2,6 @@
 
 mod authenticator;
 mod browser;
+mod deployment;
 mod hostile;
 mod scale;
