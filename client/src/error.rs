@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::ui::safe;
+
 /// Everything that can stop a command.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -16,6 +18,10 @@ pub enum Error {
     BadIdentity { origin: String, reason: String },
     #[error("cannot reach {origin}: {reason}")]
     Unreachable { origin: String, reason: String },
+    #[error("refusing {origin}: {reason}")]
+    BadCertificate { origin: String, reason: &'static str },
+    #[error("cannot use the CA file {}: {reason}", path.display())]
+    CaFile { path: PathBuf, reason: String },
     #[error("{origin} gave an answer that is not Sesame's ({reason})")]
     BadResponse { origin: String, reason: String },
     #[error("{}", rejection_text(.code, .message))]
@@ -82,6 +88,8 @@ impl Error {
             Self::PinnedKeyChanged { .. } => "pinned_key_changed",
             Self::BadIdentity { .. } => "bad_server_identity",
             Self::Unreachable { .. } => "unreachable",
+            Self::BadCertificate { .. } => "bad_certificate",
+            Self::CaFile { .. } => "bad_ca_file",
             Self::BadResponse { .. } => "bad_response",
             Self::Rejected { code, .. } => code,
             Self::UnknownAccount { .. } => "unknown_account",
@@ -153,7 +161,29 @@ fn rejection_text(code: &str, message: &str) -> String {
     }
 }
 
-/// Collapses any line breaks, so that every error stays on one line.
+/// Collapses any line breaks, so that every error stays on one line, and
+/// neutralises control characters: an error may quote a server, and a
+/// hostile one could otherwise rewrite the terminal (fake a success line,
+/// set the window title) through ANSI or OSC escapes.
 pub(crate) fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    safe(&text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_message_with_escapes_prints_as_one_line_without_them() {
+        let error = Error::Rejected {
+            code: "odd\u{1b}[2K".into(),
+            message: "\u{1b}]0;owned\u{7}\r\n\u{1b}[32msesame: signed in\u{9b}0m".into(),
+        };
+        let line = crate::error_line(&error);
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert_eq!(
+            line,
+            "the server refused the request: \u{FFFD}]0;owned\u{FFFD} \u{FFFD}[32msesame: signed in\u{FFFD}0m (odd\u{FFFD}[2K)"
+        );
+    }
 }

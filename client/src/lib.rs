@@ -7,6 +7,7 @@ mod error;
 pub mod opt;
 mod remote;
 pub mod store;
+mod tls;
 mod trust;
 pub mod ui;
 pub mod vault;

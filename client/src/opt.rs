@@ -27,6 +27,11 @@ pub struct Global {
     /// the network could read and change the traffic)
     #[arg(long, global = true)]
     pub insecure_http: bool,
+    /// Also trust the certificate authorities in this PEM file for HTTPS, for
+    /// this run (the system's trust store, or SSL_CERT_FILE and
+    /// SSL_CERT_DIR, is always trusted)
+    #[arg(long, global = true, env = "SESAME_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

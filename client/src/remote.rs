@@ -3,7 +3,8 @@
 //!
 //! Redirects are not followed: every request goes to the token's own origin,
 //! and a redirect elsewhere would send a signed answer to a party the token
-//! did not name.
+//! did not name. An answer is read piece by piece up to [`MAX_ANSWER`], so a
+//! hostile origin cannot make the authenticator hold more than that.
 
 use std::time::Duration;
 
@@ -13,9 +14,18 @@ use sesame_proto::{
     DenyRequest, LoginRequest, Origin, RegisterRequest,
 };
 
-use crate::{error::one_line, Error};
+use crate::{
+    error::one_line,
+    tls::{self, ExtraRoots},
+    ui::safe,
+    Error,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest answer read. Sesame's answers are well under 4 KiB; the
+/// rest of the room is for a proxy's error page.
+pub(crate) const MAX_ANSWER: usize = 64 * 1024;
 
 /// Why a submission failed, with what the register command needs to know:
 /// whether the server may have acted on it.
@@ -25,6 +35,8 @@ pub(crate) enum Failure {
     Refused { code: String, message: String },
     /// The request never left (no connection): nothing happened.
     NotSent(String),
+    /// The origin's TLS certificate was refused, so nothing was sent.
+    Certificate(&'static str),
     /// The request may have reached the server, but the connection failed
     /// before an answer came.
     Lost(String),
@@ -56,9 +68,28 @@ fn cause(error: &reqwest::Error) -> String {
     one_line(&source.to_string())
 }
 
+/// The body of `response`, refused once it passes [`MAX_ANSWER`]: up front
+/// when the length is declared, else as soon as the chunks read add up to
+/// more.
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, Failure> {
+    let too_large = || Failure::Garbled(format!("the answer is larger than {} KiB", MAX_ANSWER / 1024));
+    if response.content_length().is_some_and(|length| length > MAX_ANSWER as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| Failure::Lost(cause(&e)))? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 impl Remote {
-    pub(crate) fn new(origin: &Origin) -> Result<Self, Error> {
-        let client = reqwest::Client::builder()
+    pub(crate) fn new(origin: &Origin, roots: &ExtraRoots) -> Result<Self, Error> {
+        let client = roots
+            .apply(reqwest::Client::builder())
             .user_agent(concat!("sesame/", env!("CARGO_PKG_VERSION")))
             .timeout(TIMEOUT)
             .connect_timeout(TIMEOUT)
@@ -78,14 +109,16 @@ impl Remote {
             None => self.client.get(self.url(path)),
         };
         let response = request.send().await.map_err(|e| {
-            if e.is_connect() {
+            if let Some(problem) = tls::certificate_problem(&e) {
+                Failure::Certificate(problem)
+            } else if e.is_connect() {
                 Failure::NotSent(cause(&e))
             } else {
                 Failure::Lost(cause(&e))
             }
         })?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| Failure::Lost(cause(&e)))?;
+        let bytes = read_capped(response).await?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .map_err(|e| Failure::Garbled(format!("unreadable answer (HTTP {status}): {e}")));
@@ -93,8 +126,12 @@ impl Remote {
         match serde_json::from_slice::<ErrorBody>(&bytes) {
             // A Sesame error body from a 4xx: the server refused and did
             // nothing. A 5xx may come from a proxy that lost the answer.
-            Ok(body) if status.is_client_error() => Err(Failure::Refused { code: body.error, message: body.message }),
-            Ok(body) => Err(Failure::Fault { code: body.error, message: body.message }),
+            // The server chose these strings: they are cleaned here, where
+            // they enter, and again when any error line is printed.
+            Ok(body) if status.is_client_error() => {
+                Err(Failure::Refused { code: safe(&body.error), message: safe(&body.message) })
+            }
+            Ok(body) => Err(Failure::Fault { code: safe(&body.error), message: safe(&body.message) }),
             Err(_) if status.is_client_error() => {
                 Err(Failure::Refused { code: format!("http_{}", status.as_u16()), message: format!("HTTP {status}") })
             }
@@ -111,6 +148,7 @@ impl Remote {
             Failure::NotSent(reason) | Failure::Lost(reason) => {
                 Error::Unreachable { origin: self.origin.to_string(), reason }
             }
+            Failure::Certificate(reason) => Error::BadCertificate { origin: self.origin.to_string(), reason },
             Failure::Garbled(reason) => Error::BadResponse { origin: self.origin.to_string(), reason },
         }
     }

@@ -4,7 +4,7 @@
 
 use sesame_proto::{Origin, ServerPublicKey, Token, UnixTime, UnverifiedToken};
 
-use crate::{remote::Remote, store::Store, ui::local_time, Error};
+use crate::{remote::Remote, store::Store, tls::ExtraRoots, ui::local_time, Error};
 
 /// Allowance for a clock that differs from the server's.
 pub(crate) const LEEWAY_SECS: u64 = 60;
@@ -22,7 +22,12 @@ pub(crate) fn parse(text: &str, insecure_http: bool) -> Result<UnverifiedToken, 
 /// The key pinned for the token's origin. If there is none yet, the key is
 /// fetched from the origin itself, never taken from the token; it is stored
 /// only once it has verified this token, so bad input pins nothing.
-pub(crate) async fn verify(store: &Store, unverified: UnverifiedToken, now: UnixTime) -> Result<Token, Error> {
+pub(crate) async fn verify(
+    store: &Store,
+    roots: &ExtraRoots,
+    unverified: UnverifiedToken,
+    now: UnixTime,
+) -> Result<Token, Error> {
     let origin = unverified.claimed_origin().clone();
     let token = match store.pin(&origin).await? {
         Some(pin) => {
@@ -35,7 +40,7 @@ pub(crate) async fn verify(store: &Store, unverified: UnverifiedToken, now: Unix
             unverified.verify(&pin.public_key)?
         }
         None => {
-            let key = fetch_identity(&origin).await?;
+            let key = fetch_identity(&origin, roots).await?;
             let token = unverified.verify(&key)?;
             let pin = store.add_pin(&origin, &key, now).await?;
             if pin.public_key != key {
@@ -55,8 +60,8 @@ pub(crate) async fn verify(store: &Store, unverified: UnverifiedToken, now: Unix
 
 /// Fetches `{origin}/.well-known/sesame` and checks that it speaks for this
 /// origin and that its key id is the id of its key.
-async fn fetch_identity(origin: &Origin) -> Result<ServerPublicKey, Error> {
-    let info = Remote::new(origin)?.identity().await?;
+async fn fetch_identity(origin: &Origin, roots: &ExtraRoots) -> Result<ServerPublicKey, Error> {
+    let info = Remote::new(origin, roots)?.identity().await?;
     let bad = |reason: &str| Error::BadIdentity { origin: origin.to_string(), reason: reason.to_owned() };
     if info.version != 1 {
         return Err(bad("it speaks another protocol version"));

@@ -54,13 +54,19 @@ pub fn now() -> UnixTime {
     UnixTime::from_secs(secs)
 }
 
-/// Makes text from the network safe to print: control and bidirectional
-/// characters could rewrite the terminal or disguise what is shown.
+/// Makes text from the network safe to print: control characters (C0, DEL
+/// and C1, so every ANSI and OSC escape), bidirectional controls, zero-width
+/// characters and line separators could rewrite the terminal or disguise
+/// what is shown. Every string a server chose passes through here before it
+/// is printed, errors included.
 pub fn safe(text: &str) -> String {
     text.chars()
         .map(|c| {
-            let bidi = matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
-            if c.is_control() || bidi {
+            let hidden = matches!(
+                c,
+                '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+            );
+            if c.is_control() || hidden {
                 '\u{FFFD}'
             } else {
                 c
@@ -193,5 +199,14 @@ mod tests {
     #[test]
     fn control_and_bidi_characters_are_not_printed() {
         assert_eq!(safe("Mozilla\u{1b}[2J\u{202E}x"), "Mozilla\u{FFFD}[2J\u{FFFD}x");
+    }
+
+    #[test]
+    fn c1_controls_arabic_letter_mark_and_line_separators_are_not_printed() {
+        // U+009B is the one-character CSI, U+009D the one-character OSC.
+        assert_eq!(
+            safe("a\u{9b}2Jb\u{9d}0;t\u{7}c\u{61C}d\u{2028}e"),
+            "a\u{FFFD}2Jb\u{FFFD}0;t\u{FFFD}c\u{FFFD}d\u{FFFD}e"
+        );
     }
 }

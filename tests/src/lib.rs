@@ -20,6 +20,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod proxy;
+
 pub type Result<T> = anyhow::Result<T>;
 
 /// The admin token every test server is started with.
@@ -271,6 +273,12 @@ impl Browser {
             .user_agent("Mozilla/5.0 (X11; Linux x86_64) SesameTestBrowser/1.0")
             .build()
             .expect("a reqwest client builds");
+        Self::with_client(client, base)
+    }
+
+    /// A browser on `base` that uses `client`, for instance one that
+    /// trusts a test's own CA.
+    pub fn with_client(client: reqwest::Client, base: &str) -> Self {
         Self { client, base: base.to_owned() }
     }
 
@@ -411,9 +419,22 @@ impl Sesame {
 
     /// Runs `sesame --db <own db> ARGS…` with `stdin` as its input.
     pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        self.run_with(args, stdin, &[])
+    }
+
+    /// Runs `sesame --db <own db> ARGS…` with these environment variables
+    /// set, such as `SSL_CERT_FILE`.
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Output {
+        self.run_with(args, "", env)
+    }
+
+    fn run_with(&self, args: &[&str], stdin: &str, env: &[(&str, &std::ffi::OsStr)]) -> Output {
         use std::io::Write as _;
         let mut cmd = Command::new(sesame_bin());
         cmd.arg("--db").arg(&self.db).args(args).env_remove("SESAME_DB").env_remove("SESAME_PASSPHRASE");
+        // Trust comes only from what the test passes.
+        cmd.env_remove("SESAME_CA_FILE").env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR");
+        cmd.envs(env.iter().copied());
         if let Some(p) = &self.passphrase {
             cmd.env("SESAME_PASSPHRASE", p);
         }
@@ -685,6 +706,11 @@ pub struct Chrome {
 
 impl Chrome {
     pub async fn start(name: &str) -> Result<Self> {
+        Self::start_with(name, &[]).await
+    }
+
+    /// Starts Chromium with `extra` command-line switches.
+    pub async fn start_with(name: &str, extra: &[String]) -> Result<Self> {
         let driver = Chromedriver::start().await?;
         let profile = tempfile::Builder::new().prefix("sesame-chrome-profile-").tempdir()?;
         let args = vec![
@@ -701,11 +727,13 @@ impl Chrome {
             "--disable-extensions".to_owned(),
             "--disable-default-apps".to_owned(),
             // Any host name that slips through resolves to nothing: the
-            // tests use 127.0.0.1 only, and the browser must not go out.
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1".to_owned(),
+            // tests use 127.0.0.1 and localhost (a TLS origin needs a name)
+            // only, and the browser must not go out.
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost".to_owned(),
             "--window-size=1200,1000".to_owned(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        let args: Vec<String> = args.into_iter().chain(extra.iter().cloned()).collect();
         let mut caps = serde_json::Map::new();
         caps.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": chromium_bin(), "args": args }));
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();

@@ -106,7 +106,7 @@ async fn submit_register(
             app.out.result(&json, &format!("{text}\n{}", ui::requested_by(context)));
             Ok(())
         }
-        Err(failure @ (Failure::Refused { .. } | Failure::NotSent(_))) => {
+        Err(failure @ (Failure::Refused { .. } | Failure::NotSent(_) | Failure::Certificate(_))) => {
             app.store.delete(claims.origin.as_str(), &claims.service_id.to_string(), name.as_str()).await?;
             Err(match failure {
                 Failure::Refused { code, .. } if code == "account_exists" => {

@@ -16,6 +16,7 @@ use crate::{
     opt::{Cli, Command},
     remote::Remote,
     store::{Account, Keyring, Store},
+    tls::ExtraRoots,
     trust,
     ui::{self, Console, Output},
     Error,
@@ -29,6 +30,8 @@ pub(crate) struct App {
     pub(crate) console: Console,
     pub(crate) out: Output,
     pub(crate) insecure_http: bool,
+    /// `--ca-file`: trusted for HTTPS on top of the system's store.
+    pub(crate) roots: ExtraRoots,
 }
 
 /// Runs one command line.
@@ -37,6 +40,9 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Some(path) => path,
         None => Store::default_path()?,
     };
+    // Read before anything else, so that a bad file fails every command the
+    // same way, not only the first one that goes on the network.
+    let roots = ExtraRoots::from_option(cli.global.ca_file.as_ref())?;
     // `process` without a token reads it from stdin, unless stdin is the
     // terminal: then the user is asked to paste it.
     let mut stdin_token = None;
@@ -49,8 +55,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     }
     let console = Console::detect(stdin_token.is_some());
     let store = Store::open(&db_path).await?;
-    let mut app =
-        App { store, db_path, console, out: Output { json: cli.global.json }, insecure_http: cli.global.insecure_http };
+    let out = Output { json: cli.global.json };
+    let mut app = App { store, db_path, console, out, insecure_http: cli.global.insecure_http, roots };
     let result = dispatch(&mut app, cli.command, stdin_token).await;
     app.store.close().await;
     result
@@ -89,8 +95,8 @@ impl App {
     /// Parses the token and checks it against the pinned server key.
     async fn trusted(&self, text: &str) -> Result<(Token, Remote), Error> {
         let unverified = trust::parse(text, self.insecure_http)?;
-        let token = trust::verify(&self.store, unverified, ui::now()).await?;
-        let remote = Remote::new(&token.claims().origin)?;
+        let token = trust::verify(&self.store, &self.roots, unverified, ui::now()).await?;
+        let remote = Remote::new(&token.claims().origin, &self.roots)?;
         Ok((token, remote))
     }
 

@@ -34,7 +34,7 @@ async fn pinned_store(key: &ServerKey) -> (tempfile::TempDir, Store) {
 }
 
 async fn check(store: &Store, text: &str, now: u64) -> Result<Token, Error> {
-    verify(store, parse(text, false)?, UnixTime::from_secs(now)).await
+    verify(store, &ExtraRoots::default(), parse(text, false)?, UnixTime::from_secs(now)).await
 }
 
 fn proto_error(result: Result<Token, Error>) -> ProtoError {

@@ -3,5 +3,7 @@
 mod authenticator;
 mod browser;
 mod logs;
+mod deployment;
+mod hostile;
 mod scale;
 mod sweep;
