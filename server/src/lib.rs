@@ -13,6 +13,7 @@ pub mod cookie;
 pub mod db;
 pub mod error;
 pub mod extract;
+mod health;
 pub mod keys;
 pub mod limit;
 pub mod middleware;
@@ -27,7 +28,6 @@ use anyhow::Context as _;
 use axum::{
     extract::DefaultBodyLimit,
     http::{header, HeaderValue, Request, Response},
-    routing::get,
     Router,
 };
 use sesame_proto::Origin;
@@ -58,7 +58,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// The whole HTTP surface.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .merge(health::router())
         .merge(pages::router())
         .merge(challenge::router())
         .merge(authenticator::router())
