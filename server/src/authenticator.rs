@@ -14,6 +14,7 @@ use sesame_proto::{
 };
 
 use crate::{
+    audit,
     challenge::store::{self, ChallengeRow, Final},
     error::{Error, Result},
     extract::{ApiJson, ClientInfo},
@@ -157,6 +158,18 @@ async fn register(
             return Err(e);
         }
     };
+    // Only admin authenticators start pending; their arrival is an admin
+    // action, recorded with the registration. Other services pay nothing.
+    if key_state == KeyState::Pending {
+        let record = audit::Record {
+            actor: &audit::Actor::Authenticator(account.clone()),
+            action: audit::Action::AuthenticatorAdded,
+            target: &account,
+            detail: &format!("key {key_id}, waiting for confirmation"),
+            client: &client,
+        };
+        audit::record(&mut *tx, now.as_secs() as i64, &record).await?;
+    }
     tx.commit().await?;
     store::publish(&state, id).await;
     Ok(Json(Outcome {

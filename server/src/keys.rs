@@ -212,27 +212,23 @@ pub async fn pending(db: &Db, challenge_id: &ChallengeId) -> Result<Option<Pendi
 
 /// Makes the key that `challenge_id` registered active. One conditional
 /// UPDATE: of two racing confirmations one wins, and a key rejected in the
-/// meantime cannot come back.
-pub async fn confirm(db: &Db, challenge_id: &ChallengeId, key_id: &str) -> Result<()> {
-    let done = sqlx::query(
+/// meantime cannot come back. Returns the key's account.
+pub async fn confirm(db: &Db, challenge_id: &ChallengeId, key_id: &str) -> Result<String> {
+    let account: Option<String> = sqlx::query_scalar(
         "UPDATE account_key SET state = 'active', challenge_id = NULL \
-         WHERE challenge_id = $1 AND id = $2 AND state = 'pending'",
+         WHERE challenge_id = $1 AND id = $2 AND state = 'pending' RETURNING account",
     )
     .bind(challenge_id.to_string())
     .bind(key_id.to_owned())
-    .execute(&db.pool)
-    .await?
-    .rows_affected();
-    if done == 0 {
-        return Err(Error::NothingToConfirm);
-    }
-    Ok(())
+    .fetch_optional(&db.pool)
+    .await?;
+    account.ok_or(Error::NothingToConfirm)
 }
 
 /// Removes the key that `challenge_id` registered, and its account when the
 /// registration created it (no other key remains), so that the name is free
-/// again.
-pub async fn reject(db: &Db, challenge_id: &ChallengeId) -> Result<()> {
+/// again. Returns the key's account.
+pub async fn reject(db: &Db, challenge_id: &ChallengeId) -> Result<String> {
     let mut tx = db.pool.begin().await?;
     let removed = sqlx::query(
         "DELETE FROM account_key WHERE challenge_id = $1 AND state = 'pending' RETURNING service_id, account",
@@ -250,9 +246,9 @@ pub async fn reject(db: &Db, challenge_id: &ChallengeId) -> Result<()> {
          AND NOT EXISTS (SELECT 1 FROM account_key k WHERE k.service_id = $1 AND k.account = $2)",
     )
     .bind(service_id)
-    .bind(account)
+    .bind(&account)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(account)
 }

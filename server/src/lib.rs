@@ -4,6 +4,7 @@
 //! [`Config`] into a listening server. Tests call [`app`] directly.
 
 pub mod admin;
+pub mod audit;
 pub mod authenticator;
 pub mod bus;
 pub mod challenge;
@@ -181,6 +182,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             challenge_secs: config.challenge_retention,
             event_secs: config.event_retention_days.saturating_mul(24 * 60 * 60),
             events_per_service: config.events_per_service,
+            audit_secs: config.audit_retention_days.saturating_mul(24 * 60 * 60),
         };
         tokio::spawn(sweep::every(state.clone(), Duration::from_secs(config.sweep_interval), retention));
     }

@@ -1,5 +1,5 @@
-//! The periodic sweep: old challenges, expired sessions and old sign-in
-//! events are deleted, so that no table grows without bound.
+//! The periodic sweep: old challenges, expired sessions, old sign-in events
+//! and old audit records are deleted, so that no table grows without bound.
 //!
 //! Every instance may run the sweep at the same time. Each step is a DELETE
 //! whose condition holds for good once it holds (a row only gets older, and
@@ -28,11 +28,18 @@ pub struct Retention {
     pub event_secs: u64,
     /// Each service keeps at most its newest this many sign-in events.
     pub events_per_service: u64,
+    /// Records of the admin audit log older than this are deleted.
+    pub audit_secs: u64,
 }
 
 impl Default for Retention {
     fn default() -> Self {
-        Self { challenge_secs: 24 * 60 * 60, event_secs: 90 * 24 * 60 * 60, events_per_service: 10_000 }
+        Self {
+            challenge_secs: 24 * 60 * 60,
+            event_secs: 90 * 24 * 60 * 60,
+            events_per_service: 10_000,
+            audit_secs: 365 * 24 * 60 * 60,
+        }
     }
 }
 
@@ -46,6 +53,7 @@ pub struct Swept {
     /// Keys that waited for confirmation longer than a challenge is kept
     /// (nobody can confirm them any more), with the accounts they created.
     pub pending_keys: u64,
+    pub audit_events: u64,
 }
 
 /// Deletes what `retention` no longer keeps at `now`.
@@ -53,6 +61,7 @@ pub async fn sweep(db: &Db, now: UnixTime, retention: &Retention) -> Result<Swep
     let now = now.as_secs() as i64;
     let challenge_cutoff = now.saturating_sub(retention.challenge_secs as i64);
     let event_cutoff = now.saturating_sub(retention.event_secs as i64);
+    let audit_cutoff = now.saturating_sub(retention.audit_secs as i64);
     Ok(Swept {
         challenges: in_batches(
             db,
@@ -90,6 +99,12 @@ pub async fn sweep(db: &Db, now: UnixTime, retention: &Retention) -> Result<Swep
             )
             .await?,
         pending_keys: unconfirmed(db, challenge_cutoff).await?,
+        audit_events: in_batches(
+            db,
+            "DELETE FROM audit_event WHERE id IN (SELECT id FROM audit_event WHERE at <= $1 LIMIT $2)",
+            audit_cutoff,
+        )
+        .await?,
     })
 }
 

@@ -26,6 +26,7 @@ use super::{
     store,
 };
 use crate::{
+    audit::{self, Action, Actor, Record},
     cookie,
     error::{Error, LoggedError},
     extract::ClientInfo,
@@ -98,6 +99,19 @@ pub(super) fn render(status: StatusCode, view: &impl Template) -> PageResult {
 
 fn now(state: &AppState) -> i64 {
     state.clock.now().as_secs() as i64
+}
+
+/// Records what `actor` did, right after it was done.
+pub(super) async fn audit(
+    state: &AppState,
+    actor: &Actor,
+    action: Action,
+    target: &str,
+    detail: &str,
+    client: &ClientInfo,
+) -> Result<(), PageError> {
+    audit::record(&state.db.pool, now(state), &Record { actor, action, target, detail, client }).await?;
+    Ok(())
 }
 
 /// Form bodies that do not parse get a plain 400 page, not axum's text.
@@ -204,6 +218,20 @@ struct ServicesView {
     /// Accounts of the built-in admin service: keys that may sign in here.
     authenticators: Vec<AccountItem>,
     sessions: Vec<SessionItem>,
+    /// The newest admin actions; askama escapes every field.
+    audit: Vec<AuditItem>,
+}
+
+/// An audit record as the page shows it: the stored one, with a readable time.
+#[derive(Debug)]
+struct AuditItem {
+    at: String,
+    actor: String,
+    action: String,
+    target: String,
+    detail: String,
+    ip: String,
+    user_agent: String,
 }
 
 /// A live admin session, as the sessions list shows it.
@@ -255,6 +283,19 @@ async fn index(
             expires_at: store::rfc3339(s.expires_at),
         })
         .collect();
+    let audit = audit::list(&state.db, None, audit::DEFAULT_LIMIT)
+        .await?
+        .into_iter()
+        .map(|e| AuditItem {
+            at: store::rfc3339(e.at),
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            detail: e.detail,
+            ip: e.ip,
+            user_agent: e.user_agent,
+        })
+        .collect();
     let view = ServicesView {
         csrf: session.csrf_token().to_owned(),
         done: notice.done(),
@@ -262,6 +303,7 @@ async fn index(
         services,
         authenticators,
         sessions,
+        audit,
     };
     render(StatusCode::OK, &view)
 }
@@ -300,11 +342,14 @@ async fn sign_in(
     }
     if !state.admin_token.matches(body.token.trim()) {
         tracing::info!(ip = %client.ip, "admin sign-in refused");
+        // What was typed is never recorded: it may be the token with a typo.
+        audit(&state, &Actor::Anonymous, Action::AdminSignInRefused, "", "wrong admin token", &client).await?;
         return sign_in_page(&state, &headers, StatusCode::UNAUTHORIZED, Some("That is not the admin token."));
     }
     let credential = Credential::Token(&state.admin_token);
-    let (value, _) = AdminSession::create(&state.db, credential, &client, now(&state)).await?;
+    let (value, session) = AdminSession::create(&state.db, credential, &client, now(&state)).await?;
     tracing::info!(ip = %client.ip, "admin signed in");
+    audit(&state, session.actor(), Action::AdminSignedIn, &session.handle(), "with the admin token", &client).await?;
     let set = AppendHeaders([
         (header::SET_COOKIE, session::set_cookie(&state.settings, SESSION_COOKIE, &value, SESSION_SECS)),
         (header::SET_COOKIE, session::set_cookie(&state.settings, PRE_SESSION_COOKIE, "", 0)),
@@ -320,12 +365,15 @@ struct CsrfForm {
 
 async fn sign_out(
     State(state): State<AppState>,
+    client: ClientInfo,
     headers: HeaderMap,
     body: Result<Form<CsrfForm>, FormRejection>,
 ) -> PageResult {
     let session = form_session(&state, &headers).await?;
     session.check_csrf(&form(body)?.csrf)?;
+    let (actor, handle) = (session.actor().clone(), session.handle());
     session.end(&state.db).await?;
+    audit(&state, &actor, Action::AdminSignedOut, &handle, "", &client).await?;
     let clear = session::set_cookie(&state.settings, SESSION_COOKIE, "", 0);
     Ok(([(header::SET_COOKIE, clear)], Redirect::to("/admin")).into_response())
 }
@@ -342,6 +390,7 @@ struct SessionForm {
 /// to sign in).
 async fn end_session(
     State(state): State<AppState>,
+    client: ClientInfo,
     headers: HeaderMap,
     body: Result<Form<SessionForm>, FormRejection>,
 ) -> PageResult {
@@ -352,6 +401,7 @@ async fn end_session(
         return Err(Error::bad_request("unknown_session", "that session has already ended").into());
     }
     tracing::info!("admin session ended from the sessions list");
+    audit(&state, session.actor(), Action::AdminSessionEnded, &body.handle, "", &client).await?;
     Ok(Redirect::to("/admin?done=session_ended").into_response())
 }
 
@@ -365,6 +415,7 @@ struct CreateForm {
 
 async fn create_service(
     State(state): State<AppState>,
+    client: ClientInfo,
     headers: HeaderMap,
     body: Result<Form<CreateForm>, FormRejection>,
 ) -> PageResult {
@@ -377,6 +428,7 @@ async fn create_service(
     match store::create_service(&state.db, &name, now(&state)).await {
         Ok(service) => {
             tracing::info!(id = %service.id, "service created");
+            audit(&state, session.actor(), Action::ServiceCreated, &service.id, &service.name, &client).await?;
             Ok(Redirect::to("/admin?done=created").into_response())
         }
         Err(Error::ServiceNameTaken) => Ok(Redirect::to("/admin?error=service_exists").into_response()),
@@ -386,6 +438,7 @@ async fn create_service(
 
 async fn delete_service(
     State(state): State<AppState>,
+    client: ClientInfo,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
     body: Result<Form<CsrfForm>, FormRejection>,
@@ -395,6 +448,7 @@ async fn delete_service(
     let id = path(id)?;
     store::delete_service(&state.db, &id).await?;
     tracing::info!(%id, "service deleted");
+    audit(&state, session.actor(), Action::ServiceDeleted, &id, "", &client).await?;
     Ok(Redirect::to("/admin?done=service_deleted").into_response())
 }
 
@@ -412,6 +466,7 @@ pub(super) struct AccountForm {
 /// `?` or `#` need no URL encoding.
 async fn delete_account(
     State(state): State<AppState>,
+    client: ClientInfo,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
     body: Result<Form<AccountForm>, FormRejection>,
@@ -422,6 +477,8 @@ async fn delete_account(
     let id = path(id)?;
     store::delete_account(&state.db, &id, &body.name).await?;
     tracing::info!(service = %id, "account deleted");
+    let detail = format!("service {id}");
+    audit(&state, session.actor(), Action::AccountDeleted, &body.name, &detail, &client).await?;
     Ok(Redirect::to(&format!("/admin/services/{id}?done=account_deleted")).into_response())
 }
 

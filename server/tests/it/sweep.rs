@@ -8,7 +8,8 @@ use crate::support::{each_backend, TestApp, START};
 
 const DAY: u64 = 24 * 60 * 60;
 
-const RETENTION: Retention = Retention { challenge_secs: DAY, event_secs: 7 * DAY, events_per_service: 3 };
+const RETENTION: Retention =
+    Retention { challenge_secs: DAY, event_secs: 7 * DAY, events_per_service: 3, audit_secs: 30 * DAY };
 
 async fn exec(app: &TestApp, sql: &str, binds: &[i64]) {
     let mut query = sqlx::query(sql);
@@ -73,6 +74,17 @@ async fn account(app: &TestApp, service: &str, name: &str, state: &str, created:
     .expect("insert key");
 }
 
+/// An audit record written at `at`.
+async fn audit_event(app: &TestApp, at: u64) {
+    exec(
+        app,
+        "INSERT INTO audit_event (at, actor, action, target, detail, ip, user_agent) \
+         VALUES ($1, 'token', 'service_created', 'x', '', '127.0.0.1', 'ua')",
+        &[at as i64],
+    )
+    .await;
+}
+
 async fn ids(app: &TestApp, sql: &str) -> Vec<String> {
     sqlx::query_scalar(sql).fetch_all(&app.state.db.pool).await.expect("ids")
 }
@@ -125,6 +137,10 @@ async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
             event(&app, &b, START + n).await;
         }
 
+        // Audit records go exactly a retention after they were written.
+        audit_event(&app, now - 30 * DAY).await;
+        audit_event(&app, now - 30 * DAY + 1).await;
+
         app.clock.advance(now - START);
         let db = &app.state.db;
         // The time the server's own sweep task would use.
@@ -140,8 +156,11 @@ async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
             admin_sessions: one.admin_sessions + two.admin_sessions,
             events: one.events + two.events,
             pending_keys: one.pending_keys + two.pending_keys,
+            audit_events: one.audit_events + two.audit_events,
         };
-        assert_eq!(total, Swept { challenges: 2, sessions: 1, admin_sessions: 1, events: 3, pending_keys: 1 });
+        let expected =
+            Swept { challenges: 2, sessions: 1, admin_sessions: 1, events: 3, pending_keys: 1, audit_events: 1 };
+        assert_eq!(total, expected);
         assert_eq!(ids(&app, "SELECT name FROM account ORDER BY name").await, vec!["alice", "fresh"]);
         assert_eq!(app.count("SELECT COUNT(*) FROM account_key").await, 2);
 
@@ -158,6 +177,9 @@ async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
         let start = START as i64;
         assert_eq!(kept_a, vec![start + 2, start + 3, start + 4]);
         assert_eq!(app.count(&format!("SELECT COUNT(*) FROM sign_in_event WHERE service_id = '{b}'")).await, 2);
+        let kept_audit = format!("SELECT COUNT(*) FROM audit_event WHERE at = {}", now - 30 * DAY + 1);
+        assert_eq!(app.count(&kept_audit).await, 1);
+        assert_eq!(app.count("SELECT COUNT(*) FROM audit_event").await, 1);
 
         assert_eq!(sweep(db, at, &RETENTION).await.expect("sweep again"), Swept::default());
     })
