@@ -1,8 +1,9 @@
 //! The audit log: what admins did, by whom, to what, when and from where.
 //!
-//! Each admin action writes one `audit_event` row, in the transaction of the
-//! change where the change is one, right after it otherwise, and the same
-//! record as a structured log line (target `sesame::audit`) for collectors.
+//! Each admin action writes one `audit_event` row in the transaction of the
+//! change (the store function that makes a change takes a [`By`] and records
+//! it there, so a change is never without its record, nor a record without
+//! its change), and the same record as a structured log line (target `sesame::audit`) for collectors.
 //! Nothing secret goes in: the actor is `token` or `authenticator:<name>`,
 //! never the token, and sessions are named by their handle (a hash of the
 //! cookie, which cannot be turned back into it). Only admin actions write
@@ -75,38 +76,51 @@ impl Action {
     }
 }
 
-/// One record, before it is written.
-#[derive(Debug)]
-pub(crate) struct Record<'a> {
+/// Who acts, from where, and when: what every record of one request shares.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct By<'a> {
     pub(crate) actor: &'a Actor,
+    pub(crate) client: &'a ClientInfo,
+    /// Unix seconds.
+    pub(crate) at: i64,
+}
+
+/// What was done, and to what.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Record<'a> {
     pub(crate) action: Action,
     /// A service id, an account name or a session handle; empty when the
     /// action has no object.
     pub(crate) target: &'a str,
     /// A short text for people, e.g. a new service's name.
     pub(crate) detail: &'a str,
-    pub(crate) client: &'a ClientInfo,
 }
 
-/// Writes `record` at `now` through `executor`: the pool, or the
-/// transaction of the change it records.
+impl<'a> Record<'a> {
+    pub(crate) fn new(action: Action, target: &'a str, detail: &'a str) -> Self {
+        Self { action, target, detail }
+    }
+}
+
+/// Writes `record`, done `by`, through `executor`: the transaction of the
+/// change it records, or the pool when the record is the only write.
 pub(crate) async fn record<'e>(
     executor: impl Executor<'e, Database = Any>,
-    now: i64,
-    record: &Record<'_>,
+    by: &By<'_>,
+    record: Record<'_>,
 ) -> Result<()> {
-    let actor = record.actor.to_string();
+    let actor = by.actor.to_string();
     sqlx::query(
         "INSERT INTO audit_event (at, actor, action, target, detail, ip, user_agent) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(now)
+    .bind(by.at)
     .bind(&actor)
     .bind(record.action.as_str())
     .bind(record.target.to_owned())
     .bind(record.detail.to_owned())
-    .bind(record.client.ip.to_string())
-    .bind(record.client.user_agent.clone())
+    .bind(by.client.ip.to_string())
+    .bind(by.client.user_agent.clone())
     .execute(executor)
     .await?;
     tracing::info!(
@@ -115,7 +129,7 @@ pub(crate) async fn record<'e>(
         action = record.action.as_str(),
         target_id = record.target,
         detail = record.detail,
-        ip = %record.client.ip,
+        ip = %by.client.ip,
         "audit"
     );
     Ok(())

@@ -161,14 +161,10 @@ async fn register(
     // Only admin authenticators start pending; their arrival is an admin
     // action, recorded with the registration. Other services pay nothing.
     if key_state == KeyState::Pending {
-        let record = audit::Record {
-            actor: &audit::Actor::Authenticator(account.clone()),
-            action: audit::Action::AuthenticatorAdded,
-            target: &account,
-            detail: &format!("key {key_id}, waiting for confirmation"),
-            client: &client,
-        };
-        audit::record(&mut *tx, now.as_secs() as i64, &record).await?;
+        let actor = audit::Actor::Authenticator(account.clone());
+        let by = audit::By { actor: &actor, client: &client, at: now.as_secs() as i64 };
+        let detail = format!("key {key_id}, waiting for confirmation");
+        audit::record(&mut *tx, &by, audit::Record::new(audit::Action::AuthenticatorAdded, &account, &detail)).await?;
     }
     tx.commit().await?;
     store::publish(&state, id).await;

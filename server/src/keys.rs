@@ -12,6 +12,7 @@ use sesame_proto::{AccountPublicKey, ChallengeId, ConfirmationCode, ServiceId};
 use sqlx::{AnyConnection, Row as _};
 
 use crate::{
+    audit::{self, Action, By, Record},
     db::Db,
     error::{Error, Result},
     extract::ClientInfo,
@@ -212,23 +213,29 @@ pub async fn pending(db: &Db, challenge_id: &ChallengeId) -> Result<Option<Pendi
 
 /// Makes the key that `challenge_id` registered active. One conditional
 /// UPDATE: of two racing confirmations one wins, and a key rejected in the
-/// meantime cannot come back. Returns the key's account.
-pub async fn confirm(db: &Db, challenge_id: &ChallengeId, key_id: &str) -> Result<String> {
+/// meantime cannot come back. The audit record is written `by` in the same
+/// transaction.
+pub(crate) async fn confirm(db: &Db, challenge_id: &ChallengeId, key_id: &str, by: &By<'_>) -> Result<()> {
+    let mut tx = db.pool.begin().await?;
     let account: Option<String> = sqlx::query_scalar(
         "UPDATE account_key SET state = 'active', challenge_id = NULL \
          WHERE challenge_id = $1 AND id = $2 AND state = 'pending' RETURNING account",
     )
     .bind(challenge_id.to_string())
     .bind(key_id.to_owned())
-    .fetch_optional(&db.pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    account.ok_or(Error::NothingToConfirm)
+    let account = account.ok_or(Error::NothingToConfirm)?;
+    let detail = format!("key {key_id}");
+    audit::record(&mut *tx, by, Record::new(Action::AuthenticatorConfirmed, &account, &detail)).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Removes the key that `challenge_id` registered, and its account when the
 /// registration created it (no other key remains), so that the name is free
-/// again. Returns the key's account.
-pub async fn reject(db: &Db, challenge_id: &ChallengeId) -> Result<String> {
+/// again. The audit record is written `by` in the same transaction.
+pub(crate) async fn reject(db: &Db, challenge_id: &ChallengeId, by: &By<'_>) -> Result<()> {
     let mut tx = db.pool.begin().await?;
     let removed = sqlx::query(
         "DELETE FROM account_key WHERE challenge_id = $1 AND state = 'pending' RETURNING service_id, account",
@@ -249,6 +256,7 @@ pub async fn reject(db: &Db, challenge_id: &ChallengeId) -> Result<String> {
     .bind(&account)
     .execute(&mut *tx)
     .await?;
+    audit::record(&mut *tx, by, Record::new(Action::AuthenticatorRefused, &account, "")).await?;
     tx.commit().await?;
-    Ok(account)
+    Ok(())
 }

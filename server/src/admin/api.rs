@@ -16,7 +16,7 @@ use tracing::instrument;
 
 use super::store;
 use crate::{
-    audit::{self, Action, Actor, Record},
+    audit::{self, Actor, By},
     error::{Error, Result},
     extract::{ApiJson, ClientInfo},
     AppState,
@@ -98,10 +98,9 @@ fn path<T>(extracted: Result<Path<T>, PathRejection>) -> Result<T> {
     extracted.map(|Path(value)| value).map_err(|_| Error::bad_request("invalid_path", "the URL path is malformed"))
 }
 
-/// Records what the bearer of the admin token did, right after it was done.
-async fn audit(state: &AppState, action: Action, target: &str, detail: &str, client: &ClientInfo) -> Result<()> {
-    let record = Record { actor: &Actor::Token, action, target, detail, client };
-    audit::record(&state.db.pool, state.clock.now().as_secs() as i64, &record).await
+/// Who the audit log names for a call: the bearer of the admin token.
+fn by<'a>(state: &AppState, client: &'a ClientInfo) -> By<'a> {
+    By { actor: &Actor::Token, client, at: state.clock.now().as_secs() as i64 }
 }
 
 async fn create_service(
@@ -111,9 +110,8 @@ async fn create_service(
     ApiJson(body): ApiJson<CreateService>,
 ) -> Result<(StatusCode, Json<ServiceJson>)> {
     let name = ServiceName::parse(&body.name)?;
-    let service = store::create_service(&state.db, &name, state.clock.now().as_secs() as i64).await?;
+    let service = store::create_service(&state.db, &name, &by(&state, &client)).await?;
     tracing::info!(id = %service.id, "service created");
-    audit(&state, Action::ServiceCreated, &service.id, &service.name, &client).await?;
     Ok((StatusCode::CREATED, Json(service_json(&state, service))))
 }
 
@@ -129,9 +127,8 @@ async fn delete_service(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode> {
     let id = path(id)?;
-    store::delete_service(&state.db, &id).await?;
+    store::delete_service(&state.db, &id, &by(&state, &client)).await?;
     tracing::info!(%id, "service deleted");
-    audit(&state, Action::ServiceDeleted, &id, "", &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -160,9 +157,8 @@ async fn delete_account(
     ids: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode> {
     let (id, name) = path(ids)?;
-    store::delete_account(&state.db, &id, &name).await?;
+    store::delete_account(&state.db, &id, &name, &by(&state, &client)).await?;
     tracing::info!(service = %id, "account deleted");
-    audit(&state, Action::AccountDeleted, &name, &format!("service {id}"), &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -26,7 +26,7 @@ use super::{
     store,
 };
 use crate::{
-    audit::{self, Action, Actor, Record},
+    audit::{self, Action, Actor, By, Record},
     cookie,
     error::{Error, LoggedError},
     extract::ClientInfo,
@@ -101,17 +101,9 @@ fn now(state: &AppState) -> i64 {
     state.clock.now().as_secs() as i64
 }
 
-/// Records what `actor` did, right after it was done.
-pub(super) async fn audit(
-    state: &AppState,
-    actor: &Actor,
-    action: Action,
-    target: &str,
-    detail: &str,
-    client: &ClientInfo,
-) -> Result<(), PageError> {
-    audit::record(&state.db.pool, now(state), &Record { actor, action, target, detail, client }).await?;
-    Ok(())
+/// Who the audit log names for a request: `actor`, from `client`, now.
+pub(super) fn by<'a>(state: &AppState, actor: &'a Actor, client: &'a ClientInfo) -> By<'a> {
+    By { actor, client, at: now(state) }
 }
 
 /// Form bodies that do not parse get a plain 400 page, not axum's text.
@@ -343,13 +335,18 @@ async fn sign_in(
     if !state.admin_token.matches(body.token.trim()) {
         tracing::info!(ip = %client.ip, "admin sign-in refused");
         // What was typed is never recorded: it may be the token with a typo.
-        audit(&state, &Actor::Anonymous, Action::AdminSignInRefused, "", "wrong admin token", &client).await?;
+        let record = Record::new(Action::AdminSignInRefused, "", "wrong admin token");
+        audit::record(&state.db.pool, &by(&state, &Actor::Anonymous, &client), record).await?;
         return sign_in_page(&state, &headers, StatusCode::UNAUTHORIZED, Some("That is not the admin token."));
     }
     let credential = Credential::Token(&state.admin_token);
     let (value, session) = AdminSession::create(&state.db, credential, &client, now(&state)).await?;
     tracing::info!(ip = %client.ip, "admin signed in");
-    audit(&state, session.actor(), Action::AdminSignedIn, &session.handle(), "with the admin token", &client).await?;
+    // After the session exists, which its creation checks; a crash in
+    // between loses this record, never invents one.
+    let handle = session.handle();
+    let record = Record::new(Action::AdminSignedIn, &handle, "with the admin token");
+    audit::record(&state.db.pool, &by(&state, session.actor(), &client), record).await?;
     let set = AppendHeaders([
         (header::SET_COOKIE, session::set_cookie(&state.settings, SESSION_COOKIE, &value, SESSION_SECS)),
         (header::SET_COOKIE, session::set_cookie(&state.settings, PRE_SESSION_COOKIE, "", 0)),
@@ -371,9 +368,8 @@ async fn sign_out(
 ) -> PageResult {
     let session = form_session(&state, &headers).await?;
     session.check_csrf(&form(body)?.csrf)?;
-    let (actor, handle) = (session.actor().clone(), session.handle());
-    session.end(&state.db).await?;
-    audit(&state, &actor, Action::AdminSignedOut, &handle, "", &client).await?;
+    let actor = session.actor().clone();
+    session.end(&state.db, &by(&state, &actor, &client)).await?;
     let clear = session::set_cookie(&state.settings, SESSION_COOKIE, "", 0);
     Ok(([(header::SET_COOKIE, clear)], Redirect::to("/admin")).into_response())
 }
@@ -397,11 +393,10 @@ async fn end_session(
     let session = form_session(&state, &headers).await?;
     let body = form(body)?;
     session.check_csrf(&body.csrf)?;
-    if !AdminSession::end_by_handle(&state.db, &body.handle).await? {
+    if !AdminSession::end_by_handle(&state.db, &body.handle, &by(&state, session.actor(), &client)).await? {
         return Err(Error::bad_request("unknown_session", "that session has already ended").into());
     }
     tracing::info!("admin session ended from the sessions list");
-    audit(&state, session.actor(), Action::AdminSessionEnded, &body.handle, "", &client).await?;
     Ok(Redirect::to("/admin?done=session_ended").into_response())
 }
 
@@ -425,10 +420,9 @@ async fn create_service(
     let Ok(name) = ServiceName::parse(&body.name) else {
         return Ok(Redirect::to("/admin?error=invalid_service_name").into_response());
     };
-    match store::create_service(&state.db, &name, now(&state)).await {
+    match store::create_service(&state.db, &name, &by(&state, session.actor(), &client)).await {
         Ok(service) => {
             tracing::info!(id = %service.id, "service created");
-            audit(&state, session.actor(), Action::ServiceCreated, &service.id, &service.name, &client).await?;
             Ok(Redirect::to("/admin?done=created").into_response())
         }
         Err(Error::ServiceNameTaken) => Ok(Redirect::to("/admin?error=service_exists").into_response()),
@@ -446,9 +440,8 @@ async fn delete_service(
     let session = form_session(&state, &headers).await?;
     session.check_csrf(&form(body)?.csrf)?;
     let id = path(id)?;
-    store::delete_service(&state.db, &id).await?;
+    store::delete_service(&state.db, &id, &by(&state, session.actor(), &client)).await?;
     tracing::info!(%id, "service deleted");
-    audit(&state, session.actor(), Action::ServiceDeleted, &id, "", &client).await?;
     Ok(Redirect::to("/admin?done=service_deleted").into_response())
 }
 
@@ -475,10 +468,8 @@ async fn delete_account(
     let body = form(body)?;
     session.check_csrf(&body.csrf)?;
     let id = path(id)?;
-    store::delete_account(&state.db, &id, &body.name).await?;
+    store::delete_account(&state.db, &id, &body.name, &by(&state, session.actor(), &client)).await?;
     tracing::info!(service = %id, "account deleted");
-    let detail = format!("service {id}");
-    audit(&state, session.actor(), Action::AccountDeleted, &body.name, &detail, &client).await?;
     Ok(Redirect::to(&format!("/admin/services/{id}?done=account_deleted")).into_response())
 }
 

@@ -36,12 +36,12 @@ use serde::Deserialize;
 use sesame_proto::{wire::Status, BaseToken, FreshnessSecret};
 
 use super::{
-    pages::{audit, form, form_session, path, render, sign_in_page, AccountForm, PageError, PageResult},
+    pages::{by, form, form_session, path, render, sign_in_page, AccountForm, PageError, PageResult},
     session::{self, AdminSession, Credential, PRE_SESSION_COOKIE, SESSION_COOKIE, SESSION_SECS},
     store,
 };
 use crate::{
-    audit::Action,
+    audit::{self, Action, Record},
     challenge::{self, store::ChallengeRow},
     cookie,
     error::{Error, Result},
@@ -178,7 +178,10 @@ async fn continue_sign_in(
                 AdminSession::create(&state.db, Credential::Key(key_id), &client, now(&state)).await?;
             tracing::info!(challenge = %row.id, "admin signed in with an authenticator");
             let (actor, handle) = (session.actor(), session.handle());
-            audit(&state, actor, Action::AdminSignedIn, &handle, "with an authenticator", &client).await?;
+            // After the session exists, which its creation checks; a crash
+            // in between loses this record, never invents one.
+            let record = Record::new(Action::AdminSignedIn, &handle, "with an authenticator");
+            audit::record(&state.db.pool, &by(&state, actor, &client), record).await?;
             let set = AppendHeaders([
                 (header::SET_COOKIE, session::set_cookie(&state.settings, SESSION_COOKIE, &value, SESSION_SECS)),
                 (header::SET_COOKIE, session::set_cookie(&state.settings, PRE_SESSION_COOKIE, "", 0)),
@@ -287,10 +290,8 @@ async fn confirm_key(
     let body = form(body)?;
     session.check_csrf(&body.csrf)?;
     let row = admin_challenge(&state, &headers, &path(cid)?).await?;
-    let account = keys::confirm(&state.db, &row.id, &body.key_id).await?;
+    keys::confirm(&state.db, &row.id, &body.key_id, &by(&state, session.actor(), &client)).await?;
     tracing::info!(challenge = %row.id, "admin authenticator confirmed");
-    let detail = format!("key {}", body.key_id);
-    audit(&state, session.actor(), Action::AuthenticatorConfirmed, &account, &detail, &client).await?;
     Ok(Redirect::to("/admin?done=authenticator_added").into_response())
 }
 
@@ -306,9 +307,8 @@ async fn reject_key(
     let session = form_session(&state, &headers).await?;
     session.check_csrf(&form(body)?.csrf)?;
     let row = admin_challenge(&state, &headers, &path(cid)?).await?;
-    let account = keys::reject(&state.db, &row.id).await?;
+    keys::reject(&state.db, &row.id, &by(&state, session.actor(), &client)).await?;
     tracing::warn!(challenge = %row.id, "admin authenticator refused at confirmation");
-    audit(&state, session.actor(), Action::AuthenticatorRefused, &account, "", &client).await?;
     Ok(Redirect::to("/admin?done=authenticator_rejected").into_response())
 }
 
@@ -321,8 +321,7 @@ async fn delete_authenticator(
     let session = form_session(&state, &headers).await?;
     let body = form(body)?;
     session.check_csrf(&body.csrf)?;
-    store::delete_admin_account(&state.db, &body.name, now(&state)).await?;
+    store::delete_admin_account(&state.db, &body.name, &by(&state, session.actor(), &client)).await?;
     tracing::info!("admin authenticator removed");
-    audit(&state, session.actor(), Action::AuthenticatorRemoved, &body.name, "", &client).await?;
     Ok(Redirect::to("/admin?done=authenticator_removed"))
 }

@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use sqlx::Row as _;
 
 use crate::{
-    audit::Actor,
+    audit::{self, Action, Actor, By, Record},
     cookie::{self, SameSite},
     db::Db,
     error::{Error, Result},
@@ -175,14 +175,20 @@ impl AdminSession {
             .collect()
     }
 
-    /// Ends the session whose handle the sessions list showed. Returns
-    /// whether there was one.
-    pub(crate) async fn end_by_handle(db: &Db, handle: &str) -> Result<bool> {
+    /// Ends the session whose handle the sessions list showed, and records
+    /// it `by` in the same transaction. Returns whether there was one.
+    pub(crate) async fn end_by_handle(db: &Db, handle: &str, by: &By<'_>) -> Result<bool> {
         let Ok(id_hash) = hex::decode(handle) else {
             return Ok(false);
         };
-        let done = sqlx::query("DELETE FROM admin_session WHERE id_hash = $1").bind(id_hash).execute(&db.pool).await?;
-        Ok(done.rows_affected() > 0)
+        let mut tx = db.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM admin_session WHERE id_hash = $1").bind(id_hash).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        audit::record(&mut *tx, by, Record::new(Action::AdminSessionEnded, handle, "")).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// This session's handle, as [`SessionInfo::handle`] gives it.
@@ -208,9 +214,13 @@ impl AdminSession {
         }
     }
 
-    /// Ends the session on the server, so a copied cookie dies with it.
-    pub(crate) async fn end(self, db: &Db) -> Result<()> {
-        sqlx::query("DELETE FROM admin_session WHERE id_hash = $1").bind(&self.id_hash).execute(&db.pool).await?;
+    /// Ends the session on the server, so a copied cookie dies with it, and
+    /// records the sign-out `by` in the same transaction.
+    pub(crate) async fn end(self, db: &Db, by: &By<'_>) -> Result<()> {
+        let mut tx = db.pool.begin().await?;
+        sqlx::query("DELETE FROM admin_session WHERE id_hash = $1").bind(&self.id_hash).execute(&mut *tx).await?;
+        audit::record(&mut *tx, by, Record::new(Action::AdminSignedOut, &self.handle(), "")).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

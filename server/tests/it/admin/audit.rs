@@ -68,6 +68,19 @@ async fn each_api_action_writes_one_record_with_the_token_as_actor() {
 }
 
 #[tokio::test]
+async fn a_change_whose_record_cannot_be_written_is_not_made() {
+    support::each_backend(|app| async move {
+        let h = Harness::over(app);
+        sqlx::query("DROP TABLE audit_event").execute(&h.state.db.pool).await.expect("drop the audit table");
+        let reply = h.api(Method::POST, "/admin/api/services", Some(json!({"name": "Mail"}))).await;
+        assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", reply.text);
+        assert_eq!(reply.error_code(), "internal");
+        assert_eq!(h.count("SELECT COUNT(*) FROM service WHERE NOT builtin").await, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn each_page_action_writes_one_record_with_the_session_as_actor() {
     support::each_backend(|app| async move {
         let h = Harness::over(app);
