@@ -3,9 +3,12 @@
 //! Each admin action writes one `audit_event` row in the transaction of the
 //! change (the store function that makes a change takes a [`By`] and records
 //! it there, so a change is never without its record, nor a record without
-//! its change), and the same record as a structured log line (target `sesame::audit`) for collectors.
-//! Nothing secret goes in: the actor is `token` or `authenticator:<name>`,
-//! never the token, and sessions are named by their handle (a hash of the
+//! its change), and the same record as a structured log line for
+//! collectors. The sign-ins are the exception: they are recorded just after
+//! the session is stored.
+//!
+//! Nothing secret goes in: the actor is `token`, `authenticator:<name>` or
+//! `anonymous`, never the token, and sessions are named by their handle (a hash of the
 //! cookie, which cannot be turned back into it). Only admin actions write
 //! here, so sign-ins at services cost nothing extra.
 
@@ -124,7 +127,6 @@ pub(crate) async fn record<'e>(
     .execute(executor)
     .await?;
     tracing::info!(
-        target: "sesame::audit",
         %actor,
         action = record.action.as_str(),
         target_id = record.target,

@@ -3,5 +3,6 @@
 mod authenticator;
 mod browser;
 mod logs;
+mod operations;
 mod scale;
 mod sweep;
