@@ -14,6 +14,7 @@ use sesame_proto::{
 };
 
 use crate::{
+    audit,
     challenge::store::{self, ChallengeRow, Final},
     error::{Error, Result},
     extract::{ApiJson, ClientInfo},
@@ -157,6 +158,14 @@ async fn register(
             return Err(e);
         }
     };
+    // Only admin authenticators start pending; their arrival is an admin
+    // action, recorded with the registration. Other services pay nothing.
+    if key_state == KeyState::Pending {
+        let actor = audit::Actor::Authenticator(account.clone());
+        let by = audit::By { actor: &actor, client: &client, at: now.as_secs() as i64 };
+        let detail = format!("key {key_id}, waiting for confirmation");
+        audit::record(&mut *tx, &by, audit::Record::new(audit::Action::AuthenticatorAdded, &account, &detail)).await?;
+    }
     tx.commit().await?;
     store::publish(&state, id).await;
     Ok(Json(Outcome {

@@ -107,6 +107,10 @@ pub struct Config {
     #[arg(long, env = "SESAME_EVENTS_PER_SERVICE", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub events_per_service: u64,
 
+    /// Days a record of the admin audit log is kept.
+    #[arg(long, env = "SESAME_AUDIT_RETENTION_DAYS", default_value_t = 365)]
+    pub audit_retention_days: u64,
+
     /// Log format on stderr: text for people (coloured only on a
     /// terminal), json for log collectors (one object per line).
     #[arg(long, env = "SESAME_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

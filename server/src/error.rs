@@ -82,6 +82,9 @@ pub enum Error {
 
     #[error("the server is temporarily unable to deliver results; try again shortly")]
     Unavailable,
+    /// `/readyz`: these dependencies did not answer.
+    #[error("not ready: {} did not answer", .0.join(" and "))]
+    NotReady(Vec<&'static str>),
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("internal error")]
@@ -127,6 +130,7 @@ impl Error {
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             Self::Database(sqlx::Error::PoolTimedOut) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Database(_) | Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -156,6 +160,15 @@ impl Error {
 #[derive(Debug, Clone)]
 pub struct LoggedError(pub std::sync::Arc<String>);
 
+/// The body of `not_ready`: the usual two fields, and the dependencies that
+/// did not answer.
+#[derive(Debug, serde::Serialize)]
+struct NotReadyBody {
+    error: String,
+    message: String,
+    down: Vec<&'static str>,
+}
+
 /// The stable code of an error response, for pages that show it.
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorCode(pub &'static str);
@@ -167,7 +180,13 @@ impl IntoResponse for Error {
             Self::Database(sqlx::Error::PoolTimedOut) => Error::Unavailable.to_string(),
             _ => self.to_string(),
         };
-        let mut response = (status, Json(ErrorBody { error: code.to_owned(), message })).into_response();
+        let error = code.to_owned();
+        let mut response = match &self {
+            // The one error body with a third field: what is down, for
+            // dashboards that want more than the sentence.
+            Self::NotReady(down) => (status, Json(NotReadyBody { error, message, down: down.clone() })).into_response(),
+            _ => (status, Json(ErrorBody { error, message })).into_response(),
+        };
         response.extensions_mut().insert(ErrorCode(code));
         if let Some(secs) = self.retry_after() {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));

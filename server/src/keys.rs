@@ -12,6 +12,7 @@ use sesame_proto::{AccountPublicKey, ChallengeId, ConfirmationCode, ServiceId};
 use sqlx::{AnyConnection, Row as _};
 
 use crate::{
+    audit::{self, Action, By, Record},
     db::Db,
     error::{Error, Result},
     extract::ClientInfo,
@@ -212,27 +213,29 @@ pub async fn pending(db: &Db, challenge_id: &ChallengeId) -> Result<Option<Pendi
 
 /// Makes the key that `challenge_id` registered active. One conditional
 /// UPDATE: of two racing confirmations one wins, and a key rejected in the
-/// meantime cannot come back.
-pub async fn confirm(db: &Db, challenge_id: &ChallengeId, key_id: &str) -> Result<()> {
-    let done = sqlx::query(
+/// meantime cannot come back. The audit record is written `by` in the same
+/// transaction.
+pub(crate) async fn confirm(db: &Db, challenge_id: &ChallengeId, key_id: &str, by: &By<'_>) -> Result<()> {
+    let mut tx = db.pool.begin().await?;
+    let account: Option<String> = sqlx::query_scalar(
         "UPDATE account_key SET state = 'active', challenge_id = NULL \
-         WHERE challenge_id = $1 AND id = $2 AND state = 'pending'",
+         WHERE challenge_id = $1 AND id = $2 AND state = 'pending' RETURNING account",
     )
     .bind(challenge_id.to_string())
     .bind(key_id.to_owned())
-    .execute(&db.pool)
-    .await?
-    .rows_affected();
-    if done == 0 {
-        return Err(Error::NothingToConfirm);
-    }
+    .fetch_optional(&mut *tx)
+    .await?;
+    let account = account.ok_or(Error::NothingToConfirm)?;
+    let detail = format!("key {key_id}");
+    audit::record(&mut *tx, by, Record::new(Action::AuthenticatorConfirmed, &account, &detail)).await?;
+    tx.commit().await?;
     Ok(())
 }
 
 /// Removes the key that `challenge_id` registered, and its account when the
 /// registration created it (no other key remains), so that the name is free
-/// again.
-pub async fn reject(db: &Db, challenge_id: &ChallengeId) -> Result<()> {
+/// again. The audit record is written `by` in the same transaction.
+pub(crate) async fn reject(db: &Db, challenge_id: &ChallengeId, by: &By<'_>) -> Result<()> {
     let mut tx = db.pool.begin().await?;
     let removed = sqlx::query(
         "DELETE FROM account_key WHERE challenge_id = $1 AND state = 'pending' RETURNING service_id, account",
@@ -250,9 +253,10 @@ pub async fn reject(db: &Db, challenge_id: &ChallengeId) -> Result<()> {
          AND NOT EXISTS (SELECT 1 FROM account_key k WHERE k.service_id = $1 AND k.account = $2)",
     )
     .bind(service_id)
-    .bind(account)
+    .bind(&account)
     .execute(&mut *tx)
     .await?;
+    audit::record(&mut *tx, by, Record::new(Action::AuthenticatorRefused, &account, "")).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -311,16 +315,21 @@ pub async fn list(db: &Db, service_id: &str, account: &str) -> Result<Vec<KeyInf
 /// Removes one key of an account. The sessions it opened go with it (`ON
 /// DELETE CASCADE`), in the same statement. Removing the last key leaves the
 /// account, which can no longer sign in until it gets a key again.
-pub async fn remove(db: &Db, service_id: &str, account: &str, key_id: &str) -> Result<()> {
+pub(crate) async fn remove(db: &Db, service_id: &str, account: &str, key_id: &str, by: &By<'_>) -> Result<()> {
+    let mut tx = db.pool.begin().await?;
     let done = sqlx::query("DELETE FROM account_key WHERE service_id = $1 AND account = $2 AND id = $3")
         .bind(service_id.to_owned())
         .bind(account.to_owned())
         .bind(key_id.to_owned())
-        .execute(&db.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
     if done == 0 {
+        tx.rollback().await?;
         return Err(Error::UnknownKey);
     }
+    let detail = format!("service {service_id}, key {key_id}");
+    audit::record(&mut *tx, by, Record::new(Action::KeyRemoved, account, &detail)).await?;
+    tx.commit().await?;
     Ok(())
 }

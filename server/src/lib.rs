@@ -4,6 +4,7 @@
 //! [`Config`] into a listening server. Tests call [`app`] directly.
 
 pub mod admin;
+pub mod audit;
 pub mod authenticator;
 pub mod bus;
 pub mod challenge;
@@ -13,6 +14,7 @@ pub mod cookie;
 pub mod db;
 pub mod error;
 pub mod extract;
+mod health;
 pub mod keys;
 pub mod limit;
 pub mod middleware;
@@ -27,7 +29,6 @@ use anyhow::Context as _;
 use axum::{
     extract::DefaultBodyLimit,
     http::{header, HeaderValue, Request, Response},
-    routing::get,
     Router,
 };
 use sesame_proto::Origin;
@@ -58,7 +59,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// The whole HTTP surface.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .merge(health::router())
         .merge(pages::router())
         .merge(challenge::router())
         .merge(authenticator::router())
@@ -181,6 +182,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             challenge_secs: config.challenge_retention,
             event_secs: config.event_retention_days.saturating_mul(24 * 60 * 60),
             events_per_service: config.events_per_service,
+            audit_secs: config.audit_retention_days.saturating_mul(24 * 60 * 60),
         };
         tokio::spawn(sweep::every(state.clone(), Duration::from_secs(config.sweep_interval), retention));
     }

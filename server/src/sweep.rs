@@ -1,5 +1,5 @@
-//! The periodic sweep: old challenges, expired sessions and old sign-in
-//! events are deleted, so that no table grows without bound.
+//! The periodic sweep: old challenges, expired sessions, old sign-in events
+//! and old audit records are deleted, so that no table grows without bound.
 //!
 //! Every instance may run the sweep at the same time. Each step is a DELETE
 //! whose condition holds for good once it holds (a row only gets older, and
@@ -28,11 +28,18 @@ pub struct Retention {
     pub event_secs: u64,
     /// Each service keeps at most its newest this many sign-in events.
     pub events_per_service: u64,
+    /// Records of the admin audit log older than this are deleted.
+    pub audit_secs: u64,
 }
 
 impl Default for Retention {
     fn default() -> Self {
-        Self { challenge_secs: 24 * 60 * 60, event_secs: 90 * 24 * 60 * 60, events_per_service: 10_000 }
+        Self {
+            challenge_secs: 24 * 60 * 60,
+            event_secs: 90 * 24 * 60 * 60,
+            events_per_service: 10_000,
+            audit_secs: 365 * 24 * 60 * 60,
+        }
     }
 }
 
@@ -48,6 +55,7 @@ pub struct Swept {
     pub unconfirmed_accounts: u64,
     /// Other keys that waited that long.
     pub unconfirmed_keys: u64,
+    pub audit_events: u64,
 }
 
 /// Deletes what `retention` no longer keeps at `now`.
@@ -55,6 +63,7 @@ pub async fn sweep(db: &Db, now: UnixTime, retention: &Retention) -> Result<Swep
     let now = now.as_secs() as i64;
     let challenge_cutoff = now.saturating_sub(retention.challenge_secs as i64);
     let event_cutoff = now.saturating_sub(retention.event_secs as i64);
+    let audit_cutoff = now.saturating_sub(retention.audit_secs as i64);
     let (unconfirmed_accounts, unconfirmed_keys) = unconfirmed(db, challenge_cutoff).await?;
     Ok(Swept {
         unconfirmed_accounts,
@@ -94,6 +103,12 @@ pub async fn sweep(db: &Db, now: UnixTime, retention: &Retention) -> Result<Swep
                 retention.events_per_service as i64,
             )
             .await?,
+        audit_events: in_batches(
+            db,
+            "DELETE FROM audit_event WHERE id IN (SELECT id FROM audit_event WHERE at <= $1 LIMIT $2)",
+            audit_cutoff,
+        )
+        .await?,
     })
 }
 

@@ -2,7 +2,10 @@
 //! JSON in and out, errors as `{"error", "message"}`.
 
 use axum::{
-    extract::{rejection::PathRejection, FromRequestParts, Path, State},
+    extract::{
+        rejection::{PathRejection, QueryRejection},
+        FromRequestParts, Path, Query, State,
+    },
     http::{header, request::Parts, StatusCode},
     routing::{delete, get},
     Json, Router,
@@ -13,6 +16,7 @@ use tracing::instrument;
 
 use super::store;
 use crate::{
+    audit::{self, Actor, By},
     error::{Error, Result},
     extract::{ApiJson, ClientInfo},
     keys, AppState,
@@ -27,6 +31,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/admin/api/services/{id}/accounts/{name}/keys", get(list_keys))
         .route("/admin/api/services/{id}/accounts/{name}/keys/{key_id}", delete(delete_key))
         .route("/admin/api/services/{id}/events", get(list_events))
+        .route("/admin/api/audit", get(list_audit))
 }
 
 /// Proof that the request carried the admin bearer token.
@@ -107,13 +112,19 @@ fn path<T>(extracted: Result<Path<T>, PathRejection>) -> Result<T> {
     extracted.map(|Path(value)| value).map_err(|_| Error::bad_request("invalid_path", "the URL path is malformed"))
 }
 
+/// Who the audit log names for a call: the bearer of the admin token.
+fn by<'a>(state: &AppState, client: &'a ClientInfo) -> By<'a> {
+    By { actor: &Actor::Token, client, at: state.clock.now().as_secs() as i64 }
+}
+
 async fn create_service(
     _: AdminAuth,
     State(state): State<AppState>,
+    client: ClientInfo,
     ApiJson(body): ApiJson<CreateService>,
 ) -> Result<(StatusCode, Json<ServiceJson>)> {
     let name = ServiceName::parse(&body.name)?;
-    let service = store::create_service(&state.db, &name, state.clock.now().as_secs() as i64).await?;
+    let service = store::create_service(&state.db, &name, &by(&state, &client)).await?;
     tracing::info!(id = %service.id, "service created");
     Ok((StatusCode::CREATED, Json(service_json(&state, service))))
 }
@@ -126,10 +137,11 @@ async fn list_services(_: AdminAuth, State(state): State<AppState>) -> Result<Js
 async fn delete_service(
     _: AdminAuth,
     State(state): State<AppState>,
+    client: ClientInfo,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode> {
     let id = path(id)?;
-    store::delete_service(&state.db, &id).await?;
+    store::delete_service(&state.db, &id, &by(&state, &client)).await?;
     tracing::info!(%id, "service deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -155,10 +167,11 @@ async fn list_accounts(
 async fn delete_account(
     _: AdminAuth,
     State(state): State<AppState>,
+    client: ClientInfo,
     ids: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode> {
     let (id, name) = path(ids)?;
-    store::delete_account(&state.db, &id, &name).await?;
+    store::delete_account(&state.db, &id, &name, &by(&state, &client)).await?;
     tracing::info!(service = %id, "account deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -193,11 +206,12 @@ async fn list_keys(
 async fn delete_key(
     _: AdminAuth,
     State(state): State<AppState>,
+    client: ClientInfo,
     ids: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<StatusCode> {
     let (id, name, key_id) = path(ids)?;
     let service = store::service(&state.db, &id).await?;
-    keys::remove(&state.db, &service.id, &name, &key_id).await?;
+    keys::remove(&state.db, &service.id, &name, &key_id, &by(&state, &client)).await?;
     tracing::info!(service = %service.id, key = %key_id, "account key removed");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -217,6 +231,52 @@ async fn list_events(
                 ip: e.ip,
                 user_agent: e.user_agent,
                 at: store::rfc3339(e.at),
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct AuditJson {
+    id: i64,
+    at: String,
+    actor: String,
+    action: String,
+    target: String,
+    detail: String,
+    ip: String,
+    user_agent: String,
+}
+
+/// The audit log, newest first; `before` (an id from the previous page)
+/// pages back.
+async fn list_audit(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<Vec<AuditJson>>> {
+    let Query(query) = query.map_err(|_| {
+        Error::bad_request("invalid_query", "before and limit must be whole numbers, e.g. ?before=120&limit=50")
+    })?;
+    let events = audit::list(&state.db, query.before, query.limit.unwrap_or(audit::DEFAULT_LIMIT)).await?;
+    Ok(Json(
+        events
+            .into_iter()
+            .map(|e| AuditJson {
+                id: e.id,
+                at: store::rfc3339(e.at),
+                actor: e.actor,
+                action: e.action,
+                target: e.target,
+                detail: e.detail,
+                ip: e.ip,
+                user_agent: e.user_agent,
             })
             .collect(),
     ))

@@ -26,6 +26,7 @@ use super::{
     store,
 };
 use crate::{
+    audit::{self, Action, Actor, By, Record},
     cookie,
     error::{Error, LoggedError},
     extract::ClientInfo,
@@ -98,6 +99,11 @@ pub(super) fn render(status: StatusCode, view: &impl Template) -> PageResult {
 
 fn now(state: &AppState) -> i64 {
     state.clock.now().as_secs() as i64
+}
+
+/// Who the audit log names for a request: `actor`, from `client`, now.
+pub(super) fn by<'a>(state: &AppState, actor: &'a Actor, client: &'a ClientInfo) -> By<'a> {
+    By { actor, client, at: now(state) }
 }
 
 /// Form bodies that do not parse get a plain 400 page, not axum's text.
@@ -204,6 +210,20 @@ struct ServicesView {
     /// Accounts of the built-in admin service: keys that may sign in here.
     authenticators: Vec<AccountItem>,
     sessions: Vec<SessionItem>,
+    /// The newest admin actions; askama escapes every field.
+    audit: Vec<AuditItem>,
+}
+
+/// An audit record as the page shows it: the stored one, with a readable time.
+#[derive(Debug)]
+struct AuditItem {
+    at: String,
+    actor: String,
+    action: String,
+    target: String,
+    detail: String,
+    ip: String,
+    user_agent: String,
 }
 
 /// A live admin session, as the sessions list shows it.
@@ -255,6 +275,19 @@ async fn index(
             expires_at: store::rfc3339(s.expires_at),
         })
         .collect();
+    let audit = audit::list(&state.db, None, audit::DEFAULT_LIMIT)
+        .await?
+        .into_iter()
+        .map(|e| AuditItem {
+            at: store::rfc3339(e.at),
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            detail: e.detail,
+            ip: e.ip,
+            user_agent: e.user_agent,
+        })
+        .collect();
     let view = ServicesView {
         csrf: session.csrf_token().to_owned(),
         done: notice.done(),
@@ -262,6 +295,7 @@ async fn index(
         services,
         authenticators,
         sessions,
+        audit,
     };
     render(StatusCode::OK, &view)
 }
@@ -300,11 +334,19 @@ async fn sign_in(
     }
     if !state.admin_token.matches(body.token.trim()) {
         tracing::info!(ip = %client.ip, "admin sign-in refused");
+        // What was typed is never recorded: it may be the token with a typo.
+        let record = Record::new(Action::AdminSignInRefused, "", "wrong admin token");
+        audit::record(&state.db.pool, &by(&state, &Actor::Anonymous, &client), record).await?;
         return sign_in_page(&state, &headers, StatusCode::UNAUTHORIZED, Some("That is not the admin token."));
     }
     let credential = Credential::Token(&state.admin_token);
-    let (value, _) = AdminSession::create(&state.db, credential, &client, now(&state)).await?;
+    let (value, session) = AdminSession::create(&state.db, credential, &client, now(&state)).await?;
     tracing::info!(ip = %client.ip, "admin signed in");
+    // After the session exists, which its creation checks; a crash in
+    // between loses this record, never invents one.
+    let handle = session.handle();
+    let record = Record::new(Action::AdminSignedIn, &handle, "with the admin token");
+    audit::record(&state.db.pool, &by(&state, session.actor(), &client), record).await?;
     let set = AppendHeaders([
         (header::SET_COOKIE, session::set_cookie(&state.settings, SESSION_COOKIE, &value, SESSION_SECS)),
         (header::SET_COOKIE, session::set_cookie(&state.settings, PRE_SESSION_COOKIE, "", 0)),
@@ -320,12 +362,14 @@ struct CsrfForm {
 
 async fn sign_out(
     State(state): State<AppState>,
+    client: ClientInfo,
     headers: HeaderMap,
     body: Result<Form<CsrfForm>, FormRejection>,
 ) -> PageResult {
     let session = form_session(&state, &headers).await?;
     session.check_csrf(&form(body)?.csrf)?;
-    session.end(&state.db).await?;
+    let actor = session.actor().clone();
+    session.end(&state.db, &by(&state, &actor, &client)).await?;
     let clear = session::set_cookie(&state.settings, SESSION_COOKIE, "", 0);
     Ok(([(header::SET_COOKIE, clear)], Redirect::to("/admin")).into_response())
 }
@@ -342,13 +386,14 @@ struct SessionForm {
 /// to sign in).
 async fn end_session(
     State(state): State<AppState>,
+    client: ClientInfo,
     headers: HeaderMap,
     body: Result<Form<SessionForm>, FormRejection>,
 ) -> PageResult {
     let session = form_session(&state, &headers).await?;
     let body = form(body)?;
     session.check_csrf(&body.csrf)?;
-    if !AdminSession::end_by_handle(&state.db, &body.handle).await? {
+    if !AdminSession::end_by_handle(&state.db, &body.handle, &by(&state, session.actor(), &client)).await? {
         return Err(Error::bad_request("unknown_session", "that session has already ended").into());
     }
     tracing::info!("admin session ended from the sessions list");
@@ -365,6 +410,7 @@ struct CreateForm {
 
 async fn create_service(
     State(state): State<AppState>,
+    client: ClientInfo,
     headers: HeaderMap,
     body: Result<Form<CreateForm>, FormRejection>,
 ) -> PageResult {
@@ -374,7 +420,7 @@ async fn create_service(
     let Ok(name) = ServiceName::parse(&body.name) else {
         return Ok(Redirect::to("/admin?error=invalid_service_name").into_response());
     };
-    match store::create_service(&state.db, &name, now(&state)).await {
+    match store::create_service(&state.db, &name, &by(&state, session.actor(), &client)).await {
         Ok(service) => {
             tracing::info!(id = %service.id, "service created");
             Ok(Redirect::to("/admin?done=created").into_response())
@@ -386,6 +432,7 @@ async fn create_service(
 
 async fn delete_service(
     State(state): State<AppState>,
+    client: ClientInfo,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
     body: Result<Form<CsrfForm>, FormRejection>,
@@ -393,7 +440,7 @@ async fn delete_service(
     let session = form_session(&state, &headers).await?;
     session.check_csrf(&form(body)?.csrf)?;
     let id = path(id)?;
-    store::delete_service(&state.db, &id).await?;
+    store::delete_service(&state.db, &id, &by(&state, session.actor(), &client)).await?;
     tracing::info!(%id, "service deleted");
     Ok(Redirect::to("/admin?done=service_deleted").into_response())
 }
@@ -412,6 +459,7 @@ pub(super) struct AccountForm {
 /// `?` or `#` need no URL encoding.
 async fn delete_account(
     State(state): State<AppState>,
+    client: ClientInfo,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
     body: Result<Form<AccountForm>, FormRejection>,
@@ -420,7 +468,7 @@ async fn delete_account(
     let body = form(body)?;
     session.check_csrf(&body.csrf)?;
     let id = path(id)?;
-    store::delete_account(&state.db, &id, &body.name).await?;
+    store::delete_account(&state.db, &id, &body.name, &by(&state, session.actor(), &client)).await?;
     tracing::info!(service = %id, "account deleted");
     Ok(Redirect::to(&format!("/admin/services/{id}?done=account_deleted")).into_response())
 }

@@ -36,11 +36,12 @@ use serde::Deserialize;
 use sesame_proto::{wire::Status, BaseToken, FreshnessSecret};
 
 use super::{
-    pages::{form, form_session, path, render, sign_in_page, AccountForm, PageError, PageResult},
+    pages::{by, form, form_session, path, render, sign_in_page, AccountForm, PageError, PageResult},
     session::{self, AdminSession, Credential, PRE_SESSION_COOKIE, SESSION_COOKIE, SESSION_SECS},
     store,
 };
 use crate::{
+    audit::{self, Action, Record},
     challenge::{self, store::ChallengeRow},
     cookie,
     error::{Error, Result},
@@ -173,8 +174,14 @@ async fn continue_sign_in(
             // One completed challenge, one session: the first request to
             // mark it redeemed wins.
             challenge::store::mark_redeemed(&state.db, &row.id, state.clock.now()).await?;
-            let (value, _) = AdminSession::create(&state.db, Credential::Key(key_id), &client, now(&state)).await?;
+            let (value, session) =
+                AdminSession::create(&state.db, Credential::Key(key_id), &client, now(&state)).await?;
             tracing::info!(challenge = %row.id, "admin signed in with an authenticator");
+            let (actor, handle) = (session.actor(), session.handle());
+            // After the session exists, which its creation checks; a crash
+            // in between loses this record, never invents one.
+            let record = Record::new(Action::AdminSignedIn, &handle, "with an authenticator");
+            audit::record(&state.db.pool, &by(&state, actor, &client), record).await?;
             let set = AppendHeaders([
                 (header::SET_COOKIE, session::set_cookie(&state.settings, SESSION_COOKIE, &value, SESSION_SECS)),
                 (header::SET_COOKIE, session::set_cookie(&state.settings, PRE_SESSION_COOKIE, "", 0)),
@@ -274,6 +281,7 @@ struct KeyForm {
 /// session's CSRF token, and only the exact key it was shown.
 async fn confirm_key(
     State(state): State<AppState>,
+    client: ClientInfo,
     headers: HeaderMap,
     cid: Result<Path<String>, PathRejection>,
     body: Result<Form<KeyForm>, FormRejection>,
@@ -282,7 +290,7 @@ async fn confirm_key(
     let body = form(body)?;
     session.check_csrf(&body.csrf)?;
     let row = admin_challenge(&state, &headers, &path(cid)?).await?;
-    keys::confirm(&state.db, &row.id, &body.key_id).await?;
+    keys::confirm(&state.db, &row.id, &body.key_id, &by(&state, session.actor(), &client)).await?;
     tracing::info!(challenge = %row.id, "admin authenticator confirmed");
     Ok(Redirect::to("/admin?done=authenticator_added").into_response())
 }
@@ -291,6 +299,7 @@ async fn confirm_key(
 /// and the account its registration created are removed.
 async fn reject_key(
     State(state): State<AppState>,
+    client: ClientInfo,
     headers: HeaderMap,
     cid: Result<Path<String>, PathRejection>,
     body: Result<Form<CsrfForm>, FormRejection>,
@@ -298,20 +307,21 @@ async fn reject_key(
     let session = form_session(&state, &headers).await?;
     session.check_csrf(&form(body)?.csrf)?;
     let row = admin_challenge(&state, &headers, &path(cid)?).await?;
-    keys::reject(&state.db, &row.id).await?;
+    keys::reject(&state.db, &row.id, &by(&state, session.actor(), &client)).await?;
     tracing::warn!(challenge = %row.id, "admin authenticator refused at confirmation");
     Ok(Redirect::to("/admin?done=authenticator_rejected").into_response())
 }
 
 async fn delete_authenticator(
     State(state): State<AppState>,
+    client: ClientInfo,
     headers: HeaderMap,
     body: Result<Form<AccountForm>, FormRejection>,
 ) -> Result<impl IntoResponse, PageError> {
     let session = form_session(&state, &headers).await?;
     let body = form(body)?;
     session.check_csrf(&body.csrf)?;
-    store::delete_admin_account(&state.db, &body.name, now(&state)).await?;
+    store::delete_admin_account(&state.db, &body.name, &by(&state, session.actor(), &client)).await?;
     tracing::info!("admin authenticator removed");
     Ok(Redirect::to("/admin?done=authenticator_removed"))
 }

@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use sqlx::Row as _;
 
 use crate::{
+    audit::{self, Action, Actor, By, Record},
     cookie::{self, SameSite},
     db::Db,
     error::{Error, Result},
@@ -69,6 +70,8 @@ pub(crate) struct SessionInfo {
 pub(crate) struct AdminSession {
     id_hash: Vec<u8>,
     csrf_token: String,
+    /// Who opened it, for the audit log.
+    actor: Actor,
 }
 
 impl AdminSession {
@@ -84,7 +87,7 @@ impl AdminSession {
         // Sign-ins are rare, so this is a cheap moment to forget old sessions.
         sqlx::query("DELETE FROM admin_session WHERE expires_at <= $1").bind(now).execute(&db.pool).await?;
         let value = cookie::new_secret();
-        let session = Self { id_hash: hash(&value), csrf_token: cookie::new_secret() };
+        let mut session = Self { id_hash: hash(&value), csrf_token: cookie::new_secret(), actor: Actor::Token };
         let (key_id, token_digest) = match credential {
             Credential::Token(token) => (None, Some(token.session_digest().to_vec())),
             Credential::Key(id) => (Some(id.to_owned()), None),
@@ -109,6 +112,13 @@ impl AdminSession {
         if done.rows_affected() == 0 {
             return Err(Error::KeyPending);
         }
+        if let Credential::Key(id) = credential {
+            let account: String = sqlx::query_scalar("SELECT account FROM account_key WHERE id = $1")
+                .bind(id)
+                .fetch_one(&db.pool)
+                .await?;
+            session.actor = Actor::Authenticator(account);
+        }
         Ok((value, session))
     }
 
@@ -121,16 +131,22 @@ impl AdminSession {
             return Ok(None);
         };
         let id_hash = hash(value);
-        let csrf_token: Option<String> = sqlx::query_scalar(
-            "SELECT csrf_token FROM admin_session WHERE id_hash = $1 AND expires_at > $2 \
-             AND (key_id IS NOT NULL OR token_digest = $3)",
+        // The key's account names the actor for the audit log, in the same
+        // read: a removed key has taken its sessions with it.
+        let row = sqlx::query(
+            "SELECT s.csrf_token, k.account FROM admin_session s LEFT JOIN account_key k ON k.id = s.key_id \
+             WHERE s.id_hash = $1 AND s.expires_at > $2 AND (s.key_id IS NOT NULL OR s.token_digest = $3)",
         )
         .bind(&id_hash)
         .bind(now)
         .bind(token.session_digest().to_vec())
         .fetch_optional(&db.pool)
         .await?;
-        Ok(csrf_token.map(|csrf_token| Self { id_hash, csrf_token }))
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let actor = row.try_get::<Option<String>, _>(1)?.map_or(Actor::Token, Actor::Authenticator);
+        Ok(Some(Self { id_hash, csrf_token: row.try_get(0)?, actor }))
     }
 
     /// The live sessions, newest first, for the sessions list.
@@ -159,19 +175,30 @@ impl AdminSession {
             .collect()
     }
 
-    /// Ends the session whose handle the sessions list showed. Returns
-    /// whether there was one.
-    pub(crate) async fn end_by_handle(db: &Db, handle: &str) -> Result<bool> {
+    /// Ends the session whose handle the sessions list showed, and records
+    /// it `by` in the same transaction. Returns whether there was one.
+    pub(crate) async fn end_by_handle(db: &Db, handle: &str, by: &By<'_>) -> Result<bool> {
         let Ok(id_hash) = hex::decode(handle) else {
             return Ok(false);
         };
-        let done = sqlx::query("DELETE FROM admin_session WHERE id_hash = $1").bind(id_hash).execute(&db.pool).await?;
-        Ok(done.rows_affected() > 0)
+        let mut tx = db.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM admin_session WHERE id_hash = $1").bind(id_hash).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        audit::record(&mut *tx, by, Record::new(Action::AdminSessionEnded, handle, "")).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// This session's handle, as [`SessionInfo::handle`] gives it.
     pub(crate) fn handle(&self) -> String {
         hex::encode(&self.id_hash)
+    }
+
+    /// Who opened this session.
+    pub(crate) fn actor(&self) -> &Actor {
+        &self.actor
     }
 
     /// The token every form of this session must send back.
@@ -187,9 +214,13 @@ impl AdminSession {
         }
     }
 
-    /// Ends the session on the server, so a copied cookie dies with it.
-    pub(crate) async fn end(self, db: &Db) -> Result<()> {
-        sqlx::query("DELETE FROM admin_session WHERE id_hash = $1").bind(&self.id_hash).execute(&db.pool).await?;
+    /// Ends the session on the server, so a copied cookie dies with it, and
+    /// records the sign-out `by` in the same transaction.
+    pub(crate) async fn end(self, db: &Db, by: &By<'_>) -> Result<()> {
+        let mut tx = db.pool.begin().await?;
+        sqlx::query("DELETE FROM admin_session WHERE id_hash = $1").bind(&self.id_hash).execute(&mut *tx).await?;
+        audit::record(&mut *tx, by, Record::new(Action::AdminSignedOut, &self.handle(), "")).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

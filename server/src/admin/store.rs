@@ -9,6 +9,7 @@ use sqlx::Row as _;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use crate::{
+    audit::{self, Action, By, Record},
     db::Db,
     error::{on_unique_violation, Error, Result},
 };
@@ -59,15 +60,19 @@ pub(crate) const RECENT_EVENTS: i64 = 100;
 
 /// Creates a service. The name's UNIQUE constraint decides conflicts, so two
 /// admins racing for one name get one 201 and one 409, never two services.
-pub(crate) async fn create_service(db: &Db, name: &ServiceName, now: i64) -> Result<Service> {
+/// The audit record is written `by` in the same transaction.
+pub(crate) async fn create_service(db: &Db, name: &ServiceName, by: &By<'_>) -> Result<Service> {
     let id = ServiceId::random(&mut OsRng).to_string();
+    let mut tx = db.pool.begin().await?;
     sqlx::query("INSERT INTO service (id, name, builtin, created_at) VALUES ($1, $2, FALSE, $3)")
         .bind(&id)
         .bind(name.as_str())
-        .bind(now)
-        .execute(&db.pool)
+        .bind(by.at)
+        .execute(&mut *tx)
         .await
         .map_err(|e| on_unique_violation(e, Error::ServiceNameTaken))?;
+    audit::record(&mut *tx, by, Record::new(Action::ServiceCreated, &id, name.as_str())).await?;
+    tx.commit().await?;
     Ok(Service { id, name: name.as_str().to_owned(), accounts: 0 })
 }
 
@@ -102,13 +107,16 @@ pub(crate) async fn service(db: &Db, id: &str) -> Result<Service> {
 
 /// Deletes a service. Its accounts, challenges, sessions and events go with
 /// it through `ON DELETE CASCADE`, in the same statement, so nothing is left
-/// half-deleted.
-pub(crate) async fn delete_service(db: &Db, id: &str) -> Result<()> {
+/// half-deleted. The audit record is written `by` in the same transaction.
+pub(crate) async fn delete_service(db: &Db, id: &str, by: &By<'_>) -> Result<()> {
     let id = parse_id(id)?;
-    let done = sqlx::query("DELETE FROM service WHERE id = $1 AND NOT builtin").bind(&id).execute(&db.pool).await?;
+    let mut tx = db.pool.begin().await?;
+    let done = sqlx::query("DELETE FROM service WHERE id = $1 AND NOT builtin").bind(&id).execute(&mut *tx).await?;
     if done.rows_affected() == 0 {
         return Err(Error::UnknownService);
     }
+    audit::record(&mut *tx, by, Record::new(Action::ServiceDeleted, &id, "")).await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -125,19 +133,23 @@ pub(crate) async fn list_accounts(db: &Db, service_id: &str) -> Result<Vec<Accou
 }
 
 /// Deletes one account; its keys and their sessions go with it (`ON DELETE
-/// CASCADE`).
-pub(crate) async fn delete_account(db: &Db, service_id: &str, name: &str) -> Result<()> {
+/// CASCADE`). The audit record is written `by` in the same transaction.
+pub(crate) async fn delete_account(db: &Db, service_id: &str, name: &str, by: &By<'_>) -> Result<()> {
     let service = service(db, service_id).await?;
     // A name that could never have been registered cannot exist either.
     let name = AccountName::parse(name).map_err(|_| Error::UnknownAccount)?;
+    let mut tx = db.pool.begin().await?;
     let done = sqlx::query("DELETE FROM account WHERE service_id = $1 AND name = $2")
         .bind(&service.id)
         .bind(name.as_str())
-        .execute(&db.pool)
+        .execute(&mut *tx)
         .await?;
     if done.rows_affected() == 0 {
         return Err(Error::UnknownAccount);
     }
+    let detail = format!("service {}", service.id);
+    audit::record(&mut *tx, by, Record::new(Action::AccountDeleted, name.as_str(), &detail)).await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -242,16 +254,20 @@ pub(crate) async fn admin_accounts(db: &Db, now: i64) -> Result<Vec<Account>> {
 }
 
 /// Removes an admin authenticator. Its keys go with it, and with them every
-/// admin session they opened (`ON DELETE CASCADE`).
-pub(crate) async fn delete_admin_account(db: &Db, name: &str, now: i64) -> Result<()> {
-    let id = admin_service(db, now).await?;
+/// admin session they opened (`ON DELETE CASCADE`). The audit record is
+/// written `by` in the same transaction.
+pub(crate) async fn delete_admin_account(db: &Db, name: &str, by: &By<'_>) -> Result<()> {
+    let id = admin_service(db, by.at).await?;
+    let mut tx = db.pool.begin().await?;
     let done = sqlx::query("DELETE FROM account WHERE service_id = $1 AND name = $2")
         .bind(&id)
         .bind(name)
-        .execute(&db.pool)
+        .execute(&mut *tx)
         .await?;
     if done.rows_affected() == 0 {
         return Err(Error::UnknownAccount);
     }
+    audit::record(&mut *tx, by, Record::new(Action::AuthenticatorRemoved, name, "")).await?;
+    tx.commit().await?;
     Ok(())
 }

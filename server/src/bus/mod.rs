@@ -11,6 +11,8 @@
 mod local;
 mod redis;
 
+use std::time::Duration;
+
 use sesame_proto::ChallengeId;
 
 pub use self::{
@@ -39,6 +41,15 @@ impl Bus {
     /// `subscribe` and `publish` fail with [`crate::Error::Unavailable`].
     pub async fn redis(url: &str, name: &str) -> anyhow::Result<Self> {
         Ok(Self::Redis(RedisBus::connect(url, name).await?))
+    }
+
+    /// Whether the bus can carry notices now: always for the local bus; for
+    /// Redis, when it answers a PING within `timeout`.
+    pub async fn answers(&self, timeout: Duration) -> bool {
+        match self {
+            Self::Local(_) => true,
+            Self::Redis(redis) => redis.answers(timeout).await,
+        }
     }
 
     /// Subscribes to `id`. When this returns, every later `publish` for `id`,

@@ -147,6 +147,16 @@ impl RedisBus {
         self.connection.lock().expect("bus lock poisoned").clone()
     }
 
+    /// Whether Redis answers a PING on the bus's own connection within
+    /// `timeout`. No second connection: the probe sees what the bus sees.
+    pub(crate) async fn answers(&self, timeout: Duration) -> bool {
+        let Some(mut connection) = self.connection() else {
+            return false;
+        };
+        let ping = ::redis::cmd("PING");
+        matches!(tokio::time::timeout(timeout, ping.exec_async(&mut connection)).await, Ok(Ok(())))
+    }
+
     /// The local map behind this bus, for tests and metrics.
     pub fn local(&self) -> &LocalBus {
         &self.local

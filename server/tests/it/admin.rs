@@ -3,6 +3,7 @@
 //! the tests sit in the submodules.
 
 mod api;
+mod audit;
 mod authenticator;
 mod keys;
 mod page;

@@ -5,6 +5,7 @@ mod authenticator;
 mod bus;
 mod challenge;
 mod errors;
+mod health;
 mod limits;
 mod pages;
 mod storage;

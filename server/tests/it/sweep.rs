@@ -8,7 +8,8 @@ use crate::support::{each_backend, TestApp, START};
 
 const DAY: u64 = 24 * 60 * 60;
 
-const RETENTION: Retention = Retention { challenge_secs: DAY, event_secs: 7 * DAY, events_per_service: 3 };
+const RETENTION: Retention =
+    Retention { challenge_secs: DAY, event_secs: 7 * DAY, events_per_service: 3, audit_secs: 30 * DAY };
 
 async fn exec(app: &TestApp, sql: &str, binds: &[i64]) {
     let mut query = sqlx::query(sql);
@@ -73,6 +74,17 @@ async fn account(app: &TestApp, service: &str, name: &str, state: &str, created:
     .expect("insert key");
 }
 
+/// An audit record written at `at`.
+async fn audit_event(app: &TestApp, at: u64) {
+    exec(
+        app,
+        "INSERT INTO audit_event (at, actor, action, target, detail, ip, user_agent) \
+         VALUES ($1, 'token', 'service_created', 'x', '', '127.0.0.1', 'ua')",
+        &[at as i64],
+    )
+    .await;
+}
+
 async fn ids(app: &TestApp, sql: &str) -> Vec<String> {
     sqlx::query_scalar(sql).fetch_all(&app.state.db.pool).await.expect("ids")
 }
@@ -128,6 +140,10 @@ async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
             event(&app, &b, START + n).await;
         }
 
+        // Audit records go exactly a retention after they were written.
+        audit_event(&app, now - 30 * DAY).await;
+        audit_event(&app, now - 30 * DAY + 1).await;
+
         app.clock.advance(now - START);
         let db = &app.state.db;
         // The time the server's own sweep task would use.
@@ -144,6 +160,7 @@ async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
             events: one.events + two.events,
             unconfirmed_accounts: one.unconfirmed_accounts + two.unconfirmed_accounts,
             unconfirmed_keys: one.unconfirmed_keys + two.unconfirmed_keys,
+            audit_events: one.audit_events + two.audit_events,
         };
         let expected = Swept {
             challenges: 2,
@@ -152,6 +169,7 @@ async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
             events: 3,
             unconfirmed_accounts: 1,
             unconfirmed_keys: 0,
+            audit_events: 1,
         };
         assert_eq!(total, expected);
         assert_eq!(ids(&app, "SELECT name FROM account ORDER BY name").await, vec!["alice", "fresh", "keyless"]);
@@ -170,6 +188,9 @@ async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
         let start = START as i64;
         assert_eq!(kept_a, vec![start + 2, start + 3, start + 4]);
         assert_eq!(app.count(&format!("SELECT COUNT(*) FROM sign_in_event WHERE service_id = '{b}'")).await, 2);
+        let kept_audit = format!("SELECT COUNT(*) FROM audit_event WHERE at = {}", now - 30 * DAY + 1);
+        assert_eq!(app.count(&kept_audit).await, 1);
+        assert_eq!(app.count("SELECT COUNT(*) FROM audit_event").await, 1);
 
         assert_eq!(sweep(db, at, &RETENTION).await.expect("sweep again"), Swept::default());
     })

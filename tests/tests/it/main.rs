@@ -2,8 +2,9 @@
 
 mod authenticator;
 mod browser;
-mod logs;
 mod deployment;
 mod hostile;
+mod logs;
+mod operations;
 mod scale;
 mod sweep;

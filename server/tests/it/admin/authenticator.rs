@@ -22,7 +22,7 @@ fn challenge_on(html: &str) -> ChallengeId {
 }
 
 /// A hidden field's value on a page.
-fn hidden(html: &str, name: &str) -> String {
+pub(super) fn hidden(html: &str, name: &str) -> String {
     let marker = format!(r#"name="{name}" value=""#);
     let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} field in {html}")) + marker.len();
     html[start..].split('"').next().expect("closing quote").to_owned()
@@ -46,7 +46,7 @@ async fn answer(h: &Harness, path: &str, body: Value) -> Reply {
     h.send(request).await
 }
 
-async fn register(h: &Harness, token: &str, name: &str, key: &AccountKey) -> Reply {
+pub(super) async fn register(h: &Harness, token: &str, name: &str, key: &AccountKey) -> Reply {
     let token = UnverifiedToken::parse(token).expect("token").verify(h.state.identity.public_key()).expect("ours");
     let request = RegisterRequest::sign(&token, &AccountName::parse(name).expect("name"), key);
     answer(h, "/api/authenticator/register", serde_json::to_value(request).expect("json")).await
@@ -59,7 +59,7 @@ async fn login(h: &Harness, token: &str, name: &str, key: &AccountKey) -> Reply 
 }
 
 /// An admin's browser on the "Add an authenticator" page.
-struct Adding {
+pub(super) struct Adding {
     /// Session and binding cookies.
     cookies: String,
     csrf: String,
@@ -67,14 +67,14 @@ struct Adding {
 }
 
 impl Adding {
-    async fn start(h: &Harness) -> Self {
+    pub(super) async fn start(h: &Harness) -> Self {
         let (session, csrf) = h.sign_in().await;
         let page = h.post_form("/admin/authenticators", Some(&session), &[("csrf", &csrf)]).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.text);
         Self { cookies: format!("{session}; {}", page.binding()), csrf, page }
     }
 
-    fn token(&self) -> String {
+    pub(super) fn token(&self) -> String {
         token_on(&self.page.text)
     }
 
@@ -84,8 +84,14 @@ impl Adding {
 
     /// What the page shows once the challenge ends (the script, or the
     /// Continue button, posts this form).
-    async fn proceed(&self, h: &Harness) -> Reply {
+    pub(super) async fn proceed(&self, h: &Harness) -> Reply {
         h.post_form(&action_on(&self.page.text), Some(&self.cookies), &[("csrf", &self.csrf)]).await
+    }
+
+    /// The admin refuses the key shown on the confirmation page.
+    pub(super) async fn reject(&self, h: &Harness) -> Reply {
+        let action = format!("/admin/authenticators/{}/reject", self.challenge());
+        h.post_form(&action, Some(&self.cookies), &[("csrf", &self.csrf)]).await
     }
 
     async fn confirm(&self, h: &Harness, key_id: &str) -> Reply {
@@ -96,7 +102,7 @@ impl Adding {
 
 /// A signed-in admin adds `key` as `name`, comparing the codes and
 /// confirming.
-async fn add(h: &Harness, name: &str, key: &AccountKey) {
+pub(super) async fn add(h: &Harness, name: &str, key: &AccountKey) {
     let adding = Adding::start(h).await;
     let reply = register(h, &adding.token(), name, key).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
@@ -120,7 +126,7 @@ async fn start(h: &Harness) -> (String, String, Reply) {
 }
 
 /// Signs in to the admin page with `key`; returns the admin session cookie.
-async fn sign_in_with(h: &Harness, name: &str, key: &AccountKey) -> String {
+pub(super) async fn sign_in_with(h: &Harness, name: &str, key: &AccountKey) -> String {
     let (cookies, csrf, page) = start(h).await;
     let reply = login(h, &token_on(&page.text), name, key).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);

@@ -50,6 +50,8 @@ async fn api_lists_an_accounts_keys_and_removing_one_ends_its_sessions() {
         let removed = h.api(Method::DELETE, &format!("{uri}/{key_id}"), None).await;
         assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
         assert_eq!(app.count("SELECT COUNT(*) FROM session").await, 0, "its sessions end with the key");
+        let audit = h.api(Method::GET, "/admin/api/audit?limit=1", None).await.json();
+        assert_eq!((audit[0]["action"].as_str(), audit[0]["target"].as_str()), (Some("key_removed"), Some("alice")));
         // The account stays, keyless, and the removed key signs nobody in.
         assert_eq!(h.api(Method::GET, &uri, None).await.json(), json!([]));
         let again = app.start(&service).await;

@@ -1,0 +1,189 @@
+//! The audit log: what admins did, by whom, to what, when and from where.
+//!
+//! Each admin action writes one `audit_event` row in the transaction of the
+//! change (the store function that makes a change takes a [`By`] and records
+//! it there, so a change is never without its record, nor a record without
+//! its change), and the same record as a structured log line for
+//! collectors. The sign-ins are the exception: they are recorded just after
+//! the session is stored.
+//!
+//! Nothing secret goes in: the actor is `token`, `authenticator:<name>` or
+//! `anonymous`, never the token, and sessions are named by their handle (a hash of the
+//! cookie, which cannot be turned back into it). Only admin actions write
+//! here, so sign-ins at services cost nothing extra.
+
+use std::fmt;
+
+use sqlx::{Any, Executor, Row as _};
+
+use crate::{
+    db::Db,
+    error::{Error, Result},
+    extract::ClientInfo,
+};
+
+/// Who did it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Actor {
+    /// Whoever presented the admin token (API bearer or a token session).
+    Token,
+    /// The admin authenticator account with this name.
+    Authenticator(String),
+    /// Someone who proved nothing: a refused sign-in.
+    Anonymous,
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Token => f.write_str("token"),
+            Self::Authenticator(name) => write!(f, "authenticator:{name}"),
+            Self::Anonymous => f.write_str("anonymous"),
+        }
+    }
+}
+
+/// What was done. The codes are stable: scripts match on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    ServiceCreated,
+    ServiceDeleted,
+    AccountDeleted,
+    /// One key of a service's account was removed.
+    KeyRemoved,
+    /// An admin authenticator registered; it waits for confirmation.
+    AuthenticatorAdded,
+    AuthenticatorConfirmed,
+    AuthenticatorRefused,
+    AuthenticatorRemoved,
+    AdminSignedIn,
+    AdminSignedOut,
+    /// A session ended from the sessions list.
+    AdminSessionEnded,
+    AdminSignInRefused,
+}
+
+impl Action {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::ServiceCreated => "service_created",
+            Self::ServiceDeleted => "service_deleted",
+            Self::AccountDeleted => "account_deleted",
+            Self::KeyRemoved => "key_removed",
+            Self::AuthenticatorAdded => "authenticator_added",
+            Self::AuthenticatorConfirmed => "authenticator_confirmed",
+            Self::AuthenticatorRefused => "authenticator_refused",
+            Self::AuthenticatorRemoved => "authenticator_removed",
+            Self::AdminSignedIn => "admin_signed_in",
+            Self::AdminSignedOut => "admin_signed_out",
+            Self::AdminSessionEnded => "admin_session_ended",
+            Self::AdminSignInRefused => "admin_sign_in_refused",
+        }
+    }
+}
+
+/// Who acts, from where, and when: what every record of one request shares.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct By<'a> {
+    pub(crate) actor: &'a Actor,
+    pub(crate) client: &'a ClientInfo,
+    /// Unix seconds.
+    pub(crate) at: i64,
+}
+
+/// What was done, and to what.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Record<'a> {
+    pub(crate) action: Action,
+    /// A service id, an account name or a session handle; empty when the
+    /// action has no object.
+    pub(crate) target: &'a str,
+    /// A short text for people, e.g. a new service's name.
+    pub(crate) detail: &'a str,
+}
+
+impl<'a> Record<'a> {
+    pub(crate) fn new(action: Action, target: &'a str, detail: &'a str) -> Self {
+        Self { action, target, detail }
+    }
+}
+
+/// Writes `record`, done `by`, through `executor`: the transaction of the
+/// change it records, or the pool when the record is the only write.
+pub(crate) async fn record<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    by: &By<'_>,
+    record: Record<'_>,
+) -> Result<()> {
+    let actor = by.actor.to_string();
+    sqlx::query(
+        "INSERT INTO audit_event (at, actor, action, target, detail, ip, user_agent) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(by.at)
+    .bind(&actor)
+    .bind(record.action.as_str())
+    .bind(record.target.to_owned())
+    .bind(record.detail.to_owned())
+    .bind(by.client.ip.to_string())
+    .bind(by.client.user_agent.clone())
+    .execute(executor)
+    .await?;
+    tracing::info!(
+        %actor,
+        action = record.action.as_str(),
+        target_id = record.target,
+        detail = record.detail,
+        ip = %by.client.ip,
+        "audit"
+    );
+    Ok(())
+}
+
+/// A stored record.
+#[derive(Debug, Clone)]
+pub(crate) struct Event {
+    pub(crate) id: i64,
+    pub(crate) at: i64,
+    pub(crate) actor: String,
+    pub(crate) action: String,
+    pub(crate) target: String,
+    pub(crate) detail: String,
+    pub(crate) ip: String,
+    pub(crate) user_agent: String,
+}
+
+/// How many records a page shows, and an API call returns unless asked.
+pub(crate) const DEFAULT_LIMIT: i64 = 50;
+/// Most records one API call returns.
+pub(crate) const MAX_LIMIT: i64 = 500;
+
+/// Up to `limit` records with an id below `before` (all when `None`),
+/// newest first.
+pub(crate) async fn list(db: &Db, before: Option<i64>, limit: i64) -> Result<Vec<Event>> {
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(Error::bad_request("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}")));
+    }
+    let rows = sqlx::query(
+        "SELECT id, at, actor, action, target, detail, ip, user_agent FROM audit_event \
+         WHERE id < $1 ORDER BY id DESC LIMIT $2",
+    )
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Event {
+                id: row.try_get(0)?,
+                at: row.try_get(1)?,
+                actor: row.try_get(2)?,
+                action: row.try_get(3)?,
+                target: row.try_get(4)?,
+                detail: row.try_get(5)?,
+                ip: row.try_get(6)?,
+                user_agent: row.try_get(7)?,
+            })
+        })
+        .collect()
+}

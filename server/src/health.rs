@@ -1,0 +1,50 @@
+//! Liveness and readiness, for process supervisors and load balancers.
+//!
+//! `/healthz` answers as long as the process serves HTTP and touches nothing
+//! else, so a supervisor never restarts a healthy server because its database
+//! is away. `/readyz` asks each dependency one cheap question, with a short
+//! timeout, so a load balancer can stop sending sign-ins to an instance that
+//! could not complete them.
+
+use std::time::Duration;
+
+use axum::{extract::State, routing::get, Json, Router};
+use serde::Serialize;
+
+use crate::{
+    error::{Error, Result},
+    AppState,
+};
+
+/// How long each dependency has to answer. Load balancers probe every few
+/// seconds and time out themselves; a slower answer counts as down.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(ready))
+}
+
+#[derive(Debug, Serialize)]
+struct Ready {
+    status: &'static str,
+}
+
+async fn ready(State(state): State<AppState>) -> Result<Json<Ready>> {
+    // Both probes at once, so a dead database and a dead Redis cost one
+    // timeout, not two.
+    let (database, redis) = tokio::join!(database_answers(&state), state.bus.answers(PROBE_TIMEOUT));
+    let down: Vec<&'static str> =
+        [(!database).then_some("database"), (!redis).then_some("redis")].into_iter().flatten().collect();
+    if down.is_empty() {
+        Ok(Json(Ready { status: "ready" }))
+    } else {
+        Err(Error::NotReady(down))
+    }
+}
+
+/// `SELECT 1` through the pool: it needs a connection (a new one when the old
+/// ones died) and a round trip, and reads no table.
+async fn database_answers(state: &AppState) -> bool {
+    let probe = sqlx::query("SELECT 1").execute(&state.db.pool);
+    matches!(tokio::time::timeout(PROBE_TIMEOUT, probe).await, Ok(Ok(_)))
+}
