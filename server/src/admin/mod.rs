@@ -4,6 +4,7 @@
 //! Both go through the same queries in `store`, so they cannot drift apart.
 
 mod api;
+mod form;
 mod pages;
 mod sesame;
 mod session;

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use sesame_proto::ServiceName;
 
 use super::{
+    form::{AdminForm, CsrfField, CsrfForm},
     session::{self, AdminSession, Credential, PRE_SESSION_COOKIE, PRE_SESSION_SECS, SESSION_COOKIE, SESSION_SECS},
     store,
 };
@@ -354,20 +355,11 @@ async fn sign_in(
     Ok((set, Redirect::to("/admin")).into_response())
 }
 
-#[derive(Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 async fn sign_out(
     State(state): State<AppState>,
     client: ClientInfo,
-    headers: HeaderMap,
-    body: Result<Form<CsrfForm>, FormRejection>,
+    AdminForm { session, .. }: AdminForm<CsrfForm>,
 ) -> PageResult {
-    let session = form_session(&state, &headers).await?;
-    session.check_csrf(&form(body)?.csrf)?;
     let actor = session.actor().clone();
     session.end(&state.db, &by(&state, &actor, &client)).await?;
     let clear = session::set_cookie(&state.settings, SESSION_COOKIE, "", 0);
@@ -382,17 +374,19 @@ struct SessionForm {
     handle: String,
 }
 
+impl CsrfField for SessionForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// Ends any live admin session, this one included (the next page then asks
 /// to sign in).
 async fn end_session(
     State(state): State<AppState>,
     client: ClientInfo,
-    headers: HeaderMap,
-    body: Result<Form<SessionForm>, FormRejection>,
+    AdminForm { session, form: body }: AdminForm<SessionForm>,
 ) -> PageResult {
-    let session = form_session(&state, &headers).await?;
-    let body = form(body)?;
-    session.check_csrf(&body.csrf)?;
     if !AdminSession::end_by_handle(&state.db, &body.handle, &by(&state, session.actor(), &client)).await? {
         return Err(Error::bad_request("unknown_session", "that session has already ended").into());
     }
@@ -408,15 +402,17 @@ struct CreateForm {
     name: String,
 }
 
+impl CsrfField for CreateForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 async fn create_service(
     State(state): State<AppState>,
     client: ClientInfo,
-    headers: HeaderMap,
-    body: Result<Form<CreateForm>, FormRejection>,
+    AdminForm { session, form: body }: AdminForm<CreateForm>,
 ) -> PageResult {
-    let session = form_session(&state, &headers).await?;
-    let body = form(body)?;
-    session.check_csrf(&body.csrf)?;
     let Ok(name) = ServiceName::parse(&body.name) else {
         return Ok(Redirect::to("/admin?error=invalid_service_name").into_response());
     };
@@ -433,12 +429,9 @@ async fn create_service(
 async fn delete_service(
     State(state): State<AppState>,
     client: ClientInfo,
-    headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
-    body: Result<Form<CsrfForm>, FormRejection>,
+    AdminForm { session, .. }: AdminForm<CsrfForm>,
 ) -> PageResult {
-    let session = form_session(&state, &headers).await?;
-    session.check_csrf(&form(body)?.csrf)?;
     let id = path(id)?;
     store::delete_service(&state.db, &id, &by(&state, session.actor(), &client)).await?;
     tracing::info!(%id, "service deleted");
@@ -455,18 +448,20 @@ pub(super) struct AccountForm {
     pub(super) name: String,
 }
 
+impl CsrfField for AccountForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// The account name travels in the form, not the URL, so names with `/`,
 /// `?` or `#` need no URL encoding.
 async fn delete_account(
     State(state): State<AppState>,
     client: ClientInfo,
-    headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
-    body: Result<Form<AccountForm>, FormRejection>,
+    AdminForm { session, form: body }: AdminForm<AccountForm>,
 ) -> PageResult {
-    let session = form_session(&state, &headers).await?;
-    let body = form(body)?;
-    session.check_csrf(&body.csrf)?;
     let id = path(id)?;
     store::delete_account(&state.db, &id, &body.name, &by(&state, session.actor(), &client)).await?;
     tracing::info!(service = %id, "account deleted");

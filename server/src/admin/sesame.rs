@@ -36,7 +36,8 @@ use serde::Deserialize;
 use sesame_proto::{wire::Status, BaseToken, FreshnessSecret};
 
 use super::{
-    pages::{by, form, form_session, path, render, sign_in_page, AccountForm, PageError, PageResult},
+    form::{AdminForm, CsrfField, CsrfForm},
+    pages::{by, form, path, render, sign_in_page, AccountForm, PageError, PageResult},
     session::{self, AdminSession, Credential, PRE_SESSION_COOKIE, SESSION_COOKIE, SESSION_SECS},
     store,
 };
@@ -60,12 +61,6 @@ pub(super) fn router() -> Router<AppState> {
         .route("/admin/authenticators/{cid}/confirm", post(confirm_key))
         .route("/admin/authenticators/{cid}/reject", post(reject_key))
         .route("/admin/authenticators/delete", post(delete_authenticator))
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 #[derive(Template)]
@@ -195,11 +190,8 @@ async fn continue_sign_in(
 async fn start_adding(
     State(state): State<AppState>,
     client: ClientInfo,
-    headers: HeaderMap,
-    body: Result<Form<CsrfForm>, FormRejection>,
+    AdminForm { session, .. }: AdminForm<CsrfForm>,
 ) -> PageResult {
-    let session = form_session(&state, &headers).await?;
-    session.check_csrf(&form(body)?.csrf)?;
     let service = store::admin_service(&state.db, now(&state)).await?;
     let issued = challenge::issue(&state, &service, &client).await?;
     // Only this challenge, started by a signed-in admin, may register a key.
@@ -213,10 +205,8 @@ async fn continue_adding(
     State(state): State<AppState>,
     headers: HeaderMap,
     cid: Result<Path<String>, PathRejection>,
-    body: Result<Form<CsrfForm>, FormRejection>,
+    AdminForm { session, .. }: AdminForm<CsrfForm>,
 ) -> PageResult {
-    let session = form_session(&state, &headers).await?;
-    session.check_csrf(&form(body)?.csrf)?;
     let row = admin_challenge(&state, &headers, &path(cid)?).await?;
     let csrf = session.csrf_token().to_owned();
     match (row.status, row.purpose.as_deref()) {
@@ -276,6 +266,12 @@ struct KeyForm {
     key_id: String,
 }
 
+impl CsrfField for KeyForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// The admin saw the same code in their authenticator: the key may sign in.
 /// Only the browser that started the challenge may confirm it, with its
 /// session's CSRF token, and only the exact key it was shown.
@@ -284,11 +280,8 @@ async fn confirm_key(
     client: ClientInfo,
     headers: HeaderMap,
     cid: Result<Path<String>, PathRejection>,
-    body: Result<Form<KeyForm>, FormRejection>,
+    AdminForm { session, form: body }: AdminForm<KeyForm>,
 ) -> PageResult {
-    let session = form_session(&state, &headers).await?;
-    let body = form(body)?;
-    session.check_csrf(&body.csrf)?;
     let row = admin_challenge(&state, &headers, &path(cid)?).await?;
     keys::confirm(&state.db, &row.id, &body.key_id, &by(&state, session.actor(), &client)).await?;
     tracing::info!(challenge = %row.id, "admin authenticator confirmed");
@@ -302,10 +295,8 @@ async fn reject_key(
     client: ClientInfo,
     headers: HeaderMap,
     cid: Result<Path<String>, PathRejection>,
-    body: Result<Form<CsrfForm>, FormRejection>,
+    AdminForm { session, .. }: AdminForm<CsrfForm>,
 ) -> PageResult {
-    let session = form_session(&state, &headers).await?;
-    session.check_csrf(&form(body)?.csrf)?;
     let row = admin_challenge(&state, &headers, &path(cid)?).await?;
     keys::reject(&state.db, &row.id, &by(&state, session.actor(), &client)).await?;
     tracing::warn!(challenge = %row.id, "admin authenticator refused at confirmation");
@@ -315,12 +306,8 @@ async fn reject_key(
 async fn delete_authenticator(
     State(state): State<AppState>,
     client: ClientInfo,
-    headers: HeaderMap,
-    body: Result<Form<AccountForm>, FormRejection>,
+    AdminForm { session, form: body }: AdminForm<AccountForm>,
 ) -> Result<impl IntoResponse, PageError> {
-    let session = form_session(&state, &headers).await?;
-    let body = form(body)?;
-    session.check_csrf(&body.csrf)?;
     store::delete_admin_account(&state.db, &body.name, &by(&state, session.actor(), &client)).await?;
     tracing::info!("admin authenticator removed");
     Ok(Redirect::to("/admin?done=authenticator_removed"))
