@@ -242,16 +242,33 @@ struct AuditQuery {
     limit: Option<i64>,
 }
 
+/// An audit record as the API returns it and the admin page shows it: the
+/// stored one, with its time in RFC 3339.
 #[derive(Debug, Serialize)]
-struct AuditJson {
-    id: i64,
-    at: String,
-    actor: String,
-    action: String,
-    target: String,
-    detail: String,
-    ip: String,
-    user_agent: String,
+pub(super) struct AuditJson {
+    pub(super) id: i64,
+    pub(super) at: String,
+    pub(super) actor: String,
+    pub(super) action: String,
+    pub(super) target: String,
+    pub(super) detail: String,
+    pub(super) ip: String,
+    pub(super) user_agent: String,
+}
+
+impl From<audit::Event> for AuditJson {
+    fn from(e: audit::Event) -> Self {
+        Self {
+            id: e.id,
+            at: store::rfc3339(e.at),
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            detail: e.detail,
+            ip: e.ip,
+            user_agent: e.user_agent,
+        }
+    }
 }
 
 /// The audit log, newest first; `before` (an id from the previous page)
@@ -265,19 +282,5 @@ async fn list_audit(
         Error::bad_request("invalid_query", "before and limit must be whole numbers, e.g. ?before=120&limit=50")
     })?;
     let events = audit::list(&state.db, query.before, query.limit.unwrap_or(audit::DEFAULT_LIMIT)).await?;
-    Ok(Json(
-        events
-            .into_iter()
-            .map(|e| AuditJson {
-                id: e.id,
-                at: store::rfc3339(e.at),
-                actor: e.actor,
-                action: e.action,
-                target: e.target,
-                detail: e.detail,
-                ip: e.ip,
-                user_agent: e.user_agent,
-            })
-            .collect(),
-    ))
+    Ok(Json(events.into_iter().map(AuditJson::from).collect()))
 }

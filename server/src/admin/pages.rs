@@ -22,6 +22,7 @@ use serde::Deserialize;
 use sesame_proto::ServiceName;
 
 use super::{
+    api::AuditJson,
     form::{AdminForm, CsrfField, CsrfForm},
     session::{self, AdminSession, Credential, PRE_SESSION_COOKIE, PRE_SESSION_SECS, SESSION_COOKIE, SESSION_SECS},
     store,
@@ -212,19 +213,7 @@ struct ServicesView {
     authenticators: Vec<AccountItem>,
     sessions: Vec<SessionItem>,
     /// The newest admin actions; askama escapes every field.
-    audit: Vec<AuditItem>,
-}
-
-/// An audit record as the page shows it: the stored one, with a readable time.
-#[derive(Debug)]
-struct AuditItem {
-    at: String,
-    actor: String,
-    action: String,
-    target: String,
-    detail: String,
-    ip: String,
-    user_agent: String,
+    audit: Vec<AuditJson>,
 }
 
 /// A live admin session, as the sessions list shows it.
@@ -276,19 +265,7 @@ async fn index(
             expires_at: store::rfc3339(s.expires_at),
         })
         .collect();
-    let audit = audit::list(&state.db, None, audit::DEFAULT_LIMIT)
-        .await?
-        .into_iter()
-        .map(|e| AuditItem {
-            at: store::rfc3339(e.at),
-            actor: e.actor,
-            action: e.action,
-            target: e.target,
-            detail: e.detail,
-            ip: e.ip,
-            user_agent: e.user_agent,
-        })
-        .collect();
+    let audit = audit::list(&state.db, None, audit::DEFAULT_LIMIT).await?.into_iter().map(AuditJson::from).collect();
     let view = ServicesView {
         csrf: session.csrf_token().to_owned(),
         done: notice.done(),
