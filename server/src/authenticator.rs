@@ -168,6 +168,7 @@ async fn register(
     }
     tx.commit().await?;
     store::publish(&state, id).await;
+    crate::metrics::challenge_approved(checked.row.created_at, now);
     Ok(Json(Outcome {
         status: Status::Completed,
         purpose: Some("register".to_owned()),
@@ -223,6 +224,7 @@ async fn login(
     }
     tx.commit().await?;
     store::publish(&state, id).await;
+    crate::metrics::challenge_approved(checked.row.created_at, now);
     Ok(Json(Outcome {
         status: Status::Completed,
         purpose: Some("login".to_owned()),

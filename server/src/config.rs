@@ -22,18 +22,34 @@ pub struct Config {
     pub public_url: Option<String>,
 
     /// Directory for the embedded SQLite database.
-    #[arg(long, env = "SESAME_DATA_DIR", default_value = "sesame-data")]
+    #[arg(long, env = "SESAME_DATA_DIR", default_value = "sesame-data", global = true)]
     pub data_dir: PathBuf,
 
     /// Database URL: sqlite://PATH or postgres://…. Defaults to SQLite in the
     /// data directory.
-    #[arg(long, env = "SESAME_DATABASE_URL")]
+    #[arg(long, env = "SESAME_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
+
+    /// PEM file of the CA that signed the PostgreSQL server's certificate,
+    /// trusted besides the system's store. It turns on sslmode=verify-full
+    /// unless the URL asks for verify-ca.
+    #[arg(long, env = "SESAME_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
 
     /// Redis URL for pub/sub between several instances. Without it, results
     /// are delivered in-process (one instance only).
     #[arg(long, env = "SESAME_REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// Address and port for Prometheus metrics (/metrics, with /healthz and
+    /// /readyz). Keep it off the public network. Absent: no metrics.
+    #[arg(long, env = "SESAME_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// PEM file of the CA that signed the Redis server's certificate, for a
+    /// rediss:// URL; trusted instead of the system's store.
+    #[arg(long, env = "SESAME_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
 
     /// Bearer token for the admin API and the admin page. When absent, one is
     /// generated and printed at start-up.
@@ -115,6 +131,25 @@ pub struct Config {
     /// terminal), json for log collectors (one object per line).
     #[arg(long, env = "SESAME_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Without a command, the server runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What `sesame-server` does besides serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Copy the embedded SQLite database to FILE, consistently, while the
+    /// server keeps serving. For PostgreSQL use pg_dump.
+    Backup {
+        /// Where to write the copy.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// How log lines are written.

@@ -70,7 +70,11 @@ impl Db {
             })
             .connect_with(options)
             .await
-            .with_context(|| format!("cannot connect to the {backend:?} database"))?;
+            .map_err(|e| match crate::tls::certificate_problem(&e) {
+                // One line that says what to fix, rather than rustls's enum.
+                Some(problem) => anyhow::anyhow!("refusing the {backend:?} database: {problem}"),
+                None => anyhow::Error::new(e).context(format!("cannot connect to the {backend:?} database")),
+            })?;
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,

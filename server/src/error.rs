@@ -191,7 +191,9 @@ impl IntoResponse for Error {
         if let Some(secs) = self.retry_after() {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if status.is_server_error() {
+        // `not_ready` is the answer a probe asked for, not a failure of the
+        // request; `/readyz` logs the change of readiness itself, once.
+        if status.is_server_error() && !matches!(self, Self::NotReady(_)) {
             let detail = match &self {
                 Self::Database(e) => format!("database: {e}"),
                 Self::Internal(e) => format!("internal: {e:#}"),

@@ -6,7 +6,10 @@
 //! timeout, so a load balancer can stop sending sign-ins to an instance that
 //! could not complete them.
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicU8, Ordering},
+    time::Duration,
+};
 
 use axum::{extract::State, routing::get, Json, Router};
 use serde::Serialize;
@@ -35,6 +38,7 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Ready>> {
     let (database, redis) = tokio::join!(database_answers(&state), state.bus.answers(PROBE_TIMEOUT));
     let down: Vec<&'static str> =
         [(!database).then_some("database"), (!redis).then_some("redis")].into_iter().flatten().collect();
+    log_transition(u8::from(!database) | (u8::from(!redis) << 1), &down);
     if down.is_empty() {
         Ok(Json(Ready { status: "ready" }))
     } else {
@@ -47,4 +51,21 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Ready>> {
 async fn database_answers(state: &AppState) -> bool {
     let probe = sqlx::query("SELECT 1").execute(&state.db.pool);
     matches!(tokio::time::timeout(PROBE_TIMEOUT, probe).await, Ok(Ok(_)))
+}
+
+/// What the last probe found down (bit 0: the database, bit 1: Redis).
+static LAST_DOWN: AtomicU8 = AtomicU8::new(0);
+
+/// Logs a change of readiness once, when it happens: a load balancer probes
+/// every few seconds, and a line per probe would bury the one that matters.
+/// The 503 answers themselves are not logged as errors.
+fn log_transition(down_now: u8, down: &[&'static str]) {
+    if LAST_DOWN.swap(down_now, Ordering::Relaxed) == down_now {
+        return;
+    }
+    if down.is_empty() {
+        tracing::info!("ready again: every dependency answers");
+    } else {
+        tracing::warn!(down = %down.join(","), "not ready: {} did not answer", down.join(" and "));
+    }
 }

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod audit;
 pub mod authenticator;
+pub mod backup;
 pub mod bus;
 pub mod challenge;
 pub mod clock;
@@ -14,14 +15,16 @@ pub mod cookie;
 pub mod db;
 pub mod error;
 pub mod extract;
-mod health;
+pub(crate) mod health;
 pub mod keys;
 pub mod limit;
+pub mod metrics;
 pub mod middleware;
 pub mod pages;
 pub mod serve;
 pub mod state;
 pub mod sweep;
+pub mod tls;
 
 use std::{sync::Arc, time::Duration};
 
@@ -78,6 +81,9 @@ pub fn app(state: AppState) -> Router {
         // Not `no-referrer`: under it browsers send `Origin: null` on the
         // page's own form POSTs, and the Origin checks would refuse them.
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
+        // Outside the error shaping, so that it counts the status and error
+        // code the client got; inside the trace span.
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(
             // Spans record the method and the route pattern, never the raw
             // path or query, and no headers: tokens and cookies stay out of
@@ -126,13 +132,20 @@ pub async fn state_from(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             Db::sqlite_url(&config.data_dir)
         }
     };
+    tls::install_crypto_provider();
+    let url = tls::database_url(&url, config.database_ca_file.as_deref())?;
     let db = Db::connect(&url).await?;
     let identity = Identity::load_or_create(&db, clock.now().as_secs() as i64).await?;
+    let redis_ca = match &config.redis_ca_file {
+        Some(_) if config.redis_url.is_none() => anyhow::bail!("--redis-ca-file needs --redis-url"),
+        Some(path) => Some(tls::read_ca_file(path, "--redis-ca-file")?),
+        None => None,
+    };
     let bus = match &config.redis_url {
         None => Bus::local(),
         // The pid names this instance's connection in Redis's CLIENT LIST, so
         // an operator can tell the instances apart.
-        Some(url) => Bus::redis(url, &format!("sesame-{}", std::process::id())).await?,
+        Some(url) => Bus::redis_with_ca(url, &format!("sesame-{}", std::process::id()), redis_ca.as_deref()).await?,
     };
     let (admin_token, generated) = match &config.admin_token {
         Some(token) if token.len() >= 16 => (AdminToken::new(token), None),
@@ -165,7 +178,12 @@ pub async fn state_from(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
 
 /// Runs the server until Ctrl-C or SIGTERM, then drains open requests.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Before the state: handles taken earlier would stay no-ops.
+    let metrics = config.metrics_listen.map(|addr| metrics::install().map(|handle| (addr, handle))).transpose()?;
     let (state, generated_token) = state_from(&config, Arc::new(SystemClock)).await?;
+    if let Some((addr, handle)) = metrics {
+        metrics::serve(addr, state.clone(), handle).await?;
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

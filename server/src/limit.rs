@@ -108,7 +108,10 @@ impl RateLimiter {
             None => Ok(()),
             // Whole seconds, rounded up, so a client that waits as told is
             // let through.
-            Some(wait) => Err(Error::RateLimited { retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) }),
+            Some(wait) => {
+                crate::metrics::rate_limited(self.name);
+                Err(Error::RateLimited { retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) })
+            }
         }
     }
 
@@ -178,10 +181,12 @@ impl StreamLimits {
         let on_challenge = open.by_challenge.get(&challenge).copied().unwrap_or(0);
         let from_address = open.by_address.get(&ip).copied().unwrap_or(0);
         if over(on_challenge, self.per_challenge) || over(from_address, self.per_address) {
+            crate::metrics::rate_limited("streams");
             return Err(Error::TooManyStreams);
         }
         *open.by_challenge.entry(challenge).or_default() += 1;
         *open.by_address.entry(ip).or_default() += 1;
+        crate::metrics::streams_open(1.0);
         Ok(StreamGuard { open: self.open.clone(), challenge, ip })
     }
 }
@@ -203,6 +208,7 @@ impl Drop for StreamGuard {
         let mut open = self.open.lock().expect("stream limits lock poisoned");
         decrement(&mut open.by_challenge, &self.challenge);
         decrement(&mut open.by_address, &self.ip);
+        crate::metrics::streams_open(-1.0);
     }
 }
 

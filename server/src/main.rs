@@ -3,22 +3,36 @@
 use std::{io::IsTerminal as _, process::ExitCode};
 
 use clap::Parser as _;
-use sesame_server::{config::LogFormat, Config};
-use tracing_subscriber::EnvFilter;
+use sesame_server::{
+    config::{Command, LogFormat},
+    metrics::QueryTimer,
+    Config,
+};
+use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _, EnvFilter, Layer as _};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
     let filter = EnvFilter::try_from_env("SESAME_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match config.log_format {
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match config.log_format {
         // Colour codes are for people at a terminal; in a file or a
         // journal they are noise that breaks searching.
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).boxed(),
         // One JSON object per line, the span fields (method, route) included.
-        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
-    }
-    match sesame_server::run(config).await {
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).boxed(),
+    };
+    // The log filter applies to the log lines only: the query timer has its
+    // own, so that database timings are measured whatever SESAME_LOG says.
+    let query_timer = config.metrics_listen.is_some().then(QueryTimer::layer);
+    tracing_subscriber::registry().with(logs.with_filter(filter)).with(query_timer).init();
+    let outcome = match &config.command {
+        Some(Command::Backup { out, force }) => sesame_server::backup::backup(&config, out, *force).await.map(|w| {
+            println!("Backed up {} to {} ({} bytes)", w.source.display(), out.display(), w.bytes);
+        }),
+        None => sesame_server::run(config).await,
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sesame-server: {e:#}");

@@ -31,9 +31,11 @@ pub async fn refuse_oversize_body(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// Paths whose callers are programs that read JSON.
+/// Paths whose callers are programs that read JSON. `/metrics` is among
+/// them: a scraper pointed at the public port gets a JSON 404, since metrics
+/// are served only on `--metrics-listen`.
 fn expects_json(path: &str) -> bool {
-    ["/api/", "/admin/api/", "/.well-known/"].iter().any(|prefix| path.starts_with(prefix))
+    path == "/metrics" || ["/api/", "/admin/api/", "/.well-known/"].iter().any(|prefix| path.starts_with(prefix))
 }
 
 /// Gives a body to the error responses that our handlers did not make:

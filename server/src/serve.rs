@@ -105,6 +105,7 @@ pub async fn serve(
                 drop(permit);
             });
         } else if let Ok(permit) = refusing.clone().try_acquire_owned() {
+            crate::metrics::rate_limited("connections");
             if !std::mem::replace(&mut at_limit, true) {
                 tracing::warn!(max = options.max_connections, "connection limit reached; answering 503");
             }

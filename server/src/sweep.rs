@@ -159,7 +159,9 @@ pub async fn every(state: AppState, period: Duration, retention: Retention) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match sweep(&state.db, state.clock.now(), &retention).await {
+        let outcome = sweep(&state.db, state.clock.now(), &retention).await;
+        crate::metrics::swept(outcome.as_ref().ok());
+        match outcome {
             Ok(swept) if swept == Swept::default() => tracing::debug!("sweep: nothing to delete"),
             Ok(swept) => tracing::info!(?swept, "sweep deleted old rows"),
             Err(e) => tracing::warn!(error = ?e, "sweep failed; trying again at the next one"),

@@ -2,7 +2,9 @@
 //!
 //! Each challenge has its own `watch` channel, so a sign-in wakes only the
 //! streams of that challenge, and a notice sent between a stream's subscribe
-//! and its wait is never missed.
+//! and its wait is never missed. The channel holds when the last notice was
+//! published (wall-clock microseconds, 0 when unknown), which is all the
+//! delivery-time metric needs.
 
 use std::{
     collections::HashMap,
@@ -35,11 +37,19 @@ impl LocalBus {
         Subscription { id, receiver, bus: self.clone() }
     }
 
-    /// Wakes the streams waiting on `id` on this instance, if any.
+    /// Wakes the streams waiting on `id` on this instance, if any: a notice
+    /// published here and now.
     pub fn notify(&self, id: &ChallengeId) {
+        self.deliver(id, crate::metrics::now_micros());
+    }
+
+    /// Wakes the streams waiting on `id` with a notice published at
+    /// `published_at` (microseconds since the epoch, 0 when unknown).
+    pub(crate) fn deliver(&self, id: &ChallengeId, published_at: u64) {
+        crate::metrics::bus_received();
         let waiters = self.waiters.lock().expect("bus lock poisoned");
         if let Some(sender) = waiters.get(id) {
-            sender.send_modify(|n| *n += 1);
+            sender.send_replace(published_at);
         }
     }
 
@@ -48,7 +58,7 @@ impl LocalBus {
     pub fn notify_all(&self) {
         let waiters = self.waiters.lock().expect("bus lock poisoned");
         for sender in waiters.values() {
-            sender.send_modify(|n| *n += 1);
+            sender.send_replace(0);
         }
     }
 
@@ -96,6 +106,12 @@ impl Subscription {
         // The sender lives in the map while we hold a receiver, so this only
         // fails if the map entry was removed under us; treat it as a notice.
         let _ = self.receiver.changed().await;
+    }
+
+    /// When the last notice was published, in microseconds since the
+    /// epoch; 0 when unknown.
+    pub fn published_at(&self) -> u64 {
+        *self.receiver.borrow()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Routing "this challenge changed" to the streams that wait on it.
 //!
-//! A notice carries no data: the stored challenge is the truth, and a woken
+//! A notice carries no data but the time it was published (for the
+//! delivery-time metric): the stored challenge is the truth, and a woken
 //! stream reads it again. That makes delivery idempotent and lets a lost or
 //! duplicated notice do no harm, which is what Redis pub/sub's at-most-once
 //! delivery needs. With one instance the notices stay in the process
@@ -40,7 +41,14 @@ impl Bus {
     /// unreachable Redis is retried in the background, and until it answers
     /// `subscribe` and `publish` fail with [`crate::Error::Unavailable`].
     pub async fn redis(url: &str, name: &str) -> anyhow::Result<Self> {
-        Ok(Self::Redis(RedisBus::connect(url, name).await?))
+        Self::redis_with_ca(url, name, None).await
+    }
+
+    /// [`Bus::redis`], trusting only the CA certificates of `ca` (PEM) for a
+    /// `rediss://` URL. A certificate that does not verify fails here, at
+    /// once, rather than being retried.
+    pub async fn redis_with_ca(url: &str, name: &str, ca: Option<&[u8]>) -> anyhow::Result<Self> {
+        Ok(Self::Redis(RedisBus::connect(url, name, ca).await?))
     }
 
     /// Whether the bus can carry notices now: always for the local bus; for
@@ -65,12 +73,11 @@ impl Bus {
     /// is stored.
     pub async fn publish(&self, id: ChallengeId) -> Result<()> {
         match self {
-            Self::Local(local) => {
-                local.notify(&id);
-                Ok(())
-            }
-            Self::Redis(redis) => redis.publish(id).await,
+            Self::Local(local) => local.notify(&id),
+            Self::Redis(redis) => redis.publish(id).await?,
         }
+        crate::metrics::bus_published();
+        Ok(())
     }
 }
 

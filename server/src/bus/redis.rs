@@ -24,7 +24,7 @@ use std::{
 
 use ::redis::{
     aio::MultiplexedConnection, AsyncConnectionConfig, Client, IntoConnectionInfo as _, ProtocolVersion, PushInfo,
-    PushKind, Value,
+    PushKind, TlsCertificates, Value,
 };
 use anyhow::Context as _;
 use sesame_proto::ChallengeId;
@@ -72,12 +72,19 @@ impl RedisBus {
     /// Starts the driver. The first connection attempt is awaited, so that a
     /// server started next to a healthy Redis is ready at once; a failure is
     /// logged and retried in the background.
-    pub async fn connect(url: &str, name: &str) -> anyhow::Result<Self> {
+    pub async fn connect(url: &str, name: &str, ca: Option<&[u8]>) -> anyhow::Result<Self> {
         let mut info = url.into_connection_info().context("--redis-url is not a valid Redis URL")?;
         // Push frames on an ordinary connection need RESP3 (Redis 6 or later),
         // whatever the URL asked for.
         info.redis.protocol = ProtocolVersion::RESP3;
-        let client = Client::open(info).context("--redis-url is not a valid Redis URL")?;
+        let client = match ca {
+            None => Client::open(info),
+            Some(_) if !url.starts_with("rediss://") => anyhow::bail!("--redis-ca-file needs a rediss:// URL"),
+            Some(pem) => {
+                Client::build_with_tls(info, TlsCertificates { client_tls: None, root_cert: Some(pem.to_vec()) })
+            }
+        }
+        .context("--redis-url is not a valid Redis URL")?;
         let (released_tx, released) = mpsc::unbounded_channel();
         let (requests, requests_rx) = mpsc::unbounded_channel();
         let local = LocalBus::with_release_hook(released_tx);
@@ -94,6 +101,14 @@ impl RedisBus {
             subscribed: HashSet::new(),
         };
         let first = driver.connect().await;
+        // An unreachable Redis is waited for, but one that presents a
+        // certificate we do not trust will not change its mind: stop here,
+        // and never fall back to plain text.
+        if let Err(e) = &first {
+            if let Some(problem) = crate::tls::certificate_problem(e) {
+                anyhow::bail!("refusing Redis at --redis-url: {problem}");
+            }
+        }
         // Ready for commands as soon as this returns, not only once the
         // driver task has run.
         if let Ok((live, _)) = &first {
@@ -123,7 +138,9 @@ impl RedisBus {
             None => Err("Redis is unreachable".to_owned()),
             Some(mut connection) => {
                 let mut publish = ::redis::cmd("PUBLISH");
-                publish.arg(channel_name(&id)).arg("1");
+                // The payload is the publish time, for the delivery-time
+                // metric of whichever instance receives it.
+                publish.arg(channel_name(&id)).arg(crate::metrics::now_micros());
                 match tokio::time::timeout(TIMEOUT, publish.exec_async(&mut connection)).await {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(e.to_string()),
@@ -137,6 +154,7 @@ impl RedisBus {
                 unsent.insert(id);
             }
             tracing::warn!(%reason, "cannot publish to Redis; the notice is kept for the reconnection");
+            crate::metrics::bus_publish_failed();
             Error::Unavailable
         })
     }
@@ -195,6 +213,7 @@ impl Driver {
                 Ok((connection, pushes)) => {
                     if was_up {
                         tracing::info!("reconnected to Redis; resubscribed {} challenges", self.subscribed.len());
+                        crate::metrics::bus_reconnected();
                     }
                     backoff = MIN_BACKOFF;
                     was_up = true;
@@ -252,7 +271,9 @@ impl Driver {
         for chunk in ids.chunks(PIPELINE_MAX) {
             let mut pipe = ::redis::pipe();
             for id in chunk {
-                pipe.cmd("PUBLISH").arg(channel_name(id)).arg("1");
+                // Published late: time 0 keeps the outage out of the
+                // delivery-time metric, which the reconnect counter shows.
+                pipe.cmd("PUBLISH").arg(channel_name(id)).arg(0);
             }
             if let Err(e) = pipe.exec_async(connection).await {
                 self.unsent.lock().expect("bus lock poisoned").extend(ids);
@@ -277,7 +298,7 @@ impl Driver {
                     Some(PushInfo { kind: PushKind::Message, data }) => {
                         if let Some(Value::BulkString(channel)) = data.first() {
                             if let Some(id) = challenge_of(channel) {
-                                self.local.notify(&id);
+                                self.local.deliver(&id, published_at(data.get(1)));
                             }
                         }
                     }
@@ -386,6 +407,15 @@ impl Driver {
                 Some(_) = self.released.recv() => {}
             }
         }
+    }
+}
+
+/// The publish time a notice carries; 0 (unknown) for anything else, such
+/// as the `1` that earlier versions sent.
+fn published_at(payload: Option<&Value>) -> u64 {
+    match payload {
+        Some(Value::BulkString(bytes)) => std::str::from_utf8(bytes).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
+        _ => 0,
     }
 }
 

@@ -99,6 +99,7 @@ impl Watch {
             tokio::select! {
                 () = self.subscription.changed() => {
                     if let Some(done) = self.reread().await {
+                        crate::metrics::answer_delivered(if done.1 { self.subscription.published_at() } else { 0 });
                         return done;
                     }
                 }

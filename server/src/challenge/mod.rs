@@ -117,6 +117,7 @@ pub async fn issue(state: &AppState, service_id: &str, client: &ClientInfo) -> R
         },
     )
     .await?;
+    crate::metrics::challenge_created();
     let token = base.at_step(&secret, 0);
     let lifetime = state.settings.challenge_ttl_secs.saturating_add(BINDING_GRACE_SECS);
     let binding_cookie = cookie::set(
