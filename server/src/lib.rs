@@ -35,7 +35,7 @@ use axum::{
     Router,
 };
 use sesame_proto::Origin;
-use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
+use tower_http::{classify::ServerErrorsFailureClass, set_header::SetResponseHeaderLayer, trace::TraceLayer};
 use tracing::Span;
 
 use crate::{
@@ -103,6 +103,15 @@ pub fn app(state: AppState) -> Router {
                         tracing::error!(status = res.status().as_u16(), ?latency, "{detail}");
                     } else {
                         tracing::debug!(status = res.status().as_u16(), ?latency, "done");
+                    }
+                })
+                // A 5xx status is logged above, with its detail, when it is a
+                // failure at all (a `not_ready` answer is not): the default
+                // would log every one again, `/readyz` at every probe. Only
+                // a body that fails midway is left to report here.
+                .on_failure(|failure: ServerErrorsFailureClass, latency: Duration, _span: &Span| {
+                    if let ServerErrorsFailureClass::Error(error) = failure {
+                        tracing::warn!(?latency, %error, "response body failed");
                     }
                 }),
         )
