@@ -858,3 +858,347 @@ impl Redis {
         Ok(self.cli(&["PUBSUB", "CHANNELS", "sesame:challenge:*"])?.lines().filter(|l| !l.trim().is_empty()).count())
     }
 }
+
+// ---------------------------------------------------------------------------
+// Metrics: scraping `--metrics-listen` and reading the Prometheus text.
+// ---------------------------------------------------------------------------
+
+/// One scrape of `/metrics`: the exposition text and its samples.
+#[derive(Debug, Clone)]
+pub struct Scrape {
+    pub text: String,
+    samples: Vec<(String, Vec<(String, String)>, f64)>,
+}
+
+impl Scrape {
+    /// GETs `url` (the metrics listener's `/metrics`) and parses it.
+    pub async fn get(url: &str) -> Result<Self> {
+        let res = reqwest::get(url).await?;
+        if !res.status().is_success() {
+            bail!("{url} answered {}", res.status());
+        }
+        Ok(Self::parse(&res.text().await?))
+    }
+
+    /// Parses the Prometheus text format (the subset an exporter writes: no
+    /// escaped quotes or commas inside label values).
+    pub fn parse(text: &str) -> Self {
+        let mut samples = Vec::new();
+        for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else { continue };
+            let Ok(value) = value.parse::<f64>() else { continue };
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => {
+                    let labels = rest
+                        .trim_end_matches('}')
+                        .split(',')
+                        .filter_map(|pair| pair.split_once('='))
+                        .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+                        .collect();
+                    (name.to_owned(), labels)
+                }
+                None => (series.to_owned(), Vec::new()),
+            };
+            samples.push((name, labels, value));
+        }
+        Self { text: text.to_owned(), samples }
+    }
+
+    /// The sum of the samples named `name` whose labels include `labels`;
+    /// 0 when there is none (a counter that never moved is not written).
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v)))
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+
+    /// Whether any sample is named `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.samples.iter().any(|(n, _, _)| n == name)
+    }
+
+    /// Every label value of every sample, to check what never appears.
+    pub fn label_values(&self) -> Vec<&str> {
+        self.samples.iter().flat_map(|(_, l, _)| l.iter().map(|(_, v)| v.as_str())).collect()
+    }
+}
+
+/// Runs `promtool check metrics` on `text`; fails with promtool's complaint.
+/// promtool comes from the `prometheus` package, which scripts/test installs.
+pub fn promtool_check(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run promtool (install it: apt-get install prometheus)")?;
+    child.stdin.take().context("promtool stdin")?.write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "promtool check metrics failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// TLS to the database and Redis: a PostgreSQL cluster and a Redis server of
+// the test's own, each presenting a certificate from a test CA.
+// ---------------------------------------------------------------------------
+
+/// Runs `cmd` as the `postgres` user when we are root (PostgreSQL refuses to
+/// run as root), as ourselves otherwise.
+fn as_postgres(program: &Path, args: &[&std::ffi::OsStr]) -> Command {
+    let root = rustix::process::getuid().is_root();
+    let mut cmd = if root { Command::new("runuser") } else { Command::new(program) };
+    if root {
+        cmd.args(["-u", "postgres", "--"]).arg(program);
+    }
+    cmd.args(args);
+    cmd
+}
+
+/// The newest installed PostgreSQL's `bin` folder (Debian's layout).
+fn postgres_bin_dir() -> Result<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .context("no /usr/lib/postgresql (install it: apt-get install postgresql)")?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    dirs.sort_by_key(|p| {
+        p.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok())
+    });
+    dirs.pop().context("no PostgreSQL with initdb under /usr/lib/postgresql")
+}
+
+/// A PostgreSQL cluster of one test, with `ssl = on` and the given server
+/// certificate, listening on 127.0.0.1 only. Stopped on drop.
+#[derive(Debug)]
+pub struct PgTls {
+    pub port: u16,
+    dir: TempDir,
+    bin: PathBuf,
+}
+
+impl PgTls {
+    pub fn start(leaf: &proxy::Leaf) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("sesame-pgtls-").tempdir()?;
+        let bin = postgres_bin_dir()?;
+        let data = dir.path().join("data");
+        // The postgres user must own its folder, and may only use a key that
+        // no one else can read.
+        std::fs::copy(&leaf.cert, dir.path().join("server.crt"))?;
+        std::fs::copy(&leaf.key, dir.path().join("server.key"))?;
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir.path().join("server.key"), std::fs::Permissions::from_mode(0o600))?;
+        if rustix::process::getuid().is_root() {
+            let status = Command::new("chown").args(["-R", "postgres"]).arg(dir.path()).status()?;
+            ensure_success(status, "chown")?;
+        }
+        let out = as_postgres(
+            &bin.join("initdb"),
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "--auth=trust".as_ref(),
+                "-U".as_ref(),
+                "postgres".as_ref(),
+                "--no-sync".as_ref(),
+            ],
+        )
+        .output()
+        .context("cannot run initdb")?;
+        if !out.status.success() {
+            bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let port = free_port();
+        let crt = dir.path().join("server.crt");
+        let key = dir.path().join("server.key");
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={} -c ssl_key_file={} -c fsync=off",
+            dir.path().display(),
+            crt.display(),
+            key.display()
+        );
+        let log = dir.path().join("server.log");
+        let out = as_postgres(
+            &bin.join("pg_ctl"),
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-l".as_ref(),
+                log.as_os_str(),
+                "-w".as_ref(),
+                "-o".as_ref(),
+                options.as_ref(),
+                "start".as_ref(),
+            ],
+        )
+        .output()
+        .context("cannot run pg_ctl")?;
+        if !out.status.success() {
+            bail!("pg_ctl start failed: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        Ok(Self { port, dir, bin })
+    }
+
+    /// The URL of its `postgres` database over TCP, without any TLS option.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Runs one query over the Unix socket (no TLS) and returns its output.
+    pub fn query(&self, sql: &str) -> Result<String> {
+        let out = Command::new("psql")
+            .args(["-h"])
+            .arg(self.dir.path())
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-qtAc", sql])
+            .output()
+            .context("cannot run psql")?;
+        if !out.status.success() {
+            bail!("psql {sql:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for PgTls {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = as_postgres(
+            &self.bin.join("pg_ctl"),
+            &["-D".as_ref(), data.as_os_str(), "-m".as_ref(), "immediate".as_ref(), "stop".as_ref()],
+        )
+        .output();
+    }
+}
+
+fn ensure_success(status: std::process::ExitStatus, what: &str) -> Result<()> {
+    if !status.success() {
+        bail!("{what} failed with {status}");
+    }
+    Ok(())
+}
+
+impl Redis {
+    /// A Redis that speaks only TLS, with `leaf` as its certificate; clients
+    /// need not present one. `restart` brings it back without TLS, so tests
+    /// of TLS do not restart it.
+    pub fn start_tls(leaf: &proxy::Leaf, ca: &Path) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("sesame-redis-tls-").tempdir()?;
+        let port = free_port();
+        let mut child = Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--tls-auth-clients", "no"])
+            .arg("--tls-cert-file")
+            .arg(&leaf.cert)
+            .arg("--tls-key-file")
+            .arg(&leaf.key)
+            .arg("--tls-ca-cert-file")
+            .arg(ca)
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start redis-server")?;
+        let stdout = child.stdout.take().context("redis stdout")?;
+        let redis = Self { child: Some(child), port, dir };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let ready = BufReader::new(stdout).lines().map_while(|l| l.ok()).any(|l| l.contains("Ready to accept"));
+            let _ = tx.send(ready);
+        });
+        if !rx.recv_timeout(Duration::from_secs(10)).unwrap_or(false) {
+            bail!("redis-server with TLS on port {port} did not become ready (is it built with TLS?)");
+        }
+        Ok(redis)
+    }
+
+    /// `rediss://127.0.0.1:PORT`, for a server started with [`Redis::start_tls`].
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Runs `sesame-server ARGS…` (SQLite in a fresh data directory unless the
+/// arguments say otherwise) and expects it to stop by itself within 30 s;
+/// returns its exit code and stderr.
+pub fn server_start_failure(args: &[&std::ffi::OsStr]) -> Result<(Option<i32>, String)> {
+    let data_dir = tempfile::Builder::new().prefix("sesame-e2e-").tempdir()?;
+    let mut child = Command::new(server_bin())
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .arg("--admin-token")
+        .arg(ADMIN_TOKEN)
+        .args(args)
+        .env("SESAME_LOG", "warn")
+        .env_remove("SESAME_DATABASE_URL")
+        .env_remove("SESAME_REDIS_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start sesame-server")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output()?;
+            bail!("sesame-server kept running; stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output()?;
+    Ok((out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned()))
+}
+
+// ---------------------------------------------------------------------------
+// Backups: `sesame-server backup`, and a server on a restored data directory.
+// ---------------------------------------------------------------------------
+
+impl Server {
+    /// Starts a server on an existing data directory, such as one restored
+    /// from a backup.
+    pub async fn start_in(data_dir: TempDir, options: ServerOptions) -> Result<Self> {
+        Self::spawn(options, data_dir).await
+    }
+}
+
+/// Runs `sesame-server ARGS…` to completion (a command such as `backup`,
+/// not the server), with no database or Redis from the environment.
+pub fn server_command(args: &[&std::ffi::OsStr]) -> Result<Output> {
+    Command::new(server_bin())
+        .args(args)
+        .env("SESAME_LOG", "warn")
+        .env_remove("SESAME_DATABASE_URL")
+        .env_remove("SESAME_REDIS_URL")
+        .env_remove("SESAME_DATA_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run sesame-server")
+}
+
+/// Reads `status` events until one that is no longer `pending` (an
+/// authenticator opening the request sends a pending one first), and
+/// returns its data.
+pub async fn final_status(events: &mut EventStream, timeout: Duration) -> Result<Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let status = events.next_named("status", left).await?.json();
+        if status["status"] != "pending" {
+            return Ok(status);
+        }
+    }
+}

@@ -1,10 +1,14 @@
 //! End-to-end tests: real `sesame-server` and `sesame` processes over real HTTP.
 
 mod authenticator;
+mod backup;
 mod browser;
 mod deployment;
 mod hostile;
 mod logs;
+mod metrics;
 mod operations;
+mod packaging;
 mod scale;
 mod sweep;
+mod tls;

@@ -1,0 +1,157 @@
+//! Prometheus metrics on `--metrics-listen`: sign-ins move the counters, the
+//! exposition passes `promtool check metrics`, nothing identifying becomes a
+//! label, and the public port has no `/metrics`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sesame_tests::{
+    free_port, promtool_check, stderr, stdout, Browser, Redis, Result, Scrape, Server, ServerOptions, Sesame,
+};
+
+/// A server with metrics on a port of its own; returns it and the metrics
+/// base URL.
+async fn with_metrics(mut options: ServerOptions) -> Result<(Server, String)> {
+    let port = free_port();
+    options.extra_args.extend(["--metrics-listen".to_owned(), format!("127.0.0.1:{port}")]);
+    let server = Server::start_with(options).await?;
+    Ok((server, format!("http://127.0.0.1:{port}")))
+}
+
+fn succeeds(output: &std::process::Output) -> Value {
+    assert!(output.status.success(), "sesame failed: {}{}", stdout(output), stderr(output));
+    serde_json::from_str(stdout(output).trim()).expect("sesame --json prints one JSON value")
+}
+
+#[tokio::test]
+async fn a_sign_in_through_redis_moves_the_counters_and_promtool_accepts_the_exposition() -> Result<()> {
+    let redis = Redis::start()?;
+    let (server, metrics) =
+        with_metrics(ServerOptions { redis_url: Some(redis.url()), ..ServerOptions::default() }).await?;
+    let service = server.create_service("Metered").await?;
+    let browser = Browser::new(&server);
+    let sesame = Sesame::new();
+
+    // Register while the page's event stream waits, so the result travels
+    // through Redis to the stream.
+    let first = browser.start_challenge(&service.id).await?;
+    let mut events = browser.events(&first, None).await?;
+    events.next_named("status", Duration::from_secs(5)).await?;
+    succeeds(&sesame.run(&["--json", "register", &first.token, "--name", "alice", "--yes"]));
+    let done = sesame_tests::final_status(&mut events, Duration::from_secs(10)).await?;
+    assert_eq!(done["status"], "completed");
+    drop(events);
+
+    let second = browser.start_challenge(&service.id).await?;
+    succeeds(&sesame.run(&["--json", "login", &second.token, "--yes"]));
+    // Answers the server refuses: one for a challenge already used (the
+    // authenticator itself would stop before sending it), one malformed.
+    let login = server.url("/api/authenticator/login");
+    let replay = serde_json::json!({"token": second.token, "account": "alice", "signature": "AAAA"});
+    let res = reqwest::Client::new().post(&login).json(&replay).send().await?;
+    assert_eq!(res.status(), 409);
+    let res = reqwest::Client::new().post(&login).json(&serde_json::json!({})).send().await?;
+    assert_eq!(res.json::<Value>().await?["error"], "invalid_json");
+    let third = browser.start_challenge(&service.id).await?;
+    succeeds(&sesame.run(&["--json", "deny", &third.token]));
+
+    let scrape = Scrape::get(&format!("{metrics}/metrics")).await?;
+    let challenges_route = [("route", "/api/services/{id}/challenges"), ("method", "POST"), ("status", "2xx")];
+    assert_eq!(scrape.value("sesame_http_requests_total", &challenges_route), 3.0, "{}", scrape.text);
+    assert_eq!(scrape.value("sesame_challenges_created_total", &[("purpose", "sign_in")]), 3.0);
+    let answers = |kind, outcome| scrape.value("sesame_answers_total", &[("kind", kind), ("outcome", outcome)]);
+    assert_eq!(answers("register", "ok"), 1.0, "{}", scrape.text);
+    assert_eq!(answers("login", "ok"), 1.0);
+    assert_eq!(answers("login", "challenge_used"), 1.0);
+    assert_eq!(answers("login", "invalid_json"), 1.0);
+    assert_eq!(answers("deny", "denied"), 1.0);
+    assert_eq!(scrape.value("sesame_challenge_approval_seconds_count", &[]), 2.0);
+    assert_eq!(scrape.value("sesame_answer_delivery_seconds_count", &[]), 1.0, "{}", scrape.text);
+    assert!(scrape.value("sesame_bus_messages_published_total", &[]) >= 3.0);
+    assert!(scrape.value("sesame_bus_messages_received_total", &[]) >= 1.0);
+    assert!(scrape.value("sesame_db_query_duration_seconds_count", &[]) > 10.0, "{}", scrape.text);
+    assert_eq!(scrape.value("sesame_sweeps_total", &[("outcome", "ok")]), 1.0, "one sweep at start-up");
+    assert!(scrape.has("sesame_event_streams_open"));
+    assert_eq!(scrape.value("sesame_build_info", &[]), 1.0);
+
+    // Nothing that names a person, a challenge, a service or an address.
+    let identifying = [service.id.as_str(), &first.challenge_id, "alice", "127.0.0.1", "Metered"];
+    for value in scrape.label_values() {
+        assert!(!identifying.iter().any(|id| value.contains(id)), "label value {value:?} identifies something");
+    }
+    promtool_check(&scrape.text)?;
+
+    // The counters only grow: a second scrape after another request.
+    browser.start_challenge(&service.id).await?;
+    let later = Scrape::get(&format!("{metrics}/metrics")).await?;
+    assert_eq!(later.value("sesame_challenges_created_total", &[("purpose", "sign_in")]), 4.0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn metrics_live_only_on_their_own_listener_beside_the_health_checks() -> Result<()> {
+    let (server, metrics) = with_metrics(ServerOptions::default()).await?;
+
+    let public = reqwest::get(server.url("/metrics")).await?;
+    assert_eq!(public.status(), 404);
+    let body: Value = public.json().await?;
+    assert_eq!(body["error"], "not_found");
+
+    assert_eq!(reqwest::get(format!("{metrics}/healthz")).await?.status(), 200);
+    let ready = reqwest::get(format!("{metrics}/readyz")).await?;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.json::<Value>().await?["status"], "ready");
+    let other = reqwest::get(format!("{metrics}/admin")).await?;
+    assert_eq!(other.status(), 404);
+    assert_eq!(other.json::<Value>().await?["error"], "not_found");
+    // Readiness stays on the public port too, for load balancers.
+    assert_eq!(reqwest::get(server.url("/readyz")).await?.status(), 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_server_without_metrics_listen_exposes_nothing() -> Result<()> {
+    let server = Server::start().await?;
+    let res = reqwest::get(server.url("/metrics")).await?;
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.json::<Value>().await?["error"], "not_found");
+    Ok(())
+}
+
+#[tokio::test]
+async fn rate_limit_refusals_are_counted_by_limit() -> Result<()> {
+    let (server, metrics) = with_metrics(ServerOptions { rate_limit: Some(1), ..ServerOptions::default() }).await?;
+    let service = server.create_service("Limited").await?;
+    let browser = Browser::new(&server);
+    browser.start_challenge(&service.id).await?;
+    let refused = browser.client.post(server.url(&format!("/api/services/{}/challenges", service.id))).send().await?;
+    assert_eq!(refused.status(), 429);
+
+    let scrape = Scrape::get(&format!("{metrics}/metrics")).await?;
+    assert_eq!(scrape.value("sesame_rate_limited_total", &[("limit", "challenges")]), 1.0, "{}", scrape.text);
+    let refused_route = [("route", "/api/services/{id}/challenges"), ("status", "4xx")];
+    assert_eq!(scrape.value("sesame_http_requests_total", &refused_route), 1.0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn readyz_logs_a_change_of_readiness_once_not_at_every_probe() -> Result<()> {
+    let mut redis = Redis::start()?;
+    let server = Server::start_with(ServerOptions { redis_url: Some(redis.url()), ..ServerOptions::default() }).await?;
+    redis.stop();
+    for _ in 0..3 {
+        assert_eq!(reqwest::get(server.url("/readyz")).await?.status(), 503);
+    }
+    let log = server.log();
+    assert_eq!(log.matches("not ready: redis did not answer").count(), 1, "{log}");
+    assert!(!log.lines().any(|l| l.contains("ERROR") && l.contains("/readyz")), "{log}");
+
+    redis.restart()?;
+    sesame_tests::eventually(Duration::from_secs(15), || async {
+        let res = reqwest::get(server.url("/readyz")).await.ok()?;
+        (res.status() == 200).then_some(())
+    })
+    .await?;
+    assert_eq!(server.log().matches("ready again").count(), 1, "{}", server.log());
+    Ok(())
+}
