@@ -87,9 +87,26 @@ pub fn certificate_problem(error: &(dyn std::error::Error + 'static)) -> Option<
                 return Some(describe(reason));
             }
         }
+        // Some clients keep only the text of the error they wrap.
+        if let Some(reason) = e.to_string().split("invalid peer certificate: ").nth(1) {
+            return Some(describe_text(reason));
+        }
         next = e.source();
     }
     None
+}
+
+/// [`describe`] for rustls's `Debug` text of a certificate error.
+fn describe_text(reason: &str) -> String {
+    if reason.starts_with("UnknownIssuer") {
+        describe(&rustls::CertificateError::UnknownIssuer)
+    } else if reason.starts_with("NotValidForName") {
+        describe(&rustls::CertificateError::NotValidForName)
+    } else if reason.starts_with("Expired") {
+        describe(&rustls::CertificateError::Expired)
+    } else {
+        format!("its certificate was refused ({})", reason.trim())
+    }
 }
 
 fn describe(reason: &rustls::CertificateError) -> String {
