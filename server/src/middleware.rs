@@ -33,7 +33,9 @@ pub async fn refuse_oversize_body(request: Request, next: Next) -> Response {
 
 /// Paths whose callers are programs that read JSON.
 fn expects_json(path: &str) -> bool {
-    ["/api/", "/admin/api/", "/.well-known/"].iter().any(|prefix| path.starts_with(prefix))
+    ["/api/", "/admin/api/", "/.well-known/", "/oidc/token", "/oidc/userinfo", "/oidc/jwks"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
 }
 
 /// Gives a body to the error responses that our handlers did not make:
