@@ -5,6 +5,7 @@ mod browser;
 mod deployment;
 mod hostile;
 mod logs;
+mod oidc;
 mod operations;
 mod scale;
 mod sweep;
