@@ -169,7 +169,7 @@ async fn browser_round_trip(test: &str, alg: &str, public: bool) -> Result<()> {
     assert_eq!(first.userinfo_sub, first.sub, "userinfo speaks of the ID token's subject");
     assert_eq!(first.userinfo_username.as_deref(), Some("alice"));
     assert_eq!(first.alg, alg);
-    assert_eq!(first.amr, ["hwk"], "a key held by the authenticator");
+    assert_eq!(first.amr, ["swk"], "proof of possession of a key the authenticator keeps in software");
     ensure!(first.auth_time.is_some(), "auth_time is there");
     ensure!(!first.sub.contains("alice"), "the subject is opaque, not the name: {}", first.sub);
 

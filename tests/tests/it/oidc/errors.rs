@@ -295,7 +295,7 @@ async fn state_and_nonce_come_back_unchanged_and_the_answer_names_its_issuer() -
     let aud = &claims["aud"];
     ensure!(aud == &provider.client.client_id || aud == &serde_json::json!([provider.client.client_id]), "aud {aud}");
     assert_eq!(claims["preferred_username"], "alice");
-    assert_eq!(claims["amr"], serde_json::json!(["hwk"]));
+    assert_eq!(claims["amr"], serde_json::json!(["swk"]));
     let raw = unverified_claims(id_token)?;
     let (iat, exp, auth_time) = (raw["iat"].as_i64(), raw["exp"].as_i64(), raw["auth_time"].as_i64());
     ensure!(matches!((iat, exp, auth_time), (Some(i), Some(e), Some(a)) if i < e && a <= i), "{raw}");
