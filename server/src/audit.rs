@@ -31,6 +31,8 @@ pub(crate) enum Actor {
     Authenticator(String),
     /// Someone who proved nothing: a refused sign-in.
     Anonymous,
+    /// The server itself, at start-up (`--demo`).
+    System,
 }
 
 impl fmt::Display for Actor {
@@ -39,6 +41,7 @@ impl fmt::Display for Actor {
             Self::Token => f.write_str("token"),
             Self::Authenticator(name) => write!(f, "authenticator:{name}"),
             Self::Anonymous => f.write_str("anonymous"),
+            Self::System => f.write_str("system"),
         }
     }
 }
@@ -61,6 +64,11 @@ pub(crate) enum Action {
     /// A session ended from the sessions list.
     AdminSessionEnded,
     AdminSignInRefused,
+    OidcClientCreated,
+    OidcClientChanged,
+    OidcClientRemoved,
+    OidcSecretRotated,
+    OidcKeysRotated,
 }
 
 impl Action {
@@ -78,6 +86,11 @@ impl Action {
             Self::AdminSignedOut => "admin_signed_out",
             Self::AdminSessionEnded => "admin_session_ended",
             Self::AdminSignInRefused => "admin_sign_in_refused",
+            Self::OidcClientCreated => "oidc_client_created",
+            Self::OidcClientChanged => "oidc_client_changed",
+            Self::OidcClientRemoved => "oidc_client_removed",
+            Self::OidcSecretRotated => "oidc_secret_rotated",
+            Self::OidcKeysRotated => "oidc_keys_rotated",
         }
     }
 }

@@ -127,6 +127,11 @@ pub struct Config {
     #[arg(long, env = "SESAME_AUDIT_RETENTION_DAYS", default_value_t = 365)]
     pub audit_retention_days: u64,
 
+    /// Seconds an OpenID Connect authorization code stays redeemable (at
+    /// most 60).
+    #[arg(long, env = "SESAME_OIDC_CODE_TTL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub oidc_code_ttl: u64,
+
     /// Log format on stderr: text for people (coloured only on a
     /// terminal), json for log collectors (one object per line).
     #[arg(long, env = "SESAME_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

@@ -43,6 +43,12 @@ pub enum Error {
     NothingToConfirm,
     #[error("this account has no such key")]
     UnknownKey,
+    #[error("no application is registered with this client_id")]
+    OidcUnknownClient,
+    #[error("the redirect_uri is missing or is not one registered for this client, so Sesame will not send you there")]
+    OidcRedirectUri,
+    #[error("OpenID Connect is not set up for this service")]
+    OidcNotConfigured,
 
     #[error("this sign-in request has expired; start again")]
     ChallengeExpired,
@@ -114,6 +120,9 @@ impl Error {
             Self::KeyPending => (StatusCode::FORBIDDEN, "key_pending"),
             Self::NothingToConfirm => (StatusCode::CONFLICT, "nothing_to_confirm"),
             Self::UnknownKey => (StatusCode::NOT_FOUND, "unknown_key"),
+            Self::OidcUnknownClient => (StatusCode::BAD_REQUEST, "invalid_client"),
+            Self::OidcRedirectUri => (StatusCode::BAD_REQUEST, "invalid_redirect_uri"),
+            Self::OidcNotConfigured => (StatusCode::NOT_FOUND, "oidc_not_configured"),
             Self::ChallengeExpired => (StatusCode::GONE, "challenge_expired"),
             Self::ChallengeFinished(_) => (StatusCode::CONFLICT, "challenge_used"),
             Self::NotCompleted => (StatusCode::CONFLICT, "not_completed"),

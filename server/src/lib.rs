@@ -20,6 +20,7 @@ pub mod keys;
 pub mod limit;
 pub mod metrics;
 pub mod middleware;
+pub mod oidc;
 pub mod pages;
 pub mod serve;
 pub mod state;
@@ -59,6 +60,11 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// [`CSP`] with forms also allowed to end up at `target` (a CSP source).
+pub(crate) fn csp_with_form_action(target: &str) -> String {
+    CSP.replace("form-action 'self'", &format!("form-action 'self' {target}"))
+}
+
 /// The whole HTTP surface.
 pub fn app(state: AppState) -> Router {
     Router::new()
@@ -67,6 +73,7 @@ pub fn app(state: AppState) -> Router {
         .merge(challenge::router())
         .merge(authenticator::router())
         .merge(admin::router())
+        .merge(oidc::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Inside the trace layer, so that the shaped answers are what the
         // request log records.
@@ -178,6 +185,7 @@ pub async fn state_from(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         identity: Arc::new(identity),
         settings: Arc::new(settings),
         admin_token: Arc::new(admin_token),
+        oidc: Arc::new(oidc::Provider::with_code_ttl(config.oidc_code_ttl)),
         limits: Limits::per_minute(config.rate_limit)
             .shared_through(&bus)
             .with_streams(StreamLimits::new(config.max_streams_per_challenge, config.max_streams_per_address)),

@@ -35,7 +35,10 @@ pub async fn refuse_oversize_body(request: Request, next: Next) -> Response {
 /// them: a scraper pointed at the public port gets a JSON 404, since metrics
 /// are served only on `--metrics-listen`.
 fn expects_json(path: &str) -> bool {
-    path == "/metrics" || ["/api/", "/admin/api/", "/.well-known/"].iter().any(|prefix| path.starts_with(prefix))
+    path == "/metrics"
+        || ["/api/", "/admin/api/", "/.well-known/", "/oidc/token", "/oidc/userinfo", "/oidc/jwks"]
+            .iter()
+            .any(|prefix| path.starts_with(prefix))
 }
 
 /// Gives a body to the error responses that our handlers did not make:

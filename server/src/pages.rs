@@ -72,6 +72,9 @@ struct LoginView {
     cancel_url: String,
     session_url: String,
     expires_at: u64,
+    /// Set on a page shown for an OpenID Connect authorization request:
+    /// where the page posts when its sign-in ends, to go back to the client.
+    finish_url: Option<String>,
 }
 
 /// The page for a browser that already holds a session for the service.
@@ -139,7 +142,14 @@ async fn login_page_or_error(
         }
     }
     let issued = challenge::issue(&state, &id, &client).await?;
+    login_response(issued, None)
+}
+
+/// The waiting login page for a freshly issued challenge, with its binding
+/// cookie. `finish_url` makes it the page of an authorization request.
+pub(crate) fn login_response(issued: challenge::Issued, finish_url: Option<String>) -> Result<Response> {
     let cid = issued.id;
+    let service_id = issued.service_id;
     let view = LoginView {
         service_id: service_id.to_string(),
         qr_svg: qr_svg(&issued.token)?,
@@ -151,6 +161,7 @@ async fn login_page_or_error(
         cancel_url: format!("/api/challenges/{cid}/cancel"),
         session_url: format!("/api/challenges/{cid}/session"),
         expires_at: issued.expires_at.as_secs(),
+        finish_url,
     };
     let mut response = no_store(render(&view)?);
     response.headers_mut().append(header::SET_COOKIE, issued.binding_cookie);

@@ -24,6 +24,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub admin_token: Arc<AdminToken>,
     pub limits: Limits,
+    /// The OpenID Connect provider's signing keys and settings.
+    pub oidc: Arc<crate::oidc::Provider>,
 }
 
 /// Tunables that come from the command line.

@@ -56,6 +56,9 @@ pub struct Swept {
     /// Other keys that waited that long.
     pub unconfirmed_keys: u64,
     pub audit_events: u64,
+    /// OpenID Connect requests abandoned on their login page, spent or
+    /// expired codes, and expired access tokens.
+    pub oidc: u64,
 }
 
 /// Deletes what `retention` no longer keeps at `now`.
@@ -101,6 +104,28 @@ pub async fn sweep(db: &Db, now: UnixTime, retention: &Retention) -> Result<Swep
                  (SELECT id, ROW_NUMBER() OVER (PARTITION BY service_id ORDER BY id DESC) AS newer \
                  FROM sign_in_event) ranked WHERE newer > $1 LIMIT $2)",
                 retention.events_per_service as i64,
+            )
+            .await?,
+        oidc: in_batches(
+            db,
+            "DELETE FROM oidc_request WHERE challenge_id IN \
+             (SELECT challenge_id FROM oidc_request WHERE created_at <= $1 LIMIT $2)",
+            challenge_cutoff,
+        )
+        .await?
+            // A code is kept as long as a token issued from it may live, so
+            // that a replay still revokes that token.
+            + in_batches(
+                db,
+                "DELETE FROM oidc_code WHERE code_hash IN (SELECT code_hash FROM oidc_code WHERE expires_at <= $1 LIMIT $2)",
+                now.saturating_sub(crate::oidc::ACCESS_TOKEN_SECS),
+            )
+            .await?
+            + in_batches(
+                db,
+                "DELETE FROM oidc_token WHERE token_hash IN \
+                 (SELECT token_hash FROM oidc_token WHERE expires_at <= $1 LIMIT $2)",
+                now,
             )
             .await?,
         audit_events: in_batches(

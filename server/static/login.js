@@ -21,6 +21,19 @@
     account: document.getElementById("account-name"),
   };
 
+  // A page shown for an OpenID Connect request goes back to the application
+  // when its sign-in ends, whichever way it ends.
+  var finishForm = document.getElementById("finish");
+  if (finishForm) {
+    finishForm.hidden = true;
+  }
+
+  function finish() {
+    if (finishForm) {
+      finishForm.submit();
+    }
+  }
+
   var current = {
     eventsUrl: root.dataset.eventsUrl,
     cancelUrl: root.dataset.cancelUrl,
@@ -99,12 +112,20 @@
         finished = true;
         stop();
         setStatus(view.message, "ok");
-        redeem();
+        if (finishForm) {
+          finish();
+        } else {
+          redeem();
+        }
         return;
       default: // denied, expired, cancelled
         finished = true;
         stop();
         setStatus(view.message, "bad");
+        if (finishForm && view.status !== "expired") {
+          finish();
+          return;
+        }
         els.cancel.hidden = true;
         els.restart.hidden = false;
         els.qr.classList.add("spent");
@@ -136,6 +157,12 @@
   }
 
   function restart() {
+    if (finishForm) {
+      // The authorization request is bound to this page's challenge: a new
+      // one comes with a fresh load of the same request.
+      window.location.reload();
+      return;
+    }
     post(root.dataset.challengesUrl)
       .then(function (created) {
         var id = created.challenge_id;

@@ -20,7 +20,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod oidc;
 pub mod proxy;
+pub mod rp;
 
 pub type Result<T> = anyhow::Result<T>;
 

@@ -113,7 +113,7 @@ fn path<T>(extracted: Result<Path<T>, PathRejection>) -> Result<T> {
 }
 
 /// Who the audit log names for a call: the bearer of the admin token.
-fn by<'a>(state: &AppState, client: &'a ClientInfo) -> By<'a> {
+pub(super) fn by<'a>(state: &AppState, client: &'a ClientInfo) -> By<'a> {
     By { actor: &Actor::Token, client, at: state.clock.now().as_secs() as i64 }
 }
 

@@ -5,11 +5,13 @@
 
 mod api;
 mod form;
+mod oidc;
 mod pages;
 mod sesame;
 mod session;
 mod store;
 
+use anyhow::Context as _;
 use axum::Router;
 use sesame_proto::ServiceName;
 
@@ -19,7 +21,7 @@ use crate::{AppState, Config};
 const DEMO_SERVICE: &str = "Demo";
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(api::router()).merge(pages::router()).merge(sesame::router())
+    Router::new().merge(api::router()).merge(pages::router()).merge(sesame::router()).merge(oidc::router())
 }
 
 /// Start-up work of the admin side: the built-in "Sesame admin" service
@@ -35,6 +37,14 @@ pub async fn on_start(state: &AppState, config: &Config) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot create the demo service: {e}"))?;
         println!("Demo service login page: {}", store::login_url(&state.settings.origin, &id));
+        let (client, secret) = oidc::demo_client(state, &id).await.context("cannot set up the demo OIDC client")?;
+        let issuer = &state.settings.origin;
+        println!("Demo OpenID Connect client (the secret is new on every --demo start):");
+        println!("  issuer:        {issuer}");
+        println!("  discovery:     {issuer}/.well-known/openid-configuration");
+        println!("  client_id:     {}", client.client_id);
+        println!("  client_secret: {secret}");
+        println!("  redirect_uris: {}", client.redirect_uris.join(" "));
     }
     Ok(())
 }

@@ -154,6 +154,11 @@ impl Notice {
                 Some("Authenticator removed: it can no longer sign in to this page, and its sessions have ended.")
             }
             "session_ended" => Some("Session ended."),
+            "oidc_saved" => Some("OpenID Connect settings saved."),
+            "oidc_removed" => Some("OpenID Connect is off for this service: its client, codes and tokens are gone."),
+            "keys_rotated" => Some(
+                "Signing keys rotated: the next keys sign from now on, and the previous ones stay published until the next rotation.",
+            ),
             _ => None,
         }
     }
@@ -482,6 +487,8 @@ struct ServiceView {
     login_url: String,
     accounts: Vec<AccountItem>,
     events: Vec<EventItem>,
+    oidc: Option<super::oidc::OidcItem>,
+    issuer: String,
 }
 
 async fn service_page(
@@ -510,6 +517,8 @@ async fn service_page(
         csrf: session.csrf_token().to_owned(),
         done: Notice::from(query).done(),
         login_url: store::login_url(&state.settings.origin, &service.id),
+        oidc: super::oidc::item(&state, &service.id).await?,
+        issuer: state.settings.origin.to_string(),
         id: service.id,
         name: service.name,
         accounts,

@@ -62,6 +62,7 @@ async fn harness_with(origin: &str, rate_limit: u32) -> Harness {
         identity: Arc::new(Identity::new(ServerKey::generate(&mut OsRng))),
         settings: Arc::new(Settings::new(Origin::parse(origin).expect("origin"))),
         admin_token: Arc::new(AdminToken::new(TOKEN)),
+        oidc: Arc::default(),
         limits: Limits::per_minute(rate_limit),
     };
     Harness { app: sesame_server::app(state.clone()), state, _guard: Box::new(dir) }

@@ -7,6 +7,7 @@ mod challenge;
 mod errors;
 mod health;
 mod limits;
+mod oidc;
 mod pages;
 mod storage;
 mod support;

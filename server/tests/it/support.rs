@@ -146,6 +146,7 @@ impl Builder {
             identity: Arc::new(Identity::new(ServerKey::generate(&mut OsRng))),
             settings: Arc::new(self.settings),
             admin_token: Arc::new(AdminToken::new("test-admin-token-0123456789")),
+            oidc: Arc::default(),
         };
         TestApp { state, clock: manual, _dir: dir, pg_name }
     }

@@ -161,6 +161,7 @@ async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
             unconfirmed_accounts: one.unconfirmed_accounts + two.unconfirmed_accounts,
             unconfirmed_keys: one.unconfirmed_keys + two.unconfirmed_keys,
             audit_events: one.audit_events + two.audit_events,
+            oidc: one.oidc + two.oidc,
         };
         let expected = Swept {
             challenges: 2,
@@ -170,6 +171,7 @@ async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
             unconfirmed_accounts: 1,
             unconfirmed_keys: 0,
             audit_events: 1,
+            oidc: 0,
         };
         assert_eq!(total, expected);
         assert_eq!(ids(&app, "SELECT name FROM account ORDER BY name").await, vec!["alice", "fresh", "keyless"]);

@@ -7,6 +7,7 @@ mod deployment;
 mod hostile;
 mod logs;
 mod metrics;
+mod oidc;
 mod operations;
 mod packaging;
 mod scale;

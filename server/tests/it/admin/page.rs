@@ -264,6 +264,7 @@ async fn page_session_expires_after_twelve_hours() {
         identity: Arc::new(Identity::new(ServerKey::generate(&mut OsRng))),
         settings: Arc::new(Settings::new(Origin::parse(ORIGIN).expect("origin"))),
         admin_token: Arc::new(AdminToken::new(TOKEN)),
+        oidc: Arc::default(),
         limits: Limits::per_minute(0),
     };
     let h = Harness { app: sesame_server::app(state.clone()), state, _guard: Box::new(dir) };

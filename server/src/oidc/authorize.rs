@@ -1,0 +1,325 @@
+//! The authorization endpoint (OIDC Core §3.1.2) and the end of the login
+//! page it shows.
+//!
+//! Until the client and the redirect URI are known good, every error is a
+//! page and never a redirect (RFC 6749 §4.1.2.1): an open redirector would
+//! let anyone send a browser anywhere with Sesame's name on the link. After
+//! that, errors go back to the client with `error`, `state` and `iss`.
+
+use axum::{
+    body::Bytes,
+    extract::{Path, RawQuery, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use sesame_proto::wire::Status;
+
+use super::{
+    client::{self, Client},
+    grant::{self, Request, SignedIn},
+    token::is_pkce_value,
+};
+use crate::{
+    challenge::{self, session_cookie, store, SESSION_SECS},
+    cookie::{self, SameSite},
+    error::{Error, Result},
+    extract::ClientInfo,
+    pages, AppState,
+};
+
+/// The longest `state` and `nonce` accepted. They travel in URLs and are
+/// stored until the page finishes; real clients send 20 to 60 characters.
+const MAX_ECHO_BYTES: usize = 1024;
+
+/// Where errors go once the client and redirect URI are trusted.
+#[derive(Debug)]
+struct Back<'a> {
+    redirect_uri: &'a str,
+    state: Option<&'a str>,
+    issuer: String,
+}
+
+impl Back<'_> {
+    /// `redirect_uri` with `params`, `state` and `iss` added to its query.
+    fn to(&self, params: &[(&str, &str)]) -> Response {
+        let Ok(mut url) = url::Url::parse(self.redirect_uri) else {
+            // Checked when the client was configured; cannot happen.
+            return pages::error_page(Error::OidcRedirectUri);
+        };
+        {
+            let mut query = url.query_pairs_mut();
+            for (name, value) in params {
+                query.append_pair(name, value);
+            }
+            if let Some(state) = self.state {
+                query.append_pair("state", state);
+            }
+            query.append_pair("iss", &self.issuer);
+        }
+        see_other(url.as_str())
+    }
+
+    fn error(&self, code: &str, description: &str) -> Response {
+        self.to(&[("error", code), ("error_description", description)])
+    }
+}
+
+fn see_other(location: &str) -> Response {
+    let Ok(location) = HeaderValue::from_str(location) else {
+        return pages::error_page(Error::OidcRedirectUri);
+    };
+    (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, location), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+    )
+        .into_response()
+}
+
+/// The request's parameters, each at most once (RFC 6749 §3.1).
+#[derive(Debug)]
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(text: &[u8]) -> Self {
+        Self(url::form_urlencoded::parse(text).into_owned().collect())
+    }
+
+    /// The value of `name`; `Err` when it is given more than once. An empty
+    /// value counts as absent (OIDC Core §3.1.2.1).
+    fn one(&self, name: &str) -> std::result::Result<Option<&str>, String> {
+        let mut values = self.0.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(format!("{name} is given more than once"));
+        }
+        Ok(first.filter(|v| !v.is_empty()))
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
+    }
+}
+
+pub(super) async fn get(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = Params::parse(query.unwrap_or_default().as_bytes());
+    authorize(&state, &client, &headers, &params).await.unwrap_or_else(pages::error_page)
+}
+
+/// OIDC Core §3.1.2.1: the endpoint takes POST forms too.
+pub(super) async fn post(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = Params::parse(&body);
+    authorize(&state, &client, &headers, &params).await.unwrap_or_else(pages::error_page)
+}
+
+async fn authorize(state: &AppState, browser: &ClientInfo, headers: &HeaderMap, params: &Params) -> Result<Response> {
+    // First the two things that make a redirect safe. Errors here are pages.
+    let client_id = params.one("client_id").map_err(|_| Error::OidcUnknownClient)?.ok_or(Error::OidcUnknownClient)?;
+    let client = client::by_client_id(&state.db, client_id).await?.ok_or(Error::OidcUnknownClient)?;
+    let redirect_uri = params.one("redirect_uri").map_err(|_| Error::OidcRedirectUri)?.ok_or(Error::OidcRedirectUri)?;
+    if !client.allows_redirect(redirect_uri) {
+        return Err(Error::OidcRedirectUri);
+    }
+    let issuer = state.settings.origin.to_string();
+    // A repeated or oversized state is not echoed: it is not one value.
+    let echo = params.one("state").ok().flatten().filter(|s| s.len() <= MAX_ECHO_BYTES);
+    let back = Back { redirect_uri, state: echo, issuer };
+    let request = match validate(&client, redirect_uri, params) {
+        Ok(request) => request,
+        Err((code, description)) => return Ok(back.error(code, &description)),
+    };
+    let prompt = params.one("prompt").ok().flatten().unwrap_or_default();
+    let max_age = params.one("max_age").ok().flatten().map(str::parse::<i64>).transpose().ok().flatten();
+    let now = state.clock.now().as_secs() as i64;
+    let must_log_in = prompt.split(' ').any(|p| p == "login") || max_age == Some(0);
+    if !must_log_in {
+        if let Some(who) = live_session(state, &client, headers, now).await? {
+            if max_age.is_none_or(|max| now - who.auth_time <= max) {
+                let code = grant::issue_code(&state.db, &request, &who, now, state.oidc.code_ttl_secs as i64).await?;
+                return Ok(back.to(&[("code", &code)]));
+            }
+        }
+    }
+    if prompt == "none" {
+        return Ok(back.error("login_required", "no sign-in at Sesame, and prompt=none forbids asking for one"));
+    }
+    let issued = challenge::issue(state, &client.service_id, browser).await?;
+    grant::park(&state.db, &issued.id, &request, now).await?;
+    let finish_url = format!("/oidc/finish/{}", issued.id);
+    let mut response = pages::login_response(issued, Some(finish_url))?;
+    // The page's finish form is answered with a redirect to the client, and
+    // browsers hold form redirects to `form-action` too.
+    if let Ok(csp) = HeaderValue::from_str(&crate::csp_with_form_action(&form_target(redirect_uri))) {
+        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    Ok(response)
+}
+
+/// The CSP source that allows a form to end up at `redirect_uri`: its
+/// origin, or its scheme for a native app's private-use scheme.
+pub(super) fn form_target(redirect_uri: &str) -> String {
+    match url::Url::parse(redirect_uri) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => url.origin().ascii_serialization(),
+        Ok(url) => format!("{}:", url.scheme()),
+        Err(_) => String::new(),
+    }
+}
+
+/// Checks everything but the client and the redirect URI, which are known
+/// good. An error is `(code, description)` for the redirect.
+fn validate(
+    client: &Client,
+    redirect_uri: &str,
+    params: &Params,
+) -> std::result::Result<Request, (&'static str, String)> {
+    let invalid = |description: String| ("invalid_request", description);
+    for name in ["response_type", "scope", "state", "nonce", "code_challenge", "code_challenge_method", "prompt"] {
+        params.one(name).map_err(invalid)?;
+    }
+    if params.has("request") {
+        return Err(("request_not_supported", "request objects are not supported".to_owned()));
+    }
+    if params.has("request_uri") {
+        return Err(("request_uri_not_supported", "request_uri is not supported".to_owned()));
+    }
+    if params.has("registration") {
+        return Err(("registration_not_supported", "registration is not supported".to_owned()));
+    }
+    let one = |name: &str| params.one(name).ok().flatten();
+    match one("response_type") {
+        Some("code") => {}
+        Some(_) => return Err(("unsupported_response_type", "only response_type=code is supported".to_owned())),
+        None => return Err(invalid("response_type is missing".to_owned())),
+    }
+    if let Some(mode) = one("response_mode").filter(|m| *m != "query") {
+        return Err(invalid(format!("response_mode {mode:?} is not supported; leave it out or use query")));
+    }
+    let requested: Vec<&str> = one("scope").unwrap_or_default().split(' ').filter(|s| !s.is_empty()).collect();
+    if !requested.contains(&"openid") {
+        return Err(("invalid_scope", "scope must contain openid".to_owned()));
+    }
+    // Scopes Sesame does not know are ignored (RFC 6749 §3.3); the token
+    // answer says what was granted.
+    let scope = if requested.contains(&"profile") { "openid profile" } else { "openid" };
+    let state = one("state");
+    let nonce = one("nonce");
+    if state.is_some_and(|s| s.len() > MAX_ECHO_BYTES) || nonce.is_some_and(|n| n.len() > MAX_ECHO_BYTES) {
+        return Err(invalid(format!("state and nonce may be at most {MAX_ECHO_BYTES} bytes long")));
+    }
+    let code_challenge = one("code_challenge");
+    match (code_challenge, one("code_challenge_method")) {
+        (Some(_), Some("S256")) => {}
+        (Some(_), None) | (Some(_), Some("plain")) => {
+            return Err(invalid("code_challenge_method must be S256; plain is not accepted".to_owned()))
+        }
+        (Some(_), Some(_)) => return Err(invalid("code_challenge_method must be S256".to_owned())),
+        (None, Some(_)) => return Err(invalid("code_challenge_method without code_challenge".to_owned())),
+        (None, None) if client.is_public() => {
+            return Err(invalid("a public client must use PKCE: send code_challenge with S256".to_owned()))
+        }
+        (None, None) => {}
+    }
+    if code_challenge.is_some_and(|c| c.len() != 43 || !is_pkce_value(c)) {
+        return Err(invalid("code_challenge must be the 43-character base64url SHA-256 of the verifier".to_owned()));
+    }
+    let prompt = one("prompt").unwrap_or_default();
+    let prompts: Vec<&str> = prompt.split(' ').filter(|p| !p.is_empty()).collect();
+    if let Some(unknown) = prompts.iter().find(|p| !["none", "login", "consent", "select_account"].contains(p)) {
+        return Err(invalid(format!("prompt {unknown:?} is not supported")));
+    }
+    if prompts.contains(&"none") && prompts.len() > 1 {
+        return Err(invalid("prompt=none cannot be combined with other values".to_owned()));
+    }
+    if let Some(max_age) = one("max_age") {
+        if max_age.parse::<u32>().is_err() {
+            return Err(invalid("max_age must be a whole number of seconds".to_owned()));
+        }
+    }
+    Ok(Request {
+        client_id: client.client_id.clone(),
+        redirect_uri: redirect_uri.to_owned(),
+        scope: scope.to_owned(),
+        state: state.map(str::to_owned),
+        nonce: nonce.map(str::to_owned),
+        code_challenge: code_challenge.map(str::to_owned),
+    })
+}
+
+/// The browser's live Sesame session at the client's service, if any.
+async fn live_session(state: &AppState, client: &Client, headers: &HeaderMap, now: i64) -> Result<Option<SignedIn>> {
+    let Ok(service_id) = client.service_id.parse() else { return Ok(None) };
+    let Some(secret) = cookie::secret(&state.settings, headers, &session_cookie(&service_id)) else {
+        return Ok(None);
+    };
+    grant::session(&state.db, &client.service_id, &cookie::digest(secret), now).await
+}
+
+/// Where the login page goes when its sign-in ends: back to the client with
+/// a code, or with `access_denied`. Only the browser that started the
+/// challenge can get here (its binding cookie), and only from this origin.
+pub(super) async fn finish(State(state): State<AppState>, Path(cid): Path<String>, headers: HeaderMap) -> Response {
+    finish_or_error(&state, &cid, &headers).await.unwrap_or_else(pages::error_page)
+}
+
+async fn finish_or_error(state: &AppState, cid: &str, headers: &HeaderMap) -> Result<Response> {
+    cookie::check_origin(&state.settings, headers)?;
+    let row = challenge::for_browser(state, cid, headers).await?;
+    if row.status == Status::Pending {
+        return Err(Error::NotCompleted);
+    }
+    let request = grant::take(&state.db, &row.id).await?.ok_or(Error::AlreadyRedeemed)?;
+    let client = client::by_client_id(&state.db, &request.client_id).await?.ok_or(Error::OidcUnknownClient)?;
+    if !client.allows_redirect(&request.redirect_uri) {
+        // The admin removed this redirect URI while the page waited.
+        return Err(Error::OidcRedirectUri);
+    }
+    let back = Back {
+        redirect_uri: &request.redirect_uri,
+        state: request.state.as_deref(),
+        issuer: state.settings.origin.to_string(),
+    };
+    let why = match row.status {
+        Status::Completed => None,
+        Status::Denied => Some("the sign-in was refused in the authenticator"),
+        Status::Cancelled => Some("the sign-in was cancelled on the login page"),
+        Status::Expired => Some("the sign-in request expired"),
+        Status::Pending => Some("the sign-in has not completed"),
+    };
+    if let Some(why) = why {
+        return Ok(back.error("access_denied", why));
+    }
+    // A session at Sesame too, so that the next authorization request from
+    // any client of this service needs no new QR sign-in (unless it asks).
+    let now = state.clock.now();
+    let session = cookie::new_secret();
+    let row =
+        store::redeem(&state.db, &row.id, now, &cookie::digest(&session), now.as_secs() as i64 + SESSION_SECS).await?;
+    let who = SignedIn {
+        service_id: row.service_id.to_string(),
+        account: row.account.clone().unwrap_or_default(),
+        key_id: row.key_id.clone(),
+        auth_time: now.as_secs() as i64,
+    };
+    let code =
+        grant::issue_code(&state.db, &request, &who, now.as_secs() as i64, state.oidc.code_ttl_secs as i64).await?;
+    let mut response = back.to(&[("code", &code)]);
+    let headers = response.headers_mut();
+    headers.append(
+        header::SET_COOKIE,
+        cookie::set(&state.settings, &session_cookie(&row.service_id), &session, SameSite::Lax, SESSION_SECS),
+    );
+    headers.append(
+        header::SET_COOKIE,
+        cookie::clear(&state.settings, &challenge::binding_cookie(&row.id), SameSite::Strict),
+    );
+    Ok(response)
+}

@@ -1,0 +1,340 @@
+//! OpenID Connect clients: at most one per service, with its redirect URIs,
+//! its type (confidential, with a secret stored only as a digest, or public,
+//! which must use PKCE) and the algorithm of its ID tokens.
+
+use std::{fmt, net::IpAddr};
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine as _};
+use rand::{rngs::OsRng, RngCore as _};
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+use sqlx::{any::AnyRow, Row as _};
+use subtle::ConstantTimeEq as _;
+
+use super::keys::Alg;
+use crate::{
+    audit::{self, Action, By, Record},
+    db::Db,
+    error::{Error, Result},
+};
+
+/// Most redirect URIs of either kind a client may list.
+const MAX_URIS: usize = 20;
+/// Longest redirect URI accepted; browsers and servers cope with far more,
+/// but no real callback address comes near it.
+const MAX_URI_BYTES: usize = 2000;
+
+/// A registered client.
+#[derive(Clone)]
+pub struct Client {
+    pub service_id: String,
+    pub client_id: String,
+    secret_hash: Option<Vec<u8>>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub alg: Alg,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("service_id", &self.service_id)
+            .field("client_id", &self.client_id)
+            .field("public", &self.is_public())
+            .field("redirect_uris", &self.redirect_uris)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A public client has no secret and must prove itself with PKCE.
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none()
+    }
+
+    /// Whether `presented` is this client's secret. Digests of 256-bit
+    /// secrets are compared in constant time all the same.
+    pub fn secret_matches(&self, presented: &str) -> bool {
+        self.secret_hash.as_deref().is_some_and(|stored| {
+            let digest = Sha256::digest(presented.as_bytes());
+            bool::from(stored.ct_eq(digest.as_slice()))
+        })
+    }
+
+    /// Exact string comparison, never a prefix or a normalised form: a
+    /// redirect URI that differs by one character is another address.
+    pub fn allows_redirect(&self, uri: &str) -> bool {
+        self.redirect_uris.iter().any(|allowed| allowed == uri)
+    }
+
+    pub fn allows_post_logout_redirect(&self, uri: &str) -> bool {
+        self.post_logout_redirect_uris.iter().any(|allowed| allowed == uri)
+    }
+}
+
+/// The settings an admin gives, as the API takes them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsJson {
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub public: bool,
+    #[serde(default)]
+    pub id_token_signed_response_alg: Option<String>,
+}
+
+/// Settings that passed validation.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    redirect_uris: Vec<String>,
+    post_logout_redirect_uris: Vec<String>,
+    public: bool,
+    alg: Alg,
+}
+
+impl Settings {
+    pub fn parse(json: SettingsJson) -> Result<Self> {
+        if json.redirect_uris.is_empty() {
+            return Err(invalid("redirect_uris must list at least one URI"));
+        }
+        let alg = match json.id_token_signed_response_alg.as_deref() {
+            None => Alg::Rs256,
+            Some(text) => Alg::parse(text)
+                .ok_or_else(|| invalid("id_token_signed_response_alg must be \"RS256\" or \"EdDSA\""))?,
+        };
+        Ok(Self {
+            redirect_uris: uris("redirect_uris", json.redirect_uris)?,
+            post_logout_redirect_uris: uris("post_logout_redirect_uris", json.post_logout_redirect_uris)?,
+            public: json.public,
+            alg,
+        })
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Error {
+    Error::bad_request("invalid_client_settings", message)
+}
+
+/// Checks a list of redirect URIs, keeping each exactly as given (it is
+/// compared as a string later) and dropping repeats.
+fn uris(field: &str, list: Vec<String>) -> Result<Vec<String>> {
+    if list.len() > MAX_URIS {
+        return Err(invalid(format!("{field} may list at most {MAX_URIS} URIs")));
+    }
+    let mut kept: Vec<String> = Vec::with_capacity(list.len());
+    for uri in list {
+        check_uri(field, &uri)?;
+        if !kept.contains(&uri) {
+            kept.push(uri);
+        }
+    }
+    Ok(kept)
+}
+
+/// A redirect URI is absolute, has no fragment (RFC 6749 §3.1.2), and is
+/// HTTPS, plain HTTP to this machine (RFC 8252 §7.3), or a private-use
+/// scheme of a native app (`com.example.app:/cb`, RFC 8252 §7.1).
+fn check_uri(field: &str, uri: &str) -> Result<()> {
+    let refuse = |why: &str| invalid(format!("{field}: {uri:?} {why}"));
+    if uri.len() > MAX_URI_BYTES {
+        return Err(invalid(format!("{field}: a URI may be at most {MAX_URI_BYTES} bytes long")));
+    }
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(refuse("contains white space or control characters"));
+    }
+    let parsed = url::Url::parse(uri).map_err(|_| refuse("is not an absolute URI"))?;
+    if parsed.fragment().is_some() {
+        return Err(refuse("has a fragment, which redirect URIs may not have"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(refuse("carries credentials"));
+    }
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&parsed) => Ok(()),
+        "http" => Err(refuse("is plain HTTP to another machine; use https (http is allowed for loopback only)")),
+        scheme if scheme.contains('.') => Ok(()),
+        _ => Err(refuse("has a scheme that is neither https nor a private-use scheme like com.example.app")),
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+const COLUMNS: &str = "service_id, client_id, secret_hash, redirect_uris, post_logout_redirect_uris, id_token_alg";
+
+fn from_row(row: &AnyRow) -> Result<Client> {
+    let list = |column: &str| -> Result<Vec<String>> {
+        let text: String = row.try_get(column)?;
+        serde_json::from_str(&text).map_err(|e| Error::Internal(anyhow::anyhow!("{column} does not parse: {e}")))
+    };
+    let alg: String = row.try_get("id_token_alg")?;
+    Ok(Client {
+        service_id: row.try_get("service_id")?,
+        client_id: row.try_get("client_id")?,
+        secret_hash: row.try_get("secret_hash")?,
+        redirect_uris: list("redirect_uris")?,
+        post_logout_redirect_uris: list("post_logout_redirect_uris")?,
+        alg: Alg::parse(&alg).ok_or_else(|| Error::Internal(anyhow::anyhow!("unknown stored algorithm {alg}")))?,
+    })
+}
+
+pub async fn by_client_id(db: &Db, client_id: &str) -> Result<Option<Client>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM oidc_client WHERE client_id = $1"))
+        .bind(client_id.to_owned())
+        .fetch_optional(&db.pool)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn of_service(db: &Db, service_id: &str) -> Result<Option<Client>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM oidc_client WHERE service_id = $1"))
+        .bind(service_id.to_owned())
+        .fetch_optional(&db.pool)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// A client secret: 256 random bits, shown once.
+fn new_secret() -> (String, Vec<u8>) {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    let secret = B64.encode(bytes);
+    let digest = Sha256::digest(secret.as_bytes()).to_vec();
+    (secret, digest)
+}
+
+fn new_client_id() -> String {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Creates or changes the client of `service_id`. Returns it, and its secret
+/// when this call made one: a new confidential client, or a public client
+/// turned confidential. The client id never changes while the client lives.
+pub(crate) async fn configure(
+    db: &Db,
+    service_id: &str,
+    settings: &Settings,
+    by: &By<'_>,
+) -> Result<(Client, Option<String>)> {
+    let (secret, digest) = new_secret();
+    let redirect_uris = serde_json::to_string(&settings.redirect_uris).map_err(anyhow::Error::from)?;
+    let post_logout = serde_json::to_string(&settings.post_logout_redirect_uris).map_err(anyhow::Error::from)?;
+    let mut tx = db.pool.begin().await?;
+    // The write comes first (see db.rs); the CASE keeps an existing secret,
+    // drops it for a public client, and gives one to a client turned
+    // confidential.
+    let updated = sqlx::query(&format!(
+        "UPDATE oidc_client SET redirect_uris = $2, post_logout_redirect_uris = $3, id_token_alg = $4, \
+         secret_hash = CASE WHEN $5 THEN NULL ELSE COALESCE(secret_hash, $6) END, updated_at = $7 \
+         WHERE service_id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(service_id.to_owned())
+    .bind(redirect_uris.clone())
+    .bind(post_logout.clone())
+    .bind(settings.alg.as_str())
+    .bind(settings.public)
+    .bind(digest.clone())
+    .bind(by.at)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (client, action) = match updated {
+        Some(row) => (from_row(&row)?, Action::OidcClientChanged),
+        None => {
+            let row = sqlx::query(&format!(
+                "INSERT INTO oidc_client (service_id, client_id, secret_hash, redirect_uris, \
+                 post_logout_redirect_uris, id_token_alg, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {COLUMNS}"
+            ))
+            .bind(service_id.to_owned())
+            .bind(new_client_id())
+            .bind((!settings.public).then(|| digest.clone()))
+            .bind(redirect_uris)
+            .bind(post_logout)
+            .bind(settings.alg.as_str())
+            .bind(by.at)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownService,
+                // Another request made the client between our UPDATE and
+                // this INSERT: the admin sees a conflict and tries again.
+                sqlx::Error::Database(d) if d.is_unique_violation() => Error::bad_request(
+                    "conflict",
+                    "the client was changed at the same time by another request; try again",
+                ),
+                _ => Error::Database(e),
+            })?;
+            (from_row(&row)?, Action::OidcClientCreated)
+        }
+    };
+    let made_secret = client.secret_hash.as_deref() == Some(digest.as_slice());
+    let detail = format!(
+        "client {}, {}, {} redirect URI(s)",
+        client.client_id,
+        if client.is_public() { "public" } else { "confidential" },
+        client.redirect_uris.len()
+    );
+    audit::record(&mut *tx, by, Record::new(action, service_id, &detail)).await?;
+    tx.commit().await?;
+    Ok((client, made_secret.then_some(secret)))
+}
+
+/// Turns OIDC off for the service: the client, its waiting requests, codes
+/// and tokens go.
+pub(crate) async fn remove(db: &Db, service_id: &str, by: &By<'_>) -> Result<()> {
+    let mut tx = db.pool.begin().await?;
+    let gone: Option<String> = sqlx::query_scalar("DELETE FROM oidc_client WHERE service_id = $1 RETURNING client_id")
+        .bind(service_id.to_owned())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(client_id) = gone else {
+        return Err(Error::OidcNotConfigured);
+    };
+    audit::record(&mut *tx, by, Record::new(Action::OidcClientRemoved, service_id, &format!("client {client_id}")))
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Gives a confidential client a new secret; the old one stops working at
+/// once. Tokens already issued stay valid until they expire.
+pub(crate) async fn rotate_secret(db: &Db, service_id: &str, by: &By<'_>) -> Result<(Client, String)> {
+    let (secret, digest) = new_secret();
+    let mut tx = db.pool.begin().await?;
+    let row = sqlx::query(&format!(
+        "UPDATE oidc_client SET secret_hash = $2, updated_at = $3 \
+         WHERE service_id = $1 AND secret_hash IS NOT NULL RETURNING {COLUMNS}"
+    ))
+    .bind(service_id.to_owned())
+    .bind(digest)
+    .bind(by.at)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        tx.rollback().await?;
+        return Err(match of_service(db, service_id).await? {
+            Some(_) => Error::bad_request("public_client", "a public client has no secret to rotate"),
+            None => Error::OidcNotConfigured,
+        });
+    };
+    let client = from_row(&row)?;
+    audit::record(
+        &mut *tx,
+        by,
+        Record::new(Action::OidcSecretRotated, service_id, &format!("client {}", client.client_id)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((client, secret))
+}

@@ -1,0 +1,301 @@
+//! What an authorization grant goes through in storage: the request that
+//! waits on a login page, the code it turns into, and the access token the
+//! code is exchanged for.
+//!
+//! Codes and tokens are stored as SHA-256 digests. A code is consumed by a
+//! conditional UPDATE, so that of any number of redemptions racing on any
+//! number of instances exactly one changes the row; a code seen again after
+//! that is a replay, and revokes the tokens issued from it.
+
+use rand::{rngs::OsRng, RngCore as _};
+use sesame_proto::ChallengeId;
+use sha2::{Digest as _, Sha256};
+use sqlx::Row as _;
+
+use crate::{
+    db::Db,
+    error::{Error, Result},
+};
+
+/// An authorization request, as the authorize endpoint accepted it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+}
+
+/// Parks `request` until the login page showing challenge `id` finishes.
+pub async fn park(db: &Db, id: &ChallengeId, request: &Request, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO oidc_request (challenge_id, client_id, redirect_uri, scope, state, nonce, code_challenge, \
+         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id.to_string())
+    .bind(request.client_id.clone())
+    .bind(request.redirect_uri.clone())
+    .bind(request.scope.clone())
+    .bind(request.state.clone())
+    .bind(request.nonce.clone())
+    .bind(request.code_challenge.clone())
+    .bind(now)
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Takes the request parked under challenge `id`, once: a second finish of
+/// the same page finds nothing.
+pub async fn take(db: &Db, id: &ChallengeId) -> Result<Option<Request>> {
+    let row = sqlx::query(
+        "DELETE FROM oidc_request WHERE challenge_id = $1 \
+         RETURNING client_id, redirect_uri, scope, state, nonce, code_challenge",
+    )
+    .bind(id.to_string())
+    .fetch_optional(&db.pool)
+    .await?;
+    row.map(|row| {
+        Ok(Request {
+            client_id: row.try_get("client_id")?,
+            redirect_uri: row.try_get("redirect_uri")?,
+            scope: row.try_get("scope")?,
+            state: row.try_get("state")?,
+            nonce: row.try_get("nonce")?,
+            code_challenge: row.try_get("code_challenge")?,
+        })
+    })
+    .transpose()
+}
+
+/// Whether challenge `id` carries an authorization request.
+pub async fn is_parked(db: &Db, id: &ChallengeId) -> Result<bool> {
+    let found: Option<String> = sqlx::query_scalar("SELECT challenge_id FROM oidc_request WHERE challenge_id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(found.is_some())
+}
+
+/// Who signed in, and when, for a code.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub service_id: String,
+    pub account: String,
+    pub key_id: Option<String>,
+    /// When the person proved it with their authenticator (Unix seconds).
+    pub auth_time: i64,
+}
+
+/// A 256-bit random value as text, and its digest for storage.
+pub fn new_secret() -> (String, Vec<u8>) {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine as _};
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    let text = B64.encode(bytes);
+    let digest = digest(&text);
+    (text, digest)
+}
+
+pub fn digest(text: &str) -> Vec<u8> {
+    Sha256::digest(text.as_bytes()).to_vec()
+}
+
+/// Issues a code for `request`, valid for `ttl_secs`.
+pub async fn issue_code(db: &Db, request: &Request, who: &SignedIn, now: i64, ttl_secs: i64) -> Result<String> {
+    let (code, hash) = new_secret();
+    sqlx::query(
+        "INSERT INTO oidc_code (code_hash, client_id, service_id, account, key_id, redirect_uri, scope, nonce, \
+         code_challenge, auth_time, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(hash)
+    .bind(request.client_id.clone())
+    .bind(who.service_id.clone())
+    .bind(who.account.clone())
+    .bind(who.key_id.clone())
+    .bind(request.redirect_uri.clone())
+    .bind(request.scope.clone())
+    .bind(request.nonce.clone())
+    .bind(request.code_challenge.clone())
+    .bind(who.auth_time)
+    .bind(now)
+    .bind(now + ttl_secs)
+    .execute(&db.pool)
+    .await
+    // The account or key went between the sign-in and now.
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownAccount,
+        _ => Error::Database(e),
+    })?;
+    Ok(code)
+}
+
+/// A stored code, before any check.
+#[derive(Debug, Clone)]
+pub struct Code {
+    pub hash: Vec<u8>,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub signed_in: SignedIn,
+    pub expires_at: i64,
+    pub used: bool,
+    /// The account's OIDC subject.
+    pub subject: String,
+}
+
+pub async fn find_code(db: &Db, code: &str) -> Result<Option<Code>> {
+    let hash = digest(code);
+    let row = sqlx::query(
+        "SELECT c.client_id, c.service_id, c.account, c.key_id, c.redirect_uri, c.scope, c.nonce, c.code_challenge, \
+         c.auth_time, c.expires_at, c.used_at, a.subject FROM oidc_code c \
+         JOIN account a ON a.service_id = c.service_id AND a.name = c.account WHERE c.code_hash = $1",
+    )
+    .bind(hash.clone())
+    .fetch_optional(&db.pool)
+    .await?;
+    row.map(|row| {
+        let used_at: Option<i64> = row.try_get("used_at")?;
+        Ok(Code {
+            hash: hash.clone(),
+            client_id: row.try_get("client_id")?,
+            redirect_uri: row.try_get("redirect_uri")?,
+            scope: row.try_get("scope")?,
+            nonce: row.try_get("nonce")?,
+            code_challenge: row.try_get("code_challenge")?,
+            signed_in: SignedIn {
+                service_id: row.try_get("service_id")?,
+                account: row.try_get("account")?,
+                key_id: row.try_get("key_id")?,
+                auth_time: row.try_get("auth_time")?,
+            },
+            expires_at: row.try_get("expires_at")?,
+            used: used_at.is_some(),
+            subject: row.try_get("subject")?,
+        })
+    })
+    .transpose()
+}
+
+/// What a redemption came to.
+#[derive(Debug)]
+pub enum Redeemed {
+    /// This redemption consumed the code; here is the access token.
+    AccessToken(String),
+    /// Someone consumed the code first: this is a replay, and what was
+    /// issued from the code has been revoked.
+    Replayed,
+}
+
+/// Consumes `code` and issues an access token for it, in one transaction:
+/// the token exists exactly when the code is spent.
+pub async fn redeem(db: &Db, code: &Code, now: i64, token_ttl_secs: i64) -> Result<Redeemed> {
+    let (token, token_hash) = new_secret();
+    let mut tx = db.pool.begin().await?;
+    let consumed =
+        sqlx::query("UPDATE oidc_code SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2")
+            .bind(code.hash.clone())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    if consumed == 0 {
+        tx.rollback().await?;
+        revoke(db, &code.hash).await?;
+        return Ok(Redeemed::Replayed);
+    }
+    sqlx::query(
+        "INSERT INTO oidc_token (token_hash, code_hash, client_id, service_id, account, key_id, scope, created_at, \
+         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(token_hash)
+    .bind(code.hash.clone())
+    .bind(code.client_id.clone())
+    .bind(code.signed_in.service_id.clone())
+    .bind(code.signed_in.account.clone())
+    .bind(code.signed_in.key_id.clone())
+    .bind(code.scope.clone())
+    .bind(now)
+    .bind(now + token_ttl_secs)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Redeemed::AccessToken(token))
+}
+
+/// Revokes every token issued from the code with digest `code_hash`
+/// (RFC 6749 §4.1.2: a code used twice revokes what it gave).
+pub async fn revoke(db: &Db, code_hash: &[u8]) -> Result<u64> {
+    let gone = sqlx::query("DELETE FROM oidc_token WHERE code_hash = $1")
+        .bind(code_hash.to_vec())
+        .execute(&db.pool)
+        .await?
+        .rows_affected();
+    if gone > 0 {
+        tracing::warn!(tokens = gone, "an authorization code was used twice; its tokens are revoked");
+    }
+    Ok(gone)
+}
+
+/// Who an access token speaks for.
+#[derive(Debug, Clone)]
+pub struct TokenOwner {
+    pub subject: String,
+    pub account: String,
+    pub scope: String,
+}
+
+pub async fn token_owner(db: &Db, token: &str, now: i64) -> Result<Option<TokenOwner>> {
+    let row = sqlx::query(
+        "SELECT a.subject, t.account, t.scope FROM oidc_token t \
+         JOIN account a ON a.service_id = t.service_id AND a.name = t.account \
+         WHERE t.token_hash = $1 AND t.expires_at > $2",
+    )
+    .bind(digest(token))
+    .bind(now)
+    .fetch_optional(&db.pool)
+    .await?;
+    row.map(|row| {
+        Ok(TokenOwner {
+            subject: row.try_get("subject")?,
+            account: row.try_get("account")?,
+            scope: row.try_get("scope")?,
+        })
+    })
+    .transpose()
+}
+
+/// The live session behind a session cookie digest, at a service: for
+/// signing in again without a new QR sign-in.
+pub async fn session(db: &Db, service_id: &str, session_hash: &[u8; 32], now: i64) -> Result<Option<SignedIn>> {
+    let row = sqlx::query(
+        "SELECT account, key_id, created_at FROM session WHERE id_hash = $1 AND service_id = $2 AND expires_at > $3",
+    )
+    .bind(session_hash.to_vec())
+    .bind(service_id.to_owned())
+    .bind(now)
+    .fetch_optional(&db.pool)
+    .await?;
+    row.map(|row| {
+        Ok(SignedIn {
+            service_id: service_id.to_owned(),
+            account: row.try_get("account")?,
+            key_id: row.try_get("key_id")?,
+            auth_time: row.try_get("created_at")?,
+        })
+    })
+    .transpose()
+}
+
+/// The OIDC subject of an account.
+pub async fn subject(db: &Db, service_id: &str, account: &str) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("SELECT subject FROM account WHERE service_id = $1 AND name = $2")
+        .bind(service_id.to_owned())
+        .bind(account.to_owned())
+        .fetch_optional(&db.pool)
+        .await?)
+}

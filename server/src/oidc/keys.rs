@@ -1,0 +1,322 @@
+//! The ID-token signing keys: made on first use, kept in the database so
+//! that every instance signs with the same key and publishes the same set,
+//! and rotated in three steps so that relying parties that cache the key set
+//! never meet a `kid` they do not know.
+//!
+//! Per algorithm there is a `current` key that signs, a `next` key that is
+//! published but does not sign yet, and after a rotation a `retired` key that
+//! is published until the following rotation. A rotation drops the retired
+//! key, retires the current one, promotes the next one and makes a new next
+//! one; as long as rotations are further apart than relying parties cache the
+//! key set and than ID tokens live, every token verifies against every
+//! cached set.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine as _};
+use jsonwebtoken::{
+    jwk::{
+        AlgorithmParameters, CommonParameters, Jwk, JwkSet, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType,
+        PublicKeyUse, RSAKeyParameters, RSAKeyType,
+    },
+    Algorithm, EncodingKey, Header,
+};
+use rand::{rngs::OsRng, RngCore as _};
+use ring::signature::{Ed25519KeyPair, KeyPair as _};
+use rsa::{pkcs1::EncodeRsaPrivateKey as _, traits::PublicKeyParts as _, RsaPrivateKey};
+use serde::Serialize;
+use sqlx::Row as _;
+
+use crate::{
+    audit::{self, Action, By, Record},
+    db::Db,
+    error::{Error, Result},
+};
+
+/// How long an instance keeps using the signing keys it loaded before it
+/// looks again. Another instance's rotation is seen within this time; until
+/// then this one signs with the key just retired, which is still published.
+const CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// RSA modulus size: what every relying party accepts and RFC 7518 §3.3
+/// requires at least.
+const RSA_BITS: usize = 2048;
+
+/// An ID-token signature algorithm the provider offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256: every OpenID provider must offer it.
+    Rs256,
+    /// Ed25519 (RFC 8037).
+    EdDsa,
+}
+
+impl Alg {
+    pub const ALL: [Alg; 2] = [Alg::Rs256, Alg::EdDsa];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rs256 => "RS256",
+            Self::EdDsa => "EdDSA",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|alg| alg.as_str() == text)
+    }
+
+    fn jwt(self) -> Algorithm {
+        match self {
+            Self::Rs256 => Algorithm::RS256,
+            Self::EdDsa => Algorithm::EdDSA,
+        }
+    }
+}
+
+/// A key that signs ID tokens.
+pub struct SigningKey {
+    kid: String,
+    alg: Alg,
+    encoding: EncodingKey,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// Signs `claims` as a compact JWS with this key's `kid`.
+    pub fn sign(&self, claims: &impl Serialize) -> Result<String> {
+        let mut header = Header::new(self.alg.jwt());
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("cannot sign an ID token: {e}")))
+    }
+}
+
+/// The signing keys this instance loaded, per algorithm, and when.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    loaded: Mutex<Option<(Instant, HashMap<Alg, Arc<SigningKey>>)>>,
+}
+
+impl KeyCache {
+    /// The current key for `alg`, made if there is none yet.
+    pub async fn signing(&self, db: &Db, alg: Alg, now: i64) -> Result<Arc<SigningKey>> {
+        if let Some(key) = self.cached(alg) {
+            return Ok(key);
+        }
+        let key = Arc::new(current(db, alg, now).await?);
+        let mut loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let fresh = loaded.as_ref().is_some_and(|(at, _)| at.elapsed() < CACHE_TTL);
+        if !fresh {
+            *loaded = Some((Instant::now(), HashMap::new()));
+        }
+        if let Some((_, keys)) = loaded.as_mut() {
+            keys.insert(alg, key.clone());
+        }
+        Ok(key)
+    }
+
+    fn cached(&self, alg: Alg) -> Option<Arc<SigningKey>> {
+        let loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (at, keys) = loaded.as_ref()?;
+        (at.elapsed() < CACHE_TTL).then(|| keys.get(&alg).cloned()).flatten()
+    }
+
+    /// Forgets what was loaded, after this instance rotated.
+    pub fn clear(&self) {
+        *self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+    }
+}
+
+/// Loads the current key for `alg`, making the current and next keys first
+/// when the database has none.
+async fn current(db: &Db, alg: Alg, now: i64) -> Result<SigningKey> {
+    if let Some(key) = load_current(db, alg).await? {
+        return Ok(key);
+    }
+    ensure(db, alg, "current", now).await?;
+    ensure(db, alg, "next", now).await?;
+    load_current(db, alg).await?.ok_or_else(|| Error::Internal(anyhow::anyhow!("no current {} key", alg.as_str())))
+}
+
+async fn load_current(db: &Db, alg: Alg) -> Result<Option<SigningKey>> {
+    let row = sqlx::query("SELECT kid, private_der FROM oidc_signing_key WHERE alg = $1 AND state = 'current'")
+        .bind(alg.as_str())
+        .fetch_optional(&db.pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let der: Vec<u8> = row.try_get("private_der")?;
+    let encoding = match alg {
+        Alg::Rs256 => EncodingKey::from_rsa_der(&der),
+        Alg::EdDsa => EncodingKey::from_ed_der(&der),
+    };
+    Ok(Some(SigningKey { kid: row.try_get("kid")?, alg, encoding }))
+}
+
+/// Makes a key in `state` for `alg` unless one exists. Two instances racing
+/// here both make one; the partial unique index keeps exactly one.
+async fn ensure(db: &Db, alg: Alg, state: &str, now: i64) -> Result<()> {
+    let exists: Option<String> = sqlx::query_scalar("SELECT kid FROM oidc_signing_key WHERE alg = $1 AND state = $2")
+        .bind(alg.as_str())
+        .bind(state.to_owned())
+        .fetch_optional(&db.pool)
+        .await?;
+    if exists.is_some() {
+        return Ok(());
+    }
+    let made = tokio::task::spawn_blocking(move || generate(alg))
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("key generation stopped: {e}")))??;
+    sqlx::query(
+        "INSERT INTO oidc_signing_key (kid, alg, state, private_der, public_jwk, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(made.kid)
+    .bind(alg.as_str())
+    .bind(state.to_owned())
+    .bind(made.private_der)
+    .bind(made.public_jwk)
+    .bind(now)
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// A freshly made key, ready to store.
+struct Made {
+    kid: String,
+    private_der: Vec<u8>,
+    public_jwk: String,
+}
+
+/// Makes a key pair. Slow for RSA (a few hundred milliseconds), so it runs
+/// off the async threads.
+fn generate(alg: Alg) -> Result<Made> {
+    let mut id = [0u8; 12];
+    OsRng.fill_bytes(&mut id);
+    let kid = B64.encode(id);
+    let failed = |what: &str| Error::Internal(anyhow::anyhow!("cannot make an {} key: {what}", alg.as_str()));
+    let (private_der, params) = match alg {
+        Alg::Rs256 => {
+            let private = RsaPrivateKey::new(&mut OsRng, RSA_BITS).map_err(|e| failed(&e.to_string()))?;
+            let der = private.to_pkcs1_der().map_err(|e| failed(&e.to_string()))?;
+            let params = AlgorithmParameters::RSA(RSAKeyParameters {
+                key_type: RSAKeyType::RSA,
+                n: B64.encode(private.n().to_bytes_be()),
+                e: B64.encode(private.e().to_bytes_be()),
+            });
+            (der.as_bytes().to_vec(), params)
+        }
+        Alg::EdDsa => {
+            let rng = ring::rand::SystemRandom::new();
+            let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| failed(&e.to_string()))?;
+            let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| failed(&e.to_string()))?;
+            let params = AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                key_type: OctetKeyPairType::OctetKeyPair,
+                curve: jsonwebtoken::jwk::EllipticCurve::Ed25519,
+                x: B64.encode(pair.public_key().as_ref()),
+            });
+            (pkcs8.as_ref().to_vec(), params)
+        }
+    };
+    let jwk = Jwk {
+        common: CommonParameters {
+            public_key_use: Some(PublicKeyUse::Signature),
+            key_algorithm: Some(match alg {
+                Alg::Rs256 => KeyAlgorithm::RS256,
+                Alg::EdDsa => KeyAlgorithm::EdDSA,
+            }),
+            key_id: Some(kid.clone()),
+            ..CommonParameters::default()
+        },
+        algorithm: params,
+    };
+    let public_jwk = serde_json::to_string(&jwk).map_err(|e| failed(&e.to_string()))?;
+    Ok(Made { kid, private_der, public_jwk })
+}
+
+/// Every published key: next, current and retired, of every algorithm.
+/// Makes the keys first when there are none, so that a relying party that
+/// fetches the set before the first sign-in already finds them.
+pub async fn published(db: &Db, now: i64) -> Result<JwkSet> {
+    for alg in Alg::ALL {
+        current(db, alg, now).await?;
+    }
+    let rows: Vec<String> = sqlx::query_scalar("SELECT public_jwk FROM oidc_signing_key ORDER BY alg, created_at")
+        .fetch_all(&db.pool)
+        .await?;
+    let keys = rows
+        .iter()
+        .map(|text| serde_json::from_str::<Jwk>(text))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Internal(anyhow::anyhow!("a stored JWK does not parse: {e}")))?;
+    Ok(JwkSet { keys })
+}
+
+/// A published key, as the admin API lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub alg: String,
+    pub state: String,
+    pub created_at: i64,
+}
+
+pub async fn list(db: &Db) -> Result<Vec<KeyInfo>> {
+    let rows = sqlx::query("SELECT kid, alg, state, created_at FROM oidc_signing_key ORDER BY alg, created_at")
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(KeyInfo {
+                kid: row.try_get("kid")?,
+                alg: row.try_get("alg")?,
+                state: row.try_get("state")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// One rotation step for every algorithm (see the module comment). The new
+/// next keys are made before the transaction, which then only moves rows.
+pub(crate) async fn rotate(db: &Db, by: &By<'_>) -> Result<()> {
+    let mut made = Vec::new();
+    for alg in Alg::ALL {
+        current(db, alg, by.at).await?;
+        let key = tokio::task::spawn_blocking(move || generate(alg))
+            .await
+            .map_err(|e| Error::Internal(anyhow::anyhow!("key generation stopped: {e}")))??;
+        made.push((alg, key));
+    }
+    let mut tx = db.pool.begin().await?;
+    // The first statement writes, so SQLite takes the write lock at once.
+    sqlx::query("DELETE FROM oidc_signing_key WHERE state = 'retired'").execute(&mut *tx).await?;
+    sqlx::query("UPDATE oidc_signing_key SET state = 'retired' WHERE state = 'current'").execute(&mut *tx).await?;
+    sqlx::query("UPDATE oidc_signing_key SET state = 'current' WHERE state = 'next'").execute(&mut *tx).await?;
+    for (alg, key) in made {
+        sqlx::query(
+            "INSERT INTO oidc_signing_key (kid, alg, state, private_der, public_jwk, created_at) \
+             VALUES ($1, $2, 'next', $3, $4, $5)",
+        )
+        .bind(key.kid)
+        .bind(alg.as_str())
+        .bind(key.private_der)
+        .bind(key.public_jwk)
+        .bind(by.at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    audit::record(&mut *tx, by, Record::new(Action::OidcKeysRotated, "", "")).await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! An OpenID Connect provider (Core 1.0, Discovery 1.0, RFC 6749, RFC 7636,
+//! RFC 9207), so that any application that speaks OIDC can offer "Log in
+//! with Sesame".
+//!
+//! The issuer is the server's public origin. Each service may be a client
+//! ([`client`]). The authorization endpoint shows the service's own login
+//! page, with the request parked beside the page's challenge ([`grant`]);
+//! when the page's sign-in ends, the browser goes back to the client with a
+//! code or an error. ID tokens are JWTs signed by keys kept in the database
+//! ([`keys`]); access tokens are opaque and good only at the userinfo
+//! endpoint.
+
+mod authorize;
+pub mod client;
+mod error;
+pub mod grant;
+pub mod keys;
+mod logout;
+mod token;
+
+use axum::{
+    extract::State,
+    http::{header, HeaderValue, Method},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde::Serialize;
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::{error::Result, AppState};
+pub use keys::{Alg, KeyCache};
+
+/// How long a code lives unless configured shorter: the most the design
+/// allows.
+pub const CODE_TTL_SECS: u64 = 60;
+/// How long an access token is good at the userinfo endpoint.
+pub const ACCESS_TOKEN_SECS: i64 = 60 * 60;
+/// How long an ID token is valid.
+pub const ID_TOKEN_SECS: i64 = 60 * 60;
+
+/// The provider's own state, shared by every request.
+#[derive(Debug)]
+pub struct Provider {
+    pub keys: KeyCache,
+    /// Seconds a code lives, at most [`CODE_TTL_SECS`].
+    pub code_ttl_secs: u64,
+}
+
+impl Default for Provider {
+    fn default() -> Self {
+        Self { keys: KeyCache::default(), code_ttl_secs: CODE_TTL_SECS }
+    }
+}
+
+impl Provider {
+    pub fn with_code_ttl(code_ttl_secs: u64) -> Self {
+        Self { code_ttl_secs: code_ttl_secs.clamp(1, CODE_TTL_SECS), ..Self::default() }
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    // Discovery, the key set, the token and the userinfo endpoints are
+    // called from single-page applications on other origins. They carry no
+    // cookies and trust only what the request itself proves (a client
+    // secret, a PKCE verifier, a bearer token), so any origin may call them.
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+    let api = Router::new()
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/oidc/jwks", get(jwks))
+        .route("/oidc/token", post(token::token))
+        .route("/oidc/userinfo", get(token::userinfo).post(token::userinfo))
+        .layer(cors);
+    Router::new()
+        .merge(api)
+        .route("/oidc/authorize", get(authorize::get).post(authorize::post))
+        .route("/oidc/finish/{cid}", post(authorize::finish))
+        .route("/oidc/logout", get(logout::get).post(logout::post))
+}
+
+/// The discovery document (OpenID Connect Discovery 1.0 §3).
+#[derive(Debug, Serialize)]
+struct Discovery {
+    issuer: String,
+    authorization_endpoint: String,
+    token_endpoint: String,
+    userinfo_endpoint: String,
+    jwks_uri: String,
+    end_session_endpoint: String,
+    scopes_supported: [&'static str; 2],
+    response_types_supported: [&'static str; 1],
+    response_modes_supported: [&'static str; 1],
+    grant_types_supported: [&'static str; 1],
+    subject_types_supported: [&'static str; 1],
+    id_token_signing_alg_values_supported: [&'static str; 2],
+    token_endpoint_auth_methods_supported: [&'static str; 3],
+    code_challenge_methods_supported: [&'static str; 1],
+    claims_supported: [&'static str; 9],
+    prompt_values_supported: [&'static str; 4],
+    claims_parameter_supported: bool,
+    request_parameter_supported: bool,
+    request_uri_parameter_supported: bool,
+    authorization_response_iss_parameter_supported: bool,
+}
+
+async fn discovery(State(state): State<AppState>) -> Response {
+    let issuer = state.settings.origin.to_string();
+    let doc = Discovery {
+        authorization_endpoint: format!("{issuer}/oidc/authorize"),
+        token_endpoint: format!("{issuer}/oidc/token"),
+        userinfo_endpoint: format!("{issuer}/oidc/userinfo"),
+        jwks_uri: format!("{issuer}/oidc/jwks"),
+        end_session_endpoint: format!("{issuer}/oidc/logout"),
+        issuer,
+        scopes_supported: ["openid", "profile"],
+        response_types_supported: ["code"],
+        response_modes_supported: ["query"],
+        grant_types_supported: ["authorization_code"],
+        subject_types_supported: ["public"],
+        id_token_signing_alg_values_supported: [Alg::Rs256.as_str(), Alg::EdDsa.as_str()],
+        token_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post", "none"],
+        code_challenge_methods_supported: ["S256"],
+        claims_supported: ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "amr", "preferred_username"],
+        prompt_values_supported: ["none", "login", "consent", "select_account"],
+        claims_parameter_supported: false,
+        request_parameter_supported: false,
+        request_uri_parameter_supported: false,
+        authorization_response_iss_parameter_supported: true,
+    };
+    cached(Json(doc).into_response(), "public, max-age=3600")
+}
+
+/// The key set: every published key (see [`keys`] for why there are
+/// several). Relying parties may cache it for an hour; rotations must be
+/// further apart than that.
+async fn jwks(State(state): State<AppState>) -> Result<Response> {
+    let set = keys::published(&state.db, state.clock.now().as_secs() as i64).await?;
+    Ok(cached(Json(set).into_response(), "public, max-age=3600"))
+}
+
+fn cached(mut response: Response, policy: &'static str) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
+    response
+}

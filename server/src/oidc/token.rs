@@ -1,0 +1,257 @@
+//! The token endpoint (the `authorization_code` grant, RFC 6749 §4.1.3 with
+//! PKCE, RFC 7636 §4.6) and the userinfo endpoint (OIDC Core §5.3).
+
+use axum::{
+    extract::{rejection::FormRejection, State},
+    http::{header, HeaderMap, HeaderValue},
+    response::{IntoResponse, Response},
+    Form, Json,
+};
+use base64::{
+    engine::general_purpose::{STANDARD as B64_STD, URL_SAFE_NO_PAD as B64},
+    Engine as _,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use super::{
+    client::{self, Client},
+    error::{Failure, OAuthError},
+    grant::{self, Redeemed},
+    ACCESS_TOKEN_SECS, ID_TOKEN_SECS,
+};
+use crate::{extract::ClientInfo, AppState};
+
+/// The form a client posts. Every field is optional here so that a missing
+/// one gets OAuth's `invalid_request`, not a generic rejection.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct TokenForm {
+    grant_type: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    code_verifier: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct TokenAnswer {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    id_token: String,
+    scope: String,
+}
+
+/// The claims of an ID token (OIDC Core §2).
+#[derive(Debug, Serialize)]
+struct IdClaims<'a> {
+    iss: String,
+    sub: &'a str,
+    aud: &'a str,
+    exp: i64,
+    iat: i64,
+    auth_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+    /// RFC 8176: proof of possession of a key held in software.
+    amr: [&'static str; 1],
+    preferred_username: &'a str,
+}
+
+pub(super) async fn token(
+    State(state): State<AppState>,
+    client_info: ClientInfo,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Result<Response, Failure> {
+    let Form(form) =
+        form.map_err(|_| OAuthError::invalid_request("the body must be an application/x-www-form-urlencoded form"))?;
+    let client = authenticate(&state, &client_info, &headers, &form).await?;
+    match form.grant_type.as_deref() {
+        Some("authorization_code") => {}
+        Some(_) => {
+            return Err(OAuthError::unsupported_grant_type("only the authorization_code grant is offered").into())
+        }
+        None => return Err(OAuthError::invalid_request("grant_type is missing").into()),
+    }
+    let code_text = form.code.as_deref().ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
+    let now = state.clock.now().as_secs() as i64;
+    let code = grant::find_code(&state.db, code_text)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("the code is unknown, or its account is gone"))?;
+    // Another client's code is refused without spending it: whoever holds
+    // it cannot use it here, and its own client still can.
+    if code.client_id != client.client_id {
+        return Err(OAuthError::invalid_grant("the code was issued to another client").into());
+    }
+    if code.used {
+        grant::revoke(&state.db, &code.hash).await?;
+        return Err(
+            OAuthError::invalid_grant("the code was already used; the tokens issued from it are revoked").into()
+        );
+    }
+    if code.expires_at <= now {
+        return Err(OAuthError::invalid_grant("the code has expired").into());
+    }
+    if form.redirect_uri.as_deref() != Some(code.redirect_uri.as_str()) {
+        return Err(OAuthError::invalid_grant("redirect_uri differs from the one in the authorization request").into());
+    }
+    check_pkce(code.code_challenge.as_deref(), form.code_verifier.as_deref())?;
+    let access_token = match grant::redeem(&state.db, &code, now, ACCESS_TOKEN_SECS).await? {
+        Redeemed::AccessToken(token) => token,
+        Redeemed::Replayed => {
+            return Err(
+                OAuthError::invalid_grant("the code was already used; the tokens issued from it are revoked").into()
+            )
+        }
+    };
+    let claims = IdClaims {
+        iss: state.settings.origin.to_string(),
+        sub: &code.subject,
+        aud: &client.client_id,
+        exp: now + ID_TOKEN_SECS,
+        iat: now,
+        auth_time: code.signed_in.auth_time,
+        nonce: code.nonce.as_deref(),
+        amr: ["swk"],
+        preferred_username: &code.signed_in.account,
+    };
+    let key = state.oidc.keys.signing(&state.db, client.alg, now).await?;
+    let answer = TokenAnswer {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TOKEN_SECS,
+        id_token: key.sign(&claims)?,
+        scope: code.scope.clone(),
+    };
+    tracing::info!(client = %client.client_id, "oidc tokens issued");
+    Ok(no_store(Json(answer).into_response()))
+}
+
+/// RFC 6749 §2.3.1 and OIDC Core §9: HTTP Basic or the form, never both; a
+/// public client names itself and proves nothing here (PKCE does that).
+async fn authenticate(
+    state: &AppState,
+    client_info: &ClientInfo,
+    headers: &HeaderMap,
+    form: &TokenForm,
+) -> Result<Client, Failure> {
+    let basic = basic_credentials(headers)?;
+    let used_basic = basic.is_some();
+    let (client_id, secret) = match (basic, &form.client_id, &form.client_secret) {
+        (Some(_), _, Some(_)) => {
+            return Err(OAuthError::invalid_request("use one client authentication method, not two").into())
+        }
+        (Some((id, secret)), form_id, None) => {
+            if form_id.as_ref().is_some_and(|form_id| *form_id != id) {
+                return Err(
+                    OAuthError::invalid_request("client_id differs from the one in the Authorization header").into()
+                );
+            }
+            (id, Some(secret))
+        }
+        (None, Some(id), secret) => (id.clone(), secret.clone()),
+        (None, None, _) => return Err(OAuthError::invalid_client("the client did not say who it is", false).into()),
+    };
+    let refuse = |why: &'static str| async move {
+        // Failures count against the address, as wrong admin tokens do,
+        // so that guessing secrets is slow.
+        match state.limits.submissions.check(client_info.ip).await {
+            Ok(()) => Failure::from(OAuthError::invalid_client(why, used_basic)),
+            Err(limited) => Failure::from(limited),
+        }
+    };
+    let Some(client) = client::by_client_id(&state.db, &client_id).await? else {
+        return Err(refuse("unknown client").await);
+    };
+    match (client.is_public(), secret) {
+        (true, None) => Ok(client),
+        (true, Some(_)) => Err(refuse("a public client has no secret").await),
+        (false, None) => Err(refuse("this client must authenticate with its secret").await),
+        (false, Some(secret)) if client.secret_matches(&secret) => Ok(client),
+        (false, Some(_)) => Err(refuse("wrong client secret").await),
+    }
+}
+
+/// `Authorization: Basic base64(urlencode(id) ":" urlencode(secret))`.
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Failure> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let malformed = || Failure::from(OAuthError::invalid_client("the Authorization header is malformed", true));
+    let text = value.to_str().map_err(|_| malformed())?;
+    let Some(encoded) = text.strip_prefix("Basic ") else {
+        return Err(malformed());
+    };
+    let decoded = B64_STD.decode(encoded.trim()).map_err(|_| malformed())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
+    let unescape = |part: &str| {
+        url::form_urlencoded::parse(format!("x={part}").as_bytes()).next().map(|(_, value)| value.into_owned())
+    };
+    Ok(Some((unescape(id).ok_or_else(malformed)?, unescape(secret).ok_or_else(malformed)?)))
+}
+
+/// RFC 7636 §4.6: `BASE64URL(SHA256(verifier)) == challenge`. A code issued
+/// without a challenge refuses a verifier too, so that an attacker cannot
+/// strip PKCE from a request and still look like PKCE to the client.
+fn check_pkce(challenge: Option<&str>, verifier: Option<&str>) -> Result<(), Failure> {
+    match (challenge, verifier) {
+        (None, None) => Ok(()),
+        (None, Some(_)) => {
+            Err(OAuthError::invalid_grant("code_verifier sent for a request without code_challenge").into())
+        }
+        (Some(_), None) => Err(OAuthError::invalid_grant("code_verifier is missing").into()),
+        (Some(challenge), Some(verifier)) => {
+            if !is_pkce_value(verifier) {
+                return Err(OAuthError::invalid_grant(
+                    "code_verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~",
+                )
+                .into());
+            }
+            let computed = B64.encode(Sha256::digest(verifier.as_bytes()));
+            if !bool::from(computed.as_bytes().ct_eq(challenge.as_bytes())) {
+                return Err(OAuthError::invalid_grant("code_verifier does not match code_challenge").into());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// RFC 7636 §4.1: 43 to 128 unreserved characters.
+pub(super) fn is_pkce_value(text: &str) -> bool {
+    (43..=128).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+#[derive(Debug, Serialize)]
+struct UserInfo {
+    sub: String,
+    preferred_username: String,
+}
+
+/// OIDC Core §5.3, with the token in the `Authorization` header only
+/// (RFC 6750 §2.1): tokens in URLs end up in logs.
+pub(super) async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Failure> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    let Some(token) = presented else {
+        return Err(OAuthError::invalid_token("send the access token as Authorization: Bearer", false).into());
+    };
+    let now = state.clock.now().as_secs() as i64;
+    let owner = grant::token_owner(&state.db, token, now)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_token("the access token is unknown, expired or revoked", true))?;
+    let info = UserInfo { sub: owner.subject, preferred_username: owner.account };
+    Ok(no_store(Json(info).into_response()))
+}
+
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
