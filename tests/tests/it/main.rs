@@ -7,4 +7,5 @@ mod hostile;
 mod logs;
 mod operations;
 mod scale;
+mod statements;
 mod sweep;
