@@ -1,11 +1,10 @@
 //! The login page of each service, its sign-out form, and the static files
 //! the page loads.
 //!
-//! The page carries the token as text and no QR code: `login.js` draws every
-//! QR code in the browser, the first from the token on the page and each
-//! later one from the challenge's event stream. Drawing even the first one
-//! on the server cost about 3 ms of CPU per page load, more than the rest of
-//! a sign-in; a browser without scripts still shows the token to copy.
+//! The page is rendered once with a QR code drawn on the server for the
+//! first step; after that `login.js` follows the challenge's event stream and
+//! draws each new QR code in the browser, because drawing one per step per
+//! waiting page on the server would cost a core at scale.
 
 use askama::Template;
 use axum::{
@@ -64,6 +63,9 @@ struct LoginView {
     service_id: String,
     service_name: String,
     token: String,
+    /// Inline SVG made by the `qrcode` crate from the token; it holds no
+    /// user data, only rectangles.
+    qr_svg: String,
     status: String,
     challenges_url: String,
     events_url: String,
@@ -140,6 +142,7 @@ async fn login_page_or_error(
     let cid = issued.id;
     let view = LoginView {
         service_id: service_id.to_string(),
+        qr_svg: qr_svg(&issued.token)?,
         token: issued.token,
         service_name: issued.service_name,
         status: challenge::message(sesame_proto::wire::Status::Pending, "outstanding", None),
@@ -183,8 +186,7 @@ fn no_store(mut response: Response) -> Response {
 }
 
 /// The token as an inline SVG QR code, level M so that a photo of a screen
-/// still scans. The admin page's waiting views draw theirs here (an admin
-/// sign-in is rare; a service's login page draws its own in the browser).
+/// still scans. The admin page's waiting views draw theirs here too.
 pub(crate) fn qr_svg(token: &str) -> Result<String> {
     let code = QrCode::with_error_correction_level(token.as_bytes(), EcLevel::M)
         .map_err(|e| Error::Internal(anyhow::anyhow!("cannot make a QR code: {e}")))?;

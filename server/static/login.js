@@ -35,7 +35,7 @@
   }
 
   function drawQr(text) {
-    // Level M, so that a photo of a screen still scans; type 0 picks the size.
+    // Level M, like the server's first drawing; type 0 picks the size.
     var qr = qrcode(0, "M");
     qr.addData(text);
     qr.make();
@@ -171,8 +171,5 @@
   });
   els.restart.addEventListener("click", restart);
 
-  // The server sends the token as text only; the first QR code is drawn
-  // here, before the event stream has even opened.
-  drawQr(els.token.textContent);
   follow();
 })();
