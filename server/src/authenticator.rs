@@ -10,7 +10,8 @@
 use axum::{extract::State, routing::get, routing::post, Json, Router};
 use sesame_proto::{
     wire::{ChallengeContext, ContextRequest, Outcome, ServerKeyInfo, Status},
-    DenyRequest, FreshToken, FreshnessSecret, LoginRequest, RegisterRequest, Token, UnverifiedToken, VerifiedLogin,
+    BaseToken, DenyRequest, FreshToken, FreshnessSecret, LoginRequest, RegisterRequest, Token, UnverifiedToken,
+    VerifiedLogin,
 };
 
 use crate::{
@@ -60,13 +61,26 @@ impl Checked {
 /// §6.6 up to (not including) the challenge state: decoding, key and
 /// signature, origin, lifetime, existence.
 async fn check_token(state: &AppState, text: &str) -> Result<Checked> {
-    let token = UnverifiedToken::parse(text)?.verify(state.identity.public_key())?;
+    let unverified = UnverifiedToken::parse(text)?;
+    // The challenge is read before the signature is checked, so that a
+    // token the server stored is recognised instead of verified again (an
+    // Ed25519 verification saved per answer). Its errors wait until after
+    // the signature, origin and lifetime checks, to keep the order of §6.6.
+    let stored = store::load(&state.db, &unverified.claimed_challenge_id()).await;
+    let base = stored
+        .as_ref()
+        .ok()
+        .and_then(|row| BaseToken::from_stored(row.base_token.clone(), state.identity.public_key()).ok());
+    let token = match base {
+        Some(base) => unverified.verify_as_issued(&base, state.identity.public_key())?,
+        None => unverified.verify(state.identity.public_key())?,
+    };
     let claims = token.claims();
     if claims.origin != state.settings.origin {
         return Err(Error::WrongOrigin(claims.origin.to_string()));
     }
     token.check_lifetime(state.clock.now(), 0)?;
-    let row = store::current(state, &claims.challenge_id).await?;
+    let row = store::settle(state, stored?).await?;
     // Our own signature makes a mismatch impossible unless the service was
     // deleted and its id reused; treat it as a challenge that is gone.
     if row.service_id != claims.service_id {

@@ -10,9 +10,16 @@
 //! its write (a conditional UPDATE or an INSERT), which takes the write lock
 //! up front and lets the busy timeout do its job.
 
-use std::{path::Path, str::FromStr as _, time::Duration};
+use std::{
+    collections::HashMap,
+    path::Path,
+    str::FromStr as _,
+    sync::{Arc, PoisonError, RwLock},
+    time::Duration,
+};
 
 use anyhow::Context as _;
+use sesame_proto::ServiceId;
 use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions},
     AnyPool, Executor as _,
@@ -29,6 +36,37 @@ pub enum Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// Service names by id, as the database holds them (see
+    /// [`ServiceNames`]).
+    pub service_names: ServiceNames,
+}
+
+/// The names of services, kept in memory because every challenge and every
+/// redeemed session needs one.
+///
+/// A service's name never changes after it is created, and its id is random
+/// and never reused, so a cached name is never wrong; it can only outlive
+/// its service. That needs no invalidation across instances: whatever an
+/// instance then does with the deleted service's id writes a row that refers
+/// to the service, and the foreign key refuses it (`unknown_service`), just
+/// as it does when a deletion races a request today. The instance that
+/// deletes a service drops its own entry, and the map grows only with the
+/// services that exist.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceNames(Arc<RwLock<HashMap<ServiceId, Arc<str>>>>);
+
+impl ServiceNames {
+    pub fn get(&self, id: &ServiceId) -> Option<Arc<str>> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
+    }
+
+    pub fn insert(&self, id: ServiceId, name: Arc<str>) {
+        self.0.write().unwrap_or_else(PoisonError::into_inner).insert(id, name);
+    }
+
+    pub fn forget(&self, id: &ServiceId) {
+        self.0.write().unwrap_or_else(PoisonError::into_inner).remove(id);
+    }
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/server/sqlite");
@@ -49,6 +87,11 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
             .acquire_timeout(Duration::from_secs(10))
+            // A connection to an embedded file cannot drop, so pinging it at
+            // every acquire (a round trip to sqlx's worker thread each time)
+            // buys nothing. A PostgreSQL connection can die with its server,
+            // and the ping keeps that from failing a request.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -80,7 +123,7 @@ impl Db {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await.context("database migration failed")?;
-        Ok(Self { pool, backend })
+        Ok(Self { pool, backend, service_names: ServiceNames::default() })
     }
 
     /// The default embedded database: `sesame.db` in `data_dir`.

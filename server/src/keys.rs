@@ -175,18 +175,9 @@ pub async fn touch(conn: &mut AnyConnection, key_id: &str, now: i64) -> Result<b
         .execute(&mut *conn)
         .await?
         .rows_affected();
-    if keys == 0 {
-        return Ok(false);
-    }
-    sqlx::query(
-        "UPDATE account SET last_login_at = $2 \
-         WHERE (service_id, name) IN (SELECT service_id, account FROM account_key WHERE id = $1)",
-    )
-    .bind(key_id.to_owned())
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(true)
+    // The database's trigger stamps the account's last sign-in in the same
+    // statement (migration 0006).
+    Ok(keys == 1)
 }
 
 /// The key that the challenge `challenge_id` registered, while it waits.

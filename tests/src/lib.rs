@@ -36,12 +36,33 @@ pub fn workspace_root() -> PathBuf {
 
 /// Builds the two binaries once per test process and returns the folder that
 /// holds them. Running `cargo build` here, rather than trusting whatever is in
-/// `target/`, means a test never runs against a stale binary.
+/// `target/`, means a test never runs against a stale binary, unless
+/// `SESAME_TEST_BIN_DIR` names a folder of binaries to use instead.
 fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        // A folder of binaries built beforehand, for instance to measure an
+        // older build against a newer one with the same benchmark.
+        if let Some(dir) = std::env::var_os("SESAME_TEST_BIN_DIR") {
+            return PathBuf::from(dir);
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
+        let mut command = Command::new(cargo);
+        // Under `cargo run` or `cargo test` this process carries the
+        // variables cargo sets for a running crate (CARGO_MANIFEST_DIR and
+        // the like). A dependency's build script watches some of them, so
+        // passing them on would make this nested build recompile the world
+        // each time; it must see the environment of a plain `cargo build`.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let set_by_cargo = ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_BIN_", "CARGO_CRATE_", "CARGO_PRIMARY_"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix));
+            if set_by_cargo || name == "OUT_DIR" {
+                command.env_remove(name.as_ref());
+            }
+        }
+        let status = command
             .args(["build", "--quiet", "-p", "sesame-server", "-p", "sesame", "--bins"])
             .args(if cfg!(debug_assertions) { &[][..] } else { &["--release"][..] })
             .current_dir(workspace_root())
@@ -82,6 +103,8 @@ pub struct ServerOptions {
     pub code_window: Option<u64>,
     /// Requests per minute per IP; `None` turns limits off for tests.
     pub rate_limit: Option<u32>,
+    /// `SESAME_LOG`; `None` means `info,sesame_server=debug`.
+    pub log_filter: Option<String>,
     pub extra_args: Vec<String>,
 }
 
@@ -121,7 +144,7 @@ impl Server {
             .arg(ADMIN_TOKEN)
             .arg("--rate-limit")
             .arg(options.rate_limit.unwrap_or(0).to_string())
-            .env("SESAME_LOG", "info,sesame_server=debug")
+            .env("SESAME_LOG", options.log_filter.as_deref().unwrap_or("info,sesame_server=debug"))
             .env_remove("SESAME_DATABASE_URL")
             .env_remove("SESAME_REDIS_URL");
         let optional = [
@@ -319,7 +342,7 @@ impl Browser {
         if !res.status().is_success() {
             bail!("events answered {}: {}", res.status(), res.text().await?);
         }
-        Ok(EventStream { body: Box::pin(res.bytes_stream()), buffer: String::new() })
+        Ok(EventStream::new(res))
     }
 
     pub async fn get_text(&self, url: &str) -> Result<String> {
@@ -356,6 +379,11 @@ impl std::fmt::Debug for EventStream {
 }
 
 impl EventStream {
+    /// Reads the body of an event-stream response.
+    pub fn new(response: reqwest::Response) -> Self {
+        Self { body: Box::pin(response.bytes_stream()), buffer: String::new() }
+    }
+
     /// The next event (comments and keep-alives skipped), or `None` when the
     /// server ended the stream. Fails after `timeout`.
     pub async fn next(&mut self, timeout: Duration) -> Result<Option<Event>> {
@@ -514,6 +542,11 @@ impl Redis {
             bail!("redis-server on port {} did not become ready", self.port);
         }
         Ok(())
+    }
+
+    /// The process id of the running `redis-server`, if it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn stop(&mut self) {

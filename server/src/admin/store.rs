@@ -117,6 +117,9 @@ pub(crate) async fn delete_service(db: &Db, id: &str, by: &By<'_>) -> Result<()>
     }
     audit::record(&mut *tx, by, Record::new(Action::ServiceDeleted, &id, "")).await?;
     tx.commit().await?;
+    if let Ok(id) = id.parse::<ServiceId>() {
+        db.service_names.forget(&id);
+    }
     Ok(())
 }
 

@@ -33,15 +33,18 @@ pub async fn handler(
     client: ClientInfo,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    // The binding check reads the row once; the subscription comes next and
-    // the state is read again after it, which is the order that matters.
+    // Subscribe first, then read: a result stored in between is either in
+    // what is read or wakes the subscription. The one read also serves the
+    // binding check. A request without any binding cookie is turned away
+    // before it costs a subscription.
+    let id = super::parse_id(&cid)?;
+    super::binding(&state, &headers, &id)?;
+    let subscription = state.bus.subscribe(id).await?;
     let row = super::for_browser(&state, &cid, &headers).await?;
     // Counted only after the binding check, so that someone who has only
     // the token cannot take the browser's places; the guard counts this
     // stream until the stream is dropped.
     let open = state.limits.streams.open(row.id, client.ip)?;
-    let subscription = state.bus.subscribe(row.id).await?;
-    let row = store::current(&state, &row.id).await?;
     let view = StatusView::of(&row);
 
     let mut first = vec![status_event(&view)];

@@ -198,10 +198,20 @@ pub fn message(status: Status, hint: &str, account: Option<&str>) -> String {
     }
 }
 
+/// The challenge id in a URL, or `unknown_challenge`.
+fn parse_id(cid: &str) -> Result<ChallengeId> {
+    cid.parse().map_err(|_| Error::UnknownChallenge)
+}
+
+/// The binding cookie's secret for challenge `id`, or `binding_required`.
+fn binding<'h>(state: &AppState, headers: &'h HeaderMap, id: &ChallengeId) -> Result<&'h str> {
+    cookie::secret(&state.settings, headers, &binding_cookie(id)).ok_or(Error::BindingRequired)
+}
+
 /// Loads the challenge for the browser that started it, and no other.
 pub async fn for_browser(state: &AppState, cid: &str, headers: &HeaderMap) -> Result<ChallengeRow> {
-    let id: ChallengeId = cid.parse().map_err(|_| Error::UnknownChallenge)?;
-    let binding = cookie::secret(&state.settings, headers, &binding_cookie(&id)).ok_or(Error::BindingRequired)?;
+    let id = parse_id(cid)?;
+    let binding = binding(state, headers, &id)?;
     let row = store::current(state, &id).await?;
     // Digests of 256-bit secrets: comparing them leaks nothing useful.
     if row.binding_hash != cookie::digest(binding) {
@@ -243,11 +253,13 @@ async fn session_handler(
     Path(cid): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let row = for_browser(&state, &cid, &headers).await?;
+    // The binding is checked by the redeeming UPDATE itself: no read first.
+    let id = parse_id(&cid)?;
+    let binding = cookie::digest(binding(&state, &headers, &id)?);
     let now = state.clock.now();
     let session = cookie::new_secret();
-    let row =
-        store::redeem(&state.db, &row.id, now, &cookie::digest(&session), now.as_secs() as i64 + SESSION_SECS).await?;
+    let expires_at = now.as_secs() as i64 + SESSION_SECS;
+    let row = store::redeem_bound(&state.db, &id, &binding, now, &cookie::digest(&session), expires_at).await?;
     let service_name = store::service_name(&state.db, &row.service_id).await?;
     // The session cookie is minted here, never carried over, and the spent
     // binding goes: nothing from before the sign-in survives it.

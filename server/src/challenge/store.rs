@@ -105,8 +105,6 @@ pub struct Final {
     pub account: Option<String>,
     /// The key that registered or signed in.
     pub key_id: Option<String>,
-    /// The `kind` of the sign-in event row.
-    pub kind: &'static str,
 }
 
 impl Final {
@@ -125,23 +123,15 @@ impl Final {
             purpose: Some(purpose),
             account: Some(account),
             key_id: Some(key_id),
-            kind: purpose,
         }
     }
 
     pub fn denied() -> Self {
-        Self { status: Status::Denied, hint: "user_denied", purpose: None, account: None, key_id: None, kind: "denied" }
+        Self { status: Status::Denied, hint: "user_denied", purpose: None, account: None, key_id: None }
     }
 
     pub fn cancelled() -> Self {
-        Self {
-            status: Status::Cancelled,
-            hint: "user_cancel",
-            purpose: None,
-            account: None,
-            key_id: None,
-            kind: "cancelled",
-        }
+        Self { status: Status::Cancelled, hint: "user_cancel", purpose: None, account: None, key_id: None }
     }
 }
 
@@ -151,13 +141,19 @@ const COLUMNS: &str = "id, service_id, base_token, code_secret, binding_hash, \
                        CASE WHEN allow_register THEN 1 ELSE 0 END AS allow_register, ip, user_agent, \
                        created_at, expires_at, status, hint, purpose, account, key_id, redeemed_at";
 
-/// The name of a service, or `unknown_service`.
+/// The name of a service, or `unknown_service`. Read from the database once
+/// per service and instance (see `db::ServiceNames` for why that is safe).
 pub async fn service_name(db: &Db, id: &ServiceId) -> Result<String> {
-    sqlx::query_scalar("SELECT name FROM service WHERE id = $1")
+    if let Some(name) = db.service_names.get(id) {
+        return Ok(name.to_string());
+    }
+    let name: String = sqlx::query_scalar("SELECT name FROM service WHERE id = $1")
         .bind(id.to_string())
         .fetch_optional(&db.pool)
         .await?
-        .ok_or(Error::UnknownService)
+        .ok_or(Error::UnknownService)?;
+    db.service_names.insert(*id, name.as_str().into());
+    Ok(name)
 }
 
 pub async fn insert(db: &Db, new: &NewChallenge<'_>) -> Result<()> {
@@ -202,41 +198,43 @@ pub async fn load(db: &Db, id: &ChallengeId) -> Result<ChallengeRow> {
 /// The row as it is at `now`: a pending challenge past its expiry is first
 /// moved to `expired` (and that is published), so every reader agrees.
 pub async fn current(state: &crate::AppState, id: &ChallengeId) -> Result<ChallengeRow> {
+    settle(state, load(&state.db, id).await?).await
+}
+
+/// `row`, just read, as it is at `now`: see [`current`]. Only an overdue
+/// row costs another read.
+pub async fn settle(state: &crate::AppState, row: ChallengeRow) -> Result<ChallengeRow> {
     let now = state.clock.now();
-    let row = load(&state.db, id).await?;
     if !row.is_overdue(now) {
         return Ok(row);
     }
-    if expire(&state.db, id, now).await? {
-        publish(state, *id).await;
+    if expire(&state.db, &row.id, now).await? {
+        publish(state, row.id).await;
     }
-    load(&state.db, id).await
+    load(&state.db, &row.id).await
 }
 
 /// Records that `id` expired, if it is still pending and past its time.
 /// Returns whether this call made the change.
+/// The sign-in event is written by the database's trigger in the same
+/// statement (migration 0006).
 pub async fn expire(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<bool> {
-    let now = now.as_secs() as i64;
-    let mut tx = db.pool.begin().await?;
     let done = sqlx::query(
         "UPDATE challenge SET status = 'expired', hint = 'expired', finished_at = $2 \
          WHERE id = $1 AND status = 'pending' AND expires_at <= $2",
     )
     .bind(id.to_string())
-    .bind(now)
-    .execute(&mut *tx)
+    .bind(now.as_secs() as i64)
+    .execute(&db.pool)
     .await?
     .rows_affected();
-    if done == 1 {
-        record_event(&mut tx, id, "expired", now).await?;
-    }
-    tx.commit().await?;
     Ok(done == 1)
 }
 
 /// Moves a pending, unexpired challenge to `outcome` inside the caller's
-/// transaction, and records the sign-in event. Returns false when the
-/// challenge was not pending or had expired: nothing was written then.
+/// transaction; the database's trigger records the sign-in event in the same
+/// statement (migration 0006). Returns false when the challenge was not
+/// pending or had expired: nothing was written then.
 ///
 /// This must be the first statement of the transaction.
 pub async fn consume(conn: &mut AnyConnection, id: &ChallengeId, now: UnixTime, outcome: &Final) -> Result<bool> {
@@ -255,9 +253,6 @@ pub async fn consume(conn: &mut AnyConnection, id: &ChallengeId, now: UnixTime, 
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    if done == 1 {
-        record_event(conn, id, outcome.kind, now).await?;
-    }
     Ok(done == 1)
 }
 
@@ -344,25 +339,54 @@ pub async fn redeem(
     session_hash: &[u8; 32],
     session_expires_at: i64,
 ) -> Result<ChallengeRow> {
+    redeem_where(db, id, None, now, session_hash, session_expires_at).await
+}
+
+/// [`redeem`] for the browser whose binding cookie has the digest
+/// `binding_hash`, checked in the same statement, so that the browser's
+/// own redemption needs no read first. Another browser gets `wrong_browser`.
+pub async fn redeem_bound(
+    db: &Db,
+    id: &ChallengeId,
+    binding_hash: &[u8; 32],
+    now: UnixTime,
+    session_hash: &[u8; 32],
+    session_expires_at: i64,
+) -> Result<ChallengeRow> {
+    redeem_where(db, id, Some(binding_hash), now, session_hash, session_expires_at).await
+}
+
+async fn redeem_where(
+    db: &Db,
+    id: &ChallengeId,
+    binding_hash: Option<&[u8; 32]>,
+    now: UnixTime,
+    session_hash: &[u8; 32],
+    session_expires_at: i64,
+) -> Result<ChallengeRow> {
     let now = now.as_secs() as i64;
     let mut tx = db.pool.begin().await?;
-    let done = sqlx::query(
-        "UPDATE challenge SET redeemed_at = $2 WHERE id = $1 AND status = 'completed' AND redeemed_at IS NULL",
-    )
+    // RETURNING hands back the row as the update left it, so the winner of
+    // the race needs no second read. Without a binding to check, `$3 IS
+    // NULL` lets every row through.
+    let row = sqlx::query(&format!(
+        "UPDATE challenge SET redeemed_at = $2 WHERE id = $1 AND status = 'completed' AND redeemed_at IS NULL \
+         AND ($3 IS NULL OR binding_hash = $3) RETURNING {COLUMNS}"
+    ))
     .bind(id.to_string())
     .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if done == 0 {
+    .bind(binding_hash.map(|h| h.to_vec()))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
         tx.rollback().await?;
         let row = load(db, id).await?;
+        // Digests of 256-bit secrets: comparing them leaks nothing useful.
+        if binding_hash.is_some_and(|hash| row.binding_hash != hash) {
+            return Err(Error::WrongBrowser);
+        }
         return Err(if row.status == Status::Completed { Error::AlreadyRedeemed } else { Error::NotCompleted });
-    }
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM challenge WHERE id = $1"))
-        .bind(id.to_string())
-        .fetch_one(&mut *tx)
-        .await?;
+    };
     let row = ChallengeRow::from_row(&row)?;
     let account = row.account.clone().ok_or_else(|| anyhow::anyhow!("a completed challenge has no account"))?;
     sqlx::query(
@@ -404,21 +428,6 @@ pub async fn session_account(
 
 pub async fn delete_session(db: &Db, session_hash: &[u8; 32]) -> Result<()> {
     sqlx::query("DELETE FROM session WHERE id_hash = $1").bind(session_hash.to_vec()).execute(&db.pool).await?;
-    Ok(())
-}
-
-/// Copies who asked (ip, user agent) from the challenge row, so the event
-/// log describes the requesting browser, not the authenticator.
-async fn record_event(conn: &mut AnyConnection, id: &ChallengeId, kind: &str, at: i64) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO sign_in_event (service_id, challenge_id, kind, account, ip, user_agent, at) \
-         SELECT service_id, id, $2, account, ip, user_agent, $3 FROM challenge WHERE id = $1",
-    )
-    .bind(id.to_string())
-    .bind(kind.to_owned())
-    .bind(at)
-    .execute(conn)
-    .await?;
     Ok(())
 }
 

@@ -57,6 +57,44 @@ fn rejects_forgery_that_claims_the_right_key_id() {
 }
 
 #[test]
+fn the_issuing_server_recognises_its_own_token_without_verifying_again() {
+    let key = fixture::server_key().public_key();
+    let unverified = UnverifiedToken::parse(&fixture::token_text()).expect("decodes");
+    assert_eq!(unverified.claimed_challenge_id(), fixture::claims(0xa1, "Example Mail").challenge_id);
+    let token = unverified.verify_as_issued(&fixture::base_token(), &key).expect("the stored base matches");
+    assert_eq!(token, fixture::token());
+}
+
+#[test]
+fn a_forgery_checked_against_the_stored_base_still_fails_its_signature() {
+    // The stored base belongs to the same challenge, but the presented text
+    // differs from it, so it is verified in full and fails as `verify` would.
+    for (name, error) in [
+        ("tampered_service_name", Error::BadTokenSignature),
+        ("tampered_signature", Error::BadTokenSignature),
+        ("forged_with_our_key_id", Error::BadTokenSignature),
+        ("other_server_key", Error::UnknownSigningKey),
+    ] {
+        let case = token_cases().into_iter().find(|c| c.name == name).expect("the case exists");
+        let unverified = UnverifiedToken::parse(&case.token).expect("decodes");
+        let result = unverified.verify_as_issued(&fixture::base_token(), &fixture::server_key().public_key());
+        assert_eq!(result.map(drop), Err(error), "case {name}");
+    }
+}
+
+#[test]
+fn a_stored_base_under_another_key_is_refused() {
+    let base = fixture::base_token();
+    let other = fixture::other_server_key().public_key();
+    assert_eq!(
+        sesame_proto::BaseToken::from_stored(base.as_str().to_owned(), &other).map(drop),
+        Err(Error::UnknownSigningKey)
+    );
+    let same = sesame_proto::BaseToken::from_stored(base.as_str().to_owned(), &fixture::server_key().public_key());
+    assert_eq!(same, Ok(base));
+}
+
+#[test]
 fn token_for_a_typical_service_fits_in_300_characters() {
     let text = fixture::token_text();
     assert!(text.len() <= 300, "{} characters", text.len());

@@ -1,147 +1,412 @@
-//! `sesame-bench`: measures a real `sesame-server` against the targets of the
-//! design brief, with the load generator on the same machine.
+//! `sesame-bench`: measures real `sesame-server` processes against the
+//! targets of the design brief, with the load generator on the same machine.
 //!
 //! ```text
-//! cargo run --release -p sesame-tests --bin sesame-bench -- [SIGN_INS] [CONCURRENCY] [WAITERS]
+//! cargo run --release -p sesame-tests --bin sesame-bench -- \
+//!     [SIGN_INS] [CONCURRENCY] [WAITERS] [--runs N] [--flow api|page] [--setup embedded|cluster]
 //! ```
 //!
-//! 1. Complete sign-ins: each one starts a challenge, opens its event stream,
-//!    signs a login, submits it, waits for the `completed` event and redeems
-//!    the session, as a browser and an authenticator would. It reports sign-ins
-//!    per second, the submit → SSE event latency (p50, p99) and the server's
-//!    CPU time per sign-in (from /proc, user + system).
-//! 2. Waiting browsers: holds WAITERS event streams open while their codes
-//!    rotate every second, and reports the server's memory and CPU use.
+//! 1. Complete sign-ins, `--runs` times (default 3): each one starts a
+//!    challenge (through the JSON API, or by loading the real login page with
+//!    `--flow page`), opens its event stream, signs a login, submits it, waits
+//!    for the `completed` event and redeems the session, as a browser and an
+//!    authenticator would. Each run reports sign-ins per second, the submit →
+//!    SSE event latency (p50, p99), the CPU time per sign-in of every server
+//!    process (user + system, from /proc) and of the load generator itself;
+//!    the last lines give the median and the min–max of the runs.
+//! 2. Waiting browsers: holds WAITERS event streams open on one instance
+//!    while their codes rotate, and reports that instance's memory and CPU.
+//!
+//! `--setup embedded` (the default) runs one instance on its embedded SQLite
+//! database and in-process bus. `--setup cluster` runs two instances on one
+//! PostgreSQL database (a fresh one on the server that `SESAME_TEST_POSTGRES_URL`
+//! names) and one Redis: each browser talks to one instance and its
+//! authenticator to the other, so every result crosses Redis. The server CPU
+//! then includes PostgreSQL's backends for that database and Redis.
+//!
+//! The clients are lean, so that the load generator leaves the CPU to the
+//! server: one HTTP client and one signing key per concurrent worker, kept
+//! for the whole run, connections reused, cookies handled by hand.
 //!
 //! It prints figures; it asserts nothing. Timing belongs here, not in tests.
 
 use std::{
-    sync::Arc,
+    process::Command,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context as _};
+use reqwest::header::{COOKIE, SET_COOKIE};
 use sesame_proto::{AccountKey, AccountName, LoginRequest, RegisterRequest, ServerPublicKey, UnverifiedToken};
-use sesame_tests::{Browser, Challenge, Server, ServerOptions};
-use tokio::sync::Semaphore;
+use sesame_tests::{Challenge, EventStream, PgDatabase, Redis, Server, ServerOptions};
+
+/// What the command line asked for.
+#[derive(Debug)]
+struct Args {
+    sign_ins: usize,
+    concurrency: usize,
+    waiters: usize,
+    runs: usize,
+    page_flow: bool,
+    cluster: bool,
+}
+
+impl Args {
+    fn parse() -> anyhow::Result<Self> {
+        let mut numbers = Vec::new();
+        let (mut runs, mut page_flow, mut cluster) = (3, false, false);
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--runs" => runs = args.next().context("--runs takes a number")?.parse().context("--runs")?,
+                "--flow" => match args.next().as_deref() {
+                    Some("api") => page_flow = false,
+                    Some("page") => page_flow = true,
+                    _ => bail!("--flow is api or page"),
+                },
+                "--setup" => match args.next().as_deref() {
+                    Some("embedded") => cluster = false,
+                    Some("cluster") => cluster = true,
+                    _ => bail!("--setup is embedded or cluster"),
+                },
+                number => numbers.push(number.parse::<usize>().with_context(|| format!("unknown argument {arg:?}"))?),
+            }
+        }
+        let mut numbers = numbers.into_iter();
+        Ok(Self {
+            sign_ins: numbers.next().unwrap_or(2_000),
+            concurrency: numbers.next().unwrap_or(32).max(1),
+            waiters: numbers.next().unwrap_or(2_000),
+            runs: runs.max(1),
+            page_flow,
+            cluster,
+        })
+    }
+}
+
+/// The processes under test, and what they run on.
+struct Setup {
+    servers: Vec<Server>,
+    redis: Option<Redis>,
+    db: Option<PgDatabase>,
+}
+
+impl Setup {
+    async fn start(cluster: bool) -> anyhow::Result<Self> {
+        // Every simulated browser comes from 127.0.0.1: lift the per-address
+        // caps, and make room for every waiting browser's connection. Logs
+        // at the production default, `info`.
+        let extra_args = ["--max-streams-per-address", "0", "--max-connections", "0"].map(String::from).to_vec();
+        let options = ServerOptions { log_filter: Some("info".into()), extra_args, ..ServerOptions::default() };
+        if !cluster {
+            return Ok(Self { servers: vec![Server::start_with(options).await?], redis: None, db: None });
+        }
+        let db = PgDatabase::create()?;
+        let redis = Redis::start()?;
+        // One public origin, as behind a load balancer: a token issued by one
+        // instance is answered at the other.
+        let options = ServerOptions {
+            public_url: Some("http://login.sesame.test".into()),
+            database_url: Some(db.url.clone()),
+            redis_url: Some(redis.url()),
+            ..options
+        };
+        let a = Server::start_with(options.clone()).await?;
+        let b = Server::start_with(options).await?;
+        Ok(Self { servers: vec![a, b], redis: Some(redis), db: Some(db) })
+    }
+
+    /// Every process whose CPU a sign-in costs: the instances, Redis, and
+    /// the PostgreSQL backends that serve this database.
+    fn pids(&self) -> anyhow::Result<Vec<u32>> {
+        let mut pids: Vec<u32> = self.servers.iter().map(Server::pid).collect();
+        pids.extend(self.redis.as_ref().and_then(Redis::pid));
+        if let Some(db) = &self.db {
+            let sql = format!("SELECT pid FROM pg_stat_activity WHERE datname = '{}'", db.name);
+            let url = format!("{}/postgres", sesame_tests::postgres_server_url().trim_end_matches('/'));
+            let out = Command::new("psql").arg(url).args(["-At", "-c", &sql]).output().context("psql")?;
+            pids.extend(String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        }
+        Ok(pids)
+    }
+
+    fn cpu_ticks(&self) -> anyhow::Result<u64> {
+        // A process that ended between listing and reading counts nothing.
+        Ok(self.pids()?.into_iter().filter_map(|pid| cpu_ticks(&format!("/proc/{pid}/stat")).ok()).sum())
+    }
+}
+
+/// One simulated person: a browser and an authenticator, each with its own
+/// HTTP client, and the account key the authenticator holds.
+struct Worker {
+    browser: reqwest::Client,
+    authenticator: reqwest::Client,
+    /// Where the browser goes, and where the authenticator answers.
+    browser_base: String,
+    answer_base: String,
+    origin: String,
+    service_id: String,
+    server_key: ServerPublicKey,
+    key: AccountKey,
+    account: AccountName,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().context("arguments are numbers"));
-    let sign_ins = args.next().transpose()?.unwrap_or(2_000);
-    let concurrency = args.next().transpose()?.unwrap_or(32);
-    let waiters = args.next().transpose()?.unwrap_or(2_000);
+    let args = Args::parse()?;
     if cfg!(debug_assertions) {
         eprintln!("warning: a debug build measures the debug server; use --release for real figures");
     }
+    let setup = Setup::start(args.cluster).await?;
+    let first = &setup.servers[0];
+    let service = first.create_service("Benchmark").await?;
+    let info: sesame_proto::wire::ServerKeyInfo =
+        reqwest::get(first.url("/.well-known/sesame")).await?.error_for_status()?.json().await?;
+    let server_key = ServerPublicKey::from_base64(&info.public_key)?;
 
-    // Every simulated browser comes from 127.0.0.1: lift the per-address
-    // caps, and make room for every waiting browser's connection.
-    let extra_args = ["--max-streams-per-address", "0", "--max-connections", "0"].map(String::from).to_vec();
-    let server =
-        Server::start_with(ServerOptions { rate_limit: Some(0), extra_args, ..ServerOptions::default() }).await?;
-    let service = server.create_service("Benchmark").await?;
-    let key = Arc::new(AccountKey::generate(&mut rand::rngs::OsRng));
-    let account = AccountName::parse("bench").context("account name")?;
-    let client = reqwest::Client::new();
-    let server_key = server_key(&client, &server.base).await?;
-
-    // One registration, so that every measured sign-in is a login.
-    let browser = Browser::new(&server);
-    let challenge = browser.start_challenge(&service.id).await?;
-    let token = UnverifiedToken::parse(&challenge.token)?.verify(&server_key)?;
-    let request = RegisterRequest::sign(&token, &account, &key);
-    submit(&client, &server.base, "register", &request).await?;
-
-    println!("sesame-bench: {sign_ins} sign-ins, {concurrency} at a time; then {waiters} waiting browsers");
-    let cpu_before = cpu_ticks(server.pid())?;
-    let started = Instant::now();
-    let permits = Arc::new(Semaphore::new(concurrency));
-    let mut tasks = Vec::with_capacity(sign_ins);
-    for _ in 0..sign_ins {
-        let permit = permits.clone().acquire_owned().await?;
-        let (base, service_id, key, account, client) =
-            (server.base.clone(), service.id.clone(), key.clone(), account.clone(), client.clone());
-        tasks.push(tokio::spawn(async move {
-            let result = sign_in(&base, &service_id, &server_key, &key, &account, &client).await;
-            drop(permit);
-            result
-        }));
+    // One account per worker, registered before the clock starts, so that
+    // every measured sign-in is a login.
+    let mut workers = Vec::with_capacity(args.concurrency);
+    for i in 0..args.concurrency {
+        let n = setup.servers.len();
+        let worker = Worker {
+            browser: reqwest::Client::builder().user_agent("Mozilla/5.0 SesameBench/1.0").build()?,
+            authenticator: reqwest::Client::new(),
+            browser_base: setup.servers[i % n].base.clone(),
+            answer_base: setup.servers[(i + 1) % n].base.clone(),
+            origin: first.origin.clone(),
+            service_id: service.id.clone(),
+            server_key: server_key.clone(),
+            key: AccountKey::generate(&mut rand::rngs::OsRng),
+            account: AccountName::parse(&format!("bench-{i}")).context("account name")?,
+        };
+        worker.register().await?;
+        workers.push(Arc::new(worker));
     }
+
+    let flow = if args.page_flow { "login page" } else { "JSON API" };
+    let setup_name = if args.cluster { "2 instances on PostgreSQL + Redis" } else { "embedded SQLite" };
+    println!(
+        "sesame-bench: {} runs of {} sign-ins through the {flow}, {} at a time, {setup_name}; then {} waiting browsers",
+        args.runs, args.sign_ins, args.concurrency, args.waiters
+    );
+    let mut runs = Vec::with_capacity(args.runs);
+    for run in 1..=args.runs {
+        let figures = measure(&setup, &workers, args.sign_ins, args.page_flow).await?;
+        println!(
+            "run {run}: {:.0} sign-ins/s, server CPU {:.0} µs/sign-in, bench CPU {:.0} µs/sign-in, submit -> SSE p50 {:.2} ms, p99 {:.2} ms",
+            figures.rate, figures.server_us, figures.bench_us, figures.p50_ms, figures.p99_ms
+        );
+        runs.push(figures);
+    }
+    let summary = |name: &str, unit: &str, pick: fn(&Figures) -> f64| {
+        let mut values: Vec<f64> = runs.iter().map(pick).collect();
+        values.sort_by(f64::total_cmp);
+        let median = values[values.len() / 2];
+        println!("{name:<26} median {median:.2} {unit} (min {:.2}, max {:.2})", values[0], values[values.len() - 1]);
+    };
+    summary("complete sign-ins:", "per second", |f| f.rate);
+    summary("server CPU per sign-in:", "µs", |f| f.server_us);
+    summary("bench CPU per sign-in:", "µs", |f| f.bench_us);
+    summary("submit -> SSE p50:", "ms", |f| f.p50_ms);
+    summary("submit -> SSE p99:", "ms", |f| f.p99_ms);
+
+    if args.waiters > 0 {
+        waiting_browsers(first, &service.id, args.waiters).await?;
+    }
+    Ok(())
+}
+
+/// The figures of one run.
+#[derive(Debug)]
+struct Figures {
+    rate: f64,
+    server_us: f64,
+    bench_us: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn measure(setup: &Setup, workers: &[Arc<Worker>], sign_ins: usize, page_flow: bool) -> anyhow::Result<Figures> {
+    let server_before = setup.cpu_ticks()?;
+    let bench_before = cpu_ticks("/proc/self/stat")?;
+    let started = Instant::now();
+    let left = Arc::new(AtomicUsize::new(sign_ins));
+    let tasks: Vec<_> = workers
+        .iter()
+        .map(|worker| {
+            let (worker, left) = (worker.clone(), left.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
+                    latencies.push(worker.sign_in(page_flow).await?);
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
     let mut latencies = Vec::with_capacity(sign_ins);
     for task in tasks {
-        latencies.push(task.await??);
+        latencies.extend(task.await??);
     }
     let elapsed = started.elapsed();
-    let cpu = cpu_ticks(server.pid())? - cpu_before;
+    let per_sign_in = |ticks: u64| ticks as f64 / TICKS_PER_SEC * 1e6 / sign_ins as f64;
+    let server_us = per_sign_in(setup.cpu_ticks()?.saturating_sub(server_before));
+    let bench_us = per_sign_in(cpu_ticks("/proc/self/stat")?.saturating_sub(bench_before));
     latencies.sort();
-    let ticks_per_sec = 100.0; // USER_HZ on Linux
-    let cpu_us = cpu as f64 / ticks_per_sec * 1e6 / sign_ins as f64;
-    println!("complete sign-ins:       {:.0} per second", sign_ins as f64 / elapsed.as_secs_f64());
-    println!("server CPU per sign-in:  {cpu_us:.0} µs (user + system)");
-    println!("submit -> SSE event:     p50 {:?}, p99 {:?}", percentile(&latencies, 50), percentile(&latencies, 99));
-
-    waiting_browsers(&server, &service.id, waiters).await?;
-    Ok(())
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    Ok(Figures {
+        rate: sign_ins as f64 / elapsed.as_secs_f64(),
+        server_us,
+        bench_us,
+        p50_ms: ms(percentile(&latencies, 50)),
+        p99_ms: ms(percentile(&latencies, 99)),
+    })
 }
 
-async fn server_key(client: &reqwest::Client, base: &str) -> anyhow::Result<ServerPublicKey> {
-    let info: sesame_proto::wire::ServerKeyInfo =
-        client.get(format!("{base}/.well-known/sesame")).send().await?.json().await?;
-    Ok(ServerPublicKey::from_base64(&info.public_key)?)
+/// A challenge as the browser holds it: the token on screen, where to
+/// follow and redeem it, and its binding cookie.
+struct Started {
+    token: String,
+    events_url: String,
+    session_url: String,
+    cookie: String,
 }
 
-async fn submit(client: &reqwest::Client, base: &str, what: &str, body: &impl serde::Serialize) -> anyhow::Result<()> {
-    let res = client.post(format!("{base}/api/authenticator/{what}")).json(body).send().await?;
-    if !res.status().is_success() {
-        bail!("{what} answered {}: {}", res.status(), res.text().await?);
+impl Worker {
+    async fn register(&self) -> anyhow::Result<()> {
+        let started = self.start_api().await?;
+        let token = UnverifiedToken::parse(&started.token)?.verify(&self.server_key)?;
+        self.submit("register", &RegisterRequest::sign(&token, &self.account, &self.key)).await
     }
-    Ok(())
-}
 
-/// One complete sign-in; returns the time from submitting the login to the
-/// browser's `completed` event.
-async fn sign_in(
-    base: &str,
-    service_id: &str,
-    server_key: &ServerPublicKey,
-    key: &AccountKey,
-    account: &AccountName,
-    client: &reqwest::Client,
-) -> anyhow::Result<Duration> {
-    let browser = Browser::at(base);
-    let challenge: Challenge = browser.start_challenge(service_id).await?;
-    let mut events = browser.events(&challenge, None).await?;
-    let token = UnverifiedToken::parse(&challenge.token)?.verify(server_key)?;
-    let request = LoginRequest::sign(&token, account, key);
-    let submitted = Instant::now();
-    submit(client, base, "login", &request).await?;
-    loop {
-        let event = events.next_named("status", Duration::from_secs(10)).await?;
-        if event.json()["status"] == "completed" {
-            break;
+    /// One complete sign-in; returns the time from submitting the login to
+    /// the browser's `completed` event.
+    async fn sign_in(&self, page_flow: bool) -> anyhow::Result<Duration> {
+        let started = if page_flow { self.start_page().await? } else { self.start_api().await? };
+        let res = self
+            .browser
+            .get(&started.events_url)
+            .header("accept", "text/event-stream")
+            .header(COOKIE, &started.cookie)
+            .send()
+            .await?;
+        if !res.status().is_success() {
+            bail!("events answered {}", res.status());
         }
+        let mut events = EventStream::new(res);
+        let token = UnverifiedToken::parse(&started.token)?.verify(&self.server_key)?;
+        let request = LoginRequest::sign(&token, &self.account, &self.key);
+        let submitted = Instant::now();
+        self.submit("login", &request).await?;
+        loop {
+            let event = events.next_named("status", Duration::from_secs(10)).await?;
+            if event.json()["status"] == "completed" {
+                break;
+            }
+        }
+        let latency = submitted.elapsed();
+        drop(events);
+        let res = self.browser.post(&started.session_url).header(COOKIE, &started.cookie).send().await?;
+        if !res.status().is_success() {
+            bail!("redeeming the session answered {}", res.status());
+        }
+        res.bytes().await?;
+        Ok(latency)
     }
-    let latency = submitted.elapsed();
-    let res =
-        browser.client.post(browser.url(&format!("/api/challenges/{}/session", challenge.challenge_id))).send().await?;
-    if !res.status().is_success() {
-        bail!("redeeming the session answered {}", res.status());
+
+    async fn start_api(&self) -> anyhow::Result<Started> {
+        let url = format!("{}/api/services/{}/challenges", self.browser_base, self.service_id);
+        let res = self.browser.post(url).send().await?;
+        if res.status() != reqwest::StatusCode::CREATED {
+            bail!("starting a challenge answered {}", res.status());
+        }
+        let cookie = binding_cookie(&res)?;
+        let challenge: Challenge = res.json().await?;
+        Ok(Started {
+            token: challenge.token,
+            events_url: self.route(&challenge.events_url),
+            session_url: self.route(&format!("/api/challenges/{}/session", challenge.challenge_id)),
+            cookie,
+        })
     }
-    Ok(latency)
+
+    /// Loads the login page, as a browser would, and reads what its script
+    /// reads from it.
+    async fn start_page(&self) -> anyhow::Result<Started> {
+        let res = self.browser.get(format!("{}/services/{}", self.browser_base, self.service_id)).send().await?;
+        if !res.status().is_success() {
+            bail!("the login page answered {}", res.status());
+        }
+        let cookie = binding_cookie(&res)?;
+        let html = res.text().await?;
+        let between = |start: &str, end: &str| -> anyhow::Result<String> {
+            let from = html.find(start).context("the login page lacks an expected part")? + start.len();
+            let to = html[from..].find(end).context("the login page is cut short")? + from;
+            Ok(html[from..to].to_owned())
+        };
+        Ok(Started {
+            token: between("<code id=\"token\" class=\"token\">", "</code>")?,
+            events_url: self.route(&between("data-events-url=\"", "\"")?),
+            session_url: self.route(&between("data-session-url=\"", "\"")?),
+            cookie,
+        })
+    }
+
+    /// A URL the server handed out (absolute under its public origin, or a
+    /// path), as this worker's browser reaches it.
+    fn route(&self, url: &str) -> String {
+        let path = url.strip_prefix(self.origin.as_str()).unwrap_or(url);
+        format!("{}{path}", self.browser_base)
+    }
+
+    async fn submit(&self, what: &str, body: &impl serde::Serialize) -> anyhow::Result<()> {
+        let url = format!("{}/api/authenticator/{what}", self.answer_base);
+        let res = self.authenticator.post(url).json(body).send().await?;
+        if !res.status().is_success() {
+            bail!("{what} answered {}: {}", res.status(), res.text().await?);
+        }
+        res.bytes().await?;
+        Ok(())
+    }
 }
 
-/// Holds `count` event streams open through a few rotations.
+/// `name=value` of the binding cookie a response sets.
+fn binding_cookie(res: &reqwest::Response) -> anyhow::Result<String> {
+    res.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .find(|pair| pair.contains("sesame_browser_"))
+        .map(str::to_owned)
+        .context("no binding cookie was set")
+}
+
+/// Holds `count` event streams open on `server` through a few rotations.
 async fn waiting_browsers(server: &Server, service_id: &str, count: usize) -> anyhow::Result<()> {
     let rss_before = rss_kib(server.pid())?;
+    // One client for all of them: each open stream holds a connection of
+    // its own, and nothing else is kept per waiter on this side.
+    let client = reqwest::Client::builder().user_agent("Mozilla/5.0 SesameBench/1.0").build()?;
     let mut streams = Vec::with_capacity(count);
     for _ in 0..count {
-        let browser = Browser::new(server);
-        let challenge = browser.start_challenge(service_id).await?;
-        streams.push(browser.events(&challenge, None).await?);
+        let url = format!("{}/api/services/{service_id}/challenges", server.base);
+        let res = client.post(url).send().await?;
+        let cookie = binding_cookie(&res)?;
+        let challenge: Challenge = res.json().await?;
+        let res = client.get(server.route(&challenge.events_url)).header(COOKIE, cookie).send().await?;
+        if !res.status().is_success() {
+            bail!("events answered {}", res.status());
+        }
+        streams.push(EventStream::new(res));
     }
     let opened = rss_kib(server.pid())?;
-    let cpu_before = cpu_ticks(server.pid())?;
+    let cpu_before = cpu_ticks(&format!("/proc/{}/stat", server.pid()))?;
     let window = Duration::from_secs(10);
     // Drain every stream while the codes rotate, as pages would.
     let deadline = Instant::now() + window;
@@ -161,11 +426,13 @@ async fn waiting_browsers(server: &Server, service_id: &str, count: usize) -> an
     for drain in drains {
         received += drain.await?;
     }
-    let cpu = (cpu_ticks(server.pid())? - cpu_before) as f64 / 100.0;
+    let cpu = cpu_ticks(&format!("/proc/{}/stat", server.pid()))?.saturating_sub(cpu_before) as f64 / TICKS_PER_SEC;
+    let grown = opened.saturating_sub(rss_before);
     println!(
-        "{count} waiting browsers: {} KiB more memory ({:.1} KiB each), {:.0}% of a core over {window:?}, {received} events",
-        opened.saturating_sub(rss_before),
-        opened.saturating_sub(rss_before) as f64 / count as f64,
+        "{count} waiting browsers: {grown} KiB more memory ({:.1} KiB each; 50,000 would take {:.0} MiB), \
+         {:.1}% of a core over {window:?}, {received} events",
+        grown as f64 / count as f64,
+        grown as f64 / count as f64 * 50_000.0 / 1024.0,
         cpu / window.as_secs_f64() * 100.0
     );
     Ok(())
@@ -175,9 +442,12 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
     sorted.get((sorted.len() * p / 100).min(sorted.len().saturating_sub(1))).copied().unwrap_or_default()
 }
 
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+/// USER_HZ on Linux.
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// utime + stime of a process, in clock ticks, from its `stat` file.
+fn cpu_ticks(stat_path: &str) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(stat_path)?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat.rsplit_once(')').context("malformed /proc stat")?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();

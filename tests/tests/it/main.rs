@@ -11,5 +11,6 @@ mod oidc;
 mod operations;
 mod packaging;
 mod scale;
+mod statements;
 mod sweep;
 mod tls;
