@@ -8,3 +8,4 @@ mod logs;
 mod operations;
 mod scale;
 mod sweep;
+mod ui;
