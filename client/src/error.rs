@@ -3,6 +3,13 @@
 
 use std::path::PathBuf;
 
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::json;
+
 use crate::ui::safe;
 
 /// Everything that can stop a command.
@@ -66,6 +73,14 @@ pub enum Error {
     Image { path: PathBuf, reason: String },
     #[error("no Sesame QR code found in {0}")]
     NoQrCode(String),
+    #[error("the keystore is locked: enter your passphrase first")]
+    Locked,
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: &'static str },
+    #[error("there is nothing at this address")]
+    NotFound,
+    #[error("the request is too large")]
+    PayloadTooLarge,
     #[error("keystore: {0}")]
     Keystore(String),
     #[error("keystore {path}: {reason}")]
@@ -112,9 +127,65 @@ impl Error {
             Self::Cancelled => "cancelled",
             Self::Image { .. } => "bad_image",
             Self::NoQrCode(_) => "no_qr_code",
+            Self::Locked => "locked",
+            Self::Forbidden { code, .. } => code,
+            Self::NotFound => "not_found",
+            Self::PayloadTooLarge => "payload_too_large",
             Self::Keystore(_) | Self::KeystoreFile { .. } | Self::Db(_) | Self::Migrate(_) => "keystore",
             Self::Io(_) => "io",
         }
+    }
+
+    /// The HTTP status of this error in the window's API: 4xx when the
+    /// request or the user's choice is at fault, 502 when the origin is, 500
+    /// when this keystore is.
+    pub(crate) fn http_status(&self) -> StatusCode {
+        match self {
+            Self::Token(_)
+            | Self::InsecureOrigin(_)
+            | Self::InvalidInput(_)
+            | Self::PassphraseMismatch
+            | Self::AmbiguousAccount { .. }
+            | Self::AmbiguousService { .. }
+            | Self::NeedsConfirmation(_)
+            | Self::NeedsTerminal(_)
+            | Self::Cancelled
+            | Self::Image { .. } => StatusCode::BAD_REQUEST,
+            Self::Locked | Self::PassphraseRequired => StatusCode::UNAUTHORIZED,
+            Self::WrongPassphrase | Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::NotFound
+            | Self::NoLocalAccount { .. }
+            | Self::UnknownLocalAccount { .. }
+            | Self::NoSuchLocalAccount { .. }
+            | Self::NotPinned(_) => StatusCode::NOT_FOUND,
+            Self::PinnedKeyChanged { .. }
+            | Self::UnknownAccount { .. }
+            | Self::AccountExists { .. }
+            | Self::LocalAccountExists { .. }
+            | Self::AlreadyFinal(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NoQrCode(_) | Self::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::BadIdentity { .. }
+            | Self::Unreachable { .. }
+            | Self::BadCertificate { .. }
+            | Self::BadResponse { .. }
+            | Self::OutcomeUnknown { .. } => StatusCode::BAD_GATEWAY,
+            Self::CaFile { .. }
+            | Self::Keystore(_)
+            | Self::KeystoreFile { .. }
+            | Self::Db(_)
+            | Self::Migrate(_)
+            | Self::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The window's API answers every error as `{"error": code, "message":
+/// text}`, the same line the command line prints.
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"error": self.code(), "message": one_line(&self.to_string())}));
+        (self.http_status(), body).into_response()
     }
 }
 

@@ -11,6 +11,7 @@ mod tls;
 mod trust;
 pub mod ui;
 pub mod vault;
+mod window;
 
 pub use commands::run;
 pub use error::Error;

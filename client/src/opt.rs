@@ -106,4 +106,22 @@ pub enum Command {
         /// The origin, e.g. https://login.example.com
         origin: String,
     },
+    /// Open the authenticator's window: a local web page to paste, drop or
+    /// scan tokens, approve sign-ins and look after your accounts
+    Ui(UiOptions),
+}
+
+#[derive(Debug, Args)]
+pub struct UiOptions {
+    /// The address to serve the window on [default: 127.0.0.1 on a free port]
+    #[arg(long, env = "SESAME_UI_LISTEN", value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Allow --listen on an address other than loopback. Anyone who can
+    /// reach it and learns the printed address can use your keys, and
+    /// browsers allow the camera only on loopback or HTTPS
+    #[arg(long)]
+    pub allow_non_loopback: bool,
+    /// Print the address without opening it in the default browser
+    #[arg(long, env = "SESAME_UI_NO_BROWSER")]
+    pub no_browser: bool,
 }

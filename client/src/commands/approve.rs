@@ -15,10 +15,24 @@ use sesame_proto::{
 use super::App;
 use crate::{
     remote::{Failure, Remote},
-    store::{Account, Keyring, Slot},
+    store::{Account, Keyring, Slot, Store},
     ui::{self, safe},
     Error,
 };
+
+/// What an answer achieved: the JSON result of `--json`, and the same in
+/// words. The command line prints it; the window shows it.
+#[derive(Debug)]
+pub(crate) struct Answered {
+    pub(crate) json: serde_json::Value,
+    pub(crate) text: String,
+}
+
+impl App {
+    fn print(&self, answered: &Answered) {
+        self.out.result(&answered.json, &answered.text);
+    }
+}
 
 /// The JSON result every approval prints with `--json`.
 fn result_json(
@@ -60,30 +74,32 @@ pub(super) async fn register(app: &mut App, text: &str, name: &str, yes: bool) -
     if !yes && !app.console.confirm(&format!("Register the new account {} here?", safe(name.as_str())))? {
         return Err(Error::Cancelled);
     }
-    submit_register(app, &token, &remote, &context, &keyring, &name).await
+    let answered = submit_register(&app.store, &token, &remote, &context, &keyring, &name).await?;
+    // Only after success: a failure keeps its single line on stderr.
+    app.notice_unencrypted(&keyring).await?;
+    app.print(&answered);
+    Ok(())
 }
 
 /// Stores the key before the server hears of it, so that a crash can never
 /// leave an account on the server whose key is lost; takes it back out when
 /// the server refuses, so that a refused registration leaves nothing.
-async fn submit_register(
-    app: &App,
+pub(crate) async fn submit_register(
+    store: &Store,
     token: &Token,
     remote: &Remote,
     context: &ChallengeContext,
     keyring: &Keyring,
     name: &AccountName,
-) -> Result<(), Error> {
+) -> Result<Answered, Error> {
     let claims = token.claims();
     let slot = Slot { origin: &claims.origin, service_id: &claims.service_id, account: name };
     let key = AccountKey::generate(&mut OsRng);
-    app.store.insert_unconfirmed(keyring, slot, &claims.service_name, &key, ui::now()).await?;
+    store.insert_unconfirmed(keyring, slot, &claims.service_name, &key, ui::now()).await?;
     let request = RegisterRequest::sign(token, name, &key);
     match remote.register(&request).await {
         Ok(outcome) => {
-            app.store.confirm(slot, ui::now()).await?;
-            // Only after success: a failure keeps its single line on stderr.
-            app.notice_unencrypted(keyring).await?;
+            store.confirm(slot, ui::now()).await?;
             let mut json = result_json(token, context, &outcome, Some(name.as_str()));
             let registered = format!(
                 "Registered {} at {} ({})",
@@ -103,11 +119,10 @@ async fn submit_register(
             } else {
                 format!("{registered}; the browser is signing in.")
             };
-            app.out.result(&json, &format!("{text}\n{}", ui::requested_by(context)));
-            Ok(())
+            Ok(Answered { json, text: format!("{text}\n{}", ui::requested_by(context)) })
         }
         Err(failure @ (Failure::Refused { .. } | Failure::NotSent(_) | Failure::Certificate(_))) => {
-            app.store.delete(claims.origin.as_str(), &claims.service_id.to_string(), name.as_str()).await?;
+            store.delete(claims.origin.as_str(), &claims.service_id.to_string(), name.as_str()).await?;
             Err(match failure {
                 Failure::Refused { code, .. } if code == "account_exists" => {
                     Error::AccountExists { account: name.to_string(), service: claims.service_name.to_string() }
@@ -173,28 +188,28 @@ pub(super) async fn login(app: &mut App, text: &str, account: Option<&str>, yes:
     if !yes && !app.console.confirm(&format!("Log in as {}?", safe(name.as_str())))? {
         return Err(Error::Cancelled);
     }
-    submit_login(app, &token, &remote, &context, &keyring, &name).await
+    app.print(&submit_login(&app.store, &token, &remote, &context, &keyring, &name).await?);
+    Ok(())
 }
 
-async fn submit_login(
-    app: &App,
+pub(crate) async fn submit_login(
+    store: &Store,
     token: &Token,
     remote: &Remote,
     context: &ChallengeContext,
     keyring: &Keyring,
     name: &AccountName,
-) -> Result<(), Error> {
+) -> Result<Answered, Error> {
     let claims = token.claims();
     let slot = Slot { origin: &claims.origin, service_id: &claims.service_id, account: name };
-    let key = app.store.key(keyring, slot).await?;
+    let key = store.key(keyring, slot).await?;
     match remote.login(&LoginRequest::sign(token, name, &key)).await {
         Ok(outcome) => {
             // A key whose registration outcome was unknown is now known good.
-            app.store.confirm(slot, ui::now()).await?;
+            store.confirm(slot, ui::now()).await?;
             let text = format!("Signed in to {} as {}.", safe(claims.service_name.as_str()), safe(name.as_str()));
             let text = format!("{text}\n{}", ui::requested_by(context));
-            app.out.result(&result_json(token, context, &outcome, Some(name.as_str())), &text);
-            Ok(())
+            Ok(Answered { json: result_json(token, context, &outcome, Some(name.as_str())), text })
         }
         Err(Failure::Refused { code, .. }) if code == "unknown_account" => Err(Error::UnknownAccount {
             account: name.to_string(),
@@ -210,33 +225,33 @@ pub(super) async fn deny(app: &mut App, text: &str) -> Result<(), Error> {
     let accounts = app.store.accounts_at(&token.claims().origin, &token.claims().service_id).await?;
     let keyring = if accounts.is_empty() { Keyring::Plain } else { app.unlock().await? };
     let context = app.context(&token, &remote, &accounts).await?;
-    submit_deny(app, &token, &remote, &context, &keyring, &accounts).await
+    app.print(&submit_deny(&app.store, &token, &remote, &context, &keyring, &accounts).await?);
+    Ok(())
 }
 
 /// Signs the refusal with the most recently used account key, or with a key
 /// made for this one answer when there is none; that key is not kept.
-async fn submit_deny(
-    app: &App,
+pub(crate) async fn submit_deny(
+    store: &Store,
     token: &Token,
     remote: &Remote,
     context: &ChallengeContext,
     keyring: &Keyring,
     accounts: &[Account],
-) -> Result<(), Error> {
+) -> Result<Answered, Error> {
     let claims = token.claims();
     let key = match accounts.first() {
         Some(account) => {
             let name = AccountName::parse(&account.name)?;
             let slot = Slot { origin: &claims.origin, service_id: &claims.service_id, account: &name };
-            app.store.key(keyring, slot).await?
+            store.key(keyring, slot).await?
         }
         None => AccountKey::generate(&mut OsRng),
     };
     let outcome = remote.deny(&DenyRequest::sign(token, &key)).await.map_err(|f| remote.error(f))?;
     let text = format!("Refused the sign-in to {} ({}).", safe(claims.service_name.as_str()), claims.origin);
     let text = format!("{text}\n{}", ui::requested_by(context));
-    app.out.result(&result_json(token, context, &outcome, None), &text);
-    Ok(())
+    Ok(Answered { json: result_json(token, context, &outcome, None), text })
 }
 
 pub(super) async fn process(app: &mut App, text: &str) -> Result<(), Error> {
@@ -264,13 +279,20 @@ pub(super) async fn process(app: &mut App, text: &str) -> Result<(), Error> {
                     service: token.claims().service_name.to_string(),
                 });
             }
-            submit_register(app, &token, &remote, &context, &keyring, &name).await
+            let answered = submit_register(&app.store, &token, &remote, &context, &keyring, &name).await?;
+            app.notice_unencrypted(&keyring).await?;
+            app.print(&answered);
+            Ok(())
         }
-        "d" | "D" => submit_deny(app, &token, &remote, &context, &keyring, &accounts).await,
+        "d" | "D" => {
+            app.print(&submit_deny(&app.store, &token, &remote, &context, &keyring, &accounts).await?);
+            Ok(())
+        }
         other => match other.parse::<usize>() {
             Ok(i) if (1..=accounts.len()).contains(&i) => {
                 let name = AccountName::parse(&accounts[i - 1].name)?;
-                submit_login(app, &token, &remote, &context, &keyring, &name).await
+                app.print(&submit_login(&app.store, &token, &remote, &context, &keyring, &name).await?);
+                Ok(())
             }
             _ => Err(Error::Cancelled),
         },

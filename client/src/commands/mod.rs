@@ -1,9 +1,9 @@
 //! The commands, and what they share: the open keystore, the console, and the
 //! steps every approval takes (trust the token, unlock, ask who is asking).
 
-mod approve;
+pub(crate) mod approve;
 mod manage;
-mod scan;
+pub(crate) mod scan;
 
 use std::{
     io::{self, Read},
@@ -88,16 +88,48 @@ async fn dispatch(app: &mut App, command: Command, stdin_token: Option<String>) 
         }
         Command::Passphrase => manage::passphrase(app).await,
         Command::Unpin { origin } => manage::unpin(app, &origin).await,
+        Command::Ui(options) => crate::window::run(app, &options).await,
     }
+}
+
+/// Parses the token and checks it against the pinned server key. The
+/// command line and the window both start every approval here.
+pub(crate) async fn trusted(
+    store: &Store,
+    roots: &ExtraRoots,
+    insecure_http: bool,
+    text: &str,
+) -> Result<(Token, Remote), Error> {
+    let unverified = trust::parse(text, insecure_http)?;
+    let token = trust::verify(store, roots, unverified, ui::now()).await?;
+    let remote = Remote::new(&token.claims().origin, roots)?;
+    Ok((token, remote))
+}
+
+/// Asks the server who is asking, and checks the answer is about this very
+/// token and still pending.
+pub(crate) async fn context(token: &Token, remote: &Remote) -> Result<ChallengeContext, Error> {
+    let context = remote.context(token.as_str()).await?;
+    let claims = token.claims();
+    if context.challenge_id != claims.challenge_id
+        || context.service_id != claims.service_id
+        || context.origin != claims.origin.as_str()
+    {
+        return Err(Error::BadResponse {
+            origin: claims.origin.to_string(),
+            reason: "the request details are for another sign-in".into(),
+        });
+    }
+    if context.status.is_final() {
+        return Err(Error::AlreadyFinal(context.status.as_str()));
+    }
+    Ok(context)
 }
 
 impl App {
     /// Parses the token and checks it against the pinned server key.
     async fn trusted(&self, text: &str) -> Result<(Token, Remote), Error> {
-        let unverified = trust::parse(text, self.insecure_http)?;
-        let token = trust::verify(&self.store, &self.roots, unverified, ui::now()).await?;
-        let remote = Remote::new(&token.claims().origin, &self.roots)?;
-        Ok((token, remote))
+        trusted(&self.store, &self.roots, self.insecure_http, text).await
     }
 
     /// Unlocks the keystore, asking for the passphrase only if one is set.
@@ -108,20 +140,7 @@ impl App {
     /// Asks the server who is asking, checks the answer is about this very
     /// token and still pending, and shows it.
     async fn context(&self, token: &Token, remote: &Remote, accounts: &[Account]) -> Result<ChallengeContext, Error> {
-        let context = remote.context(token.as_str()).await?;
-        let claims = token.claims();
-        if context.challenge_id != claims.challenge_id
-            || context.service_id != claims.service_id
-            || context.origin != claims.origin.as_str()
-        {
-            return Err(Error::BadResponse {
-                origin: claims.origin.to_string(),
-                reason: "the request details are for another sign-in".into(),
-            });
-        }
-        if context.status.is_final() {
-            return Err(Error::AlreadyFinal(context.status.as_str()));
-        }
+        let context = context(token, remote).await?;
         // A person at a terminal sees the details before anything is signed.
         // Scripts get them in the result instead, so that a failure stays one
         // line on stderr.

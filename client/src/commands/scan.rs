@@ -26,23 +26,35 @@ pub(super) fn token_from_images(images: &[PathBuf]) -> Result<String, Error> {
     Err(Error::NoQrCode(seen.join(", ")))
 }
 
+/// The text of the first QR code in an image held in memory (a pasted
+/// screenshot, a camera frame) that parses as a Sesame token. The window
+/// uses this, so that it reads codes exactly as `scan` does.
+pub(crate) fn token_from_bytes(bytes: &[u8]) -> Result<String, Error> {
+    let what = Path::new("the picture");
+    decoded_texts(what, std::io::Cursor::new(bytes))?
+        .into_iter()
+        .find(|text| UnverifiedToken::parse(text).is_ok())
+        .map(|text| text.trim().to_owned())
+        .ok_or_else(|| Error::NoQrCode(what.display().to_string()))
+}
+
 /// Every QR code that decodes in one image.
 fn qr_texts(path: &Path) -> Result<Vec<String>, Error> {
+    let file = std::fs::File::open(path).map_err(|e| Error::Image { path: path.to_owned(), reason: e.to_string() })?;
+    decoded_texts(path, std::io::BufReader::new(file))
+}
+
+/// Every QR code that decodes in the image `source` holds; `path` names it
+/// in errors. The size is checked from the header before any pixel is read.
+fn decoded_texts<R: std::io::BufRead + std::io::Seek>(path: &Path, source: R) -> Result<Vec<String>, Error> {
     let fail = |reason: String| Error::Image { path: path.to_owned(), reason };
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| fail(e.to_string()))?
-        .with_guessed_format()
-        .map_err(|e| fail(e.to_string()))?;
-    let (width, height) = reader.into_dimensions().map_err(|e| fail(e.to_string()))?;
+    let reader = image::ImageReader::new(source).with_guessed_format().map_err(|e| fail(e.to_string()))?;
+    let decoder = reader.into_decoder().map_err(|e| fail(e.to_string()))?;
+    let (width, height) = image::ImageDecoder::dimensions(&decoder);
     if u64::from(width) * u64::from(height) > MAX_PIXELS {
         return Err(fail(format!("the image is too large ({width}×{height})")));
     }
-    let image = image::ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| fail(e.to_string()))?
-        .decode()
-        .map_err(|e| fail(e.to_string()))?
-        .to_luma8();
+    let image = image::DynamicImage::from_decoder(decoder).map_err(|e| fail(e.to_string()))?.to_luma8();
     let mut prepared = rqrr::PreparedImage::prepare(image);
     Ok(prepared.detect_grids().into_iter().filter_map(|grid| grid.decode().ok().map(|(_, text)| text)).collect())
 }

@@ -14,3 +14,4 @@ mod scale;
 mod statements;
 mod sweep;
 mod tls;
+mod ui;

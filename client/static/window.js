@@ -1,0 +1,413 @@
+// Sesame's window: talks to the local `sesame ui` process only. Every text
+// that came from a server is set with textContent, never as HTML.
+'use strict';
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  // Words for the errors a person meets most; others keep sesame's own line.
+  const WORDS = {
+    offline: 'The window has lost touch with sesame. Is "sesame ui" still running? Start it again and open the new address it prints.',
+    no_session: 'This window is from an earlier run of sesame ui. Open the address it printed this time.',
+    locked: 'Your keys are locked. Enter your passphrase first.',
+    wrong_passphrase: 'That passphrase is not right. Try again.',
+    no_qr_code: 'No Sesame QR code was found in that picture. Try a sharper, larger one, or paste the token instead.',
+    bad_image: 'That file is not a picture the window can read. Use a PNG or JPEG screenshot or photo.',
+    payload_too_large: 'That picture is too large. Use a screenshot or a smaller photo.',
+    passphrase_mismatch: 'The two new passphrases are not the same. Type them again.',
+  };
+  const words = (e) => WORDS[e.error] || e.message || 'Something went wrong.';
+
+  let current = null; // the request on screen: the token and who is asking
+  let removing = null; // the account whose removal waits for confirmation
+
+  async function api(path, body, picture) {
+    const init = { credentials: 'same-origin', cache: 'no-store' };
+    if (picture) {
+      Object.assign(init, { method: 'POST', headers: { 'Content-Type': picture.type || 'application/octet-stream' }, body: picture });
+    } else if (body !== undefined) {
+      Object.assign(init, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (_) {
+      throw { error: 'offline' };
+    }
+    let data;
+    try {
+      data = await response.json();
+    } catch (_) {
+      data = { error: 'bad_answer', message: 'sesame gave an answer the window cannot read.' };
+    }
+    if (!response.ok) throw data;
+    return data;
+  }
+
+  function say(text, kind) {
+    const box = $('message');
+    box.textContent = text;
+    box.className = 'message' + (kind ? ' ' + kind : '');
+    box.hidden = !text;
+  }
+
+  function show(...ids) {
+    for (const id of ['start', 'request', 'result', 'refusal']) $(id).hidden = !ids.includes(id);
+  }
+
+  async function busy(button, work) {
+    if (button) button.disabled = true;
+    try {
+      return await work();
+    } finally {
+      if (button) button.disabled = false;
+    }
+  }
+
+  // ---- state ------------------------------------------------------------
+
+  async function refresh() {
+    let status;
+    try {
+      status = await api('/api/status');
+    } catch (e) {
+      say(words(e), 'bad');
+      return;
+    }
+    $('keystore').textContent = 'Keystore: ' + status.keystore;
+    $('unlock').hidden = !status.locked;
+    $('accounts').hidden = status.locked;
+    $('passphrase').hidden = status.locked;
+    if (status.locked) {
+      show();
+      say('Your keys are locked. Enter your passphrase to begin.');
+      $('unlock-passphrase').focus();
+      return;
+    }
+    if (!current) show('start');
+    $('pass-title').textContent = status.has_passphrase ? 'Change your passphrase' : 'Set a passphrase';
+    $('pass-intro').textContent = status.has_passphrase
+      ? 'Your keys are encrypted with your passphrase.'
+      : 'Your keys are stored unencrypted on this device. A passphrase encrypts them.';
+    $('pass-current-row').hidden = !status.has_passphrase;
+    await loadAccounts();
+  }
+
+  $('unlock-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const field = $('unlock-passphrase');
+    try {
+      await busy(event.submitter, () => api('/api/unlock', { passphrase: field.value }));
+      field.value = '';
+      say('Unlocked. Your passphrase is not stored; you will be asked again next time.', 'ok');
+      await refresh();
+    } catch (e) {
+      field.select();
+      say(words(e), 'bad');
+    }
+  });
+
+  $('pass-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const body = { current: $('pass-current').value || null, new: $('pass-new').value, repeat: $('pass-repeat').value };
+    say('Saving the passphrase and encrypting your keys…');
+    try {
+      const answer = await busy(event.submitter, () => api('/api/passphrase', body));
+      for (const id of ['pass-current', 'pass-new', 'pass-repeat']) $(id).value = '';
+      say(answer.message, 'ok');
+      await refresh();
+    } catch (e) {
+      say(words(e), 'bad');
+    }
+  });
+
+  // ---- accounts -----------------------------------------------------------
+
+  async function loadAccounts() {
+    let groups;
+    try {
+      groups = await api('/api/accounts');
+    } catch (e) {
+      say(words(e), 'bad');
+      return;
+    }
+    const list = $('accounts-list');
+    list.replaceChildren();
+    $('accounts-empty').hidden = groups.length > 0;
+    for (const group of groups) {
+      const box = document.createElement('div');
+      box.className = 'group';
+      const title = document.createElement('h3');
+      title.textContent = group.service_name + ' — ' + group.origin;
+      const items = document.createElement('ul');
+      for (const account of group.accounts) {
+        const item = document.createElement('li');
+        item.dataset.account = account.name;
+        item.dataset.service = group.service_name;
+        const about = document.createElement('span');
+        const name = document.createElement('span');
+        name.className = 'name';
+        name.textContent = account.name;
+        const when = document.createElement('span');
+        when.className = 'muted';
+        when.textContent = ' · created ' + account.created + ' · last used ' + (account.last_used || 'never') +
+          (account.confirmed ? '' : ' · not confirmed by the server');
+        about.append(name, when);
+        const remove = document.createElement('button');
+        remove.type = 'button';
+        remove.className = 'secondary remove';
+        remove.textContent = 'Remove';
+        remove.addEventListener('click', () => askRemove(group, account));
+        item.append(about, remove);
+        items.append(item);
+      }
+      box.append(title, items);
+      list.append(box);
+    }
+  }
+
+  function askRemove(group, account) {
+    removing = { origin: group.origin, service_id: group.service_id, name: account.name };
+    $('remove-text').textContent = 'Remove the key of ' + account.name + ' at ' + group.service_name + ' (' + group.origin +
+      ') from this device? The server keeps the account: you only lose the key, and with it the way to log in to ' +
+      account.name + ' from here. This cannot be undone.';
+    $('remove-confirm').hidden = false;
+    $('remove-yes').focus();
+  }
+
+  $('remove-no').addEventListener('click', () => {
+    removing = null;
+    $('remove-confirm').hidden = true;
+  });
+
+  $('remove-yes').addEventListener('click', async (event) => {
+    if (!removing) return;
+    try {
+      const answer = await busy(event.target, () => api('/api/accounts/remove', removing));
+      say(answer.message, 'ok');
+    } catch (e) {
+      say(words(e), 'bad');
+    }
+    removing = null;
+    $('remove-confirm').hidden = true;
+    await loadAccounts();
+  });
+
+  // ---- three ways in --------------------------------------------------------
+
+  async function lookUp(token) {
+    say('Checking the token with the server…');
+    try {
+      const request = await api('/api/request', { token });
+      say('');
+      showRequest(request);
+    } catch (e) {
+      if (e.error === 'pinned_key_changed') {
+        say('');
+        $('refusal-text').textContent = e.message;
+        show('refusal');
+      } else {
+        say(words(e), 'bad');
+      }
+    }
+  }
+
+  $('token-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const token = $('token-input').value.trim();
+    if (!token) {
+      say('Paste the token from the login page first.', 'bad');
+      return;
+    }
+    busy(event.submitter, () => lookUp(token));
+  });
+
+  async function readPicture(file) {
+    if (!file || !/^image\//.test(file.type)) {
+      say(WORDS.bad_image, 'bad');
+      return;
+    }
+    say('Looking for the QR code in the picture…');
+    try {
+      const { token } = await api('/api/scan', undefined, file);
+      $('token-input').value = token;
+      await lookUp(token);
+    } catch (e) {
+      say(words(e), 'bad');
+    }
+  }
+
+  document.addEventListener('paste', (event) => {
+    if ($('start').hidden) return;
+    const files = [...(event.clipboardData?.files || [])].filter((f) => f.type.startsWith('image/'));
+    if (files.length) {
+      event.preventDefault();
+      readPicture(files[0]);
+    }
+  });
+  const drop = $('drop');
+  drop.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    drop.classList.add('over');
+  });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (event) => {
+    event.preventDefault();
+    drop.classList.remove('over');
+    readPicture(event.dataTransfer?.files?.[0]);
+  });
+  $('picture').addEventListener('change', (event) => {
+    readPicture(event.target.files[0]);
+    event.target.value = '';
+  });
+
+  // The camera: frames go to the local sesame process, which decodes them
+  // with the same decoder as `sesame scan`. A few frames a second is plenty.
+  let stream = null;
+
+  function stopCamera() {
+    if (stream) stream.getTracks().forEach((track) => track.stop());
+    stream = null;
+    $('camera').hidden = true;
+    $('camera-start').hidden = false;
+  }
+
+  async function scanFrames(video) {
+    const canvas = document.createElement('canvas');
+    while (stream) {
+      if (video.videoWidth) {
+        const scale = Math.min(1, 1280 / video.videoWidth);
+        canvas.width = Math.round(video.videoWidth * scale);
+        canvas.height = Math.round(video.videoHeight * scale);
+        canvas.getContext('2d').drawImage(video, 0, 0, canvas.width, canvas.height);
+        const frame = await new Promise((resolve) => canvas.toBlob(resolve, 'image/png'));
+        try {
+          const { token } = await api('/api/scan', undefined, frame);
+          stopCamera();
+          $('token-input').value = token;
+          await lookUp(token);
+          return;
+        } catch (e) {
+          if (e.error !== 'no_qr_code') {
+            stopCamera();
+            say(words(e), 'bad');
+            return;
+          }
+        }
+      }
+      await sleep(250);
+    }
+  }
+
+  $('camera-start').addEventListener('click', async () => {
+    if (!navigator.mediaDevices?.getUserMedia) {
+      say('This browser cannot use a camera here. Paste the token or a screenshot instead.', 'bad');
+      return;
+    }
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment' }, audio: false });
+    } catch (e) {
+      stream = null;
+      say(e.name === 'NotAllowedError'
+        ? 'The camera was not allowed. Allow it in the browser, or paste the token or a screenshot instead.'
+        : 'No camera could be opened. Paste the token or a screenshot instead.', 'bad');
+      return;
+    }
+    const video = $('camera-video');
+    video.srcObject = stream;
+    $('camera').hidden = false;
+    $('camera-start').hidden = true;
+    say('Looking for a QR code…');
+    try {
+      await video.play();
+    } catch (_) { /* a muted inline video plays; the frames are read anyway */ }
+    scanFrames(video);
+  });
+  $('camera-stop').addEventListener('click', () => {
+    stopCamera();
+    say('');
+  });
+
+  // ---- who is asking, and the answer ----------------------------------------
+
+  function showRequest(request) {
+    current = request;
+    $('req-service').textContent = request.service_name;
+    $('req-origin').textContent = request.origin;
+    $('req-browser').textContent = request.user_agent;
+    $('req-ip').textContent = request.ip;
+    $('req-when').textContent = request.requested_at + ' (' + request.requested_ago + ')';
+    $('req-expires').textContent = request.expires;
+    const pin = $('req-pin');
+    if (request.pin.first_seen) {
+      pin.className = 'pin new';
+      pin.textContent = 'New server: this is the first time you use ' + request.origin +
+        '. Its key (' + request.pin.key_id + ') is now remembered, and a different key will be refused from now on.';
+    } else {
+      pin.className = 'pin known';
+      pin.textContent = 'Known server: its key matches the one remembered on ' + request.pin.pinned_at + '.';
+    }
+    const buttons = $('req-accounts');
+    buttons.replaceChildren();
+    for (const name of request.accounts) {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'login';
+      button.dataset.account = name;
+      button.textContent = 'Log in as ' + name;
+      button.addEventListener('click', () => answer(button, '/api/login', { token: current.token, account: name }));
+      buttons.append(button);
+    }
+    $('req-no-accounts').hidden = request.accounts.length > 0;
+    $('register-name').value = '';
+    $('request-error').hidden = true;
+    show('request');
+    (buttons.firstElementChild || $('register-name')).focus();
+  }
+
+  async function answer(button, path, body) {
+    $('request-error').hidden = true;
+    try {
+      const done = await busy(button, () => api(path, body));
+      const [first, ...rest] = done.message.split('\n');
+      $('result-text').textContent = first;
+      $('result-text').className = 'status ' + (path === '/api/deny' ? 'bad' : 'ok');
+      $('result-detail').textContent = rest.join(' ');
+      current = null;
+      $('token-input').value = '';
+      show('result');
+      await loadAccounts();
+    } catch (e) {
+      const box = $('request-error');
+      box.textContent = words(e);
+      box.hidden = false;
+      if (e.error === 'locked') await refresh();
+    }
+  }
+
+  $('register-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const name = $('register-name').value.trim();
+    if (!name) {
+      $('request-error').textContent = 'Choose a name for the new account.';
+      $('request-error').hidden = false;
+      return;
+    }
+    answer(event.submitter, '/api/register', { token: current.token, name });
+  });
+  $('deny').addEventListener('click', (event) => answer(event.target, '/api/deny', { token: current.token }));
+
+  function backToStart() {
+    current = null;
+    say('');
+    show('start');
+  }
+  $('cancel').addEventListener('click', () => {
+    backToStart();
+    say('Nothing was answered. The login page keeps waiting until its request expires.');
+  });
+  $('result-again').addEventListener('click', backToStart);
+  $('refusal-back').addEventListener('click', backToStart);
+
+  refresh();
+})();
