@@ -898,11 +898,14 @@ impl Redis {
 // Metrics: scraping `--metrics-listen` and reading the Prometheus text.
 // ---------------------------------------------------------------------------
 
+/// One sample: its metric name, its labels and its value.
+type Sample = (String, Vec<(String, String)>, f64);
+
 /// One scrape of `/metrics`: the exposition text and its samples.
 #[derive(Debug, Clone)]
 pub struct Scrape {
     pub text: String,
-    samples: Vec<(String, Vec<(String, String)>, f64)>,
+    samples: Vec<Sample>,
 }
 
 impl Scrape {
@@ -1235,6 +1238,10 @@ pub async fn final_status(events: &mut EventStream, timeout: Duration) -> Result
         if status["status"] != "pending" {
             return Ok(status);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The authenticator's window: `sesame ui`.
 // ---------------------------------------------------------------------------
 

@@ -101,10 +101,13 @@ impl SigningKey {
     }
 }
 
+/// The signing keys loaded at one moment, per algorithm.
+type Loaded = (Instant, HashMap<Alg, Arc<SigningKey>>);
+
 /// The signing keys this instance loaded, per algorithm, and when.
 #[derive(Debug, Default)]
 pub struct KeyCache {
-    loaded: Mutex<Option<(Instant, HashMap<Alg, Arc<SigningKey>>)>>,
+    loaded: Mutex<Option<Loaded>>,
 }
 
 impl KeyCache {

@@ -180,7 +180,7 @@ async fn main() -> anyhow::Result<()> {
             answer_base: setup.servers[(i + 1) % n].base.clone(),
             origin: first.origin.clone(),
             service_id: service.id.clone(),
-            server_key: server_key.clone(),
+            server_key,
             key: AccountKey::generate(&mut rand::rngs::OsRng),
             account: AccountName::parse(&format!("bench-{i}")).context("account name")?,
         };
