@@ -28,8 +28,13 @@
     finishForm.hidden = true;
   }
 
+  // Both the cancel answer and the event stream report the end; the form
+  // goes once, since the server hands the request back only once.
+  var finishing = false;
+
   function finish() {
-    if (finishForm) {
+    if (finishForm && !finishing) {
+      finishing = true;
       finishForm.submit();
     }
   }
