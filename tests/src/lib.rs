@@ -62,9 +62,20 @@ fn bin_dir() -> &'static Path {
                 command.env_remove(name.as_ref());
             }
         }
+        // Debug builds ask for what `cargo test --workspace` builds (every
+        // package, tests included), so that cargo unifies the dependencies'
+        // features as it did for the test run: the build is then already
+        // done. Naming only the two packages would unify fewer features and
+        // rebuild every shared dependency a second time. A release build
+        // (the benchmark) needs only the binaries.
+        let profile: &[&str] = if cfg!(debug_assertions) {
+            &["--workspace", "--bins", "--tests"]
+        } else {
+            &["--release", "-p", "sesame-server", "-p", "sesame", "--bins"]
+        };
         let status = command
-            .args(["build", "--quiet", "-p", "sesame-server", "-p", "sesame", "--bins"])
-            .args(if cfg!(debug_assertions) { &[][..] } else { &["--release"][..] })
+            .args(["build", "--quiet"])
+            .args(profile)
             .current_dir(workspace_root())
             .status()
             .expect("cannot run cargo to build the binaries");
