@@ -1028,26 +1028,49 @@ fn postgres_bin_dir() -> Result<PathBuf> {
     dirs.pop().context("no PostgreSQL with initdb under /usr/lib/postgresql")
 }
 
-/// A PostgreSQL cluster of one test, with `ssl = on` and the given server
-/// certificate, listening on 127.0.0.1 only. Stopped on drop.
+/// A PostgreSQL cluster of one test, listening on 127.0.0.1 only, and with
+/// `ssl = on` and a given server certificate if asked. Tests can stop it and
+/// start it again under a running server. Stopped on drop.
 #[derive(Debug)]
-pub struct PgTls {
+pub struct PgCluster {
     pub port: u16,
     dir: TempDir,
     bin: PathBuf,
+    /// The server options `pg_ctl start` passes, kept for a restart.
+    options: String,
 }
 
-impl PgTls {
-    pub fn start(leaf: &proxy::Leaf) -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("sesame-pgtls-").tempdir()?;
+impl PgCluster {
+    /// A cluster without TLS.
+    pub fn start() -> Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// A cluster that offers TLS with `leaf` as its certificate.
+    pub fn start_tls(leaf: &proxy::Leaf) -> Result<Self> {
+        Self::start_with(Some(leaf))
+    }
+
+    fn start_with(leaf: Option<&proxy::Leaf>) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("sesame-pg-").tempdir()?;
         let bin = postgres_bin_dir()?;
         let data = dir.path().join("data");
-        // The postgres user must own its folder, and may only use a key that
-        // no one else can read.
-        std::fs::copy(&leaf.cert, dir.path().join("server.crt"))?;
-        std::fs::copy(&leaf.key, dir.path().join("server.key"))?;
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(dir.path().join("server.key"), std::fs::Permissions::from_mode(0o600))?;
+        let port = free_port();
+        let mut options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.path().display());
+        if let Some(leaf) = leaf {
+            // The postgres user must own its folder, and may only use a key
+            // that no one else can read.
+            let (crt, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+            std::fs::copy(&leaf.cert, &crt)?;
+            std::fs::copy(&leaf.key, &key)?;
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                crt.display(),
+                key.display()
+            ));
+        }
         if rustix::process::getuid().is_root() {
             let status = Command::new("chown").args(["-R", "postgres"]).arg(dir.path()).status()?;
             ensure_success(status, "chown")?;
@@ -1068,35 +1091,46 @@ impl PgTls {
         if !out.status.success() {
             bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let port = free_port();
-        let crt = dir.path().join("server.crt");
-        let key = dir.path().join("server.key");
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={} -c ssl_key_file={} -c fsync=off",
-            dir.path().display(),
-            crt.display(),
-            key.display()
-        );
-        let log = dir.path().join("server.log");
-        let out = as_postgres(
-            &bin.join("pg_ctl"),
-            &[
-                "-D".as_ref(),
-                data.as_os_str(),
+        let cluster = Self { port, dir, bin, options };
+        cluster.restart()?;
+        Ok(cluster)
+    }
+
+    /// Starts the (stopped) cluster again, on the same port and data.
+    pub fn restart(&self) -> Result<()> {
+        let log = self.dir.path().join("server.log");
+        let out = self
+            .pg_ctl(&[
                 "-l".as_ref(),
                 log.as_os_str(),
                 "-w".as_ref(),
                 "-o".as_ref(),
-                options.as_ref(),
+                self.options.as_ref(),
                 "start".as_ref(),
-            ],
-        )
-        .output()
-        .context("cannot run pg_ctl")?;
+            ])
+            .output()
+            .context("cannot run pg_ctl")?;
         if !out.status.success() {
             bail!("pg_ctl start failed: {}", std::fs::read_to_string(&log).unwrap_or_default());
         }
-        Ok(Self { port, dir, bin })
+        Ok(())
+    }
+
+    /// Stops it at once, as a crash or a lost network would, ending every
+    /// connection.
+    pub fn stop(&self) -> Result<()> {
+        let out = self.pg_ctl(&["-m".as_ref(), "immediate".as_ref(), "-w".as_ref(), "stop".as_ref()]).output()?;
+        if !out.status.success() {
+            bail!("pg_ctl stop failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    fn pg_ctl(&self, args: &[&std::ffi::OsStr]) -> Command {
+        let data = self.dir.path().join("data");
+        let mut all: Vec<&std::ffi::OsStr> = vec!["-D".as_ref(), data.as_os_str()];
+        all.extend_from_slice(args);
+        as_postgres(&self.bin.join("pg_ctl"), &all)
     }
 
     /// The URL of its `postgres` database over TCP, without any TLS option.
@@ -1119,14 +1153,9 @@ impl PgTls {
     }
 }
 
-impl Drop for PgTls {
+impl Drop for PgCluster {
     fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        let _ = as_postgres(
-            &self.bin.join("pg_ctl"),
-            &["-D".as_ref(), data.as_os_str(), "-m".as_ref(), "immediate".as_ref(), "stop".as_ref()],
-        )
-        .output();
+        let _ = self.stop();
     }
 }
 

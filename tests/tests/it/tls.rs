@@ -7,7 +7,7 @@ use std::{ffi::OsStr, path::Path, time::Duration};
 use serde_json::Value;
 use sesame_tests::{
     proxy::{TestCa, Validity},
-    server_start_failure, stderr, stdout, Browser, PgTls, Redis, Result, Server, ServerOptions, Sesame,
+    server_start_failure, stderr, stdout, Browser, PgCluster, Redis, Result, Server, ServerOptions, Sesame,
 };
 
 fn os(text: &str) -> &OsStr {
@@ -28,7 +28,7 @@ fn assert_one_line(outcome: (Option<i32>, String), needle: &str) {
 async fn a_sign_in_runs_through_postgres_and_redis_over_tls_verified_by_the_test_ca() -> Result<()> {
     let ca = TestCa::new("Sesame Test Data CA")?;
     let leaf = ca.issue("data", "127.0.0.1", Validity::Current)?;
-    let postgres = PgTls::start(&leaf)?;
+    let postgres = PgCluster::start_tls(&leaf)?;
     let redis = Redis::start_tls(&leaf, &ca.pem_file())?;
     let ca_file = ca.pem_file().display().to_string();
     let options = ServerOptions {
@@ -61,7 +61,7 @@ async fn a_sign_in_runs_through_postgres_and_redis_over_tls_verified_by_the_test
 #[tokio::test]
 async fn a_postgres_certificate_from_another_ca_stops_start_up_with_one_line() -> Result<()> {
     let ca = TestCa::new("Sesame Test Data CA")?;
-    let postgres = PgTls::start(&ca.issue("data", "127.0.0.1", Validity::Current)?)?;
+    let postgres = PgCluster::start_tls(&ca.issue("data", "127.0.0.1", Validity::Current)?)?;
     let other = TestCa::new("Someone Else's CA")?;
     let url = format!("{}?sslmode=verify-full", postgres.url());
     let outcome = server_start_failure(&[
