@@ -230,7 +230,10 @@ pub fn read(path: &Path, bytes: &[u8], passphrase: &Passphrase) -> Result<Conten
     // The plaintext is shorter than the file, so this buffer never grows
     // and leaves no copy of the keys behind in freed memory.
     let mut plain = Zeroizing::new(Vec::with_capacity(bytes.len().min(MAX_PLAINTEXT + 1)));
-    reader.take(MAX_PLAINTEXT as u64 + 1).read_to_end(&mut plain).map_err(|_| damaged(path, "it is cut short"))?;
+    reader
+        .take(MAX_PLAINTEXT as u64 + 1)
+        .read_to_end(&mut plain)
+        .map_err(|_| damaged(path, "it is cut short or altered"))?;
     if plain.len() > MAX_PLAINTEXT {
         return Err(damaged(path, "it is larger than any keystore"));
     }
