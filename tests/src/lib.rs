@@ -1308,15 +1308,28 @@ impl Drop for SesameUi {
 // The standard `age` tool, which reads passphrases only from a terminal.
 // ---------------------------------------------------------------------------
 
-/// Runs `age ARGS…` on a pseudo-terminal (`script` from util-linux) and
-/// types `passphrase` at each of its passphrase prompts, as a person would.
-/// Returns whether it succeeded and what it printed on the terminal. The
-/// `age` package comes from the distribution; scripts/test installs it.
+/// Runs `age ARGS…` on a pseudo-terminal and types `passphrase` at each of
+/// its passphrase prompts, as a person would. The `age` package comes from
+/// the distribution; scripts/test installs it.
 pub fn age_on_terminal(args: &[&std::ffi::OsStr], passphrase: &str) -> Result<(bool, String)> {
+    on_terminal(Path::new("age"), args, &["Enter passphrase", "Confirm passphrase"], passphrase)
+}
+
+/// Runs `PROGRAM ARGS…` on a pseudo-terminal (`script` from util-linux)
+/// and types `answer` each time one of `prompts` appears on it. Returns
+/// whether it succeeded and what it printed on the terminal. No passphrase
+/// comes from the environment.
+pub fn on_terminal(
+    program: &Path,
+    args: &[&std::ffi::OsStr],
+    prompts: &[&str],
+    answer: &str,
+) -> Result<(bool, String)> {
     use std::io::{Read as _, Write as _};
     // `script -c` takes one shell command line: quote every argument.
-    let quoted: Vec<String> = std::iter::once("age".to_owned())
-        .chain(args.iter().map(|a| format!("'{}'", a.to_string_lossy().replace('\'', r"'\''"))))
+    let quoted: Vec<String> = std::iter::once(program.as_os_str())
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', r"'\''")))
         .collect();
     let mut child = Command::new("script")
         .args(["--quiet", "--return", "--command"])
@@ -1325,8 +1338,11 @@ pub fn age_on_terminal(args: &[&std::ffi::OsStr], passphrase: &str) -> Result<(b
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        .env_remove("SESAME_DB")
+        .env_remove("SESAME_PASSPHRASE")
+        .env_remove("SESAME_BACKUP_PASSPHRASE")
         .spawn()
-        .context("cannot run script (util-linux) to give age a terminal")?;
+        .context("cannot run script (util-linux) to give a program a terminal")?;
     let mut stdout = child.stdout.take().context("stdout is piped")?;
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -1341,11 +1357,10 @@ pub fn age_on_terminal(args: &[&std::ffi::OsStr], passphrase: &str) -> Result<(b
     let (mut screen, mut answered) = (String::new(), 0);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        // age prompts "Enter passphrase…" and, when encrypting, "Confirm
-        // passphrase"; each prompt gets one answer.
-        let prompts = screen.matches("Enter passphrase").count() + screen.matches("Confirm passphrase").count();
-        while answered < prompts {
-            stdin.write_all(format!("{passphrase}\n").as_bytes())?;
+        // Each prompt gets one answer.
+        let asked: usize = prompts.iter().map(|p| screen.matches(p).count()).sum();
+        while answered < asked {
+            stdin.write_all(format!("{answer}\n").as_bytes())?;
             stdin.flush()?;
             answered += 1;
         }
@@ -1359,7 +1374,7 @@ pub fn age_on_terminal(args: &[&std::ffi::OsStr], passphrase: &str) -> Result<(b
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("age did not finish within 60 s; it printed: {screen}");
+            bail!("{} did not finish within 60 s; it printed: {screen}", program.display());
         }
         if let Ok(chunk) = receiver.recv_timeout(Duration::from_millis(50)) {
             screen.push_str(&String::from_utf8_lossy(&chunk));

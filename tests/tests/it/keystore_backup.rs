@@ -12,7 +12,9 @@ use std::{
 
 use serde_json::Value;
 use sesame_proto::AccountKey;
-use sesame_tests::{age_on_terminal, stderr, stdout, Browser, Result, Server, Service, Sesame};
+use sesame_tests::{
+    age_on_terminal, on_terminal, sesame_bin, stderr, stdout, Browser, Result, Server, Service, Sesame,
+};
 
 const BACKUP_PASSPHRASE: &str = "four random words here";
 
@@ -171,6 +173,30 @@ async fn keystore_backup_opens_with_the_age_tool_and_holds_the_keys() -> Result<
     let seed = decode_b64url(account["private_key"].as_str().expect("a private key"));
     let seed: &[u8; 32] = seed.as_slice().try_into()?;
     assert_eq!(AccountKey::from_seed(seed).public_key().to_base64(), listed["public_key"].as_str().unwrap_or(""));
+    Ok(())
+}
+
+#[tokio::test]
+async fn keystore_backup_passphrase_is_typed_twice_to_export_and_once_to_import() -> Result<()> {
+    let (_server, _service, laptop) = registered(&["alice"]).await?;
+    let file = backup_path(&laptop);
+    let sesame_at = |sesame: &Sesame, args: &[&str], prompts: &[&str]| {
+        let mut all = vec![OsStr::new("--db"), sesame.db.as_os_str()];
+        all.extend(args.iter().map(OsStr::new));
+        on_terminal(&sesame_bin(), &all, prompts, BACKUP_PASSPHRASE)
+    };
+    let (ok, screen) = sesame_at(
+        &laptop,
+        &["export", "--out", path_str(&file)],
+        &["Backup passphrase: ", "Repeat the backup passphrase: "],
+    )?;
+    assert!(ok, "export at a terminal failed: {screen}");
+    assert!(screen.contains("Repeat the backup passphrase: "), "asked twice: {screen}");
+    let phone = Sesame::new();
+    let (ok, screen) = sesame_at(&phone, &["import", path_str(&file)], &["Backup passphrase: "])?;
+    assert!(ok, "import at a terminal failed: {screen}");
+    assert!(screen.contains("Imported 1 account(s)"), "{screen}");
+    assert_eq!(accounts(&phone)[0]["public_key"], accounts(&laptop)[0]["public_key"]);
     Ok(())
 }
 
