@@ -8,11 +8,12 @@ use std::{
 };
 
 use serde_json::json;
+use tempfile::NamedTempFile;
 
 use super::App;
 use crate::{
     backup::{self, AccountRecord, Document, PinRecord},
-    store::ImportReport,
+    store::{ImportReport, Keyring},
     ui,
     vault::Passphrase,
     Error,
@@ -61,35 +62,76 @@ fn passphrase(app: &App) -> Result<Passphrase, Error> {
 
 pub(super) async fn export(app: &App, out: &Path, force: bool) -> Result<(), Error> {
     // Everything that can be refused without a passphrase is refused first.
-    if !force && out.symlink_metadata().is_ok() {
-        return Err(Error::BackupExists(out.to_owned()));
-    }
-    // The backup is written beside its final name and renamed into place
-    // only once complete and on disk: a failure at any point leaves no
-    // partial file, and the temporary one (mode 0600) is removed on drop.
-    let dir = match out.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let name = out.file_name().ok_or_else(|| Error::BackupFile {
-        path: out.to_owned(),
-        action: "write",
-        reason: "it names no file".into(),
-    })?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", name.to_string_lossy()))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(file_error(out, "write"))?;
+    let (mut temp, dir) = temp_beside(out, force)?;
     if app.store.accounts().await?.is_empty() {
         return Err(Error::NothingToExport(app.db_path.clone()));
     }
     let keyring = app.store.unlock(|| app.console.passphrase("Keystore passphrase: ")).await?;
-    let keys = app.store.accounts_with_keys(&keyring).await?;
-    let pins = app.store.pins().await?;
+    let document = document(app, &keyring).await?;
     let passphrase = new_passphrase(app)?;
+    let write = |file: &mut File| -> std::io::Result<()> {
+        backup::write(&document, &passphrase, &mut *file)?;
+        file.flush()?;
+        file.sync_all()
+    };
+    write(temp.as_file_mut()).map_err(file_error(out, "write"))?;
+    put_in_place(temp, out, dir, force)?;
 
-    let now = i64::try_from(ui::now().as_secs()).unwrap_or(i64::MAX);
+    let (accounts, pins) = (document.accounts.len(), document.pins.len());
+    let text = format!(
+        "Exported {accounts} account(s) and {pins} pinned server key(s) to {}. Keep the backup passphrase apart from the file: together they sign in as you.",
+        out.display()
+    );
+    app.out.result(&json!({"exported": out.display().to_string(), "accounts": accounts, "pins": pins}), &text);
+    Ok(())
+}
+
+/// The backup is written beside its final name and renamed into place only
+/// once complete and on disk: a failure at any point leaves no partial
+/// file, and the temporary one (mode 0600) is removed on drop. Returns it
+/// and the folder it is in.
+fn temp_beside(out: &Path, force: bool) -> Result<(NamedTempFile, &Path), Error> {
+    let refuse = |reason: &str| Error::BackupFile { path: out.to_owned(), action: "write", reason: reason.to_owned() };
+    if !force && out.symlink_metadata().is_ok() {
+        return Err(Error::BackupExists(out.to_owned()));
+    }
+    if out.is_dir() {
+        return Err(refuse("it is a folder"));
+    }
+    let dir = match out.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(refuse("its folder does not exist"));
+    }
+    let name = out.file_name().ok_or_else(|| refuse("it names no file"))?;
+    let temp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", name.to_string_lossy()))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        // tempfile's own text names the temporary file, which the user
+        // never asked for: the kind of failure says enough.
+        .map_err(|e| file_error(out, "write")(std::io::Error::from(e.kind())))?;
+    Ok((temp, dir))
+}
+
+/// Renames the finished backup to `out`; without `force`, never over a file
+/// that appeared meanwhile.
+fn put_in_place(temp: NamedTempFile, out: &Path, dir: &Path, force: bool) -> Result<(), Error> {
+    let persisted = if force { temp.persist(out) } else { temp.persist_noclobber(out) };
+    persisted.map_err(|e| match e.error.kind() {
+        std::io::ErrorKind::AlreadyExists => Error::BackupExists(out.to_owned()),
+        _ => file_error(out, "write")(e.error),
+    })?;
+    // The rename is durable only once the folder is on disk too.
+    File::open(dir).and_then(|d| d.sync_all()).map_err(file_error(out, "write"))
+}
+
+/// The whole keystore as a backup document, keys opened with `keyring`.
+async fn document(app: &App, keyring: &Keyring) -> Result<Document, Error> {
+    let keys = app.store.accounts_with_keys(keyring).await?;
+    let pins = app.store.pins().await?;
     let pins: Vec<PinRecord> = pins
         .iter()
         .map(|pin| PinRecord {
@@ -100,28 +142,8 @@ pub(super) async fn export(app: &App, out: &Path, force: bool) -> Result<(), Err
         })
         .collect();
     let accounts: Vec<AccountRecord> = keys.iter().map(|(account, key)| AccountRecord::new(account, key)).collect();
-    let document = Document::new(now, pins, accounts);
-    let write = |file: &mut File| -> std::io::Result<()> {
-        backup::write(&document, &passphrase, &mut *file)?;
-        file.flush()?;
-        file.sync_all()
-    };
-    write(temp.as_file_mut()).map_err(file_error(out, "write"))?;
-    let persisted = if force { temp.persist(out) } else { temp.persist_noclobber(out) };
-    persisted.map_err(|e| match e.error.kind() {
-        std::io::ErrorKind::AlreadyExists => Error::BackupExists(out.to_owned()),
-        _ => file_error(out, "write")(e.error),
-    })?;
-    // The rename is durable only once the folder is on disk too.
-    File::open(dir).and_then(|d| d.sync_all()).map_err(file_error(out, "write"))?;
-
-    let (accounts, pins) = (document.accounts.len(), document.pins.len());
-    let text = format!(
-        "Exported {accounts} account(s) and {pins} pinned server key(s) to {}. Keep the backup passphrase apart from the file: together they sign in as you.",
-        out.display()
-    );
-    app.out.result(&json!({"exported": out.display().to_string(), "accounts": accounts, "pins": pins}), &text);
-    Ok(())
+    let now = i64::try_from(ui::now().as_secs()).unwrap_or(i64::MAX);
+    Ok(Document::new(now, pins, accounts))
 }
 
 fn base64_url(bytes: &[u8]) -> String {
