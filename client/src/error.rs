@@ -81,6 +81,26 @@ pub enum Error {
     NotFound,
     #[error("the request is too large")]
     PayloadTooLarge,
+    #[error("{} already exists; pass --force to overwrite it", .0.display())]
+    BackupExists(PathBuf),
+    #[error("cannot {action} {}: {reason}", path.display())]
+    BackupFile { path: PathBuf, action: &'static str, reason: String },
+    #[error("the keystore {} holds no accounts: there is nothing to export", .0.display())]
+    NothingToExport(PathBuf),
+    #[error("{} is not a Sesame backup: {reason}; nothing was imported", path.display())]
+    NotABackup { path: PathBuf, reason: String },
+    #[error("the backup {} is damaged: {reason}; nothing was imported", path.display())]
+    DamagedBackup { path: PathBuf, reason: String },
+    #[error("{} is a version {version} backup, which this sesame cannot read (upgrade sesame); nothing was imported", path.display())]
+    BackupVersion { path: PathBuf, version: u64 },
+    #[error("wrong passphrase for the backup {}; nothing was imported", .0.display())]
+    WrongBackupPassphrase(PathBuf),
+    #[error("the backup passphrase is too short: use at least {0} characters, for instance four or five random words")]
+    WeakBackupPassphrase(usize),
+    #[error("a backup needs its passphrase: set SESAME_BACKUP_PASSPHRASE or run in a terminal to type it")]
+    BackupPassphraseRequired,
+    #[error("nothing was imported: the backup and this keystore differ on {conflicts}; to take the backup's, run again with --replace")]
+    ImportConflict { conflicts: String },
     #[error("keystore: {0}")]
     Keystore(String),
     #[error("keystore {path}: {reason}")]
@@ -131,6 +151,16 @@ impl Error {
             Self::Forbidden { code, .. } => code,
             Self::NotFound => "not_found",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::BackupExists(_) => "backup_exists",
+            Self::BackupFile { .. } => "backup_file",
+            Self::NothingToExport(_) => "nothing_to_export",
+            Self::NotABackup { .. } => "not_a_backup",
+            Self::DamagedBackup { .. } => "damaged_backup",
+            Self::BackupVersion { .. } => "backup_version",
+            Self::WrongBackupPassphrase(_) => "wrong_backup_passphrase",
+            Self::WeakBackupPassphrase(_) => "weak_passphrase",
+            Self::BackupPassphraseRequired => "backup_passphrase_required",
+            Self::ImportConflict { .. } => "import_conflict",
             Self::Keystore(_) | Self::KeystoreFile { .. } | Self::Db(_) | Self::Migrate(_) => "keystore",
             Self::Io(_) => "io",
         }
@@ -150,9 +180,14 @@ impl Error {
             | Self::NeedsConfirmation(_)
             | Self::NeedsTerminal(_)
             | Self::Cancelled
-            | Self::Image { .. } => StatusCode::BAD_REQUEST,
-            Self::Locked | Self::PassphraseRequired => StatusCode::UNAUTHORIZED,
-            Self::WrongPassphrase | Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            | Self::Image { .. }
+            | Self::NothingToExport(_)
+            | Self::NotABackup { .. }
+            | Self::DamagedBackup { .. }
+            | Self::BackupVersion { .. }
+            | Self::WeakBackupPassphrase(_) => StatusCode::BAD_REQUEST,
+            Self::Locked | Self::PassphraseRequired | Self::BackupPassphraseRequired => StatusCode::UNAUTHORIZED,
+            Self::WrongPassphrase | Self::WrongBackupPassphrase(_) | Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound
             | Self::NoLocalAccount { .. }
             | Self::UnknownLocalAccount { .. }
@@ -162,6 +197,8 @@ impl Error {
             | Self::UnknownAccount { .. }
             | Self::AccountExists { .. }
             | Self::LocalAccountExists { .. }
+            | Self::BackupExists(_)
+            | Self::ImportConflict { .. }
             | Self::AlreadyFinal(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoQrCode(_) | Self::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -173,6 +210,7 @@ impl Error {
             Self::CaFile { .. }
             | Self::Keystore(_)
             | Self::KeystoreFile { .. }
+            | Self::BackupFile { .. }
             | Self::Db(_)
             | Self::Migrate(_)
             | Self::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,

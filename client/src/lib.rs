@@ -2,6 +2,7 @@
 //! checks the tokens login pages show against the pinned server key, shows
 //! who is asking, and signs register, login and deny answers.
 
+pub mod backup;
 mod commands;
 mod error;
 pub mod opt;

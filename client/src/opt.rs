@@ -106,6 +106,30 @@ pub enum Command {
         /// The origin, e.g. https://login.example.com
         origin: String,
     },
+    /// Write every account key and pinned server key to a file, encrypted
+    /// with a backup passphrase in the age format (`age -d` opens it too).
+    /// The passphrase comes from SESAME_BACKUP_PASSPHRASE, or is typed twice
+    Export {
+        /// The backup file to write (mode 0600)
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Overwrite FILE if it exists
+        #[arg(long)]
+        force: bool,
+    },
+    /// Merge a backup made by `sesame export` into this keystore, all or
+    /// nothing. The passphrase comes from SESAME_BACKUP_PASSPHRASE, or is
+    /// typed
+    Import {
+        /// The backup file
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Where the backup holds another key for an account (or another
+        /// pinned server key) than this keystore, take the backup's; without
+        /// it, any such difference imports nothing
+        #[arg(long)]
+        replace: bool,
+    },
     /// Open the authenticator's window: a local web page to paste, drop or
     /// scan tokens, approve sign-ins and look after your accounts
     Ui(UiOptions),

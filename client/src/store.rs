@@ -22,6 +22,10 @@ use crate::{
     Error,
 };
 
+mod backup;
+
+pub use backup::{ImportReport, PinRow};
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/client");
 
 /// An open keystore.

@@ -2,6 +2,7 @@
 //! steps every approval takes (trust the token, unlock, ask who is asking).
 
 pub(crate) mod approve;
+mod backup;
 mod manage;
 pub(crate) mod scan;
 
@@ -88,6 +89,8 @@ async fn dispatch(app: &mut App, command: Command, stdin_token: Option<String>) 
         }
         Command::Passphrase => manage::passphrase(app).await,
         Command::Unpin { origin } => manage::unpin(app, &origin).await,
+        Command::Export { out, force } => backup::export(app, &out, force).await,
+        Command::Import { file, replace } => backup::import(app, &file, replace).await,
         Command::Ui(options) => crate::window::run(app, &options).await,
     }
 }

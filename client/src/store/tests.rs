@@ -202,3 +202,89 @@ async fn notices_are_shown_once() {
     let store = fx.open().await;
     assert!(!store.first_notice("unencrypted_keys", NOW).await.expect("second"));
 }
+
+fn entry(fx: &Fixture, name: &str, key: &AccountKey) -> crate::backup::AccountEntry {
+    crate::backup::AccountEntry {
+        origin: fx.origin.clone(),
+        service_id: fx.service_id,
+        service_name: fx.service_name.clone(),
+        account: AccountName::parse(name).expect("account name"),
+        key: AccountKey::from_seed(&key.to_seed()),
+        confirmed: true,
+        created_at: 1_700_000_000,
+        last_used_at: Some(1_700_000_100),
+    }
+}
+
+fn contents(accounts: Vec<crate::backup::AccountEntry>) -> crate::backup::Contents {
+    crate::backup::Contents { pins: Vec::new(), accounts }
+}
+
+#[tokio::test]
+async fn import_into_an_encrypted_keystore_seals_keys_with_its_passphrase() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    store.set_passphrase(&Keyring::Plain, &pass("open sesame"), KdfParams::INSECURE_FAST).await.expect("set");
+    let keyring = store.unlock(|| Ok(pass("open sesame"))).await.expect("unlock");
+    let key = AccountKey::generate(&mut OsRng);
+    let report = store.import(&keyring, &contents(vec![entry(&fx, "alice", &key)]), false).await.expect("import");
+    assert_eq!(report.imported, ["alice at Example (https://login.example.com)"]);
+    store.close().await;
+
+    assert!(!contains(&fx.raw_bytes(), key.to_seed().as_ref()), "the imported seed is in the file");
+    let store = fx.open().await;
+    let keyring = store.unlock(|| Ok(pass("open sesame"))).await.expect("unlock");
+    let alice = AccountName::parse("alice").expect("name");
+    assert_eq!(store.key(&keyring, fx.slot(&alice)).await.expect("key").to_seed(), key.to_seed());
+    let listed = &store.accounts().await.expect("list")[0];
+    assert_eq!((listed.confirmed, listed.created_at, listed.last_used_at), (true, 1_700_000_000, Some(1_700_000_100)));
+}
+
+#[tokio::test]
+async fn a_conflicting_account_imports_nothing_unless_replace() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    let (alice, here) = fx.add(&store, &Keyring::Plain, "alice").await;
+    let (theirs, bob) = (AccountKey::generate(&mut OsRng), AccountKey::generate(&mut OsRng));
+    let backup = contents(vec![entry(&fx, "bob", &bob), entry(&fx, "alice", &theirs)]);
+
+    let refused = store.import(&Keyring::Plain, &backup, false).await;
+    let Err(Error::ImportConflict { conflicts }) = refused else { panic!("{refused:?}") };
+    assert_eq!(conflicts, "the key of alice at Example (https://login.example.com)");
+    assert_eq!(store.accounts().await.expect("list").len(), 1, "bob was not imported");
+    assert_eq!(store.key(&Keyring::Plain, fx.slot(&alice)).await.expect("key").to_seed(), here.to_seed());
+
+    let report = store.import(&Keyring::Plain, &backup, true).await.expect("import with replace");
+    assert_eq!((report.imported.len(), report.replaced.len(), report.skipped.len()), (1, 1, 0));
+    assert_eq!(store.key(&Keyring::Plain, fx.slot(&alice)).await.expect("key").to_seed(), theirs.to_seed());
+}
+
+#[tokio::test]
+async fn an_identical_account_is_skipped_and_left_as_it_was() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    let (_, key) = fx.add(&store, &Keyring::Plain, "alice").await;
+    let report =
+        store.import(&Keyring::Plain, &contents(vec![entry(&fx, "alice", &key)]), false).await.expect("import");
+    assert_eq!((report.imported.len(), report.skipped.len()), (0, 1));
+    let listed = &store.accounts().await.expect("list")[0];
+    assert!(!listed.confirmed, "the row here was not overwritten");
+}
+
+#[tokio::test]
+async fn a_different_pinned_key_is_a_conflict_too() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    let ours = ServerKey::from_seed(&[1; 32]).public_key();
+    let theirs = ServerKey::from_seed(&[2; 32]).public_key();
+    store.add_pin(&fx.origin, &ours, NOW).await.expect("pin");
+    let pin = crate::backup::PinEntry { origin: fx.origin.clone(), key: theirs, pinned_at: 1_700_000_000 };
+    let backup = crate::backup::Contents { pins: vec![pin], accounts: Vec::new() };
+    let refused = store.import(&Keyring::Plain, &backup, false).await;
+    let Err(Error::ImportConflict { conflicts }) = refused else { panic!("{refused:?}") };
+    assert_eq!(conflicts, "the server key pinned for https://login.example.com");
+    assert_eq!(store.pin(&fx.origin).await.expect("pin").expect("pinned").public_key, ours);
+    let report = store.import(&Keyring::Plain, &backup, true).await.expect("replace");
+    assert_eq!(report.pins_replaced, 1);
+    assert_eq!(store.pin(&fx.origin).await.expect("pin").expect("pinned").public_key, theirs);
+}

@@ -5,6 +5,7 @@ mod backup;
 mod browser;
 mod deployment;
 mod hostile;
+mod keystore_backup;
 mod logs;
 mod metrics;
 mod oidc;
