@@ -73,8 +73,30 @@ macro_rules! id_type {
                 id.to_string()
             }
         }
+
+        /// On the wire an id is its text form, so its schema is the one
+        /// [`parse_hex16`] accepts.
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .pattern(Some(ID_PATTERN))
+                    .description(Some(ID_DESCRIPTION))
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
     };
 }
+
+/// What [`parse_hex16`] accepts, as a JSON Schema pattern.
+#[cfg(feature = "openapi")]
+const ID_PATTERN: &str = "^[0-9a-f]{32}$";
+#[cfg(feature = "openapi")]
+const ID_DESCRIPTION: &str = "128 random bits as 32 lowercase hex digits";
 
 id_type!(
     /// Identifies a service (a relying party) on a server.

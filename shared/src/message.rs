@@ -54,12 +54,17 @@ fn check(key: &AccountPublicKey, message: &[u8], signature: &str) -> Result<(), 
 
 /// `POST /api/authenticator/register`: create `account` with a new public key.
 /// The signature by that key proves the authenticator holds it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    /// The token text exactly as scanned or pasted.
     pub token: String,
+    /// The new account's name: 1 to 64 bytes of printable text.
     pub account: String,
+    /// The new Ed25519 public key, base64url without padding.
     pub public_key: String,
+    /// Ed25519 signature by that key (PROTOCOL.md §4), base64url without padding.
     pub signature: String,
 }
 
@@ -86,11 +91,16 @@ impl RegisterRequest {
 }
 
 /// `POST /api/authenticator/login`: sign in as an existing account.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    /// The token text exactly as scanned or pasted.
     pub token: String,
+    /// The account signing in.
     pub account: String,
+    /// Ed25519 signature by the account's key (PROTOCOL.md §4), base64url
+    /// without padding.
     pub signature: String,
 }
 
@@ -121,11 +131,17 @@ impl LoginRequest {
 /// `POST /api/authenticator/deny`: refuse the sign-in. Signed by the account
 /// key when the authenticator has one for the service, else by a key made for
 /// this one answer; either way the signature ties the refusal to this token.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DenyRequest {
+    /// The token text exactly as scanned or pasted.
     pub token: String,
+    /// The Ed25519 public key that signs the refusal, base64url without
+    /// padding.
     pub public_key: String,
+    /// Ed25519 signature by that key (PROTOCOL.md §4), base64url without
+    /// padding.
     pub signature: String,
 }
 

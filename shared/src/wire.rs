@@ -7,22 +7,30 @@ use crate::{ChallengeId, ServiceId, UnixTime};
 
 /// `GET /.well-known/sesame`: the server's identity key, which an
 /// authenticator pins on first use.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerKeyInfo {
+    /// The protocol version the server speaks.
     pub version: u8,
+    /// The server's public origin: the one in its tokens.
     pub origin: String,
+    /// The key's fingerprint (PROTOCOL.md §2.2).
     pub key_id: String,
+    /// The Ed25519 public key, 32 bytes in base64url without padding.
     pub public_key: String,
 }
 
 /// `POST /api/authenticator/context` with this body asks who is asking.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContextRequest {
+    /// The token text as scanned or pasted.
     pub token: String,
 }
 
 /// Who is asking: what the authenticator shows before it signs anything.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChallengeContext {
     pub challenge_id: ChallengeId,
@@ -39,6 +47,7 @@ pub struct ChallengeContext {
 }
 
 /// A challenge's state. It leaves `pending` once, for one of the others.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -77,6 +86,7 @@ impl Status {
 }
 
 /// The answer to a register, login or deny request.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
     pub status: Status,
@@ -92,8 +102,11 @@ pub struct Outcome {
 }
 
 /// Every error the HTTP API returns.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
+    /// A stable, machine-readable code.
     pub error: String,
+    /// A sentence for people; it may be reworded.
     pub message: String,
 }
