@@ -8,7 +8,7 @@
 //! raced by anyone who glimpsed the token on the admin's screen.
 
 use rand::rngs::OsRng;
-use sesame_proto::{AccountPublicKey, ChallengeId, ConfirmationCode, ServiceId};
+use sesame_proto::{AccountName, AccountPublicKey, ChallengeId, ConfirmationCode, ServiceId};
 use sqlx::{AnyConnection, Row as _};
 
 use crate::{
@@ -71,6 +71,14 @@ impl PendingKey {
 /// A random key or subject id, 32 lowercase hex digits like every other id.
 pub fn new_id() -> String {
     ChallengeId::random(&mut OsRng).to_string()
+}
+
+/// Whether `text` is an id [`new_id`] could have made (the migration that
+/// gave existing keys their ids made them the same way). Looking anything
+/// else up is pointless, and on PostgreSQL, whose text cannot hold a NUL
+/// byte, it would fail as a database error.
+fn is_key_id(text: &str) -> bool {
+    text.parse::<ChallengeId>().is_ok()
 }
 
 fn decode_key(bytes: &[u8]) -> Result<AccountPublicKey> {
@@ -271,13 +279,15 @@ pub struct KeyInfo {
 /// the service has no such account. One query: the LEFT JOIN returns the
 /// account's row even when it holds no key.
 pub async fn list(db: &Db, service_id: &str, account: &str) -> Result<Vec<KeyInfo>> {
+    // A name that could never have been registered names no account.
+    let account = AccountName::parse(account).map_err(|_| Error::UnknownAccount)?;
     let rows = sqlx::query(
         "SELECT k.id, k.label, k.state, k.public_key, k.device_ip, k.device_user_agent, k.created_at, \
          k.last_used_at FROM account a LEFT JOIN account_key k ON k.service_id = a.service_id AND k.account = a.name \
          WHERE a.service_id = $1 AND a.name = $2 ORDER BY k.created_at, k.id",
     )
     .bind(service_id.to_owned())
-    .bind(account.to_owned())
+    .bind(account.as_str().to_owned())
     .fetch_all(&db.pool)
     .await?;
     if rows.is_empty() {
@@ -307,6 +317,11 @@ pub async fn list(db: &Db, service_id: &str, account: &str) -> Result<Vec<KeyInf
 /// DELETE CASCADE`), in the same statement. Removing the last key leaves the
 /// account, which can no longer sign in until it gets a key again.
 pub(crate) async fn remove(db: &Db, service_id: &str, account: &str, key_id: &str, by: &By<'_>) -> Result<()> {
+    // Neither a name that could never have been registered nor an id that
+    // [`new_id`] could not have made names a key.
+    if AccountName::parse(account).is_err() || !is_key_id(key_id) {
+        return Err(Error::UnknownKey);
+    }
     let mut tx = db.pool.begin().await?;
     let done = sqlx::query("DELETE FROM account_key WHERE service_id = $1 AND account = $2 AND id = $3")
         .bind(service_id.to_owned())

@@ -215,6 +215,12 @@ fn validate(
     if state.is_some_and(|s| s.len() > MAX_ECHO_BYTES) || nonce.is_some_and(|n| n.len() > MAX_ECHO_BYTES) {
         return Err(invalid(format!("state and nonce may be at most {MAX_ECHO_BYTES} bytes long")));
     }
+    // RFC 6749 (Appendix A.5) makes `state` visible characters and spaces.
+    // Control characters in either are refused before the request is
+    // stored: PostgreSQL's text cannot hold a NUL byte.
+    if [state, nonce].into_iter().flatten().any(|value| value.chars().any(char::is_control)) {
+        return Err(invalid("state and nonce may not contain control characters".to_owned()));
+    }
     let code_challenge = one("code_challenge");
     match (code_challenge, one("code_challenge_method")) {
         (Some(_), Some("S256")) => {}

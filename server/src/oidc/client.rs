@@ -188,6 +188,12 @@ fn from_row(row: &AnyRow) -> Result<Client> {
 }
 
 pub async fn by_client_id(db: &Db, client_id: &str) -> Result<Option<Client>> {
+    // Only [`new_client_id`] makes client ids. Anything else names no
+    // client, and on PostgreSQL, whose text cannot hold a NUL byte, looking
+    // it up would fail as a database error.
+    if !is_client_id(client_id) {
+        return Ok(None);
+    }
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM oidc_client WHERE client_id = $1"))
         .bind(client_id.to_owned())
         .fetch_optional(&db.pool)
@@ -216,6 +222,11 @@ fn new_client_id() -> String {
     let mut bytes = [0u8; 16];
     OsRng.fill_bytes(&mut bytes);
     hex::encode(bytes)
+}
+
+/// What [`new_client_id`] makes: 32 lowercase hex digits.
+fn is_client_id(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Creates or changes the client of `service_id`. Returns it, and its secret

@@ -328,6 +328,23 @@ async fn request_errors_go_back_to_the_client_with_state_and_iss() {
     }
 }
 
+/// A NUL byte in `state` or `nonce` failed on PostgreSQL, whose text cannot
+/// hold one, as a database error (500) when the request was stored.
+#[tokio::test]
+async fn control_characters_in_state_or_nonce_go_back_as_invalid_request() {
+    each_backend(|app| async move {
+        let rp = client(&app, false).await;
+        for change in
+            [("state=st-123", "state=st%00123"), ("nonce=n-456", "nonce=n%00456"), ("nonce=n-456", "nonce=n%0A456")]
+        {
+            let params = redirected(&app.get(&authorize_url(&rp, "").replace(change.0, change.1), None).await);
+            assert_eq!(params["error"], "invalid_request", "{change:?}");
+        }
+        assert_eq!(app.count("SELECT COUNT(*) FROM oidc_request").await, 0);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn pkce_must_match() {
     let app = TestApp::new().await;
@@ -660,6 +677,36 @@ async fn the_token_endpoint_refuses_malformed_requests() {
     let json =
         send(&app, Method::POST, "/oidc/token", &[("content-type", "application/json")], Some("{}".to_owned())).await;
     oauth_error(&json, StatusCode::BAD_REQUEST, "invalid_request");
+}
+
+/// PostgreSQL's text cannot hold a NUL byte: looking such a client id up
+/// failed there as a database error (500). No client can have one, so the
+/// client is unknown, on both databases.
+#[tokio::test]
+async fn a_client_id_that_no_client_could_have_is_an_unknown_client() {
+    each_backend(|app| async move {
+        client(&app, true).await;
+        let form = [("content-type", "application/x-www-form-urlencoded")];
+        let body = "grant_type=authorization_code&code=x&redirect_uri=x&client_id=a%00b".to_owned();
+        oauth_error(
+            &send(&app, Method::POST, "/oidc/token", &form, Some(body)).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        );
+        // "a\0b:secret" in HTTP Basic.
+        let basic = [("authorization", "Basic YQBiOnNlY3JldA=="), form[0]];
+        let body = "grant_type=authorization_code&code=x&redirect_uri=x".to_owned();
+        oauth_error(
+            &send(&app, Method::POST, "/oidc/token", &basic, Some(body)).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        );
+        let page =
+            send(&app, Method::GET, "/oidc/authorize?response_type=code&scope=openid&client_id=a%00b", &[], None).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.text());
+        assert!(page.text().contains("invalid_client"), "{}", page.text());
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -60,3 +60,38 @@ async fn api_lists_an_accounts_keys_and_removing_one_ends_its_sessions() {
     })
     .await;
 }
+
+/// PostgreSQL's text cannot hold a NUL byte: looking such a name or key id
+/// up failed there as a database error (500). No account or key can have
+/// one, so they are unknown, on both databases.
+#[tokio::test]
+async fn names_and_key_ids_that_no_account_could_have_are_unknown_not_errors() {
+    support::each_backend(|app| async move {
+        let h = Harness { app: sesame_server::app(app.state.clone()), state: app.state.clone(), _guard: Box::new(()) };
+        let service = app.create_service("Example").await;
+        let key = AccountKey::generate(&mut OsRng);
+        let started = app.start(&service).await;
+        let alice = AccountName::parse("alice").expect("name");
+        let register = RegisterRequest::sign(&app.verify(&started.token), &alice, &key);
+        assert_eq!(app.post_json("/api/authenticator/register", &register).await.status, StatusCode::OK);
+        let base = format!("/admin/api/services/{service}/accounts");
+        let key_id = h.api(Method::GET, &format!("{base}/alice/keys"), None).await.json()[0]["id"]
+            .as_str()
+            .expect("a key id")
+            .to_owned();
+
+        let listed = h.api(Method::GET, &format!("{base}/al%00ice/keys"), None).await;
+        assert_eq!((listed.status, listed.error_code().as_str()), (StatusCode::NOT_FOUND, "unknown_account"));
+        for uri in [format!("{base}/alice/keys/{key_id}%00"), format!("{base}/al%00ice/keys/{key_id}")] {
+            let removed = h.api(Method::DELETE, &uri, None).await;
+            assert_eq!(
+                (removed.status, removed.error_code().as_str()),
+                (StatusCode::NOT_FOUND, "unknown_key"),
+                "{uri}"
+            );
+        }
+        // The real key is still there.
+        assert_eq!(h.api(Method::GET, &format!("{base}/alice/keys"), None).await.json()[0]["id"], key_id.as_str());
+    })
+    .await;
+}
