@@ -9,7 +9,7 @@
 
 use axum::{extract::State, routing::get, routing::post, Json, Router};
 use sesame_proto::{
-    wire::{ChallengeContext, ContextRequest, Outcome, ServerKeyInfo, Status},
+    wire::{ChallengeContext, ContextRequest, ErrorBody, Outcome, ServerKeyInfo, Status},
     BaseToken, DenyRequest, FreshToken, FreshnessSecret, LoginRequest, RegisterRequest, Token, UnverifiedToken,
     VerifiedLogin,
 };
@@ -32,6 +32,16 @@ pub fn router() -> Router<AppState> {
         .route("/api/authenticator/deny", post(deny))
 }
 
+/// The server's identity key.
+///
+/// An authenticator pins it on first use (PROTOCOL.md §5).
+#[utoipa::path(
+    get,
+    path = "/.well-known/sesame",
+    operation_id = "server_key",
+    tag = "authenticator",
+    responses((status = 200, description = "The identity key.", body = ServerKeyInfo)),
+)]
 async fn server_key(State(state): State<AppState>) -> Json<ServerKeyInfo> {
     let key = state.identity.public_key();
     Json(ServerKeyInfo {
@@ -104,6 +114,28 @@ async fn check_answer(state: &AppState, text: &str) -> Result<Checked> {
     Ok(checked)
 }
 
+/// Who is asking.
+///
+/// Checks the token as for an answer and marks the challenge as opened
+/// (PROTOCOL.md §6.2). A challenge that has ended is reported, not refused.
+#[utoipa::path(
+    post,
+    path = "/api/authenticator/context",
+    operation_id = "authenticator_context",
+    tag = "authenticator",
+    request_body = ContextRequest,
+    responses(
+        (status = 200, description = "Who is asking.", body = ChallengeContext),
+        (status = 404, description = "`unknown_challenge`.", body = ErrorBody),
+        (status = 400, description = "The body is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`), or the token or a field is malformed: the codes of PROTOCOL.md §7.", body = ErrorBody),
+        (status = 401, description = "`bad_signature`.", body = ErrorBody),
+        (status = 410, description = "`token_expired`, `stale_code`, `challenge_expired`.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many answers from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn context(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -133,6 +165,27 @@ async fn context(
     }))
 }
 
+/// Registers a new account with a new key (PROTOCOL.md §6.3).
+#[utoipa::path(
+    post,
+    path = "/api/authenticator/register",
+    operation_id = "authenticator_register",
+    tag = "authenticator",
+    request_body = RegisterRequest,
+    responses(
+        (status = 200, description = "Registered; `key_state` is `pending` when the key waits for confirmation.", body = Outcome),
+        (status = 403, description = "`registration_closed`.", body = ErrorBody),
+        (status = 404, description = "`unknown_challenge`.", body = ErrorBody),
+        (status = 409, description = "`challenge_used`, `account_exists`, `key_registered`.", body = ErrorBody),
+        (status = 400, description = "The body is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`), or the token or a field is malformed: the codes of PROTOCOL.md §7.", body = ErrorBody),
+        (status = 401, description = "`bad_signature`.", body = ErrorBody),
+        (status = 410, description = "`token_expired`, `stale_code`, `challenge_expired`.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many answers from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn register(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -211,6 +264,27 @@ fn verify_login<'k>(
     Err(refusal.map_or(Error::UnknownAccount, Error::from))
 }
 
+/// Signs in with an existing account (PROTOCOL.md §6.4).
+#[utoipa::path(
+    post,
+    path = "/api/authenticator/login",
+    operation_id = "authenticator_login",
+    tag = "authenticator",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in.", body = Outcome),
+        (status = 403, description = "`key_pending`: the key waits for confirmation.", body = ErrorBody),
+        (status = 404, description = "`unknown_challenge`, `unknown_account`.", body = ErrorBody),
+        (status = 409, description = "`challenge_used`.", body = ErrorBody),
+        (status = 400, description = "The body is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`), or the token or a field is malformed: the codes of PROTOCOL.md §7.", body = ErrorBody),
+        (status = 401, description = "`bad_signature`.", body = ErrorBody),
+        (status = 410, description = "`token_expired`, `stale_code`, `challenge_expired`.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many answers from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn login(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -247,6 +321,26 @@ async fn login(
     }))
 }
 
+/// Refuses the sign-in (PROTOCOL.md §6.5).
+#[utoipa::path(
+    post,
+    path = "/api/authenticator/deny",
+    operation_id = "authenticator_deny",
+    tag = "authenticator",
+    request_body = DenyRequest,
+    responses(
+        (status = 200, description = "Denied.", body = Outcome),
+        (status = 404, description = "`unknown_challenge`.", body = ErrorBody),
+        (status = 409, description = "`challenge_used`.", body = ErrorBody),
+        (status = 400, description = "The body is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`), or the token or a field is malformed: the codes of PROTOCOL.md §7.", body = ErrorBody),
+        (status = 401, description = "`bad_signature`.", body = ErrorBody),
+        (status = 410, description = "`token_expired`, `stale_code`, `challenge_expired`.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many answers from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn deny(
     State(state): State<AppState>,
     client: ClientInfo,

@@ -171,10 +171,14 @@ pub struct LoggedError(pub std::sync::Arc<String>);
 
 /// The body of `not_ready`: the usual two fields, and the dependencies that
 /// did not answer.
-#[derive(Debug, serde::Serialize)]
-struct NotReadyBody {
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = NotReady)]
+pub(crate) struct NotReadyBody {
+    /// Always `not_ready`.
     error: String,
     message: String,
+    /// `database` and/or `redis`, in that order.
+    #[schema(value_type = Vec<String>)]
     down: Vec<&'static str>,
 }
 

@@ -13,9 +13,10 @@ use std::{
 
 use axum::{extract::State, routing::get, Json, Router};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::{
-    error::{Error, Result},
+    error::{Error, NotReadyBody, Result},
     AppState,
 };
 
@@ -24,14 +25,44 @@ use crate::{
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(ready))
+    Router::new().route("/healthz", get(live)).route("/readyz", get(ready))
 }
 
-#[derive(Debug, Serialize)]
+/// Liveness.
+///
+/// Answers while the process serves HTTP; touches no dependency.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "health",
+    responses((status = 200, description = "The process serves HTTP.", content_type = "text/plain", body = String, example = "ok")),
+)]
+async fn live() -> &'static str {
+    "ok"
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 struct Ready {
+    /// Always `ready`.
+    #[schema(value_type = String, pattern = "^ready$")]
     status: &'static str,
 }
 
+/// Readiness.
+///
+/// Whether the database answers and, with `--redis-url`, Redis, each within
+/// 2 seconds.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "Every dependency answers.", body = Ready),
+        (status = 503, description = "`not_ready`: `down` names what did not answer.", body = NotReadyBody),
+    ),
+)]
 async fn ready(State(state): State<AppState>) -> Result<Json<Ready>> {
     // Both probes at once, so a dead database and a dead Redis cost one
     // timeout, not two.

@@ -21,6 +21,7 @@ pub mod limit;
 pub mod metrics;
 pub mod middleware;
 pub mod oidc;
+pub mod openapi;
 pub mod pages;
 pub mod serve;
 pub mod state;
@@ -74,6 +75,7 @@ pub fn app(state: AppState) -> Router {
         .merge(authenticator::router())
         .merge(admin::router())
         .merge(oidc::router())
+        .merge(openapi::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Inside the trace layer, so that the shaped answers are what the
         // request log records.

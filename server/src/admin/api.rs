@@ -11,8 +11,9 @@ use axum::{
     Json, Router,
 };
 use serde::{Deserialize, Serialize};
-use sesame_proto::ServiceName;
+use sesame_proto::{wire::ErrorBody, ServiceName};
 use tracing::instrument;
+use utoipa::{IntoParams, ToSchema};
 
 use super::store;
 use crate::{
@@ -61,43 +62,65 @@ impl FromRequestParts<AppState> for AdminAuth {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = NewService)]
 struct CreateService {
+    /// 1 to 64 bytes of printable text, not padded with spaces.
     name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Service)]
 struct ServiceJson {
     id: String,
     name: String,
+    /// The service's login page.
     login_url: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Account)]
 struct AccountJson {
     name: String,
+    /// RFC 3339.
     created_at: String,
+    /// RFC 3339; `null` before the first login.
+    #[schema(required = true)]
     last_login_at: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AccountKey)]
 struct KeyJson {
     id: String,
     label: String,
+    /// `active`, or `pending` while the key waits for confirmation.
+    #[schema(value_type = String)]
     state: &'static str,
+    /// The key id of PROTOCOL.md §2.2.
+    #[schema(required = true)]
     fingerprint: Option<String>,
+    /// The address of the authenticator that registered the key.
     device_ip: String,
+    /// Its user agent.
     device_user_agent: String,
+    /// RFC 3339.
     created_at: String,
+    /// RFC 3339; `null` before the key's first login.
+    #[schema(required = true)]
     last_used_at: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SignInEvent)]
 struct EventJson {
+    /// `register`, `login`, `denied`, `cancelled` or `expired`.
     kind: String,
+    #[schema(required = true)]
     account: Option<String>,
     ip: String,
     user_agent: String,
+    /// RFC 3339.
     at: String,
 }
 
@@ -117,6 +140,25 @@ pub(super) fn by<'a>(state: &AppState, client: &'a ClientInfo) -> By<'a> {
     By { actor: &Actor::Token, client, at: state.clock.now().as_secs() as i64 }
 }
 
+/// Creates a service.
+#[utoipa::path(
+    post,
+    path = "/admin/api/services",
+    operation_id = "create_service",
+    tag = "admin",
+    request_body = CreateService,
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "The new service.", body = ServiceJson),
+        (status = 400, description = "`invalid_service_name`, or a body that is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`).", body = ErrorBody),
+        (status = 409, description = "`service_exists`: the name is taken.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn create_service(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -129,11 +171,44 @@ async fn create_service(
     Ok((StatusCode::CREATED, Json(service_json(&state, service))))
 }
 
+/// Lists the services, in creation order.
+#[utoipa::path(
+    get,
+    path = "/admin/api/services",
+    operation_id = "list_services",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The services.", body = Vec<ServiceJson>),
+        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn list_services(_: AdminAuth, State(state): State<AppState>) -> Result<Json<Vec<ServiceJson>>> {
     let services = store::list_services(&state.db).await?;
     Ok(Json(services.into_iter().map(|s| service_json(&state, s)).collect()))
 }
 
+/// Deletes a service with its accounts, challenges, sessions and events.
+#[utoipa::path(
+    delete,
+    path = "/admin/api/services/{id}",
+    operation_id = "delete_service",
+    tag = "admin",
+    params(("id" = String, Path, description = "The service id.")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 400, description = "`invalid_path`: a path segment does not decode.", body = ErrorBody),
+        (status = 404, description = "`unknown_service`.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn delete_service(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -146,6 +221,24 @@ async fn delete_service(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Lists a service's accounts, oldest first.
+#[utoipa::path(
+    get,
+    path = "/admin/api/services/{id}/accounts",
+    operation_id = "list_accounts",
+    tag = "admin",
+    params(("id" = String, Path, description = "The service id.")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The accounts.", body = Vec<AccountJson>),
+        (status = 400, description = "`invalid_path`: a path segment does not decode.", body = ErrorBody),
+        (status = 404, description = "`unknown_service`.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn list_accounts(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -164,6 +257,24 @@ async fn list_accounts(
     ))
 }
 
+/// Deletes an account with its keys and sessions.
+#[utoipa::path(
+    delete,
+    path = "/admin/api/services/{id}/accounts/{name}",
+    operation_id = "delete_account",
+    tag = "admin",
+    params(("id" = String, Path, description = "The service id."), ("name" = String, Path, description = "The account name, percent-encoded.")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 400, description = "`invalid_path`: a path segment does not decode.", body = ErrorBody),
+        (status = 404, description = "`unknown_service`, `unknown_account`.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn delete_account(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -176,8 +287,27 @@ async fn delete_account(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Lists an account's keys, oldest first.
+///
 /// The account name is one path segment: names with `/` must be
 /// percent-encoded, as in every account route.
+#[utoipa::path(
+    get,
+    path = "/admin/api/services/{id}/accounts/{name}/keys",
+    operation_id = "list_account_keys",
+    tag = "admin",
+    params(("id" = String, Path, description = "The service id."), ("name" = String, Path, description = "The account name, percent-encoded.")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The keys.", body = Vec<KeyJson>),
+        (status = 400, description = "`invalid_path`: a path segment does not decode.", body = ErrorBody),
+        (status = 404, description = "`unknown_service`, `unknown_account`.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn list_keys(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -203,6 +333,24 @@ async fn list_keys(
     ))
 }
 
+/// Removes one key of an account; the sessions it opened end with it.
+#[utoipa::path(
+    delete,
+    path = "/admin/api/services/{id}/accounts/{name}/keys/{key_id}",
+    operation_id = "delete_account_key",
+    tag = "admin",
+    params(("id" = String, Path, description = "The service id."), ("name" = String, Path, description = "The account name, percent-encoded."), ("key_id" = String, Path, description = "The key id.")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 400, description = "`invalid_path`: a path segment does not decode.", body = ErrorBody),
+        (status = 404, description = "`unknown_service`, `unknown_key`.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn delete_key(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -216,6 +364,24 @@ async fn delete_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A service's most recent sign-in events, newest first, at most 100.
+#[utoipa::path(
+    get,
+    path = "/admin/api/services/{id}/events",
+    operation_id = "list_sign_in_events",
+    tag = "admin",
+    params(("id" = String, Path, description = "The service id.")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The events.", body = Vec<EventJson>),
+        (status = 400, description = "`invalid_path`: a path segment does not decode.", body = ErrorBody),
+        (status = 404, description = "`unknown_service`.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn list_events(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -236,21 +402,34 @@ async fn list_events(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// Only records with a smaller id: the `id` of the last record of the
+    /// previous page.
     before: Option<i64>,
+    /// How many records, 1 to 500; 50 when absent.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
 /// An audit record as the API returns it and the admin page shows it: the
 /// stored one, with its time in RFC 3339.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditRecord)]
 pub(super) struct AuditJson {
+    /// Grows with time.
     pub(super) id: i64,
+    /// RFC 3339.
     pub(super) at: String,
+    /// `token`, `authenticator:<account name>` or `anonymous`.
     pub(super) actor: String,
+    /// A stable code (OPERATIONS.md, "Audit log").
     pub(super) action: String,
+    /// A service id, an account name or an admin session's handle; empty
+    /// when there is none.
     pub(super) target: String,
+    /// Short text for people.
     pub(super) detail: String,
     pub(super) ip: String,
     pub(super) user_agent: String,
@@ -271,8 +450,25 @@ impl From<audit::Event> for AuditJson {
     }
 }
 
-/// The audit log, newest first; `before` (an id from the previous page)
-/// pages back.
+/// The audit log of admin actions, newest first.
+///
+/// `before` (the id of the last record of the previous page) pages back.
+#[utoipa::path(
+    get,
+    path = "/admin/api/audit",
+    operation_id = "list_audit_records",
+    tag = "admin",
+    params(AuditQuery),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "A page of records; an empty array when there is nothing older.", body = Vec<AuditJson>),
+        (status = 400, description = "`invalid_limit` (out of range), `invalid_query` (`before` or `limit` not a whole number).", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn list_audit(
     _: AdminAuth,
     State(state): State<AppState>,

@@ -3,9 +3,9 @@
 //!
 //! Both go through the same queries in `store`, so they cannot drift apart.
 
-mod api;
+pub(crate) mod api;
 mod form;
-mod oidc;
+pub(crate) mod oidc;
 mod pages;
 mod sesame;
 mod session;

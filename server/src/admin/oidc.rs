@@ -12,6 +12,8 @@ use axum::{
     Json, Router,
 };
 use serde::{Deserialize, Serialize};
+use sesame_proto::wire::ErrorBody;
+use utoipa::ToSchema;
 
 use super::{
     api::{self, AdminAuth},
@@ -44,14 +46,20 @@ pub(super) fn router() -> Router<AppState> {
 
 /// A client as the API returns it. `client_secret` is there only in the
 /// answer that made the secret; `null` for a public client.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OidcClient)]
 struct ClientJson {
     client_id: String,
+    /// Only in the answer that made the secret; `null` in a `PUT` answer
+    /// for a public client. Sesame keeps only its SHA-256.
     #[serde(skip_serializing_if = "Shown::is_hidden")]
+    #[schema(value_type = Option<String>)]
     client_secret: Shown,
     redirect_uris: Vec<String>,
     post_logout_redirect_uris: Vec<String>,
     public: bool,
+    /// `RS256` or `EdDSA`.
+    #[schema(value_type = String)]
     id_token_signed_response_alg: &'static str,
     issuer: String,
     discovery_url: String,
@@ -91,6 +99,24 @@ fn path<T>(extracted: Result<Path<T>, PathRejection>) -> Result<T> {
     extracted.map(|Path(value)| value).map_err(|_| Error::bad_request("invalid_path", "the URL path is malformed"))
 }
 
+/// A service's OpenID Connect client, never with its secret.
+#[utoipa::path(
+    get,
+    path = "/admin/api/services/{id}/oidc",
+    operation_id = "get_oidc_client",
+    tag = "admin",
+    params(("id" = String, Path, description = "The service id.")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The client.", body = ClientJson),
+        (status = 400, description = "`invalid_path`: a path segment does not decode.", body = ErrorBody),
+        (status = 404, description = "`unknown_service`, `oidc_not_configured`.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn get_client(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -101,6 +127,28 @@ async fn get_client(
     Ok(Json(client_json(&state, client, Shown::Hidden)))
 }
 
+/// Makes a service an OpenID Connect client, or changes its settings.
+///
+/// A changed client keeps its `client_id`.
+#[utoipa::path(
+    put,
+    path = "/admin/api/services/{id}/oidc",
+    operation_id = "put_oidc_client",
+    tag = "admin",
+    params(("id" = String, Path, description = "The service id.")),
+    request_body = SettingsJson,
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The client; with `client_secret` when this request made one.", body = ClientJson),
+        (status = 400, description = "`invalid_client_settings`, `invalid_path`, or a body that is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`).", body = ErrorBody),
+        (status = 404, description = "`unknown_service`.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn put_client(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -120,6 +168,26 @@ async fn put_client(
     Ok(Json(client_json(&state, client, shown)))
 }
 
+/// Turns OpenID Connect off for a service.
+///
+/// Its client, pending requests, codes and access tokens go.
+#[utoipa::path(
+    delete,
+    path = "/admin/api/services/{id}/oidc",
+    operation_id = "delete_oidc_client",
+    tag = "admin",
+    params(("id" = String, Path, description = "The service id.")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 400, description = "`invalid_path`: a path segment does not decode.", body = ErrorBody),
+        (status = 404, description = "`unknown_service`, `oidc_not_configured`.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn delete_client(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -132,6 +200,26 @@ async fn delete_client(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Gives a confidential client a new secret.
+///
+/// The old one stops working at once.
+#[utoipa::path(
+    post,
+    path = "/admin/api/services/{id}/oidc/secret",
+    operation_id = "rotate_oidc_client_secret",
+    tag = "admin",
+    params(("id" = String, Path, description = "The service id.")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The client with its new `client_secret`.", body = ClientJson),
+        (status = 400, description = "`public_client`: a public client has no secret; `invalid_path`.", body = ErrorBody),
+        (status = 404, description = "`unknown_service`, `oidc_not_configured`.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn rotate_secret(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -144,14 +232,33 @@ async fn rotate_secret(
     Ok(Json(client_json(&state, client, Shown::Value(Some(secret)))))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OidcSigningKey)]
 struct KeyJson {
     kid: String,
+    /// `RS256` or `EdDSA`.
     alg: String,
+    /// `next`, `current` or `retired`.
     state: String,
+    /// RFC 3339.
     created_at: String,
 }
 
+/// The ID-token signing keys.
+#[utoipa::path(
+    get,
+    path = "/admin/api/oidc/keys",
+    operation_id = "list_oidc_signing_keys",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The keys.", body = Vec<KeyJson>),
+        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn list_keys(_: AdminAuth, State(state): State<AppState>) -> Result<Json<Vec<KeyJson>>> {
     keys_json(&state).await
 }
@@ -166,6 +273,21 @@ async fn keys_json(state: &AppState) -> Result<Json<Vec<KeyJson>>> {
     ))
 }
 
+/// One rotation step of the ID-token signing keys (OIDC.md).
+#[utoipa::path(
+    post,
+    path = "/admin/api/oidc/keys/rotate",
+    operation_id = "rotate_oidc_signing_keys",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The keys after the rotation.", body = Vec<KeyJson>),
+        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn rotate_keys(_: AdminAuth, State(state): State<AppState>, info: ClientInfo) -> Result<Json<Vec<KeyJson>>> {
     keys::rotate(&state.db, &api::by(&state, &info)).await?;
     state.oidc.keys.clear();

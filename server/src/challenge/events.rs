@@ -19,7 +19,8 @@ use axum::{
 };
 use futures_util::{stream, Stream, StreamExt as _};
 use serde::Serialize;
-use sesame_proto::{BaseToken, FreshnessSecret, UnixTime};
+use sesame_proto::{wire::ErrorBody, BaseToken, FreshnessSecret, UnixTime};
+use utoipa::ToSchema;
 
 use super::{store, StatusView};
 use crate::{bus::Subscription, error::Result, extract::ClientInfo, AppState};
@@ -27,6 +28,31 @@ use crate::{bus::Subscription, error::Result, extract::ClientInfo, AppState};
 /// Keep-alive comments keep proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// The challenge's live feed, for the browser that holds its binding cookie.
+///
+/// Events: `status` (the JSON of the status URL) first and on every change,
+/// the stream ending after a final one; `token` (`{"token", "step"}`) while
+/// pending, at once and then every rotation step. Comments every 15 s keep
+/// the stream alive.
+#[utoipa::path(
+    get,
+    path = "/api/challenges/{cid}/events",
+    operation_id = "challenge_events",
+    tag = "challenges",
+    params(("cid" = String, Path, description = "The challenge id.")),
+    security(("binding_cookie" = [])),
+    responses(
+        (status = 200, description = "Server-Sent Events until the challenge ends.", content_type = "text/event-stream", body = EventFields),
+        (status = 400, description = "`invalid_request`: the path does not decode (bad percent-encoding or UTF-8).", body = ErrorBody),
+        (status = 401, description = "`binding_required`.", body = ErrorBody),
+        (status = 403, description = "`wrong_browser`.", body = ErrorBody),
+        (status = 404, description = "`unknown_challenge`.", body = ErrorBody),
+        (status = 429, description = "`too_many_streams`: this challenge or this address has as many open streams as the server allows.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+        (status = 503, description = "`unavailable`: the server cannot follow the challenge (its Redis is away).", body = ErrorBody),
+    ),
+)]
 pub async fn handler(
     State(state): State<AppState>,
     Path(cid): Path<String>,
@@ -154,6 +180,22 @@ impl Watch {
 async fn sleep_until(now: UnixTime, at: UnixTime) {
     let secs = at.saturating_since(now);
     tokio::time::sleep(Duration::from_secs(secs).max(Duration::from_millis(250))).await;
+}
+
+/// One event of the feed, as the fields of a Server-Sent Event.
+#[derive(ToSchema)]
+#[schema(as = ChallengeEvent)]
+#[allow(dead_code)] // Only its schema is used; `status_event` and `token_event` make the events.
+struct EventFields {
+    /// `status` or `token`.
+    #[schema(pattern = "^(status|token)$")]
+    event: String,
+    /// `status-{status}-{hint}` or `token-{step}`.
+    #[schema(pattern = "^(status-[a-z]+-[a-z_]+|token-[0-9]+)$")]
+    id: String,
+    /// JSON: a `status` event carries what the status URL answers
+    /// (ChallengeStatus), a `token` event `{"token": text, "step": n}`.
+    data: String,
 }
 
 #[derive(Debug, Serialize)]

@@ -18,8 +18,10 @@ use axum::{
 use rand::rngs::OsRng;
 use serde::Serialize;
 use sesame_proto::{
-    wire::Status, BaseToken, ChallengeId, FreshnessSecret, Nonce, ServiceId, ServiceName, TokenClaims, UnixTime,
+    wire::{ErrorBody, Status},
+    BaseToken, ChallengeId, FreshnessSecret, Nonce, ServiceId, ServiceName, TokenClaims, UnixTime,
 };
+use utoipa::ToSchema;
 
 use crate::{
     cookie::{self, SameSite},
@@ -130,15 +132,42 @@ pub async fn issue(state: &AppState, service_id: &str, client: &ClientInfo) -> R
     Ok(Issued { id, service_id, service_name, base, token, expires_at, binding_cookie })
 }
 
-#[derive(Debug, Serialize)]
+/// A new challenge, for the page that shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = NewChallenge)]
 struct Created {
     challenge_id: ChallengeId,
+    /// The token text to show, and to encode in the QR code.
     token: String,
+    /// Where to poll the challenge's status.
     status_url: String,
+    /// Where to follow it as Server-Sent Events.
     events_url: String,
+    /// When the challenge expires, in Unix seconds.
     expires_at: u64,
 }
 
+/// Starts a sign-in for a service.
+///
+/// Issues a challenge and sets the binding cookie
+/// `sesame_browser_{challenge_id}` that the other challenge routes require.
+#[utoipa::path(
+    post,
+    path = "/api/services/{id}/challenges",
+    operation_id = "create_challenge",
+    tag = "challenges",
+    params(("id" = String, Path, description = "The service id.")),
+    responses(
+        (status = 201, description = "The challenge, and its binding cookie.", body = Created, headers(
+            ("Set-Cookie" = String, description = "The binding cookie `sesame_browser_{challenge_id}` (with the `__Host-` prefix on HTTPS): HttpOnly, SameSite=Strict."),
+        )),
+        (status = 400, description = "`invalid_request`: the path does not decode (bad percent-encoding or UTF-8).", body = ErrorBody),
+        (status = 404, description = "`unknown_service`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many challenges from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 async fn create_handler(
     State(state): State<AppState>,
     Path(service_id): Path<String>,
@@ -162,12 +191,19 @@ async fn create_handler(
 }
 
 /// What the status URL and the `status` events say.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = ChallengeStatus)]
 pub struct StatusView {
     pub status: Status,
+    /// Refines the status (PROTOCOL.md §8), e.g. `outstanding` or `opened`.
     pub hint: String,
+    /// A sentence for the page to show.
     pub message: String,
+    /// The account, once the status is `completed`; `null` before.
+    #[schema(required = true)]
     pub account: Option<String>,
+    /// `register` or `login`, once the status is `completed`; `null` before.
+    #[schema(required = true)]
     pub purpose: Option<String>,
 }
 
@@ -220,6 +256,24 @@ pub async fn for_browser(state: &AppState, cid: &str, headers: &HeaderMap) -> Re
     Ok(row)
 }
 
+/// The challenge's status, for clients that poll.
+///
+/// Only the browser that holds its binding cookie may read it.
+#[utoipa::path(
+    get,
+    path = "/api/challenges/{cid}",
+    operation_id = "challenge_status",
+    tag = "challenges",
+    params(("cid" = String, Path, description = "The challenge id.")),
+    security(("binding_cookie" = [])),
+    responses(
+        (status = 200, description = "The current status; a challenge whose time is up is reported as `expired`.", body = StatusView),
+        (status = 400, description = "`invalid_request`: the path does not decode (bad percent-encoding or UTF-8).", body = ErrorBody),
+        (status = 401, description = "`binding_required`: no binding cookie for this challenge.", body = ErrorBody),
+        (status = 403, description = "`wrong_browser`: another browser's binding cookie.", body = ErrorBody),
+        (status = 404, description = "`unknown_challenge`.", body = ErrorBody),
+    ),
+)]
 async fn status_handler(
     State(state): State<AppState>,
     Path(cid): Path<String>,
@@ -229,6 +283,24 @@ async fn status_handler(
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(StatusView::of(&row))).into_response())
 }
 
+/// Ends a pending challenge as `cancelled`.
+#[utoipa::path(
+    post,
+    path = "/api/challenges/{cid}/cancel",
+    operation_id = "cancel_challenge",
+    tag = "challenges",
+    params(("cid" = String, Path, description = "The challenge id.")),
+    security(("binding_cookie" = [])),
+    responses(
+        (status = 200, description = "The status after cancelling.", body = StatusView),
+        (status = 400, description = "`invalid_request`: the path does not decode (bad percent-encoding or UTF-8).", body = ErrorBody),
+        (status = 401, description = "`binding_required`.", body = ErrorBody),
+        (status = 403, description = "`wrong_browser`.", body = ErrorBody),
+        (status = 404, description = "`unknown_challenge`.", body = ErrorBody),
+        (status = 409, description = "`challenge_used`: it had already ended.", body = ErrorBody),
+        (status = 410, description = "`challenge_expired`.", body = ErrorBody),
+    ),
+)]
 async fn cancel_handler(
     State(state): State<AppState>,
     Path(cid): Path<String>,
@@ -241,13 +313,36 @@ async fn cancel_handler(
     Ok(Json(StatusView::of(&store::load(&state.db, &row.id).await?)))
 }
 
-#[derive(Debug, Serialize)]
+/// The session a completed challenge was turned into.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Session)]
 struct SessionView {
     account: String,
     service_id: ServiceId,
     service_name: String,
 }
 
+/// Turns a completed challenge into a session at its service, once.
+///
+/// Sets the session cookie and deletes the binding cookie.
+#[utoipa::path(
+    post,
+    path = "/api/challenges/{cid}/session",
+    operation_id = "redeem_challenge",
+    tag = "challenges",
+    params(("cid" = String, Path, description = "The challenge id.")),
+    security(("binding_cookie" = [])),
+    responses(
+        (status = 200, description = "The session.", body = SessionView, headers(
+            ("Set-Cookie" = String, description = "The session cookie `sesame_session_{service_id}` (HttpOnly, SameSite=Lax, 24 hours), and the binding cookie's deletion."),
+        )),
+        (status = 400, description = "`invalid_request`: the path does not decode (bad percent-encoding or UTF-8).", body = ErrorBody),
+        (status = 401, description = "`binding_required`.", body = ErrorBody),
+        (status = 403, description = "`wrong_browser`.", body = ErrorBody),
+        (status = 404, description = "`unknown_challenge`, or `unknown_account` when the account or its key was removed after it signed in.", body = ErrorBody),
+        (status = 409, description = "`not_completed`, or `already_redeemed` the second time.", body = ErrorBody),
+    ),
+)]
 async fn session_handler(
     State(state): State<AppState>,
     Path(cid): Path<String>,

@@ -73,14 +73,19 @@ impl Client {
 }
 
 /// The settings an admin gives, as the API takes them.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = OidcClientSettings)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsJson {
+    /// 1 to 20 absolute URIs, compared as exact strings.
     pub redirect_uris: Vec<String>,
+    /// 0 to 20 absolute URIs.
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
+    /// A client without a secret, which must use PKCE.
     #[serde(default)]
     pub public: bool,
+    /// `RS256` (when absent) or `EdDSA`.
     #[serde(default)]
     pub id_token_signed_response_alg: Option<String>,
 }

@@ -62,16 +62,21 @@ impl OAuthError {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct Body<'a> {
+/// An OAuth error (RFC 6749 §5.2, RFC 6750 §3), with Sesame's `message`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OAuthError)]
+pub(super) struct OAuthErrorBody<'a> {
+    /// The OAuth error code.
     error: &'static str,
     error_description: &'a str,
+    /// The same text as `error_description`.
     message: &'a str,
 }
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let body = Body { error: self.code, error_description: &self.description, message: &self.description };
+        let body =
+            OAuthErrorBody { error: self.code, error_description: &self.description, message: &self.description };
         let mut response = (self.status, Json(body)).into_response();
         response.extensions_mut().insert(ErrorCode(self.code));
         let headers = response.headers_mut();

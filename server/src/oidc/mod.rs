@@ -16,7 +16,7 @@ mod error;
 pub mod grant;
 pub mod keys;
 mod logout;
-mod token;
+pub(crate) mod token;
 
 use axum::{
     extract::State,
@@ -27,6 +27,7 @@ use axum::{
 };
 use serde::Serialize;
 use tower_http::cors::{Any, CorsLayer};
+use utoipa::ToSchema;
 
 use crate::{error::Result, AppState};
 pub use keys::{Alg, KeyCache};
@@ -82,7 +83,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The discovery document (OpenID Connect Discovery 1.0 §3).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OpenIdConfiguration)]
 struct Discovery {
     issuer: String,
     authorization_endpoint: String,
@@ -106,6 +108,16 @@ struct Discovery {
     authorization_response_iss_parameter_supported: bool,
 }
 
+/// The provider's discovery document.
+///
+/// OpenID Connect Discovery 1.0 §4.
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    operation_id = "openid_configuration",
+    tag = "oidc",
+    responses((status = 200, description = "The discovery document; it may be cached for an hour.", body = Discovery)),
+)]
 async fn discovery(State(state): State<AppState>) -> Response {
     let issuer = state.settings.origin.to_string();
     let doc = Discovery {
@@ -133,12 +145,55 @@ async fn discovery(State(state): State<AppState>) -> Response {
     cached(Json(doc).into_response(), "public, max-age=3600")
 }
 
-/// The key set: every published key (see [`keys`] for why there are
-/// several). Relying parties may cache it for an hour; rotations must be
-/// further apart than that.
+/// The published ID-token signing keys.
+///
+/// Every published key: the next, current and retired key of each
+/// algorithm. Relying parties may cache the set for an hour; rotations must
+/// be further apart than that.
+#[utoipa::path(
+    get,
+    path = "/oidc/jwks",
+    operation_id = "jwks",
+    tag = "oidc",
+    responses((status = 200, description = "The published ID-token signing keys; the set may be cached for an hour.", body = JwkSetSchema)),
+)]
 async fn jwks(State(state): State<AppState>) -> Result<Response> {
     let set = keys::published(&state.db, state.clock.now().as_secs() as i64).await?;
     Ok(cached(Json(set).into_response(), "public, max-age=3600"))
+}
+
+// The handler returns `jsonwebtoken`'s own `JwkSet`, which has no schema:
+// this one describes what that type writes for the keys `keys` makes, and
+// the schemathesis test holds the real answers to it.
+/// The published key set (RFC 7517 §5).
+#[derive(ToSchema)]
+#[schema(as = JwkSet)]
+#[allow(dead_code)] // Only its schema is used.
+pub(crate) struct JwkSetSchema {
+    keys: Vec<JwkSchema>,
+}
+
+/// A public signing key (RFC 7517 §4): RSA (RFC 7518 §6.3: `n`, `e`) or
+/// Ed25519 (RFC 8037 §2: `crv`, `x`).
+#[derive(ToSchema)]
+#[schema(as = Jwk)]
+#[allow(dead_code)] // Only its schema is used.
+struct JwkSchema {
+    /// `RSA` or `OKP`.
+    kty: String,
+    /// Always `sig`.
+    r#use: String,
+    /// `RS256` or `EdDSA`.
+    alg: String,
+    kid: String,
+    /// RSA: the modulus, base64url.
+    n: Option<String>,
+    /// RSA: the exponent, base64url.
+    e: Option<String>,
+    /// Ed25519: `Ed25519`.
+    crv: Option<String>,
+    /// Ed25519: the public key, base64url.
+    x: Option<String>,
 }
 
 fn cached(mut response: Response, policy: &'static str) -> Response {

@@ -12,34 +12,56 @@ use base64::{
     Engine as _,
 };
 use serde::{Deserialize, Serialize};
+use sesame_proto::wire::ErrorBody;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
+use utoipa::ToSchema;
 
 use super::{
     client::{self, Client},
-    error::{Failure, OAuthError},
+    error::{Failure, OAuthError, OAuthErrorBody},
     grant::{self, Redeemed},
     ACCESS_TOKEN_SECS, ID_TOKEN_SECS,
 };
 use crate::{extract::ClientInfo, AppState};
 
-/// The form a client posts. Every field is optional here so that a missing
-/// one gets OAuth's `invalid_request`, not a generic rejection.
-#[derive(Debug, Default, Deserialize)]
+// Every field is optional here so that a missing one gets OAuth's
+// `invalid_request`, not a generic rejection; the schema says which ones a
+// request needs.
+/// The form a client posts to the token endpoint (RFC 6749 §4.1.3).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = TokenRequest)]
 pub(super) struct TokenForm {
+    /// `authorization_code`, the one grant offered.
+    #[schema(required = true, value_type = String)]
     grant_type: Option<String>,
+    /// The code from the authorization response.
+    #[schema(required = true, value_type = String)]
     code: Option<String>,
+    /// The `redirect_uri` of the authorization request, exactly.
+    #[schema(required = true, value_type = String)]
     redirect_uri: Option<String>,
+    /// A public client, or a confidential one that authenticates with the
+    /// form (`client_secret_post`), names itself here.
     client_id: Option<String>,
+    /// `client_secret_post`; never together with HTTP Basic.
     client_secret: Option<String>,
+    /// PKCE (RFC 7636): 43 to 128 characters of `A-Z a-z 0-9 - . _ ~`.
     code_verifier: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// A successful token response (RFC 6749 §5.1, OIDC Core §3.1.3.3).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TokenResponse)]
 struct TokenAnswer {
+    /// Opaque; good only at the userinfo endpoint.
     access_token: String,
+    /// Always `Bearer`.
+    #[schema(value_type = String)]
     token_type: &'static str,
+    /// Seconds the access token lives.
     expires_in: i64,
+    /// A JWT signed with the client's `id_token_signed_response_alg`.
     id_token: String,
     scope: String,
 }
@@ -60,6 +82,32 @@ struct IdClaims<'a> {
     preferred_username: &'a str,
 }
 
+/// The token endpoint.
+///
+/// The `authorization_code` grant, with PKCE (RFC 6749 §4.1.3, RFC 7636
+/// §4.6). A confidential client authenticates with HTTP Basic or with the
+/// form, never both; a public client only names itself.
+#[utoipa::path(
+    post,
+    path = "/oidc/token",
+    operation_id = "token",
+    tag = "oidc",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    security((), ("client_secret_basic" = [])),
+    responses(
+        (status = 200, description = "The tokens.", body = TokenAnswer, headers(
+            ("Cache-Control" = String, description = "`no-store`."),
+        )),
+        (status = 400, description = "`invalid_request`, `invalid_grant` (an unknown, expired, used or another client's code; a wrong `redirect_uri`; a missing or wrong `code_verifier`), `unsupported_grant_type`.", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`, with `WWW-Authenticate: Basic` when the client used HTTP Basic.", body = OAuthErrorBody, headers(
+            ("WWW-Authenticate" = String, description = "`Basic realm=\"sesame\"` when the client tried HTTP Basic."),
+        )),
+        (status = 413, description = "`body_too_large`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many failed client authentications from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
 pub(super) async fn token(
     State(state): State<AppState>,
     client_info: ClientInfo,
@@ -224,14 +272,32 @@ pub(super) fn is_pkce_value(text: &str) -> bool {
         && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
-#[derive(Debug, Serialize)]
+/// The claims about the signed-in account (OIDC Core §5.3).
+#[derive(Debug, Serialize, ToSchema)]
 struct UserInfo {
+    /// Opaque, stable and never reused.
     sub: String,
+    /// The account name.
     preferred_username: String,
 }
 
-/// OIDC Core §5.3, with the token in the `Authorization` header only
+/// The signed-in account's claims.
+///
+/// OIDC Core §5.3, with the access token in the `Authorization` header only
 /// (RFC 6750 §2.1): tokens in URLs end up in logs.
+#[utoipa::path(
+    method(get, post),
+    path = "/oidc/userinfo",
+    operation_id = "userinfo",
+    tag = "oidc",
+    security(("access_token" = [])),
+    responses(
+        (status = 200, description = "The account's claims.", body = UserInfo),
+        (status = 401, description = "`invalid_token` (RFC 6750 §3.1): missing, unknown, expired or revoked.", body = OAuthErrorBody, headers(
+            ("WWW-Authenticate" = String, description = "A `Bearer` challenge."),
+        )),
+    ),
+)]
 pub(super) async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Failure> {
     let presented = headers
         .get(header::AUTHORIZATION)

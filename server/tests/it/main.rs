@@ -8,6 +8,7 @@ mod errors;
 mod health;
 mod limits;
 mod oidc;
+mod openapi;
 mod pages;
 mod storage;
 mod support;
