@@ -9,6 +9,7 @@ mod keystore_backup;
 mod logs;
 mod metrics;
 mod oidc;
+mod openapi;
 mod operations;
 mod packaging;
 mod scale;
