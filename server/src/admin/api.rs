@@ -131,7 +131,7 @@ fn service_json(state: &AppState, service: store::Service) -> ServiceJson {
 
 /// Path segments that do not decode (bad percent-encoding) get our JSON
 /// error, not axum's plain text.
-fn path<T>(extracted: Result<Path<T>, PathRejection>) -> Result<T> {
+pub(super) fn path<T>(extracted: Result<Path<T>, PathRejection>) -> Result<T> {
     extracted.map(|Path(value)| value).map_err(|_| Error::bad_request("invalid_path", "the URL path is malformed"))
 }
 

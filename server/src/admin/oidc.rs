@@ -16,7 +16,7 @@ use sesame_proto::wire::ErrorBody;
 use utoipa::ToSchema;
 
 use super::{
-    api::{self, AdminAuth},
+    api::{self, path, AdminAuth},
     form::{AdminForm, CsrfField, CsrfForm},
     pages::{self, PageResult},
     store,
@@ -93,10 +93,6 @@ fn client_json(state: &AppState, client: Client, secret: Shown) -> ClientJson {
         redirect_uris: client.redirect_uris,
         post_logout_redirect_uris: client.post_logout_redirect_uris,
     }
-}
-
-fn path<T>(extracted: Result<Path<T>, PathRejection>) -> Result<T> {
-    extracted.map(|Path(value)| value).map_err(|_| Error::bad_request("invalid_path", "the URL path is malformed"))
 }
 
 /// A service's OpenID Connect client, never with its secret.
