@@ -49,6 +49,8 @@ pub enum Error {
     InvalidSignatureEncoding,
     #[error("the signature does not match: it was made for another token, service, origin, account or purpose")]
     BadSignature,
+    #[error("the key label must be 1 to 64 bytes of printable text")]
+    InvalidKeyLabel,
 }
 
 impl Error {
@@ -76,6 +78,7 @@ impl Error {
             Self::WeakPublicKey => "weak_public_key",
             Self::InvalidSignatureEncoding => "invalid_signature_encoding",
             Self::BadSignature => "bad_signature",
+            Self::InvalidKeyLabel => "invalid_key_label",
         }
     }
 }

@@ -25,7 +25,10 @@ pub use error::Error;
 pub use fresh::{FreshToken, FreshnessSecret};
 pub use ids::{ChallengeId, InvalidId, Nonce, ServiceId};
 pub use keys::{AccountKey, AccountPublicKey, KeyId, ServerKey, ServerPublicKey, Signature};
-pub use message::{DenyRequest, LoginRequest, RegisterRequest, VerifiedDeny, VerifiedLogin, VerifiedRegistration};
-pub use names::{AccountName, Origin, ServiceName, MAX_NAME_LEN, MAX_ORIGIN_LEN};
+pub use message::{
+    DenyRequest, EnrollRequest, LoginRequest, RegisterRequest, RekeyRequest, VerifiedDeny, VerifiedEnrollment,
+    VerifiedLogin, VerifiedRegistration, VerifiedRekey,
+};
+pub use names::{AccountName, KeyLabel, Origin, ServiceName, MAX_NAME_LEN, MAX_ORIGIN_LEN};
 pub use time::UnixTime;
 pub use token::{BaseToken, Token, TokenClaims, UnverifiedToken};

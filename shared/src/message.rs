@@ -1,4 +1,5 @@
-//! The authenticator's answers to a token: register, log in, deny.
+//! The authenticator's answers to a token: register, log in, deny, enroll a
+//! key into an existing account, and log in while replacing the key (rekey).
 //!
 //! Each is a JSON object on the wire whose signature covers a byte string
 //! built here. Every byte string starts with its own tag, so a signature made
@@ -8,11 +9,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{encoding::put_short, AccountKey, AccountName, AccountPublicKey, Error, FreshToken, Signature, Token};
+use crate::{
+    encoding::put_short, AccountKey, AccountName, AccountPublicKey, Error, FreshToken, KeyLabel, Signature, Token,
+};
 
 pub(crate) const REGISTER_TAG: &[u8] = b"sesame/1/register\0";
 pub(crate) const LOGIN_TAG: &[u8] = b"sesame/1/login\0";
 pub(crate) const DENY_TAG: &[u8] = b"sesame/1/deny\0";
+pub(crate) const ENROLL_TAG: &[u8] = b"sesame/1/enroll\0";
+pub(crate) const REKEY_TAG: &[u8] = b"sesame/1/rekey\0";
 
 /// `tag ‖ u16 len ‖ token ‖ u8 len ‖ origin ‖ service id`: the prefix every
 /// response signs.
@@ -29,10 +34,7 @@ fn signed_prefix(tag: &[u8], token: &Token) -> Vec<u8> {
 }
 
 pub(crate) fn register_bytes(token: &Token, account: &AccountName, key: &AccountPublicKey) -> Vec<u8> {
-    let mut out = signed_prefix(REGISTER_TAG, token);
-    put_short(&mut out, account.as_str().as_bytes());
-    out.extend_from_slice(key.0.as_bytes());
-    out
+    account_key_bytes(REGISTER_TAG, token, account, key)
 }
 
 pub(crate) fn login_bytes(token: &Token, account: &AccountName) -> Vec<u8> {
@@ -45,6 +47,29 @@ pub(crate) fn deny_bytes(token: &Token, key: &AccountPublicKey) -> Vec<u8> {
     let mut out = signed_prefix(DENY_TAG, token);
     out.extend_from_slice(key.0.as_bytes());
     out
+}
+
+/// `tag ‖ prefix ‖ str8(account) ‖ key`: register, enroll and rekey sign the
+/// same shape under their own tags, so that each binds the purpose, the
+/// service, the account and the key.
+fn account_key_bytes(tag: &[u8], token: &Token, account: &AccountName, key: &AccountPublicKey) -> Vec<u8> {
+    let mut out = signed_prefix(tag, token);
+    put_short(&mut out, account.as_str().as_bytes());
+    out.extend_from_slice(key.0.as_bytes());
+    out
+}
+
+pub(crate) fn enroll_bytes(token: &Token, account: &AccountName, key: &AccountPublicKey) -> Vec<u8> {
+    account_key_bytes(ENROLL_TAG, token, account, key)
+}
+
+pub(crate) fn rekey_bytes(token: &Token, account: &AccountName, new_key: &AccountPublicKey) -> Vec<u8> {
+    account_key_bytes(REKEY_TAG, token, account, new_key)
+}
+
+/// An optional label as sent, checked.
+fn label(text: Option<&str>) -> Result<Option<KeyLabel>, Error> {
+    text.map(KeyLabel::parse).transpose()
 }
 
 fn check(key: &AccountPublicKey, message: &[u8], signature: &str) -> Result<(), Error> {
@@ -66,6 +91,10 @@ pub struct RegisterRequest {
     pub public_key: String,
     /// Ed25519 signature by that key (PROTOCOL.md §4), base64url without padding.
     pub signature: String,
+    /// What the person calls this authenticator, such as its host name
+    /// (PROTOCOL.md §4.1). Not signed; the server only shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 impl RegisterRequest {
@@ -77,7 +106,13 @@ impl RegisterRequest {
             account: account.as_str().to_owned(),
             public_key: public_key.to_base64(),
             signature: signature.to_base64(),
+            label: None,
         }
+    }
+
+    /// The same request, carrying `label`.
+    pub fn with_label(self, label: Option<&KeyLabel>) -> Self {
+        Self { label: label.map(|l| l.as_str().to_owned()), ..self }
     }
 
     /// Checks the proof of possession against the token the server has
@@ -85,8 +120,9 @@ impl RegisterRequest {
     pub fn verify(&self, fresh: FreshToken<'_>) -> Result<VerifiedRegistration, Error> {
         let account = AccountName::parse(&self.account)?;
         let public_key = AccountPublicKey::from_base64(&self.public_key)?;
+        let label = label(self.label.as_deref())?;
         check(&public_key, &register_bytes(fresh.token(), &account, &public_key), &self.signature)?;
-        Ok(VerifiedRegistration { account, public_key, _proof: () })
+        Ok(VerifiedRegistration { account, public_key, label, _proof: () })
     }
 }
 
@@ -159,14 +195,117 @@ impl DenyRequest {
     }
 }
 
-/// Proof that a registration was signed by the key it registers, for this
-/// fresh token.
+/// `POST /api/authenticator/enroll`: add a new key to the existing account
+/// that an enrollment challenge names (PROTOCOL.md §12). The signature by
+/// the new key proves the authenticator holds it; the key then waits for
+/// the browser that started the challenge to confirm it (§11).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The token text exactly as scanned or pasted.
+    pub token: String,
+    /// The account the challenge enrolls into, as the context answer named it.
+    pub account: String,
+    /// The new Ed25519 public key, base64url without padding.
+    pub public_key: String,
+    /// Ed25519 signature by the new key (PROTOCOL.md §12), base64url
+    /// without padding.
+    pub signature: String,
+    /// What the person calls this authenticator. Not signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+impl EnrollRequest {
+    pub fn sign(token: &Token, account: &AccountName, key: &AccountKey, label: Option<&KeyLabel>) -> Self {
+        let public_key = key.public_key();
+        let signature = key.sign(&enroll_bytes(token, account, &public_key));
+        Self {
+            token: token.as_str().to_owned(),
+            account: account.as_str().to_owned(),
+            public_key: public_key.to_base64(),
+            signature: signature.to_base64(),
+            label: label.map(|l| l.as_str().to_owned()),
+        }
+    }
+
+    /// Checks the proof of possession against the token the server has
+    /// already verified and found fresh.
+    pub fn verify(&self, fresh: FreshToken<'_>) -> Result<VerifiedRegistration, Error> {
+        let account = AccountName::parse(&self.account)?;
+        let public_key = AccountPublicKey::from_base64(&self.public_key)?;
+        let label = label(self.label.as_deref())?;
+        check(&public_key, &enroll_bytes(fresh.token(), &account, &public_key), &self.signature)?;
+        Ok(VerifiedRegistration { account, public_key, label, _proof: () })
+    }
+}
+
+/// `POST /api/authenticator/rekey`: sign in as an existing account and, in
+/// the same answer, replace the key that signs with a new one (PROTOCOL.md
+/// §13). Both keys sign the same bytes: the current key shows the account
+/// agrees, the new key shows the authenticator holds it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RekeyRequest {
+    /// The token text exactly as scanned or pasted.
+    pub token: String,
+    /// The account signing in.
+    pub account: String,
+    /// The new Ed25519 public key, base64url without padding.
+    pub public_key: String,
+    /// Ed25519 signature by the account's current key (PROTOCOL.md §13),
+    /// base64url without padding.
+    pub signature: String,
+    /// Ed25519 signature by the new key over the same bytes, base64url
+    /// without padding.
+    pub new_signature: String,
+}
+
+impl RekeyRequest {
+    pub fn sign(token: &Token, account: &AccountName, current: &AccountKey, new: &AccountKey) -> Self {
+        let public_key = new.public_key();
+        let message = rekey_bytes(token, account, &public_key);
+        Self {
+            token: token.as_str().to_owned(),
+            account: account.as_str().to_owned(),
+            public_key: public_key.to_base64(),
+            signature: current.sign(&message).to_base64(),
+            new_signature: new.sign(&message).to_base64(),
+        }
+    }
+
+    /// The account this rekey is for, so the server can look up its keys.
+    pub fn account(&self) -> Result<AccountName, Error> {
+        AccountName::parse(&self.account)
+    }
+
+    /// Checks the signature of the account's `registered` key, then the new
+    /// key's proof of possession. A new key equal to the registered one is
+    /// refused as `key_registered` by the server, not here.
+    pub fn verify(&self, fresh: FreshToken<'_>, registered: &AccountPublicKey) -> Result<VerifiedRekey, Error> {
+        let account = self.account()?;
+        let new_public_key = AccountPublicKey::from_base64(&self.public_key)?;
+        let message = rekey_bytes(fresh.token(), &account, &new_public_key);
+        check(registered, &message, &self.signature)?;
+        check(&new_public_key, &message, &self.new_signature)?;
+        Ok(VerifiedRekey { account, new_public_key, _proof: () })
+    }
+}
+
+/// Proof that a registration or an enrollment was signed by the key it
+/// registers, for this fresh token.
 #[derive(Debug)]
 pub struct VerifiedRegistration {
     account: AccountName,
     public_key: AccountPublicKey,
+    label: Option<KeyLabel>,
     _proof: (),
 }
+
+/// The same proof, for an enrollment.
+pub type VerifiedEnrollment = VerifiedRegistration;
 
 impl VerifiedRegistration {
     pub fn account(&self) -> &AccountName {
@@ -175,6 +314,29 @@ impl VerifiedRegistration {
 
     pub fn public_key(&self) -> &AccountPublicKey {
         &self.public_key
+    }
+
+    pub fn label(&self) -> Option<&KeyLabel> {
+        self.label.as_ref()
+    }
+}
+
+/// Proof that a rekey was signed by the account's registered key and by the
+/// new key, for this fresh token.
+#[derive(Debug)]
+pub struct VerifiedRekey {
+    account: AccountName,
+    new_public_key: AccountPublicKey,
+    _proof: (),
+}
+
+impl VerifiedRekey {
+    pub fn account(&self) -> &AccountName {
+        &self.account
+    }
+
+    pub fn new_public_key(&self) -> &AccountPublicKey {
+        &self.new_public_key
     }
 }
 

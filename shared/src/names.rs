@@ -227,6 +227,13 @@ name_type!(
     AccountName,
     Error::InvalidAccountName
 );
+name_type!(
+    /// What a person calls one of their authenticators ("work laptop"), so
+    /// that they can tell an account's keys apart. It follows the rules of
+    /// names, and nothing depends on it.
+    KeyLabel,
+    Error::InvalidKeyLabel
+);
 
 #[cfg(test)]
 mod tests {

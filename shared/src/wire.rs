@@ -44,6 +44,26 @@ pub struct ChallengeContext {
     pub user_agent: String,
     pub requested_at: UnixTime,
     pub expires_at: UnixTime,
+    /// What answering does: `sign_in` (register or log in) or `enroll` (add
+    /// a key to `account`). Absent means `sign_in`.
+    #[serde(default)]
+    pub purpose: ChallengePurpose,
+    /// For `enroll`, the existing account the new key joins; absent
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+}
+
+/// What a challenge is for (PROTOCOL.md §6.2).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChallengePurpose {
+    /// Answered with register, login, rekey or deny.
+    #[default]
+    SignIn,
+    /// Answered with enroll or deny: it adds a key to an existing account.
+    Enroll,
 }
 
 /// A challenge's state. It leaves `pending` once, for one of the others.

@@ -7,9 +7,9 @@
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use ed25519_dalek::Signer as _;
 use sesame_proto::{
-    token::PREFIX, AccountKey, AccountName, BaseToken, ChallengeId, DenyRequest, Error, FreshnessSecret, LoginRequest,
-    Nonce, Origin, RegisterRequest, ServerKey, ServerPublicKey, ServiceId, ServiceName, Token, TokenClaims, UnixTime,
-    UnverifiedToken,
+    token::PREFIX, AccountKey, AccountName, BaseToken, ChallengeId, DenyRequest, EnrollRequest, Error, FreshnessSecret,
+    KeyLabel, LoginRequest, Nonce, Origin, RegisterRequest, RekeyRequest, ServerKey, ServerPublicKey, ServiceId,
+    ServiceName, Token, TokenClaims, UnixTime, UnverifiedToken,
 };
 
 pub(crate) const ISSUED_AT: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
@@ -35,6 +35,16 @@ pub(crate) fn code_secret() -> FreshnessSecret {
 
 pub(crate) fn account_key() -> AccountKey {
     AccountKey::from_seed(&seed(4))
+}
+
+/// The key of a second authenticator: the one an enrollment adds, and the
+/// one a rekey replaces `account_key` with.
+pub(crate) fn new_account_key() -> AccountKey {
+    AccountKey::from_seed(&seed(5))
+}
+
+pub(crate) fn laptop() -> KeyLabel {
+    KeyLabel::parse("work laptop").unwrap()
 }
 
 pub(crate) fn claims(service_id: u8, service_name: &str) -> TokenClaims {
@@ -386,6 +396,8 @@ pub(crate) enum Purpose {
     Register,
     Login,
     Deny,
+    Enroll,
+    Rekey,
 }
 
 pub(crate) struct ResponseCase {
@@ -413,6 +425,14 @@ pub(crate) fn check_response(purpose: &Purpose, request: &serde_json::Value) -> 
         Purpose::Deny => {
             let req: DenyRequest = serde_json::from_value(request.clone()).unwrap();
             req.verify(fresh).map(drop)
+        }
+        Purpose::Enroll => {
+            let req: EnrollRequest = serde_json::from_value(request.clone()).unwrap();
+            req.verify(fresh).map(drop)
+        }
+        Purpose::Rekey => {
+            let req: RekeyRequest = serde_json::from_value(request.clone()).unwrap();
+            req.verify(fresh, &account_key().public_key()).map(drop)
         }
     }
 }
@@ -567,6 +587,81 @@ pub(crate) fn response_cases() -> Vec<ResponseCase> {
     let mut bad = login.clone();
     bad["signature"] = URL_SAFE_NO_PAD.encode([0u8; 63]).into();
     case("short_signature", "a 63-byte signature", Purpose::Login, bad, Error::InvalidSignatureEncoding);
+
+    let new_key = new_account_key();
+    let enroll = serde_json::to_value(EnrollRequest::sign(&token, &alice(), &new_key, Some(&laptop()))).unwrap();
+    let rekey = serde_json::to_value(RekeyRequest::sign(&token, &alice(), &key, &new_key)).unwrap();
+    let register_new = serde_json::to_value(RegisterRequest::sign(&token, &alice(), &new_key)).unwrap();
+
+    let mut other = enroll.clone();
+    other["signature"] = register_new["signature"].clone();
+    case(
+        "register_signature_as_enroll",
+        "a registration of the same account and key presented as an enrollment",
+        Purpose::Enroll,
+        other,
+        Error::BadSignature,
+    );
+
+    let mut other = enroll.clone();
+    other["account"] = "bob".into();
+    case(
+        "enroll_for_other_account",
+        "an enrollment into alice presented for bob",
+        Purpose::Enroll,
+        other,
+        Error::BadSignature,
+    );
+
+    let mut other = enroll.clone();
+    other["label"] = "bad\u{202e}label".into();
+    case(
+        "enroll_label_with_bidi_control",
+        "a label with a bidirectional control character",
+        Purpose::Enroll,
+        other,
+        Error::InvalidKeyLabel,
+    );
+
+    let mut other = rekey.clone();
+    other["signature"] = rekey["new_signature"].clone();
+    case(
+        "rekey_signed_by_new_key_only",
+        "both signatures by the new key: the account's key never agreed",
+        Purpose::Rekey,
+        other,
+        Error::BadSignature,
+    );
+
+    let mut other = rekey.clone();
+    other["new_signature"] = rekey["signature"].clone();
+    case(
+        "rekey_without_proof_of_new_key",
+        "both signatures by the current key: nothing shows the new key is held",
+        Purpose::Rekey,
+        other,
+        Error::BadSignature,
+    );
+
+    let mut other = rekey.clone();
+    other["public_key"] = key.public_key().to_base64().into();
+    case(
+        "rekey_to_other_key",
+        "the signatures name one new key, the request another",
+        Purpose::Rekey,
+        other,
+        Error::BadSignature,
+    );
+
+    let mut other = rekey.clone();
+    other["signature"] = login["signature"].clone();
+    case(
+        "login_signature_as_rekey",
+        "a login signature presented as a rekey",
+        Purpose::Rekey,
+        other,
+        Error::BadSignature,
+    );
 
     let mut bad = register.clone();
     bad["account"] = "<b>\nalice".into();
