@@ -17,7 +17,7 @@ use std::fmt;
 use sqlx::{Any, Executor, Row as _};
 
 use crate::{
-    db::Db,
+    db::{timed, Db},
     error::{Error, Result},
     extract::ClientInfo,
 };
@@ -33,6 +33,9 @@ pub(crate) enum Actor {
     Anonymous,
     /// The server itself, at start-up (`--demo`).
     System,
+    /// Whoever opened the recovery link with this id and confirmed a key
+    /// with it.
+    RecoveryLink(String),
 }
 
 impl fmt::Display for Actor {
@@ -42,6 +45,7 @@ impl fmt::Display for Actor {
             Self::Authenticator(name) => write!(f, "authenticator:{name}"),
             Self::Anonymous => f.write_str("anonymous"),
             Self::System => f.write_str("system"),
+            Self::RecoveryLink(id) => write!(f, "recovery:{id}"),
         }
     }
 }
@@ -69,6 +73,11 @@ pub(crate) enum Action {
     OidcClientRemoved,
     OidcSecretRotated,
     OidcKeysRotated,
+    /// An admin made a recovery link for an account.
+    RecoveryLinkCreated,
+    RecoveryLinkRevoked,
+    /// A key enrolled through a recovery link was confirmed, using it up.
+    RecoveryLinkUsed,
 }
 
 impl Action {
@@ -91,6 +100,9 @@ impl Action {
             Self::OidcClientRemoved => "oidc_client_removed",
             Self::OidcSecretRotated => "oidc_secret_rotated",
             Self::OidcKeysRotated => "oidc_keys_rotated",
+            Self::RecoveryLinkCreated => "recovery_link_created",
+            Self::RecoveryLinkRevoked => "recovery_link_revoked",
+            Self::RecoveryLinkUsed => "recovery_link_used",
         }
     }
 }
@@ -140,7 +152,7 @@ pub(crate) async fn record<'e>(
     .bind(record.detail.to_owned())
     .bind(by.client.ip.to_string())
     .bind(by.client.user_agent.clone())
-    .execute(executor)
+    .execute(timed(executor))
     .await?;
     tracing::info!(
         %actor,
@@ -183,7 +195,7 @@ pub(crate) async fn list(db: &Db, before: Option<i64>, limit: i64) -> Result<Vec
     )
     .bind(before.unwrap_or(i64::MAX))
     .bind(limit)
-    .fetch_all(&db.pool)
+    .fetch_all(timed(&db.pool))
     .await?;
     rows.iter()
         .map(|row| {

@@ -1,6 +1,6 @@
-//! The authenticator's HTTP interface (docs/PROTOCOL.md §5–§7): the server's
-//! identity, "who is asking", and the signed register, login and deny
-//! answers.
+//! The authenticator's HTTP interface (docs/PROTOCOL.md §5–§7, §12, §13):
+//! the server's identity, "who is asking", and the signed register, login,
+//! deny, enroll and rekey answers.
 //!
 //! Every answer goes through the same checks in the order of §6.6, so that a
 //! given bad request always gets the same error code, and the challenge is
@@ -9,9 +9,9 @@
 
 use axum::{extract::State, routing::get, routing::post, Json, Router};
 use sesame_proto::{
-    wire::{ChallengeContext, ContextRequest, ErrorBody, Outcome, ServerKeyInfo, Status},
-    BaseToken, DenyRequest, FreshToken, FreshnessSecret, LoginRequest, RegisterRequest, Token, UnverifiedToken,
-    VerifiedLogin,
+    wire::{ChallengeContext, ChallengePurpose, ContextRequest, ErrorBody, Outcome, ServerKeyInfo, Status},
+    BaseToken, DenyRequest, EnrollRequest, FreshToken, FreshnessSecret, LoginRequest, RegisterRequest, RekeyRequest,
+    Token, UnverifiedToken, VerifiedLogin,
 };
 
 use crate::{
@@ -30,6 +30,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/authenticator/register", post(register))
         .route("/api/authenticator/login", post(login))
         .route("/api/authenticator/deny", post(deny))
+        .route("/api/authenticator/enroll", post(enroll))
+        .route("/api/authenticator/rekey", post(rekey))
 }
 
 /// The server's identity key.
@@ -114,6 +116,18 @@ async fn check_answer(state: &AppState, text: &str) -> Result<Checked> {
     Ok(checked)
 }
 
+const ENROLLMENT_ONLY: &str = "this request adds an authenticator to an existing account; answer it with enroll";
+
+/// [`check_answer`] for a register, login or rekey: the challenge must be a
+/// sign-in, not an enrollment (which only adds a key, PROTOCOL.md §12).
+async fn check_sign_in(state: &AppState, text: &str) -> Result<Checked> {
+    let checked = check_answer(state, text).await?;
+    if checked.row.enroll_account.is_some() {
+        return Err(Error::WrongPurpose(ENROLLMENT_ONLY));
+    }
+    Ok(checked)
+}
+
 /// Who is asking.
 ///
 /// Checks the token as for an answer and marks the challenge as opened
@@ -162,6 +176,8 @@ async fn context(
         user_agent: row.user_agent,
         requested_at: sesame_proto::UnixTime::from_secs(row.created_at as u64),
         expires_at: claims.expires_at,
+        purpose: if row.enroll_account.is_some() { ChallengePurpose::Enroll } else { ChallengePurpose::SignIn },
+        account: row.enroll_account,
     }))
 }
 
@@ -192,7 +208,7 @@ async fn register(
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<Json<Outcome>> {
     state.limits.submissions.check(client.ip).await?;
-    let checked = check_answer(&state, &req.token).await?;
+    let checked = check_sign_in(&state, &req.token).await?;
     let verified = req.verify(checked.fresh(&state)?)?;
     if !checked.row.allow_register {
         return Err(Error::RegistrationClosed);
@@ -212,6 +228,7 @@ async fn register(
         account: &account,
         key_id: &key_id,
         public_key: verified.public_key(),
+        label: verified.label(),
         challenge_id: &id,
         device: &client,
         now: now.as_secs() as i64,
@@ -291,7 +308,7 @@ async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<Outcome>> {
     state.limits.submissions.check(client.ip).await?;
-    let checked = check_answer(&state, &req.token).await?;
+    let checked = check_sign_in(&state, &req.token).await?;
     checked.fresh(&state)?;
     let account = req.account()?;
     let account_keys = keys::of_account(&state.db, &checked.row.service_id, account.as_str()).await?;
@@ -353,4 +370,161 @@ async fn deny(
     store::finish(&state.db, &id, state.clock.now(), &Final::denied()).await?;
     store::publish(&state, id).await;
     Ok(Json(Outcome { status: Status::Denied, purpose: None, account: None, key_state: None }))
+}
+
+/// Adds a key to the account an enrollment challenge names (PROTOCOL.md
+/// §12). The key waits for the browser that started the challenge to
+/// confirm it (§11).
+#[utoipa::path(
+    post,
+    path = "/api/authenticator/enroll",
+    operation_id = "authenticator_enroll",
+    tag = "authenticator",
+    request_body = EnrollRequest,
+    responses(
+        (status = 200, description = "Enrolled; `key_state` is `pending` until the page confirms the key.", body = Outcome),
+        (status = 403, description = "`wrong_purpose`: a sign-in challenge; `wrong_account`: the challenge enrolls into another account.", body = ErrorBody),
+        (status = 404, description = "`unknown_challenge`, `unknown_account`.", body = ErrorBody),
+        (status = 409, description = "`challenge_used`, `key_registered`.", body = ErrorBody),
+        (status = 400, description = "The body is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`), or the token or a field is malformed: the codes of PROTOCOL.md §7.", body = ErrorBody),
+        (status = 401, description = "`bad_signature`.", body = ErrorBody),
+        (status = 410, description = "`token_expired`, `stale_code`, `challenge_expired`.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many answers from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
+async fn enroll(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    ApiJson(req): ApiJson<EnrollRequest>,
+) -> Result<Json<Outcome>> {
+    state.limits.submissions.check(client.ip).await?;
+    let checked = check_answer(&state, &req.token).await?;
+    let Some(enroll_account) = checked.row.enroll_account.clone() else {
+        return Err(Error::WrongPurpose("this request signs in; only an enrollment request adds a key to an account"));
+    };
+    let verified = req.verify(checked.fresh(&state)?)?;
+    if verified.account().as_str() != enroll_account {
+        return Err(Error::WrongAccount);
+    }
+    let id = checked.row.id;
+    let key_id = keys::new_id();
+    let now = state.clock.now();
+
+    let mut tx = state.db.pool.begin().await?;
+    if !store::consume(&mut tx, &id, now, &Final::enrolled(enroll_account.clone(), key_id.clone())).await? {
+        tx.rollback().await?;
+        return Err(store::why_not_pending(&state.db, &id, now).await);
+    }
+    let new = keys::NewAccount {
+        service_id: &checked.row.service_id,
+        account: &enroll_account,
+        key_id: &key_id,
+        public_key: verified.public_key(),
+        label: verified.label(),
+        challenge_id: &id,
+        device: &client,
+        now: now.as_secs() as i64,
+    };
+    if let Err(e) = keys::enroll(&mut tx, &new).await {
+        // The challenge stays pending: a key that is already registered
+        // can be replaced by another from the same token.
+        tx.rollback().await?;
+        return Err(e);
+    }
+    tx.commit().await?;
+    store::publish(&state, id).await;
+    tracing::info!(challenge = %id, key = %key_id, "a key was enrolled and waits for confirmation");
+    Ok(Json(Outcome {
+        status: Status::Completed,
+        purpose: Some("enroll".to_owned()),
+        account: Some(enroll_account),
+        key_state: Some(KeyState::Pending.as_str().to_owned()),
+    }))
+}
+
+/// Signs in and replaces the key that signed with a new one, in one answer
+/// (PROTOCOL.md §13). The swap is one conditional UPDATE in the transaction
+/// that consumes the challenge: afterwards the old key is refused, and a
+/// replay finds the challenge used.
+#[utoipa::path(
+    post,
+    path = "/api/authenticator/rekey",
+    operation_id = "authenticator_rekey",
+    tag = "authenticator",
+    request_body = RekeyRequest,
+    responses(
+        (status = 200, description = "Signed in, and the account's key replaced.", body = Outcome),
+        (status = 403, description = "`key_pending`: the key waits for confirmation; `wrong_purpose`: an enrollment challenge.", body = ErrorBody),
+        (status = 404, description = "`unknown_challenge`, `unknown_account`.", body = ErrorBody),
+        (status = 409, description = "`challenge_used`, `key_registered`: the new key is already registered at the service.", body = ErrorBody),
+        (status = 400, description = "The body is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`), or the token or a field is malformed: the codes of PROTOCOL.md §7.", body = ErrorBody),
+        (status = 401, description = "`bad_signature`.", body = ErrorBody),
+        (status = 410, description = "`token_expired`, `stale_code`, `challenge_expired`.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many answers from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
+async fn rekey(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    ApiJson(req): ApiJson<RekeyRequest>,
+) -> Result<Json<Outcome>> {
+    state.limits.submissions.check(client.ip).await?;
+    let checked = check_sign_in(&state, &req.token).await?;
+    let fresh = checked.fresh(&state)?;
+    let account = req.account()?;
+    let account_keys = keys::of_account(&state.db, &checked.row.service_id, account.as_str()).await?;
+    let mut refusal = None;
+    let mut found = None;
+    for key in &account_keys {
+        match req.verify(fresh, &key.public_key) {
+            Ok(_) if key.state == KeyState::Pending => return Err(Error::KeyPending),
+            Ok(verified) => {
+                found = Some((verified, key));
+                break;
+            }
+            Err(e) => refusal = Some(e),
+        }
+    }
+    let (verified, key) = found.ok_or_else(|| refusal.map_or(Error::UnknownAccount, Error::from))?;
+    if account_keys.iter().any(|k| k.public_key == *verified.new_public_key()) {
+        return Err(Error::KeyRegistered);
+    }
+    let name = verified.account().as_str().to_owned();
+    let id = checked.row.id;
+    let now = state.clock.now();
+
+    let mut tx = state.db.pool.begin().await?;
+    if !store::consume(&mut tx, &id, now, &Final::logged_in(name.clone(), key.id.clone())).await? {
+        tx.rollback().await?;
+        return Err(store::why_not_pending(&state.db, &id, now).await);
+    }
+    match keys::rekey(&mut tx, &key.id, &key.public_key, verified.new_public_key(), now.as_secs() as i64).await {
+        Ok(true) => {}
+        // The key was removed, or replaced by a racing rekey, after it was
+        // read: this answer's key no longer signs in.
+        Ok(false) => {
+            tx.rollback().await?;
+            return Err(Error::Protocol(sesame_proto::Error::BadSignature));
+        }
+        Err(e) => {
+            tx.rollback().await?;
+            return Err(e);
+        }
+    }
+    tx.commit().await?;
+    store::publish(&state, id).await;
+    crate::metrics::challenge_approved(checked.row.created_at, now);
+    tracing::info!(challenge = %id, key = %key.id, "an account key was replaced");
+    Ok(Json(Outcome {
+        status: Status::Completed,
+        purpose: Some("login".to_owned()),
+        account: Some(name),
+        key_state: None,
+    }))
 }

@@ -43,6 +43,16 @@ pub enum Error {
     NothingToConfirm,
     #[error("this account has no such key")]
     UnknownKey,
+    /// An answer of one kind to a challenge of the other: a sign-in answer
+    /// to an enrollment challenge, or an enrollment to a sign-in challenge.
+    #[error("{0}")]
+    WrongPurpose(&'static str),
+    #[error("this request adds a key to another account")]
+    WrongAccount,
+    #[error("no such recovery link, or it was revoked")]
+    UnknownRecoveryLink,
+    #[error("this recovery link has expired or was already used; ask your administrator for a new one")]
+    RecoveryLinkSpent,
     #[error("no application is registered with this client_id")]
     OidcUnknownClient,
     #[error("the redirect_uri is missing or is not one registered for this client, so Sesame will not send you there")]
@@ -120,6 +130,10 @@ impl Error {
             Self::KeyPending => (StatusCode::FORBIDDEN, "key_pending"),
             Self::NothingToConfirm => (StatusCode::CONFLICT, "nothing_to_confirm"),
             Self::UnknownKey => (StatusCode::NOT_FOUND, "unknown_key"),
+            Self::WrongPurpose(_) => (StatusCode::FORBIDDEN, "wrong_purpose"),
+            Self::WrongAccount => (StatusCode::FORBIDDEN, "wrong_account"),
+            Self::UnknownRecoveryLink => (StatusCode::NOT_FOUND, "unknown_recovery_link"),
+            Self::RecoveryLinkSpent => (StatusCode::GONE, "recovery_link_spent"),
             Self::OidcUnknownClient => (StatusCode::BAD_REQUEST, "invalid_client"),
             Self::OidcRedirectUri => (StatusCode::BAD_REQUEST, "invalid_redirect_uri"),
             Self::OidcNotConfigured => (StatusCode::NOT_FOUND, "oidc_not_configured"),

@@ -16,6 +16,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::{
+    db::timed,
     error::{Error, NotReadyBody, Result},
     AppState,
 };
@@ -80,7 +81,7 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Ready>> {
 /// `SELECT 1` through the pool: it needs a connection (a new one when the old
 /// ones died) and a round trip, and reads no table.
 async fn database_answers(state: &AppState) -> bool {
-    let probe = sqlx::query("SELECT 1").execute(&state.db.pool);
+    let probe = sqlx::query("SELECT 1").execute(timed(&state.db.pool));
     matches!(tokio::time::timeout(PROBE_TIMEOUT, probe).await, Ok(Ok(_)))
 }
 

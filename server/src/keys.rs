@@ -8,12 +8,12 @@
 //! raced by anyone who glimpsed the token on the admin's screen.
 
 use rand::rngs::OsRng;
-use sesame_proto::{AccountName, AccountPublicKey, ChallengeId, ConfirmationCode, ServiceId};
+use sesame_proto::{AccountName, AccountPublicKey, ChallengeId, ConfirmationCode, KeyLabel, ServiceId};
 use sqlx::{AnyConnection, Row as _};
 
 use crate::{
     audit::{self, Action, By, Record},
-    db::Db,
+    db::{timed, Db},
     error::{Error, Result},
     extract::ClientInfo,
 };
@@ -95,6 +95,8 @@ pub struct NewAccount<'a> {
     pub account: &'a str,
     pub key_id: &'a str,
     pub public_key: &'a AccountPublicKey,
+    /// What the authenticator calls itself, if it said.
+    pub label: Option<&'a KeyLabel>,
     /// The challenge the registration answered.
     pub challenge_id: &'a ChallengeId,
     /// The authenticator that sent it.
@@ -112,14 +114,14 @@ pub async fn register(conn: &mut AnyConnection, new: &NewAccount<'_>) -> Result<
         .bind(new.account.to_owned())
         .bind(new_id())
         .bind(new.now)
-        .execute(&mut *conn)
+        .execute(timed(&mut *conn))
         .await
         .map_err(|e| unique_as(e, Error::AccountExists))?;
     let state: String = sqlx::query_scalar(
         "INSERT INTO account_key (id, service_id, account, public_key, state, challenge_id, device_ip, \
-         device_user_agent, created_at) \
+         device_user_agent, created_at, label) \
          SELECT $1, s.id, $3, $4, CASE WHEN s.builtin THEN 'pending' ELSE 'active' END, \
-         CASE WHEN s.builtin THEN $5 ELSE NULL END, $6, $7, $8 FROM service s WHERE s.id = $2 \
+         CASE WHEN s.builtin THEN $5 ELSE NULL END, $6, $7, $8, $9 FROM service s WHERE s.id = $2 \
          RETURNING state",
     )
     .bind(new.key_id.to_owned())
@@ -130,10 +132,66 @@ pub async fn register(conn: &mut AnyConnection, new: &NewAccount<'_>) -> Result<
     .bind(new.device.ip.to_string())
     .bind(new.device.user_agent.clone())
     .bind(new.now)
-    .fetch_one(&mut *conn)
+    .bind(new.label.map_or_else(String::new, |l| l.as_str().to_owned()))
+    .fetch_one(timed(&mut *conn))
     .await
     .map_err(|e| unique_as(e, Error::KeyRegistered))?;
     KeyState::parse(&state)
+}
+
+/// Adds `new.public_key` to the existing account `new.account`, pending
+/// until the browser that started the enrollment challenge confirms it
+/// (docs/PROTOCOL.md §11, §12), inside the caller's transaction (after the
+/// challenge was consumed).
+pub async fn enroll(conn: &mut AnyConnection, new: &NewAccount<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO account_key (id, service_id, account, public_key, label, state, challenge_id, device_ip, \
+         device_user_agent, created_at, added_by) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, 'enroll')",
+    )
+    .bind(new.key_id.to_owned())
+    .bind(new.service_id.to_string())
+    .bind(new.account.to_owned())
+    .bind(new.public_key.to_bytes().to_vec())
+    .bind(new.label.map_or_else(String::new, |l| l.as_str().to_owned()))
+    .bind(new.challenge_id.to_string())
+    .bind(new.device.ip.to_string())
+    .bind(new.device.user_agent.clone())
+    .bind(new.now)
+    .execute(timed(&mut *conn))
+    .await
+    .map_err(|e| match &e {
+        // The account was deleted after the challenge was issued.
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownAccount,
+        _ => unique_as(e, Error::KeyRegistered),
+    })?;
+    Ok(())
+}
+
+/// Replaces the public key of `key_id` with `new`, and records the login it
+/// made, inside the caller's transaction (after the challenge was consumed).
+/// The old key must still be the stored one, so that of two racing rekeys
+/// of one key only one lands. Returns false when it is not (or the key is
+/// gone or no longer active): the caller then rolls back.
+pub async fn rekey(
+    conn: &mut AnyConnection,
+    key_id: &str,
+    old: &AccountPublicKey,
+    new: &AccountPublicKey,
+    now: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE account_key SET public_key = $3, last_used_at = $4 \
+         WHERE id = $1 AND public_key = $2 AND state = 'active'",
+    )
+    .bind(key_id.to_owned())
+    .bind(old.to_bytes().to_vec())
+    .bind(new.to_bytes().to_vec())
+    .bind(now)
+    .execute(timed(&mut *conn))
+    .await
+    .map_err(|e| unique_as(e, Error::KeyRegistered))?
+    .rows_affected();
+    Ok(done == 1)
 }
 
 /// A unique violation on this statement means `conflict` (each statement
@@ -159,7 +217,7 @@ pub async fn of_account(db: &Db, service_id: &ServiceId, account: &str) -> Resul
     let rows = sqlx::query("SELECT id, public_key, state FROM account_key WHERE service_id = $1 AND account = $2")
         .bind(service_id.to_string())
         .bind(account.to_owned())
-        .fetch_all(&db.pool)
+        .fetch_all(timed(&db.pool))
         .await?;
     let mut keys = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -180,7 +238,7 @@ pub async fn touch(conn: &mut AnyConnection, key_id: &str, now: i64) -> Result<b
     let keys = sqlx::query("UPDATE account_key SET last_used_at = $2 WHERE id = $1 AND state = 'active'")
         .bind(key_id.to_owned())
         .bind(now)
-        .execute(&mut *conn)
+        .execute(timed(&mut *conn))
         .await?
         .rows_affected();
     // The database's trigger stamps the account's last sign-in in the same
@@ -195,7 +253,7 @@ pub async fn pending(db: &Db, challenge_id: &ChallengeId) -> Result<Option<Pendi
          WHERE challenge_id = $1 AND state = 'pending'",
     )
     .bind(challenge_id.to_string())
-    .fetch_optional(&db.pool)
+    .fetch_optional(timed(&db.pool))
     .await?;
     row.map(|row| {
         Ok(PendingKey {
@@ -222,7 +280,7 @@ pub(crate) async fn confirm(db: &Db, challenge_id: &ChallengeId, key_id: &str, b
     )
     .bind(challenge_id.to_string())
     .bind(key_id.to_owned())
-    .fetch_optional(&mut *tx)
+    .fetch_optional(timed(&mut *tx))
     .await?;
     let account = account.ok_or(Error::NothingToConfirm)?;
     let detail = format!("key {key_id}");
@@ -240,7 +298,7 @@ pub(crate) async fn reject(db: &Db, challenge_id: &ChallengeId, by: &By<'_>) -> 
         "DELETE FROM account_key WHERE challenge_id = $1 AND state = 'pending' RETURNING service_id, account",
     )
     .bind(challenge_id.to_string())
-    .fetch_optional(&mut *tx)
+    .fetch_optional(timed(&mut *tx))
     .await?;
     let Some(removed) = removed else {
         tx.rollback().await?;
@@ -253,10 +311,94 @@ pub(crate) async fn reject(db: &Db, challenge_id: &ChallengeId, by: &By<'_>) -> 
     )
     .bind(service_id)
     .bind(&account)
-    .execute(&mut *tx)
+    .execute(timed(&mut *tx))
     .await?;
     audit::record(&mut *tx, by, Record::new(Action::AuthenticatorRefused, &account, "")).await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// Makes the key that enrollment challenge `row` added active, on the word
+/// of the browser that started the challenge (docs/PROTOCOL.md §12). For a
+/// challenge opened from a recovery link, the link is used up in the same
+/// transaction (a spent, revoked or expired link confirms nothing), the
+/// other keys of the account go when the link says so, and the audit log
+/// records it. Returns the account.
+pub(crate) async fn confirm_enrollment(
+    db: &Db,
+    row: &crate::challenge::store::ChallengeRow,
+    key_id: &str,
+    client: &ClientInfo,
+    now: i64,
+) -> Result<String> {
+    let mut tx = db.pool.begin().await?;
+    // The link first: it is the write that decides a race between two
+    // confirmations through one link.
+    let revoke_others = match &row.recovery_id {
+        Some(recovery_id) => {
+            let revoke: Option<i64> = sqlx::query_scalar(
+                "UPDATE account_recovery SET used_at = $2 \
+                 WHERE id = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2 \
+                 RETURNING CASE WHEN revoke_other_keys THEN 1 ELSE 0 END",
+            )
+            .bind(recovery_id.clone())
+            .bind(now)
+            .fetch_optional(timed(&mut *tx))
+            .await?;
+            let Some(revoke) = revoke else {
+                tx.rollback().await?;
+                return Err(Error::RecoveryLinkSpent);
+            };
+            revoke != 0
+        }
+        None => false,
+    };
+    let account: Option<String> = sqlx::query_scalar(
+        "UPDATE account_key SET state = 'active', challenge_id = NULL \
+         WHERE challenge_id = $1 AND id = $2 AND state = 'pending' RETURNING account",
+    )
+    .bind(row.id.to_string())
+    .bind(key_id.to_owned())
+    .fetch_optional(timed(&mut *tx))
+    .await?;
+    let Some(account) = account else {
+        tx.rollback().await?;
+        return Err(Error::NothingToConfirm);
+    };
+    let mut revoked = 0;
+    if revoke_others {
+        // Their sessions, codes and tokens go with them (ON DELETE CASCADE).
+        revoked = sqlx::query("DELETE FROM account_key WHERE service_id = $1 AND account = $2 AND id <> $3")
+            .bind(row.service_id.to_string())
+            .bind(&account)
+            .bind(key_id.to_owned())
+            .execute(timed(&mut *tx))
+            .await?
+            .rows_affected();
+    }
+    if let Some(recovery_id) = &row.recovery_id {
+        let actor = audit::Actor::RecoveryLink(recovery_id.clone());
+        let by = By { actor: &actor, client, at: now };
+        let detail = format!("service {}, key {key_id} added, {revoked} other keys removed", row.service_id);
+        audit::record(&mut *tx, &by, Record::new(Action::RecoveryLinkUsed, &account, &detail)).await?;
+    }
+    tx.commit().await?;
+    Ok(account)
+}
+
+/// Removes the key that enrollment challenge `challenge_id` added, while it
+/// waits: the codes differed, or the person does not recognise the device.
+/// The account stays, whatever keys it has left. A recovery link stays
+/// unused, so its holder can try again.
+pub(crate) async fn reject_enrollment(db: &Db, challenge_id: &ChallengeId) -> Result<()> {
+    let done = sqlx::query("DELETE FROM account_key WHERE challenge_id = $1 AND state = 'pending'")
+        .bind(challenge_id.to_string())
+        .execute(timed(&db.pool))
+        .await?
+        .rows_affected();
+    if done == 0 {
+        return Err(Error::NothingToConfirm);
+    }
     Ok(())
 }
 
@@ -288,7 +430,7 @@ pub async fn list(db: &Db, service_id: &str, account: &str) -> Result<Vec<KeyInf
     )
     .bind(service_id.to_owned())
     .bind(account.as_str().to_owned())
-    .fetch_all(&db.pool)
+    .fetch_all(timed(&db.pool))
     .await?;
     if rows.is_empty() {
         return Err(Error::UnknownAccount);
@@ -327,7 +469,7 @@ pub(crate) async fn remove(db: &Db, service_id: &str, account: &str, key_id: &st
         .bind(service_id.to_owned())
         .bind(account.to_owned())
         .bind(key_id.to_owned())
-        .execute(&mut *tx)
+        .execute(timed(&mut *tx))
         .await?
         .rows_affected();
     if done == 0 {

@@ -23,6 +23,7 @@ pub mod middleware;
 pub mod oidc;
 pub mod openapi;
 pub mod pages;
+pub mod recovery;
 pub mod serve;
 pub mod state;
 pub mod sweep;

@@ -5,7 +5,6 @@ use std::{io::IsTerminal as _, process::ExitCode};
 use clap::Parser as _;
 use sesame_server::{
     config::{Command, LogFormat},
-    metrics::QueryTimer,
     Config,
 };
 use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _, EnvFilter, Layer as _};
@@ -22,10 +21,7 @@ async fn main() -> ExitCode {
         // One JSON object per line, the span fields (method, route) included.
         LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).boxed(),
     };
-    // The log filter applies to the log lines only: the query timer has its
-    // own, so that database timings are measured whatever SESAME_LOG says.
-    let query_timer = config.metrics_listen.is_some().then(QueryTimer::layer);
-    tracing_subscriber::registry().with(logs.with_filter(filter)).with(query_timer).init();
+    tracing_subscriber::registry().with(logs.with_filter(filter)).init();
     let outcome = match &config.command {
         Some(Command::Backup { out, force }) => sesame_server::backup::backup(&config, out, *force).await.map(|w| {
             println!("Backed up {} to {} ({} bytes)", w.source.display(), out.display(), w.bytes);

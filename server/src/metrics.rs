@@ -364,49 +364,18 @@ pub fn swept(outcome: Option<&Swept>) {
         ("account", swept.unconfirmed_accounts),
         ("account_key", swept.unconfirmed_keys),
         ("audit_event", swept.audit_events),
+        ("oidc", swept.oidc),
+        ("account_recovery", swept.recovery_links),
     ];
     for (table, rows) in tables {
         counter!("sesame_swept_rows_total", "table" => table).increment(rows);
     }
 }
 
-/// A tracing layer that turns sqlx's per-statement events (target
-/// `sqlx::query`, field `elapsed_secs`) into `sesame_db_query_duration_seconds`.
-/// sqlx times every statement itself and offers no other hook; the layer is
-/// only added when metrics are on.
-#[derive(Debug, Default)]
-pub struct QueryTimer;
-
-impl QueryTimer {
-    /// The layer, filtered to sqlx's statement events at the level sqlx
-    /// gives them (`DEBUG`, or `WARN` for slow ones).
-    pub fn layer<S>() -> impl tracing_subscriber::Layer<S>
-    where
-        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-    {
-        use tracing_subscriber::{filter::Targets, Layer as _};
-        Self.with_filter(Targets::new().with_target("sqlx::query", tracing::Level::DEBUG))
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for QueryTimer {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
-        static QUERIES: OnceLock<Histogram> = OnceLock::new();
-        struct Elapsed(Option<f64>);
-        impl tracing::field::Visit for Elapsed {
-            fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
-                if field.name() == "elapsed_secs" {
-                    self.0 = Some(value);
-                }
-            }
-            fn record_debug(&mut self, _field: &tracing::field::Field, _value: &dyn std::fmt::Debug) {}
-        }
-        let mut elapsed = Elapsed(None);
-        event.record(&mut elapsed);
-        if let Some(secs) = elapsed.0 {
-            QUERIES.get_or_init(|| histogram!("sesame_db_query_duration_seconds")).record(secs);
-        }
-    }
+/// One database statement took `elapsed` (see `db::Timed`). Without a
+/// recorder (metrics off) this records nothing.
+pub fn query_finished(elapsed: std::time::Duration) {
+    histogram!("sesame_db_query_duration_seconds").record(elapsed.as_secs_f64());
 }
 
 #[cfg(test)]

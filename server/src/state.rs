@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use crate::{
     bus::Bus,
     clock::Clock,
-    db::Db,
+    db::{timed, Db},
     limit::{RateLimiter, StreamLimits},
 };
 
@@ -106,11 +106,11 @@ impl Identity {
         sqlx::query("INSERT INTO server_key (id, seed, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING")
             .bind(candidate.to_seed().to_vec())
             .bind(now)
-            .execute(&db.pool)
+            .execute(timed(&db.pool))
             .await
             .context("cannot store the server key")?;
         let seed: Vec<u8> = sqlx::query_scalar("SELECT seed FROM server_key WHERE id = 1")
-            .fetch_one(&db.pool)
+            .fetch_one(timed(&db.pool))
             .await
             .context("cannot read the server key")?;
         let seed: [u8; 32] = seed.try_into().map_err(|_| anyhow::anyhow!("the stored server key is corrupt"))?;

@@ -12,7 +12,11 @@ use std::time::Duration;
 
 use sesame_proto::UnixTime;
 
-use crate::{db::Db, error::Result, AppState};
+use crate::{
+    db::{timed, Db},
+    error::Result,
+    AppState,
+};
 
 /// Rows deleted per statement.
 const BATCH: i64 = 5000;
@@ -59,6 +63,8 @@ pub struct Swept {
     /// OpenID Connect requests abandoned on their login page, spent or
     /// expired codes, and expired access tokens.
     pub oidc: u64,
+    /// Recovery links that expired longer than a challenge is kept.
+    pub recovery_links: u64,
 }
 
 /// Deletes what `retention` no longer keeps at `now`.
@@ -134,12 +140,23 @@ pub async fn sweep(db: &Db, now: UnixTime, retention: &Retention) -> Result<Swep
             audit_cutoff,
         )
         .await?,
+        // Kept a while after they expire, so that someone who opens one
+        // late is told it expired rather than that it never existed.
+        recovery_links: in_batches(
+            db,
+            "DELETE FROM account_recovery WHERE id IN \
+             (SELECT id FROM account_recovery WHERE expires_at <= $1 LIMIT $2)",
+            challenge_cutoff,
+        )
+        .await?,
     })
 }
 
 /// Deletes what waited for confirmation since `cutoff` or before: first the
 /// accounts that such a registration created and that hold no active key
-/// (their keys go with them), then the remaining stale pending keys. Once
+/// (their keys go with them), then the remaining stale pending keys. A key
+/// enrolled into an existing account never takes the account with it: an
+/// account being recovered may have no active key at all. Once
 /// the challenge that registered a key is swept, no page can confirm it. An
 /// account without any key (its keys removed by an admin) is left alone.
 async fn unconfirmed(db: &Db, cutoff: i64) -> Result<(u64, u64)> {
@@ -147,7 +164,7 @@ async fn unconfirmed(db: &Db, cutoff: i64) -> Result<(u64, u64)> {
         db,
         "DELETE FROM account WHERE (service_id, name) IN (SELECT a.service_id, a.name FROM account a \
          WHERE EXISTS (SELECT 1 FROM account_key k WHERE k.service_id = a.service_id AND k.account = a.name \
-         AND k.state = 'pending' AND k.created_at <= $1) \
+         AND k.state = 'pending' AND k.added_by = 'register' AND k.created_at <= $1) \
          AND NOT EXISTS (SELECT 1 FROM account_key k WHERE k.service_id = a.service_id AND k.account = a.name \
          AND k.state = 'active') LIMIT $2)",
         cutoff,
@@ -168,7 +185,7 @@ async fn unconfirmed(db: &Db, cutoff: i64) -> Result<(u64, u64)> {
 async fn in_batches(db: &Db, sql: &str, bound: i64) -> Result<u64> {
     let mut total = 0;
     loop {
-        let done = sqlx::query(sql).bind(bound).bind(BATCH).execute(&db.pool).await?.rows_affected();
+        let done = sqlx::query(sql).bind(bound).bind(BATCH).execute(timed(&db.pool)).await?.rows_affected();
         total += done;
         if done < BATCH as u64 {
             return Ok(total);

@@ -21,7 +21,7 @@ use sqlx::Row as _;
 use crate::{
     audit::{self, Action, Actor, By, Record},
     cookie::{self, SameSite},
-    db::Db,
+    db::{timed, Db},
     error::{Error, Result},
     extract::ClientInfo,
     state::{AdminToken, Settings},
@@ -85,7 +85,7 @@ impl AdminSession {
         now: i64,
     ) -> Result<(String, Self)> {
         // Sign-ins are rare, so this is a cheap moment to forget old sessions.
-        sqlx::query("DELETE FROM admin_session WHERE expires_at <= $1").bind(now).execute(&db.pool).await?;
+        sqlx::query("DELETE FROM admin_session WHERE expires_at <= $1").bind(now).execute(timed(&db.pool)).await?;
         let value = cookie::new_secret();
         let mut session = Self { id_hash: hash(&value), csrf_token: cookie::new_secret(), actor: Actor::Token };
         let (key_id, token_digest) = match credential {
@@ -107,7 +107,7 @@ impl AdminSession {
         .bind(token_digest)
         .bind(client.ip.to_string())
         .bind(client.user_agent.clone())
-        .execute(&db.pool)
+        .execute(timed(&db.pool))
         .await?;
         if done.rows_affected() == 0 {
             return Err(Error::KeyPending);
@@ -115,7 +115,7 @@ impl AdminSession {
         if let Credential::Key(id) = credential {
             let account: String = sqlx::query_scalar("SELECT account FROM account_key WHERE id = $1")
                 .bind(id)
-                .fetch_one(&db.pool)
+                .fetch_one(timed(&db.pool))
                 .await?;
             session.actor = Actor::Authenticator(account);
         }
@@ -140,7 +140,7 @@ impl AdminSession {
         .bind(&id_hash)
         .bind(now)
         .bind(token.session_digest().to_vec())
-        .fetch_optional(&db.pool)
+        .fetch_optional(timed(&db.pool))
         .await?;
         let Some(row) = row else {
             return Ok(None);
@@ -159,7 +159,7 @@ impl AdminSession {
         )
         .bind(now)
         .bind(token.session_digest().to_vec())
-        .fetch_all(&db.pool)
+        .fetch_all(timed(&db.pool))
         .await?;
         rows.iter()
             .map(|row| {
@@ -182,7 +182,8 @@ impl AdminSession {
             return Ok(false);
         };
         let mut tx = db.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM admin_session WHERE id_hash = $1").bind(id_hash).execute(&mut *tx).await?;
+        let done =
+            sqlx::query("DELETE FROM admin_session WHERE id_hash = $1").bind(id_hash).execute(timed(&mut *tx)).await?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }
@@ -218,7 +219,10 @@ impl AdminSession {
     /// records the sign-out `by` in the same transaction.
     pub(crate) async fn end(self, db: &Db, by: &By<'_>) -> Result<()> {
         let mut tx = db.pool.begin().await?;
-        sqlx::query("DELETE FROM admin_session WHERE id_hash = $1").bind(&self.id_hash).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM admin_session WHERE id_hash = $1")
+            .bind(&self.id_hash)
+            .execute(timed(&mut *tx))
+            .await?;
         audit::record(&mut *tx, by, Record::new(Action::AdminSignedOut, &self.handle(), "")).await?;
         tx.commit().await?;
         Ok(())

@@ -10,7 +10,7 @@ use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use crate::{
     audit::{self, Action, By, Record},
-    db::Db,
+    db::{timed, Db},
     error::{on_unique_violation, Error, Result},
 };
 
@@ -68,7 +68,7 @@ pub(crate) async fn create_service(db: &Db, name: &ServiceName, by: &By<'_>) -> 
         .bind(&id)
         .bind(name.as_str())
         .bind(by.at)
-        .execute(&mut *tx)
+        .execute(timed(&mut *tx))
         .await
         .map_err(|e| on_unique_violation(e, Error::ServiceNameTaken))?;
     audit::record(&mut *tx, by, Record::new(Action::ServiceCreated, &id, name.as_str())).await?;
@@ -83,7 +83,7 @@ pub(crate) async fn list_services(db: &Db) -> Result<Vec<Service>> {
         "SELECT s.id, s.name, (SELECT COUNT(*) FROM account a WHERE a.service_id = s.id) AS accounts \
          FROM service s WHERE NOT s.builtin ORDER BY s.created_at, s.name",
     )
-    .fetch_all(&db.pool)
+    .fetch_all(timed(&db.pool))
     .await?;
     rows.iter()
         .map(|row| Ok(Service { id: row.try_get(0)?, name: row.try_get(1)?, accounts: row.try_get(2)? }))
@@ -99,7 +99,7 @@ pub(crate) async fn service(db: &Db, id: &str) -> Result<Service> {
          FROM service s WHERE s.id = $1 AND NOT s.builtin",
     )
     .bind(&id)
-    .fetch_optional(&db.pool)
+    .fetch_optional(timed(&db.pool))
     .await?
     .ok_or(Error::UnknownService)?;
     Ok(Service { id: row.try_get(0)?, name: row.try_get(1)?, accounts: row.try_get(2)? })
@@ -111,7 +111,8 @@ pub(crate) async fn service(db: &Db, id: &str) -> Result<Service> {
 pub(crate) async fn delete_service(db: &Db, id: &str, by: &By<'_>) -> Result<()> {
     let id = parse_id(id)?;
     let mut tx = db.pool.begin().await?;
-    let done = sqlx::query("DELETE FROM service WHERE id = $1 AND NOT builtin").bind(&id).execute(&mut *tx).await?;
+    let done =
+        sqlx::query("DELETE FROM service WHERE id = $1 AND NOT builtin").bind(&id).execute(timed(&mut *tx)).await?;
     if done.rows_affected() == 0 {
         return Err(Error::UnknownService);
     }
@@ -130,7 +131,7 @@ pub(crate) async fn list_accounts(db: &Db, service_id: &str) -> Result<Vec<Accou
         "SELECT {ACCOUNT_COLUMNS} FROM account a WHERE a.service_id = $1 ORDER BY a.created_at, a.name"
     ))
     .bind(&service.id)
-    .fetch_all(&db.pool)
+    .fetch_all(timed(&db.pool))
     .await?;
     rows.iter().map(account).collect()
 }
@@ -145,7 +146,7 @@ pub(crate) async fn delete_account(db: &Db, service_id: &str, name: &str, by: &B
     let done = sqlx::query("DELETE FROM account WHERE service_id = $1 AND name = $2")
         .bind(&service.id)
         .bind(name.as_str())
-        .execute(&mut *tx)
+        .execute(timed(&mut *tx))
         .await?;
     if done.rows_affected() == 0 {
         return Err(Error::UnknownAccount);
@@ -165,7 +166,7 @@ pub(crate) async fn recent_events(db: &Db, service_id: &str) -> Result<Vec<Event
     )
     .bind(&service.id)
     .bind(RECENT_EVENTS)
-    .fetch_all(&db.pool)
+    .fetch_all(timed(&db.pool))
     .await?;
     rows.iter()
         .map(|row| {
@@ -191,10 +192,12 @@ pub(crate) async fn ensure_service(db: &Db, name: &ServiceName, now: i64) -> Res
     .bind(&candidate)
     .bind(name.as_str())
     .bind(now)
-    .execute(&db.pool)
+    .execute(timed(&db.pool))
     .await?;
-    let id: String =
-        sqlx::query_scalar("SELECT id FROM service WHERE name = $1").bind(name.as_str()).fetch_one(&db.pool).await?;
+    let id: String = sqlx::query_scalar("SELECT id FROM service WHERE name = $1")
+        .bind(name.as_str())
+        .fetch_one(timed(&db.pool))
+        .await?;
     Ok(id)
 }
 
@@ -231,11 +234,11 @@ pub(crate) async fn admin_service(db: &Db, now: i64) -> Result<String> {
     .bind(&candidate)
     .bind(name.as_str())
     .bind(now)
-    .execute(&db.pool)
+    .execute(timed(&db.pool))
     .await?;
     let id: Option<String> = sqlx::query_scalar("SELECT id FROM service WHERE name = $1 AND builtin")
         .bind(name.as_str())
-        .fetch_optional(&db.pool)
+        .fetch_optional(timed(&db.pool))
         .await?;
     id.ok_or_else(|| {
         Error::Internal(anyhow::anyhow!(
@@ -251,7 +254,7 @@ pub(crate) async fn admin_accounts(db: &Db, now: i64) -> Result<Vec<Account>> {
         "SELECT {ACCOUNT_COLUMNS} FROM account a WHERE a.service_id = $1 ORDER BY a.created_at, a.name"
     ))
     .bind(&id)
-    .fetch_all(&db.pool)
+    .fetch_all(timed(&db.pool))
     .await?;
     rows.iter().map(account).collect()
 }
@@ -265,7 +268,7 @@ pub(crate) async fn delete_admin_account(db: &Db, name: &str, by: &By<'_>) -> Re
     let done = sqlx::query("DELETE FROM account WHERE service_id = $1 AND name = $2")
         .bind(&id)
         .bind(name)
-        .execute(&mut *tx)
+        .execute(timed(&mut *tx))
         .await?;
     if done.rows_affected() == 0 {
         return Err(Error::UnknownAccount);

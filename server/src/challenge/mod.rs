@@ -73,9 +73,30 @@ pub struct Issued {
     pub binding_cookie: HeaderValue,
 }
 
-/// Issues a challenge for `service_id` to the browser `client`.
+/// What a challenge is answered with.
+#[derive(Debug, Clone, Copy)]
+pub enum Purpose<'a> {
+    /// Register or log in (or rekey): the login page and the JSON API.
+    SignIn,
+    /// Add a key to the existing account `account` (docs/PROTOCOL.md §12),
+    /// from a signed-in account page or from the recovery link
+    /// `recovery_id`.
+    Enroll { account: &'a str, recovery_id: Option<&'a str> },
+}
+
+/// Issues a sign-in challenge for `service_id` to the browser `client`.
 /// The login page and the JSON API both come through here.
 pub async fn issue(state: &AppState, service_id: &str, client: &ClientInfo) -> Result<Issued> {
+    issue_for(state, service_id, client, Purpose::SignIn).await
+}
+
+/// Issues a challenge for `purpose` at `service_id` to the browser `client`.
+pub async fn issue_for(
+    state: &AppState,
+    service_id: &str,
+    client: &ClientInfo,
+    purpose: Purpose<'_>,
+) -> Result<Issued> {
     let service_id: ServiceId = service_id.parse().map_err(|_| Error::UnknownService)?;
     // The limit comes before any database work, so a flood costs little.
     state.limits.challenges.check(client.ip).await?;
@@ -116,6 +137,14 @@ pub async fn issue(state: &AppState, service_id: &str, client: &ClientInfo) -> R
             user_agent: &client.user_agent,
             created_at: now.as_secs() as i64,
             expires_at: expires_at.as_secs() as i64,
+            enroll_account: match purpose {
+                Purpose::Enroll { account, .. } => Some(account),
+                Purpose::SignIn => None,
+            },
+            recovery_id: match purpose {
+                Purpose::Enroll { recovery_id, .. } => recovery_id,
+                Purpose::SignIn => None,
+            },
         },
     )
     .await?;
@@ -202,7 +231,8 @@ pub struct StatusView {
     /// The account, once the status is `completed`; `null` before.
     #[schema(required = true)]
     pub account: Option<String>,
-    /// `register` or `login`, once the status is `completed`; `null` before.
+    /// `register`, `login` or `enroll`, once the status is `completed`;
+    /// `null` before.
     #[schema(required = true)]
     pub purpose: Option<String>,
 }
@@ -227,6 +257,9 @@ pub fn message(status: Status, hint: &str, account: Option<&str>) -> String {
             "Your authenticator has the request. Check the details there and approve.".to_owned()
         }
         (Status::Pending, _) => "Scan the QR code or paste the token into your Sesame authenticator.".to_owned(),
+        (Status::Completed, "enroll") => {
+            format!("A new authenticator asks to join {}. Confirm it below.", account.unwrap_or_default())
+        }
         (Status::Completed, _) => format!("Signed in as {}.", account.unwrap_or_default()),
         (Status::Denied, _) => "The sign-in was refused in the authenticator.".to_owned(),
         (Status::Expired, _) => "The request timed out. Start again.".to_owned(),

@@ -11,7 +11,7 @@ use sesame_proto::{wire::Status, ChallengeId, ServiceId, UnixTime};
 use sqlx::{any::AnyRow, AnyConnection, Row as _};
 
 use crate::{
-    db::Db,
+    db::{timed, Db},
     error::{Error, Result},
 };
 
@@ -35,6 +35,10 @@ pub struct ChallengeRow {
     /// The key that completed a registration or a login.
     pub key_id: Option<String>,
     pub redeemed_at: Option<i64>,
+    /// For an enrollment challenge, the existing account it adds a key to.
+    pub enroll_account: Option<String>,
+    /// For an enrollment challenge opened from a recovery link, that link.
+    pub recovery_id: Option<String>,
 }
 
 impl std::fmt::Debug for ChallengeRow {
@@ -78,6 +82,8 @@ impl ChallengeRow {
             account: row.try_get("account")?,
             key_id: row.try_get("key_id")?,
             redeemed_at: row.try_get("redeemed_at")?,
+            enroll_account: row.try_get("enroll_account")?,
+            recovery_id: row.try_get("recovery_id")?,
         })
     }
 }
@@ -94,6 +100,10 @@ pub struct NewChallenge<'a> {
     pub user_agent: &'a str,
     pub created_at: i64,
     pub expires_at: i64,
+    /// Set for an enrollment challenge: the account it adds a key to.
+    pub enroll_account: Option<&'a str>,
+    /// Set for an enrollment challenge opened from a recovery link.
+    pub recovery_id: Option<&'a str>,
 }
 
 /// A final state and what it records.
@@ -114,6 +124,11 @@ impl Final {
 
     pub fn logged_in(account: String, key_id: String) -> Self {
         Self::completed("login", account, key_id)
+    }
+
+    /// A key added to `account`, which waits for the page's confirmation.
+    pub fn enrolled(account: String, key_id: String) -> Self {
+        Self::completed("enroll", account, key_id)
     }
 
     fn completed(purpose: &'static str, account: String, key_id: String) -> Self {
@@ -139,7 +154,8 @@ impl Final {
 /// as an integer on both databases.
 const COLUMNS: &str = "id, service_id, base_token, code_secret, binding_hash, \
                        CASE WHEN allow_register THEN 1 ELSE 0 END AS allow_register, ip, user_agent, \
-                       created_at, expires_at, status, hint, purpose, account, key_id, redeemed_at";
+                       created_at, expires_at, status, hint, purpose, account, key_id, redeemed_at, \
+                       enroll_account, recovery_id";
 
 /// The name of a service, or `unknown_service`. Read from the database once
 /// per service and instance (see `db::ServiceNames` for why that is safe).
@@ -149,7 +165,7 @@ pub async fn service_name(db: &Db, id: &ServiceId) -> Result<String> {
     }
     let name: String = sqlx::query_scalar("SELECT name FROM service WHERE id = $1")
         .bind(id.to_string())
-        .fetch_optional(&db.pool)
+        .fetch_optional(timed(&db.pool))
         .await?
         .ok_or(Error::UnknownService)?;
     db.service_names.insert(*id, name.as_str().into());
@@ -161,9 +177,10 @@ pub async fn insert(db: &Db, new: &NewChallenge<'_>) -> Result<()> {
         // The built-in "Sesame admin" service takes no new accounts from a
         // challenge anyone can start; the admin page opens registration for
         // the challenges that a signed-in admin starts (see admin/sesame.rs).
+        // An enrollment challenge registers no new account anywhere.
         "INSERT INTO challenge (id, service_id, base_token, code_secret, binding_hash, allow_register, ip, user_agent, \
-         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, \
-         COALESCE((SELECT NOT builtin FROM service WHERE id = $2), $6), $7, $8, $9, $10)",
+         created_at, expires_at, enroll_account, recovery_id) VALUES ($1, $2, $3, $4, $5, \
+         COALESCE((SELECT NOT builtin FROM service WHERE id = $2), $6) AND $11 IS NULL, $7, $8, $9, $10, $11, $12)",
     )
     .bind(new.id.to_string())
     .bind(new.service_id.to_string())
@@ -175,7 +192,9 @@ pub async fn insert(db: &Db, new: &NewChallenge<'_>) -> Result<()> {
     .bind(new.user_agent.to_owned())
     .bind(new.created_at)
     .bind(new.expires_at)
-    .execute(&db.pool)
+    .bind(new.enroll_account.map(str::to_owned))
+    .bind(new.recovery_id.map(str::to_owned))
+    .execute(timed(&db.pool))
     .await
     // The service was deleted between the lookup and the insert.
     .map_err(|e| match &e {
@@ -189,7 +208,7 @@ pub async fn insert(db: &Db, new: &NewChallenge<'_>) -> Result<()> {
 pub async fn load(db: &Db, id: &ChallengeId) -> Result<ChallengeRow> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM challenge WHERE id = $1"))
         .bind(id.to_string())
-        .fetch_optional(&db.pool)
+        .fetch_optional(timed(&db.pool))
         .await?
         .ok_or(Error::UnknownChallenge)?;
     ChallengeRow::from_row(&row)
@@ -225,7 +244,7 @@ pub async fn expire(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<bool> {
     )
     .bind(id.to_string())
     .bind(now.as_secs() as i64)
-    .execute(&db.pool)
+    .execute(timed(&db.pool))
     .await?
     .rows_affected();
     Ok(done == 1)
@@ -250,7 +269,7 @@ pub async fn consume(conn: &mut AnyConnection, id: &ChallengeId, now: UnixTime, 
     .bind(outcome.account.clone())
     .bind(now)
     .bind(outcome.key_id.clone())
-    .execute(&mut *conn)
+    .execute(timed(&mut *conn))
     .await?
     .rows_affected();
     Ok(done == 1)
@@ -295,7 +314,7 @@ pub async fn mark_opened(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<boo
     )
     .bind(id.to_string())
     .bind(now.as_secs() as i64)
-    .execute(&db.pool)
+    .execute(timed(&db.pool))
     .await?
     .rows_affected();
     Ok(done == 1)
@@ -307,7 +326,7 @@ pub async fn mark_opened(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<boo
 pub async fn open_registration(db: &Db, id: &ChallengeId) -> Result<()> {
     sqlx::query("UPDATE challenge SET allow_register = TRUE WHERE id = $1")
         .bind(id.to_string())
-        .execute(&db.pool)
+        .execute(timed(&db.pool))
         .await?;
     Ok(())
 }
@@ -317,11 +336,12 @@ pub async fn open_registration(db: &Db, id: &ChallengeId) -> Result<()> {
 /// `already_redeemed`.
 pub async fn mark_redeemed(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<()> {
     let done = sqlx::query(
-        "UPDATE challenge SET redeemed_at = $2 WHERE id = $1 AND status = 'completed' AND redeemed_at IS NULL",
+        "UPDATE challenge SET redeemed_at = $2 WHERE id = $1 AND status = 'completed' AND redeemed_at IS NULL \
+         AND enroll_account IS NULL",
     )
     .bind(id.to_string())
     .bind(now.as_secs() as i64)
-    .execute(&db.pool)
+    .execute(timed(&db.pool))
     .await?
     .rows_affected();
     if done == 0 {
@@ -371,12 +391,12 @@ async fn redeem_where(
     // NULL` lets every row through.
     let row = sqlx::query(&format!(
         "UPDATE challenge SET redeemed_at = $2 WHERE id = $1 AND status = 'completed' AND redeemed_at IS NULL \
-         AND ($3 IS NULL OR binding_hash = $3) RETURNING {COLUMNS}"
+         AND enroll_account IS NULL AND ($3 IS NULL OR binding_hash = $3) RETURNING {COLUMNS}"
     ))
     .bind(id.to_string())
     .bind(now)
     .bind(binding_hash.map(|h| h.to_vec()))
-    .fetch_optional(&mut *tx)
+    .fetch_optional(timed(&mut *tx))
     .await?;
     let Some(row) = row else {
         tx.rollback().await?;
@@ -385,7 +405,11 @@ async fn redeem_where(
         if binding_hash.is_some_and(|hash| row.binding_hash != hash) {
             return Err(Error::WrongBrowser);
         }
-        return Err(if row.status == Status::Completed { Error::AlreadyRedeemed } else { Error::NotCompleted });
+        // A completed enrollment added a key; it signs nobody in.
+        return Err(match row.status {
+            Status::Completed if row.enroll_account.is_none() => Error::AlreadyRedeemed,
+            _ => Error::NotCompleted,
+        });
     };
     let row = ChallengeRow::from_row(&row)?;
     let account = row.account.clone().ok_or_else(|| anyhow::anyhow!("a completed challenge has no account"))?;
@@ -399,7 +423,7 @@ async fn redeem_where(
     .bind(row.key_id.clone())
     .bind(now)
     .bind(session_expires_at)
-    .execute(&mut *tx)
+    .execute(timed(&mut *tx))
     .await
     // The account or its key was deleted after it signed in: there is
     // nobody to give a session to, and the challenge stays unredeemed.
@@ -422,12 +446,12 @@ pub async fn session_account(
         .bind(session_hash.to_vec())
         .bind(service_id.to_string())
         .bind(now.as_secs() as i64)
-        .fetch_optional(&db.pool)
+        .fetch_optional(timed(&db.pool))
         .await?)
 }
 
 pub async fn delete_session(db: &Db, session_hash: &[u8; 32]) -> Result<()> {
-    sqlx::query("DELETE FROM session WHERE id_hash = $1").bind(session_hash.to_vec()).execute(&db.pool).await?;
+    sqlx::query("DELETE FROM session WHERE id_hash = $1").bind(session_hash.to_vec()).execute(timed(&db.pool)).await?;
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq as _;
 use super::keys::Alg;
 use crate::{
     audit::{self, Action, By, Record},
-    db::Db,
+    db::{timed, Db},
     error::{Error, Result},
 };
 
@@ -201,7 +201,7 @@ pub async fn by_client_id(db: &Db, client_id: &str) -> Result<Option<Client>> {
     }
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM oidc_client WHERE client_id = $1"))
         .bind(client_id.to_owned())
-        .fetch_optional(&db.pool)
+        .fetch_optional(timed(&db.pool))
         .await?;
     row.as_ref().map(from_row).transpose()
 }
@@ -209,7 +209,7 @@ pub async fn by_client_id(db: &Db, client_id: &str) -> Result<Option<Client>> {
 pub async fn of_service(db: &Db, service_id: &str) -> Result<Option<Client>> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM oidc_client WHERE service_id = $1"))
         .bind(service_id.to_owned())
-        .fetch_optional(&db.pool)
+        .fetch_optional(timed(&db.pool))
         .await?;
     row.as_ref().map(from_row).transpose()
 }
@@ -262,7 +262,7 @@ pub(crate) async fn configure(
     .bind(settings.public)
     .bind(digest.clone())
     .bind(by.at)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(timed(&mut *tx))
     .await?;
     let (client, action) = match updated {
         Some(row) => (from_row(&row)?, Action::OidcClientChanged),
@@ -279,7 +279,7 @@ pub(crate) async fn configure(
             .bind(post_logout)
             .bind(settings.alg.as_str())
             .bind(by.at)
-            .fetch_one(&mut *tx)
+            .fetch_one(timed(&mut *tx))
             .await
             .map_err(|e| match &e {
                 sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownService,
@@ -312,7 +312,7 @@ pub(crate) async fn remove(db: &Db, service_id: &str, by: &By<'_>) -> Result<()>
     let mut tx = db.pool.begin().await?;
     let gone: Option<String> = sqlx::query_scalar("DELETE FROM oidc_client WHERE service_id = $1 RETURNING client_id")
         .bind(service_id.to_owned())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(timed(&mut *tx))
         .await?;
     let Some(client_id) = gone else {
         return Err(Error::OidcNotConfigured);
@@ -335,7 +335,7 @@ pub(crate) async fn rotate_secret(db: &Db, service_id: &str, by: &By<'_>) -> Res
     .bind(service_id.to_owned())
     .bind(digest)
     .bind(by.at)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(timed(&mut *tx))
     .await?;
     let Some(row) = row else {
         tx.rollback().await?;

@@ -13,7 +13,7 @@ use sha2::{Digest as _, Sha256};
 use sqlx::Row as _;
 
 use crate::{
-    db::Db,
+    db::{timed, Db},
     error::{Error, Result},
 };
 
@@ -42,7 +42,7 @@ pub async fn park(db: &Db, id: &ChallengeId, request: &Request, now: i64) -> Res
     .bind(request.nonce.clone())
     .bind(request.code_challenge.clone())
     .bind(now)
-    .execute(&db.pool)
+    .execute(timed(&db.pool))
     .await?;
     Ok(())
 }
@@ -55,7 +55,7 @@ pub async fn take(db: &Db, id: &ChallengeId) -> Result<Option<Request>> {
          RETURNING client_id, redirect_uri, scope, state, nonce, code_challenge",
     )
     .bind(id.to_string())
-    .fetch_optional(&db.pool)
+    .fetch_optional(timed(&db.pool))
     .await?;
     row.map(|row| {
         Ok(Request {
@@ -74,7 +74,7 @@ pub async fn take(db: &Db, id: &ChallengeId) -> Result<Option<Request>> {
 pub async fn is_parked(db: &Db, id: &ChallengeId) -> Result<bool> {
     let found: Option<String> = sqlx::query_scalar("SELECT challenge_id FROM oidc_request WHERE challenge_id = $1")
         .bind(id.to_string())
-        .fetch_optional(&db.pool)
+        .fetch_optional(timed(&db.pool))
         .await?;
     Ok(found.is_some())
 }
@@ -122,7 +122,7 @@ pub async fn issue_code(db: &Db, request: &Request, who: &SignedIn, now: i64, tt
     .bind(who.auth_time)
     .bind(now)
     .bind(now + ttl_secs)
-    .execute(&db.pool)
+    .execute(timed(&db.pool))
     .await
     // The account or key went between the sign-in and now.
     .map_err(|e| match &e {
@@ -156,7 +156,7 @@ pub async fn find_code(db: &Db, code: &str) -> Result<Option<Code>> {
          JOIN account a ON a.service_id = c.service_id AND a.name = c.account WHERE c.code_hash = $1",
     )
     .bind(hash.clone())
-    .fetch_optional(&db.pool)
+    .fetch_optional(timed(&db.pool))
     .await?;
     row.map(|row| {
         let used_at: Option<i64> = row.try_get("used_at")?;
@@ -200,7 +200,7 @@ pub async fn redeem(db: &Db, code: &Code, now: i64, token_ttl_secs: i64) -> Resu
         sqlx::query("UPDATE oidc_code SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2")
             .bind(code.hash.clone())
             .bind(now)
-            .execute(&mut *tx)
+            .execute(timed(&mut *tx))
             .await?
             .rows_affected();
     if consumed == 0 {
@@ -221,7 +221,7 @@ pub async fn redeem(db: &Db, code: &Code, now: i64, token_ttl_secs: i64) -> Resu
     .bind(code.scope.clone())
     .bind(now)
     .bind(now + token_ttl_secs)
-    .execute(&mut *tx)
+    .execute(timed(&mut *tx))
     .await?;
     tx.commit().await?;
     Ok(Redeemed::AccessToken(token))
@@ -232,7 +232,7 @@ pub async fn redeem(db: &Db, code: &Code, now: i64, token_ttl_secs: i64) -> Resu
 pub async fn revoke(db: &Db, code_hash: &[u8]) -> Result<u64> {
     let gone = sqlx::query("DELETE FROM oidc_token WHERE code_hash = $1")
         .bind(code_hash.to_vec())
-        .execute(&db.pool)
+        .execute(timed(&db.pool))
         .await?
         .rows_affected();
     if gone > 0 {
@@ -257,7 +257,7 @@ pub async fn token_owner(db: &Db, token: &str, now: i64) -> Result<Option<TokenO
     )
     .bind(digest(token))
     .bind(now)
-    .fetch_optional(&db.pool)
+    .fetch_optional(timed(&db.pool))
     .await?;
     row.map(|row| {
         Ok(TokenOwner {
@@ -278,7 +278,7 @@ pub async fn session(db: &Db, service_id: &str, session_hash: &[u8; 32], now: i6
     .bind(session_hash.to_vec())
     .bind(service_id.to_owned())
     .bind(now)
-    .fetch_optional(&db.pool)
+    .fetch_optional(timed(&db.pool))
     .await?;
     row.map(|row| {
         Ok(SignedIn {
@@ -296,6 +296,6 @@ pub async fn subject(db: &Db, service_id: &str, account: &str) -> Result<Option<
     Ok(sqlx::query_scalar("SELECT subject FROM account WHERE service_id = $1 AND name = $2")
         .bind(service_id.to_owned())
         .bind(account.to_owned())
-        .fetch_optional(&db.pool)
+        .fetch_optional(timed(&db.pool))
         .await?)
 }

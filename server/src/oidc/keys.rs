@@ -34,7 +34,7 @@ use sqlx::Row as _;
 
 use crate::{
     audit::{self, Action, By, Record},
-    db::Db,
+    db::{timed, Db},
     error::{Error, Result},
 };
 
@@ -154,7 +154,7 @@ async fn current(db: &Db, alg: Alg, now: i64) -> Result<SigningKey> {
 async fn load_current(db: &Db, alg: Alg) -> Result<Option<SigningKey>> {
     let row = sqlx::query("SELECT kid, private_der FROM oidc_signing_key WHERE alg = $1 AND state = 'current'")
         .bind(alg.as_str())
-        .fetch_optional(&db.pool)
+        .fetch_optional(timed(&db.pool))
         .await?;
     let Some(row) = row else { return Ok(None) };
     let der: Vec<u8> = row.try_get("private_der")?;
@@ -171,7 +171,7 @@ async fn ensure(db: &Db, alg: Alg, state: &str, now: i64) -> Result<()> {
     let exists: Option<String> = sqlx::query_scalar("SELECT kid FROM oidc_signing_key WHERE alg = $1 AND state = $2")
         .bind(alg.as_str())
         .bind(state.to_owned())
-        .fetch_optional(&db.pool)
+        .fetch_optional(timed(&db.pool))
         .await?;
     if exists.is_some() {
         return Ok(());
@@ -189,7 +189,7 @@ async fn ensure(db: &Db, alg: Alg, state: &str, now: i64) -> Result<()> {
     .bind(made.private_der)
     .bind(made.public_jwk)
     .bind(now)
-    .execute(&db.pool)
+    .execute(timed(&db.pool))
     .await?;
     Ok(())
 }
@@ -255,7 +255,7 @@ pub async fn published(db: &Db, now: i64) -> Result<JwkSet> {
         current(db, alg, now).await?;
     }
     let rows: Vec<String> = sqlx::query_scalar("SELECT public_jwk FROM oidc_signing_key ORDER BY alg, created_at")
-        .fetch_all(&db.pool)
+        .fetch_all(timed(&db.pool))
         .await?;
     let keys = rows
         .iter()
@@ -276,7 +276,7 @@ pub struct KeyInfo {
 
 pub async fn list(db: &Db) -> Result<Vec<KeyInfo>> {
     let rows = sqlx::query("SELECT kid, alg, state, created_at FROM oidc_signing_key ORDER BY alg, created_at")
-        .fetch_all(&db.pool)
+        .fetch_all(timed(&db.pool))
         .await?;
     rows.iter()
         .map(|row| {
@@ -303,9 +303,11 @@ pub(crate) async fn rotate(db: &Db, by: &By<'_>) -> Result<()> {
     }
     let mut tx = db.pool.begin().await?;
     // The first statement writes, so SQLite takes the write lock at once.
-    sqlx::query("DELETE FROM oidc_signing_key WHERE state = 'retired'").execute(&mut *tx).await?;
-    sqlx::query("UPDATE oidc_signing_key SET state = 'retired' WHERE state = 'current'").execute(&mut *tx).await?;
-    sqlx::query("UPDATE oidc_signing_key SET state = 'current' WHERE state = 'next'").execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM oidc_signing_key WHERE state = 'retired'").execute(timed(&mut *tx)).await?;
+    sqlx::query("UPDATE oidc_signing_key SET state = 'retired' WHERE state = 'current'")
+        .execute(timed(&mut *tx))
+        .await?;
+    sqlx::query("UPDATE oidc_signing_key SET state = 'current' WHERE state = 'next'").execute(timed(&mut *tx)).await?;
     for (alg, key) in made {
         sqlx::query(
             "INSERT INTO oidc_signing_key (kid, alg, state, private_der, public_jwk, created_at) \
@@ -316,7 +318,7 @@ pub(crate) async fn rotate(db: &Db, by: &By<'_>) -> Result<()> {
         .bind(key.private_der)
         .bind(key.public_jwk)
         .bind(by.at)
-        .execute(&mut *tx)
+        .execute(timed(&mut *tx))
         .await?;
     }
     audit::record(&mut *tx, by, Record::new(Action::OidcKeysRotated, "", "")).await?;

@@ -162,6 +162,7 @@ async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
             unconfirmed_keys: one.unconfirmed_keys + two.unconfirmed_keys,
             audit_events: one.audit_events + two.audit_events,
             oidc: one.oidc + two.oidc,
+            recovery_links: one.recovery_links + two.recovery_links,
         };
         let expected = Swept {
             challenges: 2,
@@ -172,6 +173,7 @@ async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
             unconfirmed_keys: 0,
             audit_events: 1,
             oidc: 0,
+            recovery_links: 0,
         };
         assert_eq!(total, expected);
         assert_eq!(ids(&app, "SELECT name FROM account ORDER BY name").await, vec!["alice", "fresh", "keyless"]);
