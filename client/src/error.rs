@@ -101,6 +101,12 @@ pub enum Error {
     BackupPassphraseRequired,
     #[error("nothing was imported: the backup and this keystore differ on {conflicts}; to take the backup's, run again with --replace")]
     ImportConflict { conflicts: String },
+    #[error("the key change of account {account} at {service} is unsettled: sign in with it once (sesame login), then try again")]
+    RekeyUnsettled { account: String, service: String },
+    #[error("this request adds a new authenticator to the account {account}; answer it with: sesame enroll TOKEN")]
+    EnrollmentToken { account: String },
+    #[error("this request signs in; it adds no authenticator to an account: use sesame login or sesame register")]
+    NotAnEnrollment,
     #[error("keystore: {0}")]
     Keystore(String),
     #[error("keystore {path}: {reason}")]
@@ -161,6 +167,8 @@ impl Error {
             Self::WeakBackupPassphrase(_) => "weak_passphrase",
             Self::BackupPassphraseRequired => "backup_passphrase_required",
             Self::ImportConflict { .. } => "import_conflict",
+            Self::RekeyUnsettled { .. } => "rekey_unsettled",
+            Self::EnrollmentToken { .. } | Self::NotAnEnrollment => "wrong_purpose",
             Self::Keystore(_) | Self::KeystoreFile { .. } | Self::Db(_) | Self::Migrate(_) => "keystore",
             Self::Io(_) => "io",
         }
@@ -199,7 +207,9 @@ impl Error {
             | Self::LocalAccountExists { .. }
             | Self::BackupExists(_)
             | Self::ImportConflict { .. }
+            | Self::RekeyUnsettled { .. }
             | Self::AlreadyFinal(_) => StatusCode::CONFLICT,
+            Self::EnrollmentToken { .. } | Self::NotAnEnrollment => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoQrCode(_) | Self::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadIdentity { .. }
@@ -262,6 +272,8 @@ fn rejection_text(code: &str, message: &str) -> String {
             "this key waits for confirmation: confirm its code on the page where it was added, then try again".into()
         }
         "key_registered" => "this key is already registered at this service under another account".into(),
+        "wrong_purpose" => "the server says this request is for something else than this answer".into(),
+        "wrong_account" => "the server says this request adds an authenticator to another account".into(),
         "bad_signature" => "the server refused the signature: the local key does not match the account".into(),
         "rate_limited" => "the server is rate limiting requests: wait a minute and try again".into(),
         "unavailable" => "the server is temporarily unavailable: try again shortly".into(),

@@ -48,6 +48,10 @@ pub enum Command {
         /// The account name to register
         #[arg(long)]
         name: String,
+        /// What to call this authenticator on the server's pages
+        /// [default: this computer's host name]
+        #[arg(long)]
+        label: Option<String>,
         /// Do not ask for confirmation
         #[arg(long, short)]
         yes: bool,
@@ -59,6 +63,24 @@ pub enum Command {
         /// The account to log in as [default: your only account at the service]
         #[arg(long)]
         account: Option<String>,
+        /// Also replace the account's key with a new one, in the same answer;
+        /// the old key no longer signs in afterwards
+        #[arg(long)]
+        rekey: bool,
+        /// Do not ask for confirmation
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Add this authenticator to an account you already have, with the
+    /// token of its "Add another authenticator" page or of a recovery link.
+    /// Confirm the code it prints on that page
+    Enroll {
+        /// The token from the page
+        token: String,
+        /// What to call this authenticator on the server's pages
+        /// [default: this computer's host name]
+        #[arg(long)]
+        label: Option<String>,
         /// Do not ask for confirmation
         #[arg(long, short)]
         yes: bool,
@@ -77,9 +99,13 @@ pub enum Command {
         #[arg(long, conflicts_with = "account")]
         name: Option<String>,
         /// Log in as this account instead of asking
-        #[arg(long)]
+        #[arg(long, conflicts_with = "enroll")]
         account: Option<String>,
-        /// Do not ask for confirmation (with --name or --account)
+        /// Add this authenticator to the account the token names instead of
+        /// asking
+        #[arg(long, conflicts_with = "name")]
+        enroll: bool,
+        /// Do not ask for confirmation (with --name, --account or --enroll)
         #[arg(long, short)]
         yes: bool,
     },

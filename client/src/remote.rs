@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{de::DeserializeOwned, Serialize};
 use sesame_proto::{
     wire::{ChallengeContext, ContextRequest, ErrorBody, Outcome, ServerKeyInfo},
-    DenyRequest, LoginRequest, Origin, RegisterRequest,
+    DenyRequest, EnrollRequest, LoginRequest, Origin, RegisterRequest, RekeyRequest,
 };
 
 use crate::{
@@ -174,5 +174,13 @@ impl Remote {
 
     pub(crate) async fn deny(&self, request: &DenyRequest) -> Result<Outcome, Failure> {
         self.send("/api/authenticator/deny", Some(request)).await
+    }
+
+    pub(crate) async fn enroll(&self, request: &EnrollRequest) -> Result<Outcome, Failure> {
+        self.send("/api/authenticator/enroll", Some(request)).await
+    }
+
+    pub(crate) async fn rekey(&self, request: &RekeyRequest) -> Result<Outcome, Failure> {
+        self.send("/api/authenticator/rekey", Some(request)).await
     }
 }

@@ -60,7 +60,13 @@ pub struct Account {
     pub confirmed: bool,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
+    /// A key change (rekey) was sent and its outcome is not yet known here.
+    pub rekey_pending: bool,
 }
+
+/// The columns of [`Account`].
+pub(crate) const ACCOUNT_COLUMNS: &str = "origin, service_id, service_name, name, public_key, confirmed, created_at, \
+                                          last_used_at, next_public_key IS NOT NULL AS rekey_pending";
 
 /// Where one account lives: the row's primary key.
 #[derive(Debug, Clone, Copy)]
@@ -207,18 +213,30 @@ impl Store {
         // IMMEDIATE takes the write lock up front, so another run cannot slip
         // a key in between the read and the writes.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let rows: Vec<(String, String, String, Vec<u8>, bool)> =
-            sqlx::query_as("SELECT origin, service_id, name, secret, sealed FROM account").fetch_all(&mut *tx).await?;
-        for (origin, service_id, name, secret, sealed) in &rows {
+        type Row = (String, String, String, Vec<u8>, Option<Vec<u8>>, bool);
+        let rows: Vec<Row> =
+            sqlx::query_as("SELECT origin, service_id, name, secret, next_secret, sealed FROM account")
+                .fetch_all(&mut *tx)
+                .await?;
+        for (origin, service_id, name, secret, next_secret, sealed) in &rows {
             let aad = account_aad(origin, service_id, name);
             let seed = open_secret(current, secret, *sealed, &aad)?;
-            sqlx::query("UPDATE account SET secret = ?, sealed = 1 WHERE origin = ? AND service_id = ? AND name = ?")
-                .bind(key.seal(&seed, &aad)?)
-                .bind(origin)
-                .bind(service_id)
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
+            // A key change in flight keeps its new key, sealed the same way.
+            let next = match next_secret {
+                Some(next) => Some(key.seal(&open_secret(current, next, *sealed, &aad)?, &aad)?),
+                None => None,
+            };
+            sqlx::query(
+                "UPDATE account SET secret = ?, next_secret = ?, sealed = 1 \
+                 WHERE origin = ? AND service_id = ? AND name = ?",
+            )
+            .bind(key.seal(&seed, &aad)?)
+            .bind(next)
+            .bind(origin)
+            .bind(service_id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query(
             "INSERT INTO passphrase (id, salt, m_cost, t_cost, p_cost, verifier, set_at) \
@@ -243,21 +261,17 @@ impl Store {
     // ---- account keys -------------------------------------------------
 
     pub async fn accounts(&self) -> Result<Vec<Account>, Error> {
-        Ok(sqlx::query_as(
-            "SELECT origin, service_id, service_name, name, public_key, confirmed, created_at, last_used_at \
-             FROM account ORDER BY origin, service_name, name",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM account ORDER BY origin, service_name, name"))
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// The accounts at one service, most recently used first.
     pub async fn accounts_at(&self, origin: &Origin, service_id: &ServiceId) -> Result<Vec<Account>, Error> {
-        Ok(sqlx::query_as(
-            "SELECT origin, service_id, service_name, name, public_key, confirmed, created_at, last_used_at \
-             FROM account WHERE origin = ? AND service_id = ? \
-             ORDER BY coalesce(last_used_at, created_at) DESC, name",
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM account WHERE origin = ? AND service_id = ? \
+             ORDER BY coalesce(last_used_at, created_at) DESC, name"
+        ))
         .bind(origin.as_str())
         .bind(service_id.to_string())
         .fetch_all(&self.pool)
@@ -331,24 +345,96 @@ impl Store {
 
     /// The private key of one account.
     pub async fn key(&self, keyring: &Keyring, slot: Slot<'_>) -> Result<AccountKey, Error> {
+        let (key, _) = self.keys(keyring, slot).await?;
+        Ok(key)
+    }
+
+    /// The private key of one account, and the new key of a key change in
+    /// flight, if there is one (docs/PROTOCOL.md §13).
+    pub async fn keys(&self, keyring: &Keyring, slot: Slot<'_>) -> Result<(AccountKey, Option<AccountKey>), Error> {
         let service_id = slot.service_id.to_string();
-        let row: Option<(Vec<u8>, bool)> =
-            sqlx::query_as("SELECT secret, sealed FROM account WHERE origin = ? AND service_id = ? AND name = ?")
-                .bind(slot.origin.as_str())
-                .bind(&service_id)
-                .bind(slot.account.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        let (secret, sealed) = row.ok_or_else(|| Error::Keystore(format!("no key for {}", slot.account)))?;
-        let seed = open_secret(
-            keyring,
-            &secret,
-            sealed,
-            &account_aad(slot.origin.as_str(), &service_id, slot.account.as_str()),
-        )?;
-        let seed: &[u8; 32] =
-            seed.as_slice().try_into().map_err(|_| Error::Keystore("an account key has the wrong length".into()))?;
-        Ok(AccountKey::from_seed(seed))
+        let row: Option<(Vec<u8>, Option<Vec<u8>>, bool)> = sqlx::query_as(
+            "SELECT secret, next_secret, sealed FROM account WHERE origin = ? AND service_id = ? AND name = ?",
+        )
+        .bind(slot.origin.as_str())
+        .bind(&service_id)
+        .bind(slot.account.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let (secret, next, sealed) = row.ok_or_else(|| Error::Keystore(format!("no key for {}", slot.account)))?;
+        let aad = account_aad(slot.origin.as_str(), &service_id, slot.account.as_str());
+        let open = |secret: &[u8]| -> Result<AccountKey, Error> {
+            let seed = open_secret(keyring, secret, sealed, &aad)?;
+            let seed: &[u8; 32] = seed
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Keystore("an account key has the wrong length".into()))?;
+            Ok(AccountKey::from_seed(seed))
+        };
+        Ok((open(&secret)?, next.as_deref().map(open).transpose()?))
+    }
+
+    /// Stores `next` as the new key of a key change, beside the account's
+    /// key, before the server is told. Refuses when a change is already in
+    /// flight (the caller reuses that one's key instead).
+    pub async fn stage_next_key(&self, keyring: &Keyring, slot: Slot<'_>, next: &AccountKey) -> Result<(), Error> {
+        let service_id = slot.service_id.to_string();
+        let aad = account_aad(slot.origin.as_str(), &service_id, slot.account.as_str());
+        let seed = next.to_seed();
+        // The row's `sealed` flag covers both secrets; a keyring that does
+        // not match it is refused by the WHERE clause.
+        let (secret, sealed) = match keyring {
+            Keyring::Plain => (Zeroizing::new(seed.to_vec()), false),
+            Keyring::Sealed(seal) => (Zeroizing::new(seal.seal(seed.as_ref(), &aad)?), true),
+        };
+        let done = sqlx::query(
+            "UPDATE account SET next_public_key = ?, next_secret = ? \
+             WHERE origin = ? AND service_id = ? AND name = ? AND next_public_key IS NULL AND sealed = ?",
+        )
+        .bind(next.public_key().to_bytes().to_vec())
+        .bind(secret.as_slice())
+        .bind(slot.origin.as_str())
+        .bind(&service_id)
+        .bind(slot.account.as_str())
+        .bind(sealed)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(Error::Keystore(format!("cannot store a new key for {}", slot.account)));
+        }
+        Ok(())
+    }
+
+    /// The server holds the new key now: it becomes the account's key, and
+    /// the old one is gone (secure_delete zeroes its cells).
+    pub async fn promote_next_key(&self, slot: Slot<'_>, now: UnixTime) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE account SET public_key = next_public_key, secret = next_secret, next_public_key = NULL, \
+             next_secret = NULL, confirmed = 1, last_used_at = ? \
+             WHERE origin = ? AND service_id = ? AND name = ? AND next_public_key IS NOT NULL",
+        )
+        .bind(secs(now))
+        .bind(slot.origin.as_str())
+        .bind(slot.service_id.to_string())
+        .bind(slot.account.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The server refused the key change: it still holds the old key, and
+    /// the new one is forgotten.
+    pub async fn drop_next_key(&self, slot: Slot<'_>) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE account SET next_public_key = NULL, next_secret = NULL \
+             WHERE origin = ? AND service_id = ? AND name = ?",
+        )
+        .bind(slot.origin.as_str())
+        .bind(slot.service_id.to_string())
+        .bind(slot.account.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Shows a notice once per keystore: true the first time `name` is asked.

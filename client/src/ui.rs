@@ -10,7 +10,10 @@ use std::{
     sync::OnceLock,
 };
 
-use sesame_proto::{wire::ChallengeContext, UnixTime};
+use sesame_proto::{
+    wire::{ChallengeContext, ChallengePurpose},
+    UnixTime,
+};
 use time::{format_description::FormatItem, macros::format_description, OffsetDateTime, UtcOffset};
 
 use crate::{store::Account, vault::Passphrase, Error};
@@ -149,7 +152,13 @@ pub fn show_context(context: &ChallengeContext, accounts: &[Account], now: UnixT
     } else {
         accounts.iter().map(|a| safe(&a.name)).collect::<Vec<_>>().join(", ")
     };
-    eprintln!("Sign-in request from {}", safe(&context.origin));
+    match (context.purpose, &context.account) {
+        (ChallengePurpose::Enroll, Some(account)) => {
+            eprintln!("Request to add this authenticator to an account, from {}", safe(&context.origin));
+            eprintln!("  account:       {}", safe(account));
+        }
+        _ => eprintln!("Sign-in request from {}", safe(&context.origin)),
+    }
     eprintln!("  service:       {}", safe(&context.service_name));
     eprintln!("  browser:       {}", safe(&context.user_agent));
     eprintln!("  IP address:    {}", safe(&context.ip));

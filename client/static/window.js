@@ -15,6 +15,8 @@
     bad_image: 'That file is not a picture the window can read. Use a PNG or JPEG screenshot or photo.',
     payload_too_large: 'That picture is too large. Use a screenshot or a smaller photo.',
     passphrase_mismatch: 'The two new passphrases are not the same. Type them again.',
+    wrong_backup_passphrase: 'That is not the passphrase of this backup. Nothing was imported.',
+    weak_passphrase: 'Use a longer backup passphrase: at least 12 characters, for instance four or five random words.',
   };
   const words = (e) => WORDS[e.error] || e.message || 'Something went wrong.';
 
@@ -77,6 +79,7 @@
     $('keystore').textContent = 'Keystore: ' + status.keystore;
     $('unlock').hidden = !status.locked;
     $('accounts').hidden = status.locked;
+    $('backup').hidden = status.locked;
     $('passphrase').hidden = status.locked;
     if (status.locked) {
       show();
@@ -151,7 +154,8 @@
         const when = document.createElement('span');
         when.className = 'muted';
         when.textContent = ' · created ' + account.created + ' · last used ' + (account.last_used || 'never') +
-          (account.confirmed ? '' : ' · not confirmed by the server');
+          (account.confirmed ? '' : ' · not confirmed by the server') +
+          (account.rekey_pending ? ' · key change unsettled: the next sign-in settles it' : '');
         about.append(name, when);
         const remove = document.createElement('button');
         remove.type = 'button';
@@ -332,7 +336,15 @@
 
   function showRequest(request) {
     current = request;
+    const enrolling = request.purpose === 'enroll';
+    $('req-title').firstChild.textContent = enrolling ? 'Add this device to an account at ' : 'Sign in to ';
     $('req-service').textContent = request.service_name;
+    $('req-login').hidden = enrolling;
+    $('register-form').hidden = enrolling;
+    $('enroll-form').hidden = !enrolling;
+    $('enroll-account').textContent = request.enroll_account || '';
+    $('enroll-label').value = '';
+    $('req-rekey').checked = false;
     $('req-origin').textContent = request.origin;
     $('req-browser').textContent = request.user_agent;
     $('req-ip').textContent = request.ip;
@@ -355,14 +367,15 @@
       button.className = 'login';
       button.dataset.account = name;
       button.textContent = 'Log in as ' + name;
-      button.addEventListener('click', () => answer(button, '/api/login', { token: current.token, account: name }));
+      button.addEventListener('click', () =>
+        answer(button, '/api/login', { token: current.token, account: name, rekey: $('req-rekey').checked }));
       buttons.append(button);
     }
     $('req-no-accounts').hidden = request.accounts.length > 0;
     $('register-name').value = '';
     $('request-error').hidden = true;
     show('request');
-    (buttons.firstElementChild || $('register-name')).focus();
+    (enrolling ? $('enroll-submit') : buttons.firstElementChild || $('register-name')).focus();
   }
 
   async function answer(button, path, body) {
@@ -373,6 +386,10 @@
       $('result-text').textContent = first;
       $('result-text').className = 'status ' + (path === '/api/deny' ? 'bad' : 'ok');
       $('result-detail').textContent = rest.join(' ');
+      // A key that waits for confirmation: the code to compare, large.
+      const code = done.result && done.result.confirmation_code;
+      $('result-code').textContent = code ? 'Code: ' + code.slice(0, 3) + ' ' + code.slice(3) : '';
+      $('result-code').hidden = !code;
       current = null;
       $('token-input').value = '';
       show('result');
@@ -395,7 +412,88 @@
     }
     answer(event.submitter, '/api/register', { token: current.token, name });
   });
+  $('enroll-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const label = $('enroll-label').value.trim();
+    answer(event.submitter, '/api/enroll', { token: current.token, label: label || null });
+  });
   $('deny').addEventListener('click', (event) => answer(event.target, '/api/deny', { token: current.token }));
+
+  // ---- backups ----------------------------------------------------------------
+
+  $('export-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const body = { passphrase: $('export-pass').value, repeat: $('export-repeat').value };
+    say('Encrypting the backup…');
+    await busy(event.submitter, async () => {
+      let response;
+      try {
+        response = await fetch('/api/export', {
+          method: 'POST', credentials: 'same-origin', cache: 'no-store',
+          headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+        });
+      } catch (_) {
+        say(WORDS.offline, 'bad');
+        return;
+      }
+      if (!response.ok) {
+        let e = {};
+        try { e = await response.json(); } catch (_) { /* not JSON */ }
+        say(words(e), 'bad');
+        return;
+      }
+      const name = (/filename="([^"]+)"/.exec(response.headers.get('Content-Disposition') || '') || [])[1];
+      const url = URL.createObjectURL(await response.blob());
+      const link = document.createElement('a');
+      link.href = url;
+      link.download = name || 'sesame-backup.age';
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+      $('export-pass').value = '';
+      $('export-repeat').value = '';
+      say('Saved ' + link.download + '. Keep the backup passphrase apart from the file.', 'ok');
+    });
+  });
+
+  $('import-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const file = $('import-file').files[0];
+    if (!file) {
+      say('Choose the backup file first.', 'bad');
+      return;
+    }
+    say('Importing the backup…');
+    await busy(event.submitter, async () => {
+      let response;
+      try {
+        response = await fetch('/api/import', {
+          method: 'POST', credentials: 'same-origin', cache: 'no-store',
+          headers: {
+            'Content-Type': 'application/octet-stream',
+            // Base64 of its UTF-8 bytes: a header carries no other text.
+            'X-Sesame-Backup-Passphrase': btoa(String.fromCharCode(...new TextEncoder().encode($('import-pass').value))),
+            'X-Sesame-Replace': $('import-replace').checked ? 'true' : 'false',
+          },
+          body: file,
+        });
+      } catch (_) {
+        say(WORDS.offline, 'bad');
+        return;
+      }
+      let data = {};
+      try { data = await response.json(); } catch (_) { /* not JSON */ }
+      if (!response.ok) {
+        say(words(data), 'bad');
+        return;
+      }
+      $('import-pass').value = '';
+      $('import-file').value = '';
+      say(data.message, 'ok');
+      await loadAccounts();
+    });
+  });
 
   function backToStart() {
     current = null;

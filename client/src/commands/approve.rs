@@ -1,4 +1,5 @@
-//! Answering a token: `process`, `register`, `login` and `deny`.
+//! Answering a token: `process`, `register`, `login` (and its `--rekey`),
+//! `enroll` and `deny`.
 //!
 //! Every path trusts the token first (pinned key, signature, lifetime), then
 //! shows who is asking, and only then signs. Local problems (no such account,
@@ -8,8 +9,9 @@
 use rand::rngs::OsRng;
 use serde_json::json;
 use sesame_proto::{
-    wire::{ChallengeContext, Outcome},
-    AccountKey, AccountName, ConfirmationCode, DenyRequest, LoginRequest, RegisterRequest, Token,
+    wire::{ChallengeContext, ChallengePurpose, Outcome},
+    AccountKey, AccountName, ConfirmationCode, DenyRequest, EnrollRequest, KeyLabel, LoginRequest, RegisterRequest,
+    RekeyRequest, Token,
 };
 
 use super::App;
@@ -56,8 +58,48 @@ fn result_json(
     })
 }
 
-pub(super) async fn register(app: &mut App, text: &str, name: &str, yes: bool) -> Result<(), Error> {
+/// A register, login or rekey answers only a sign-in challenge.
+pub(crate) fn expect_sign_in(context: &ChallengeContext) -> Result<(), Error> {
+    match (context.purpose, &context.account) {
+        (ChallengePurpose::SignIn, _) => Ok(()),
+        (ChallengePurpose::Enroll, account) => {
+            Err(Error::EnrollmentToken { account: safe(account.as_deref().unwrap_or_default()) })
+        }
+    }
+}
+
+/// The account an enrollment challenge adds this authenticator to.
+pub(crate) fn enroll_account(context: &ChallengeContext) -> Result<AccountName, Error> {
+    match (context.purpose, &context.account) {
+        (ChallengePurpose::Enroll, Some(account)) => Ok(AccountName::parse(account)?),
+        (ChallengePurpose::Enroll, None) => Err(Error::BadResponse {
+            origin: context.origin.clone(),
+            reason: "an enrollment request that names no account".into(),
+        }),
+        (ChallengePurpose::SignIn, _) => Err(Error::NotAnEnrollment),
+    }
+}
+
+/// The label a new key proposes: the one given, else this machine's host
+/// name when it is a valid label, else none.
+pub(crate) fn key_label(given: Option<&str>) -> Result<Option<KeyLabel>, Error> {
+    if let Some(given) = given {
+        return Ok(Some(KeyLabel::parse(given)?));
+    }
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").or_else(|_| std::fs::read_to_string("/etc/hostname"));
+    Ok(host.ok().and_then(|h| KeyLabel::parse(h.trim()).ok()))
+}
+
+pub(super) async fn register(
+    app: &mut App,
+    text: &str,
+    name: &str,
+    label: Option<&str>,
+    yes: bool,
+) -> Result<(), Error> {
     let name = AccountName::parse(name)?;
+    let label = key_label(label)?;
     if !yes && !app.console.is_interactive() {
         return Err(Error::NeedsConfirmation("sesame register"));
     }
@@ -71,42 +113,97 @@ pub(super) async fn register(app: &mut App, text: &str, name: &str, yes: bool) -
     }
     let keyring = app.unlock().await?;
     let context = app.context(&token, &remote, &accounts).await?;
+    expect_sign_in(&context)?;
     if !yes && !app.console.confirm(&format!("Register the new account {} here?", safe(name.as_str())))? {
         return Err(Error::Cancelled);
     }
-    let answered = submit_register(&app.store, &token, &remote, &context, &keyring, &name).await?;
+    let answered =
+        submit_new_key(&app.store, &token, &remote, &context, &keyring, &name, NewKey::Register(label.as_ref()))
+            .await?;
     // Only after success: a failure keeps its single line on stderr.
     app.notice_unencrypted(&keyring).await?;
     app.print(&answered);
     Ok(())
 }
 
+pub(super) async fn enroll(app: &mut App, text: &str, label: Option<&str>, yes: bool) -> Result<(), Error> {
+    if !yes && !app.console.is_interactive() {
+        return Err(Error::NeedsConfirmation("sesame enroll"));
+    }
+    let label = key_label(label)?;
+    let (token, remote) = app.trusted(text).await?;
+    let accounts = app.store.accounts_at(&token.claims().origin, &token.claims().service_id).await?;
+    let keyring = app.unlock().await?;
+    let context = app.context(&token, &remote, &accounts).await?;
+    let name = enroll_account(&context)?;
+    if accounts.iter().any(|a| a.name == name.as_str()) {
+        return Err(Error::LocalAccountExists {
+            account: name.to_string(),
+            service: token.claims().service_name.to_string(),
+        });
+    }
+    let question = format!(
+        "Add this authenticator to the account {} at {}?",
+        safe(name.as_str()),
+        safe(token.claims().service_name.as_str())
+    );
+    if !yes && !app.console.confirm(&question)? {
+        return Err(Error::Cancelled);
+    }
+    let answered =
+        submit_new_key(&app.store, &token, &remote, &context, &keyring, &name, NewKey::Enroll(label.as_ref())).await?;
+    app.notice_unencrypted(&keyring).await?;
+    app.print(&answered);
+    Ok(())
+}
+
+/// What a new key is for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum NewKey<'a> {
+    /// A new account (PROTOCOL.md §6.3).
+    Register(Option<&'a KeyLabel>),
+    /// Another authenticator for an existing account (§12).
+    Enroll(Option<&'a KeyLabel>),
+}
+
 /// Stores the key before the server hears of it, so that a crash can never
 /// leave an account on the server whose key is lost; takes it back out when
 /// the server refuses, so that a refused registration leaves nothing.
-pub(crate) async fn submit_register(
+pub(crate) async fn submit_new_key(
     store: &Store,
     token: &Token,
     remote: &Remote,
     context: &ChallengeContext,
     keyring: &Keyring,
     name: &AccountName,
+    new: NewKey<'_>,
 ) -> Result<Answered, Error> {
     let claims = token.claims();
     let slot = Slot { origin: &claims.origin, service_id: &claims.service_id, account: name };
     let key = AccountKey::generate(&mut OsRng);
     store.insert_unconfirmed(keyring, slot, &claims.service_name, &key, ui::now()).await?;
-    let request = RegisterRequest::sign(token, name, &key);
-    match remote.register(&request).await {
+    let sent = match new {
+        NewKey::Register(label) => remote.register(&RegisterRequest::sign(token, name, &key).with_label(label)).await,
+        NewKey::Enroll(label) => remote.enroll(&EnrollRequest::sign(token, name, &key, label)).await,
+    };
+    match sent {
         Ok(outcome) => {
             store.confirm(slot, ui::now()).await?;
             let mut json = result_json(token, context, &outcome, Some(name.as_str()));
-            let registered = format!(
-                "Registered {} at {} ({})",
-                safe(name.as_str()),
-                safe(claims.service_name.as_str()),
-                claims.origin
-            );
+            let registered = match new {
+                NewKey::Register(_) => format!(
+                    "Registered {} at {} ({})",
+                    safe(name.as_str()),
+                    safe(claims.service_name.as_str()),
+                    claims.origin
+                ),
+                NewKey::Enroll(_) => format!(
+                    "Added this authenticator to {} at {} ({})",
+                    safe(name.as_str()),
+                    safe(claims.service_name.as_str()),
+                    claims.origin
+                ),
+            };
             let text = if outcome.key_state.as_deref() == Some("pending") {
                 // Computed here from our own key, never taken from the
                 // server: the page must show the same code for this key.
@@ -176,7 +273,13 @@ fn choose_account(
     Ok(AccountName::parse(&chosen)?)
 }
 
-pub(super) async fn login(app: &mut App, text: &str, account: Option<&str>, yes: bool) -> Result<(), Error> {
+pub(super) async fn login(
+    app: &mut App,
+    text: &str,
+    account: Option<&str>,
+    rekey: bool,
+    yes: bool,
+) -> Result<(), Error> {
     if !yes && !app.console.is_interactive() {
         return Err(Error::NeedsConfirmation("sesame login"));
     }
@@ -185,13 +288,40 @@ pub(super) async fn login(app: &mut App, text: &str, account: Option<&str>, yes:
     let name = choose_account(app, &token, &accounts, account)?;
     let keyring = app.unlock().await?;
     let context = app.context(&token, &remote, &accounts).await?;
-    if !yes && !app.console.confirm(&format!("Log in as {}?", safe(name.as_str())))? {
+    expect_sign_in(&context)?;
+    let question = if rekey { "Log in as {} and replace its key?" } else { "Log in as {}?" };
+    if !yes && !app.console.confirm(&question.replace("{}", &safe(name.as_str())))? {
         return Err(Error::Cancelled);
     }
-    app.print(&submit_login(&app.store, &token, &remote, &context, &keyring, &name).await?);
+    let login = if rekey { Login::Rekey } else { Login::Plain };
+    app.print(&submit_login(&app.store, &token, &remote, &context, &keyring, &name, login).await?);
     Ok(())
 }
 
+/// A plain login, or one that also replaces the account's key (§13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Login {
+    Plain,
+    Rekey,
+}
+
+/// A test's way to stop the process at the two moments of a key change where
+/// the keystore and the server disagree for a while: `rekey-staged`, after
+/// the new key is stored and before the server hears of it, and
+/// `rekey-answered`, after the server swapped the key and before this
+/// keystore has. The process aborts, as if killed, so nothing after that
+/// point runs. Stopping the server at any moment leaves it in one of the
+/// same two states, since its swap is one transaction.
+fn crash_point(name: &str) {
+    if std::env::var_os("SESAME_CRASH_AT").is_some_and(|at| at == name) {
+        std::process::abort();
+    }
+}
+
+/// Logs in, or rekeys, keeping one working key whatever stops when
+/// (docs/PROTOCOL.md §13): the new key is stored before it is sent, becomes
+/// the account's key only once the server has confirmed it, and a change
+/// whose answer was lost is settled at the next sign-in, on the same token.
 pub(crate) async fn submit_login(
     store: &Store,
     token: &Token,
@@ -199,25 +329,77 @@ pub(crate) async fn submit_login(
     context: &ChallengeContext,
     keyring: &Keyring,
     name: &AccountName,
+    login: Login,
 ) -> Result<Answered, Error> {
     let claims = token.claims();
     let slot = Slot { origin: &claims.origin, service_id: &claims.service_id, account: name };
-    let key = store.key(keyring, slot).await?;
-    match remote.login(&LoginRequest::sign(token, name, &key)).await {
-        Ok(outcome) => {
-            // A key whose registration outcome was unknown is now known good.
-            store.confirm(slot, ui::now()).await?;
-            let text = format!("Signed in to {} as {}.", safe(claims.service_name.as_str()), safe(name.as_str()));
-            let text = format!("{text}\n{}", ui::requested_by(context));
-            Ok(Answered { json: result_json(token, context, &outcome, Some(name.as_str())), text })
+    let (key, next) = store.keys(keyring, slot).await?;
+    let unsettled = next.is_some();
+    let sent = match login {
+        Login::Plain => remote.login(&LoginRequest::sign(token, name, &key)).await,
+        Login::Rekey => {
+            // An earlier change whose outcome is unknown is retried with the
+            // same new key, never a third one.
+            let staged;
+            let new_key = match &next {
+                Some(next) => next,
+                None => {
+                    staged = AccountKey::generate(&mut OsRng);
+                    store.stage_next_key(keyring, slot, &staged).await?;
+                    crash_point("rekey-staged");
+                    &staged
+                }
+            };
+            remote.rekey(&RekeyRequest::sign(token, name, &key, new_key)).await
         }
-        Err(Failure::Refused { code, .. }) if code == "unknown_account" => Err(Error::UnknownAccount {
-            account: name.to_string(),
-            service_id: claims.service_id.to_string(),
-            origin: claims.origin.to_string(),
-        }),
-        Err(failure) => Err(remote.error(failure)),
+    };
+    let (outcome, rekeyed) = match (sent, next) {
+        (Ok(outcome), _) => (outcome, login == Login::Rekey),
+        // The server no longer takes the old key: an earlier change landed
+        // though its answer never came. The new key signs this same token.
+        (Err(Failure::Refused { code, .. }), Some(next)) if code == "bad_signature" => {
+            let outcome = remote.login(&LoginRequest::sign(token, name, &next)).await.map_err(|f| remote.error(f))?;
+            (outcome, true)
+        }
+        (Err(failure @ Failure::Refused { .. }), _) => {
+            if login == Login::Rekey {
+                // Refused: the server kept the old key, so the new one goes.
+                store.drop_next_key(slot).await?;
+            }
+            return Err(match failure {
+                Failure::Refused { code, .. } if code == "unknown_account" => Error::UnknownAccount {
+                    account: name.to_string(),
+                    service_id: claims.service_id.to_string(),
+                    origin: claims.origin.to_string(),
+                },
+                other => remote.error(other),
+            });
+        }
+        (Err(failure), _) => return Err(remote.error(failure)),
+    };
+    if rekeyed {
+        crash_point("rekey-answered");
+        store.promote_next_key(slot, ui::now()).await?;
+    } else if unsettled {
+        // The old key still signs in, so an earlier change never landed:
+        // its new key is forgotten.
+        store.drop_next_key(slot).await?;
+        store.confirm(slot, ui::now()).await?;
+    } else {
+        // A key whose registration outcome was unknown is now known good.
+        store.confirm(slot, ui::now()).await?;
     }
+    let mut text = format!("Signed in to {} as {}.", safe(claims.service_name.as_str()), safe(name.as_str()));
+    if rekeyed {
+        text.push_str(if login == Login::Rekey && !unsettled {
+            " Its key was replaced; the old one no longer signs in."
+        } else {
+            " An earlier key change had reached the server; it is now settled here too."
+        });
+    }
+    let mut json = result_json(token, context, &outcome, Some(name.as_str()));
+    json["rekeyed"] = rekeyed.into();
+    Ok(Answered { json, text: format!("{text}\n{}", ui::requested_by(context)) })
 }
 
 pub(super) async fn deny(app: &mut App, text: &str) -> Result<(), Error> {
@@ -263,6 +445,27 @@ pub(super) async fn process(app: &mut App, text: &str) -> Result<(), Error> {
     let keyring = app.unlock().await?;
     let context = app.context(&token, &remote, &accounts).await?;
     eprintln!();
+    if context.purpose == ChallengePurpose::Enroll {
+        let name = enroll_account(&context)?;
+        eprintln!("  e) add this authenticator to {}", safe(name.as_str()));
+        eprintln!("  d) deny this request");
+        eprintln!("  q) quit without answering");
+        return match app.console.ask("Your choice: ")?.as_str() {
+            "e" | "E" => {
+                let label = key_label(None)?;
+                let new = NewKey::Enroll(label.as_ref());
+                let answered = submit_new_key(&app.store, &token, &remote, &context, &keyring, &name, new).await?;
+                app.notice_unencrypted(&keyring).await?;
+                app.print(&answered);
+                Ok(())
+            }
+            "d" | "D" => {
+                app.print(&submit_deny(&app.store, &token, &remote, &context, &keyring, &accounts).await?);
+                Ok(())
+            }
+            _ => Err(Error::Cancelled),
+        };
+    }
     for (i, account) in accounts.iter().enumerate() {
         eprintln!("  {}) log in as {}", i + 1, safe(&account.name));
     }
@@ -279,7 +482,9 @@ pub(super) async fn process(app: &mut App, text: &str) -> Result<(), Error> {
                     service: token.claims().service_name.to_string(),
                 });
             }
-            let answered = submit_register(&app.store, &token, &remote, &context, &keyring, &name).await?;
+            let label = key_label(None)?;
+            let new = NewKey::Register(label.as_ref());
+            let answered = submit_new_key(&app.store, &token, &remote, &context, &keyring, &name, new).await?;
             app.notice_unencrypted(&keyring).await?;
             app.print(&answered);
             Ok(())
@@ -291,7 +496,7 @@ pub(super) async fn process(app: &mut App, text: &str) -> Result<(), Error> {
         other => match other.parse::<usize>() {
             Ok(i) if (1..=accounts.len()).contains(&i) => {
                 let name = AccountName::parse(&accounts[i - 1].name)?;
-                app.print(&submit_login(&app.store, &token, &remote, &context, &keyring, &name).await?);
+                app.print(&submit_login(&app.store, &token, &remote, &context, &keyring, &name, Login::Plain).await?);
                 Ok(())
             }
             _ => Err(Error::Cancelled),

@@ -13,7 +13,7 @@ use tempfile::NamedTempFile;
 use super::App;
 use crate::{
     backup::{self, AccountRecord, Document, PinRecord},
-    store::{ImportReport, Keyring},
+    store::{ImportReport, Keyring, Store},
     ui,
     vault::Passphrase,
     Error,
@@ -67,7 +67,7 @@ pub(super) async fn export(app: &App, out: &Path, force: bool) -> Result<(), Err
         return Err(Error::NothingToExport(app.db_path.clone()));
     }
     let keyring = app.store.unlock(|| app.console.passphrase("Keystore passphrase: ")).await?;
-    let document = document(app, &keyring).await?;
+    let document = document(&app.store, &keyring).await?;
     let passphrase = new_passphrase(app)?;
     let write = |file: &mut File| -> std::io::Result<()> {
         backup::write(&document, &passphrase, &mut *file)?;
@@ -129,9 +129,10 @@ fn put_in_place(temp: NamedTempFile, out: &Path, dir: &Path, force: bool) -> Res
 }
 
 /// The whole keystore as a backup document, keys opened with `keyring`.
-async fn document(app: &App, keyring: &Keyring) -> Result<Document, Error> {
-    let keys = app.store.accounts_with_keys(keyring).await?;
-    let pins = app.store.pins().await?;
+/// The window exports through here too.
+pub(crate) async fn document(store: &Store, keyring: &Keyring) -> Result<Document, Error> {
+    let keys = store.accounts_with_keys(keyring).await?;
+    let pins = store.pins().await?;
     let pins: Vec<PinRecord> = pins
         .iter()
         .map(|pin| PinRecord {
@@ -177,7 +178,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
 }
 
 /// One line: what was imported, what was already here, what was replaced.
-fn summary(file: &Path, report: &ImportReport) -> String {
+pub(crate) fn summary(file: &Path, report: &ImportReport) -> String {
     let mut text = format!(
         "Imported {} account(s) from {}, skipped {} already present",
         report.imported.len(),
@@ -195,7 +196,7 @@ fn summary(file: &Path, report: &ImportReport) -> String {
     text
 }
 
-fn report_json(report: &ImportReport) -> serde_json::Value {
+pub(crate) fn report_json(report: &ImportReport) -> serde_json::Value {
     json!({
         "imported": report.imported.len(),
         "skipped": report.skipped.len(),

@@ -28,6 +28,7 @@ pub(super) async fn accounts(app: &App) -> Result<(), Error> {
                     "account": a.name,
                     "public_key": sesame_proto::AccountPublicKey::from_bytes(&a.public_key).map(|k| k.to_base64()).ok(),
                     "confirmed": a.confirmed,
+                    "rekey_pending": a.rekey_pending,
                     "created_at": a.created_at,
                     "last_used_at": a.last_used_at,
                 })
@@ -41,7 +42,11 @@ pub(super) async fn accounts(app: &App) -> Result<(), Error> {
         return Ok(());
     }
     for a in &accounts {
-        let state = if a.confirmed { "" } else { "  (unconfirmed: the server may not have it)" };
+        let state = match (a.confirmed, a.rekey_pending) {
+            (_, true) => "  (key change unsettled: the next sign-in settles it)",
+            (false, _) => "  (unconfirmed: the server may not have it)",
+            (true, false) => "",
+        };
         let used = a.last_used_at.map_or_else(|| "never".to_owned(), time_of);
         println!(
             "{}  at {} ({}, service {})  created {}, last used {}{state}",

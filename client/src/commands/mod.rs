@@ -2,7 +2,7 @@
 //! steps every approval takes (trust the token, unlock, ask who is asking).
 
 pub(crate) mod approve;
-mod backup;
+pub(crate) mod backup;
 mod manage;
 pub(crate) mod scan;
 
@@ -72,14 +72,20 @@ async fn dispatch(app: &mut App, command: Command, stdin_token: Option<String>) 
             };
             approve::process(app, &text).await
         }
-        Command::Register { token, name, yes } => approve::register(app, &token, &name, yes).await,
-        Command::Login { token, account, yes } => approve::login(app, &token, account.as_deref(), yes).await,
+        Command::Register { token, name, label, yes } => {
+            approve::register(app, &token, &name, label.as_deref(), yes).await
+        }
+        Command::Login { token, account, rekey, yes } => {
+            approve::login(app, &token, account.as_deref(), rekey, yes).await
+        }
+        Command::Enroll { token, label, yes } => approve::enroll(app, &token, label.as_deref(), yes).await,
         Command::Deny { token } => approve::deny(app, &token).await,
-        Command::Scan { images, name, account, yes } => {
+        Command::Scan { images, name, account, enroll, yes } => {
             let text = scan::token_from_images(&images)?;
             match (name, account) {
-                (Some(name), _) => approve::register(app, &text, &name, yes).await,
-                (None, Some(account)) => approve::login(app, &text, Some(&account), yes).await,
+                _ if enroll => approve::enroll(app, &text, None, yes).await,
+                (Some(name), _) => approve::register(app, &text, &name, None, yes).await,
+                (None, Some(account)) => approve::login(app, &text, Some(&account), false, yes).await,
                 (None, None) => approve::process(app, &text).await,
             }
         }

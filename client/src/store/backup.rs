@@ -4,7 +4,7 @@
 use sesame_proto::AccountKey;
 use zeroize::Zeroizing;
 
-use super::{open_secret, Account, Keyring, Store};
+use super::{open_secret, Account, Keyring, Store, ACCOUNT_COLUMNS};
 use crate::{
     backup::{AccountEntry, Contents, PinEntry},
     vault::account_aad,
@@ -60,14 +60,18 @@ impl Store {
     /// Every account with its private key, opened with `keyring`. One
     /// query, so the backup is one consistent picture of the keystore.
     pub async fn accounts_with_keys(&self, keyring: &Keyring) -> Result<Vec<(Account, AccountKey)>, Error> {
-        let rows: Vec<KeyRow> = sqlx::query_as(
-            "SELECT origin, service_id, service_name, name, public_key, confirmed, created_at, last_used_at, \
-             secret, sealed FROM account ORDER BY origin, service_name, name",
-        )
+        let rows: Vec<KeyRow> = sqlx::query_as(&format!(
+            "SELECT {ACCOUNT_COLUMNS}, secret, sealed FROM account ORDER BY origin, service_name, name"
+        ))
         .fetch_all(&self.pool)
         .await?;
         let mut keys = Vec::with_capacity(rows.len());
         for KeyRow { account, secret, sealed } in rows {
+            // Which of its two keys the server holds is not known yet; a
+            // backup of the wrong one would be a backup of nothing.
+            if account.rekey_pending {
+                return Err(Error::RekeyUnsettled { account: account.name, service: account.service_name });
+            }
             let secret = Zeroizing::new(secret);
             let aad = account_aad(&account.origin, &account.service_id, &account.name);
             let seed = open_secret(keyring, &secret, sealed, &aad)?;
@@ -204,7 +208,8 @@ async fn merge_account(
         // secure_delete zeroes the cells of the key this overwrites.
         sqlx::query(
             "UPDATE account SET service_name = ?, public_key = ?, secret = ?, sealed = ?, confirmed = ?, \
-             created_at = ?, last_used_at = ? WHERE origin = ? AND service_id = ? AND name = ?",
+             created_at = ?, last_used_at = ?, next_public_key = NULL, next_secret = NULL \
+             WHERE origin = ? AND service_id = ? AND name = ?",
         )
         .bind(entry.service_name.as_str())
         .bind(&public_key)

@@ -10,15 +10,19 @@ use std::sync::Arc;
 use axum::{
     body::Bytes,
     extract::State,
+    http::{header, HeaderMap},
+    response::{IntoResponse as _, Response},
     routing::{get, post},
     Json, Router,
 };
+use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sesame_proto::{AccountName, UnixTime};
 
 use super::WindowState;
 use crate::{
+    backup,
     commands::{self, approve, scan},
     store::Keyring,
     trust,
@@ -38,6 +42,8 @@ pub(super) fn router() -> Router<WindowState> {
         .route("/api/login", post(login))
         .route("/api/register", post(register))
         .route("/api/deny", post(deny))
+        .route("/api/enroll", post(enroll))
+        .route("/api/export", post(export))
 }
 
 type Answer = Result<Json<Value>, Error>;
@@ -119,6 +125,7 @@ async fn accounts(State(state): State<WindowState>) -> Answer {
         let entry = json!({
             "name": safe(&account.name),
             "confirmed": account.confirmed,
+            "rekey_pending": account.rekey_pending,
             "created": time_of(account.created_at),
             "last_used": account.last_used_at.map(time_of),
         });
@@ -165,6 +172,68 @@ async fn remove(State(state): State<WindowState>, Json(body): Json<RemoveBody>) 
     Ok(Json(json!({"message": message})))
 }
 
+#[derive(Deserialize)]
+struct ExportBody {
+    passphrase: String,
+    repeat: String,
+}
+
+/// The whole keystore as an age-encrypted backup, the same file `sesame
+/// export` writes, handed to the page to save as a download. The keys are
+/// opened with the window's keyring, so a locked keystore exports nothing.
+async fn export(State(state): State<WindowState>, Json(body): Json<ExportBody>) -> Result<Response, Error> {
+    if body.passphrase != body.repeat {
+        return Err(Error::PassphraseMismatch);
+    }
+    let passphrase = Passphrase::new(body.passphrase);
+    backup::check_strength(&passphrase)?;
+    if state.store.accounts().await?.is_empty() {
+        return Err(Error::NothingToExport(state.db_path.clone()));
+    }
+    let keyring = state.keyring().await?;
+    let document = commands::backup::document(&state.store, &keyring).await?;
+    let bytes = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        backup::write(&document, &passphrase, &mut out).map(|()| out)
+    })
+    .await
+    .map_err(|e| Error::Keystore(format!("the encryption failed: {e}")))??;
+    let name = format!("sesame-backup-{}.age", local_time(now()).get(..10).unwrap_or("today"));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// Merges a backup file the page sends (its bytes as the body) into the
+/// keystore, all or nothing, as `sesame import` does. The backup's
+/// passphrase comes in a header, as base64 of its UTF-8 bytes (a header
+/// carries no other text), so that the body stays the file itself.
+pub(super) async fn import(State(state): State<WindowState>, headers: HeaderMap, body: Bytes) -> Answer {
+    let what = std::path::Path::new("the backup");
+    backup::check_envelope(what, &body)?;
+    let passphrase = headers
+        .get("x-sesame-backup-passphrase")
+        .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v.as_bytes()).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|p| !p.is_empty())
+        .ok_or(Error::BackupPassphraseRequired)?;
+    let passphrase = Passphrase::new(passphrase);
+    let replace = headers.get("x-sesame-replace").is_some_and(|v| v.as_bytes() == b"true");
+    let keyring = state.keyring().await?;
+    let contents = tokio::task::spawn_blocking(move || backup::read(what, &body, &passphrase))
+        .await
+        .map_err(|e| Error::Keystore(format!("the decryption failed: {e}")))??;
+    let report = state.store.import(&keyring, &contents, replace).await?;
+    let message = commands::backup::summary(what, &report);
+    Ok(Json(json!({"message": message, "result": commands::backup::report_json(&report)})))
+}
+
 /// Reads the token out of a picture: a pasted or dropped screenshot, or one
 /// frame of the camera. The same decoder as `sesame scan`, off the runtime's
 /// thread because it is CPU work.
@@ -208,6 +277,10 @@ async fn request(State(state): State<WindowState>, Json(body): Json<TokenBody>) 
         },
         "accounts": accounts.iter().map(|a| safe(&a.name)).collect::<Vec<_>>(),
         "locked": state.locked().await?,
+        // An enrollment request adds this device to `enroll_account`
+        // instead of signing in (docs/PROTOCOL.md §12).
+        "purpose": context.purpose,
+        "enroll_account": context.account.as_deref().map(safe),
     })))
 }
 
@@ -219,6 +292,9 @@ fn answered(answered: &approve::Answered) -> Json<Value> {
 struct LoginBody {
     token: String,
     account: String,
+    /// Also replace the account's key (docs/PROTOCOL.md §13).
+    #[serde(default)]
+    rekey: bool,
 }
 
 async fn login(State(state): State<WindowState>, Json(body): Json<LoginBody>) -> Answer {
@@ -236,13 +312,18 @@ async fn login(State(state): State<WindowState>, Json(body): Json<LoginBody>) ->
     }
     let keyring = state.keyring().await?;
     let context = commands::context(&token, &remote).await?;
-    Ok(answered(&approve::submit_login(&state.store, &token, &remote, &context, &keyring, &name).await?))
+    approve::expect_sign_in(&context)?;
+    let login = if body.rekey { approve::Login::Rekey } else { approve::Login::Plain };
+    Ok(answered(&approve::submit_login(&state.store, &token, &remote, &context, &keyring, &name, login).await?))
 }
 
 #[derive(Deserialize)]
 struct RegisterBody {
     token: String,
     name: String,
+    /// What to call this device on the server; the host name when absent.
+    #[serde(default)]
+    label: Option<String>,
 }
 
 async fn register(State(state): State<WindowState>, Json(body): Json<RegisterBody>) -> Answer {
@@ -253,9 +334,35 @@ async fn register(State(state): State<WindowState>, Json(body): Json<RegisterBod
     if accounts.iter().any(|a| a.name == name.as_str()) {
         return Err(Error::LocalAccountExists { account: name.to_string(), service: claims.service_name.to_string() });
     }
+    let label = approve::key_label(body.label.as_deref().map(str::trim).filter(|l| !l.is_empty()))?;
     let keyring = state.keyring().await?;
     let context = commands::context(&token, &remote).await?;
-    Ok(answered(&approve::submit_register(&state.store, &token, &remote, &context, &keyring, &name).await?))
+    approve::expect_sign_in(&context)?;
+    let new = approve::NewKey::Register(label.as_ref());
+    Ok(answered(&approve::submit_new_key(&state.store, &token, &remote, &context, &keyring, &name, new).await?))
+}
+
+#[derive(Deserialize)]
+struct EnrollBody {
+    token: String,
+    #[serde(default)]
+    label: Option<String>,
+}
+
+/// Adds this device to the account an enrollment request names.
+async fn enroll(State(state): State<WindowState>, Json(body): Json<EnrollBody>) -> Answer {
+    let label = approve::key_label(body.label.as_deref().map(str::trim).filter(|l| !l.is_empty()))?;
+    let (token, remote) = commands::trusted(&state.store, &state.roots, state.insecure_http, body.token.trim()).await?;
+    let claims = token.claims();
+    let accounts = state.store.accounts_at(&claims.origin, &claims.service_id).await?;
+    let keyring = state.keyring().await?;
+    let context = commands::context(&token, &remote).await?;
+    let name = approve::enroll_account(&context)?;
+    if accounts.iter().any(|a| a.name == name.as_str()) {
+        return Err(Error::LocalAccountExists { account: name.to_string(), service: claims.service_name.to_string() });
+    }
+    let new = approve::NewKey::Enroll(label.as_ref());
+    Ok(answered(&approve::submit_new_key(&state.store, &token, &remote, &context, &keyring, &name, new).await?))
 }
 
 async fn deny(State(state): State<WindowState>, Json(body): Json<TokenBody>) -> Answer {

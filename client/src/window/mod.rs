@@ -137,11 +137,14 @@ pub(crate) fn app(state: WindowState) -> Router {
             get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../static/window.js")) }),
         );
     let scan = Router::new().route("/api/scan", post(api::scan)).layer(DefaultBodyLimit::max(MAX_IMAGE_BYTES));
+    // A backup is a few kilobytes per account: the picture's limit is ample.
+    let import = Router::new().route("/api/import", post(api::import)).layer(DefaultBodyLimit::max(MAX_IMAGE_BYTES));
     Router::new()
         .merge(pages)
         .merge(api::router())
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .merge(scan)
+        .merge(import)
         .fallback(|| async { Error::NotFound })
         .layer(middleware::from_fn(guard::shape_errors))
         .layer(middleware::from_fn_with_state(state.clone(), guard::check))
