@@ -12,6 +12,7 @@ mod oidc;
 mod openapi;
 mod operations;
 mod packaging;
+mod rekey;
 mod scale;
 mod statements;
 mod sweep;

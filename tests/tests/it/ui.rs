@@ -285,6 +285,108 @@ async fn an_encrypted_keystore_is_unlocked_once_and_then_logs_in() -> Result<()>
 }
 
 #[tokio::test]
+async fn logging_in_with_rekey_replaces_the_key_and_the_old_one_is_refused() -> Result<()> {
+    let server = Server::start().await?;
+    let service = server.create_service("Lighthouse").await?;
+    let sesame = Sesame::new();
+    let (_, first) = token_for(&server, &service.id).await?;
+    register_with_cli(&sesame, &first.token, "alice")?;
+    let before = Sesame::new();
+    std::fs::copy(&sesame.db, &before.db)?;
+
+    let ui = sesame.ui(&[])?;
+    let chrome = Chrome::start("window-rekey").await?;
+    open_window(&chrome, &ui).await?;
+    let (browser, second) = token_for(&server, &service.id).await?;
+    paste_token(&chrome, &second.token).await?;
+    chrome.wait_contains("#req-service", "Lighthouse").await?;
+    click(&chrome, "#req-rekey").await?;
+    click(&chrome, "button.login[data-account='alice']").await?;
+    chrome.wait_contains("#result-text", "Its key was replaced").await?;
+    assert_eq!(browser.status(&second).await?["status"], "completed");
+
+    // The keystore from before the change no longer signs in; the window's
+    // keystore does, with its new key.
+    let (_, third) = token_for(&server, &service.id).await?;
+    let out = before.run(&["login", &third.token, "--yes"]);
+    ensure!(!out.status.success() && stderr(&out).contains("refused the signature"), "{}", stderr(&out));
+    let out = sesame.run(&["login", &third.token, "--yes"]);
+    ensure!(out.status.success(), "{}", stderr(&out));
+    chrome.close().await
+}
+
+/// Catches the file the page saves: the download link's bytes, as base64,
+/// instead of a dialog headless Chromium cannot answer.
+const CATCH_DOWNLOAD: &str = "window.__saved = null;
+    HTMLAnchorElement.prototype.click = function () {
+      const name = this.download;
+      fetch(this.href).then((r) => r.arrayBuffer()).then((b) => {
+        let text = '';
+        for (const byte of new Uint8Array(b)) text += String.fromCharCode(byte);
+        window.__saved = { name, b64: btoa(text) };
+      });
+    };
+    return true;";
+
+#[tokio::test]
+async fn a_backup_downloaded_from_one_window_restores_in_another() -> Result<()> {
+    let server = Server::start().await?;
+    let service = server.create_service("Lighthouse").await?;
+    let sesame = Sesame::new();
+    let (_, first) = token_for(&server, &service.id).await?;
+    register_with_cli(&sesame, &first.token, "alice")?;
+    let ui = sesame.ui(&[])?;
+    let chrome = Chrome::start("window-backup").await?;
+    open_window(&chrome, &ui).await?;
+
+    // A weak passphrase is refused in words, and nothing is saved.
+    chrome.js(CATCH_DOWNLOAD).await?;
+    type_into(&chrome, "#export-pass", "short").await?;
+    type_into(&chrome, "#export-repeat", "short").await?;
+    click(&chrome, "#export-submit").await?;
+    chrome.wait_contains("#message", "longer backup passphrase").await?;
+    let passphrase = "correct horse battery staple";
+    type_into(&chrome, "#export-pass", passphrase).await?;
+    type_into(&chrome, "#export-repeat", passphrase).await?;
+    click(&chrome, "#export-submit").await?;
+    chrome.wait_contains("#message", "Keep the backup passphrase apart").await?;
+    let saved = sesame_tests::eventually(Duration::from_secs(10), || async {
+        chrome.js("return window.__saved;").await.ok().filter(|saved| !saved.is_null())
+    })
+    .await?;
+    ensure!(saved["name"].as_str().is_some_and(|n| n.starts_with("sesame-backup-") && n.ends_with(".age")), "{saved}");
+    let file = sesame.dir.path().join("from-window.age");
+    std::fs::write(
+        &file,
+        base64::engine::general_purpose::STANDARD.decode(saved["b64"].as_str().unwrap_or_default())?,
+    )?;
+    chrome.close().await?;
+
+    // Another device's window: a wrong passphrase imports nothing, the
+    // right one brings alice over, and she signs in from there.
+    let other = Sesame::new();
+    let ui = other.ui(&[])?;
+    let chrome = Chrome::start("window-restore").await?;
+    open_window(&chrome, &ui).await?;
+    let path = file.to_str().context("a UTF-8 path")?;
+    chrome.client.find(Locator::Css("#import-file")).await?.send_keys(path).await?;
+    type_into(&chrome, "#import-pass", "not the passphrase at all").await?;
+    click(&chrome, "#import-submit").await?;
+    chrome.wait_contains("#message", "not the passphrase of this backup").await?;
+    ensure!(chrome.visible_text("#accounts-empty").await.is_some(), "nothing was imported");
+    chrome.client.find(Locator::Css("#import-file")).await?.send_keys(path).await?;
+    type_into(&chrome, "#import-pass", passphrase).await?;
+    click(&chrome, "#import-submit").await?;
+    chrome.wait_contains("#message", "Imported 1 account(s)").await?;
+    chrome.wait_contains("#accounts-list", "alice").await?;
+    let (browser, second) = token_for(&server, &service.id).await?;
+    let out = other.run(&["login", &second.token, "--yes"]);
+    ensure!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(browser.status(&second).await?["status"], "completed");
+    chrome.close().await
+}
+
+#[tokio::test]
 async fn a_changed_server_key_is_refused_loudly() -> Result<()> {
     let server = Server::start().await?;
     let service = server.create_service("Lighthouse").await?;
