@@ -315,12 +315,20 @@ async fn logging_in_with_rekey_replaces_the_key_and_the_old_one_is_refused() -> 
     chrome.close().await
 }
 
-/// Catches the file the page saves: the download link's bytes, as base64,
-/// instead of a dialog headless Chromium cannot answer.
+/// Catches the file the page saves: the bytes behind the download link, as
+/// base64, instead of a download headless Chromium would keep to itself.
+/// (The window's CSP forbids fetching the link's blob: address back.)
 const CATCH_DOWNLOAD: &str = "window.__saved = null;
+    const blobs = new Map();
+    const make = URL.createObjectURL;
+    URL.createObjectURL = (blob) => {
+      const url = make(blob);
+      blobs.set(url, blob);
+      return url;
+    };
     HTMLAnchorElement.prototype.click = function () {
       const name = this.download;
-      fetch(this.href).then((r) => r.arrayBuffer()).then((b) => {
+      blobs.get(this.href).arrayBuffer().then((b) => {
         let text = '';
         for (const byte of new Uint8Array(b)) text += String.fromCharCode(byte);
         window.__saved = { name, b64: btoa(text) };
