@@ -353,17 +353,22 @@ pub(crate) async fn submit_login(
             remote.rekey(&RekeyRequest::sign(token, name, &key, new_key)).await
         }
     };
-    let (outcome, rekeyed) = match (sent, next) {
-        (Ok(outcome), _) => (outcome, login == Login::Rekey),
+    // Which key the server holds now, where that changed: `None` for the
+    // old key, `Some(true)` when this answer replaced it, `Some(false)` when
+    // an earlier, unsettled change had.
+    let (outcome, replaced) = match (sent, next) {
+        (Ok(outcome), _) => (outcome, (login == Login::Rekey).then_some(true)),
         // The server no longer takes the old key: an earlier change landed
         // though its answer never came. The new key signs this same token.
         (Err(Failure::Refused { code, .. }), Some(next)) if code == "bad_signature" => {
             let outcome = remote.login(&LoginRequest::sign(token, name, &next)).await.map_err(|f| remote.error(f))?;
-            (outcome, true)
+            (outcome, Some(false))
         }
         (Err(failure @ Failure::Refused { .. }), _) => {
-            if login == Login::Rekey {
-                // Refused: the server kept the old key, so the new one goes.
+            // A refused change leaves the server as it was, so a new key made
+            // for this answer goes. One from an earlier, unsettled change
+            // stays: this refusal says nothing about whether that one landed.
+            if login == Login::Rekey && !unsettled {
                 store.drop_next_key(slot).await?;
             }
             return Err(match failure {
@@ -377,6 +382,7 @@ pub(crate) async fn submit_login(
         }
         (Err(failure), _) => return Err(remote.error(failure)),
     };
+    let rekeyed = replaced.is_some();
     if rekeyed {
         crash_point("rekey-answered");
         store.promote_next_key(slot, ui::now()).await?;
@@ -390,12 +396,10 @@ pub(crate) async fn submit_login(
         store.confirm(slot, ui::now()).await?;
     }
     let mut text = format!("Signed in to {} as {}.", safe(claims.service_name.as_str()), safe(name.as_str()));
-    if rekeyed {
-        text.push_str(if login == Login::Rekey && !unsettled {
-            " Its key was replaced; the old one no longer signs in."
-        } else {
-            " An earlier key change had reached the server; it is now settled here too."
-        });
+    match replaced {
+        Some(true) => text.push_str(" Its key was replaced; the old one no longer signs in."),
+        Some(false) => text.push_str(" An earlier key change had reached the server; it is now settled here too."),
+        None => {}
     }
     let mut json = result_json(token, context, &outcome, Some(name.as_str()));
     json["rekeyed"] = rekeyed.into();

@@ -205,6 +205,26 @@ async fn an_authenticator_killed_after_the_server_swapped_the_key_settles_at_the
 }
 
 #[tokio::test]
+async fn a_rekey_retried_after_a_kill_settles_the_first_change_instead_of_making_a_third_key() -> Result<()> {
+    let (server, service, browser, sesame) = setup().await?;
+    let challenge = browser.start_challenge(&service.id).await?;
+    killed_rekey(&sesame, &challenge.token, "rekey-answered");
+    let keys_after_first = key_fingerprints(&server, &service).await?;
+
+    // Trying the change again: the old key is refused, so the stored new
+    // key (the one the server already holds) signs in and is kept.
+    let challenge = browser.start_challenge(&service.id).await?;
+    let out = sesame.run(&["login", &challenge.token, "--rekey", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("An earlier key change had reached the server"), "{}", stdout(&out));
+    assert_eq!(key_fingerprints(&server, &service).await?, keys_after_first, "no third key");
+    assert!(!local_state(&sesame).1);
+    let challenge = browser.start_challenge(&service.id).await?;
+    json_ok(&sesame.run(&["--json", "login", &challenge.token, "--yes"]));
+    Ok(())
+}
+
+#[tokio::test]
 async fn an_authenticator_killed_before_the_server_heard_keeps_its_key_and_forgets_the_new_one() -> Result<()> {
     let (server, service, browser, sesame) = setup().await?;
     let keys_before = key_fingerprints(&server, &service).await?;
