@@ -302,3 +302,23 @@ async fn account_deleted_on_the_server_points_to_the_remove_command() -> Result<
     assert_fails_with(&sesame.run(&args), "no local account alice");
     Ok(())
 }
+
+#[tokio::test]
+async fn enroll_refuses_a_sign_in_token_before_making_a_key() -> Result<()> {
+    let (_server, service, browser) = setup("Example").await?;
+    let sesame = Sesame::new();
+    let challenge = browser.start_challenge(&service.id).await?;
+    let out = sesame.run(&["enroll", &challenge.token, "--yes"]);
+    assert_fails_with(&out, "this request signs in; it adds no authenticator to an account");
+    let out = sesame.run(&["--json", "enroll", &challenge.token, "--yes"]);
+    assert_eq!(serde_json::from_str::<Value>(stdout(&out).trim())?["error"], "wrong_purpose");
+    // No key was made, and the page still waits for a sign-in.
+    assert_eq!(json_ok(&sesame.run(&["--json", "accounts"])), serde_json::json!([]));
+    assert_eq!(browser.status(&challenge).await?["status"], "pending");
+    // An invalid label is refused before anything is sent.
+    let challenge = browser.start_challenge(&service.id).await?;
+    let out = sesame.run(&["register", &challenge.token, "--name", "alice", "--label", "tab\there", "--yes"]);
+    assert_fails_with(&out, "key label");
+    assert_eq!(browser.status(&challenge).await?["hint"], "outstanding");
+    Ok(())
+}
