@@ -10,6 +10,15 @@ use std::{
 };
 
 use sesame_proto::UnixTime;
+use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+
+/// Unix seconds as an RFC 3339 UTC time, e.g. `2026-01-01T00:00:00Z`.
+pub fn rfc3339(secs: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| secs.to_string())
+}
 
 /// Where the server gets the time from.
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {

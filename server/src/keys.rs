@@ -56,6 +56,8 @@ pub struct PendingKey {
     pub id: String,
     pub account: String,
     pub public_key: AccountPublicKey,
+    /// What the authenticator calls itself; empty when it did not say.
+    pub label: String,
     pub device_ip: String,
     pub device_user_agent: String,
     pub created_at: i64,
@@ -68,6 +70,27 @@ impl PendingKey {
     }
 }
 
+/// A key id (PROTOCOL.md §2.2, 32 hex digits) as people compare it: in
+/// groups of four, `1a2b 3c4d …`.
+pub fn grouped(fingerprint: &str) -> String {
+    fingerprint.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(" ")
+}
+
+/// The fingerprint of `key`, grouped for people.
+pub fn fingerprint(key: &AccountPublicKey) -> String {
+    grouped(&key.key_id().to_string())
+}
+
+/// What a confirmed enrollment did.
+#[derive(Debug, Clone)]
+pub struct Confirmed {
+    pub account: String,
+    /// The new key's label; empty when the authenticator gave none.
+    pub label: String,
+    /// How many other keys of the account a recovery link removed with it.
+    pub others_removed: u64,
+}
+
 /// A random key or subject id, 32 lowercase hex digits like every other id.
 pub fn new_id() -> String {
     ChallengeId::random(&mut OsRng).to_string()
@@ -77,7 +100,7 @@ pub fn new_id() -> String {
 /// gave existing keys their ids made them the same way). Looking anything
 /// else up is pointless, and on PostgreSQL, whose text cannot hold a NUL
 /// byte, it would fail as a database error.
-fn is_key_id(text: &str) -> bool {
+pub(crate) fn is_key_id(text: &str) -> bool {
     text.parse::<ChallengeId>().is_ok()
 }
 
@@ -249,7 +272,7 @@ pub async fn touch(conn: &mut AnyConnection, key_id: &str, now: i64) -> Result<b
 /// The key that the challenge `challenge_id` registered, while it waits.
 pub async fn pending(db: &Db, challenge_id: &ChallengeId) -> Result<Option<PendingKey>> {
     let row = sqlx::query(
-        "SELECT id, account, public_key, device_ip, device_user_agent, created_at FROM account_key \
+        "SELECT id, account, public_key, device_ip, device_user_agent, created_at, label FROM account_key \
          WHERE challenge_id = $1 AND state = 'pending'",
     )
     .bind(challenge_id.to_string())
@@ -263,6 +286,7 @@ pub async fn pending(db: &Db, challenge_id: &ChallengeId) -> Result<Option<Pendi
             device_ip: row.try_get(3)?,
             device_user_agent: row.try_get(4)?,
             created_at: row.try_get(5)?,
+            label: row.try_get(6)?,
         })
     })
     .transpose()
@@ -323,14 +347,17 @@ pub(crate) async fn reject(db: &Db, challenge_id: &ChallengeId, by: &By<'_>) -> 
 /// challenge opened from a recovery link, the link is used up in the same
 /// transaction (a spent, revoked or expired link confirms nothing), the
 /// other keys of the account go when the link says so, and the audit log
-/// records it. Returns the account.
+/// records it.
 pub(crate) async fn confirm_enrollment(
     db: &Db,
     row: &crate::challenge::store::ChallengeRow,
     key_id: &str,
     client: &ClientInfo,
     now: i64,
-) -> Result<String> {
+) -> Result<Confirmed> {
+    if !is_key_id(key_id) {
+        return Err(Error::NothingToConfirm);
+    }
     let mut tx = db.pool.begin().await?;
     // The link first: it is the write that decides a race between two
     // confirmations through one link.
@@ -353,15 +380,15 @@ pub(crate) async fn confirm_enrollment(
         }
         None => false,
     };
-    let account: Option<String> = sqlx::query_scalar(
+    let confirmed: Option<(String, String)> = sqlx::query_as(
         "UPDATE account_key SET state = 'active', challenge_id = NULL \
-         WHERE challenge_id = $1 AND id = $2 AND state = 'pending' RETURNING account",
+         WHERE challenge_id = $1 AND id = $2 AND state = 'pending' RETURNING account, label",
     )
     .bind(row.id.to_string())
     .bind(key_id.to_owned())
     .fetch_optional(timed(&mut *tx))
     .await?;
-    let Some(account) = account else {
+    let Some((account, label)) = confirmed else {
         tx.rollback().await?;
         return Err(Error::NothingToConfirm);
     };
@@ -383,7 +410,7 @@ pub(crate) async fn confirm_enrollment(
         audit::record(&mut *tx, &by, Record::new(Action::RecoveryLinkUsed, &account, &detail)).await?;
     }
     tx.commit().await?;
-    Ok(account)
+    Ok(Confirmed { account, label, others_removed: revoked })
 }
 
 /// Removes the key that enrollment challenge `challenge_id` added, while it

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod cookie;
 pub mod db;
+pub mod enroll;
 pub mod error;
 pub mod extract;
 pub(crate) mod health;
@@ -72,6 +73,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(pages::router())
+        .merge(enroll::router())
         .merge(challenge::router())
         .merge(authenticator::router())
         .merge(admin::router())

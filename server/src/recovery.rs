@@ -172,6 +172,12 @@ pub async fn list(db: &Db, service_id: &str, account: &str) -> Result<Vec<LinkIn
 /// link opens nothing, and a page already open from it can no longer
 /// confirm a key.
 pub(crate) async fn revoke(db: &Db, service_id: &str, account: &str, id: &str, by: &By<'_>) -> Result<()> {
+    // Neither a name that could never have been registered nor an id that
+    // `keys::new_id` could not have made names a link (and PostgreSQL
+    // would fail on a NUL byte instead of finding nothing).
+    if sesame_proto::AccountName::parse(account).is_err() || !keys::is_key_id(id) {
+        return Err(Error::UnknownRecoveryLink);
+    }
     let mut tx = db.pool.begin().await?;
     let done = sqlx::query(
         "UPDATE account_recovery SET revoked_at = $4 \

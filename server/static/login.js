@@ -1,5 +1,7 @@
 // Sesame login page: follows the challenge's event stream, redraws the token
 // and its QR code at each step, and turns a completed sign-in into a session.
+// The enrollment page (data-mode="enroll") runs the same code, and when a new
+// authenticator has answered it goes on to the page that confirms its key.
 // Loaded from /static so the page's CSP can forbid inline scripts.
 (function () {
   "use strict";
@@ -8,6 +10,10 @@
   if (!root || !root.dataset.eventsUrl) {
     return; // the signed-in page has nothing to follow
   }
+
+  // An enrollment adds a key and opens no session: its page moves on to the
+  // confirmation, and "Start again" asks the server for a fresh page.
+  var enrolling = root.dataset.mode === "enroll";
 
   var els = {
     status: document.getElementById("status"),
@@ -117,7 +123,9 @@
         finished = true;
         stop();
         setStatus(view.message, "ok");
-        if (finishForm) {
+        if (enrolling) {
+          window.location.assign(root.dataset.enrollUrl);
+        } else if (finishForm) {
           finish();
         } else {
           redeem();
@@ -162,6 +170,14 @@
   }
 
   function restart() {
+    if (enrolling) {
+      if (root.dataset.restartUrl) {
+        window.location.assign(root.dataset.restartUrl);
+      } else {
+        window.location.reload();
+      }
+      return;
+    }
     if (finishForm) {
       // The authorization request is bound to this page's challenge: a new
       // one comes with a fresh load of the same request.

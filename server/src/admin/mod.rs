@@ -3,8 +3,10 @@
 //!
 //! Both go through the same queries in `store`, so they cannot drift apart.
 
+mod accounts;
 pub(crate) mod api;
 mod form;
+pub(crate) mod links;
 pub(crate) mod oidc;
 mod pages;
 mod sesame;
@@ -21,7 +23,13 @@ use crate::{AppState, Config};
 const DEMO_SERVICE: &str = "Demo";
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(api::router()).merge(pages::router()).merge(sesame::router()).merge(oidc::router())
+    Router::new()
+        .merge(api::router())
+        .merge(links::router())
+        .merge(accounts::router())
+        .merge(pages::router())
+        .merge(sesame::router())
+        .merge(oidc::router())
 }
 
 /// Start-up work of the admin side: the built-in "Sesame admin" service

@@ -148,6 +148,7 @@ impl Notice {
             "created" => Some("Service created."),
             "service_deleted" => Some("Service deleted, with its accounts and sign-in history."),
             "account_deleted" => Some("Account deleted."),
+            "key_removed" => Some("Key removed: it can no longer sign in, and its sessions have ended."),
             "authenticator_added" => Some("Authenticator confirmed: it can now sign in to this page."),
             "authenticator_rejected" => Some("Authenticator refused: its key and account were removed."),
             "authenticator_removed" => {
@@ -486,6 +487,10 @@ struct ServiceView {
     name: String,
     login_url: String,
     accounts: Vec<AccountItem>,
+    /// Each account's keys, for the authenticators section.
+    account_keys: Vec<super::accounts::AccountKeys>,
+    /// The recovery link lifetimes the form offers.
+    lifetimes: &'static [(i64, &'static str)],
     events: Vec<EventItem>,
     oidc: Option<super::oidc::OidcItem>,
     issuer: String,
@@ -501,7 +506,10 @@ async fn service_page(
         return Ok(Redirect::to("/admin").into_response());
     };
     let service = store::service(&state.db, &path(id)?).await?;
-    let accounts = store::list_accounts(&state.db, &service.id).await?.into_iter().map(AccountItem::from).collect();
+    let accounts: Vec<AccountItem> =
+        store::list_accounts(&state.db, &service.id).await?.into_iter().map(AccountItem::from).collect();
+    let names: Vec<String> = accounts.iter().map(|a| a.name.clone()).collect();
+    let account_keys = super::accounts::of_accounts(&state, &service.id, &names).await?;
     let events = store::recent_events(&state.db, &service.id)
         .await?
         .into_iter()
@@ -522,6 +530,8 @@ async fn service_page(
         id: service.id,
         name: service.name,
         accounts,
+        account_keys,
+        lifetimes: &super::accounts::LIFETIMES,
         events,
     };
     render(StatusCode::OK, &view)

@@ -33,7 +33,7 @@ use axum::{
     Form, Router,
 };
 use serde::Deserialize;
-use sesame_proto::{wire::Status, BaseToken, FreshnessSecret};
+use sesame_proto::wire::Status;
 
 use super::{
     form::{AdminForm, CsrfField, CsrfForm},
@@ -92,18 +92,6 @@ fn check_pre_session(state: &AppState, headers: &HeaderMap, presented: &str) -> 
     Ok(())
 }
 
-/// The token as it should be shown now: the signed base with the current
-/// step's code.
-fn current_token(state: &AppState, row: &ChallengeRow) -> Result<String> {
-    let base = BaseToken::from_stored(row.base_token.clone(), state.identity.public_key())?;
-    let secret: [u8; 32] = row
-        .code_secret
-        .as_slice()
-        .try_into()
-        .map_err(|_| Error::Internal(anyhow::anyhow!("stored challenge has a corrupt code secret")))?;
-    Ok(base.at_step(&FreshnessSecret::from_bytes(secret), base.step_at(state.clock.now())))
-}
-
 fn waiting(
     adding: bool,
     cid: &sesame_proto::ChallengeId,
@@ -156,7 +144,7 @@ async fn continue_sign_in(
     let row = admin_challenge(&state, &headers, &path(cid)?).await?;
     match row.status {
         Status::Pending => {
-            let token = current_token(&state, &row)?;
+            let token = challenge::current_token(&state, &row)?;
             waiting(false, &row.id, token, csrf, Some(NOT_YET))
         }
         Status::Completed => {
@@ -211,7 +199,7 @@ async fn continue_adding(
     let csrf = session.csrf_token().to_owned();
     match (row.status, row.purpose.as_deref()) {
         (Status::Pending, _) => {
-            let token = current_token(&state, &row)?;
+            let token = challenge::current_token(&state, &row)?;
             waiting(true, &row.id, token, csrf, Some(NOT_YET))
         }
         (Status::Completed, Some("register")) => match keys::pending(&state.db, &row.id).await? {
@@ -220,7 +208,7 @@ async fn continue_adding(
                     action: format!("/admin/authenticators/{}", row.id),
                     csrf,
                     code: key.code(&row.id).to_string(),
-                    fingerprint: fingerprint(&key.public_key),
+                    fingerprint: keys::fingerprint(&key.public_key),
                     account: key.account,
                     key_id: key.id,
                     device_ip: key.device_ip,
@@ -251,11 +239,6 @@ struct ConfirmView {
     device_ip: String,
     device_user_agent: String,
     added_at: String,
-}
-
-fn fingerprint(key: &sesame_proto::AccountPublicKey) -> String {
-    let hex = key.key_id().to_string();
-    hex.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(" ")
 }
 
 #[derive(Deserialize)]

@@ -6,7 +6,6 @@
 use rand::rngs::OsRng;
 use sesame_proto::{AccountName, ServiceId, ServiceName};
 use sqlx::Row as _;
-use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use crate::{
     audit::{self, Action, By, Record},
@@ -206,13 +205,7 @@ pub(crate) fn login_url(origin: &sesame_proto::Origin, id: &str) -> String {
     format!("{origin}/services/{id}")
 }
 
-/// Unix seconds as an RFC 3339 UTC time, e.g. `2026-01-01T00:00:00Z`.
-pub(crate) fn rfc3339(secs: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| secs.to_string())
-}
+pub(crate) use crate::clock::rfc3339;
 
 /// Ids in paths must be canonical (32 lowercase hex digits); anything else
 /// names no service.

@@ -161,6 +161,18 @@ pub async fn issue_for(
     Ok(Issued { id, service_id, service_name, base, token, expires_at, binding_cookie })
 }
 
+/// The token as it should be shown now: the signed base with the current
+/// step's code.
+pub fn current_token(state: &AppState, row: &ChallengeRow) -> Result<String> {
+    let base = BaseToken::from_stored(row.base_token.clone(), state.identity.public_key())?;
+    let secret: [u8; 32] = row
+        .code_secret
+        .as_slice()
+        .try_into()
+        .map_err(|_| Error::Internal(anyhow::anyhow!("stored challenge has a corrupt code secret")))?;
+    Ok(base.at_step(&FreshnessSecret::from_bytes(secret), base.step_at(state.clock.now())))
+}
+
 /// A new challenge, for the page that shows it.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = NewChallenge)]

@@ -1,0 +1,169 @@
+//! The admin page's view of one account's authenticators: its keys, each
+//! with a "Remove" button, and a form that makes a recovery link for it
+//! (docs/PROTOCOL.md §12). The link is shown once, on a page that is never
+//! cached; the database keeps only a hash of its secret.
+
+use askama::Template;
+use axum::{
+    extract::{rejection::PathRejection, Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect},
+    routing::post,
+    Router,
+};
+use serde::Deserialize;
+
+use super::{
+    form::{AdminForm, CsrfField},
+    pages::{by, path, render, PageResult},
+    store,
+};
+use crate::{
+    error::{Error, Result},
+    extract::ClientInfo,
+    keys::{self, KeyState},
+    recovery, AppState,
+};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/services/{id}/keys/remove", post(remove_key))
+        .route("/admin/services/{id}/recovery", post(create_link))
+}
+
+/// The lifetimes the form offers, in seconds, with their labels; the last
+/// is the longest a link may live.
+pub(super) const LIFETIMES: [(i64, &str); 4] =
+    [(15 * 60, "15 minutes"), (60 * 60, "1 hour"), (4 * 60 * 60, "4 hours"), (recovery::MAX_TTL_SECS, "24 hours")];
+
+#[derive(Debug)]
+pub(super) struct KeyRow {
+    pub(super) id: String,
+    pub(super) label: String,
+    pub(super) fingerprint: String,
+    pub(super) pending: bool,
+    pub(super) added_at: String,
+    pub(super) last_used_at: String,
+}
+
+/// One account and its keys, as the service page lists them.
+#[derive(Debug)]
+pub(super) struct AccountKeys {
+    pub(super) name: String,
+    pub(super) keys: Vec<KeyRow>,
+}
+
+/// The keys of each of `accounts` at `service_id`.
+pub(super) async fn of_accounts(state: &AppState, service_id: &str, accounts: &[String]) -> Result<Vec<AccountKeys>> {
+    let mut all = Vec::with_capacity(accounts.len());
+    for name in accounts {
+        let keys = match keys::list(&state.db, service_id, name).await {
+            Ok(keys) => keys,
+            // Deleted since the account list was read.
+            Err(Error::UnknownAccount) => continue,
+            Err(e) => return Err(e),
+        };
+        let keys = keys
+            .into_iter()
+            .map(|k| KeyRow {
+                fingerprint: k.fingerprint.as_deref().map_or_else(|| "(unreadable)".to_owned(), keys::grouped),
+                id: k.id,
+                label: k.label,
+                pending: k.state == KeyState::Pending,
+                added_at: store::rfc3339(k.created_at),
+                last_used_at: k.last_used_at.map_or_else(|| "never".to_owned(), store::rfc3339),
+            })
+            .collect();
+        all.push(AccountKeys { name: name.clone(), keys });
+    }
+    Ok(all)
+}
+
+#[derive(Deserialize)]
+struct KeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    key_id: String,
+}
+
+impl CsrfField for KeyForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// Removes one key; the sessions it opened end with it.
+async fn remove_key(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    id: Result<Path<String>, PathRejection>,
+    AdminForm { session, form: body }: AdminForm<KeyForm>,
+) -> PageResult {
+    let service = store::service(&state.db, &path(id)?).await?;
+    keys::remove(&state.db, &service.id, &body.name, &body.key_id, &by(&state, session.actor(), &client)).await?;
+    tracing::info!(service = %service.id, key = %body.key_id, "account key removed");
+    Ok(Redirect::to(&format!("/admin/services/{}?done=key_removed", service.id)).into_response())
+}
+
+#[derive(Deserialize)]
+struct LinkForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    ttl_secs: String,
+    /// A checkbox: present (any value) when ticked.
+    #[serde(default)]
+    revoke_other_keys: Option<String>,
+}
+
+impl CsrfField for LinkForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// The link, shown this once.
+#[derive(Template)]
+#[template(path = "admin/recovery_link.html")]
+struct LinkView {
+    service_id: String,
+    service_name: String,
+    account: String,
+    url: String,
+    expires_at: String,
+    revoke_other_keys: bool,
+}
+
+/// Makes a recovery link and shows it. The answer is the page itself, not
+/// a redirect, because the URL must appear exactly once; `render` marks it
+/// `no-store`, so neither the browser's cache nor a proxy keeps it.
+async fn create_link(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    id: Result<Path<String>, PathRejection>,
+    AdminForm { session, form: body }: AdminForm<LinkForm>,
+) -> PageResult {
+    let service = store::service(&state.db, &path(id)?).await?;
+    let ttl = body.ttl_secs.trim().parse::<i64>().map_err(|_| {
+        Error::bad_request("invalid_ttl", "choose how long the link may be used, up to 24 hours; reload the page")
+    })?;
+    let revoke = body.revoke_other_keys.is_some();
+    let created =
+        recovery::create(&state.db, &service.id, &body.name, ttl, revoke, &by(&state, session.actor(), &client))
+            .await?;
+    tracing::info!(service = %service.id, link = %created.id, "recovery link created from the admin page");
+    let view = LinkView {
+        url: format!("{}{}", state.settings.origin, created.path),
+        expires_at: store::rfc3339(created.expires_at),
+        service_id: service.id,
+        service_name: service.name,
+        account: body.name,
+        revoke_other_keys: revoke,
+    };
+    render(StatusCode::OK, &view)
+}

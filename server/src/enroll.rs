@@ -1,0 +1,396 @@
+//! Adding an authenticator to an existing account from the browser
+//! (docs/PROTOCOL.md §11, §12): the account page of a signed-in person, the
+//! page a recovery link opens, and the page where the new key is confirmed
+//! or refused.
+//!
+//! Both ways in issue an *enrollment challenge* for one account and show it
+//! like the login page does (`login.js` follows it in `enroll` mode). The
+//! authenticator that answers adds a pending key; the browser that started
+//! the challenge, and only it (its binding cookie, `SameSite=Strict`, and an
+//! `Origin` check on every POST), then sees the key's six-digit code and
+//! confirms it only when the new authenticator shows the same one. Someone
+//! who glimpsed the QR code and answered first gets a code the owner's
+//! authenticator does not show, so the owner refuses it.
+//!
+//! Nothing here opens a session: the new authenticator signs in afterwards,
+//! like any other.
+
+use askama::Template;
+use axum::{
+    extract::{rejection::FormRejection, Path, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{Html, IntoResponse, Redirect, Response},
+    routing::{get, post},
+    Form, Router,
+};
+use serde::Deserialize;
+use sesame_proto::{wire::Status, ServiceId};
+
+use crate::{
+    challenge::{self, session_cookie, store, Purpose},
+    clock::rfc3339,
+    cookie,
+    error::Error,
+    extract::ClientInfo,
+    keys::{self, KeyState},
+    pages::{error_page, qr_svg},
+    recovery, AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/services/{id}/account", get(account_page))
+        .route("/services/{id}/account/enroll", post(start_enrollment))
+        .route("/services/{id}/recover/{secret}", get(open_recovery_link))
+        .route("/services/{id}/enroll/{cid}", get(enrollment_page))
+        .route("/services/{id}/enroll/{cid}/confirm", post(confirm))
+        .route("/services/{id}/enroll/{cid}/reject", post(reject))
+}
+
+/// An [`Error`] shown as a page a person can read, with the status and code
+/// the JSON API would give.
+#[derive(Debug)]
+struct PageError(Error);
+
+impl<E: Into<Error>> From<E> for PageError {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        error_page(self.0)
+    }
+}
+
+type PageResult = Result<Response, PageError>;
+
+/// These pages name an account, its keys, or a challenge: never cache them.
+fn render(status: StatusCode, view: &impl Template) -> PageResult {
+    let html = view.render().map_err(|e| Error::Internal(anyhow::anyhow!("template: {e}")))?;
+    Ok((status, [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Html(html)).into_response())
+}
+
+fn service_id(id: &str) -> Result<ServiceId, Error> {
+    id.parse().map_err(|_| Error::UnknownService)
+}
+
+fn now(state: &AppState) -> i64 {
+    state.clock.now().as_secs() as i64
+}
+
+/// The account this browser is signed in as at the service, if any.
+async fn signed_in(state: &AppState, service_id: &ServiceId, headers: &HeaderMap) -> Result<Option<String>, Error> {
+    let Some(session) = cookie::secret(&state.settings, headers, &session_cookie(service_id)) else {
+        return Ok(None);
+    };
+    store::session_account(&state.db, service_id, &cookie::digest(session), state.clock.now()).await
+}
+
+/// Back to the service's login page, which signs the browser in first.
+fn to_login(service_id: &ServiceId) -> Response {
+    Redirect::to(&format!("/services/{service_id}")).into_response()
+}
+
+#[derive(Debug)]
+struct KeyItem {
+    label: String,
+    fingerprint: String,
+    pending: bool,
+    added_at: String,
+    last_used_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountView {
+    service_id: String,
+    service_name: String,
+    account: String,
+    keys: Vec<KeyItem>,
+}
+
+async fn account_page(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> PageResult {
+    let service_id = service_id(&id)?;
+    let Some(account) = signed_in(&state, &service_id, &headers).await? else {
+        return Ok(to_login(&service_id));
+    };
+    let keys = keys::list(&state.db, &id, &account)
+        .await?
+        .into_iter()
+        .map(|k| KeyItem {
+            label: k.label,
+            fingerprint: k.fingerprint.as_deref().map_or_else(|| "(unreadable)".to_owned(), keys::grouped),
+            pending: k.state == KeyState::Pending,
+            added_at: rfc3339(k.created_at),
+            last_used_at: k.last_used_at.map_or_else(|| "never".to_owned(), rfc3339),
+        })
+        .collect();
+    let service_name = store::service_name(&state.db, &service_id).await?;
+    render(StatusCode::OK, &AccountView { service_id: id, service_name, account, keys })
+}
+
+/// The waiting page of an enrollment challenge.
+#[derive(Template)]
+#[template(path = "enroll.html")]
+struct WaitingView {
+    service_id: String,
+    service_name: String,
+    account: String,
+    /// Opened from a recovery link rather than the account page.
+    recovery: bool,
+    token: String,
+    /// Inline SVG drawn by the `qrcode` crate from the token: only shapes.
+    qr_svg: String,
+    status: String,
+    events_url: String,
+    cancel_url: String,
+    /// This challenge's page, which shows the confirmation once it completes.
+    enroll_url: String,
+    /// Where "Start again" goes; absent, the page reloads (a recovery link
+    /// opens a fresh challenge each time).
+    restart_url: Option<String>,
+    expires_at: i64,
+}
+
+fn waiting(
+    service_id: &ServiceId,
+    service_name: String,
+    row_or_issued: (&sesame_proto::ChallengeId, i64),
+    account: &str,
+    recovery: bool,
+    token: String,
+) -> PageResult {
+    let (cid, expires_at) = row_or_issued;
+    let view = WaitingView {
+        service_id: service_id.to_string(),
+        service_name,
+        account: account.to_owned(),
+        recovery,
+        qr_svg: qr_svg(&token)?,
+        token,
+        status: challenge::message(Status::Pending, "outstanding", None),
+        events_url: format!("/api/challenges/{cid}/events"),
+        cancel_url: format!("/api/challenges/{cid}/cancel"),
+        enroll_url: format!("/services/{service_id}/enroll/{cid}"),
+        restart_url: (!recovery).then(|| format!("/services/{service_id}/account")),
+        expires_at,
+    };
+    render(StatusCode::OK, &view)
+}
+
+/// A fresh enrollment challenge's waiting page, with its binding cookie.
+fn waiting_for(issued: challenge::Issued, account: &str, recovery: bool) -> PageResult {
+    let mut page = waiting(
+        &issued.service_id,
+        issued.service_name,
+        (&issued.id, issued.expires_at.as_secs() as i64),
+        account,
+        recovery,
+        issued.token,
+    )?;
+    page.headers_mut().append(header::SET_COOKIE, issued.binding_cookie);
+    Ok(page)
+}
+
+/// "Add another authenticator" on the account page.
+async fn start_enrollment(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    client: ClientInfo,
+    headers: HeaderMap,
+) -> PageResult {
+    let service_id = service_id(&id)?;
+    // The session cookie is SameSite=Lax, which already keeps it off
+    // cross-site POSTs; the Origin check refuses them outright.
+    cookie::check_origin(&state.settings, &headers)?;
+    let Some(account) = signed_in(&state, &service_id, &headers).await? else {
+        let mut response = to_login(&service_id);
+        *response.status_mut() = StatusCode::SEE_OTHER;
+        return Ok(response);
+    };
+    let purpose = Purpose::Enroll { account: &account, recovery_id: None };
+    let issued = challenge::issue_for(&state, &id, &client, purpose).await?;
+    tracing::info!(challenge = %issued.id, "enrollment started from the account page");
+    waiting_for(issued, &account, false)
+}
+
+/// A recovery link. The secret is in the path, so the route, not the path,
+/// is what the request log records (`lib.rs`), and the page tells the
+/// browser to send no `Referer` from it.
+async fn open_recovery_link(
+    State(state): State<AppState>,
+    Path((id, secret)): Path<(String, String)>,
+    client: ClientInfo,
+) -> Response {
+    let mut response = recovery_page(&state, &id, &secret, &client).await.unwrap_or_else(IntoResponse::into_response);
+    response.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn recovery_page(state: &AppState, id: &str, secret: &str, client: &ClientInfo) -> PageResult {
+    let service_id = service_id(id)?;
+    let link = recovery::open(&state.db, &service_id.to_string(), secret, now(state)).await?;
+    let purpose = Purpose::Enroll { account: &link.account, recovery_id: Some(&link.id) };
+    let issued = challenge::issue_for(state, id, client, purpose).await?;
+    tracing::info!(challenge = %issued.id, link = %link.id, "recovery link opened");
+    waiting_for(issued, &link.account, true)
+}
+
+/// The enrollment challenge `cid` of service `id`, for the browser that
+/// started it and no other.
+async fn enrollment(
+    state: &AppState,
+    id: &str,
+    cid: &str,
+    headers: &HeaderMap,
+) -> Result<(challenge::store::ChallengeRow, String), Error> {
+    let service_id = service_id(id)?;
+    let row = challenge::for_browser(state, cid, headers).await?;
+    match &row.enroll_account {
+        Some(account) if row.service_id == service_id => {
+            let account = account.clone();
+            Ok((row, account))
+        }
+        _ => Err(Error::UnknownChallenge),
+    }
+}
+
+/// The new key, as its owner must judge it before it may sign in.
+#[derive(Template)]
+#[template(path = "enroll_confirm.html")]
+struct ConfirmView {
+    service_name: String,
+    account: String,
+    action: String,
+    key_id: String,
+    label: String,
+    /// The code of PROTOCOL.md §11, `123 456`.
+    code: String,
+    fingerprint: String,
+    device_ip: String,
+    device_user_agent: String,
+    added_at: String,
+    recovery: bool,
+}
+
+/// A short page that says how an enrollment ended.
+#[derive(Template)]
+#[template(path = "enroll_result.html")]
+struct ResultView {
+    service_id: String,
+    title: &'static str,
+    message: String,
+    ok: bool,
+}
+
+fn result(service_id: &ServiceId, ok: bool, title: &'static str, message: String) -> PageResult {
+    render(StatusCode::OK, &ResultView { service_id: service_id.to_string(), title, message, ok })
+}
+
+/// Waiting, confirming, or done: whatever the challenge is at now.
+async fn enrollment_page(
+    State(state): State<AppState>,
+    Path((id, cid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> PageResult {
+    let (row, account) = enrollment(&state, &id, &cid, &headers).await?;
+    if let Some(refusal) = store::refusal(&row, state.clock.now()).filter(|_| row.status != Status::Completed) {
+        return Err(refusal.into());
+    }
+    let service_name = store::service_name(&state.db, &row.service_id).await?;
+    if row.status == Status::Pending {
+        let token = challenge::current_token(&state, &row)?;
+        return waiting(
+            &row.service_id,
+            service_name,
+            (&row.id, row.expires_at),
+            &account,
+            row.recovery_id.is_some(),
+            token,
+        );
+    }
+    if let Some(key) = keys::pending(&state.db, &row.id).await? {
+        let view = ConfirmView {
+            service_name,
+            action: format!("/services/{}/enroll/{}", row.service_id, row.id),
+            code: key.code(&row.id).to_string(),
+            fingerprint: keys::fingerprint(&key.public_key),
+            account: key.account,
+            key_id: key.id,
+            label: key.label,
+            device_ip: key.device_ip,
+            device_user_agent: key.device_user_agent,
+            added_at: rfc3339(key.created_at),
+            recovery: row.recovery_id.is_some(),
+        };
+        return render(StatusCode::OK, &view);
+    }
+    // Confirmed or refused already, here or in another tab: the key that
+    // completed the challenge is active, or gone.
+    let active = match &row.key_id {
+        Some(key_id) => keys::list(&state.db, &row.service_id.to_string(), &account)
+            .await
+            .map(|keys| keys.iter().any(|k| &k.id == key_id && k.state == KeyState::Active))
+            .unwrap_or(false),
+        None => false,
+    };
+    if active {
+        result(&row.service_id, true, "Authenticator added", format!("The new authenticator can sign in as {account}."))
+    } else {
+        result(&row.service_id, false, "Authenticator refused", format!("No authenticator was added to {account}."))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct KeyForm {
+    #[serde(default)]
+    key_id: String,
+}
+
+/// The codes match: the key may sign in.
+async fn confirm(
+    State(state): State<AppState>,
+    Path((id, cid)): Path<(String, String)>,
+    client: ClientInfo,
+    headers: HeaderMap,
+    body: Result<Form<KeyForm>, FormRejection>,
+) -> PageResult {
+    // The binding cookie is SameSite=Strict; the Origin check also refuses
+    // a cross-site form where that is not enforced.
+    cookie::check_origin(&state.settings, &headers)?;
+    let (row, _) = enrollment(&state, &id, &cid, &headers).await?;
+    let Ok(Form(body)) = body else {
+        return Err(Error::bad_request("invalid_form", "the form was incomplete or malformed; reload the page").into());
+    };
+    let confirmed = keys::confirm_enrollment(&state.db, &row, &body.key_id, &client, now(&state)).await?;
+    tracing::info!(challenge = %row.id, others_removed = confirmed.others_removed, "enrolled key confirmed");
+    let who = if confirmed.label.is_empty() { "The new authenticator".to_owned() } else { confirmed.label };
+    let mut message = format!("{who} can now sign in as {}", confirmed.account);
+    if row.recovery_id.is_some() && confirmed.others_removed > 0 {
+        message.push_str(", and the account's other authenticators were removed");
+    }
+    message.push('.');
+    result(&row.service_id, true, "Authenticator added", message)
+}
+
+/// The codes differ, or the device is not the person's: the key goes, and
+/// the account stays as it was (a recovery link stays usable).
+async fn reject(
+    State(state): State<AppState>,
+    Path((id, cid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> PageResult {
+    cookie::check_origin(&state.settings, &headers)?;
+    let (row, account) = enrollment(&state, &id, &cid, &headers).await?;
+    keys::reject_enrollment(&state.db, &row.id).await?;
+    tracing::warn!(challenge = %row.id, "enrolled key refused at confirmation");
+    result(
+        &row.service_id,
+        false,
+        "Authenticator refused",
+        format!("The authenticator was not added, and {account} is as it was."),
+    )
+}
