@@ -7,6 +7,7 @@ mod audit;
 mod authenticator;
 mod keys;
 mod page;
+mod recovery;
 
 use std::sync::Arc;
 

@@ -215,3 +215,50 @@ async fn sweep_keeps_everything_young_enough() {
     })
     .await;
 }
+
+/// A recovery link for `account`, made at `START`, that expires at
+/// `expires_at`.
+async fn recovery_link(app: &TestApp, service: &str, account: &str, id: &str, expires_at: u64, used: bool) {
+    sqlx::query(
+        "INSERT INTO account_recovery (id, secret_hash, service_id, account, revoke_other_keys, created_by, \
+         created_at, expires_at, used_at) VALUES ($1, $2, $3, $4, FALSE, 'token', $5, $6, $7)",
+    )
+    .bind(id.to_owned())
+    .bind(id.as_bytes().to_vec())
+    .bind(service.to_owned())
+    .bind(account.to_owned())
+    .bind(START as i64)
+    .bind(expires_at as i64)
+    .bind(used.then_some(START as i64))
+    .execute(&app.state.db.pool)
+    .await
+    .expect("insert recovery link");
+}
+
+#[tokio::test]
+async fn sweep_keeps_an_account_whose_only_key_is_an_unconfirmed_enrolled_one_and_drops_old_recovery_links() {
+    each_backend(|app| async move {
+        let a = app.create_service("A").await.to_string();
+        let now = START + 2 * DAY;
+        // An account being recovered: an admin removed its keys, and the
+        // key enrolled through a recovery link a day ago was never
+        // confirmed. The stale key goes; the account stays, to be recovered
+        // again. A registration's unconfirmed key still takes its account.
+        account(&app, &a, "recovering", "pending", now - DAY).await;
+        exec(&app, "UPDATE account_key SET added_by = 'enroll' WHERE account = 'recovering'", &[]).await;
+        account(&app, &a, "registering", "pending", now - DAY).await;
+
+        // Links go a retention after they expired, used or not; younger
+        // ones stay, so that whoever opens one late hears it expired.
+        recovery_link(&app, &a, "recovering", &"a".repeat(32), now - DAY, false).await;
+        recovery_link(&app, &a, "recovering", &"b".repeat(32), now - DAY, true).await;
+        recovery_link(&app, &a, "recovering", &"c".repeat(32), now - DAY + 1, false).await;
+
+        let swept = sweep(&app.state.db, UnixTime::from_secs(now), &RETENTION).await.expect("sweep");
+        assert_eq!((swept.unconfirmed_accounts, swept.unconfirmed_keys, swept.recovery_links), (1, 1, 2), "{swept:?}");
+        assert_eq!(ids(&app, "SELECT name FROM account ORDER BY name").await, vec!["recovering"]);
+        assert_eq!(app.count("SELECT COUNT(*) FROM account_key").await, 0);
+        assert_eq!(ids(&app, "SELECT id FROM account_recovery").await, vec!["c".repeat(32)]);
+    })
+    .await;
+}
