@@ -4,6 +4,7 @@ mod authenticator;
 mod backup;
 mod browser;
 mod deployment;
+mod enroll;
 mod hostile;
 mod keystore_backup;
 mod logs;
