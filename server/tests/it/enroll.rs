@@ -286,7 +286,7 @@ async fn only_the_browser_that_started_an_enrollment_can_confirm_it() {
 
         // No session: the account page and its form send the browser to sign in.
         let page = app.get(&format!("/services/{service}/account"), None).await;
-        assert!(page.status.is_redirection(), "{}", page.status);
+        assert_eq!(page.status, StatusCode::SEE_OTHER);
         assert_eq!(page.headers[header::LOCATION], format!("/services/{service}"));
         let uri = format!("/services/{service}/account/enroll");
         let post = app.send(browser(Method::POST, &uri, None, Some(ORIGIN), &[])).await;
