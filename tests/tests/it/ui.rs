@@ -395,6 +395,48 @@ async fn a_backup_downloaded_from_one_window_restores_in_another() -> Result<()>
 }
 
 #[tokio::test]
+async fn an_enrollment_token_adds_this_device_and_shows_the_code_the_page_shows() -> Result<()> {
+    let server = Server::start().await?;
+    let service = server.create_service("Lighthouse").await?;
+    let (_, first) = token_for(&server, &service.id).await?;
+    register_with_cli(&Sesame::new(), &first.token, "alice")?;
+    // A recovery link opens an enrollment page for alice in one browser.
+    let uri = format!("/admin/api/services/{}/accounts/alice/enrollments", service.id);
+    let res = server.admin().request(reqwest::Method::POST, &uri).json(&json!({"ttl_secs": 600})).send().await?;
+    ensure!(res.status() == StatusCode::CREATED, "{}", res.text().await?);
+    let link: Value = res.json().await?;
+    let page = Chrome::start("window-enroll-page").await?;
+    page.client.goto(link["url"].as_str().context("url")?).await?;
+    let token = page.wait_contains("#token", "sesame1.").await?;
+
+    // The new device's window offers to join alice, not to sign in.
+    let sesame = Sesame::new();
+    let ui = sesame.ui(&[])?;
+    let chrome = Chrome::start("window-enroll").await?;
+    open_window(&chrome, &ui).await?;
+    paste_token(&chrome, &token).await?;
+    chrome.wait_contains("#enroll-account", "alice").await?;
+    ensure!(chrome.visible_text("#req-login").await.is_none(), "no sign-in offered");
+    ensure!(chrome.visible_text("#register-form").await.is_none(), "no registration offered");
+    type_into(&chrome, "#enroll-label", "kitchen laptop").await?;
+    click(&chrome, "#enroll-submit").await?;
+    let shown = chrome.wait_contains("#result-code", "Code: ").await?;
+    let on_page = page.wait_contains("#confirmation-code", " ").await?;
+    assert_eq!(shown.trim_start_matches("Code: "), on_page.trim(), "the window and the page show one code");
+    assert_eq!(page.visible_text("#key-label").await.as_deref(), Some("kitchen laptop"));
+    // Until the page confirms, the new key signs nobody in.
+    let (_, second) = token_for(&server, &service.id).await?;
+    let out = sesame.run(&["login", &second.token, "--yes"]);
+    ensure!(stderr(&out).contains("waits for confirmation"), "{}", stderr(&out));
+    click(&page, "#confirm-button").await?;
+    page.wait_contains("#result-message", "can now sign in as alice").await?;
+    let out = sesame.run(&["login", &second.token, "--yes"]);
+    ensure!(out.status.success(), "{}", stderr(&out));
+    page.close().await?;
+    chrome.close().await
+}
+
+#[tokio::test]
 async fn a_changed_server_key_is_refused_loudly() -> Result<()> {
     let server = Server::start().await?;
     let service = server.create_service("Lighthouse").await?;
