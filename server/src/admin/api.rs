@@ -165,7 +165,14 @@ async fn create_service(
     client: ClientInfo,
     ApiJson(body): ApiJson<CreateService>,
 ) -> Result<(StatusCode, Json<ServiceJson>)> {
-    let name = ServiceName::parse(&body.name)?;
+    // The protocol crate's message speaks of a token's field; this is a name
+    // someone typed.
+    let name = ServiceName::parse(&body.name).map_err(|_| {
+        Error::bad_request(
+            "invalid_service_name",
+            "the service name must be 1 to 64 bytes of printable text, without white space at either end",
+        )
+    })?;
     let service = store::create_service(&state.db, &name, &by(&state, &client)).await?;
     tracing::info!(id = %service.id, "service created");
     Ok((StatusCode::CREATED, Json(service_json(&state, service))))

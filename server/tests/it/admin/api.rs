@@ -32,6 +32,7 @@ async fn api_refuses_invalid_names_with_400() {
         let reply = h.api(Method::POST, "/admin/api/services", Some(json!({ "name": name }))).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{name:?}");
         assert_eq!(reply.error_code(), "invalid_service_name", "{name:?}");
+        assert!(reply.json()["message"].as_str().is_some_and(|m| m.starts_with("the service name must")), "{name:?}");
     }
     assert_eq!(h.count("SELECT COUNT(*) FROM service WHERE NOT builtin").await, 0);
     // Markup and SQL characters are valid names; they are escaped, not refused.
