@@ -361,7 +361,13 @@ async fn confirm(
     // The binding cookie is SameSite=Strict; the Origin check also refuses
     // a cross-site form where that is not enforced.
     cookie::check_origin(&state.settings, &headers)?;
-    let (row, _) = enrollment(&state, &id, &cid, &headers).await?;
+    let (row, account) = enrollment(&state, &id, &cid, &headers).await?;
+    // From the account page, the browser must still be signed in as the
+    // account: whoever uses it after its owner signed out cannot add a key.
+    // A recovery link's page has no session; the link itself is the proof.
+    if row.recovery_id.is_none() && signed_in(&state, &row.service_id, &headers).await?.as_deref() != Some(&account) {
+        return Err(Error::SignInRequired.into());
+    }
     let Ok(Form(body)) = body else {
         return Err(Error::bad_request("invalid_form", "the form was incomplete or malformed; reload the page").into());
     };

@@ -49,6 +49,8 @@ pub enum Error {
     WrongPurpose(&'static str),
     #[error("this request adds a key to another account")]
     WrongAccount,
+    #[error("sign in to this service as the account again, then confirm the new authenticator")]
+    SignInRequired,
     #[error("no such recovery link, or it was revoked")]
     UnknownRecoveryLink,
     #[error("this recovery link has expired or was already used; ask your administrator for a new one")]
@@ -132,6 +134,7 @@ impl Error {
             Self::UnknownKey => (StatusCode::NOT_FOUND, "unknown_key"),
             Self::WrongPurpose(_) => (StatusCode::FORBIDDEN, "wrong_purpose"),
             Self::WrongAccount => (StatusCode::FORBIDDEN, "wrong_account"),
+            Self::SignInRequired => (StatusCode::UNAUTHORIZED, "sign_in_required"),
             Self::UnknownRecoveryLink => (StatusCode::NOT_FOUND, "unknown_recovery_link"),
             Self::RecoveryLinkSpent => (StatusCode::GONE, "recovery_link_spent"),
             Self::OidcUnknownClient => (StatusCode::BAD_REQUEST, "invalid_client"),

@@ -119,9 +119,14 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
 }
 
 /// "Add another authenticator" on the account page.
+/// The page "Add another authenticator" opens. Its browser holds the new
+/// binding cookie and, still, its session: `cookie` sends both, as a
+/// browser would.
 async fn start_enrollment(app: &TestApp, service: &ServiceId, session: &str) -> Waiting {
     let uri = format!("/services/{service}/account/enroll");
-    Waiting::of(app.send(browser(Method::POST, &uri, Some(session), Some(ORIGIN), &[])).await)
+    let mut waiting = Waiting::of(app.send(browser(Method::POST, &uri, Some(session), Some(ORIGIN), &[])).await);
+    waiting.cookie = format!("{}; {session}", waiting.cookie);
+    waiting
 }
 
 /// Opens a recovery link (its URL's path) in a fresh browser.
@@ -225,7 +230,17 @@ async fn self_service_enrollment_adds_a_key_only_after_the_page_confirms_it() {
         assert!(page.text().contains("phone") && page.text().contains(USER_AGENT));
         assert!(page.text().contains("Confirm — my authenticator shows the same code"));
 
-        let done = confirm(&app, &service, &waiting, &key_id_on(&page)).await;
+        // The binding cookie alone, after the session ended (signed out
+        // here, or on another tab), confirms nothing.
+        let binding_only = waiting.cookie.split("; ").next().expect("the binding cookie").to_owned();
+        let uri = format!("/services/{service}/enroll/{}/confirm", waiting.cid);
+        let key_id = key_id_on(&page);
+        let refused =
+            app.send(browser(Method::POST, &uri, Some(&binding_only), Some(ORIGIN), &[("key_id", &key_id)])).await;
+        assert_page_error(&refused, StatusCode::UNAUTHORIZED, "sign_in_required");
+        login(&app, &service, "alice", &phone).await.assert_error(StatusCode::FORBIDDEN, "key_pending");
+
+        let done = confirm(&app, &service, &waiting, &key_id).await;
         assert_eq!(done.status, StatusCode::OK, "{}", done.text());
         assert!(done.text().contains("phone can now sign in as alice."), "{}", done.text());
         assert!(done.headers.get_all(header::SET_COOKIE).iter().next().is_none());
