@@ -290,11 +290,7 @@ impl Store {
     ) -> Result<(), Error> {
         let service_id = slot.service_id.to_string();
         let aad = account_aad(slot.origin.as_str(), &service_id, slot.account.as_str());
-        let seed = key.to_seed();
-        let (secret, sealed) = match keyring {
-            Keyring::Plain => (seed.to_vec(), false),
-            Keyring::Sealed(seal) => (seal.seal(seed.as_ref(), &aad)?, true),
-        };
+        let (secret, sealed) = seal_secret(keyring, key, &aad)?;
         let result = sqlx::query(
             "INSERT INTO account (origin, service_id, service_name, name, public_key, secret, sealed, confirmed, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
@@ -304,7 +300,7 @@ impl Store {
         .bind(service_name.as_str())
         .bind(slot.account.as_str())
         .bind(key.public_key().to_bytes().to_vec())
-        .bind(Zeroizing::new(secret).as_slice())
+        .bind(secret.as_slice())
         .bind(sealed)
         .bind(secs(now))
         .execute(&self.pool)
@@ -380,13 +376,9 @@ impl Store {
     pub async fn stage_next_key(&self, keyring: &Keyring, slot: Slot<'_>, next: &AccountKey) -> Result<(), Error> {
         let service_id = slot.service_id.to_string();
         let aad = account_aad(slot.origin.as_str(), &service_id, slot.account.as_str());
-        let seed = next.to_seed();
         // The row's `sealed` flag covers both secrets; a keyring that does
         // not match it is refused by the WHERE clause.
-        let (secret, sealed) = match keyring {
-            Keyring::Plain => (Zeroizing::new(seed.to_vec()), false),
-            Keyring::Sealed(seal) => (Zeroizing::new(seal.seal(seed.as_ref(), &aad)?), true),
-        };
+        let (secret, sealed) = seal_secret(keyring, next, &aad)?;
         let done = sqlx::query(
             "UPDATE account SET next_public_key = ?, next_secret = ? \
              WHERE origin = ? AND service_id = ? AND name = ? AND next_public_key IS NULL AND sealed = ?",
@@ -446,6 +438,16 @@ impl Store {
             .await?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+/// `key`'s seed as the `secret` column holds it under `keyring`, with the
+/// `sealed` flag: the counterpart of [`open_secret`].
+fn seal_secret(keyring: &Keyring, key: &AccountKey, aad: &[u8]) -> Result<(Zeroizing<Vec<u8>>, bool), Error> {
+    let seed = key.to_seed();
+    Ok(match keyring {
+        Keyring::Plain => (Zeroizing::new(seed.to_vec()), false),
+        Keyring::Sealed(seal) => (Zeroizing::new(seal.seal(seed.as_ref(), aad)?), true),
+    })
 }
 
 fn open_secret(keyring: &Keyring, secret: &[u8], sealed: bool, aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {

@@ -4,7 +4,7 @@
 use sesame_proto::AccountKey;
 use zeroize::Zeroizing;
 
-use super::{open_secret, Account, Keyring, Store, ACCOUNT_COLUMNS};
+use super::{open_secret, seal_secret, Account, Keyring, Store, ACCOUNT_COLUMNS};
 use crate::{
     backup::{AccountEntry, Contents, PinEntry},
     vault::account_aad,
@@ -169,11 +169,7 @@ async fn merge_account(
 ) -> Result<Merge, Error> {
     let service_id = entry.service_id.to_string();
     let aad = account_aad(entry.origin.as_str(), &service_id, entry.account.as_str());
-    let seed = entry.key.to_seed();
-    let (secret, sealed) = match keyring {
-        Keyring::Plain => (Zeroizing::new(seed.to_vec()), false),
-        Keyring::Sealed(seal) => (Zeroizing::new(seal.seal(seed.as_ref(), &aad)?), true),
-    };
+    let (secret, sealed) = seal_secret(keyring, &entry.key, &aad)?;
     let public_key = entry.key.public_key().to_bytes().to_vec();
     let inserted = sqlx::query(
         "INSERT INTO account (origin, service_id, service_name, name, public_key, secret, sealed, confirmed, created_at, last_used_at) \
