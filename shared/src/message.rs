@@ -72,6 +72,29 @@ fn label(text: Option<&str>) -> Result<Option<KeyLabel>, Error> {
     text.map(KeyLabel::parse).transpose()
 }
 
+/// What a register and an enroll request share: a new key that signs its
+/// own arrival under the request's tag.
+struct NewKeyProof<'r> {
+    tag: &'static [u8],
+    account: &'r str,
+    public_key: &'r str,
+}
+
+impl NewKeyProof<'_> {
+    fn verify(
+        &self,
+        fresh: FreshToken<'_>,
+        signature: &str,
+        label: Option<&str>,
+    ) -> Result<VerifiedRegistration, Error> {
+        let account = AccountName::parse(self.account)?;
+        let public_key = AccountPublicKey::from_base64(self.public_key)?;
+        let label = self::label(label)?;
+        check(&public_key, &account_key_bytes(self.tag, fresh.token(), &account, &public_key), signature)?;
+        Ok(VerifiedRegistration { account, public_key, label, _proof: () })
+    }
+}
+
 fn check(key: &AccountPublicKey, message: &[u8], signature: &str) -> Result<(), Error> {
     let signature = Signature::from_base64(signature)?;
     key.0.verify_strict(message, &signature.0).map_err(|_| Error::BadSignature)
@@ -118,11 +141,8 @@ impl RegisterRequest {
     /// Checks the proof of possession against the token the server has
     /// already verified and found fresh.
     pub fn verify(&self, fresh: FreshToken<'_>) -> Result<VerifiedRegistration, Error> {
-        let account = AccountName::parse(&self.account)?;
-        let public_key = AccountPublicKey::from_base64(&self.public_key)?;
-        let label = label(self.label.as_deref())?;
-        check(&public_key, &register_bytes(fresh.token(), &account, &public_key), &self.signature)?;
-        Ok(VerifiedRegistration { account, public_key, label, _proof: () })
+        let proof = NewKeyProof { tag: REGISTER_TAG, account: &self.account, public_key: &self.public_key };
+        proof.verify(fresh, &self.signature, self.label.as_deref())
     }
 }
 
@@ -233,11 +253,8 @@ impl EnrollRequest {
     /// Checks the proof of possession against the token the server has
     /// already verified and found fresh.
     pub fn verify(&self, fresh: FreshToken<'_>) -> Result<VerifiedRegistration, Error> {
-        let account = AccountName::parse(&self.account)?;
-        let public_key = AccountPublicKey::from_base64(&self.public_key)?;
-        let label = label(self.label.as_deref())?;
-        check(&public_key, &enroll_bytes(fresh.token(), &account, &public_key), &self.signature)?;
-        Ok(VerifiedRegistration { account, public_key, label, _proof: () })
+        let proof = NewKeyProof { tag: ENROLL_TAG, account: &self.account, public_key: &self.public_key };
+        proof.verify(fresh, &self.signature, self.label.as_deref())
     }
 }
 
