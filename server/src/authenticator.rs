@@ -219,10 +219,8 @@ async fn register(
     let now = state.clock.now();
 
     let mut tx = state.db.pool.begin().await?;
-    if !store::consume(&mut tx, &id, now, &Final::registered(account.clone(), key_id.clone())).await? {
-        tx.rollback().await?;
-        return Err(store::why_not_pending(&state.db, &id, now).await);
-    }
+    let outcome = Final::registered(account.clone(), key_id.clone());
+    let consumed = store::consume(&state.db, &mut tx, &checked.row, now, &outcome).await?;
     let new = keys::NewAccount {
         service_id: &checked.row.service_id,
         account: &account,
@@ -233,15 +231,9 @@ async fn register(
         device: &client,
         now: now.as_secs() as i64,
     };
-    let key_state = match keys::register(&mut tx, &new).await {
-        Ok(key_state) => key_state,
-        Err(e) => {
-            // Rolling back leaves the challenge pending, so the user can pick
-            // another name with the same token.
-            tx.rollback().await?;
-            return Err(e);
-        }
-    };
+    // On an error the transaction rolls back and the challenge is pending
+    // again, so the user can pick another name with the same token.
+    let key_state = keys::register(&mut tx, &new).await?;
     // Only admin authenticators start pending; their arrival is an admin
     // action, recorded with the registration. Other services pay nothing.
     if key_state == KeyState::Pending {
@@ -250,7 +242,7 @@ async fn register(
         let detail = format!("key {key_id}, waiting for confirmation");
         audit::record(&mut *tx, &by, audit::Record::new(audit::Action::AuthenticatorAdded, &account, &detail)).await?;
     }
-    tx.commit().await?;
+    consumed.commit(tx).await?;
     store::publish(&state, id).await;
     crate::metrics::challenge_approved(checked.row.created_at, now);
     Ok(Json(Outcome {
@@ -317,17 +309,13 @@ async fn login(
     let id = checked.row.id;
     let now = state.clock.now();
 
+    // One statement: the ended challenge is written only while the key is
+    // still active (else `unknown_account`), and the database's trigger
+    // records the key's use.
     let mut tx = state.db.pool.begin().await?;
-    if !store::consume(&mut tx, &id, now, &Final::logged_in(name.clone(), key.id.clone())).await? {
-        tx.rollback().await?;
-        return Err(store::why_not_pending(&state.db, &id, now).await);
-    }
-    if !keys::touch(&mut tx, &key.id, now.as_secs() as i64).await? {
-        // The key or its account was removed after the key was read.
-        tx.rollback().await?;
-        return Err(Error::UnknownAccount);
-    }
-    tx.commit().await?;
+    let consumed =
+        store::consume(&state.db, &mut tx, &checked.row, now, &Final::logged_in(name.clone(), key.id.clone())).await?;
+    consumed.commit(tx).await?;
     store::publish(&state, id).await;
     crate::metrics::challenge_approved(checked.row.created_at, now);
     Ok(Json(Outcome {
@@ -367,7 +355,7 @@ async fn deny(
     let checked = check_answer(&state, &req.token).await?;
     req.verify(checked.fresh(&state)?)?;
     let id = checked.row.id;
-    store::finish(&state.db, &id, state.clock.now(), &Final::denied()).await?;
+    store::finish(&state.db, &checked.row, state.clock.now(), &Final::denied()).await?;
     store::publish(&state, id).await;
     Ok(Json(Outcome { status: Status::Denied, purpose: None, account: None, key_state: None }))
 }
@@ -414,10 +402,8 @@ async fn enroll(
     let now = state.clock.now();
 
     let mut tx = state.db.pool.begin().await?;
-    if !store::consume(&mut tx, &id, now, &Final::enrolled(enroll_account.clone(), key_id.clone())).await? {
-        tx.rollback().await?;
-        return Err(store::why_not_pending(&state.db, &id, now).await);
-    }
+    let outcome = Final::enrolled(enroll_account.clone(), key_id.clone());
+    let consumed = store::consume(&state.db, &mut tx, &checked.row, now, &outcome).await?;
     let new = keys::NewAccount {
         service_id: &checked.row.service_id,
         account: &enroll_account,
@@ -428,13 +414,10 @@ async fn enroll(
         device: &client,
         now: now.as_secs() as i64,
     };
-    if let Err(e) = keys::enroll(&mut tx, &new).await {
-        // The challenge stays pending: a key that is already registered
-        // can be replaced by another from the same token.
-        tx.rollback().await?;
-        return Err(e);
-    }
-    tx.commit().await?;
+    // On an error the challenge stays pending: a key that is already
+    // registered can be replaced by another from the same token.
+    keys::enroll(&mut tx, &new).await?;
+    consumed.commit(tx).await?;
     store::publish(&state, id).await;
     tracing::info!(challenge = %id, key = %key_id, "a key was enrolled and waits for confirmation");
     Ok(Json(Outcome {
@@ -500,24 +483,15 @@ async fn rekey(
     let now = state.clock.now();
 
     let mut tx = state.db.pool.begin().await?;
-    if !store::consume(&mut tx, &id, now, &Final::logged_in(name.clone(), key.id.clone())).await? {
-        tx.rollback().await?;
-        return Err(store::why_not_pending(&state.db, &id, now).await);
+    let consumed =
+        store::consume(&state.db, &mut tx, &checked.row, now, &Final::logged_in(name.clone(), key.id.clone())).await?;
+    if !keys::rekey(&mut tx, &key.id, &key.public_key, verified.new_public_key(), now.as_secs() as i64).await? {
+        // The key was replaced by a racing rekey after it was read: this
+        // answer's key no longer signs in. (A removed key was refused by
+        // `consume`.) Dropping the transaction rolls it back.
+        return Err(Error::Protocol(sesame_proto::Error::BadSignature));
     }
-    match keys::rekey(&mut tx, &key.id, &key.public_key, verified.new_public_key(), now.as_secs() as i64).await {
-        Ok(true) => {}
-        // The key was removed, or replaced by a racing rekey, after it was
-        // read: this answer's key no longer signs in.
-        Ok(false) => {
-            tx.rollback().await?;
-            return Err(Error::Protocol(sesame_proto::Error::BadSignature));
-        }
-        Err(e) => {
-            tx.rollback().await?;
-            return Err(e);
-        }
-    }
-    tx.commit().await?;
+    consumed.commit(tx).await?;
     store::publish(&state, id).await;
     crate::metrics::challenge_approved(checked.row.created_at, now);
     tracing::info!(challenge = %id, key = %key.id, "an account key was replaced");

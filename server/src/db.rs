@@ -25,6 +25,8 @@ use sqlx::{
     AnyPool, Executor as _,
 };
 
+use crate::challenge::pending::Pending;
+
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -39,12 +41,24 @@ pub struct Db {
     /// Service names by id, as the database holds them (see
     /// [`ServiceNames`]).
     pub service_names: ServiceNames,
+    /// Where pending challenges are kept: in memory on a single instance,
+    /// in the `challenge` table when several share the database.
+    pub pending: Pending,
+}
+
+/// What a challenge needs to know of its service.
+#[derive(Debug, Clone)]
+pub struct CachedService {
+    pub name: Arc<str>,
+    /// The built-in "Sesame admin" service, which takes no new accounts from
+    /// a challenge anyone can start.
+    pub builtin: bool,
 }
 
 /// The names of services, kept in memory because every challenge and every
 /// redeemed session needs one.
 ///
-/// A service's name never changes after it is created, and its id is random
+/// A service's name and whether it is built in never change after it is created, and its id is random
 /// and never reused, so a cached name is never wrong; it can only outlive
 /// its service. That needs no invalidation across instances: whatever an
 /// instance then does with the deleted service's id writes a row that refers
@@ -53,15 +67,15 @@ pub struct Db {
 /// deletes a service drops its own entry, and the map grows only with the
 /// services that exist.
 #[derive(Debug, Clone, Default)]
-pub struct ServiceNames(Arc<RwLock<HashMap<ServiceId, Arc<str>>>>);
+pub struct ServiceNames(Arc<RwLock<HashMap<ServiceId, CachedService>>>);
 
 impl ServiceNames {
-    pub fn get(&self, id: &ServiceId) -> Option<Arc<str>> {
+    pub fn get(&self, id: &ServiceId) -> Option<CachedService> {
         self.0.read().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
     }
 
-    pub fn insert(&self, id: ServiceId, name: Arc<str>) {
-        self.0.write().unwrap_or_else(PoisonError::into_inner).insert(id, name);
+    pub fn insert(&self, id: ServiceId, service: CachedService) {
+        self.0.write().unwrap_or_else(PoisonError::into_inner).insert(id, service);
     }
 
     pub fn forget(&self, id: &ServiceId) {
@@ -123,7 +137,14 @@ impl Db {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await.context("database migration failed")?;
-        Ok(Self { pool, backend, service_names: ServiceNames::default() })
+        Ok(Self { pool, backend, service_names: ServiceNames::default(), pending: Pending::Table })
+    }
+
+    /// This database for a single instance: pending challenges are held in
+    /// this process's memory instead of the `challenge` table (see
+    /// `challenge::pending`).
+    pub fn with_pending_in_memory(self) -> Self {
+        Self { pending: Pending::memory(), ..self }
     }
 
     /// The default embedded database: `sesame.db` in `data_dir`.

@@ -67,6 +67,10 @@ pub enum Error {
     /// The challenge already reached a final state: a replay, or a race lost.
     #[error("this sign-in request was already {}", .0.as_str())]
     ChallengeFinished(Status),
+    /// Another answer holds the challenge while it records its outcome: a
+    /// race lost, as far as this answer is concerned.
+    #[error("another answer to this sign-in request is being recorded")]
+    ChallengeClaimed,
     #[error("the sign-in has not completed")]
     NotCompleted,
     #[error("this sign-in was already turned into a session")]
@@ -141,7 +145,7 @@ impl Error {
             Self::OidcRedirectUri => (StatusCode::BAD_REQUEST, "invalid_redirect_uri"),
             Self::OidcNotConfigured => (StatusCode::NOT_FOUND, "oidc_not_configured"),
             Self::ChallengeExpired => (StatusCode::GONE, "challenge_expired"),
-            Self::ChallengeFinished(_) => (StatusCode::CONFLICT, "challenge_used"),
+            Self::ChallengeFinished(_) | Self::ChallengeClaimed => (StatusCode::CONFLICT, "challenge_used"),
             Self::NotCompleted => (StatusCode::CONFLICT, "not_completed"),
             Self::AlreadyRedeemed => (StatusCode::CONFLICT, "already_redeemed"),
             Self::AdminAuthRequired => (StatusCode::UNAUTHORIZED, "unauthorized"),

@@ -254,21 +254,6 @@ pub async fn of_account(db: &Db, service_id: &ServiceId, account: &str) -> Resul
     Ok(keys)
 }
 
-/// Records a login with `key_id`, inside the caller's transaction. Returns
-/// false when the key is gone or no longer active (removed, or its account
-/// deleted, after it was read): the caller then rolls back.
-pub async fn touch(conn: &mut AnyConnection, key_id: &str, now: i64) -> Result<bool> {
-    let keys = sqlx::query("UPDATE account_key SET last_used_at = $2 WHERE id = $1 AND state = 'active'")
-        .bind(key_id.to_owned())
-        .bind(now)
-        .execute(timed(&mut *conn))
-        .await?
-        .rows_affected();
-    // The database's trigger stamps the account's last sign-in in the same
-    // statement (migration 0006).
-    Ok(keys == 1)
-}
-
 /// The key that the challenge `challenge_id` registered, while it waits.
 pub async fn pending(db: &Db, challenge_id: &ChallengeId) -> Result<Option<PendingKey>> {
     let row = sqlx::query(

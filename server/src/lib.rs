@@ -162,11 +162,14 @@ pub async fn state_from(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         Some(path) => Some(tls::read_ca_file(path, "--redis-ca-file")?),
         None => None,
     };
-    let bus = match &config.redis_url {
-        None => Bus::local(),
+    let (bus, db) = match &config.redis_url {
+        // One instance: its pending challenges need not leave the process.
+        None => (Bus::local(), db.with_pending_in_memory()),
         // The pid names this instance's connection in Redis's CLIENT LIST, so
         // an operator can tell the instances apart.
-        Some(url) => Bus::redis_with_ca(url, &format!("sesame-{}", std::process::id()), redis_ca.as_deref()).await?,
+        Some(url) => {
+            (Bus::redis_with_ca(url, &format!("sesame-{}", std::process::id()), redis_ca.as_deref()).await?, db)
+        }
     };
     let (admin_token, generated) = match &config.admin_token {
         Some(token) if token.len() >= 16 => (AdminToken::new(token), None),
@@ -217,6 +220,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         println!("Admin token (generated for this run; pass --admin-token to keep one): {token}");
     }
     admin::on_start(&state, &config).await?;
+    if let challenge::pending::Pending::Memory(memory) = &state.db.pending {
+        tokio::spawn(challenge::pending::purge_every(memory.clone(), state.clock.clone()));
+    }
     if config.sweep_interval > 0 {
         let retention = Retention {
             challenge_secs: config.challenge_retention,

@@ -62,10 +62,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 struct LoginView {
     service_id: String,
     service_name: String,
+    /// The token as text. The page's script draws its QR code, the first
+    /// and every later one: drawing it here cost more CPU than the rest of a
+    /// sign-in together (docs/BENCHMARKS.md).
     token: String,
-    /// Inline SVG made by the `qrcode` crate from the token; it holds no
-    /// user data, only rectangles.
-    qr_svg: String,
     status: String,
     challenges_url: String,
     events_url: String,
@@ -152,7 +152,6 @@ pub(crate) fn login_response(issued: challenge::Issued, finish_url: Option<Strin
     let service_id = issued.service_id;
     let view = LoginView {
         service_id: service_id.to_string(),
-        qr_svg: qr_svg(&issued.token)?,
         token: issued.token,
         service_name: issued.service_name,
         status: challenge::message(sesame_proto::wire::Status::Pending, "outstanding", None),

@@ -59,7 +59,8 @@
   }
 
   function drawQr(text) {
-    // Level M, like the server's first drawing; type 0 picks the size.
+    // Level M, so that a photo of a screen still scans; type 0 picks the
+    // size.
     var qr = qrcode(0, "M");
     qr.addData(text);
     qr.make();
@@ -100,18 +101,43 @@
         stop();
         return;
       }
-      // An error answer (503 while the server cannot deliver results) closes
-      // the stream for good: try again, backing off up to ten seconds.
+      // An error answer closes the stream for good. A server that
+      // restarted has forgotten a pending challenge, and its status URL
+      // then says so: the page offers to start again. Otherwise (503 while
+      // the server cannot deliver results) try again, backing off up to ten
+      // seconds.
       if (source && source.readyState === EventSource.CLOSED) {
         stop();
-        setTimeout(function () {
-          if (!finished && !source) {
-            follow();
-          }
-        }, retryDelay);
-        retryDelay = Math.min(retryDelay * 2, 10000);
+        fetch(current.eventsUrl.replace(/\/events$/, ""), { credentials: "same-origin" })
+          .then(function (response) {
+            if (response.status === 404) {
+              finished = true;
+              offerRestart("The server no longer knows this sign-in request. Start again.");
+            } else {
+              retry();
+            }
+          })
+          .catch(retry);
       }
     };
+  }
+
+  function retry() {
+    setTimeout(function () {
+      if (!finished && !source) {
+        follow();
+      }
+    }, retryDelay);
+    retryDelay = Math.min(retryDelay * 2, 10000);
+  }
+
+  // The sign-in is over without a session: say why, and offer a new one.
+  function offerRestart(message) {
+    setStatus(message, "bad");
+    els.cancel.hidden = true;
+    els.restart.hidden = false;
+    els.qr.classList.add("spent");
+    els.token.classList.add("spent");
   }
 
   function onStatus(view) {
@@ -134,15 +160,12 @@
       default: // denied, expired, cancelled
         finished = true;
         stop();
-        setStatus(view.message, "bad");
         if (finishForm && view.status !== "expired") {
+          setStatus(view.message, "bad");
           finish();
           return;
         }
-        els.cancel.hidden = true;
-        els.restart.hidden = false;
-        els.qr.classList.add("spent");
-        els.token.classList.add("spent");
+        offerRestart(view.message);
     }
   }
 
@@ -218,6 +241,9 @@
     });
   });
   els.restart.addEventListener("click", restart);
+  // The server sends the token as text only; the first QR code is drawn
+  // here, like every later one.
+  drawQr(els.token.textContent);
 
   follow();
 })();

@@ -6,6 +6,7 @@
 //! screen may have) never lets someone watch or redeem a sign-in.
 
 pub mod events;
+pub mod pending;
 pub mod store;
 
 use axum::{
@@ -353,7 +354,7 @@ async fn cancel_handler(
 ) -> Result<Json<StatusView>> {
     let row = for_browser(&state, &cid, &headers).await?;
     let now = state.clock.now();
-    store::finish(&state.db, &row.id, now, &store::Final::cancelled()).await?;
+    store::finish(&state.db, &row, now, &store::Final::cancelled()).await?;
     store::publish(&state, row.id).await;
     Ok(Json(StatusView::of(&store::load(&state.db, &row.id).await?)))
 }

@@ -383,17 +383,91 @@ async fn submissions_are_rate_limited_with_a_retry_after() {
 #[tokio::test]
 async fn closed_registration_is_refused_before_consuming() {
     let app = TestApp::new().await;
-    let service = app.create_service("Example").await;
-    let started = app.start(&service).await;
-    sqlx::query("UPDATE challenge SET allow_register = FALSE WHERE id = $1")
-        .bind(started.id.clone())
+    // A built-in service (the admin page's) takes no new accounts from a
+    // challenge anyone can start.
+    let service = sesame_proto::ServiceId::random(&mut OsRng);
+    sqlx::query("INSERT INTO service (id, name, builtin, created_at) VALUES ($1, 'Built in', TRUE, 0)")
+        .bind(service.to_string())
         .execute(&app.state.db.pool)
         .await
-        .expect("close registration");
+        .expect("a built-in service");
+    let started = app.start(&service).await;
+    assert!(!app.held(&started.id).await.allow_register);
     let request = RegisterRequest::sign(&app.verify(&started.token), &name("alice"), &AccountKey::generate(&mut OsRng));
     app.post_json("/api/authenticator/register", &request)
         .await
         .assert_error(StatusCode::FORBIDDEN, "registration_closed");
     assert_eq!(app.stored(&started.id).await.0, "pending");
     assert_eq!(app.count("SELECT COUNT(*) FROM account").await, 0);
+}
+
+/// The window between reading an account's keys and recording the login: a
+/// key removed in it must not sign in. The ended challenge is written only
+/// while the key is still active, in the same statement, whether the pending
+/// challenge was held in memory (one instance) or was a row (several); the
+/// refusal is `unknown_account`, and the challenge stays pending for
+/// another answer.
+#[tokio::test]
+async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_stays_pending() {
+    use sesame_server::{
+        challenge::{
+            self,
+            pending::Pending,
+            store::{self, Final},
+        },
+        db::Db,
+        extract::ClientInfo,
+        AppState,
+    };
+    each_backend(|app| async move {
+        let service = app.create_service("Example").await;
+        register(&app, &service, "alice").await;
+        let key_id: String = sqlx::query_scalar("SELECT id FROM account_key WHERE account = 'alice'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .expect("alice's key");
+        let in_table = AppState { db: Db { pending: Pending::Table, ..app.state.db.clone() }, ..app.state.clone() };
+        for state in [app.state.clone(), in_table] {
+            let client = ClientInfo { ip: "127.0.0.1".parse().expect("ip"), user_agent: USER_AGENT.to_owned() };
+            let issued = challenge::issue(&state, &service.to_string(), &client).await.expect("a challenge");
+            let row = store::load(&state.db, &issued.id).await.expect("held");
+            let now = state.clock.now();
+
+            // The key is read, then removed, then the login is recorded.
+            sqlx::query("UPDATE account_key SET state = 'pending' WHERE id = $1")
+                .bind(key_id.clone())
+                .execute(&state.db.pool)
+                .await
+                .expect("take the key away");
+            let mut tx = state.db.pool.begin().await.expect("begin");
+            let refused =
+                store::consume(&state.db, &mut tx, &row, now, &Final::logged_in("alice".into(), key_id.clone())).await;
+            assert!(matches!(refused, Err(sesame_server::Error::UnknownAccount)), "{refused:?}");
+            drop(tx);
+            assert_eq!(store::load(&state.db, &issued.id).await.expect("held").status.as_str(), "pending");
+
+            // With the key back, the same challenge takes the login, once.
+            sqlx::query("UPDATE account_key SET state = 'active' WHERE id = $1")
+                .bind(key_id.clone())
+                .execute(&state.db.pool)
+                .await
+                .expect("give the key back");
+            let mut tx = state.db.pool.begin().await.expect("begin");
+            let outcome = Final::logged_in("alice".into(), key_id.clone());
+            let consumed = store::consume(&state.db, &mut tx, &row, now, &outcome).await.expect("consumed");
+            consumed.commit(tx).await.expect("commit");
+            let row = store::load(&state.db, &issued.id).await.expect("held");
+            assert_eq!((row.status.as_str(), row.account.as_deref()), ("completed", Some("alice")));
+            let mut tx = state.db.pool.begin().await.expect("begin");
+            let again = store::consume(&state.db, &mut tx, &row, now, &outcome).await;
+            assert!(matches!(again, Err(sesame_server::Error::ChallengeFinished(_))), "{again:?}");
+        }
+        let used: Option<i64> = sqlx::query_scalar("SELECT last_used_at FROM account_key WHERE id = $1")
+            .bind(key_id)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .expect("the key");
+        assert_eq!(used, Some(crate::support::START as i64), "the trigger stamps the key's use");
+    })
+    .await;
 }

@@ -36,12 +36,7 @@ async fn issues_a_challenge_and_binds_it_to_the_browser() {
         let binding = response.cookie(&name).expect("value");
         assert_eq!(binding.len(), 43);
         // Only the digest is stored, never the cookie itself.
-        let stored: Vec<u8> = sqlx::query_scalar("SELECT binding_hash FROM challenge WHERE id = $1")
-            .bind(cid.to_owned())
-            .fetch_one(&app.state.db.pool)
-            .await
-            .expect("row");
-        assert_eq!(stored, sesame_server::cookie::digest(&binding).to_vec());
+        assert_eq!(app.held(cid).await.binding_hash, sesame_server::cookie::digest(&binding).to_vec());
     })
     .await;
 }
@@ -58,12 +53,7 @@ async fn never_adopts_a_binding_secret_the_browser_brings() {
         let second = app.start_with(&service, Some(&jar)).await;
         assert!(!second.cookie.contains(&planted), "{}", second.cookie);
         assert_ne!(second.cookie.split_once('=').map(|c| c.1), first.cookie.split_once('=').map(|c| c.1));
-        let stored: Vec<u8> = sqlx::query_scalar("SELECT binding_hash FROM challenge WHERE id = $1")
-            .bind(second.id.clone())
-            .fetch_one(&app.state.db.pool)
-            .await
-            .expect("row");
-        assert_ne!(stored, sesame_server::cookie::digest(&planted).to_vec());
+        assert_ne!(app.held(&second.id).await.binding_hash, sesame_server::cookie::digest(&planted).to_vec());
 
         // Two tabs of one browser each follow their own challenge, each with
         // its own cookie; neither cookie opens the other challenge.
@@ -87,7 +77,7 @@ async fn refuses_unknown_services() {
         .await
         .assert_error(StatusCode::NOT_FOUND, "unknown_service");
     app.post("/api/services/not-an-id/challenges", None).await.assert_error(StatusCode::NOT_FOUND, "unknown_service");
-    assert_eq!(app.count("SELECT COUNT(*) FROM challenge").await, 0);
+    assert!(app.challenges().await.is_empty());
 }
 
 #[tokio::test]
@@ -212,7 +202,7 @@ async fn issuing_allows_the_whole_minute_at_once_then_says_when_to_retry() {
     refused.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     // 20 a minute: the next request is allowed in 3 s.
     assert_eq!(refused.headers["retry-after"], "3");
-    assert_eq!(app.count("SELECT COUNT(*) FROM challenge").await, 20);
+    assert_eq!(app.challenges().await.len(), 20);
 }
 
 #[tokio::test]
@@ -326,11 +316,7 @@ async fn start_forwarded(app: &TestApp, service: &sesame_proto::ServiceId) -> St
     let response = app.send(request).await;
     assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
     let cid = response.json()["challenge_id"].as_str().expect("id").to_owned();
-    sqlx::query_scalar::<_, String>("SELECT ip FROM challenge WHERE id = $1")
-        .bind(cid)
-        .fetch_one(&app.state.db.pool)
-        .await
-        .expect("row")
+    app.held(&cid).await.ip
 }
 
 #[tokio::test]

@@ -21,6 +21,10 @@ use sesame_proto::{BaseToken, FreshnessSecret, Origin, ServerKey, ServiceId, Tok
 use sesame_server::{
     app,
     bus::Bus,
+    challenge::{
+        pending::Pending,
+        store::{self, ChallengeRow},
+    },
     clock::{Clock, ManualClock},
     db::Db,
     limit::StreamLimits,
@@ -134,9 +138,10 @@ impl Builder {
         let db = Db::connect(&url).await.expect("connect and migrate");
         let manual = ManualClock::new(UnixTime::from_secs(START));
         let clock = self.clock.unwrap_or_else(|| Arc::new(manual.clone()));
-        let bus = match &self.redis_url {
-            Some(url) => Bus::redis(url, "sesame-test").await.expect("a Redis bus"),
-            None => Bus::local(),
+        // As the server does: pending challenges in memory on one instance.
+        let (bus, db) = match &self.redis_url {
+            Some(url) => (Bus::redis(url, "sesame-test").await.expect("a Redis bus"), db),
+            None => (Bus::local(), db.with_pending_in_memory()),
         };
         let state = AppState {
             db,
@@ -258,14 +263,9 @@ impl TestApp {
 
     /// The token text the page shows now (what the SSE stream would push).
     pub async fn current_token(&self, cid: &str) -> String {
-        let (base, secret): (String, Vec<u8>) =
-            sqlx::query_as("SELECT base_token, code_secret FROM challenge WHERE id = $1")
-                .bind(cid.to_owned())
-                .fetch_one(&self.state.db.pool)
-                .await
-                .expect("challenge row");
-        let base = BaseToken::from_stored(base, self.state.identity.public_key()).expect("stored token");
-        let secret = FreshnessSecret::from_bytes(secret.try_into().expect("32 bytes"));
+        let row = self.held(cid).await;
+        let base = BaseToken::from_stored(row.base_token, self.state.identity.public_key()).expect("stored token");
+        let secret = FreshnessSecret::from_bytes(row.code_secret.try_into().expect("32 bytes"));
         base.at_step(&secret, base.step_at(self.state.clock.now()))
     }
 
@@ -275,13 +275,44 @@ impl TestApp {
         UnverifiedToken::parse(text).expect("parse").verify(self.state.identity.public_key()).expect("verify")
     }
 
-    /// `(status, hint, account)` as stored.
+    /// Challenge `cid` as the server holds it: in memory while it is pending
+    /// on one instance, otherwise its row.
+    pub async fn held(&self, cid: &str) -> ChallengeRow {
+        store::load(&self.state.db, &cid.parse().expect("a challenge id")).await.expect("a challenge")
+    }
+
+    /// `(status, hint, account)` as held.
     pub async fn stored(&self, cid: &str) -> (String, String, Option<String>) {
+        let row = self.held(cid).await;
+        (row.status.as_str().to_owned(), row.hint, row.account)
+    }
+
+    /// `(status, hint, account)` of the row the database holds for `cid`,
+    /// which exists once the challenge ended (or, with several instances,
+    /// from its start).
+    pub async fn row(&self, cid: &str) -> Option<(String, String, Option<String>)> {
         sqlx::query_as("SELECT status, hint, account FROM challenge WHERE id = $1")
             .bind(cid.to_owned())
-            .fetch_one(&self.state.db.pool)
+            .fetch_optional(&self.state.db.pool)
             .await
-            .expect("challenge row")
+            .expect("read the challenge table")
+    }
+
+    /// Every challenge the server knows: those it holds in memory, and the
+    /// rows of the challenge table.
+    pub async fn challenges(&self) -> Vec<ChallengeRow> {
+        let mut all = match &self.state.db.pending {
+            Pending::Memory(memory) => memory.snapshot(),
+            Pending::Table => Vec::new(),
+        };
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM challenge").fetch_all(&self.state.db.pool).await.expect("ids");
+        for id in ids {
+            if !all.iter().any(|row| row.id.to_string() == id) {
+                all.push(self.held(&id).await);
+            }
+        }
+        all
     }
 
     pub async fn count(&self, sql: &str) -> i64 {

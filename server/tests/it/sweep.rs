@@ -19,11 +19,13 @@ async fn exec(app: &TestApp, sql: &str, binds: &[i64]) {
     query.execute(&app.state.db.pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-/// A challenge created at `created` that expires five minutes later.
+/// A challenge created at `created` that expires five minutes later, and
+/// ended then unless it is `pending`. The sign-in event the database records
+/// for an ended one is removed: each test places its events itself.
 async fn challenge(app: &TestApp, service: &str, id: &str, status: &str, created: u64) {
     sqlx::query(
         "INSERT INTO challenge (id, service_id, base_token, code_secret, binding_hash, ip, user_agent, created_at, \
-         expires_at, status) VALUES ($1, $2, 'token', $3, $4, '127.0.0.1', 'ua', $5, $6, $7)",
+         expires_at, status, finished_at) VALUES ($1, $2, 'token', $3, $4, '127.0.0.1', 'ua', $5, $6, $7, $8)",
     )
     .bind(id.to_owned())
     .bind(service.to_owned())
@@ -32,9 +34,11 @@ async fn challenge(app: &TestApp, service: &str, id: &str, status: &str, created
     .bind(created as i64)
     .bind(created as i64 + 300)
     .bind(status.to_owned())
+    .bind((status != "pending").then_some(created as i64 + 300))
     .execute(&app.state.db.pool)
     .await
     .expect("insert challenge");
+    exec(app, &format!("DELETE FROM sign_in_event WHERE challenge_id = '{id}'"), &[]).await;
 }
 
 async fn event(app: &TestApp, service: &str, at: u64) {

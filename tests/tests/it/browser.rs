@@ -175,6 +175,35 @@ async fn denying_shows_the_refusal_without_a_reload() -> Result<()> {
     chrome.close().await
 }
 
+/// One instance holds its pending challenges in memory (docs/OPERATIONS.md,
+/// "Pending challenges"): a `kill -9` and restart forgets them, so the token
+/// shown before can no longer be answered, and the page, whose stream
+/// reconnects to a challenge the server does not know, offers a new one.
+#[tokio::test]
+async fn a_restart_forgets_a_pending_challenge_and_the_page_starts_a_new_one() -> Result<()> {
+    const FORGOTTEN: &str = "The server no longer knows this sign-in request. Start again.";
+    let (server, _service, chrome, first) = login_page("restarted", ServerOptions::default()).await?;
+    mark_page(&chrome).await?;
+    let sesame = Sesame::new();
+
+    let _server = server.restart().await?;
+    let out = sesame.run(&["register", &first, "--name", "alice", "--yes"]);
+    ensure!(!out.status.success(), "a token from before the restart was answered");
+    ensure!(stderr(&out).contains("does not know this sign-in request"), "{}", stderr(&out));
+
+    chrome.wait_text("#status", "the page to notice", Duration::from_secs(30), |t| t == FORGOTTEN).await?;
+    ensure!(page_is_marked(&chrome).await?, "the page was reloaded instead of updated in place");
+    chrome.client.find(Locator::Id("restart")).await?.click().await?;
+    let second = chrome
+        .wait_text("#token", "a new token", Duration::from_secs(10), |t| {
+            t.starts_with("sesame1.") && base(t) != base(&first)
+        })
+        .await?;
+    approve(&sesame, &["register", &second, "--name", "alice", "--yes"])?;
+    chrome.wait_contains("#login", SIGNED_IN).await?;
+    chrome.close().await
+}
+
 #[tokio::test]
 async fn an_expired_challenge_offers_to_start_again_and_the_new_one_works() -> Result<()> {
     let options = ServerOptions { challenge_ttl: Some(3), ..ServerOptions::default() };

@@ -225,7 +225,13 @@ async fn adding_needs_a_signed_in_admin_and_the_csrf_token() {
     let (session, _) = h.sign_in().await;
     let forged = h.post_form("/admin/authenticators", Some(&session), &[("csrf", "x")]).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    // No challenge was issued: none is held, none is a row.
     assert_eq!(h.count("SELECT COUNT(*) FROM challenge").await, 0);
+    let held = match &h.state.db.pending {
+        sesame_server::challenge::pending::Pending::Memory(memory) => memory.len(),
+        sesame_server::challenge::pending::Pending::Table => 0,
+    };
+    assert_eq!(held, 0);
 }
 
 #[tokio::test]

@@ -1,0 +1,329 @@
+//! Where a challenge lives until it ends.
+//!
+//! A pending challenge is needed only while its page waits, and nothing about
+//! it has to outlive the process that issued it: if that process dies, the
+//! challenge must not be answerable anyway. So on a single instance (the
+//! in-process bus) pending challenges are held in memory, [`Pending::Memory`],
+//! and the database sees a challenge once, when it ends, as one `INSERT` of
+//! its final state. Everything a sign-in must keep across a restart (the
+//! account, the key's use, the completed challenge a session is redeemed
+//! from, the session) is still written, and committed before anyone is told.
+//!
+//! With several instances (Redis carries the results) an answer may reach
+//! another instance than the page, so pending challenges stay rows of the
+//! `challenge` table, [`Pending::Table`], and leave `pending` through a
+//! conditional `UPDATE`, as before. docs/OPERATIONS.md explains the choice.
+//!
+//! Single use in memory: an answer first *claims* the entry, under the map's
+//! lock, and only a claim lets it write the final state. The claim is given
+//! back if the answer's transaction does not commit (a name already taken,
+//! a key removed meanwhile, a failed write), so the challenge is pending
+//! again, exactly as a rolled-back `UPDATE` leaves a row. Of racing answers
+//! one claims; the others see the challenge as taken (`challenge_used`).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use sesame_proto::{wire::Status, ChallengeId, UnixTime};
+
+use super::store::{ChallengeRow, Final};
+use crate::clock::Clock;
+
+/// How often [`purge_every`] runs.
+const PURGE_EVERY: Duration = Duration::from_secs(10);
+
+/// How many challenges one instance holds in memory at most, pending or
+/// recently ended: far above the 50,000 waiting browsers one instance is
+/// built for, and at about a kilobyte each still a bounded amount of memory.
+/// Past it, new challenges are refused (`unavailable`) until old ones go.
+pub const CAPACITY: usize = 1_000_000;
+
+/// How long an entry stays in memory after its challenge expires, so that a
+/// page that reconnects late still reads a final state rather than an
+/// unknown challenge. Ended challenges are in the database as well.
+pub const GRACE_SECS: u64 = 5 * 60;
+
+/// Where this instance keeps pending challenges.
+#[derive(Debug, Clone)]
+pub enum Pending {
+    /// In this process: one instance.
+    Memory(Arc<Memory>),
+    /// As rows of the `challenge` table: several instances.
+    Table,
+}
+
+impl Pending {
+    pub fn memory() -> Self {
+        Self::Memory(Arc::default())
+    }
+}
+
+/// Pending and recently ended challenges, by id.
+#[derive(Default)]
+pub struct Memory {
+    entries: Mutex<HashMap<ChallengeId, Entry>>,
+}
+
+impl std::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory").field("held", &self.len()).finish()
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    row: ChallengeRow,
+    /// An answer holds this pending challenge and is writing its outcome.
+    claimed: bool,
+}
+
+/// What [`Memory::claim`] found.
+#[derive(Debug)]
+pub enum Claim {
+    /// The caller now holds the challenge.
+    Claimed,
+    /// The challenge is not pending, or another answer holds it: its row as
+    /// it is.
+    Taken(Box<ChallengeRow>),
+    /// Not held here.
+    Unknown,
+}
+
+impl Memory {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<ChallengeId, Entry>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Holds a new pending challenge. False when the instance is full.
+    pub fn insert(&self, row: ChallengeRow) -> bool {
+        let mut entries = self.entries();
+        if entries.len() >= CAPACITY {
+            return false;
+        }
+        entries.insert(row.id, Entry { row, claimed: false });
+        true
+    }
+
+    /// The challenge as held now.
+    pub fn get(&self, id: &ChallengeId) -> Option<ChallengeRow> {
+        self.entries().get(id).map(|entry| entry.row.clone())
+    }
+
+    /// Takes pending, unexpired challenge `id` for one answer.
+    pub fn claim(&self, id: &ChallengeId, now: UnixTime) -> Claim {
+        let mut entries = self.entries();
+        let Some(entry) = entries.get_mut(id) else { return Claim::Unknown };
+        if entry.claimed || entry.row.status != Status::Pending || entry.row.is_overdue(now) {
+            return Claim::Taken(Box::new(entry.row.clone()));
+        }
+        entry.claimed = true;
+        Claim::Claimed
+    }
+
+    /// Gives a claim back: the answer wrote nothing.
+    pub fn release(&self, id: &ChallengeId) {
+        if let Some(entry) = self.entries().get_mut(id) {
+            entry.claimed = false;
+        }
+    }
+
+    /// Records the outcome a claim wrote, once it is committed.
+    pub fn finish(&self, id: &ChallengeId, outcome: &Final, now: UnixTime) {
+        if let Some(entry) = self.entries().get_mut(id) {
+            outcome.apply(&mut entry.row, now);
+            entry.claimed = false;
+        }
+    }
+
+    /// Marks a pending challenge as seen by an authenticator; true if that
+    /// changed its hint.
+    pub fn mark_opened(&self, id: &ChallengeId, now: UnixTime) -> bool {
+        match self.entries().get_mut(id) {
+            Some(entry) if entry.row.status == Status::Pending && entry.row.hint == "outstanding" => {
+                if entry.row.is_overdue(now) {
+                    return false;
+                }
+                entry.row.hint = "opened".to_owned();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Lets challenge `id` register a new account.
+    pub fn open_registration(&self, id: &ChallengeId) {
+        if let Some(entry) = self.entries().get_mut(id) {
+            entry.row.allow_register = true;
+        }
+    }
+
+    /// Moves an overdue, unclaimed pending challenge to `expired`, and
+    /// returns it as it now is, for the database to record. None when it is
+    /// not held here, not overdue, or already taken.
+    pub fn expire(&self, id: &ChallengeId, now: UnixTime) -> Option<ChallengeRow> {
+        let mut entries = self.entries();
+        let entry = entries.get_mut(id)?;
+        if entry.claimed || !entry.row.is_overdue(now) {
+            return None;
+        }
+        Final::expired().apply(&mut entry.row, now);
+        Some(entry.row.clone())
+    }
+
+    /// Forgets challenges that expired more than [`GRACE_SECS`] ago.
+    /// Returns how many went.
+    pub fn purge(&self, now: UnixTime) -> usize {
+        let cutoff = now.as_secs().saturating_sub(GRACE_SECS) as i64;
+        let mut entries = self.entries();
+        let before = entries.len();
+        entries.retain(|_, entry| entry.claimed || entry.row.expires_at > cutoff);
+        before - entries.len()
+    }
+
+    /// Every challenge held, for inspection.
+    pub fn snapshot(&self) -> Vec<ChallengeRow> {
+        self.entries().values().map(|entry| entry.row.clone()).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Purges `memory` every few seconds, for as long as the server runs.
+pub async fn purge_every(memory: Arc<Memory>, clock: Arc<dyn Clock>) {
+    let mut interval = tokio::time::interval(PURGE_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let gone = memory.purge(clock.now());
+        if gone > 0 {
+            tracing::debug!(gone, held = memory.len(), "forgot expired challenges");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::OsRng;
+    use sesame_proto::ServiceId;
+
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn pending(expires_at: u64) -> ChallengeRow {
+        ChallengeRow {
+            id: ChallengeId::random(&mut OsRng),
+            service_id: ServiceId::random(&mut OsRng),
+            base_token: String::new(),
+            code_secret: vec![0; 32],
+            binding_hash: vec![0; 32],
+            allow_register: true,
+            ip: "127.0.0.1".to_owned(),
+            user_agent: String::new(),
+            created_at: NOW as i64,
+            expires_at: expires_at as i64,
+            status: Status::Pending,
+            hint: "outstanding".to_owned(),
+            purpose: None,
+            account: None,
+            key_id: None,
+            finished_at: None,
+            redeemed_at: None,
+            enroll_account: None,
+            recovery_id: None,
+        }
+    }
+
+    fn at(secs: u64) -> UnixTime {
+        UnixTime::from_secs(secs)
+    }
+
+    #[test]
+    fn one_claim_at_a_time_and_none_after_the_outcome() {
+        let memory = Memory::default();
+        let row = pending(NOW + 300);
+        let id = row.id;
+        assert!(memory.insert(row));
+        assert!(matches!(memory.claim(&id, at(NOW)), Claim::Claimed));
+        // A racing answer finds it taken, still pending.
+        assert!(matches!(memory.claim(&id, at(NOW)), Claim::Taken(row) if row.status == Status::Pending));
+        memory.finish(&id, &Final::logged_in("alice".into(), "k".into()), at(NOW + 1));
+        let Claim::Taken(row) = memory.claim(&id, at(NOW + 1)) else { panic!("claimed a completed challenge") };
+        assert_eq!(
+            (row.status, row.account.as_deref(), row.finished_at),
+            (Status::Completed, Some("alice"), Some(NOW as i64 + 1))
+        );
+        assert!(matches!(memory.claim(&ChallengeId::random(&mut OsRng), at(NOW)), Claim::Unknown));
+    }
+
+    #[test]
+    fn a_released_claim_leaves_the_challenge_pending_for_the_next_answer() {
+        let memory = Memory::default();
+        let row = pending(NOW + 300);
+        let id = row.id;
+        memory.insert(row);
+        assert!(matches!(memory.claim(&id, at(NOW)), Claim::Claimed));
+        memory.release(&id);
+        assert_eq!(memory.get(&id).map(|row| row.status), Some(Status::Pending));
+        assert!(matches!(memory.claim(&id, at(NOW)), Claim::Claimed));
+    }
+
+    #[test]
+    fn an_overdue_challenge_cannot_be_claimed_and_expires_once_unless_claimed() {
+        let memory = Memory::default();
+        let row = pending(NOW + 300);
+        let id = row.id;
+        memory.insert(row);
+        assert!(memory.expire(&id, at(NOW + 299)).is_none(), "not yet due");
+        assert!(matches!(memory.claim(&id, at(NOW + 300)), Claim::Taken(_)));
+        let expired = memory.expire(&id, at(NOW + 300)).expect("expires");
+        assert_eq!((expired.status, expired.hint.as_str()), (Status::Expired, "expired"));
+        assert!(memory.expire(&id, at(NOW + 301)).is_none(), "expires once");
+
+        // An answer that claimed in time writes its outcome; expiry waits.
+        let row = pending(NOW + 300);
+        let id = row.id;
+        memory.insert(row);
+        assert!(matches!(memory.claim(&id, at(NOW + 299)), Claim::Claimed));
+        assert!(memory.expire(&id, at(NOW + 300)).is_none());
+    }
+
+    #[test]
+    fn opened_only_while_pending_and_in_time() {
+        let memory = Memory::default();
+        let row = pending(NOW + 300);
+        let id = row.id;
+        memory.insert(row);
+        assert!(!memory.mark_opened(&id, at(NOW + 300)), "overdue");
+        assert!(memory.mark_opened(&id, at(NOW)));
+        assert!(!memory.mark_opened(&id, at(NOW)), "already opened");
+        assert_eq!(memory.get(&id).map(|row| row.hint), Some("opened".to_owned()));
+    }
+
+    #[test]
+    fn purge_forgets_only_what_expired_longer_than_the_grace_ago() {
+        let memory = Memory::default();
+        let old = pending(NOW);
+        let claimed = pending(NOW);
+        let young = pending(NOW + 1);
+        let (old_id, claimed_id, young_id) = (old.id, claimed.id, young.id);
+        for row in [old, claimed, young] {
+            memory.insert(row);
+        }
+        assert!(matches!(memory.claim(&claimed_id, at(NOW - 1)), Claim::Claimed));
+        assert_eq!(memory.purge(at(NOW + GRACE_SECS - 1)), 0);
+        assert_eq!(memory.purge(at(NOW + GRACE_SECS)), 1);
+        assert!(memory.get(&old_id).is_none());
+        // An answer still writing keeps its entry until it is done.
+        assert!(memory.get(&claimed_id).is_some() && memory.get(&young_id).is_some());
+    }
+}
