@@ -142,9 +142,10 @@ impl Db {
 
     /// This database for a single instance: pending challenges are held in
     /// this process's memory instead of the `challenge` table (see
-    /// `challenge::pending`).
-    pub fn with_pending_in_memory(self) -> Self {
-        Self { pending: Pending::memory(), ..self }
+    /// `challenge::pending`), each for `keep_secs` after it expires (at
+    /// most five minutes; the ended ones are rows as well).
+    pub fn with_pending_in_memory(self, keep_secs: u64) -> Self {
+        Self { pending: Pending::memory(keep_secs), ..self }
     }
 
     /// The default embedded database: `sesame.db` in `data_dir`.

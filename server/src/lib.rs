@@ -164,7 +164,7 @@ pub async fn state_from(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     };
     let (bus, db) = match &config.redis_url {
         // One instance: its pending challenges need not leave the process.
-        None => (Bus::local(), db.with_pending_in_memory()),
+        None => (Bus::local(), db.with_pending_in_memory(config.challenge_retention)),
         // The pid names this instance's connection in Redis's CLIENT LIST, so
         // an operator can tell the instances apart.
         Some(url) => {

@@ -41,9 +41,10 @@ const PURGE_EVERY: Duration = Duration::from_secs(10);
 /// Past it, new challenges are refused (`unavailable`) until old ones go.
 pub const CAPACITY: usize = 1_000_000;
 
-/// How long an entry stays in memory after its challenge expires, so that a
-/// page that reconnects late still reads a final state rather than an
-/// unknown challenge. Ended challenges are in the database as well.
+/// How long an entry stays in memory after its challenge expires, at most,
+/// so that a page that reconnects late still reads a final state rather than
+/// an unknown challenge. Ended challenges are rows as well, kept for the
+/// challenge retention; a shorter retention shortens this too.
 pub const GRACE_SECS: u64 = 5 * 60;
 
 /// Where this instance keeps pending challenges.
@@ -56,15 +57,24 @@ pub enum Pending {
 }
 
 impl Pending {
-    pub fn memory() -> Self {
-        Self::Memory(Arc::default())
+    /// In memory, each challenge kept `keep_secs` after it expires (at most
+    /// [`GRACE_SECS`]).
+    pub fn memory(keep_secs: u64) -> Self {
+        Self::Memory(Arc::new(Memory { keep_secs: keep_secs.min(GRACE_SECS), entries: Mutex::default() }))
     }
 }
 
 /// Pending and recently ended challenges, by id.
-#[derive(Default)]
 pub struct Memory {
+    /// How long a challenge is kept after it expires.
+    keep_secs: u64,
     entries: Mutex<HashMap<ChallengeId, Entry>>,
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Self { keep_secs: GRACE_SECS, entries: Mutex::default() }
+    }
 }
 
 impl std::fmt::Debug for Memory {
@@ -173,10 +183,10 @@ impl Memory {
         Some(entry.row.clone())
     }
 
-    /// Forgets challenges that expired more than [`GRACE_SECS`] ago.
+    /// Forgets challenges that expired longer ago than they are kept.
     /// Returns how many went.
     pub fn purge(&self, now: UnixTime) -> usize {
-        let cutoff = now.as_secs().saturating_sub(GRACE_SECS) as i64;
+        let cutoff = now.as_secs().saturating_sub(self.keep_secs) as i64;
         let mut entries = self.entries();
         let before = entries.len();
         entries.retain(|_, entry| entry.claimed || entry.row.expires_at > cutoff);

@@ -56,7 +56,10 @@ impl Harness {
 async fn harness_with(origin: &str, rate_limit: u32) -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
     // One instance with the in-process bus: pending challenges in memory.
-    let db = Db::connect(&Db::sqlite_url(dir.path())).await.expect("database").with_pending_in_memory();
+    let db = Db::connect(&Db::sqlite_url(dir.path()))
+        .await
+        .expect("database")
+        .with_pending_in_memory(sesame_server::challenge::pending::GRACE_SECS);
     let state = AppState {
         db,
         bus: Bus::local(),

@@ -22,7 +22,7 @@ use sesame_server::{
     app,
     bus::Bus,
     challenge::{
-        pending::Pending,
+        pending::{self, Pending},
         store::{self, ChallengeRow},
     },
     clock::{Clock, ManualClock},
@@ -141,7 +141,7 @@ impl Builder {
         // As the server does: pending challenges in memory on one instance.
         let (bus, db) = match &self.redis_url {
             Some(url) => (Bus::redis(url, "sesame-test").await.expect("a Redis bus"), db),
-            None => (Bus::local(), db.with_pending_in_memory()),
+            None => (Bus::local(), db.with_pending_in_memory(pending::GRACE_SECS)),
         };
         let state = AppState {
             db,

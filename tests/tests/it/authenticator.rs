@@ -6,7 +6,7 @@ use std::{process::Output, time::Duration};
 
 use serde_json::Value;
 use sesame_proto::{AccountKey, AccountName, LoginRequest, ServerPublicKey, UnverifiedToken};
-use sesame_tests::{stderr, stdout, Browser, Challenge, Result, Server, ServerOptions, Service, Sesame};
+use sesame_tests::{stderr, stdout, Browser, Chrome, Result, Server, ServerOptions, Service, Sesame};
 
 /// Asserts a successful run and returns its `--json` result.
 fn json_ok(output: &Output) -> Value {
@@ -209,70 +209,24 @@ async fn with_passphrase_the_keystore_holds_no_plaintext_key() -> Result<()> {
 
 #[tokio::test]
 async fn scanning_the_login_page_qr_code_registers_and_logs_in() -> Result<()> {
-    let (server, service, _) = setup("Example").await?;
+    let (_server, service, _) = setup("Example").await?;
     let sesame = Sesame::new();
     for (args, purpose) in [(["--name", "alice"], "register"), (["--account", "alice"], "login")] {
         // A fresh browser each time: a signed-in browser gets no login page.
-        let browser = Browser::new(&server);
-        let html = browser.get_text(&service.login_url).await?;
-        let challenge = page_challenge(&html)?;
+        // The page's script draws the QR code; `sesame scan` reads it from a
+        // screenshot of the whole page, as from a photo of the screen.
+        let chrome = Chrome::start(&format!("scan-{purpose}")).await?;
+        chrome.client.goto(&service.login_url).await?;
+        chrome.wait_text("#token", "a token", Duration::from_secs(10), |t| t.starts_with("sesame1.")).await?;
+        chrome.client.find(fantoccini::Locator::Css("#qr svg")).await?;
         let png = sesame.dir.path().join(format!("{purpose}.png"));
-        qr_png(&html, &png)?;
+        std::fs::write(&png, chrome.screenshot().await?)?;
         let path = png.to_str().expect("a UTF-8 temp path");
         let result = json_ok(&sesame.run(&["--json", "scan", path, args[0], args[1], "--yes"]));
         assert_eq!((result["purpose"].as_str(), result["account"].as_str()), (Some(purpose), Some("alice")));
-        let status = browser.status(&challenge).await?;
-        assert_eq!((status["status"].as_str(), status["account"].as_str()), (Some("completed"), Some("alice")));
+        chrome.wait_contains("#login", "Signed in as alice").await?;
+        chrome.close().await?;
     }
-    Ok(())
-}
-
-/// The attribute `name="…"` that follows `after` in `html`.
-fn attribute<'h>(html: &'h str, after: &str, name: &str) -> Result<&'h str> {
-    let start = html.find(after).ok_or_else(|| anyhow::anyhow!("no {after} in the page"))?;
-    let rest = &html[start..];
-    let key = format!("{name}=\"");
-    let value = rest.find(&key).map(|i| &rest[i + key.len()..]).ok_or_else(|| anyhow::anyhow!("no {name}"))?;
-    Ok(&value[..value.find('"').unwrap_or(0)])
-}
-
-/// The challenge a login page started, as its browser would follow it.
-fn page_challenge(html: &str) -> Result<Challenge> {
-    let events_url = attribute(html, "id=\"login\"", "data-events-url")?.to_owned();
-    let status_url = events_url.strip_suffix("/events").expect("events URL ends in /events").to_owned();
-    let token_start = html.find("id=\"token\"").and_then(|i| html[i..].find('>').map(|j| i + j + 1));
-    let token = token_start.map(|s| &html[s..s + html[s..].find('<').unwrap_or(0)]).unwrap_or_default();
-    Ok(Challenge {
-        challenge_id: status_url.rsplit('/').next().unwrap_or_default().to_owned(),
-        token: token.to_owned(),
-        status_url,
-        events_url,
-        expires_at: attribute(html, "id=\"login\"", "data-expires-at")?.parse()?,
-    })
-}
-
-/// Rasterizes the page's inline SVG QR code (a white rect and one path of
-/// `M x y h w v h H x V y` squares, as the qrcode crate draws it) into a PNG,
-/// as a screenshot of the page would show it.
-fn qr_png(html: &str, path: &std::path::Path) -> Result<()> {
-    let size: u32 = attribute(html, "id=\"qr\"", "width")?.parse()?;
-    let d = attribute(html, "<path", "d")?;
-    let mut image = image::GrayImage::from_pixel(size, size, image::Luma([255]));
-    for square in d.split('M').filter(|s| !s.is_empty()) {
-        // "16 16h4v4H16V16": x, y, then the width after 'h' and height after 'v'.
-        let numbers: Vec<u32> = square
-            .split(|c: char| !c.is_ascii_digit())
-            .filter(|s| !s.is_empty())
-            .map(str::parse)
-            .collect::<std::result::Result<_, _>>()?;
-        let [x, y, w, h, ..] = numbers[..] else { anyhow::bail!("unexpected path segment {square:?}") };
-        for py in y..(y + h).min(size) {
-            for px in x..(x + w).min(size) {
-                image.put_pixel(px, py, image::Luma([0]));
-            }
-        }
-    }
-    image.save(path)?;
     Ok(())
 }
 
