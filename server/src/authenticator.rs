@@ -309,13 +309,10 @@ async fn login(
     let id = checked.row.id;
     let now = state.clock.now();
 
-    // One statement: the ended challenge is written only while the key is
-    // still active (else `unknown_account`), and the database's trigger
-    // records the key's use.
-    let mut tx = state.db.pool.begin().await?;
-    let consumed =
-        store::consume(&state.db, &mut tx, &checked.row, now, &Final::logged_in(name.clone(), key.id.clone())).await?;
-    consumed.commit(tx).await?;
+    // One statement, which needs no transaction: the ended challenge is
+    // written only while the key is still active (else `unknown_account`),
+    // and the database's trigger records the key's use.
+    store::finish(&state.db, &checked.row, now, &Final::logged_in(name.clone(), key.id.clone())).await?;
     store::publish(&state, id).await;
     crate::metrics::challenge_approved(checked.row.created_at, now);
     Ok(Json(Outcome {

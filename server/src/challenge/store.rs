@@ -383,9 +383,10 @@ async fn insert_ended(conn: &mut AnyConnection, row: &ChallengeRow) -> Result<bo
     Ok(done == 1)
 }
 
-/// A challenge taken out of `pending` inside a transaction that has not
-/// committed yet. [`Consumed::commit`] commits it; dropped instead, the
-/// transaction rolls back and the challenge is pending again.
+/// A challenge taken out of `pending` by a statement that has not committed
+/// yet. [`Consumed::commit`] commits its transaction, [`Consumed::committed`]
+/// records a statement that committed on its own; dropped instead (with its
+/// transaction, which rolls back), it leaves the challenge pending again.
 #[derive(Debug)]
 #[must_use = "commit it, or the challenge is given back"]
 pub struct Consumed {
@@ -396,12 +397,18 @@ pub struct Consumed {
 impl Consumed {
     /// Commits `tx`, then makes the outcome visible in memory. Only after
     /// this may the change be published.
-    pub async fn commit(mut self, tx: Transaction<'static, Any>) -> Result<()> {
+    pub async fn commit(self, tx: Transaction<'static, Any>) -> Result<()> {
         tx.commit().await?;
+        self.committed();
+        Ok(())
+    }
+
+    /// Makes the outcome visible in memory, once the statement that wrote it
+    /// has committed outside any transaction.
+    pub fn committed(mut self) {
         if let Some((memory, id, outcome, now)) = self.claim.take() {
             memory.finish(&id, &outcome, now);
         }
-        Ok(())
     }
 }
 
@@ -419,7 +426,7 @@ impl Drop for Consumed {
 /// The database's triggers record the sign-in event, and a login's use of
 /// its key, in the same statement (migrations 0006 and 0008).
 ///
-/// This must be the first statement of the transaction.
+/// In a transaction, this must be its first statement.
 pub async fn consume(
     db: &Db,
     conn: &mut AnyConnection,
@@ -482,12 +489,13 @@ async fn consume_row(
     })
 }
 
-/// Moves a challenge to a final state on its own (deny, cancel), or explains
-/// why it could not: `challenge_used` or `challenge_expired`.
+/// Moves a challenge to a final state on its own (a login, deny, cancel),
+/// or explains why it could not, as [`consume`] does. That is one statement,
+/// which commits by itself: no transaction around it.
 pub async fn finish(db: &Db, row: &ChallengeRow, now: UnixTime, outcome: &Final) -> Result<()> {
-    let mut tx = db.pool.begin().await?;
-    let consumed = consume(db, &mut tx, row, now, outcome).await?;
-    consumed.commit(tx).await
+    let mut conn = db.pool.acquire().await?;
+    consume(db, &mut conn, row, now, outcome).await?.committed();
+    Ok(())
 }
 
 /// The error for a challenge that is not pending (any more).
