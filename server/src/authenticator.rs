@@ -218,7 +218,7 @@ async fn register(
     let key_id = keys::new_id();
     let now = state.clock.now();
 
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.writer.begin().await?;
     let outcome = Final::registered(account.clone(), key_id.clone());
     let consumed = store::consume(&state.db, &mut tx, &checked.row, now, &outcome).await?;
     let new = keys::NewAccount {
@@ -398,7 +398,7 @@ async fn enroll(
     let key_id = keys::new_id();
     let now = state.clock.now();
 
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.writer.begin().await?;
     let outcome = Final::enrolled(enroll_account.clone(), key_id.clone());
     let consumed = store::consume(&state.db, &mut tx, &checked.row, now, &outcome).await?;
     let new = keys::NewAccount {
@@ -479,7 +479,7 @@ async fn rekey(
     let id = checked.row.id;
     let now = state.clock.now();
 
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.writer.begin().await?;
     let consumed =
         store::consume(&state.db, &mut tx, &checked.row, now, &Final::logged_in(name.clone(), key.id.clone())).await?;
     if !keys::rekey(&mut tx, &key.id, &key.public_key, verified.new_public_key(), now.as_secs() as i64).await? {

@@ -320,7 +320,7 @@ pub async fn expire(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<bool> {
         let Some(row) = memory.expire(id, now) else { return Ok(false) };
         // The expiry has happened, in memory, whatever becomes of its
         // record: a failure here loses only the row and its event.
-        let written = match db.pool.acquire().await {
+        let written = match db.writer.acquire().await {
             Ok(mut conn) => insert_ended(&mut conn, &row).await,
             Err(e) => Err(e.into()),
         };
@@ -493,7 +493,7 @@ async fn consume_row(
 /// or explains why it could not, as [`consume`] does. That is one statement,
 /// which commits by itself: no transaction around it.
 pub async fn finish(db: &Db, row: &ChallengeRow, now: UnixTime, outcome: &Final) -> Result<()> {
-    let mut conn = db.pool.acquire().await?;
+    let mut conn = db.writer.acquire().await?;
     consume(db, &mut conn, row, now, outcome).await?.committed();
     Ok(())
 }
@@ -603,7 +603,7 @@ async fn redeem_where(
     session_expires_at: i64,
 ) -> Result<ChallengeRow> {
     let now = now.as_secs() as i64;
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.writer.begin().await?;
     // RETURNING hands back the row as the update left it, so the winner of
     // the race needs no second read. Without a binding to check, `$3 IS
     // NULL` lets every row through.
