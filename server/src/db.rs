@@ -1,4 +1,5 @@
-//! Storage: one pool over SQLite or PostgreSQL, and the migrations of each.
+//! Storage: a pool over SQLite or PostgreSQL (and, on SQLite, one writer
+//! connection beside it), and the migrations of each.
 //!
 //! The server runs the same SQL on both through sqlx's `Any` driver, so every
 //! query sticks to the common ground: `$n` parameters, BIGINT times, TEXT ids,
@@ -42,10 +43,12 @@ pub struct Db {
     /// finds the lock taken sleeps in its busy handler (1, 2, 5, 10 … up to
     /// 100 ms), which put a tail of 100 ms on sign-ins under load. Queued
     /// for this one connection instead, writers go in turn, as soon as the
-    /// last one is done. On PostgreSQL it is the main pool.
+    /// last one is done. On PostgreSQL it is the main pool itself.
     ///
     /// Code that holds a connection of this pool must not wait for another
-    /// one of it: reads on the side go to [`Db::pool`].
+    /// connection, of this pool or (since on PostgreSQL they are the same)
+    /// of [`Db::pool`]: reads on the side go through the connection it
+    /// holds.
     pub writer: AnyPool,
     pub backend: Backend,
     /// Service names by id, as the database holds them (see

@@ -36,16 +36,20 @@ use crate::clock::Clock;
 const PURGE_EVERY: Duration = Duration::from_secs(10);
 
 /// How many challenges one instance holds in memory at most, pending or
-/// recently ended: far above the 50,000 waiting browsers one instance is
+/// recently ended: ten times the 50,000 waiting browsers one instance is
 /// built for, and at about a kilobyte each still a bounded amount of memory.
 /// Past it, new challenges are refused (`unavailable`) until old ones go.
-pub const CAPACITY: usize = 1_000_000;
+pub const CAPACITY: usize = 500_000;
 
-/// How long an entry stays in memory after its challenge expires, at most,
-/// so that a page that reconnects late still reads a final state rather than
-/// an unknown challenge. Ended challenges are rows as well, kept for the
-/// challenge retention; a shorter retention shortens this too.
+/// How long a pending challenge stays in memory after it expires, at most,
+/// so that a page that reconnects late still reads `expired` rather than an
+/// unknown challenge. A shorter challenge retention shortens this too.
 pub const GRACE_SECS: u64 = 5 * 60;
+
+/// How long an ended challenge stays in memory after it ended, at most: long
+/// enough for the streams it wakes to read it here. It is a row by then,
+/// which later readers get from the database.
+pub const ENDED_SECS: u64 = 30;
 
 /// Where this instance keeps pending challenges.
 #[derive(Debug, Clone)]
@@ -148,6 +152,15 @@ impl Memory {
         }
     }
 
+    /// Takes `row`, just read from the database, as the truth about its
+    /// challenge: it had ended there though memory did not learn it.
+    pub fn adopt(&self, row: ChallengeRow) {
+        if let Some(entry) = self.entries().get_mut(&row.id) {
+            entry.row = row;
+            entry.claimed = false;
+        }
+    }
+
     /// Marks a pending challenge as seen by an authenticator; true if that
     /// changed its hint.
     pub fn mark_opened(&self, id: &ChallengeId, now: UnixTime) -> bool {
@@ -183,13 +196,20 @@ impl Memory {
         Some(entry.row.clone())
     }
 
-    /// Forgets challenges that expired longer ago than they are kept.
-    /// Returns how many went.
+    /// Forgets pending challenges that expired, and ended ones that ended,
+    /// longer ago than they are kept. Returns how many went.
     pub fn purge(&self, now: UnixTime) -> usize {
-        let cutoff = now.as_secs().saturating_sub(self.keep_secs) as i64;
+        let pending_cutoff = now.as_secs().saturating_sub(self.keep_secs) as i64;
+        let ended_cutoff = now.as_secs().saturating_sub(self.keep_secs.min(ENDED_SECS)) as i64;
         let mut entries = self.entries();
         let before = entries.len();
-        entries.retain(|_, entry| entry.claimed || entry.row.expires_at > cutoff);
+        entries.retain(|_, entry| {
+            entry.claimed
+                || match entry.row.status {
+                    Status::Pending => entry.row.expires_at > pending_cutoff,
+                    _ => entry.row.finished_at.unwrap_or(entry.row.expires_at) > ended_cutoff,
+                }
+        });
         before - entries.len()
     }
 
@@ -335,5 +355,27 @@ mod tests {
         assert!(memory.get(&old_id).is_none());
         // An answer still writing keeps its entry until it is done.
         assert!(memory.get(&claimed_id).is_some() && memory.get(&young_id).is_some());
+    }
+
+    #[test]
+    fn an_ended_challenge_goes_soon_after_it_ended_since_it_is_a_row_by_then() {
+        let memory = Memory::default();
+        let row = pending(NOW + 300);
+        let id = row.id;
+        memory.insert(row);
+        assert!(matches!(memory.claim(&id, at(NOW)), Claim::Claimed));
+        memory.finish(&id, &Final::denied(), at(NOW + 10));
+        assert_eq!(memory.purge(at(NOW + 10 + ENDED_SECS - 1)), 0);
+        assert_eq!(memory.purge(at(NOW + 10 + ENDED_SECS)), 1);
+        assert!(memory.is_empty());
+
+        // A challenge retention of 0 keeps nothing that has ended.
+        let Pending::Memory(memory) = Pending::memory(0) else { unreachable!() };
+        let row = pending(NOW + 300);
+        let id = row.id;
+        memory.insert(row);
+        assert!(matches!(memory.claim(&id, at(NOW)), Claim::Claimed));
+        memory.finish(&id, &Final::cancelled(), at(NOW));
+        assert_eq!(memory.purge(at(NOW)), 1);
     }
 }

@@ -284,9 +284,15 @@ pub async fn load(db: &Db, id: &ChallengeId) -> Result<ChallengeRow> {
 }
 
 async fn load_row(db: &Db, id: &ChallengeId) -> Result<ChallengeRow> {
+    load_row_on(&mut *db.pool.acquire().await?, id).await
+}
+
+/// The row of `id`, read on `conn`: code that holds a connection reads on
+/// it rather than wait for a second one from a pool it may have exhausted.
+async fn load_row_on(conn: &mut AnyConnection, id: &ChallengeId) -> Result<ChallengeRow> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM challenge WHERE id = $1"))
         .bind(id.to_string())
-        .fetch_optional(timed(&db.pool))
+        .fetch_optional(timed(&mut *conn))
         .await?
         .ok_or(Error::UnknownChallenge)?;
     ChallengeRow::from_row(&row)
@@ -320,12 +326,18 @@ pub async fn expire(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<bool> {
         let Some(row) = memory.expire(id, now) else { return Ok(false) };
         // The expiry has happened, in memory, whatever becomes of its
         // record: a failure here loses only the row and its event.
-        let written = match db.writer.acquire().await {
-            Ok(mut conn) => insert_ended(&mut conn, &row).await,
-            Err(e) => Err(e.into()),
+        let mut conn = match db.writer.acquire().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(challenge = %id, error = %e, "could not record an expired challenge");
+                return Ok(true);
+            }
         };
-        if let Err(e) = written {
-            tracing::warn!(challenge = %id, error = %e, "could not record an expired challenge");
+        match insert_ended(&mut conn, &row).await {
+            Ok(Written::Yes | Written::KeyGone) => {}
+            // It had ended in the database after all: that is the truth.
+            Ok(Written::AlreadyEnded) => memory.adopt(load_row_on(&mut conn, id).await?),
+            Err(e) => tracing::warn!(challenge = %id, error = %e, "could not record an expired challenge"),
         }
         return Ok(true);
     }
@@ -341,11 +353,21 @@ pub async fn expire(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<bool> {
     Ok(done == 1)
 }
 
+/// What became of [`insert_ended`].
+enum Written {
+    Yes,
+    /// A login whose key is no longer active: nothing was written.
+    KeyGone,
+    /// The challenge already has its row: it ended before, though memory
+    /// did not learn it (a request cut off while it committed).
+    AlreadyEnded,
+}
+
 /// An ended challenge's row, written once, when it ends. A login's row is
 /// only written while the key that made it is still active, and the
 /// database's triggers record the sign-in event and the key's use in the
-/// same statement (migration 0008). Returns whether the row was written.
-async fn insert_ended(conn: &mut AnyConnection, row: &ChallengeRow) -> Result<bool> {
+/// same statement (migration 0008).
+async fn insert_ended(conn: &mut AnyConnection, row: &ChallengeRow) -> Result<Written> {
     let done = sqlx::query(
         "INSERT INTO challenge (id, service_id, base_token, code_secret, binding_hash, allow_register, ip, \
          user_agent, created_at, expires_at, status, hint, purpose, account, key_id, finished_at, enroll_account, \
@@ -373,14 +395,15 @@ async fn insert_ended(conn: &mut AnyConnection, row: &ChallengeRow) -> Result<bo
     .bind(row.enroll_account.clone())
     .bind(row.recovery_id.clone())
     .execute(timed(&mut *conn))
-    .await
-    // The service was deleted while its challenge waited.
-    .map_err(|e| match &e {
-        sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownService,
-        _ => Error::Database(e),
-    })?
-    .rows_affected();
-    Ok(done == 1)
+    .await;
+    match done {
+        Ok(done) if done.rows_affected() == 1 => Ok(Written::Yes),
+        Ok(_) => Ok(Written::KeyGone),
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Ok(Written::AlreadyEnded),
+        // The service was deleted while its challenge waited.
+        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => Err(Error::UnknownService),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A challenge taken out of `pending` by a statement that has not committed
@@ -397,10 +420,18 @@ pub struct Consumed {
 impl Consumed {
     /// Commits `tx`, then makes the outcome visible in memory. Only after
     /// this may the change be published.
+    ///
+    /// A request whose client goes away is dropped at its next `.await`;
+    /// the commit and the outcome it records run in a task of their own, so
+    /// that this cannot split them (the row committed, memory still saying
+    /// pending).
     pub async fn commit(self, tx: Transaction<'static, Any>) -> Result<()> {
-        tx.commit().await?;
-        self.committed();
-        Ok(())
+        uncancelled(async move {
+            tx.commit().await?;
+            self.committed();
+            Ok(())
+        })
+        .await
     }
 
     /// Makes the outcome visible in memory, once the statement that wrote it
@@ -436,32 +467,38 @@ pub async fn consume(
 ) -> Result<Consumed> {
     let memory = match &db.pending {
         Pending::Memory(memory) => memory,
-        Pending::Table => return consume_row(db, conn, &row.id, now, outcome).await,
+        Pending::Table => return consume_row(conn, &row.id, now, outcome).await,
     };
     match memory.claim(&row.id, now) {
         Claim::Claimed => {}
         Claim::Taken(held) => return Err(refusal(&held, now).unwrap_or(Error::ChallengeClaimed)),
         // Not in memory: a challenge that ended before this instance
         // forgot it, or one from before a restart.
-        Claim::Unknown => return Err(why_not_pending(db, &row.id, now).await),
+        Claim::Unknown => {
+            return Err(match load_row_on(conn, &row.id).await {
+                Ok(row) => refusal(&row, now).unwrap_or(Error::ChallengeExpired),
+                Err(e) => e,
+            })
+        }
     }
     // From here the claim is given back if anything fails.
     let consumed = Consumed { claim: Some((memory.clone(), row.id, outcome.clone(), now)) };
     let mut ended = row.clone();
     outcome.apply(&mut ended, now);
-    if !insert_ended(conn, &ended).await? {
-        return Err(Error::UnknownAccount);
+    match insert_ended(conn, &ended).await? {
+        Written::Yes => Ok(consumed),
+        Written::KeyGone => Err(Error::UnknownAccount),
+        Written::AlreadyEnded => {
+            drop(consumed);
+            let stored = load_row_on(conn, &row.id).await?;
+            let refused = refusal(&stored, now).unwrap_or(Error::ChallengeExpired);
+            memory.adopt(stored);
+            Err(refused)
+        }
     }
-    Ok(consumed)
 }
 
-async fn consume_row(
-    db: &Db,
-    conn: &mut AnyConnection,
-    id: &ChallengeId,
-    now: UnixTime,
-    outcome: &Final,
-) -> Result<Consumed> {
+async fn consume_row(conn: &mut AnyConnection, id: &ChallengeId, now: UnixTime, outcome: &Final) -> Result<Consumed> {
     let now_secs = now.as_secs() as i64;
     let done = sqlx::query(
         "UPDATE challenge SET status = $2, hint = $3, purpose = $4, account = $5, finished_at = $6, key_id = $7 \
@@ -481,7 +518,9 @@ async fn consume_row(
     if done == 1 {
         return Ok(Consumed { claim: None });
     }
-    Err(match load_row(db, id).await {
+    // Read on the connection held: on PostgreSQL the writer is the main
+    // pool, which many failing answers at once could otherwise exhaust.
+    Err(match load_row_on(conn, id).await {
         // Still pending and in time: the login's key is gone.
         Ok(row) if refusal(&row, now).is_none() => Error::UnknownAccount,
         Ok(row) => refusal(&row, now).unwrap_or(Error::ChallengeExpired),
@@ -491,19 +530,22 @@ async fn consume_row(
 
 /// Moves a challenge to a final state on its own (a login, deny, cancel),
 /// or explains why it could not, as [`consume`] does. That is one statement,
-/// which commits by itself: no transaction around it.
+/// which commits by itself: no transaction around it. Like
+/// [`Consumed::commit`], it runs in a task of its own, which a request cut
+/// off cannot split.
 pub async fn finish(db: &Db, row: &ChallengeRow, now: UnixTime, outcome: &Final) -> Result<()> {
-    let mut conn = db.writer.acquire().await?;
-    consume(db, &mut conn, row, now, outcome).await?.committed();
-    Ok(())
+    let (db, row, outcome) = (db.clone(), row.clone(), outcome.clone());
+    uncancelled(async move {
+        let mut conn = db.writer.acquire().await?;
+        consume(&db, &mut conn, &row, now, &outcome).await?.committed();
+        Ok(())
+    })
+    .await
 }
 
-/// The error for a challenge that is not pending (any more).
-async fn why_not_pending(db: &Db, id: &ChallengeId, now: UnixTime) -> Error {
-    match load(db, id).await {
-        Ok(row) => refusal(&row, now).unwrap_or(Error::ChallengeExpired),
-        Err(e) => e,
-    }
+/// Runs `work` to its end even if the caller is dropped meanwhile.
+async fn uncancelled(work: impl std::future::Future<Output = Result<()>> + Send + 'static) -> Result<()> {
+    tokio::spawn(work).await.map_err(|e| Error::Internal(anyhow::anyhow!("a write task failed: {e}")))?
 }
 
 /// Why an answer to this challenge can no longer be taken, if it cannot.

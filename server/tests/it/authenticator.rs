@@ -471,3 +471,44 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
     })
     .await;
 }
+
+/// A request cut off while its answer committed could leave the challenge's
+/// row ended while memory still held it as pending. Any later answer must
+/// then get `challenge_used`, not a server error, and the page must learn
+/// the stored state.
+#[tokio::test]
+async fn an_answer_to_a_challenge_whose_row_already_ended_gets_challenge_used_and_memory_learns_it() {
+    each_backend(|app| async move {
+        let service = app.create_service("Example").await;
+        let key = register(&app, &service, "alice").await;
+        let started = app.start(&service).await;
+        let held = app.held(&started.id).await;
+        sqlx::query(
+            "INSERT INTO challenge (id, service_id, base_token, code_secret, binding_hash, ip, user_agent, \
+             created_at, expires_at, status, hint, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'denied', 'user_denied', $8)",
+        )
+        .bind(started.id.clone())
+        .bind(service.to_string())
+        .bind(held.base_token)
+        .bind(held.code_secret)
+        .bind(held.binding_hash)
+        .bind(held.ip)
+        .bind(held.user_agent)
+        .bind(held.created_at)
+        .bind(held.expires_at)
+        .execute(&app.state.db.pool)
+        .await
+        .expect("the row a cut-off request committed");
+        assert_eq!(app.stored(&started.id).await.0, "pending", "memory did not learn it");
+
+        let token = app.verify(&started.token);
+        app.post_json("/api/authenticator/login", &LoginRequest::sign(&token, &name("alice"), &key))
+            .await
+            .assert_error(StatusCode::CONFLICT, "challenge_used");
+        assert_eq!(app.stored(&started.id).await.0, "denied", "memory took the stored state");
+        let status = app.get(&format!("/api/challenges/{}", started.id), Some(&started.cookie)).await.json();
+        assert_eq!(status["status"], "denied");
+    })
+    .await;
+}
