@@ -111,6 +111,11 @@ fn describe() {
         "Time from publishing a challenge's final state to sending it on a waiting event stream."
     );
     describe_gauge!("sesame_event_streams_open", "Event streams open on this instance.");
+    describe_gauge!(
+        "sesame_challenges_held",
+        "Challenges this instance holds in memory (one instance, no Redis): pending, and just ended. \
+         Sampled every 10 s."
+    );
     describe_counter!("sesame_bus_messages_published_total", "Notices this instance published on the bus.");
     describe_counter!("sesame_bus_messages_received_total", "Notices that reached this instance's bus.");
     describe_counter!(
@@ -118,7 +123,10 @@ fn describe() {
         "Notices that could not be published at once (Redis away); they are sent after the reconnection."
     );
     describe_counter!("sesame_bus_reconnects_total", "Connections to Redis made again after one was lost.");
-    describe_histogram!("sesame_db_query_duration_seconds", "Time each database statement took, as sqlx measures it.");
+    describe_histogram!(
+        "sesame_db_query_duration_seconds",
+        "Time each database statement took, from the call to its last row."
+    );
     describe_counter!("sesame_sweeps_total", "Sweeps of old rows, by outcome (ok, failed).");
     describe_counter!("sesame_swept_rows_total", "Rows deleted by the sweep, by table.");
     describe_counter!(
@@ -323,6 +331,12 @@ pub fn now_micros() -> u64 {
 pub fn streams_open(change: f64) {
     static OPEN: OnceLock<metrics::Gauge> = OnceLock::new();
     OPEN.get_or_init(|| gauge!("sesame_event_streams_open")).increment(change);
+}
+
+/// How many challenges this instance holds in memory now.
+pub fn challenges_held(count: usize) {
+    static HELD: OnceLock<metrics::Gauge> = OnceLock::new();
+    HELD.get_or_init(|| gauge!("sesame_challenges_held")).set(count as f64);
 }
 
 pub fn bus_published() {

@@ -227,15 +227,18 @@ impl Memory {
     }
 }
 
-/// Purges `memory` every few seconds, for as long as the server runs.
+/// Purges `memory` every few seconds, for as long as the server runs, and
+/// reports how many challenges it holds (`sesame_challenges_held`).
 pub async fn purge_every(memory: Arc<Memory>, clock: Arc<dyn Clock>) {
     let mut interval = tokio::time::interval(PURGE_EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
         let gone = memory.purge(clock.now());
+        let held = memory.len();
+        crate::metrics::challenges_held(held);
         if gone > 0 {
-            tracing::debug!(gone, held = memory.len(), "forgot expired challenges");
+            tracing::debug!(gone, held, "forgot expired challenges");
         }
     }
 }

@@ -72,6 +72,8 @@ async fn a_sign_in_through_redis_moves_the_counters_and_promtool_accepts_the_exp
     assert!(scrape.value("sesame_db_query_duration_seconds_count", &[]) > 10.0, "{}", scrape.text);
     assert_eq!(scrape.value("sesame_sweeps_total", &[("outcome", "ok")]), 1.0, "one sweep at start-up");
     assert!(scrape.has("sesame_event_streams_open"));
+    // With Redis, pending challenges are rows: none is held in memory.
+    assert!(!scrape.has("sesame_challenges_held"), "{}", scrape.text);
     assert_eq!(scrape.value("sesame_build_info", &[]), 1.0);
 
     // Nothing that names a person, a challenge, a service or an address.
@@ -106,6 +108,26 @@ async fn metrics_live_only_on_their_own_listener_beside_the_health_checks() -> R
     assert_eq!(other.json::<Value>().await?["error"], "not_found");
     // Readiness stays on the public port too, for load balancers.
     assert_eq!(reqwest::get(server.url("/readyz")).await?.status(), 200);
+    Ok(())
+}
+
+/// One instance without Redis holds its pending challenges in memory, and
+/// says how many (sampled every 10 s).
+#[tokio::test]
+async fn one_instance_reports_the_challenges_it_holds_in_memory() -> Result<()> {
+    let (server, metrics) = with_metrics(ServerOptions::default()).await?;
+    let service = server.create_service("Held").await?;
+    let browser = Browser::new(&server);
+    for _ in 0..3 {
+        browser.start_challenge(&service.id).await?;
+    }
+    let held = sesame_tests::eventually(Duration::from_secs(30), || async {
+        let scrape = Scrape::get(&format!("{metrics}/metrics")).await.ok()?;
+        let held = scrape.value("sesame_challenges_held", &[]);
+        (held >= 3.0).then_some(held)
+    })
+    .await?;
+    assert_eq!(held, 3.0);
     Ok(())
 }
 
