@@ -249,31 +249,28 @@ mod tests {
     use sesame_proto::ServiceId;
 
     use super::*;
+    use crate::challenge::store::NewChallenge;
 
     const NOW: u64 = 1_800_000_000;
 
-    fn pending(expires_at: u64) -> ChallengeRow {
-        ChallengeRow {
+    /// A fresh pending challenge that expires at `expires_at`, held in
+    /// `memory`.
+    fn hold(memory: &Memory, expires_at: u64) -> ChallengeId {
+        let new = NewChallenge {
             id: ChallengeId::random(&mut OsRng),
             service_id: ServiceId::random(&mut OsRng),
-            base_token: String::new(),
-            code_secret: vec![0; 32],
-            binding_hash: vec![0; 32],
-            allow_register: true,
-            ip: "127.0.0.1".to_owned(),
-            user_agent: String::new(),
+            base_token: "",
+            code_secret: &[0; 32],
+            binding_hash: &[0; 32],
+            ip: "127.0.0.1",
+            user_agent: "",
             created_at: NOW as i64,
             expires_at: expires_at as i64,
-            status: Status::Pending,
-            hint: "outstanding".to_owned(),
-            purpose: None,
-            account: None,
-            key_id: None,
-            finished_at: None,
-            redeemed_at: None,
             enroll_account: None,
             recovery_id: None,
-        }
+        };
+        assert!(memory.insert(ChallengeRow::pending(&new, true)));
+        new.id
     }
 
     fn at(secs: u64) -> UnixTime {
@@ -283,9 +280,7 @@ mod tests {
     #[test]
     fn one_claim_at_a_time_and_none_after_the_outcome() {
         let memory = Memory::default();
-        let row = pending(NOW + 300);
-        let id = row.id;
-        assert!(memory.insert(row));
+        let id = hold(&memory, NOW + 300);
         assert!(matches!(memory.claim(&id, at(NOW)), Claim::Claimed));
         // A racing answer finds it taken, still pending.
         assert!(matches!(memory.claim(&id, at(NOW)), Claim::Taken(row) if row.status == Status::Pending));
@@ -301,9 +296,7 @@ mod tests {
     #[test]
     fn a_released_claim_leaves_the_challenge_pending_for_the_next_answer() {
         let memory = Memory::default();
-        let row = pending(NOW + 300);
-        let id = row.id;
-        memory.insert(row);
+        let id = hold(&memory, NOW + 300);
         assert!(matches!(memory.claim(&id, at(NOW)), Claim::Claimed));
         memory.release(&id);
         assert_eq!(memory.get(&id).map(|row| row.status), Some(Status::Pending));
@@ -313,9 +306,7 @@ mod tests {
     #[test]
     fn an_overdue_challenge_cannot_be_claimed_and_expires_once_unless_claimed() {
         let memory = Memory::default();
-        let row = pending(NOW + 300);
-        let id = row.id;
-        memory.insert(row);
+        let id = hold(&memory, NOW + 300);
         assert!(memory.expire(&id, at(NOW + 299)).is_none(), "not yet due");
         assert!(matches!(memory.claim(&id, at(NOW + 300)), Claim::Taken(_)));
         let expired = memory.expire(&id, at(NOW + 300)).expect("expires");
@@ -323,9 +314,7 @@ mod tests {
         assert!(memory.expire(&id, at(NOW + 301)).is_none(), "expires once");
 
         // An answer that claimed in time writes its outcome; expiry waits.
-        let row = pending(NOW + 300);
-        let id = row.id;
-        memory.insert(row);
+        let id = hold(&memory, NOW + 300);
         assert!(matches!(memory.claim(&id, at(NOW + 299)), Claim::Claimed));
         assert!(memory.expire(&id, at(NOW + 300)).is_none());
     }
@@ -333,9 +322,7 @@ mod tests {
     #[test]
     fn opened_only_while_pending_and_in_time() {
         let memory = Memory::default();
-        let row = pending(NOW + 300);
-        let id = row.id;
-        memory.insert(row);
+        let id = hold(&memory, NOW + 300);
         assert!(!memory.mark_opened(&id, at(NOW + 300)), "overdue");
         assert!(memory.mark_opened(&id, at(NOW)));
         assert!(!memory.mark_opened(&id, at(NOW)), "already opened");
@@ -345,13 +332,7 @@ mod tests {
     #[test]
     fn purge_forgets_only_what_expired_longer_than_the_grace_ago() {
         let memory = Memory::default();
-        let old = pending(NOW);
-        let claimed = pending(NOW);
-        let young = pending(NOW + 1);
-        let (old_id, claimed_id, young_id) = (old.id, claimed.id, young.id);
-        for row in [old, claimed, young] {
-            memory.insert(row);
-        }
+        let (old_id, claimed_id, young_id) = (hold(&memory, NOW), hold(&memory, NOW), hold(&memory, NOW + 1));
         assert!(matches!(memory.claim(&claimed_id, at(NOW - 1)), Claim::Claimed));
         assert_eq!(memory.purge(at(NOW + GRACE_SECS - 1)), 0);
         assert_eq!(memory.purge(at(NOW + GRACE_SECS)), 1);
@@ -363,9 +344,7 @@ mod tests {
     #[test]
     fn an_ended_challenge_goes_soon_after_it_ended_since_it_is_a_row_by_then() {
         let memory = Memory::default();
-        let row = pending(NOW + 300);
-        let id = row.id;
-        memory.insert(row);
+        let id = hold(&memory, NOW + 300);
         assert!(matches!(memory.claim(&id, at(NOW)), Claim::Claimed));
         memory.finish(&id, &Final::denied(), at(NOW + 10));
         assert_eq!(memory.purge(at(NOW + 10 + ENDED_SECS - 1)), 0);
@@ -374,9 +353,7 @@ mod tests {
 
         // A challenge retention of 0 keeps nothing that has ended.
         let Pending::Memory(memory) = Pending::memory(0) else { unreachable!() };
-        let row = pending(NOW + 300);
-        let id = row.id;
-        memory.insert(row);
+        let id = hold(&memory, NOW + 300);
         assert!(matches!(memory.claim(&id, at(NOW)), Claim::Claimed));
         memory.finish(&id, &Final::cancelled(), at(NOW));
         assert_eq!(memory.purge(at(NOW)), 1);

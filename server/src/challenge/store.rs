@@ -60,6 +60,32 @@ impl std::fmt::Debug for ChallengeRow {
 }
 
 impl ChallengeRow {
+    /// `new` as it starts: pending and outstanding, taking a new account
+    /// if `allow_register`.
+    pub fn pending(new: &NewChallenge<'_>, allow_register: bool) -> Self {
+        Self {
+            id: new.id,
+            service_id: new.service_id,
+            base_token: new.base_token.to_owned(),
+            code_secret: new.code_secret.to_vec(),
+            binding_hash: new.binding_hash.to_vec(),
+            allow_register,
+            ip: new.ip.to_owned(),
+            user_agent: new.user_agent.to_owned(),
+            created_at: new.created_at,
+            expires_at: new.expires_at,
+            status: Status::Pending,
+            hint: "outstanding".to_owned(),
+            purpose: None,
+            account: None,
+            key_id: None,
+            finished_at: None,
+            redeemed_at: None,
+            enroll_account: new.enroll_account.map(str::to_owned),
+            recovery_id: new.recovery_id.map(str::to_owned),
+        }
+    }
+
     /// Pending in the table, but past its expiry: it only waits for someone
     /// to write down that it expired.
     pub fn is_overdue(&self, now: UnixTime) -> bool {
@@ -214,27 +240,7 @@ pub async fn insert(db: &Db, new: &NewChallenge<'_>) -> Result<()> {
     // challenges that a signed-in admin starts (see admin/sesame.rs). An
     // enrollment challenge registers no new account anywhere.
     let service = service(db, &new.service_id).await?;
-    let row = ChallengeRow {
-        id: new.id,
-        service_id: new.service_id,
-        base_token: new.base_token.to_owned(),
-        code_secret: new.code_secret.to_vec(),
-        binding_hash: new.binding_hash.to_vec(),
-        allow_register: !service.builtin && new.enroll_account.is_none(),
-        ip: new.ip.to_owned(),
-        user_agent: new.user_agent.to_owned(),
-        created_at: new.created_at,
-        expires_at: new.expires_at,
-        status: Status::Pending,
-        hint: "outstanding".to_owned(),
-        purpose: None,
-        account: None,
-        key_id: None,
-        finished_at: None,
-        redeemed_at: None,
-        enroll_account: new.enroll_account.map(str::to_owned),
-        recovery_id: new.recovery_id.map(str::to_owned),
-    };
+    let row = ChallengeRow::pending(new, !service.builtin && new.enroll_account.is_none());
     if !memory.insert(row) {
         tracing::warn!(capacity = super::pending::CAPACITY, "too many challenges are waiting; refusing a new one");
         return Err(Error::Unavailable);

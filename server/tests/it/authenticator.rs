@@ -427,6 +427,12 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
             .await
             .expect("alice's key");
         let in_table = AppState { db: Db { pending: Pending::Table, ..app.state.db.clone() }, ..app.state.clone() };
+        let key_state = |state: &'static str| {
+            sqlx::query("UPDATE account_key SET state = $2 WHERE id = $1")
+                .bind(key_id.clone())
+                .bind(state)
+                .execute(&app.state.db.pool)
+        };
         for state in [app.state.clone(), in_table] {
             let client = ClientInfo { ip: "127.0.0.1".parse().expect("ip"), user_agent: USER_AGENT.to_owned() };
             let issued = challenge::issue(&state, &service.to_string(), &client).await.expect("a challenge");
@@ -434,11 +440,7 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
             let now = state.clock.now();
 
             // The key is read, then removed, then the login is recorded.
-            sqlx::query("UPDATE account_key SET state = 'pending' WHERE id = $1")
-                .bind(key_id.clone())
-                .execute(&state.db.pool)
-                .await
-                .expect("take the key away");
+            key_state("pending").await.expect("take the key away");
             let mut tx = state.db.pool.begin().await.expect("begin");
             let refused =
                 store::consume(&state.db, &mut tx, &row, now, &Final::logged_in("alice".into(), key_id.clone())).await;
@@ -447,11 +449,7 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
             assert_eq!(store::load(&state.db, &issued.id).await.expect("held").status.as_str(), "pending");
 
             // With the key back, the same challenge takes the login, once.
-            sqlx::query("UPDATE account_key SET state = 'active' WHERE id = $1")
-                .bind(key_id.clone())
-                .execute(&state.db.pool)
-                .await
-                .expect("give the key back");
+            key_state("active").await.expect("give the key back");
             let mut tx = state.db.pool.begin().await.expect("begin");
             let outcome = Final::logged_in("alice".into(), key_id.clone());
             let consumed = store::consume(&state.db, &mut tx, &row, now, &outcome).await.expect("consumed");

@@ -287,17 +287,6 @@ impl TestApp {
         (row.status.as_str().to_owned(), row.hint, row.account)
     }
 
-    /// `(status, hint, account)` of the row the database holds for `cid`,
-    /// which exists once the challenge ended (or, with several instances,
-    /// from its start).
-    pub async fn row(&self, cid: &str) -> Option<(String, String, Option<String>)> {
-        sqlx::query_as("SELECT status, hint, account FROM challenge WHERE id = $1")
-            .bind(cid.to_owned())
-            .fetch_optional(&self.state.db.pool)
-            .await
-            .expect("read the challenge table")
-    }
-
     /// Every challenge the server knows: those it holds in memory, and the
     /// rows of the challenge table.
     pub async fn challenges(&self) -> Vec<ChallengeRow> {
