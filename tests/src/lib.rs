@@ -802,6 +802,21 @@ impl Chrome {
         element.text().await.ok()
     }
 
+    /// Clicks the first element matching `css`, waiting up to 10 s for it to
+    /// appear: after a click that navigates, the next page may still be
+    /// loading.
+    pub async fn click(&self, css: &str) -> Result<()> {
+        let element = self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(fantoccini::Locator::Css(css))
+            .await
+            .with_context(|| format!("no {css} to click"))?;
+        element.click().await?;
+        Ok(())
+    }
+
     /// Polls until the visible text of `css` satisfies `ok`, for up to
     /// `timeout`; returns that text. On failure the error names the last text
     /// seen and a screenshot is saved.

@@ -130,7 +130,7 @@ async fn approving_signs_the_waiting_page_in_and_the_session_survives_a_reload()
     ensure!(!page_is_marked(&chrome).await?, "the page did not reload");
     ensure!(chrome.visible_text("#token").await.is_none(), "a signed-in page shows no token");
 
-    chrome.client.find(Locator::Css("#login form button[type=submit]")).await?.click().await?;
+    chrome.click("#login form button[type=submit]").await?;
     shown_token(&chrome).await?;
     chrome.wait_contains("#status", WAITING).await?;
     let qr = chrome.client.find(Locator::Css("#qr svg")).await?;
@@ -193,7 +193,7 @@ async fn a_restart_forgets_a_pending_challenge_and_the_page_starts_a_new_one() -
 
     chrome.wait_text("#status", "the page to notice", Duration::from_secs(30), |t| t == FORGOTTEN).await?;
     ensure!(page_is_marked(&chrome).await?, "the page was reloaded instead of updated in place");
-    chrome.client.find(Locator::Id("restart")).await?.click().await?;
+    chrome.click("#restart").await?;
     let second = chrome
         .wait_text("#token", "a new token", Duration::from_secs(10), |t| {
             t.starts_with("sesame1.") && base(t) != base(&first)
@@ -260,11 +260,11 @@ async fn the_admin_page_creates_a_service_whose_login_page_works() -> Result<()>
 
     chrome.client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Id("token")).await?;
     chrome.client.find(Locator::Id("token")).await?.send_keys(ADMIN_TOKEN).await?;
-    chrome.client.find(Locator::Css("form[action='/admin/signin'] button[type=submit]")).await?.click().await?;
+    chrome.click("form[action='/admin/signin'] button[type=submit]").await?;
     chrome.wait_contains("h1", "Services").await?;
 
     chrome.client.find(Locator::Id("name")).await?.send_keys("Bakery").await?;
-    chrome.client.find(Locator::Css("form[action='/admin/services'] button[type=submit]")).await?.click().await?;
+    chrome.click("form[action='/admin/services'] button[type=submit]").await?;
     let link = "//tr[td/a[normalize-space()='Bakery']]/td[3]/a";
     let link = chrome.client.wait().at_most(Duration::from_secs(10)).for_element(Locator::XPath(link)).await?;
     chrome.save_screenshot("admin").await?;
@@ -300,10 +300,10 @@ async fn an_admin_confirms_a_new_authenticator_by_its_code_then_signs_in_with_it
     chrome.client.goto(&server.url("/admin")).await?;
     chrome.client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Id("token")).await?;
     chrome.client.find(Locator::Id("token")).await?.send_keys(ADMIN_TOKEN).await?;
-    chrome.client.find(Locator::Css("form[action='/admin/signin'] button[type=submit]")).await?.click().await?;
+    chrome.click("form[action='/admin/signin'] button[type=submit]").await?;
     chrome.wait_contains("h1", "Services").await?;
 
-    chrome.client.find(Locator::Css("form[action='/admin/authenticators'] button")).await?.click().await?;
+    chrome.click("form[action='/admin/authenticators'] button").await?;
     let token = shown_token(&chrome).await?;
     let sesame = Sesame::new();
     let out = sesame.run(&["--json", "register", &token, "--name", "laptop", "--yes"]);
@@ -322,11 +322,11 @@ async fn an_admin_confirms_a_new_authenticator_by_its_code_then_signs_in_with_it
     ensure!(!early.status.success(), "a pending key must not sign in");
     assert!(stderr(&early).contains("waits for confirmation"), "{}", stderr(&early));
 
-    chrome.client.find(Locator::Css("form[action$='/confirm'] button")).await?.click().await?;
+    chrome.click("form[action$='/confirm'] button").await?;
     chrome.wait_contains(".status", "Authenticator confirmed").await?;
-    chrome.client.find(Locator::Css("form[action='/admin/signout'] button")).await?.click().await?;
+    chrome.click("form[action='/admin/signout'] button").await?;
 
-    chrome.client.find(Locator::Css("form[action='/admin/sesame'] button")).await?.click().await?;
+    chrome.click("form[action='/admin/sesame'] button").await?;
     let token = shown_token(&chrome).await?;
     approve(&sesame, &["login", &token, "--yes"])?;
     chrome.wait_contains("h1", "Services").await?;

@@ -6,7 +6,6 @@
 use std::{process::Output, time::Duration};
 
 use anyhow::{ensure, Context as _};
-use fantoccini::Locator;
 use serde_json::{json, Value};
 use sesame_tests::{
     free_port, stderr, stdout, Browser, Chrome, PgDatabase, Redis, Result, Server, ServerOptions, Service, Sesame,
@@ -49,7 +48,7 @@ async fn enroll_and_confirm(chrome: &Chrome, sesame: &Sesame, label: &str) -> Re
         .await?;
     ensure!(shown == format!("{} {}", &code[..3], &code[3..]), "the page shows {shown:?}, the CLI printed {code}");
     chrome.wait_contains("#confirm", label).await?;
-    chrome.client.find(Locator::Css("#confirm-button")).await?.click().await?;
+    chrome.click("#confirm-button").await?;
     chrome.wait_contains("#result-message", &format!("{label} can now sign in as")).await
 }
 
@@ -68,7 +67,7 @@ async fn a_signed_in_person_adds_a_second_authenticator_from_the_account_page() 
 
     chrome.client.goto(&server.url(&format!("/services/{}/account", service.id))).await?;
     chrome.wait_contains("#account-name", "alice").await?;
-    chrome.client.find(Locator::Css("#add-authenticator")).await?.click().await?;
+    chrome.click("#add-authenticator").await?;
     chrome.wait_contains("#waiting", "Scan this with the authenticator you want to add").await?;
     chrome.wait_contains("#account-name", "alice").await?;
     let result = enroll_and_confirm(&chrome, &phone, "phone").await?;

@@ -205,7 +205,7 @@ async fn cancelling_on_the_login_page_sends_the_browser_back_with_access_denied(
     let (server, _service, _client, rp) = relying_party("RS256", false).await?;
     let chrome = Chrome::start("oidc-cancel").await?;
     open_sign_in(&chrome, &rp.login_url(), &server).await?;
-    chrome.client.find(fantoccini::Locator::Id("cancel")).await?.click().await?;
+    chrome.click("#cancel").await?;
     assert_eq!(nth_outcome(&rp, 1).await?, Outcome::Refused { error: "access_denied".into() });
     assert_eq!(chrome.wait_contains("#error", "access_denied").await?, "access_denied");
     chrome.close().await

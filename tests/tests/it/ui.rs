@@ -35,11 +35,6 @@ async fn open_window(chrome: &Chrome, ui: &SesameUi) -> Result<()> {
     Ok(())
 }
 
-async fn click(chrome: &Chrome, css: &str) -> Result<()> {
-    chrome.client.find(Locator::Css(css)).await?.click().await?;
-    Ok(())
-}
-
 async fn type_into(chrome: &Chrome, css: &str, text: &str) -> Result<()> {
     let field = chrome.client.find(Locator::Css(css)).await?;
     field.clear().await?;
@@ -50,7 +45,7 @@ async fn type_into(chrome: &Chrome, css: &str, text: &str) -> Result<()> {
 /// Pastes `token` into the window and waits for who is asking.
 async fn paste_token(chrome: &Chrome, token: &str) -> Result<()> {
     type_into(chrome, "#token-input", token).await?;
-    click(chrome, "#token-submit").await?;
+    chrome.click("#token-submit").await?;
     Ok(())
 }
 
@@ -129,7 +124,7 @@ async fn the_camera_reads_the_login_page_and_approving_signs_the_other_browser_i
     ];
     let window = Chrome::start_with("window-camera", &camera).await?;
     open_window(&window, &ui).await?;
-    click(&window, "#camera-start").await?;
+    window.click("#camera-start").await?;
     window.wait_contains("#req-service", "Lighthouse").await?;
     window.wait_contains("#req-pin", "New server").await?;
     assert_eq!(window.visible_text("#req-origin").await.as_deref(), Some(server.origin.as_str()));
@@ -138,7 +133,7 @@ async fn the_camera_reads_the_login_page_and_approving_signs_the_other_browser_i
     keep_for_readme(&asking, "window-request.png")?;
 
     type_into(&window, "#register-name", "alice").await?;
-    click(&window, "#register-submit").await?;
+    window.click("#register-submit").await?;
     window.wait_contains("#result-text", "Registered alice at Lighthouse").await?;
     login.wait_contains("#login", SIGNED_IN_ALICE).await?;
     window.wait_contains("#accounts-list", "alice").await?;
@@ -172,14 +167,14 @@ async fn a_pasted_screenshot_registers_after_a_clear_error_for_a_taken_name() ->
     ensure!(chrome.visible_text("#req-no-accounts").await.is_some(), "no account here yet is said");
 
     type_into(&chrome, "#register-name", "alice").await?;
-    click(&chrome, "#register-submit").await?;
+    chrome.click("#register-submit").await?;
     chrome.wait_contains("#request-error", "the account name alice is already taken at Lighthouse").await?;
     ensure!(chrome.visible_text("#request").await.is_some(), "the request stays open to choose another name");
     let keys: Value = serde_json::from_str(&stdout(&sesame.run(&["--json", "accounts"])))?;
     assert_eq!(keys, json!([]), "a refused registration leaves no key behind");
 
     type_into(&chrome, "#register-name", "bob").await?;
-    click(&chrome, "#register-submit").await?;
+    chrome.click("#register-submit").await?;
     chrome.wait_contains("#result-text", "Registered bob at Lighthouse").await?;
     chrome.client.switch_to_window(login_tab).await?;
     chrome.wait_contains("#login", "Signed in as bob").await?;
@@ -207,12 +202,12 @@ async fn a_pasted_token_shows_who_is_asking_and_deny_refuses_it() -> Result<()> 
     assert_eq!(fits, Value::Bool(true), "the window fits a phone's width");
     chrome.save_screenshot("phone").await?;
 
-    click(&chrome, "#deny").await?;
+    chrome.click("#deny").await?;
     chrome.wait_contains("#result-text", "Refused the sign-in to Lighthouse").await?;
     assert_eq!(browser.status(&challenge).await?["status"], "denied");
 
     // The same token again: the window says it is spent, in words.
-    click(&chrome, "#result-again").await?;
+    chrome.click("#result-again").await?;
     paste_token(&chrome, &challenge.token).await?;
     chrome.wait_contains("#message", "already").await?;
     chrome.close().await
@@ -232,14 +227,14 @@ async fn removing_an_account_asks_first_and_the_server_keeps_it() -> Result<()> 
     let group = chrome.wait_contains("#accounts-list", "Lighthouse").await?;
     ensure!(group.contains(&server.origin) && group.contains("alice"), "{group}");
     ensure!(group.contains("created") && group.contains("last used"), "{group}");
-    click(&chrome, "li[data-account='alice'] button.remove").await?;
+    chrome.click("li[data-account='alice'] button.remove").await?;
     chrome.wait_contains("#remove-text", "The server keeps the account").await?;
-    click(&chrome, "#remove-no").await?;
+    chrome.click("#remove-no").await?;
     ensure!(chrome.visible_text("#remove-confirm").await.is_none(), "keeping closes the question");
     ensure!(chrome.visible_text("#accounts-list").await.unwrap_or_default().contains("alice"), "still there");
 
-    click(&chrome, "li[data-account='alice'] button.remove").await?;
-    click(&chrome, "#remove-yes").await?;
+    chrome.click("li[data-account='alice'] button.remove").await?;
+    chrome.click("#remove-yes").await?;
     chrome.wait_contains("#message", "The account still exists on the server").await?;
     chrome.wait_contains("#accounts-empty", "No accounts yet").await?;
     let keys: Value = serde_json::from_str(&stdout(&sesame.run(&["--json", "accounts"])))?;
@@ -266,11 +261,11 @@ async fn an_encrypted_keystore_is_unlocked_once_and_then_logs_in() -> Result<()>
     chrome.wait_contains("#message", "Your keys are locked").await?;
     ensure!(chrome.visible_text("#start").await.is_none(), "nothing to approve while locked");
     type_into(&chrome, "#unlock-passphrase", "battery staple").await?;
-    click(&chrome, "#unlock-form button").await?;
+    chrome.click("#unlock-form button").await?;
     chrome.wait_contains("#message", "That passphrase is not right").await?;
 
     type_into(&chrome, "#unlock-passphrase", "correct horse").await?;
-    click(&chrome, "#unlock-form button").await?;
+    chrome.click("#unlock-form button").await?;
     chrome.wait_contains("#message", "Unlocked").await?;
     chrome.wait_contains("#accounts-list", "alice").await?;
     chrome.wait_contains("#pass-title", "Change your passphrase").await?;
@@ -278,7 +273,7 @@ async fn an_encrypted_keystore_is_unlocked_once_and_then_logs_in() -> Result<()>
     let (browser, second) = token_for(&server, &service.id).await?;
     paste_token(&chrome, &second.token).await?;
     chrome.wait_contains("#req-pin", "Known server").await?;
-    click(&chrome, "button.login[data-account='alice']").await?;
+    chrome.click("button.login[data-account='alice']").await?;
     chrome.wait_contains("#result-text", "Signed in to Lighthouse as alice").await?;
     assert_eq!(browser.status(&second).await?["status"], "completed");
     chrome.close().await
@@ -300,8 +295,8 @@ async fn logging_in_with_rekey_replaces_the_key_and_the_old_one_is_refused() -> 
     let (browser, second) = token_for(&server, &service.id).await?;
     paste_token(&chrome, &second.token).await?;
     chrome.wait_contains("#req-service", "Lighthouse").await?;
-    click(&chrome, "#req-rekey").await?;
-    click(&chrome, "button.login[data-account='alice']").await?;
+    chrome.click("#req-rekey").await?;
+    chrome.click("button.login[data-account='alice']").await?;
     chrome.wait_contains("#result-text", "Its key was replaced").await?;
     assert_eq!(browser.status(&second).await?["status"], "completed");
 
@@ -351,12 +346,12 @@ async fn a_backup_downloaded_from_one_window_restores_in_another() -> Result<()>
     chrome.js(CATCH_DOWNLOAD).await?;
     type_into(&chrome, "#export-pass", "short").await?;
     type_into(&chrome, "#export-repeat", "short").await?;
-    click(&chrome, "#export-submit").await?;
+    chrome.click("#export-submit").await?;
     chrome.wait_contains("#message", "longer backup passphrase").await?;
     let passphrase = "correct horse battery staple";
     type_into(&chrome, "#export-pass", passphrase).await?;
     type_into(&chrome, "#export-repeat", passphrase).await?;
-    click(&chrome, "#export-submit").await?;
+    chrome.click("#export-submit").await?;
     chrome.wait_contains("#message", "Keep the backup passphrase apart").await?;
     let saved = sesame_tests::eventually(Duration::from_secs(10), || async {
         chrome.js("return window.__saved;").await.ok().filter(|saved| !saved.is_null())
@@ -379,12 +374,12 @@ async fn a_backup_downloaded_from_one_window_restores_in_another() -> Result<()>
     let path = file.to_str().context("a UTF-8 path")?;
     chrome.client.find(Locator::Css("#import-file")).await?.send_keys(path).await?;
     type_into(&chrome, "#import-pass", "not the passphrase at all").await?;
-    click(&chrome, "#import-submit").await?;
+    chrome.click("#import-submit").await?;
     chrome.wait_contains("#message", "not the passphrase of this backup").await?;
     ensure!(chrome.visible_text("#accounts-empty").await.is_some(), "nothing was imported");
     chrome.client.find(Locator::Css("#import-file")).await?.send_keys(path).await?;
     type_into(&chrome, "#import-pass", passphrase).await?;
-    click(&chrome, "#import-submit").await?;
+    chrome.click("#import-submit").await?;
     chrome.wait_contains("#message", "Imported 1 account(s)").await?;
     chrome.wait_contains("#accounts-list", "alice").await?;
     let (browser, second) = token_for(&server, &service.id).await?;
@@ -419,7 +414,7 @@ async fn an_enrollment_token_adds_this_device_and_shows_the_code_the_page_shows(
     ensure!(chrome.visible_text("#req-login").await.is_none(), "no sign-in offered");
     ensure!(chrome.visible_text("#register-form").await.is_none(), "no registration offered");
     type_into(&chrome, "#enroll-label", "kitchen laptop").await?;
-    click(&chrome, "#enroll-submit").await?;
+    chrome.click("#enroll-submit").await?;
     let shown = chrome.wait_contains("#result-code", "Code: ").await?;
     let on_page = page.wait_contains("#confirmation-code", " ").await?;
     assert_eq!(shown.trim_start_matches("Code: "), on_page.trim(), "the window and the page show one code");
@@ -428,7 +423,7 @@ async fn an_enrollment_token_adds_this_device_and_shows_the_code_the_page_shows(
     let (_, second) = token_for(&server, &service.id).await?;
     let out = sesame.run(&["login", &second.token, "--yes"]);
     ensure!(stderr(&out).contains("waits for confirmation"), "{}", stderr(&out));
-    click(&page, "#confirm-button").await?;
+    page.click("#confirm-button").await?;
     page.wait_contains("#result-message", "can now sign in as alice").await?;
     let out = sesame.run(&["login", &second.token, "--yes"]);
     ensure!(out.status.success(), "{}", stderr(&out));
