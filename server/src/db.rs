@@ -26,7 +26,7 @@ use sqlx::{
     AnyPool, Executor as _,
 };
 
-use crate::challenge::pending::Pending;
+use crate::{challenge::pending::Pending, writer::Writer};
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,13 +43,18 @@ pub struct Db {
     /// finds the lock taken sleeps in its busy handler (1, 2, 5, 10 … up to
     /// 100 ms), which put a tail of 100 ms on sign-ins under load. Queued
     /// for this one connection instead, writers go in turn, as soon as the
-    /// last one is done. On PostgreSQL it is the main pool itself.
+    /// last one is done; [`Db::writes`] commits them in groups. On
+    /// PostgreSQL it is the main pool itself.
     ///
     /// Code that holds a connection of this pool must not wait for another
     /// connection, of this pool or (since on PostgreSQL they are the same)
     /// of [`Db::pool`]: reads on the side go through the connection it
     /// holds.
     pub writer: AnyPool,
+    /// The writes of a sign-in (an ended challenge, a redemption): on
+    /// SQLite committed in groups by the one [`Db::writer`] connection, on
+    /// PostgreSQL each on its own (see [`crate::writer`]).
+    pub writes: Writer,
     pub backend: Backend,
     /// Service names by id, as the database holds them (see
     /// [`ServiceNames`]).
@@ -117,11 +122,14 @@ impl Db {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await.context("database migration failed")?;
-        let writer = match backend {
-            Backend::Sqlite => open_pool(options, backend, 1).await?,
-            Backend::Postgres => pool.clone(),
+        let (writer, writes) = match backend {
+            Backend::Sqlite => {
+                let writer = open_pool(options, backend, 1).await?;
+                (writer.clone(), Writer::group(writer))
+            }
+            Backend::Postgres => (pool.clone(), Writer::pool(pool.clone())),
         };
-        Ok(Self { pool, writer, backend, service_names: ServiceNames::default(), pending: Pending::Table })
+        Ok(Self { pool, writer, writes, backend, service_names: ServiceNames::default(), pending: Pending::Table })
     }
 
     /// This database for a single instance: pending challenges are held in

@@ -29,6 +29,7 @@ pub mod serve;
 pub mod state;
 pub mod sweep;
 pub mod tls;
+pub mod writer;
 
 use std::{sync::Arc, time::Duration};
 

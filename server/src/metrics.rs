@@ -48,6 +48,8 @@ const QUERY_BUCKETS: &[f64] =
 /// A person reads the page, picks up a phone and approves: seconds to
 /// minutes, up to the longest challenge (10 minutes).
 const APPROVAL_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0];
+/// Writes that shared one SQLite commit: 1 alone, up to the writer's cap of 64.
+const GROUP_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 const DELIVERY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 /// Whether a recorder is installed. Without one the request middleware
@@ -66,7 +68,8 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Full("sesame_http_request_duration_seconds".into()), REQUEST_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full("sesame_db_query_duration_seconds".into()), QUERY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full("sesame_challenge_approval_seconds".into()), APPROVAL_BUCKETS)?
-        .set_buckets_for_metric(Matcher::Full("sesame_answer_delivery_seconds".into()), DELIVERY_BUCKETS)?;
+        .set_buckets_for_metric(Matcher::Full("sesame_answer_delivery_seconds".into()), DELIVERY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full("sesame_db_group_commit_writes".into()), GROUP_BUCKETS)?;
     let handle = builder.install_recorder().context("cannot install the metrics recorder")?;
     ENABLED.store(true, Ordering::Relaxed);
     describe();
@@ -126,6 +129,10 @@ fn describe() {
     describe_histogram!(
         "sesame_db_query_duration_seconds",
         "Time each database statement took, from the call to its last row."
+    );
+    describe_histogram!(
+        "sesame_db_group_commit_writes",
+        "Sign-in writes that shared one commit of SQLite's writer (1: the write was alone). SQLite only."
     );
     describe_counter!("sesame_sweeps_total", "Sweeps of old rows, by outcome (ok, failed).");
     describe_counter!("sesame_swept_rows_total", "Rows deleted by the sweep, by table.");
@@ -390,6 +397,11 @@ pub fn swept(outcome: Option<&Swept>) {
 /// recorder (metrics off) this records nothing.
 pub fn query_finished(elapsed: std::time::Duration) {
     histogram!("sesame_db_query_duration_seconds").record(elapsed.as_secs_f64());
+}
+
+/// SQLite's writer committed `writes` writes together (see `writer`).
+pub fn group_committed(writes: usize) {
+    histogram!("sesame_db_group_commit_writes").record(writes as f64);
 }
 
 #[cfg(test)]

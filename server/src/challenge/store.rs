@@ -12,7 +12,7 @@
 //! on SQLite).
 
 use sesame_proto::{wire::Status, ChallengeId, ServiceId, UnixTime};
-use sqlx::{any::AnyRow, Any, AnyConnection, Row as _, Transaction};
+use sqlx::{any::AnyRow, Any, AnyConnection, Connection as _, Row as _, Transaction};
 
 use super::pending::{Claim, Pending};
 use crate::{
@@ -281,12 +281,26 @@ async fn insert_row(db: &Db, new: &NewChallenge<'_>) -> Result<()> {
 /// The challenge exactly as it is held: from memory while this instance
 /// holds it, otherwise its row.
 pub async fn load(db: &Db, id: &ChallengeId) -> Result<ChallengeRow> {
-    if let Pending::Memory(memory) = &db.pending {
-        if let Some(row) = memory.get(id) {
-            return Ok(row);
-        }
+    match held(db, id) {
+        Some(row) => Ok(row),
+        None => load_row(db, id).await,
     }
-    load_row(db, id).await
+}
+
+/// [`load`] on `conn`, for code that holds a connection.
+async fn load_on(db: &Db, conn: &mut AnyConnection, id: &ChallengeId) -> Result<ChallengeRow> {
+    match held(db, id) {
+        Some(row) => Ok(row),
+        None => load_row_on(conn, id).await,
+    }
+}
+
+/// The challenge as this instance holds it in memory, if it does.
+fn held(db: &Db, id: &ChallengeId) -> Option<ChallengeRow> {
+    match &db.pending {
+        Pending::Memory(memory) => memory.get(id),
+        Pending::Table => None,
+    }
 }
 
 async fn load_row(db: &Db, id: &ChallengeId) -> Result<ChallengeRow> {
@@ -332,17 +346,23 @@ pub async fn expire(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<bool> {
         let Some(row) = memory.expire(id, now) else { return Ok(false) };
         // The expiry has happened, in memory, whatever becomes of its
         // record: a failure here loses only the row and its event.
-        let mut conn = match db.writer.acquire().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::warn!(challenge = %id, error = %e, "could not record an expired challenge");
-                return Ok(true);
-            }
-        };
-        match insert_ended(&mut conn, &row).await {
-            Ok(Written::Yes | Written::KeyGone) => {}
-            // It had ended in the database after all: that is the truth.
-            Ok(Written::AlreadyEnded) => memory.adopt(load_row_on(&mut conn, id).await?),
+        let id = *id;
+        let recorded = db
+            .writes
+            .write(move |conn| {
+                Box::pin(async move {
+                    Ok(match insert_ended(conn, &row).await? {
+                        Written::Yes | Written::KeyGone => None,
+                        // It had ended in the database after all: that is
+                        // the truth.
+                        Written::AlreadyEnded => Some(load_row_on(conn, &id).await?),
+                    })
+                })
+            })
+            .await;
+        match recorded {
+            Ok(Some(stored)) => memory.adopt(stored),
+            Ok(None) => {}
             Err(e) => tracing::warn!(challenge = %id, error = %e, "could not record an expired challenge"),
         }
         return Ok(true);
@@ -536,14 +556,16 @@ async fn consume_row(conn: &mut AnyConnection, id: &ChallengeId, now: UnixTime, 
 
 /// Moves a challenge to a final state on its own (a login, deny, cancel),
 /// or explains why it could not, as [`consume`] does. That is one statement,
-/// which commits by itself: no transaction around it. Like
-/// [`Consumed::commit`], it runs in a task of its own, which a request cut
-/// off cannot split.
+/// a write of the sign-in writer ([`crate::writer`]), which needs no
+/// transaction of its own. Like [`Consumed::commit`], it runs in a task of
+/// its own, which a request cut off cannot split.
 pub async fn finish(db: &Db, row: &ChallengeRow, now: UnixTime, outcome: &Final) -> Result<()> {
     let (db, row, outcome) = (db.clone(), row.clone(), outcome.clone());
     uncancelled(async move {
-        let mut conn = db.writer.acquire().await?;
-        consume(&db, &mut conn, &row, now, &outcome).await?.committed();
+        let writes = db.writes.clone();
+        let consumed =
+            writes.write(move |conn| Box::pin(async move { consume(&db, conn, &row, now, &outcome).await })).await?;
+        consumed.committed();
         Ok(())
     })
     .await
@@ -650,8 +672,30 @@ async fn redeem_where(
     session_hash: &[u8; 32],
     session_expires_at: i64,
 ) -> Result<ChallengeRow> {
-    let now = now.as_secs() as i64;
-    let mut tx = db.writer.begin().await?;
+    let (db, id, now) = (db.clone(), *id, now.as_secs() as i64);
+    let (binding_hash, session_hash) = (binding_hash.copied(), *session_hash);
+    let writes = db.writes.clone();
+    writes
+        .write(move |conn| {
+            Box::pin(async move {
+                redeem_on(&db, conn, &id, binding_hash.as_ref(), now, &session_hash, session_expires_at).await
+            })
+        })
+        .await
+}
+
+/// [`redeem_where`]'s two statements, a transaction of their own on `conn`
+/// (a savepoint inside a group commit).
+async fn redeem_on(
+    db: &Db,
+    conn: &mut AnyConnection,
+    id: &ChallengeId,
+    binding_hash: Option<&[u8; 32]>,
+    now: i64,
+    session_hash: &[u8; 32],
+    session_expires_at: i64,
+) -> Result<ChallengeRow> {
+    let mut tx = conn.begin().await?;
     // RETURNING hands back the row as the update left it, so the winner of
     // the race needs no second read. Without a binding to check, `$3 IS
     // NULL` lets every row through.
@@ -666,7 +710,7 @@ async fn redeem_where(
     .await?;
     let Some(row) = row else {
         tx.rollback().await?;
-        let row = load(db, id).await?;
+        let row = load_on(db, conn, id).await?;
         // Digests of 256-bit secrets: comparing them leaks nothing useful.
         if binding_hash.is_some_and(|hash| row.binding_hash != hash) {
             return Err(Error::WrongBrowser);
@@ -679,7 +723,7 @@ async fn redeem_where(
     };
     let row = ChallengeRow::from_row(&row)?;
     let account = row.account.clone().ok_or_else(|| anyhow::anyhow!("a completed challenge has no account"))?;
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO session (id_hash, service_id, account, key_id, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -690,13 +734,17 @@ async fn redeem_where(
     .bind(now)
     .bind(session_expires_at)
     .execute(timed(&mut *tx))
-    .await
-    // The account or its key was deleted after it signed in: there is
-    // nobody to give a session to, and the challenge stays unredeemed.
-    .map_err(|e| match &e {
-        sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownAccount,
-        _ => Error::Database(e),
-    })?;
+    .await;
+    match inserted {
+        Ok(_) => {}
+        // The account or its key was deleted after it signed in: there is
+        // nobody to give a session to, and the challenge stays unredeemed.
+        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+            tx.rollback().await?;
+            return Err(Error::UnknownAccount);
+        }
+        Err(e) => return Err(e.into()),
+    }
     tx.commit().await?;
     Ok(row)
 }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use sesame_proto::{AccountKey, AccountName, LoginRequest, RegisterRequest, ServerPublicKey, UnverifiedToken};
 use sesame_tests::{
     free_port, promtool_check, stderr, stdout, Browser, Redis, Result, Scrape, Server, ServerOptions, Sesame,
 };
@@ -128,6 +129,72 @@ async fn one_instance_reports_the_challenges_it_holds_in_memory() -> Result<()> 
     })
     .await?;
     assert_eq!(held, 3.0);
+    Ok(())
+}
+
+/// Sign-ins that arrive together share the commits of SQLite's writer, and
+/// each is written, and counted, exactly once: its ended challenge and its
+/// redemption. (That concurrent writes do form groups, and what a failed
+/// one does to its group, is tested on the writer itself.)
+#[tokio::test]
+async fn sign_ins_at_once_on_sqlite_all_complete_and_each_write_is_committed_once() -> Result<()> {
+    const SIGN_INS: usize = 24;
+    let (server, metrics) = with_metrics(ServerOptions::default()).await?;
+    let service = server.create_service("Grouped").await?;
+    let info: Value = reqwest::get(server.url("/.well-known/sesame")).await?.json().await?;
+    let server_key = ServerPublicKey::from_base64(info["public_key"].as_str().unwrap_or_default())?;
+    let authenticator = reqwest::Client::new();
+    let mut accounts = Vec::new();
+    for i in 0..SIGN_INS {
+        let key = AccountKey::generate(&mut rand::rngs::OsRng);
+        let account = AccountName::parse(&format!("user{i}")).expect("a valid name");
+        let challenge = Browser::new(&server).start_challenge(&service.id).await?;
+        let token = UnverifiedToken::parse(&challenge.token)?.verify(&server_key)?;
+        let res = authenticator
+            .post(server.url("/api/authenticator/register"))
+            .json(&RegisterRequest::sign(&token, &account, &key))
+            .send()
+            .await?;
+        assert!(res.status().is_success(), "register answered {}", res.status());
+        accounts.push((account, key));
+    }
+    let writes = |scrape: &Scrape| {
+        (
+            scrape.value("sesame_db_group_commit_writes_sum", &[]),
+            scrape.value("sesame_db_group_commit_writes_count", &[]),
+        )
+    };
+    let (writes_before, commits_before) = writes(&Scrape::get(&format!("{metrics}/metrics")).await?);
+
+    // Every browser starts a challenge, its authenticator logs in, and the
+    // browser redeems its session: all at once.
+    let sign_ins = accounts.iter().map(|(account, key)| {
+        let (server, service, server_key, authenticator) = (&server, &service, &server_key, &authenticator);
+        async move {
+            let browser = Browser::new(server);
+            let challenge = browser.start_challenge(&service.id).await?;
+            let token = UnverifiedToken::parse(&challenge.token)?.verify(server_key)?;
+            let res = authenticator
+                .post(server.url("/api/authenticator/login"))
+                .json(&LoginRequest::sign(&token, account, key))
+                .send()
+                .await?;
+            assert_eq!(res.status(), 200, "login: {}", res.text().await?);
+            let url = browser.url(&format!("/api/challenges/{}/session", challenge.challenge_id));
+            let res = browser.client.post(url).send().await?;
+            assert_eq!(res.status(), 200, "redeeming: {}", res.text().await?);
+            Result::Ok(())
+        }
+    });
+    for signed_in in futures_util::future::join_all(sign_ins).await {
+        signed_in?;
+    }
+
+    let (writes_after, commits_after) = writes(&Scrape::get(&format!("{metrics}/metrics")).await?);
+    let (written, commits) = (writes_after - writes_before, commits_after - commits_before);
+    println!("{written} writes in {commits} commits");
+    assert_eq!(written, 2.0 * SIGN_INS as f64, "an ended challenge and a session a sign-in");
+    assert!((1.0..=written).contains(&commits), "{commits} commits for {written} writes");
     Ok(())
 }
 

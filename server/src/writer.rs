@@ -1,0 +1,355 @@
+//! Where the writes of a sign-in go, and how they become durable.
+//!
+//! A sign-in writes twice: the ended challenge, and the session it is
+//! redeemed for. Each must be on disk before it is answered (SQLite runs with
+//! `synchronous = FULL`), and on SQLite every commit is a sync of the WAL on
+//! the one writer connection. One sync per write made that connection the
+//! bottleneck under load: each answer waited for every sync queued before
+//! it.
+//!
+//! [`Writer::write`] takes a unit of work (the statements of one write,
+//! atomic on their own) and returns once it is durable:
+//!
+//! - On **SQLite**, one task owns the writer connection. The units that
+//!   queue up while it commits are run together, in one transaction, and
+//!   share one commit and one sync: group commit. Nothing is answered before
+//!   its commit is synced, so durability is what it was. A unit of several
+//!   statements opens a transaction of its own (`Connection::begin`), which
+//!   inside the group's is a savepoint, so it stays all or nothing. A unit
+//!   that finds no company runs alone, outside any transaction of the
+//!   writer's, exactly as it would without the group.
+//! - On **PostgreSQL**, a unit runs on a connection of the pool and commits
+//!   on its own: the server takes concurrent commits and groups their syncs
+//!   itself.
+//!
+//! A unit's own refusal (a constraint the statement checked, such as a
+//! challenge already used) undoes only that statement, in SQLite as
+//! everywhere: the others of its group commit. Any other database error
+//! may have ended SQLite's transaction under the group's feet, so it spoils
+//! the group: the transaction is rolled back, the units already run are
+//! answered with an error, and the ones not yet run go into the next group.
+
+use std::panic::AssertUnwindSafe;
+
+use futures_util::{future::BoxFuture, FutureExt as _};
+use sqlx::{AnyConnection, AnyPool, Connection as _};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+
+/// The most units one commit takes.
+const MAX_GROUP: usize = 64;
+
+/// The units that may wait for the SQLite writer; more wait for room.
+const QUEUE: usize = 1024;
+
+/// A handle to the writes of sign-ins; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Writer(Inner);
+
+#[derive(Debug, Clone)]
+enum Inner {
+    /// PostgreSQL: a connection of this pool per unit.
+    Pool(AnyPool),
+    /// SQLite: the task that owns the writer connection.
+    Group(mpsc::Sender<Unit>),
+}
+
+/// A unit of work, type-erased for the writer's queue: it runs on the
+/// connection it is given and tells how it went.
+type Unit = Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Ran> + Send>;
+
+/// A unit that has run, whose caller waits for the group's commit.
+struct Ran {
+    /// Whether its error may have ended the group's transaction.
+    spoils: bool,
+    /// Answers the caller: with the unit's own result once the group has
+    /// committed, or with why the group did not.
+    answer: Box<dyn FnOnce(std::result::Result<(), String>) + Send>,
+}
+
+impl Writer {
+    /// Each unit on a connection of `pool`.
+    pub fn pool(pool: AnyPool) -> Self {
+        Self(Inner::Pool(pool))
+    }
+
+    /// Units queued for the one connection of `pool`, committed in groups by
+    /// a task of their own, which ends when the last handle is dropped.
+    pub fn group(pool: AnyPool) -> Self {
+        let (units, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(commit_in_groups(pool, queue));
+        Self(Inner::Group(units))
+    }
+
+    /// Runs `work` and returns its result once what it wrote is durable. An
+    /// error means nothing of it was written.
+    ///
+    /// On SQLite the work runs in the writer's task, whatever becomes of the
+    /// caller; its result is dropped if the caller has gone. Work whose
+    /// result must be acted on once it is committed (an in-memory claim to
+    /// settle) must therefore be awaited from a task that cannot be cut off.
+    pub async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        let units = match &self.0 {
+            Inner::Pool(pool) => return work(&mut *pool.acquire().await?).await,
+            Inner::Group(units) => units,
+        };
+        let (tell, told) = oneshot::channel();
+        let unit: Unit = Box::new(move |conn| {
+            Box::pin(async move {
+                let result = work(conn).await;
+                Ran {
+                    spoils: matches!(result, Err(Error::Database(_) | Error::Internal(_))),
+                    answer: Box::new(move |group| {
+                        let answer = match (result, group) {
+                            (Ok(value), Ok(())) => Ok(value),
+                            (Err(e), _) => Err(e),
+                            (Ok(_), Err(why)) => Err(Error::Internal(anyhow::anyhow!(why))),
+                        };
+                        // The caller may have gone: then nobody is waiting.
+                        let _ = tell.send(answer);
+                    }),
+                }
+            })
+        });
+        units.send(unit).await.map_err(|_| anyhow::anyhow!("the database writer has stopped"))?;
+        told.await.map_err(|_| anyhow::anyhow!("the database writer dropped a write"))?
+    }
+}
+
+/// The SQLite writer's task: takes whatever has queued up, at most
+/// [`MAX_GROUP`] units, and commits it together.
+async fn commit_in_groups(pool: AnyPool, mut queue: mpsc::Receiver<Unit>) {
+    let mut waiting = Vec::with_capacity(MAX_GROUP);
+    loop {
+        if waiting.is_empty() && queue.recv_many(&mut waiting, MAX_GROUP).await == 0 {
+            return;
+        }
+        run_group(&pool, &mut waiting).await;
+    }
+}
+
+/// Runs and commits the units of `waiting`, and answers them. The units
+/// left in `waiting` are those not run because an earlier one spoiled the
+/// group; they go into the next.
+async fn run_group(pool: &AnyPool, waiting: &mut Vec<Unit>) {
+    let mut conn = match pool.acquire().await {
+        Ok(conn) => conn,
+        Err(e) => return drop_all(waiting, &format!("no database connection: {e}")),
+    };
+    if let [_] = waiting.as_slice() {
+        // Alone: it commits on its own, as it would without the group.
+        let unit = waiting.remove(0);
+        crate::metrics::group_committed(1);
+        if let Some(ran) = run_unit(unit, &mut conn).await {
+            (ran.answer)(Ok(()));
+        }
+        return;
+    }
+    // IMMEDIATE takes the write lock at once: a deferred transaction whose
+    // first unit only reads (an answer refused on what it read) could
+    // otherwise fail outright when a later unit writes after another
+    // connection did.
+    let mut group = match conn.begin_with("BEGIN IMMEDIATE").await {
+        Ok(group) => group,
+        Err(e) => return drop_all(waiting, &format!("cannot start a group commit: {e}")),
+    };
+    let mut units = std::mem::take(waiting).into_iter();
+    let mut ran = Vec::with_capacity(units.len());
+    let mut spoiled = false;
+    for unit in units.by_ref() {
+        match run_unit(unit, &mut group).await {
+            Some(done) => {
+                spoiled = done.spoils;
+                ran.push(done);
+            }
+            None => spoiled = true,
+        }
+        if spoiled {
+            break;
+        }
+    }
+    waiting.extend(units);
+    crate::metrics::group_committed(ran.len());
+    let outcome = if spoiled {
+        // The spoiler is answered with its own error; its companions learn
+        // that they were rolled back with it.
+        if let Err(e) = group.rollback().await {
+            tracing::warn!(error = %e, "could not roll back a spoiled group commit");
+        }
+        Err("rolled back with a failed write of the same group commit".to_owned())
+    } else {
+        group.commit().await.map_err(|e| format!("the group commit failed: {e}"))
+    };
+    for done in ran {
+        (done.answer)(outcome.clone());
+    }
+}
+
+/// Runs `unit` on `conn`. A unit that panics is dropped, and its caller
+/// learns that its write was: the writer goes on for everyone else.
+async fn run_unit(unit: Unit, conn: &mut AnyConnection) -> Option<Ran> {
+    match AssertUnwindSafe(unit(conn)).catch_unwind().await {
+        Ok(ran) => Some(ran),
+        Err(_) => {
+            tracing::error!("a write panicked; its group commit is rolled back");
+            None
+        }
+    }
+}
+
+/// Gives up the units of `waiting` without running them: each caller learns
+/// that its write was dropped, and nothing of it was written.
+fn drop_all(waiting: &mut Vec<Unit>, why: &str) {
+    tracing::error!(error = why, units = waiting.len(), "the database writer could not run a group of writes");
+    waiting.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sqlx::any::AnyPoolOptions;
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    /// A SQLite file with one table, and the writer over one connection to
+    /// it, as `Db::connect` opens it.
+    async fn sqlite() -> (tempfile::TempDir, AnyPool, Writer) {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
+        let pool = AnyPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+        sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.unwrap();
+        sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY)").execute(&pool).await.unwrap();
+        let writer = Writer::group(pool.clone());
+        (dir, pool, writer)
+    }
+
+    /// A unit that inserts `k`; a second insert of the same `k` is refused
+    /// as a constraint, which is the unit's own business (`key_registered`).
+    fn insert(writer: &Writer, k: &'static str) -> impl std::future::Future<Output = Result<()>> {
+        let writer = writer.clone();
+        async move {
+            writer
+                .write(move |conn| {
+                    Box::pin(async move {
+                        match sqlx::query("INSERT INTO t (k) VALUES ($1)").bind(k).execute(conn).await {
+                            Ok(_) => Ok(()),
+                            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(Error::KeyRegistered),
+                            Err(e) => Err(e.into()),
+                        }
+                    })
+                })
+                .await
+        }
+    }
+
+    async fn keys(pool: &AnyPool) -> Vec<String> {
+        sqlx::query_scalar("SELECT k FROM t ORDER BY k").fetch_all(pool).await.unwrap()
+    }
+
+    /// Holds the writer with one unit until `go` is notified, so that the
+    /// units sent meanwhile queue up and run as one group.
+    async fn hold(writer: &Writer, go: Arc<Notify>) -> tokio::task::JoinHandle<Result<()>> {
+        let (started, running) = oneshot::channel();
+        let writer = writer.clone();
+        let held = tokio::spawn(async move {
+            writer
+                .write(move |_conn| {
+                    Box::pin(async move {
+                        let _ = started.send(());
+                        go.notified().await;
+                        Ok(())
+                    })
+                })
+                .await
+        });
+        running.await.unwrap();
+        held
+    }
+
+    /// Sends each of `units` to the writer in order, waiting until each is
+    /// on its queue, and returns their handles.
+    async fn queue<F>(writer: &Writer, units: Vec<F>) -> Vec<tokio::task::JoinHandle<Result<()>>>
+    where
+        F: std::future::Future<Output = Result<()>> + Send + 'static,
+    {
+        let Inner::Group(sender) = &writer.0 else { panic!("not a group writer") };
+        let mut handles = Vec::new();
+        for unit in units {
+            let queued = QUEUE - sender.capacity();
+            handles.push(tokio::spawn(unit));
+            while QUEUE - sender.capacity() == queued {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+        handles
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn units_that_queue_up_commit_together_and_each_gets_its_own_answer() {
+        let (_dir, pool, writer) = sqlite().await;
+        insert(&writer, "taken").await.unwrap();
+        let go = Arc::new(Notify::new());
+        let held = hold(&writer, go.clone()).await;
+        let handles = queue(&writer, vec![insert(&writer, "a"), insert(&writer, "taken"), insert(&writer, "b")]).await;
+        go.notify_one();
+        held.await.unwrap().unwrap();
+        let answers: Vec<_> = futures_util::future::join_all(handles).await.into_iter().map(Result::unwrap).collect();
+        assert!(answers[0].is_ok(), "{:?}", answers[0]);
+        // A unit's own refusal undoes its statement only.
+        assert!(matches!(answers[1], Err(Error::KeyRegistered)), "{:?}", answers[1]);
+        assert!(answers[2].is_ok(), "{:?}", answers[2]);
+        assert_eq!(keys(&pool).await, ["a", "b", "taken"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_rolls_back_its_group_and_the_writes_after_it_commit_in_the_next() {
+        let (_dir, pool, writer) = sqlite().await;
+        let go = Arc::new(Notify::new());
+        let held = hold(&writer, go.clone()).await;
+        let spoiler = {
+            let writer = writer.clone();
+            async move {
+                writer
+                    .write(|conn| {
+                        Box::pin(async move {
+                            sqlx::query("INSERT INTO t (k) VALUES ('spoiler')").execute(&mut *conn).await?;
+                            // Not a refusal of its own: an error that may
+                            // have ended the transaction.
+                            sqlx::query("SELECT * FROM no_such_table").execute(conn).await?;
+                            Ok(())
+                        })
+                    })
+                    .await
+            }
+        };
+        let units: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>> =
+            vec![Box::pin(insert(&writer, "before")), Box::pin(spoiler), Box::pin(insert(&writer, "after"))];
+        let handles = queue(&writer, units).await;
+        go.notify_one();
+        held.await.unwrap().unwrap();
+        let answers: Vec<_> = futures_util::future::join_all(handles).await.into_iter().map(Result::unwrap).collect();
+        let before = format!("{:?}", answers[0].as_ref().unwrap_err());
+        assert!(before.contains("rolled back with a failed write"), "{before}");
+        assert!(matches!(answers[1], Err(Error::Database(_))), "{:?}", answers[1]);
+        assert!(answers[2].is_ok(), "{:?}", answers[2]);
+        assert_eq!(keys(&pool).await, ["after"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_write_loses_only_itself_and_the_writer_goes_on() {
+        let (_dir, pool, writer) = sqlite().await;
+        let panicked = writer.write::<(), _>(|_conn| Box::pin(async { panic!("a bug in one write") })).await;
+        let panicked = format!("{:?}", panicked.unwrap_err());
+        assert!(panicked.contains("dropped a write"), "{panicked}");
+        insert(&writer, "later").await.unwrap();
+        assert_eq!(keys(&pool).await, ["later"]);
+    }
+}
