@@ -16,7 +16,7 @@ use sqlx::{any::AnyRow, Any, AnyConnection, Connection as _, Row as _, Transacti
 
 use super::pending::{Claim, Pending};
 use crate::{
-    db::{timed, CachedService, Db},
+    db::{timed, Backend, CachedService, Db},
     error::{Error, Result},
 };
 
@@ -684,8 +684,14 @@ async fn redeem_where(
         .await
 }
 
-/// [`redeem_where`]'s two statements, a transaction of their own on `conn`
-/// (a savepoint inside a group commit).
+/// [`redeem_where`] on `conn`.
+///
+/// Its two statements need a transaction around them, and have one of their
+/// own, except in a group commit of SQLite's writer: there the group's
+/// transaction holds SQLite's write lock, so nothing can come between them,
+/// and should the second fail, the error spoils the group, which rolls back
+/// with the session. That spares a savepoint (two round trips to SQLite's
+/// thread) on every redemption under load.
 async fn redeem_on(
     db: &Db,
     conn: &mut AnyConnection,
@@ -695,58 +701,104 @@ async fn redeem_on(
     session_hash: &[u8; 32],
     session_expires_at: i64,
 ) -> Result<ChallengeRow> {
-    let mut tx = conn.begin().await?;
-    // RETURNING hands back the row as the update left it, so the winner of
-    // the race needs no second read. Without a binding to check, `$3 IS
-    // NULL` lets every row through.
+    let grouped = db.backend == Backend::Sqlite && conn.is_in_transaction();
+    let spent = if grouped {
+        spend(conn, id, binding_hash, now, session_hash, session_expires_at).await?
+    } else {
+        // On an error the transaction is dropped, which rolls it back.
+        let mut tx = conn.begin().await?;
+        let spent = spend(&mut tx, id, binding_hash, now, session_hash, session_expires_at).await?;
+        match spent {
+            Spent::Yes(_) => tx.commit().await?,
+            Spent::Refused | Spent::Raced => tx.rollback().await?,
+        }
+        spent
+    };
+    match spent {
+        Spent::Yes(row) => Ok(*row),
+        Spent::Raced if grouped => {
+            Err(Error::Internal(anyhow::anyhow!("a challenge was spent between two statements of one group commit")))
+        }
+        Spent::Raced => Err(Error::AlreadyRedeemed),
+        Spent::Refused => {
+            let row = load_on(db, conn, id).await?;
+            // Digests of 256-bit secrets: comparing them leaks nothing useful.
+            if binding_hash.is_some_and(|hash| row.binding_hash != hash) {
+                return Err(Error::WrongBrowser);
+            }
+            // A completed enrollment added a key; it signs nobody in.
+            Err(match row.status {
+                Status::Completed if row.enroll_account.is_none() => Error::AlreadyRedeemed,
+                _ => Error::NotCompleted,
+            })
+        }
+    }
+}
+
+/// What became of [`spend`].
+enum Spent {
+    /// The session is written and the challenge spent: the row as it is now.
+    Yes(Box<ChallengeRow>),
+    /// Nothing was written: the challenge is not completed, already spent,
+    /// or (with a binding to check) another browser's.
+    Refused,
+    /// The session was written, but the challenge was spent by a racing
+    /// redemption before it could be: roll back.
+    Raced,
+}
+
+/// Writes the session of challenge `id` if the challenge can be redeemed
+/// (completed, not yet redeemed, not an enrollment, and, with a binding to
+/// check, this browser's), then marks the challenge redeemed.
+///
+/// The session comes first, so that a refusal has written nothing: an
+/// account or key deleted since the sign-in fails its foreign key, and the
+/// challenge stays unredeemed. Two redemptions at once may both write a
+/// session on PostgreSQL; the `UPDATE` lets only one of them spend the
+/// challenge (the other waits for its row lock, then finds it spent), and
+/// the loser rolls back.
+async fn spend(
+    conn: &mut AnyConnection,
+    id: &ChallengeId,
+    binding_hash: Option<&[u8; 32]>,
+    now: i64,
+    session_hash: &[u8; 32],
+    session_expires_at: i64,
+) -> Result<Spent> {
+    // Without a binding to check, `$5 IS NULL` lets every row through.
+    let inserted = sqlx::query(
+        "INSERT INTO session (id_hash, service_id, account, key_id, created_at, expires_at) \
+         SELECT $1, service_id, account, key_id, $2, $3 FROM challenge \
+         WHERE id = $4 AND status = 'completed' AND redeemed_at IS NULL AND enroll_account IS NULL \
+         AND ($5 IS NULL OR binding_hash = $5)",
+    )
+    .bind(session_hash.to_vec())
+    .bind(now)
+    .bind(session_expires_at)
+    .bind(id.to_string())
+    .bind(binding_hash.map(|h| h.to_vec()))
+    .execute(timed(&mut *conn))
+    .await;
+    match inserted {
+        Ok(done) if done.rows_affected() == 1 => {}
+        Ok(_) => return Ok(Spent::Refused),
+        // The account or its key was deleted after it signed in: there is
+        // nobody to give a session to.
+        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => return Err(Error::UnknownAccount),
+        Err(e) => return Err(e.into()),
+    }
+    // RETURNING hands back the row as the update left it: no second read.
     let row = sqlx::query(&format!(
-        "UPDATE challenge SET redeemed_at = $2 WHERE id = $1 AND status = 'completed' AND redeemed_at IS NULL \
-         AND enroll_account IS NULL AND ($3 IS NULL OR binding_hash = $3) RETURNING {COLUMNS}"
+        "UPDATE challenge SET redeemed_at = $2 WHERE id = $1 AND redeemed_at IS NULL RETURNING {COLUMNS}"
     ))
     .bind(id.to_string())
     .bind(now)
-    .bind(binding_hash.map(|h| h.to_vec()))
-    .fetch_optional(timed(&mut *tx))
+    .fetch_optional(timed(&mut *conn))
     .await?;
-    let Some(row) = row else {
-        tx.rollback().await?;
-        let row = load_on(db, conn, id).await?;
-        // Digests of 256-bit secrets: comparing them leaks nothing useful.
-        if binding_hash.is_some_and(|hash| row.binding_hash != hash) {
-            return Err(Error::WrongBrowser);
-        }
-        // A completed enrollment added a key; it signs nobody in.
-        return Err(match row.status {
-            Status::Completed if row.enroll_account.is_none() => Error::AlreadyRedeemed,
-            _ => Error::NotCompleted,
-        });
-    };
-    let row = ChallengeRow::from_row(&row)?;
-    let account = row.account.clone().ok_or_else(|| anyhow::anyhow!("a completed challenge has no account"))?;
-    let inserted = sqlx::query(
-        "INSERT INTO session (id_hash, service_id, account, key_id, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(session_hash.to_vec())
-    .bind(row.service_id.to_string())
-    .bind(account)
-    .bind(row.key_id.clone())
-    .bind(now)
-    .bind(session_expires_at)
-    .execute(timed(&mut *tx))
-    .await;
-    match inserted {
-        Ok(_) => {}
-        // The account or its key was deleted after it signed in: there is
-        // nobody to give a session to, and the challenge stays unredeemed.
-        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
-            tx.rollback().await?;
-            return Err(Error::UnknownAccount);
-        }
-        Err(e) => return Err(e.into()),
-    }
-    tx.commit().await?;
-    Ok(row)
+    Ok(match row {
+        Some(row) => Spent::Yes(Box::new(ChallengeRow::from_row(&row)?)),
+        None => Spent::Raced,
+    })
 }
 
 /// The account a live session cookie belongs to, at this service.

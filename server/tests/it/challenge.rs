@@ -191,6 +191,51 @@ async fn session_goes_only_to_the_browser_that_started() {
     .await;
 }
 
+/// Redemptions of one completed challenge at once, from its own browser:
+/// exactly one gets a session. (On SQLite they meet in the writer's group
+/// commits; on PostgreSQL on separate connections.)
+#[tokio::test]
+async fn racing_redemptions_give_exactly_one_session() {
+    each_backend(|app| async move {
+        let service = app.create_service("Example").await;
+        let started = app.start(&service).await;
+        let token = app.verify(&started.token);
+        let request = RegisterRequest::sign(&token, &alice(), &AccountKey::generate(&mut OsRng));
+        assert_eq!(app.post_json("/api/authenticator/register", &request).await.status, StatusCode::OK);
+
+        let session = format!("/api/challenges/{}/session", started.id);
+        let racing = (0..8).map(|_| app.post(&session, Some(&started.cookie)));
+        let answers = futures_util::future::join_all(racing).await;
+        let won = answers.iter().filter(|a| a.status == StatusCode::OK).count();
+        assert_eq!(won, 1, "{:?}", answers.iter().map(|a| a.text()).collect::<Vec<_>>());
+        for lost in answers.iter().filter(|a| a.status != StatusCode::OK) {
+            lost.assert_error(StatusCode::CONFLICT, "already_redeemed");
+        }
+        assert_eq!(app.count("SELECT COUNT(*) FROM session").await, 1);
+    })
+    .await;
+}
+
+/// A key removed between the sign-in and the redemption signs nobody in:
+/// no session is written, and the challenge is not spent.
+#[tokio::test]
+async fn a_key_removed_before_the_redemption_gets_no_session() {
+    each_backend(|app| async move {
+        let service = app.create_service("Example").await;
+        let started = app.start(&service).await;
+        let token = app.verify(&started.token);
+        let request = RegisterRequest::sign(&token, &alice(), &AccountKey::generate(&mut OsRng));
+        assert_eq!(app.post_json("/api/authenticator/register", &request).await.status, StatusCode::OK);
+        sqlx::query("DELETE FROM account_key").execute(&app.state.db.pool).await.expect("remove the key");
+
+        let session = format!("/api/challenges/{}/session", started.id);
+        app.post(&session, Some(&started.cookie)).await.assert_error(StatusCode::NOT_FOUND, "unknown_account");
+        assert_eq!(app.count("SELECT COUNT(*) FROM session").await, 0);
+        assert_eq!(app.count("SELECT COUNT(*) FROM challenge WHERE redeemed_at IS NOT NULL").await, 0);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn issuing_allows_the_whole_minute_at_once_then_says_when_to_retry() {
     let app = TestApp::builder(Backend::Sqlite).rate_limit(20).build().await;
