@@ -13,14 +13,17 @@
 //! - On **SQLite**, one task owns the writer connection. The units that
 //!   queue up while it commits are run together, in one transaction, and
 //!   share one commit and one sync: group commit. Nothing is answered before
-//!   its commit is synced, so durability is what it was. A unit of several
-//!   statements opens a transaction of its own (`Connection::begin`), which
-//!   inside the group's is a savepoint, so it stays all or nothing. A unit
-//!   that finds no company runs alone, outside any transaction of the
-//!   writer's, exactly as it would without the group.
-//! - On **PostgreSQL**, a unit runs on a connection of the pool and commits
-//!   on its own: the server takes concurrent commits and groups their syncs
-//!   itself.
+//!   its commit is synced, so durability is what it was. A unit is told
+//!   whether it runs in a group ([`Running::InGroup`]). One of several
+//!   statements stays all or nothing either with a transaction of its own
+//!   (`Connection::begin`, a savepoint inside the group's), or, in a group,
+//!   because the group holds SQLite's write lock and any failure of its
+//!   later statements spoils the group (below). A unit that finds no
+//!   company runs alone, outside any transaction of the writer's, exactly
+//!   as it would without the group.
+//! - On **PostgreSQL**, a unit runs alone on a connection of the pool and
+//!   commits on its own: the server takes concurrent commits and groups
+//!   their syncs itself.
 //!
 //! A unit's own refusal (a constraint the statement checked, such as a
 //! challenge already used) undoes only that statement, in SQLite as
@@ -28,6 +31,16 @@
 //! may have ended SQLite's transaction under the group's feet, so it spoils
 //! the group: the transaction is rolled back, the units already run are
 //! answered with an error, and the ones not yet run go into the next group.
+//! The connection is then closed rather than reused: SQLite may have rolled
+//! back on its own (a full disk, an I/O error), and sqlx would still count
+//! the transaction as open.
+//!
+//! Units of one group see each other's writes before the commit, as
+//! statements of one transaction do: a second redemption of the same
+//! challenge in the group is refused. Should the group then be spoiled, the
+//! first is rolled back too, and the refused one was refused for nothing;
+//! its caller may try again. That takes a failure of the disk, and answers
+//! nobody wrongly with success.
 
 use std::panic::AssertUnwindSafe;
 
@@ -55,9 +68,21 @@ enum Inner {
     Group(mpsc::Sender<Unit>),
 }
 
+/// Where a unit of work runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Running {
+    /// On a connection of its own, outside any transaction: its statements
+    /// commit on their own, or it opens a transaction of its own.
+    Alone,
+    /// Inside the transaction of a group commit on SQLite, which holds the
+    /// write lock until all the group's units have run: nothing else writes
+    /// between two of its statements.
+    InGroup,
+}
+
 /// A unit of work, type-erased for the writer's queue: it runs on the
 /// connection it is given and tells how it went.
-type Unit = Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Ran> + Send>;
+type Unit = Box<dyn for<'c> FnOnce(&'c mut AnyConnection, Running) -> BoxFuture<'c, Ran> + Send>;
 
 /// A unit that has run, whose caller waits for the group's commit.
 struct Ran {
@@ -92,16 +117,16 @@ impl Writer {
     pub async fn write<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection, Running) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
         let units = match &self.0 {
-            Inner::Pool(pool) => return work(&mut *pool.acquire().await?).await,
+            Inner::Pool(pool) => return work(&mut *pool.acquire().await?, Running::Alone).await,
             Inner::Group(units) => units,
         };
         let (tell, told) = oneshot::channel();
-        let unit: Unit = Box::new(move |conn| {
+        let unit: Unit = Box::new(move |conn, running| {
             Box::pin(async move {
-                let result = work(conn).await;
+                let result = work(conn, running).await;
                 Ran {
                     spoils: matches!(result, Err(Error::Database(_) | Error::Internal(_))),
                     answer: Box::new(move |group| {
@@ -141,28 +166,50 @@ async fn run_group(pool: &AnyPool, waiting: &mut Vec<Unit>) {
         Ok(conn) => conn,
         Err(e) => return drop_all(waiting, &format!("no database connection: {e}")),
     };
-    if let [_] = waiting.as_slice() {
-        // Alone: it commits on its own, as it would without the group.
-        let unit = waiting.remove(0);
-        crate::metrics::group_committed(1);
-        if let Some(ran) = run_unit(unit, &mut conn).await {
-            (ran.answer)(Ok(()));
-        }
-        return;
+    let sound = if let [_] = waiting.as_slice() {
+        run_alone(waiting.remove(0), &mut conn).await
+    } else {
+        run_together(waiting, &mut conn).await
+    };
+    if !sound {
+        // Not knowing what SQLite made of the failure, the next group
+        // starts on a new connection.
+        conn.close_on_drop();
     }
+}
+
+/// Runs a unit that found no company: it commits on its own, as it would
+/// without the group. Returns whether the connection is still sound.
+async fn run_alone(unit: Unit, conn: &mut AnyConnection) -> bool {
+    let Some(ran) = run_unit(unit, conn, Running::Alone).await else { return false };
+    let sound = !ran.spoils;
+    if sound {
+        crate::metrics::group_committed(1);
+    }
+    (ran.answer)(Ok(()));
+    sound
+}
+
+/// Runs the units of `waiting` in one transaction, commits it and answers
+/// them; leaves in `waiting` those it did not run. Returns whether the
+/// connection is still sound.
+async fn run_together(waiting: &mut Vec<Unit>, conn: &mut AnyConnection) -> bool {
     // IMMEDIATE takes the write lock at once: a deferred transaction whose
     // first unit only reads (an answer refused on what it read) could
     // otherwise fail outright when a later unit writes after another
     // connection did.
     let mut group = match conn.begin_with("BEGIN IMMEDIATE").await {
         Ok(group) => group,
-        Err(e) => return drop_all(waiting, &format!("cannot start a group commit: {e}")),
+        Err(e) => {
+            drop_all(waiting, &format!("cannot start a group commit: {e}"));
+            return false;
+        }
     };
     let mut units = std::mem::take(waiting).into_iter();
     let mut ran = Vec::with_capacity(units.len());
     let mut spoiled = false;
     for unit in units.by_ref() {
-        match run_unit(unit, &mut group).await {
+        match run_unit(unit, &mut group, Running::InGroup).await {
             Some(done) => {
                 spoiled = done.spoils;
                 ran.push(done);
@@ -174,7 +221,6 @@ async fn run_group(pool: &AnyPool, waiting: &mut Vec<Unit>) {
         }
     }
     waiting.extend(units);
-    crate::metrics::group_committed(ran.len());
     let outcome = if spoiled {
         // The spoiler is answered with its own error; its companions learn
         // that they were rolled back with it.
@@ -185,15 +231,20 @@ async fn run_group(pool: &AnyPool, waiting: &mut Vec<Unit>) {
     } else {
         group.commit().await.map_err(|e| format!("the group commit failed: {e}"))
     };
+    let sound = outcome.is_ok();
+    if sound {
+        crate::metrics::group_committed(ran.len());
+    }
     for done in ran {
         (done.answer)(outcome.clone());
     }
+    sound
 }
 
 /// Runs `unit` on `conn`. A unit that panics is dropped, and its caller
 /// learns that its write was: the writer goes on for everyone else.
-async fn run_unit(unit: Unit, conn: &mut AnyConnection) -> Option<Ran> {
-    match AssertUnwindSafe(unit(conn)).catch_unwind().await {
+async fn run_unit(unit: Unit, conn: &mut AnyConnection, running: Running) -> Option<Ran> {
+    match AssertUnwindSafe(unit(conn, running)).catch_unwind().await {
         Ok(ran) => Some(ran),
         Err(_) => {
             tracing::error!("a write panicked; its group commit is rolled back");
@@ -237,7 +288,7 @@ mod tests {
         let writer = writer.clone();
         async move {
             writer
-                .write(move |conn| {
+                .write(move |conn, _| {
                     Box::pin(async move {
                         match sqlx::query("INSERT INTO t (k) VALUES ($1)").bind(k).execute(conn).await {
                             Ok(_) => Ok(()),
@@ -261,7 +312,7 @@ mod tests {
         let writer = writer.clone();
         let held = tokio::spawn(async move {
             writer
-                .write(move |_conn| {
+                .write(move |_conn, _| {
                     Box::pin(async move {
                         let _ = started.send(());
                         go.notified().await;
@@ -318,7 +369,7 @@ mod tests {
             let writer = writer.clone();
             async move {
                 writer
-                    .write(|conn| {
+                    .write(|conn, _| {
                         Box::pin(async move {
                             sqlx::query("INSERT INTO t (k) VALUES ('spoiler')").execute(&mut *conn).await?;
                             // Not a refusal of its own: an error that may
@@ -346,7 +397,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panicking_write_loses_only_itself_and_the_writer_goes_on() {
         let (_dir, pool, writer) = sqlite().await;
-        let panicked = writer.write::<(), _>(|_conn| Box::pin(async { panic!("a bug in one write") })).await;
+        let panicked = writer.write::<(), _>(|_conn, _| Box::pin(async { panic!("a bug in one write") })).await;
         let panicked = format!("{:?}", panicked.unwrap_err());
         assert!(panicked.contains("dropped a write"), "{panicked}");
         insert(&writer, "later").await.unwrap();

@@ -16,8 +16,9 @@ use sqlx::{any::AnyRow, Any, AnyConnection, Connection as _, Row as _, Transacti
 
 use super::pending::{Claim, Pending};
 use crate::{
-    db::{timed, Backend, CachedService, Db},
+    db::{timed, CachedService, Db},
     error::{Error, Result},
+    writer::Running,
 };
 
 /// A challenge row as stored.
@@ -349,7 +350,7 @@ pub async fn expire(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<bool> {
         let id = *id;
         let recorded = db
             .writes
-            .write(move |conn| {
+            .write(move |conn, _| {
                 Box::pin(async move {
                     Ok(match insert_ended(conn, &row).await? {
                         Written::Yes | Written::KeyGone => None,
@@ -564,7 +565,7 @@ pub async fn finish(db: &Db, row: &ChallengeRow, now: UnixTime, outcome: &Final)
     uncancelled(async move {
         let writes = db.writes.clone();
         let consumed =
-            writes.write(move |conn| Box::pin(async move { consume(&db, conn, &row, now, &outcome).await })).await?;
+            writes.write(move |conn, _| Box::pin(async move { consume(&db, conn, &row, now, &outcome).await })).await?;
         consumed.committed();
         Ok(())
     })
@@ -676,9 +677,10 @@ async fn redeem_where(
     let (binding_hash, session_hash) = (binding_hash.copied(), *session_hash);
     let writes = db.writes.clone();
     writes
-        .write(move |conn| {
+        .write(move |conn, running| {
             Box::pin(async move {
-                redeem_on(&db, conn, &id, binding_hash.as_ref(), now, &session_hash, session_expires_at).await
+                let grouped = running == Running::InGroup;
+                redeem_on(&db, conn, grouped, &id, binding_hash.as_ref(), now, &session_hash, session_expires_at).await
             })
         })
         .await
@@ -692,16 +694,17 @@ async fn redeem_where(
 /// and should the second fail, the error spoils the group, which rolls back
 /// with the session. That spares a savepoint (two round trips to SQLite's
 /// thread) on every redemption under load.
+#[allow(clippy::too_many_arguments)]
 async fn redeem_on(
     db: &Db,
     conn: &mut AnyConnection,
+    grouped: bool,
     id: &ChallengeId,
     binding_hash: Option<&[u8; 32]>,
     now: i64,
     session_hash: &[u8; 32],
     session_expires_at: i64,
 ) -> Result<ChallengeRow> {
-    let grouped = db.backend == Backend::Sqlite && conn.is_in_transaction();
     let spent = if grouped {
         spend(conn, id, binding_hash, now, session_hash, session_expires_at).await?
     } else {
