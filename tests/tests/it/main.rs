@@ -2,6 +2,7 @@
 
 mod authenticator;
 mod backup;
+mod bench;
 mod browser;
 mod deployment;
 mod enroll;

@@ -1,0 +1,42 @@
+//! `sesame-bench` still runs: a few sign-ins through each flow and set-up,
+//! and a few waiting browsers, with the binaries the other tests use. It
+//! checks that the benchmark completes and reports, never how fast (timing
+//! belongs to the benchmark, not to tests).
+
+use std::process::Command;
+
+use sesame_tests::{server_bin, stderr, stdout, Result};
+
+/// Runs the benchmark with `args` and returns what it printed.
+fn bench(args: &[&str]) -> Result<String> {
+    let bins = server_bin().parent().expect("the binaries' folder").to_owned();
+    let out = Command::new(env!("CARGO_BIN_EXE_sesame-bench")).args(args).env("SESAME_TEST_BIN_DIR", bins).output()?;
+    anyhow::ensure!(out.status.success(), "sesame-bench {args:?} failed: {}{}", stdout(&out), stderr(&out));
+    Ok(stdout(&out))
+}
+
+/// The median rate it reports, which must be a number above zero.
+fn reported_rate(printed: &str) -> f64 {
+    let line = printed.lines().find(|l| l.starts_with("complete sign-ins:")).expect("a rate line");
+    let rate: f64 = line.split_whitespace().nth(3).and_then(|v| v.parse().ok()).expect("a median");
+    assert!(rate > 0.0, "{printed}");
+    rate
+}
+
+#[tokio::test]
+async fn the_benchmark_runs_on_the_embedded_default_through_both_flows_with_waiters() -> Result<()> {
+    let printed = bench(&["12", "3", "20", "--runs", "2"])?;
+    reported_rate(&printed);
+    assert_eq!(printed.lines().filter(|l| l.starts_with("run ")).count(), 2, "{printed}");
+    assert!(printed.contains("20 waiting browsers:"), "{printed}");
+    reported_rate(&bench(&["12", "3", "0", "--runs", "1", "--flow", "page"])?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_benchmark_runs_on_two_instances_with_postgres_and_redis_and_scrapes_metrics() -> Result<()> {
+    let printed = bench(&["12", "3", "0", "--runs", "1", "--setup", "cluster", "--metrics"])?;
+    reported_rate(&printed);
+    assert!(printed.contains("2 instances on PostgreSQL + Redis"), "{printed}");
+    Ok(())
+}
