@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p sesame-tests --bin sesame-bench -- \
-//!     [SIGN_INS] [CONCURRENCY] [WAITERS] [--runs N] [--flow api|page] [--setup embedded|cluster] [--metrics]
+//!     [SIGN_INS] [CONCURRENCY] [WAITERS] [--runs N] [--flow api|page] [--setup embedded|cluster]
+//!     [--rate PER_SECOND] [--metrics]
 //! ```
 //!
 //! 1. Complete sign-ins, `--runs` times (default 3): each one starts a
@@ -23,6 +24,16 @@
 //! names) and one Redis: each browser talks to one instance and its
 //! authenticator to the other, so every result crosses Redis. The server CPU
 //! then includes PostgreSQL's backends for that database and Redis.
+//!
+//! `--rate` paces the sign-ins: they start at that many a second, evenly
+//! spaced, however fast the server answers (as long as CONCURRENCY workers
+//! can keep up), instead of each worker starting the next as soon as the
+//! last is done. Without it the server runs flat out, and at saturation
+//! the latency is the queue's (CONCURRENCY sign-ins in flight, divided by
+//! the rate); with it, below saturation, the latency is the server's own
+//! under that load. Each run says how many sign-ins started more than a
+//! millisecond late because every worker was busy: if many did, the server
+//! did not keep up with the rate, and the run measured a queue after all.
 //!
 //! `--metrics` turns on each instance's `--metrics-listen` and scrapes it
 //! once a second while the sign-ins run, fifteen times as often as
@@ -59,12 +70,14 @@ struct Args {
     page_flow: bool,
     cluster: bool,
     metrics: bool,
+    /// Sign-ins started a second; `None`: as fast as they complete.
+    rate: Option<f64>,
 }
 
 impl Args {
     fn parse() -> anyhow::Result<Self> {
         let mut numbers = Vec::new();
-        let (mut runs, mut page_flow, mut cluster, mut metrics) = (3, false, false, false);
+        let (mut runs, mut page_flow, mut cluster, mut metrics, mut rate) = (3, false, false, false, None);
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -80,6 +93,13 @@ impl Args {
                     _ => bail!("--setup is embedded or cluster"),
                 },
                 "--metrics" => metrics = true,
+                "--rate" => {
+                    let per_second: f64 = args.next().context("--rate takes a number")?.parse().context("--rate")?;
+                    if !(per_second.is_finite() && per_second > 0.0) {
+                        bail!("--rate is a number of sign-ins a second, above 0");
+                    }
+                    rate = Some(per_second);
+                }
                 number => numbers.push(number.parse::<usize>().with_context(|| format!("unknown argument {arg:?}"))?),
             }
         }
@@ -92,6 +112,7 @@ impl Args {
             page_flow,
             cluster,
             metrics,
+            rate,
         })
     }
 }
@@ -212,15 +233,23 @@ async fn main() -> anyhow::Result<()> {
     let flow = if args.page_flow { "login page" } else { "JSON API" };
     let setup_name = if args.cluster { "2 instances on PostgreSQL + Redis" } else { "embedded SQLite" };
     let metrics = if args.metrics { ", metrics scraped every second" } else { "" };
+    let pace = match args.rate {
+        Some(rate) => format!("{rate} a second, at most {} at a time", args.concurrency),
+        None => format!("{} at a time", args.concurrency),
+    };
     println!(
-        "sesame-bench: {} runs of {} sign-ins through the {flow}, {} at a time, {setup_name}{metrics}; then {} waiting browsers",
-        args.runs, args.sign_ins, args.concurrency, args.waiters
+        "sesame-bench: {} runs of {} sign-ins through the {flow}, {pace}, {setup_name}{metrics}; then {} waiting browsers",
+        args.runs, args.sign_ins, args.waiters
     );
     let mut runs = Vec::with_capacity(args.runs);
     for run in 1..=args.runs {
-        let figures = measure(&setup, &workers, args.sign_ins, args.page_flow).await?;
+        let figures = measure(&setup, &workers, args.sign_ins, args.page_flow, args.rate).await?;
+        let late = match args.rate {
+            Some(_) => format!(", {} started late", figures.late),
+            None => String::new(),
+        };
         println!(
-            "run {run}: {:.0} sign-ins/s, server CPU {:.0} µs/sign-in, bench CPU {:.0} µs/sign-in, submit -> SSE p50 {:.2} ms, p99 {:.2} ms",
+            "run {run}: {:.0} sign-ins/s, server CPU {:.0} µs/sign-in, bench CPU {:.0} µs/sign-in, submit -> SSE p50 {:.2} ms, p99 {:.2} ms{late}",
             figures.rate, figures.server_us, figures.bench_us, figures.p50_ms, figures.p99_ms
         );
         runs.push(figures);
@@ -251,30 +280,51 @@ struct Figures {
     bench_us: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Paced sign-ins that started more than a millisecond after their time.
+    late: usize,
 }
 
-async fn measure(setup: &Setup, workers: &[Arc<Worker>], sign_ins: usize, page_flow: bool) -> anyhow::Result<Figures> {
+async fn measure(
+    setup: &Setup,
+    workers: &[Arc<Worker>],
+    sign_ins: usize,
+    page_flow: bool,
+    rate: Option<f64>,
+) -> anyhow::Result<Figures> {
     let server_before = setup.cpu_ticks()?;
     let bench_before = cpu_ticks("/proc/self/stat")?;
     let started = Instant::now();
     let scraper = tokio::spawn(scrape_every_second(setup.metrics.clone()));
-    let left = Arc::new(AtomicUsize::new(sign_ins));
+    let taken = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = workers
         .iter()
         .map(|worker| {
-            let (worker, left) = (worker.clone(), left.clone());
+            let (worker, taken) = (worker.clone(), taken.clone());
             tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
+                let (mut latencies, mut late) = (Vec::new(), 0);
+                loop {
+                    let n = taken.fetch_add(1, Ordering::AcqRel);
+                    if n >= sign_ins {
+                        break;
+                    }
+                    if let Some(rate) = rate {
+                        let due = tokio::time::Instant::from_std(started + Duration::from_secs_f64(n as f64 / rate));
+                        if tokio::time::Instant::now() > due + Duration::from_millis(1) {
+                            late += 1;
+                        }
+                        tokio::time::sleep_until(due).await;
+                    }
                     latencies.push(worker.sign_in(page_flow).await?);
                 }
-                anyhow::Ok(latencies)
+                anyhow::Ok((latencies, late))
             })
         })
         .collect();
-    let mut latencies = Vec::with_capacity(sign_ins);
+    let (mut latencies, mut late) = (Vec::with_capacity(sign_ins), 0);
     for task in tasks {
-        latencies.extend(task.await??);
+        let (some, behind) = task.await??;
+        latencies.extend(some);
+        late += behind;
     }
     let elapsed = started.elapsed();
     // The scraper runs until stopped; if it has ended, a scrape failed.
@@ -294,6 +344,7 @@ async fn measure(setup: &Setup, workers: &[Arc<Worker>], sign_ins: usize, page_f
         bench_us,
         p50_ms: ms(percentile(&latencies, 50)),
         p99_ms: ms(percentile(&latencies, 99)),
+        late,
     })
 }
 

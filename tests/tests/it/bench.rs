@@ -30,6 +30,11 @@ async fn the_benchmark_runs_on_the_embedded_default_through_both_flows_with_wait
     assert_eq!(printed.lines().filter(|l| l.starts_with("run ")).count(), 2, "{printed}");
     assert!(printed.contains("20 waiting browsers:"), "{printed}");
     reported_rate(&bench(&["12", "3", "0", "--runs", "1", "--flow", "page"])?);
+    // Paced: 12 sign-ins at 40 a second take about 0.3 s, and say how many
+    // started late.
+    let paced = bench(&["12", "3", "0", "--runs", "1", "--rate", "40"])?;
+    reported_rate(&paced);
+    assert!(paced.contains("40 a second, at most 3 at a time") && paced.contains("started late"), "{paced}");
     Ok(())
 }
 
