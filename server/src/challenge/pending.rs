@@ -64,7 +64,13 @@ impl Pending {
     /// In memory, each challenge kept `keep_secs` after it expires (at most
     /// [`GRACE_SECS`]).
     pub fn memory(keep_secs: u64) -> Self {
-        Self::Memory(Arc::new(Memory { keep_secs: keep_secs.min(GRACE_SECS), entries: Mutex::default() }))
+        Self::memory_holding(keep_secs, CAPACITY)
+    }
+
+    /// [`Pending::memory`] holding at most `capacity` challenges instead of
+    /// [`CAPACITY`]: for tests of what happens when it is full.
+    pub fn memory_holding(keep_secs: u64, capacity: usize) -> Self {
+        Self::Memory(Arc::new(Memory { keep_secs: keep_secs.min(GRACE_SECS), capacity, entries: Mutex::default() }))
     }
 }
 
@@ -72,18 +78,20 @@ impl Pending {
 pub struct Memory {
     /// How long a challenge is kept after it expires.
     keep_secs: u64,
+    /// How many challenges it holds at most.
+    capacity: usize,
     entries: Mutex<HashMap<ChallengeId, Entry>>,
 }
 
 impl Default for Memory {
     fn default() -> Self {
-        Self { keep_secs: GRACE_SECS, entries: Mutex::default() }
+        Self { keep_secs: GRACE_SECS, capacity: CAPACITY, entries: Mutex::default() }
     }
 }
 
 impl std::fmt::Debug for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Memory").field("held", &self.len()).finish()
+        f.debug_struct("Memory").field("held", &self.len()).field("capacity", &self.capacity).finish()
     }
 }
 
@@ -114,7 +122,7 @@ impl Memory {
     /// Holds a new pending challenge. False when the instance is full.
     pub fn insert(&self, row: ChallengeRow) -> bool {
         let mut entries = self.entries();
-        if entries.len() >= CAPACITY {
+        if entries.len() >= self.capacity {
             return false;
         }
         entries.insert(row.id, Entry { row, claimed: false });
@@ -220,6 +228,11 @@ impl Memory {
 
     pub fn len(&self) -> usize {
         self.entries().len()
+    }
+
+    /// How many challenges it holds at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     pub fn is_empty(&self) -> bool {

@@ -243,7 +243,7 @@ pub async fn insert(db: &Db, new: &NewChallenge<'_>) -> Result<()> {
     let service = service(db, &new.service_id).await?;
     let row = ChallengeRow::pending(new, !service.builtin && new.enroll_account.is_none());
     if !memory.insert(row) {
-        tracing::warn!(capacity = super::pending::CAPACITY, "too many challenges are waiting; refusing a new one");
+        tracing::warn!(capacity = memory.capacity(), "too many challenges are waiting; refusing a new one");
         return Err(Error::Unavailable);
     }
     Ok(())

@@ -236,6 +236,30 @@ async fn a_key_removed_before_the_redemption_gets_no_session() {
     .await;
 }
 
+/// One instance holds a bounded number of challenges in memory. Past it a
+/// new challenge is refused with `503 unavailable`, as JSON, and nothing is
+/// held for it; the challenges already held still sign in.
+#[tokio::test]
+async fn a_full_instance_refuses_new_challenges_and_the_ones_it_holds_still_work() {
+    let mut app = TestApp::new().await;
+    app.state.db.pending = sesame_server::challenge::pending::Pending::memory_holding(300, 2);
+    let service = app.create_service("Example").await;
+    let first = app.start(&service).await;
+    app.start(&service).await;
+
+    let refused = app.post(&format!("/api/services/{service}/challenges"), None).await;
+    refused.assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    let cookies = refused.headers.get_all(axum::http::header::SET_COOKIE);
+    assert!(cookies.iter().all(|c| !c.as_bytes().starts_with(b"sesame_browser_")), "a binding cookie for nothing");
+    assert_eq!(app.challenges().await.len(), 2);
+
+    let token = app.verify(&first.token);
+    let request = RegisterRequest::sign(&token, &alice(), &AccountKey::generate(&mut OsRng));
+    assert_eq!(app.post_json("/api/authenticator/register", &request).await.status, StatusCode::OK);
+    let session = format!("/api/challenges/{}/session", first.id);
+    assert_eq!(app.post(&session, Some(&first.cookie)).await.status, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn issuing_allows_the_whole_minute_at_once_then_says_when_to_retry() {
     let app = TestApp::builder(Backend::Sqlite).rate_limit(20).build().await;
