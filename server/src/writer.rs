@@ -119,6 +119,27 @@ impl Writer {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut AnyConnection, Running) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
+        self.queue(work, false).await
+    }
+
+    /// [`Writer::write`] for work done only for its caller's answer (a
+    /// session, whose cookie nobody else would receive): if the caller has
+    /// gone by the time its turn comes, the work is not done. (On
+    /// PostgreSQL it runs in the caller's task, which is then dropped with
+    /// it.)
+    pub async fn write_for_caller<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection, Running) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.queue(work, true).await
+    }
+
+    async fn queue<T, F>(&self, work: F, only_for_caller: bool) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection, Running) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
         let units = match &self.0 {
             Inner::Pool(pool) => return work(&mut *pool.acquire().await?, Running::Alone).await,
             Inner::Group(units) => units,
@@ -126,6 +147,9 @@ impl Writer {
         let (tell, told) = oneshot::channel();
         let unit: Unit = Box::new(move |conn, running| {
             Box::pin(async move {
+                if only_for_caller && tell.is_closed() {
+                    return Ran { spoils: false, answer: Box::new(|_| {}) };
+                }
                 let result = work(conn, running).await;
                 Ran {
                     spoils: matches!(result, Err(Error::Database(_) | Error::Internal(_))),
@@ -392,6 +416,41 @@ mod tests {
         assert!(matches!(answers[1], Err(Error::Database(_))), "{:?}", answers[1]);
         assert!(answers[2].is_ok(), "{:?}", answers[2]);
         assert_eq!(keys(&pool).await, ["after"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_for_a_caller_who_has_gone_is_not_done_and_any_other_write_is() {
+        let (_dir, pool, writer) = sqlite().await;
+        let go = Arc::new(Notify::new());
+        let held = hold(&writer, go.clone()).await;
+        let inserting = |k: &'static str, only_for_caller: bool| {
+            let writer = writer.clone();
+            async move {
+                if only_for_caller {
+                    writer
+                        .write_for_caller(move |conn, _| {
+                            Box::pin(async move {
+                                sqlx::query("INSERT INTO t (k) VALUES ($1)").bind(k).execute(conn).await?;
+                                Ok(())
+                            })
+                        })
+                        .await
+                } else {
+                    insert(&writer, k).await
+                }
+            }
+        };
+        let handles = queue(&writer, vec![inserting("abandoned", true), inserting("kept", false)]).await;
+        // Both callers go away while their writes wait.
+        for handle in handles {
+            handle.abort();
+            assert!(handle.await.unwrap_err().is_cancelled());
+        }
+        go.notify_one();
+        held.await.unwrap().unwrap();
+        // Units run in order: once this one is done, so are those before it.
+        insert(&writer, "after").await.unwrap();
+        assert_eq!(keys(&pool).await, ["after", "kept"]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -677,7 +677,7 @@ async fn redeem_where(
     let (binding_hash, session_hash) = (binding_hash.copied(), *session_hash);
     let writes = db.writes.clone();
     writes
-        .write(move |conn, running| {
+        .write_for_caller(move |conn, running| {
             Box::pin(async move {
                 let grouped = running == Running::InGroup;
                 redeem_on(&db, conn, grouped, &id, binding_hash.as_ref(), now, &session_hash, session_expires_at).await
