@@ -36,6 +36,9 @@ pub(crate) enum Actor {
     /// Whoever opened the recovery link with this id and confirmed a key
     /// with it.
     RecoveryLink(String),
+    /// The owner of this account at a service, signed in with one of its
+    /// keys (the account page).
+    Account(String),
 }
 
 impl fmt::Display for Actor {
@@ -46,6 +49,7 @@ impl fmt::Display for Actor {
             Self::Anonymous => f.write_str("anonymous"),
             Self::System => f.write_str("system"),
             Self::RecoveryLink(id) => write!(f, "recovery:{id}"),
+            Self::Account(name) => write!(f, "account:{name}"),
         }
     }
 }
@@ -78,6 +82,8 @@ pub(crate) enum Action {
     RecoveryLinkRevoked,
     /// A key enrolled through a recovery link was confirmed, using it up.
     RecoveryLinkUsed,
+    /// A key added from the account page of a signed-in owner was confirmed.
+    KeyEnrolled,
 }
 
 impl Action {
@@ -103,6 +109,7 @@ impl Action {
             Self::RecoveryLinkCreated => "recovery_link_created",
             Self::RecoveryLinkRevoked => "recovery_link_revoked",
             Self::RecoveryLinkUsed => "recovery_link_used",
+            Self::KeyEnrolled => "key_enrolled",
         }
     }
 }

@@ -331,8 +331,8 @@ pub(crate) async fn reject(db: &Db, challenge_id: &ChallengeId, by: &By<'_>) -> 
 /// of the browser that started the challenge (docs/PROTOCOL.md §12). For a
 /// challenge opened from a recovery link, the link is used up in the same
 /// transaction (a spent, revoked or expired link confirms nothing), the
-/// other keys of the account go when the link says so, and the audit log
-/// records it.
+/// other keys of the account go when the link says so. The audit log records
+/// the new key either way.
 pub(crate) async fn confirm_enrollment(
     db: &Db,
     row: &crate::challenge::store::ChallengeRow,
@@ -388,12 +388,22 @@ pub(crate) async fn confirm_enrollment(
             .await?
             .rows_affected();
     }
-    if let Some(recovery_id) = &row.recovery_id {
-        let actor = audit::Actor::RecoveryLink(recovery_id.clone());
-        let by = By { actor: &actor, client, at: now };
-        let detail = format!("service {}, key {key_id} added, {revoked} other keys removed", row.service_id);
-        audit::record(&mut *tx, &by, Record::new(Action::RecoveryLinkUsed, &account, &detail)).await?;
-    }
+    // A new key on an account is recorded however it came: through a
+    // recovery link, or from the account page of its signed-in owner.
+    let (actor, action, detail) = match &row.recovery_id {
+        Some(recovery_id) => (
+            audit::Actor::RecoveryLink(recovery_id.clone()),
+            Action::RecoveryLinkUsed,
+            format!("service {}, key {key_id} added, {revoked} other keys removed", row.service_id),
+        ),
+        None => (
+            audit::Actor::Account(account.clone()),
+            Action::KeyEnrolled,
+            format!("service {}, key {key_id}", row.service_id),
+        ),
+    };
+    let by = By { actor: &actor, client, at: now };
+    audit::record(&mut *tx, &by, Record::new(action, &account, &detail)).await?;
     tx.commit().await?;
     Ok(Confirmed { account, label, others_removed: revoked })
 }

@@ -254,6 +254,18 @@ async fn self_service_enrollment_adds_a_key_only_after_the_page_confirms_it() {
             .assert_error(StatusCode::CONFLICT, "not_completed");
         let account = app.get(&format!("/services/{service}/account"), Some(&session)).await;
         assert_eq!(account.text().matches("<code>").count(), 2, "{}", account.text());
+        // The new key is in the audit log, and nothing else is.
+        let audit = admin_api(&app, Method::GET, "/admin/api/audit", None).await.json();
+        let [record] = audit.as_array().expect("a list").as_slice() else { panic!("one record: {audit}") };
+        assert_eq!(
+            (&record["action"], &record["actor"], &record["target"], &record["detail"]),
+            (
+                &json!("key_enrolled"),
+                &json!("account:alice"),
+                &json!("alice"),
+                &json!(format!("service {service}, key {key_id}"))
+            )
+        );
     })
     .await;
 }
