@@ -439,17 +439,20 @@ pub struct KeyInfo {
     pub last_used_at: Option<i64>,
 }
 
+/// The columns [`key_info`] reads, of `account_key k`.
+const KEY_COLUMNS: &str =
+    "k.id, k.label, k.state, k.public_key, k.device_ip, k.device_user_agent, k.created_at, k.last_used_at";
+
 /// The keys of an existing account, oldest first; `unknown_account` when
 /// the service has no such account. One query: the LEFT JOIN returns the
 /// account's row even when it holds no key.
 pub async fn list(db: &Db, service_id: &str, account: &str) -> Result<Vec<KeyInfo>> {
     // A name that could never have been registered names no account.
     let account = AccountName::parse(account).map_err(|_| Error::UnknownAccount)?;
-    let rows = sqlx::query(
-        "SELECT k.id, k.label, k.state, k.public_key, k.device_ip, k.device_user_agent, k.created_at, \
-         k.last_used_at FROM account a LEFT JOIN account_key k ON k.service_id = a.service_id AND k.account = a.name \
-         WHERE a.service_id = $1 AND a.name = $2 ORDER BY k.created_at, k.id",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {KEY_COLUMNS} FROM account a LEFT JOIN account_key k ON k.service_id = a.service_id \
+         AND k.account = a.name WHERE a.service_id = $1 AND a.name = $2 ORDER BY k.created_at, k.id"
+    ))
     .bind(service_id.to_owned())
     .bind(account.as_str().to_owned())
     .fetch_all(timed(&db.pool))
@@ -457,24 +460,45 @@ pub async fn list(db: &Db, service_id: &str, account: &str) -> Result<Vec<KeyInf
     if rows.is_empty() {
         return Err(Error::UnknownAccount);
     }
-    let mut keys = Vec::with_capacity(rows.len());
+    // The account's row, with no key, reads as `None`.
+    rows.iter().filter_map(|row| key_info(row).transpose()).collect()
+}
+
+/// The keys of every account of a service, by account name, each account's
+/// oldest first: one query for a page that lists them all. An account with
+/// no key has no entry.
+pub async fn of_service(db: &Db, service_id: &str) -> Result<std::collections::HashMap<String, Vec<KeyInfo>>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {KEY_COLUMNS}, k.account FROM account_key k WHERE k.service_id = $1 \
+         ORDER BY k.account, k.created_at, k.id"
+    ))
+    .bind(service_id.to_owned())
+    .fetch_all(timed(&db.pool))
+    .await?;
+    let mut by_account: std::collections::HashMap<String, Vec<KeyInfo>> = std::collections::HashMap::new();
     for row in &rows {
-        let Some(id) = row.try_get::<Option<String>, _>(0)? else {
-            continue; // the account's row, with no key
-        };
-        let public_key = row.try_get::<Vec<u8>, _>(3)?;
-        keys.push(KeyInfo {
-            id,
-            label: row.try_get(1)?,
-            state: KeyState::parse(&row.try_get::<String, _>(2)?)?,
-            fingerprint: AccountPublicKey::from_bytes(&public_key).ok().map(|k| k.key_id().to_string()),
-            device_ip: row.try_get(4)?,
-            device_user_agent: row.try_get(5)?,
-            created_at: row.try_get(6)?,
-            last_used_at: row.try_get(7)?,
-        });
+        if let Some(key) = key_info(row)? {
+            by_account.entry(row.try_get(8)?).or_default().push(key);
+        }
     }
-    Ok(keys)
+    Ok(by_account)
+}
+
+/// A key from a row that starts with [`KEY_COLUMNS`]; `None` for a row with
+/// no key (an outer join's empty side).
+fn key_info(row: &sqlx::any::AnyRow) -> Result<Option<KeyInfo>> {
+    let Some(id) = row.try_get::<Option<String>, _>(0)? else { return Ok(None) };
+    let public_key = row.try_get::<Vec<u8>, _>(3)?;
+    Ok(Some(KeyInfo {
+        id,
+        label: row.try_get(1)?,
+        state: KeyState::parse(&row.try_get::<String, _>(2)?)?,
+        fingerprint: AccountPublicKey::from_bytes(&public_key).ok().map(|k| k.key_id().to_string()),
+        device_ip: row.try_get(4)?,
+        device_user_agent: row.try_get(5)?,
+        created_at: row.try_get(6)?,
+        last_used_at: row.try_get(7)?,
+    }))
 }
 
 /// Removes one key of an account. The sessions it opened go with it (`ON

@@ -53,30 +53,28 @@ pub(super) struct AccountKeys {
     pub(super) keys: Vec<KeyRow>,
 }
 
-/// The keys of each of `accounts` at `service_id`.
+/// The keys of each of `accounts` at `service_id`, in one query.
 pub(super) async fn of_accounts(state: &AppState, service_id: &str, accounts: &[String]) -> Result<Vec<AccountKeys>> {
-    let mut all = Vec::with_capacity(accounts.len());
-    for name in accounts {
-        let keys = match keys::list(&state.db, service_id, name).await {
-            Ok(keys) => keys,
-            // Deleted since the account list was read.
-            Err(Error::UnknownAccount) => continue,
-            Err(e) => return Err(e),
-        };
-        let keys = keys
-            .into_iter()
-            .map(|k| KeyRow {
-                fingerprint: k.fingerprint.as_deref().map_or_else(|| "(unreadable)".to_owned(), keys::grouped),
-                id: k.id,
-                label: k.label,
-                pending: k.state == KeyState::Pending,
-                added_at: store::rfc3339(k.created_at),
-                last_used_at: k.last_used_at.map_or_else(|| "never".to_owned(), store::rfc3339),
-            })
-            .collect();
-        all.push(AccountKeys { name: name.clone(), keys });
-    }
-    Ok(all)
+    let mut by_account = keys::of_service(&state.db, service_id).await?;
+    Ok(accounts
+        .iter()
+        .map(|name| AccountKeys {
+            name: name.clone(),
+            keys: by_account
+                .remove(name)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|k| KeyRow {
+                    fingerprint: k.fingerprint.as_deref().map_or_else(|| "(unreadable)".to_owned(), keys::grouped),
+                    id: k.id,
+                    label: k.label,
+                    pending: k.state == KeyState::Pending,
+                    added_at: store::rfc3339(k.created_at),
+                    last_used_at: k.last_used_at.map_or_else(|| "never".to_owned(), store::rfc3339),
+                })
+                .collect(),
+        })
+        .collect())
 }
 
 #[derive(Deserialize)]

@@ -110,3 +110,41 @@ async fn page_lists_an_accounts_keys_and_removes_one() {
     assert!(page.text.contains("Key removed"), "{}", page.text);
     assert!(page.text.contains("No keys: this account cannot sign in"), "{}", page.text);
 }
+
+/// The page lists every account with its own keys (read in one query for
+/// the whole service), and an account without keys as such.
+#[tokio::test]
+async fn page_lists_each_accounts_keys_under_that_account() {
+    support::each_backend(|app| async move {
+        let h = Harness::over(app);
+        let (service, cookie, _) = signed_in_with_alice(&h).await;
+        h.add_account(&service, "bob", START as i64 + 1, None).await;
+        h.add_account(&service, "carol", START as i64 + 2, None).await;
+        sqlx::query("DELETE FROM account_key WHERE account = 'carol'")
+            .execute(&h.state.db.pool)
+            .await
+            .expect("take carol's key");
+        let ids = |account: &'static str| {
+            let pool = h.state.db.pool.clone();
+            async move {
+                sqlx::query_scalar::<_, String>("SELECT id FROM account_key WHERE account = $1")
+                    .bind(account)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("a key")
+            }
+        };
+        let (alice, bob) = (ids("alice").await, ids("bob").await);
+
+        let page = h.page(&format!("/admin/services/{service}"), Some(&cookie)).await;
+        let section = |name: &str| {
+            let start = page.text.find(&format!("<h3>{name}</h3>")).unwrap_or_else(|| panic!("{name}: {}", page.text));
+            let rest = &page.text[start..];
+            rest[..rest[4..].find("<h3>").map_or(rest.len(), |end| end + 4)].to_owned()
+        };
+        assert!(section("alice").contains(&alice) && !section("alice").contains(&bob), "{}", section("alice"));
+        assert!(section("bob").contains(&bob) && !section("bob").contains(&alice), "{}", section("bob"));
+        assert!(section("carol").contains("No keys: this account cannot sign in"), "{}", section("carol"));
+    })
+    .await;
+}
