@@ -230,6 +230,34 @@ impl Server {
     pub async fn create_service(&self, name: &str) -> Result<Service> {
         self.admin().create_service(name).await
     }
+
+    /// The server's public key, from `/.well-known/sesame`, as an
+    /// authenticator pins it.
+    pub async fn public_key(&self) -> Result<sesame_proto::ServerPublicKey> {
+        let info: Value = reqwest::get(self.url("/.well-known/sesame")).await?.error_for_status()?.json().await?;
+        Ok(sesame_proto::ServerPublicKey::from_base64(info["public_key"].as_str().unwrap_or_default())?)
+    }
+
+    /// Registers `account` with `key` at service `service_id` through the
+    /// JSON API, as a fresh browser and an authenticator would.
+    pub async fn register(
+        &self,
+        service_id: &str,
+        account: &sesame_proto::AccountName,
+        key: &sesame_proto::AccountKey,
+    ) -> Result<()> {
+        let challenge = Browser::new(self).start_challenge(service_id).await?;
+        let token = sesame_proto::UnverifiedToken::parse(&challenge.token)?.verify(&self.public_key().await?)?;
+        let res = reqwest::Client::new()
+            .post(self.url("/api/authenticator/register"))
+            .json(&sesame_proto::RegisterRequest::sign(&token, account, key))
+            .send()
+            .await?;
+        if !res.status().is_success() {
+            bail!("register answered {}: {}", res.status(), res.text().await?);
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Server {

@@ -6,10 +6,18 @@ use rand::rngs::OsRng;
 use serde_json::json;
 use sesame_proto::{AccountKey, AccountName, LoginRequest, RegisterRequest};
 
-use crate::support::{each_backend, Backend, SseReader, TestApp, START};
+use crate::support::{each_backend, Backend, SseReader, Started, TestApp, START};
 
 fn alice() -> AccountName {
     AccountName::parse("alice").expect("valid name")
+}
+
+/// Answers `started` as a new authenticator registering alice would.
+async fn register_alice(app: &TestApp, started: &Started) {
+    let token = app.verify(&started.token);
+    let request = RegisterRequest::sign(&token, &alice(), &AccountKey::generate(&mut OsRng));
+    let answer = app.post_json("/api/authenticator/register", &request).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
 }
 
 #[tokio::test]
@@ -159,9 +167,7 @@ async fn session_goes_only_to_the_browser_that_started() {
         let session = format!("/api/challenges/{}/session", started.id);
         app.post(&session, Some(&started.cookie)).await.assert_error(StatusCode::CONFLICT, "not_completed");
 
-        let token = app.verify(&started.token);
-        let request = RegisterRequest::sign(&token, &alice(), &AccountKey::generate(&mut OsRng));
-        assert_eq!(app.post_json("/api/authenticator/register", &request).await.status, StatusCode::OK);
+        register_alice(&app, &started).await;
 
         // Whoever has only the token (and maybe their own cookie) gets nothing.
         let thief = app.start(&service).await;
@@ -199,9 +205,7 @@ async fn racing_redemptions_give_exactly_one_session() {
     each_backend(|app| async move {
         let service = app.create_service("Example").await;
         let started = app.start(&service).await;
-        let token = app.verify(&started.token);
-        let request = RegisterRequest::sign(&token, &alice(), &AccountKey::generate(&mut OsRng));
-        assert_eq!(app.post_json("/api/authenticator/register", &request).await.status, StatusCode::OK);
+        register_alice(&app, &started).await;
 
         let session = format!("/api/challenges/{}/session", started.id);
         let racing = (0..8).map(|_| app.post(&session, Some(&started.cookie)));
@@ -223,9 +227,7 @@ async fn a_key_removed_before_the_redemption_gets_no_session() {
     each_backend(|app| async move {
         let service = app.create_service("Example").await;
         let started = app.start(&service).await;
-        let token = app.verify(&started.token);
-        let request = RegisterRequest::sign(&token, &alice(), &AccountKey::generate(&mut OsRng));
-        assert_eq!(app.post_json("/api/authenticator/register", &request).await.status, StatusCode::OK);
+        register_alice(&app, &started).await;
         sqlx::query("DELETE FROM account_key").execute(&app.state.db.pool).await.expect("remove the key");
 
         let session = format!("/api/challenges/{}/session", started.id);
@@ -253,9 +255,7 @@ async fn a_full_instance_refuses_new_challenges_and_the_ones_it_holds_still_work
     assert!(cookies.iter().all(|c| !c.as_bytes().starts_with(b"sesame_browser_")), "a binding cookie for nothing");
     assert_eq!(app.challenges().await.len(), 2);
 
-    let token = app.verify(&first.token);
-    let request = RegisterRequest::sign(&token, &alice(), &AccountKey::generate(&mut OsRng));
-    assert_eq!(app.post_json("/api/authenticator/register", &request).await.status, StatusCode::OK);
+    register_alice(&app, &first).await;
     let session = format!("/api/challenges/{}/session", first.id);
     assert_eq!(app.post(&session, Some(&first.cookie)).await.status, StatusCode::OK);
 }
@@ -316,9 +316,7 @@ async fn events_after_the_result_and_on_reconnect_give_the_final_state() {
     let app = TestApp::new().await;
     let service = app.create_service("Example").await;
     let started = app.start(&service).await;
-    let token = app.verify(&started.token);
-    let request = RegisterRequest::sign(&token, &alice(), &AccountKey::generate(&mut OsRng));
-    assert_eq!(app.post_json("/api/authenticator/register", &request).await.status, StatusCode::OK);
+    register_alice(&app, &started).await;
 
     let base = app.serve().await;
     let url = format!("{base}/api/challenges/{}/events", started.id);

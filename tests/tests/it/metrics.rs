@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sesame_proto::{AccountKey, AccountName, LoginRequest, RegisterRequest, ServerPublicKey, UnverifiedToken};
+use sesame_proto::{AccountKey, AccountName, LoginRequest, UnverifiedToken};
 use sesame_tests::{
     free_port, promtool_check, stderr, stdout, Browser, Redis, Result, Scrape, Server, ServerOptions, Sesame,
 };
@@ -141,21 +141,13 @@ async fn sign_ins_at_once_on_sqlite_all_complete_and_each_write_is_committed_onc
     const SIGN_INS: usize = 24;
     let (server, metrics) = with_metrics(ServerOptions::default()).await?;
     let service = server.create_service("Grouped").await?;
-    let info: Value = reqwest::get(server.url("/.well-known/sesame")).await?.json().await?;
-    let server_key = ServerPublicKey::from_base64(info["public_key"].as_str().unwrap_or_default())?;
+    let server_key = server.public_key().await?;
     let authenticator = reqwest::Client::new();
     let mut accounts = Vec::new();
     for i in 0..SIGN_INS {
         let key = AccountKey::generate(&mut rand::rngs::OsRng);
         let account = AccountName::parse(&format!("user{i}")).expect("a valid name");
-        let challenge = Browser::new(&server).start_challenge(&service.id).await?;
-        let token = UnverifiedToken::parse(&challenge.token)?.verify(&server_key)?;
-        let res = authenticator
-            .post(server.url("/api/authenticator/register"))
-            .json(&RegisterRequest::sign(&token, &account, &key))
-            .send()
-            .await?;
-        assert!(res.status().is_success(), "register answered {}", res.status());
+        server.register(&service.id, &account, &key).await?;
         accounts.push((account, key));
     }
     let writes = |scrape: &Scrape| {

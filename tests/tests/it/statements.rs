@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sesame_proto::{AccountKey, AccountName, LoginRequest, RegisterRequest, ServerPublicKey, UnverifiedToken};
+use sesame_proto::{AccountKey, AccountName, LoginRequest, UnverifiedToken};
 use sesame_tests::{Browser, PgDatabase, Redis, Result, Server, ServerOptions};
 
 /// Statements (BEGIN, COMMIT and ROLLBACK not counted) one sign-in may run
@@ -62,8 +62,7 @@ fn counting(options: ServerOptions) -> ServerOptions {
 
 async fn check_one_sign_in(server: &Server, max_statements: usize) -> Result<()> {
     let service = server.create_service("Counted").await?;
-    let info: Value = reqwest::get(server.url("/.well-known/sesame")).await?.json().await?;
-    let server_key = ServerPublicKey::from_base64(info["public_key"].as_str().unwrap_or_default())?;
+    let server_key = server.public_key().await?;
     let key = AccountKey::generate(&mut rand::rngs::OsRng);
     let account = AccountName::parse("counted").expect("a valid name");
     let browser = Browser::new(server);
@@ -71,14 +70,7 @@ async fn check_one_sign_in(server: &Server, max_statements: usize) -> Result<()>
 
     // A registration first, so that the counted sign-in is a login, and the
     // service has been seen once, as on any instance that has served before.
-    let challenge = browser.start_challenge(&service.id).await?;
-    let token = UnverifiedToken::parse(&challenge.token)?.verify(&server_key)?;
-    let res = authenticator
-        .post(server.url("/api/authenticator/register"))
-        .json(&RegisterRequest::sign(&token, &account, &key))
-        .send()
-        .await?;
-    assert!(res.status().is_success(), "register answered {}", res.status());
+    server.register(&service.id, &account, &key).await?;
 
     let before = server.log().len();
     let challenge = browser.start_challenge(&service.id).await?;
