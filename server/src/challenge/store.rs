@@ -673,17 +673,31 @@ async fn redeem_where(
     session_hash: &[u8; 32],
     session_expires_at: i64,
 ) -> Result<ChallengeRow> {
-    let (db, id, now) = (db.clone(), *id, now.as_secs() as i64);
-    let (binding_hash, session_hash) = (binding_hash.copied(), *session_hash);
+    let redemption = Redemption {
+        id: *id,
+        binding_hash: binding_hash.copied(),
+        now: now.as_secs() as i64,
+        session_hash: *session_hash,
+        session_expires_at,
+    };
+    let db = db.clone();
     let writes = db.writes.clone();
     writes
         .write_for_caller(move |conn, running| {
-            Box::pin(async move {
-                let grouped = running == Running::InGroup;
-                redeem_on(&db, conn, grouped, &id, binding_hash.as_ref(), now, &session_hash, session_expires_at).await
-            })
+            Box::pin(async move { redeem_on(&db, conn, running, &redemption).await })
         })
         .await
+}
+
+/// A redemption as [`redeem_where`] was asked for it.
+#[derive(Debug, Clone, Copy)]
+struct Redemption {
+    id: ChallengeId,
+    /// The browser's binding cookie's digest, when it must match.
+    binding_hash: Option<[u8; 32]>,
+    now: i64,
+    session_hash: [u8; 32],
+    session_expires_at: i64,
 }
 
 /// [`redeem_where`] on `conn`.
@@ -694,39 +708,30 @@ async fn redeem_where(
 /// and should the second fail, the error spoils the group, which rolls back
 /// with the session. That spares a savepoint (two round trips to SQLite's
 /// thread) on every redemption under load.
-#[allow(clippy::too_many_arguments)]
-async fn redeem_on(
-    db: &Db,
-    conn: &mut AnyConnection,
-    grouped: bool,
-    id: &ChallengeId,
-    binding_hash: Option<&[u8; 32]>,
-    now: i64,
-    session_hash: &[u8; 32],
-    session_expires_at: i64,
-) -> Result<ChallengeRow> {
-    let spent = if grouped {
-        spend(conn, id, binding_hash, now, session_hash, session_expires_at).await?
-    } else {
-        // On an error the transaction is dropped, which rolls it back.
-        let mut tx = conn.begin().await?;
-        let spent = spend(&mut tx, id, binding_hash, now, session_hash, session_expires_at).await?;
-        match spent {
-            Spent::Yes(_) => tx.commit().await?,
-            Spent::Refused | Spent::Raced => tx.rollback().await?,
+async fn redeem_on(db: &Db, conn: &mut AnyConnection, running: Running, r: &Redemption) -> Result<ChallengeRow> {
+    let spent = match running {
+        Running::InGroup => spend(conn, r).await?,
+        Running::Alone => {
+            // On an error the transaction is dropped, which rolls it back.
+            let mut tx = conn.begin().await?;
+            let spent = spend(&mut tx, r).await?;
+            match spent {
+                Spent::Yes(_) => tx.commit().await?,
+                Spent::Refused | Spent::Raced => tx.rollback().await?,
+            }
+            spent
         }
-        spent
     };
     match spent {
         Spent::Yes(row) => Ok(*row),
-        Spent::Raced if grouped => {
+        Spent::Raced if running == Running::InGroup => {
             Err(Error::Internal(anyhow::anyhow!("a challenge was spent between two statements of one group commit")))
         }
         Spent::Raced => Err(Error::AlreadyRedeemed),
         Spent::Refused => {
-            let row = load_on(db, conn, id).await?;
+            let row = load_on(db, conn, &r.id).await?;
             // Digests of 256-bit secrets: comparing them leaks nothing useful.
-            if binding_hash.is_some_and(|hash| row.binding_hash != hash) {
+            if r.binding_hash.is_some_and(|hash| row.binding_hash != hash) {
                 return Err(Error::WrongBrowser);
             }
             // A completed enrollment added a key; it signs nobody in.
@@ -750,7 +755,7 @@ enum Spent {
     Raced,
 }
 
-/// Writes the session of challenge `id` if the challenge can be redeemed
+/// Writes the session of challenge `r.id` if the challenge can be redeemed
 /// (completed, not yet redeemed, not an enrollment, and, with a binding to
 /// check, this browser's), then marks the challenge redeemed.
 ///
@@ -760,14 +765,7 @@ enum Spent {
 /// session on PostgreSQL; the `UPDATE` lets only one of them spend the
 /// challenge (the other waits for its row lock, then finds it spent), and
 /// the loser rolls back.
-async fn spend(
-    conn: &mut AnyConnection,
-    id: &ChallengeId,
-    binding_hash: Option<&[u8; 32]>,
-    now: i64,
-    session_hash: &[u8; 32],
-    session_expires_at: i64,
-) -> Result<Spent> {
+async fn spend(conn: &mut AnyConnection, r: &Redemption) -> Result<Spent> {
     // Without a binding to check, `$5 IS NULL` lets every row through.
     let inserted = sqlx::query(
         "INSERT INTO session (id_hash, service_id, account, key_id, created_at, expires_at) \
@@ -775,11 +773,11 @@ async fn spend(
          WHERE id = $4 AND status = 'completed' AND redeemed_at IS NULL AND enroll_account IS NULL \
          AND ($5 IS NULL OR binding_hash = $5)",
     )
-    .bind(session_hash.to_vec())
-    .bind(now)
-    .bind(session_expires_at)
-    .bind(id.to_string())
-    .bind(binding_hash.map(|h| h.to_vec()))
+    .bind(r.session_hash.to_vec())
+    .bind(r.now)
+    .bind(r.session_expires_at)
+    .bind(r.id.to_string())
+    .bind(r.binding_hash.map(|h| h.to_vec()))
     .execute(timed(&mut *conn))
     .await;
     match inserted {
@@ -794,8 +792,8 @@ async fn spend(
     let row = sqlx::query(&format!(
         "UPDATE challenge SET redeemed_at = $2 WHERE id = $1 AND redeemed_at IS NULL RETURNING {COLUMNS}"
     ))
-    .bind(id.to_string())
-    .bind(now)
+    .bind(r.id.to_string())
+    .bind(r.now)
     .fetch_optional(timed(&mut *conn))
     .await?;
     Ok(match row {
