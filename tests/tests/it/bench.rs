@@ -38,6 +38,27 @@ async fn the_benchmark_runs_on_the_embedded_default_through_both_flows_with_wait
     Ok(())
 }
 
+#[test]
+fn the_benchmark_refuses_a_bad_argument_and_names_it() -> Result<()> {
+    let cases: [(&[&str], &str); 4] = [
+        (&["10", "1", "0", "--rate", "0"], "--rate"),
+        (&["10", "1", "0", "--rate", "NaN"], "--rate"),
+        (&["ten"], "\"ten\""),
+        (&["--flow", "x"], "--flow"),
+    ];
+    for (args, named) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_sesame-bench"))
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .env("RUST_LIB_BACKTRACE", "0")
+            .output()?;
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let first = stderr(&out).lines().next().unwrap_or_default().to_owned();
+        assert!(first.starts_with("Error:") && first.contains(named), "{args:?}: {}", stderr(&out));
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_benchmark_runs_on_two_instances_with_postgres_and_redis_and_scrapes_metrics() -> Result<()> {
     let printed = bench(&["12", "3", "0", "--runs", "1", "--setup", "cluster", "--metrics"])?;
