@@ -20,6 +20,7 @@ use crate::{
     error::{Error, Result},
     extract::{ApiJson, ClientInfo},
     keys::{self, KeyState, StoredKey},
+    sql::Conn,
     AppState,
 };
 
@@ -218,9 +219,10 @@ async fn register(
     let key_id = keys::new_id();
     let now = state.clock.now();
 
+    let _turn = state.db.writes.turn().await;
     let mut tx = state.db.writer.begin().await?;
     let outcome = Final::registered(account.clone(), key_id.clone());
-    let consumed = store::consume(&state.db, &mut tx, &checked.row, now, &outcome).await?;
+    let consumed = store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &checked.row, now, &outcome).await?;
     let new = keys::NewAccount {
         service_id: &checked.row.service_id,
         account: &account,
@@ -398,9 +400,10 @@ async fn enroll(
     let key_id = keys::new_id();
     let now = state.clock.now();
 
+    let _turn = state.db.writes.turn().await;
     let mut tx = state.db.writer.begin().await?;
     let outcome = Final::enrolled(enroll_account.clone(), key_id.clone());
-    let consumed = store::consume(&state.db, &mut tx, &checked.row, now, &outcome).await?;
+    let consumed = store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &checked.row, now, &outcome).await?;
     let new = keys::NewAccount {
         service_id: &checked.row.service_id,
         account: &enroll_account,
@@ -479,9 +482,16 @@ async fn rekey(
     let id = checked.row.id;
     let now = state.clock.now();
 
+    let _turn = state.db.writes.turn().await;
     let mut tx = state.db.writer.begin().await?;
-    let consumed =
-        store::consume(&state.db, &mut tx, &checked.row, now, &Final::logged_in(name.clone(), key.id.clone())).await?;
+    let consumed = store::consume(
+        &state.db,
+        &mut Conn::Sqlx(&mut tx),
+        &checked.row,
+        now,
+        &Final::logged_in(name.clone(), key.id.clone()),
+    )
+    .await?;
     if !keys::rekey(&mut tx, &key.id, &key.public_key, verified.new_public_key(), now.as_secs() as i64).await? {
         // The key was replaced by a racing rekey after it was read: this
         // answer's key no longer signs in. (A removed key was refused by

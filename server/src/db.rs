@@ -26,7 +26,7 @@ use sqlx::{
     AnyPool, Executor as _,
 };
 
-use crate::{challenge::pending::Pending, writer::Writer};
+use crate::{challenge::pending::Pending, sql::Readers, writer::Writer};
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,13 +38,13 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Db {
     pub pool: AnyPool,
-    /// The pool for the writes of a sign-in. On SQLite it is one connection
-    /// of its own: SQLite takes one writer at a time, and a writer that
-    /// finds the lock taken sleeps in its busy handler (1, 2, 5, 10 … up to
-    /// 100 ms), which put a tail of 100 ms on sign-ins under load. Queued
-    /// for this one connection instead, writers go in turn, as soon as the
-    /// last one is done; [`Db::writes`] commits them in groups. On
-    /// PostgreSQL it is the main pool itself.
+    /// The pool for the writes of a registration, an enrollment and a
+    /// rekey. On SQLite it is one connection of its own, and a write on it
+    /// takes the turn of [`Db::writes`] first: SQLite takes one writer at a
+    /// time, and a writer that finds the lock taken sleeps in its busy
+    /// handler (1, 2, 5, 10 … up to 100 ms), which put a tail of 100 ms on
+    /// sign-ins under load. Taking turns, writers go as soon as the last
+    /// one is done. On PostgreSQL it is the main pool itself.
     ///
     /// Code that holds a connection of this pool must not wait for another
     /// connection, of this pool or (since on PostgreSQL they are the same)
@@ -52,9 +52,13 @@ pub struct Db {
     /// holds.
     pub writer: AnyPool,
     /// The writes of a sign-in (an ended challenge, a redemption): on
-    /// SQLite committed in groups by the one [`Db::writer`] connection, on
+    /// SQLite committed in groups by a connection of their own, driven
+    /// directly, whose turn the writes on [`Db::writer`] take first; on
     /// PostgreSQL each on its own (see [`crate::writer`]).
     pub writes: Writer,
+    /// On SQLite, the connections that read on a sign-in's path, on the
+    /// calling thread (see [`crate::sql`]).
+    pub readers: Option<Arc<Readers>>,
     pub backend: Backend,
     /// Service names by id, as the database holds them (see
     /// [`ServiceNames`]).
@@ -122,14 +126,23 @@ impl Db {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await.context("database migration failed")?;
-        let (writer, writes) = match backend {
+        let (writer, writes, readers) = match backend {
             Backend::Sqlite => {
-                let writer = open_pool(options, backend, 1).await?;
-                (writer.clone(), Writer::group(writer))
+                let file = sqlite_file(url)?;
+                let writes = Writer::group(&file).context("cannot open the database to write")?;
+                (open_pool(options, backend, 1).await?, writes, Some(Arc::new(Readers::new(file))))
             }
-            Backend::Postgres => (pool.clone(), Writer::pool(pool.clone())),
+            Backend::Postgres => (pool.clone(), Writer::pool(pool.clone()), None),
         };
-        Ok(Self { pool, writer, writes, backend, service_names: ServiceNames::default(), pending: Pending::Table })
+        Ok(Self {
+            pool,
+            writer,
+            writes,
+            readers,
+            backend,
+            service_names: ServiceNames::default(),
+            pending: Pending::Table,
+        })
     }
 
     /// This database for a single instance: pending challenges are held in
@@ -144,6 +157,19 @@ impl Db {
     pub fn sqlite_url(data_dir: &Path) -> String {
         format!("sqlite://{}?mode=rwc", data_dir.join("sesame.db").display())
     }
+}
+
+/// The file of a `sqlite:` URL. An in-memory database is refused: the
+/// server opens more than one connection to its database, and each would
+/// see a database of its own (and everything would be lost at exit).
+fn sqlite_file(url: &str) -> anyhow::Result<std::path::PathBuf> {
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).context("invalid database URL")?;
+    let file = options.get_filename();
+    anyhow::ensure!(
+        !file.to_string_lossy().starts_with("file:sqlx-in-memory"),
+        "an in-memory SQLite database cannot be shared by the server's connections; use sqlite://PATH"
+    );
+    Ok(file.to_owned())
 }
 
 /// A pool of at most `max` connections to the database of `options`.

@@ -16,6 +16,7 @@ use crate::{
     db::{timed, Db},
     error::{Error, Result},
     extract::ClientInfo,
+    sql,
 };
 
 /// Whether a key may sign in.
@@ -237,19 +238,24 @@ fn unique_as(e: sqlx::Error, conflict: Error) -> Error {
 /// a key) is left out with a warning: it can sign nobody in, and the
 /// account's other keys still work.
 pub async fn of_account(db: &Db, service_id: &ServiceId, account: &str) -> Result<Vec<StoredKey>> {
-    let rows = sqlx::query("SELECT id, public_key, state FROM account_key WHERE service_id = $1 AND account = $2")
-        .bind(service_id.to_string())
-        .bind(account.to_owned())
-        .fetch_all(timed(&db.pool))
-        .await?;
+    const SQL: &str = "SELECT id, public_key, state FROM account_key WHERE service_id = $1 AND account = $2";
+    let query = sql::query(SQL).bind(service_id.to_string()).bind(account);
+    let read = |row: &dyn sql::Row| Ok((row.text("id")?, row.blob("public_key")?, row.text("state")?));
+    let rows = match &db.readers {
+        // On the path of every login: read on this thread (see `sql`).
+        Some(readers) => readers.fetch_all(query, read)?,
+        None => {
+            let mut conn = db.pool.acquire().await?;
+            sql::Conn::Sqlx(&mut conn).fetch_all(query, read).await?
+        }
+    };
     let mut keys = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let id: String = row.try_get(0)?;
-        let Ok(public_key) = AccountPublicKey::from_bytes(&row.try_get::<Vec<u8>, _>(1)?) else {
+    for (id, public_key, state) in rows {
+        let Ok(public_key) = AccountPublicKey::from_bytes(&public_key) else {
             tracing::warn!(key = %id, "a stored account key no longer decodes; it is ignored");
             continue;
         };
-        keys.push(StoredKey { id, public_key, state: KeyState::parse(&row.try_get::<String, _>(2)?)? });
+        keys.push(StoredKey { id, public_key, state: KeyState::parse(&state)? });
     }
     Ok(keys)
 }

@@ -26,6 +26,7 @@ pub mod openapi;
 pub mod pages;
 pub mod recovery;
 pub mod serve;
+pub mod sql;
 pub mod state;
 pub mod sweep;
 pub mod tls;

@@ -10,17 +10,20 @@
 //! [`Writer::write`] takes a unit of work (the statements of one write,
 //! atomic on their own) and returns once it is durable:
 //!
-//! - On **SQLite**, one task owns the writer connection. The units that
-//!   queue up while it commits are run together, in one transaction, and
-//!   share one commit and one sync: group commit. Nothing is answered before
-//!   its commit is synced, so durability is what it was. A unit is told
-//!   whether it runs in a group ([`Running::InGroup`]). One of several
-//!   statements stays all or nothing either with a transaction of its own
-//!   (`Connection::begin`, a savepoint inside the group's), or, in a group,
+//! - On **SQLite**, one thread owns the writer connection, and drives
+//!   SQLite directly ([`crate::sql`]): a unit is handed to it once, however
+//!   many statements it runs. The units that queue up while it commits are
+//!   run together, in one transaction, and share one commit and one sync:
+//!   group commit. Nothing is answered before its commit is synced, so
+//!   durability is what it was. A unit is told whether it runs in a group
+//!   ([`Running::InGroup`]). One of several statements stays all or nothing
+//!   either with a transaction of its own (`Conn::begin`), or, in a group,
 //!   because the group holds SQLite's write lock and any failure of its
 //!   later statements spoils the group (below). A unit that finds no
 //!   company runs alone, outside any transaction of the writer's, exactly
-//!   as it would without the group.
+//!   as it would without the group. The few writes that go around the
+//!   writer, through sqlx (a registration), take its turn first
+//!   ([`Writer::turn`]).
 //! - On **PostgreSQL**, a unit runs alone on a connection of the pool and
 //!   commits on its own: the server takes concurrent commits and groups
 //!   their syncs itself.
@@ -31,9 +34,9 @@
 //! may have ended SQLite's transaction under the group's feet, so it spoils
 //! the group: the transaction is rolled back, the units already run are
 //! answered with an error, and the ones not yet run go into the next group.
-//! The connection is then closed rather than reused: SQLite may have rolled
-//! back on its own (a full disk, an I/O error), and sqlx would still count
-//! the transaction as open.
+//! SQLite may also have rolled back on its own (a full disk, an I/O error);
+//! the writer asks SQLite whether a transaction is still open rather than
+//! assume it, so the next group always starts clean.
 //!
 //! Units of one group see each other's writes before the commit, as
 //! statements of one transaction do: a second redemption of the same
@@ -42,13 +45,16 @@
 //! its caller may try again. That takes a failure of the disk, and answers
 //! nobody wrongly with success.
 
-use std::panic::AssertUnwindSafe;
+use std::{panic::AssertUnwindSafe, path::Path, sync::Arc};
 
 use futures_util::{future::BoxFuture, FutureExt as _};
-use sqlx::{AnyConnection, AnyPool, Connection as _};
-use tokio::sync::{mpsc, oneshot};
+use sqlx::AnyPool;
+use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard};
 
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    sql::{self, Conn},
+};
 
 /// The most units one commit takes.
 const MAX_GROUP: usize = 64;
@@ -64,8 +70,13 @@ pub struct Writer(Inner);
 enum Inner {
     /// PostgreSQL: a connection of this pool per unit.
     Pool(AnyPool),
-    /// SQLite: the task that owns the writer connection.
-    Group(mpsc::Sender<Unit>),
+    /// SQLite: the thread that owns the writer connection.
+    Group {
+        units: mpsc::Sender<Unit>,
+        /// Held by the writer for each group, and by the writes that go
+        /// around it through sqlx ([`Writer::turn`]).
+        turn: Arc<Mutex<()>>,
+    },
 }
 
 /// Where a unit of work runs.
@@ -82,10 +93,12 @@ pub enum Running {
 
 /// A unit of work, type-erased for the writer's queue: it runs on the
 /// connection it is given and tells how it went.
-type Unit = Box<dyn for<'c> FnOnce(&'c mut AnyConnection, Running) -> BoxFuture<'c, Ran> + Send>;
+type Unit = Box<dyn for<'c> FnOnce(Conn<'c>, Running) -> BoxFuture<'c, Ran> + Send>;
 
 /// A unit that has run, whose caller waits for the group's commit.
 struct Ran {
+    /// Whether it wrote anything (a unit whose caller had gone did not).
+    wrote: bool,
     /// Whether its error may have ended the group's transaction.
     spoils: bool,
     /// Answers the caller: with the unit's own result once the group has
@@ -99,25 +112,46 @@ impl Writer {
         Self(Inner::Pool(pool))
     }
 
-    /// Units queued for the one connection of `pool`, committed in groups by
-    /// a task of their own, which ends when the last handle is dropped.
-    pub fn group(pool: AnyPool) -> Self {
+    /// Units queued for a connection of their own to the SQLite file at
+    /// `path`, committed in groups by a thread of its own, which ends when
+    /// the last handle is dropped. It runs on this tokio runtime's handle,
+    /// so a unit may await as anywhere else; units on SQLite only wait for
+    /// SQLite, which they drive directly.
+    pub fn group(path: &Path) -> anyhow::Result<Self> {
+        let conn = sql::open(path)?;
         let (units, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(commit_in_groups(pool, queue));
-        Self(Inner::Group(units))
+        let turn = Arc::new(Mutex::new(()));
+        let runtime = tokio::runtime::Handle::current();
+        let held = turn.clone();
+        std::thread::Builder::new()
+            .name("sesame-writer".into())
+            .spawn(move || runtime.block_on(commit_in_groups(conn, queue, held)))?;
+        Ok(Self(Inner::Group { units, turn }))
+    }
+
+    /// The writer's turn, for a write that goes around it on a connection
+    /// of sqlx's to the same file (a registration, with its audit record):
+    /// while it is held, no group runs, so neither side sleeps in SQLite's
+    /// busy handler waiting for the other. On PostgreSQL there is no turn
+    /// to take.
+    pub async fn turn(&self) -> Option<OwnedMutexGuard<()>> {
+        match &self.0 {
+            Inner::Pool(_) => None,
+            Inner::Group { turn, .. } => Some(turn.clone().lock_owned().await),
+        }
     }
 
     /// Runs `work` and returns its result once what it wrote is durable. An
     /// error means nothing of it was written.
     ///
-    /// On SQLite the work runs in the writer's task, whatever becomes of the
-    /// caller; its result is dropped if the caller has gone. Work whose
+    /// On SQLite the work runs on the writer's thread, whatever becomes of
+    /// the caller; its result is dropped if the caller has gone. Work whose
     /// result must be acted on once it is committed (an in-memory claim to
     /// settle) must therefore be awaited from a task that cannot be cut off.
     pub async fn write<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut AnyConnection, Running) -> BoxFuture<'c, Result<T>> + Send + 'static,
+        F: for<'c> FnOnce(Conn<'c>, Running) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
         self.queue(work, false).await
     }
@@ -130,7 +164,7 @@ impl Writer {
     pub async fn write_for_caller<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut AnyConnection, Running) -> BoxFuture<'c, Result<T>> + Send + 'static,
+        F: for<'c> FnOnce(Conn<'c>, Running) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
         self.queue(work, true).await
     }
@@ -138,20 +172,21 @@ impl Writer {
     async fn queue<T, F>(&self, work: F, only_for_caller: bool) -> Result<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut AnyConnection, Running) -> BoxFuture<'c, Result<T>> + Send + 'static,
+        F: for<'c> FnOnce(Conn<'c>, Running) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
         let units = match &self.0 {
-            Inner::Pool(pool) => return work(&mut *pool.acquire().await?, Running::Alone).await,
-            Inner::Group(units) => units,
+            Inner::Pool(pool) => return work(Conn::Sqlx(&mut *pool.acquire().await?), Running::Alone).await,
+            Inner::Group { units, .. } => units,
         };
         let (tell, told) = oneshot::channel();
         let unit: Unit = Box::new(move |conn, running| {
             Box::pin(async move {
                 if only_for_caller && tell.is_closed() {
-                    return Ran { spoils: false, answer: Box::new(|_| {}) };
+                    return Ran { wrote: false, spoils: false, answer: Box::new(|_| {}) };
                 }
                 let result = work(conn, running).await;
                 Ran {
+                    wrote: result.is_ok(),
                     spoils: matches!(result, Err(Error::Database(_) | Error::Internal(_))),
                     answer: Box::new(move |group| {
                         let answer = match (result, group) {
@@ -170,70 +205,70 @@ impl Writer {
     }
 }
 
-/// The SQLite writer's task: takes whatever has queued up, at most
+/// The SQLite writer's loop: takes whatever has queued up, at most
 /// [`MAX_GROUP`] units, and commits it together.
-async fn commit_in_groups(pool: AnyPool, mut queue: mpsc::Receiver<Unit>) {
+async fn commit_in_groups(mut conn: rusqlite::Connection, mut queue: mpsc::Receiver<Unit>, turn: Arc<Mutex<()>>) {
     let mut waiting = Vec::with_capacity(MAX_GROUP);
     loop {
         if waiting.is_empty() && queue.recv_many(&mut waiting, MAX_GROUP).await == 0 {
             return;
         }
-        run_group(&pool, &mut waiting).await;
+        let _turn = turn.lock().await;
+        // What queued up while the turn was taken joins this group.
+        while waiting.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(unit) => waiting.push(unit),
+                Err(_) => break,
+            }
+        }
+        run_group(&mut conn, &mut waiting).await;
     }
 }
 
 /// Runs and commits the units of `waiting`, and answers them. The units
 /// left in `waiting` are those not run because an earlier one spoiled the
 /// group; they go into the next.
-async fn run_group(pool: &AnyPool, waiting: &mut Vec<Unit>) {
-    let mut conn = match pool.acquire().await {
-        Ok(conn) => conn,
-        Err(e) => return drop_all(waiting, &format!("no database connection: {e}")),
-    };
-    let sound = if let [_] = waiting.as_slice() {
-        run_alone(waiting.remove(0), &mut conn).await
+async fn run_group(conn: &mut rusqlite::Connection, waiting: &mut Vec<Unit>) {
+    if let [_] = waiting.as_slice() {
+        run_alone(waiting.remove(0), conn).await;
     } else {
-        run_together(waiting, &mut conn).await
-    };
-    if !sound {
-        // Not knowing what SQLite made of the failure, the next group
-        // starts on a new connection.
-        conn.close_on_drop();
+        run_together(waiting, conn).await;
+    }
+    // SQLite may have ended a transaction on its own (a full disk, an I/O
+    // error), or a failure may have left one open: either way the next
+    // group starts outside any.
+    if !conn.is_autocommit() {
+        if let Err(e) = sql::run(conn, "ROLLBACK") {
+            tracing::warn!(error = %e, "could not roll back after a failed write");
+        }
     }
 }
 
 /// Runs a unit that found no company: it commits on its own, as it would
-/// without the group. Returns whether the connection is still sound.
-async fn run_alone(unit: Unit, conn: &mut AnyConnection) -> bool {
-    let Some(ran) = run_unit(unit, conn, Running::Alone).await else { return false };
-    let sound = !ran.spoils;
-    if sound {
+/// without the group.
+async fn run_alone(unit: Unit, conn: &mut rusqlite::Connection) {
+    let Some(ran) = run_unit(unit, conn, Running::Alone).await else { return };
+    if ran.wrote {
         crate::metrics::group_committed(1);
     }
     (ran.answer)(Ok(()));
-    sound
 }
 
 /// Runs the units of `waiting` in one transaction, commits it and answers
-/// them; leaves in `waiting` those it did not run. Returns whether the
-/// connection is still sound.
-async fn run_together(waiting: &mut Vec<Unit>, conn: &mut AnyConnection) -> bool {
+/// them; leaves in `waiting` those it did not run.
+async fn run_together(waiting: &mut Vec<Unit>, conn: &mut rusqlite::Connection) {
     // IMMEDIATE takes the write lock at once: a deferred transaction whose
     // first unit only reads (an answer refused on what it read) could
     // otherwise fail outright when a later unit writes after another
     // connection did.
-    let mut group = match conn.begin_with("BEGIN IMMEDIATE").await {
-        Ok(group) => group,
-        Err(e) => {
-            drop_all(waiting, &format!("cannot start a group commit: {e}"));
-            return false;
-        }
-    };
+    if let Err(e) = sql::run(conn, "BEGIN IMMEDIATE") {
+        return drop_all(waiting, &format!("cannot start a group commit: {e}"));
+    }
     let mut units = std::mem::take(waiting).into_iter();
     let mut ran = Vec::with_capacity(units.len());
     let mut spoiled = false;
     for unit in units.by_ref() {
-        match run_unit(unit, &mut group, Running::InGroup).await {
+        match run_unit(unit, conn, Running::InGroup).await {
             Some(done) => {
                 spoiled = done.spoils;
                 ran.push(done);
@@ -248,27 +283,25 @@ async fn run_together(waiting: &mut Vec<Unit>, conn: &mut AnyConnection) -> bool
     let outcome = if spoiled {
         // The spoiler is answered with its own error; its companions learn
         // that they were rolled back with it.
-        if let Err(e) = group.rollback().await {
+        if let Err(e) = sql::run(conn, "ROLLBACK") {
             tracing::warn!(error = %e, "could not roll back a spoiled group commit");
         }
         Err("rolled back with a failed write of the same group commit".to_owned())
     } else {
-        group.commit().await.map_err(|e| format!("the group commit failed: {e}"))
+        sql::run(conn, "COMMIT").map_err(|e| format!("the group commit failed: {e}"))
     };
-    let sound = outcome.is_ok();
-    if sound {
-        crate::metrics::group_committed(ran.len());
+    if outcome.is_ok() {
+        crate::metrics::group_committed(ran.iter().filter(|done| done.wrote).count());
     }
     for done in ran {
         (done.answer)(outcome.clone());
     }
-    sound
 }
 
 /// Runs `unit` on `conn`. A unit that panics is dropped, and its caller
 /// learns that its write was: the writer goes on for everyone else.
-async fn run_unit(unit: Unit, conn: &mut AnyConnection, running: Running) -> Option<Ran> {
-    match AssertUnwindSafe(unit(conn, running)).catch_unwind().await {
+async fn run_unit(unit: Unit, conn: &mut rusqlite::Connection, running: Running) -> Option<Ran> {
+    match AssertUnwindSafe(unit(Conn::Sqlite(&mut *conn), running)).catch_unwind().await {
         Ok(ran) => Some(ran),
         Err(_) => {
             tracing::error!("a write panicked; its group commit is rolled back");
@@ -292,9 +325,10 @@ mod tests {
     use tokio::sync::Notify;
 
     use super::*;
+    use crate::sql::{query, Violation};
 
-    /// A SQLite file with one table, and the writer over one connection to
-    /// it, as `Db::connect` opens it.
+    /// A SQLite file with one table, and the writer over a connection to it,
+    /// as `Db::connect` opens it; the pool reads what it wrote.
     async fn sqlite() -> (tempfile::TempDir, AnyPool, Writer) {
         sqlx::any::install_default_drivers();
         let dir = tempfile::tempdir().unwrap();
@@ -302,7 +336,7 @@ mod tests {
         let pool = AnyPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
         sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.unwrap();
         sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY)").execute(&pool).await.unwrap();
-        let writer = Writer::group(pool.clone());
+        let writer = Writer::group(&dir.path().join("w.db")).unwrap();
         (dir, pool, writer)
     }
 
@@ -312,12 +346,12 @@ mod tests {
         let writer = writer.clone();
         async move {
             writer
-                .write(move |conn, _| {
+                .write(move |mut conn, _| {
                     Box::pin(async move {
-                        match sqlx::query("INSERT INTO t (k) VALUES ($1)").bind(k).execute(conn).await {
+                        match conn.execute(query("INSERT INTO t (k) VALUES ($1)").bind(k)).await {
                             Ok(_) => Ok(()),
-                            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(Error::KeyRegistered),
-                            Err(e) => Err(e.into()),
+                            Err(failure) if failure.violation == Some(Violation::Unique) => Err(Error::KeyRegistered),
+                            Err(failure) => Err(failure.into()),
                         }
                     })
                 })
@@ -355,7 +389,7 @@ mod tests {
     where
         F: std::future::Future<Output = Result<()>> + Send + 'static,
     {
-        let Inner::Group(sender) = &writer.0 else { panic!("not a group writer") };
+        let Inner::Group { units: sender, .. } = &writer.0 else { panic!("not a group writer") };
         let mut handles = Vec::new();
         for unit in units {
             let queued = QUEUE - sender.capacity();
@@ -393,12 +427,12 @@ mod tests {
             let writer = writer.clone();
             async move {
                 writer
-                    .write(|conn, _| {
+                    .write(|mut conn, _| {
                         Box::pin(async move {
-                            sqlx::query("INSERT INTO t (k) VALUES ('spoiler')").execute(&mut *conn).await?;
+                            conn.execute(query("INSERT INTO t (k) VALUES ('spoiler')")).await?;
                             // Not a refusal of its own: an error that may
                             // have ended the transaction.
-                            sqlx::query("SELECT * FROM no_such_table").execute(conn).await?;
+                            conn.execute(query("SELECT * FROM no_such_table")).await?;
                             Ok(())
                         })
                     })
@@ -413,7 +447,7 @@ mod tests {
         let answers: Vec<_> = futures_util::future::join_all(handles).await.into_iter().map(Result::unwrap).collect();
         let before = format!("{:?}", answers[0].as_ref().unwrap_err());
         assert!(before.contains("rolled back with a failed write"), "{before}");
-        assert!(matches!(answers[1], Err(Error::Database(_))), "{:?}", answers[1]);
+        assert!(matches!(answers[1], Err(Error::Internal(_))), "{:?}", answers[1]);
         assert!(answers[2].is_ok(), "{:?}", answers[2]);
         assert_eq!(keys(&pool).await, ["after"]);
     }
@@ -428,9 +462,9 @@ mod tests {
             async move {
                 if only_for_caller {
                     writer
-                        .write_for_caller(move |conn, _| {
+                        .write_for_caller(move |mut conn, _| {
                             Box::pin(async move {
-                                sqlx::query("INSERT INTO t (k) VALUES ($1)").bind(k).execute(conn).await?;
+                                conn.execute(query("INSERT INTO t (k) VALUES ($1)").bind(k)).await?;
                                 Ok(())
                             })
                         })
@@ -451,6 +485,19 @@ mod tests {
         // Units run in order: once this one is done, so are those before it.
         insert(&writer, "after").await.unwrap();
         assert_eq!(keys(&pool).await, ["after", "kept"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_group_runs_while_a_write_around_the_writer_holds_its_turn() {
+        let (_dir, pool, writer) = sqlite().await;
+        let turn = writer.turn().await.expect("a SQLite writer has a turn to take");
+        let waiting = tokio::spawn(insert(&writer, "waited"));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "a group ran while the turn was held");
+        assert!(keys(&pool).await.is_empty());
+        drop(turn);
+        waiting.await.unwrap().unwrap();
+        assert_eq!(keys(&pool).await, ["waited"]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

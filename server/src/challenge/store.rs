@@ -12,12 +12,13 @@
 //! on SQLite).
 
 use sesame_proto::{wire::Status, ChallengeId, ServiceId, UnixTime};
-use sqlx::{any::AnyRow, Any, AnyConnection, Connection as _, Row as _, Transaction};
+use sqlx::{Any, Row as _, Transaction};
 
 use super::pending::{Claim, Pending};
 use crate::{
     db::{timed, CachedService, Db},
     error::{Error, Result},
+    sql::{self, Conn, Row, Violation},
     writer::Running,
 };
 
@@ -93,31 +94,28 @@ impl ChallengeRow {
         self.status == Status::Pending && now.as_secs() as i64 >= self.expires_at
     }
 
-    fn from_row(row: &AnyRow) -> Result<Self> {
+    fn from_row(row: &dyn Row) -> Result<Self> {
         let corrupt = |what: &str| Error::Internal(anyhow::anyhow!("stored challenge has a corrupt {what}"));
-        let id: String = row.try_get("id")?;
-        let service_id: String = row.try_get("service_id")?;
-        let status: String = row.try_get("status")?;
         Ok(Self {
-            id: id.parse().map_err(|_| corrupt("id"))?,
-            service_id: service_id.parse().map_err(|_| corrupt("service id"))?,
-            base_token: row.try_get("base_token")?,
-            code_secret: row.try_get("code_secret")?,
-            binding_hash: row.try_get("binding_hash")?,
-            allow_register: row.try_get::<i64, _>("allow_register")? != 0,
-            ip: row.try_get("ip")?,
-            user_agent: row.try_get("user_agent")?,
-            created_at: row.try_get("created_at")?,
-            expires_at: row.try_get("expires_at")?,
-            status: Status::parse(&status).ok_or_else(|| corrupt("status"))?,
-            hint: row.try_get("hint")?,
-            purpose: row.try_get("purpose")?,
-            account: row.try_get("account")?,
-            key_id: row.try_get("key_id")?,
-            finished_at: row.try_get("finished_at")?,
-            redeemed_at: row.try_get("redeemed_at")?,
-            enroll_account: row.try_get("enroll_account")?,
-            recovery_id: row.try_get("recovery_id")?,
+            id: row.text("id")?.parse().map_err(|_| corrupt("id"))?,
+            service_id: row.text("service_id")?.parse().map_err(|_| corrupt("service id"))?,
+            base_token: row.text("base_token")?,
+            code_secret: row.blob("code_secret")?,
+            binding_hash: row.blob("binding_hash")?,
+            allow_register: row.int("allow_register")? != 0,
+            ip: row.text("ip")?,
+            user_agent: row.text("user_agent")?,
+            created_at: row.int("created_at")?,
+            expires_at: row.int("expires_at")?,
+            status: Status::parse(&row.text("status")?).ok_or_else(|| corrupt("status"))?,
+            hint: row.text("hint")?,
+            purpose: row.opt_text("purpose")?,
+            account: row.opt_text("account")?,
+            key_id: row.opt_text("key_id")?,
+            finished_at: row.opt_int("finished_at")?,
+            redeemed_at: row.opt_int("redeemed_at")?,
+            enroll_account: row.opt_text("enroll_account")?,
+            recovery_id: row.opt_text("recovery_id")?,
         })
     }
 }
@@ -289,7 +287,7 @@ pub async fn load(db: &Db, id: &ChallengeId) -> Result<ChallengeRow> {
 }
 
 /// [`load`] on `conn`, for code that holds a connection.
-async fn load_on(db: &Db, conn: &mut AnyConnection, id: &ChallengeId) -> Result<ChallengeRow> {
+async fn load_on(db: &Db, conn: &mut Conn<'_>, id: &ChallengeId) -> Result<ChallengeRow> {
     match held(db, id) {
         Some(row) => Ok(row),
         None => load_row_on(conn, id).await,
@@ -305,18 +303,16 @@ fn held(db: &Db, id: &ChallengeId) -> Option<ChallengeRow> {
 }
 
 async fn load_row(db: &Db, id: &ChallengeId) -> Result<ChallengeRow> {
-    load_row_on(&mut *db.pool.acquire().await?, id).await
+    load_row_on(&mut Conn::Sqlx(&mut *db.pool.acquire().await?), id).await
 }
 
 /// The row of `id`, read on `conn`: code that holds a connection reads on
 /// it rather than wait for a second one from a pool it may have exhausted.
-async fn load_row_on(conn: &mut AnyConnection, id: &ChallengeId) -> Result<ChallengeRow> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM challenge WHERE id = $1"))
-        .bind(id.to_string())
-        .fetch_optional(timed(&mut *conn))
+async fn load_row_on(conn: &mut Conn<'_>, id: &ChallengeId) -> Result<ChallengeRow> {
+    let sql = format!("SELECT {COLUMNS} FROM challenge WHERE id = $1");
+    conn.fetch_optional(sql::query(&sql).bind(id.to_string()), ChallengeRow::from_row)
         .await?
-        .ok_or(Error::UnknownChallenge)?;
-    ChallengeRow::from_row(&row)
+        .ok_or(Error::UnknownChallenge)
 }
 
 /// The challenge as it is at `now`: a pending challenge past its expiry is
@@ -350,13 +346,13 @@ pub async fn expire(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<bool> {
         let id = *id;
         let recorded = db
             .writes
-            .write(move |conn, _| {
+            .write(move |mut conn, _| {
                 Box::pin(async move {
-                    Ok(match insert_ended(conn, &row).await? {
+                    Ok(match insert_ended(&mut conn, &row).await? {
                         Written::Yes | Written::KeyGone => None,
                         // It had ended in the database after all: that is
                         // the truth.
-                        Written::AlreadyEnded => Some(load_row_on(conn, &id).await?),
+                        Written::AlreadyEnded => Some(load_row_on(&mut conn, &id).await?),
                     })
                 })
             })
@@ -394,42 +390,46 @@ enum Written {
 /// only written while the key that made it is still active, and the
 /// database's triggers record the sign-in event and the key's use in the
 /// same statement (migration 0008).
-async fn insert_ended(conn: &mut AnyConnection, row: &ChallengeRow) -> Result<Written> {
-    let done = sqlx::query(
-        "INSERT INTO challenge (id, service_id, base_token, code_secret, binding_hash, allow_register, ip, \
-         user_agent, created_at, expires_at, status, hint, purpose, account, key_id, finished_at, enroll_account, \
-         recovery_id) \
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 \
-         WHERE $13 IS NULL OR $13 <> 'login' \
-         OR EXISTS (SELECT 1 FROM account_key WHERE id = $15 AND state = 'active')",
-    )
-    .bind(row.id.to_string())
-    .bind(row.service_id.to_string())
-    .bind(row.base_token.clone())
-    .bind(row.code_secret.clone())
-    .bind(row.binding_hash.clone())
-    .bind(row.allow_register)
-    .bind(row.ip.clone())
-    .bind(row.user_agent.clone())
-    .bind(row.created_at)
-    .bind(row.expires_at)
-    .bind(row.status.as_str())
-    .bind(row.hint.clone())
-    .bind(row.purpose.clone())
-    .bind(row.account.clone())
-    .bind(row.key_id.clone())
-    .bind(row.finished_at)
-    .bind(row.enroll_account.clone())
-    .bind(row.recovery_id.clone())
-    .execute(timed(&mut *conn))
-    .await;
+async fn insert_ended(conn: &mut Conn<'_>, row: &ChallengeRow) -> Result<Written> {
+    let done = conn
+        .execute(
+            sql::query(
+                "INSERT INTO challenge (id, service_id, base_token, code_secret, binding_hash, allow_register, ip, \
+                 user_agent, created_at, expires_at, status, hint, purpose, account, key_id, finished_at, \
+                 enroll_account, recovery_id) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 \
+                 WHERE $13 IS NULL OR $13 <> 'login' \
+                 OR EXISTS (SELECT 1 FROM account_key WHERE id = $15 AND state = 'active')",
+            )
+            .bind(row.id.to_string())
+            .bind(row.service_id.to_string())
+            .bind(row.base_token.clone())
+            .bind(row.code_secret.clone())
+            .bind(row.binding_hash.clone())
+            .bind(row.allow_register)
+            .bind(row.ip.clone())
+            .bind(row.user_agent.clone())
+            .bind(row.created_at)
+            .bind(row.expires_at)
+            .bind(row.status.as_str())
+            .bind(row.hint.clone())
+            .bind(row.purpose.clone())
+            .bind(row.account.clone())
+            .bind(row.key_id.clone())
+            .bind(row.finished_at)
+            .bind(row.enroll_account.clone())
+            .bind(row.recovery_id.clone()),
+        )
+        .await;
     match done {
-        Ok(done) if done.rows_affected() == 1 => Ok(Written::Yes),
+        Ok(1) => Ok(Written::Yes),
         Ok(_) => Ok(Written::KeyGone),
-        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Ok(Written::AlreadyEnded),
-        // The service was deleted while its challenge waited.
-        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => Err(Error::UnknownService),
-        Err(e) => Err(e.into()),
+        Err(failure) => match failure.violation {
+            Some(Violation::Unique) => Ok(Written::AlreadyEnded),
+            // The service was deleted while its challenge waited.
+            Some(Violation::ForeignKey) => Err(Error::UnknownService),
+            None => Err(failure.into()),
+        },
     }
 }
 
@@ -487,7 +487,7 @@ impl Drop for Consumed {
 /// In a transaction, this must be its first statement.
 pub async fn consume(
     db: &Db,
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     row: &ChallengeRow,
     now: UnixTime,
     outcome: &Final,
@@ -525,23 +525,25 @@ pub async fn consume(
     }
 }
 
-async fn consume_row(conn: &mut AnyConnection, id: &ChallengeId, now: UnixTime, outcome: &Final) -> Result<Consumed> {
+async fn consume_row(conn: &mut Conn<'_>, id: &ChallengeId, now: UnixTime, outcome: &Final) -> Result<Consumed> {
     let now_secs = now.as_secs() as i64;
-    let done = sqlx::query(
-        "UPDATE challenge SET status = $2, hint = $3, purpose = $4, account = $5, finished_at = $6, key_id = $7 \
-         WHERE id = $1 AND status = 'pending' AND expires_at > $6 \
-         AND ($4 IS NULL OR $4 <> 'login' OR EXISTS (SELECT 1 FROM account_key WHERE id = $7 AND state = 'active'))",
-    )
-    .bind(id.to_string())
-    .bind(outcome.status.as_str())
-    .bind(outcome.hint)
-    .bind(outcome.purpose)
-    .bind(outcome.account.clone())
-    .bind(now_secs)
-    .bind(outcome.key_id.clone())
-    .execute(timed(&mut *conn))
-    .await?
-    .rows_affected();
+    let done = conn
+        .execute(
+            sql::query(
+                "UPDATE challenge SET status = $2, hint = $3, purpose = $4, account = $5, finished_at = $6, \
+                 key_id = $7 WHERE id = $1 AND status = 'pending' AND expires_at > $6 \
+                 AND ($4 IS NULL OR $4 <> 'login' \
+                 OR EXISTS (SELECT 1 FROM account_key WHERE id = $7 AND state = 'active'))",
+            )
+            .bind(id.to_string())
+            .bind(outcome.status.as_str())
+            .bind(outcome.hint)
+            .bind(outcome.purpose)
+            .bind(outcome.account.clone())
+            .bind(now_secs)
+            .bind(outcome.key_id.clone()),
+        )
+        .await?;
     if done == 1 {
         return Ok(Consumed { claim: None });
     }
@@ -564,8 +566,9 @@ pub async fn finish(db: &Db, row: &ChallengeRow, now: UnixTime, outcome: &Final)
     let (db, row, outcome) = (db.clone(), row.clone(), outcome.clone());
     uncancelled(async move {
         let writes = db.writes.clone();
-        let consumed =
-            writes.write(move |conn, _| Box::pin(async move { consume(&db, conn, &row, now, &outcome).await })).await?;
+        let consumed = writes
+            .write(move |mut conn, _| Box::pin(async move { consume(&db, &mut conn, &row, now, &outcome).await }))
+            .await?;
         consumed.committed();
         Ok(())
     })
@@ -683,8 +686,8 @@ async fn redeem_where(
     let db = db.clone();
     let writes = db.writes.clone();
     writes
-        .write_for_caller(move |conn, running| {
-            Box::pin(async move { redeem_on(&db, conn, running, &redemption).await })
+        .write_for_caller(move |mut conn, running| {
+            Box::pin(async move { redeem_on(&db, &mut conn, running, &redemption).await })
         })
         .await
 }
@@ -708,13 +711,13 @@ struct Redemption {
 /// and should the second fail, the error spoils the group, which rolls back
 /// with the session. That spares a savepoint (two round trips to SQLite's
 /// thread) on every redemption under load.
-async fn redeem_on(db: &Db, conn: &mut AnyConnection, running: Running, r: &Redemption) -> Result<ChallengeRow> {
+async fn redeem_on(db: &Db, conn: &mut Conn<'_>, running: Running, r: &Redemption) -> Result<ChallengeRow> {
     let spent = match running {
         Running::InGroup => spend(conn, r).await?,
         Running::Alone => {
             // On an error the transaction is dropped, which rolls it back.
             let mut tx = conn.begin().await?;
-            let spent = spend(&mut tx, r).await?;
+            let spent = spend(&mut tx.conn(), r).await?;
             match spent {
                 Spent::Yes(_) => tx.commit().await?,
                 Spent::Refused | Spent::Raced => tx.rollback().await?,
@@ -765,39 +768,37 @@ enum Spent {
 /// session on PostgreSQL; the `UPDATE` lets only one of them spend the
 /// challenge (the other waits for its row lock, then finds it spent), and
 /// the loser rolls back.
-async fn spend(conn: &mut AnyConnection, r: &Redemption) -> Result<Spent> {
+async fn spend(conn: &mut Conn<'_>, r: &Redemption) -> Result<Spent> {
     // Without a binding to check, `$5 IS NULL` lets every row through.
-    let inserted = sqlx::query(
-        "INSERT INTO session (id_hash, service_id, account, key_id, created_at, expires_at) \
-         SELECT $1, service_id, account, key_id, $2, $3 FROM challenge \
-         WHERE id = $4 AND status = 'completed' AND redeemed_at IS NULL AND enroll_account IS NULL \
-         AND ($5 IS NULL OR binding_hash = $5)",
-    )
-    .bind(r.session_hash.to_vec())
-    .bind(r.now)
-    .bind(r.session_expires_at)
-    .bind(r.id.to_string())
-    .bind(r.binding_hash.map(|h| h.to_vec()))
-    .execute(timed(&mut *conn))
-    .await;
+    let inserted = conn
+        .execute(
+            sql::query(
+                "INSERT INTO session (id_hash, service_id, account, key_id, created_at, expires_at) \
+                 SELECT $1, service_id, account, key_id, $2, $3 FROM challenge \
+                 WHERE id = $4 AND status = 'completed' AND redeemed_at IS NULL AND enroll_account IS NULL \
+                 AND ($5 IS NULL OR binding_hash = $5)",
+            )
+            .bind(r.session_hash.to_vec())
+            .bind(r.now)
+            .bind(r.session_expires_at)
+            .bind(r.id.to_string())
+            .bind(r.binding_hash.map(|h| h.to_vec())),
+        )
+        .await;
     match inserted {
-        Ok(done) if done.rows_affected() == 1 => {}
+        Ok(1) => {}
         Ok(_) => return Ok(Spent::Refused),
         // The account or its key was deleted after it signed in: there is
         // nobody to give a session to.
-        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => return Err(Error::UnknownAccount),
-        Err(e) => return Err(e.into()),
+        Err(failure) if failure.violation == Some(Violation::ForeignKey) => return Err(Error::UnknownAccount),
+        Err(failure) => return Err(failure.into()),
     }
     // RETURNING hands back the row as the update left it: no second read.
-    let row = sqlx::query(&format!(
-        "UPDATE challenge SET redeemed_at = $2 WHERE id = $1 AND redeemed_at IS NULL RETURNING {COLUMNS}"
-    ))
-    .bind(r.id.to_string())
-    .bind(r.now)
-    .fetch_optional(timed(&mut *conn))
-    .await?;
+    let sql =
+        format!("UPDATE challenge SET redeemed_at = $2 WHERE id = $1 AND redeemed_at IS NULL RETURNING {COLUMNS}");
+    let row = conn.fetch_optional(sql::query(&sql).bind(r.id.to_string()).bind(r.now), ChallengeRow::from_row).await?;
     Ok(match row {
-        Some(row) => Spent::Yes(Box::new(ChallengeRow::from_row(&row)?)),
+        Some(row) => Spent::Yes(Box::new(row)),
         None => Spent::Raced,
     })
 }

@@ -417,6 +417,7 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
         },
         db::Db,
         extract::ClientInfo,
+        sql::Conn,
         AppState,
     };
     each_backend(|app| async move {
@@ -442,8 +443,14 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
             // The key is read, then removed, then the login is recorded.
             key_state("pending").await.expect("take the key away");
             let mut tx = state.db.pool.begin().await.expect("begin");
-            let refused =
-                store::consume(&state.db, &mut tx, &row, now, &Final::logged_in("alice".into(), key_id.clone())).await;
+            let refused = store::consume(
+                &state.db,
+                &mut Conn::Sqlx(&mut tx),
+                &row,
+                now,
+                &Final::logged_in("alice".into(), key_id.clone()),
+            )
+            .await;
             assert!(matches!(refused, Err(sesame_server::Error::UnknownAccount)), "{refused:?}");
             drop(tx);
             assert_eq!(store::load(&state.db, &issued.id).await.expect("held").status.as_str(), "pending");
@@ -452,12 +459,13 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
             key_state("active").await.expect("give the key back");
             let mut tx = state.db.pool.begin().await.expect("begin");
             let outcome = Final::logged_in("alice".into(), key_id.clone());
-            let consumed = store::consume(&state.db, &mut tx, &row, now, &outcome).await.expect("consumed");
+            let consumed =
+                store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &row, now, &outcome).await.expect("consumed");
             consumed.commit(tx).await.expect("commit");
             let row = store::load(&state.db, &issued.id).await.expect("held");
             assert_eq!((row.status.as_str(), row.account.as_deref()), ("completed", Some("alice")));
             let mut tx = state.db.pool.begin().await.expect("begin");
-            let again = store::consume(&state.db, &mut tx, &row, now, &outcome).await;
+            let again = store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &row, now, &outcome).await;
             assert!(matches!(again, Err(sesame_server::Error::ChallengeFinished(_))), "{again:?}");
         }
         let used: Option<i64> = sqlx::query_scalar("SELECT last_used_at FROM account_key WHERE id = $1")

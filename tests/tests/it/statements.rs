@@ -1,5 +1,7 @@
 //! How many SQL statements one complete sign-in costs, counted from what
-//! sqlx itself logs for every statement it runs (`sqlx::query` at `DEBUG`):
+//! the server logs for every statement it runs: sqlx's own log
+//! (`sqlx::query` at `DEBUG`), and the server's for the statements it runs
+//! on SQLite directly (`sesame_server::sql`):
 //! on one instance over SQLite (the embedded default) and over PostgreSQL,
 //! where pending challenges are held in memory, and on PostgreSQL with
 //! Redis, where they are rows that several instances share.
@@ -56,7 +58,7 @@ async fn one_sign_in_on_postgres_with_redis_runs_at_most_the_allowed_statements(
 /// counted sign-in.
 fn counting(options: ServerOptions) -> ServerOptions {
     ServerOptions {
-        log_filter: Some("info,sqlx::query=debug".into()),
+        log_filter: Some("info,sqlx::query=debug,sesame_server::sql=debug".into()),
         extra_args: vec!["--log-format".into(), "json".into(), "--sweep-interval".into(), "0".into()],
         ..options
     }
@@ -93,8 +95,11 @@ async fn check_one_sign_in(server: &Server, max_statements: usize) -> Result<()>
     let statements: Vec<String> = log[before..]
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|line| line["target"] == "sqlx::query")
-        .map(|line| line["fields"]["summary"].as_str().unwrap_or_default().to_owned())
+        .filter_map(|line| match line["target"].as_str() {
+            Some("sqlx::query") => line["fields"]["summary"].as_str().map(str::to_owned),
+            Some("sesame_server::sql") => line["fields"]["statement"].as_str().map(str::to_owned),
+            _ => None,
+        })
         .collect();
     let is_transaction = |s: &String| ["BEGIN", "COMMIT", "ROLLBACK"].iter().any(|t| s.to_uppercase().starts_with(t));
     let (transactions, statements): (Vec<String>, Vec<String>) = statements.into_iter().partition(is_transaction);
