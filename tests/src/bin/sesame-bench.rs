@@ -60,6 +60,23 @@ use reqwest::header::{COOKIE, SET_COOKIE};
 use sesame_proto::{AccountKey, AccountName, LoginRequest, RegisterRequest, ServerPublicKey, UnverifiedToken};
 use sesame_tests::{Challenge, EventStream, PgDatabase, Redis, Server, ServerOptions};
 
+/// What `--help` prints.
+const USAGE: &str = "\
+usage: sesame-bench [SIGN_INS] [CONCURRENCY] [WAITERS] [--runs N] [--flow api|page]
+                    [--setup embedded|cluster] [--rate PER_SECOND] [--metrics]
+
+  SIGN_INS       complete sign-ins a run (default 2000; 0 measures only waiters)
+  CONCURRENCY    sign-ins in flight at once (default 32)
+  WAITERS        event streams held open afterwards, to measure (default 2000)
+  --runs N       runs of SIGN_INS each, summed up as median and min-max (default 3)
+  --flow         api: start through the JSON API (default); page: load the login page
+  --setup        embedded: one instance on SQLite (default); cluster: two on PostgreSQL and Redis
+  --rate         start this many sign-ins a second, evenly spaced, instead of flat out
+  --metrics      turn on each instance's metrics listener and scrape it every second
+
+SESAME_TEST_BIN_DIR names a folder with sesame-server and sesame to measure instead of building them.
+";
+
 /// What the command line asked for.
 #[derive(Debug)]
 struct Args {
@@ -81,6 +98,10 @@ impl Args {
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
+                "--help" | "-h" => {
+                    print!("{USAGE}");
+                    std::process::exit(0);
+                }
                 "--runs" => runs = args.next().context("--runs takes a number")?.parse().context("--runs")?,
                 "--flow" => match args.next().as_deref() {
                     Some("api") => page_flow = false,
@@ -237,13 +258,28 @@ async fn main() -> anyhow::Result<()> {
         Some(rate) => format!("{rate} a second, at most {} at a time", args.concurrency),
         None => format!("{} at a time", args.concurrency),
     };
-    println!(
-        "sesame-bench: {} runs of {} sign-ins through the {flow}, {pace}, {setup_name}{metrics}; then {} waiting browsers",
-        args.runs, args.sign_ins, args.waiters
-    );
+    if args.sign_ins > 0 {
+        println!(
+            "sesame-bench: {} runs of {} sign-ins through the {flow}, {pace}, {setup_name}{metrics}; then {} waiting browsers",
+            args.runs, args.sign_ins, args.waiters
+        );
+    } else {
+        println!("sesame-bench: {} waiting browsers, {setup_name}", args.waiters);
+    }
+    if args.sign_ins > 0 {
+        sign_ins(&args, &setup, &workers).await?;
+    }
+    if args.waiters > 0 {
+        waiting_browsers(first, &service.id, args.waiters).await?;
+    }
+    Ok(())
+}
+
+/// The sign-in runs, each reported, then summed up.
+async fn sign_ins(args: &Args, setup: &Setup, workers: &[Arc<Worker>]) -> anyhow::Result<()> {
     let mut runs = Vec::with_capacity(args.runs);
     for run in 1..=args.runs {
-        let figures = measure(&setup, &workers, args.sign_ins, args.page_flow, args.rate).await?;
+        let figures = measure(setup, workers, args.sign_ins, args.page_flow, args.rate).await?;
         let late = match args.rate {
             Some(_) => format!(", {} started late", figures.late),
             None => String::new(),
@@ -265,10 +301,6 @@ async fn main() -> anyhow::Result<()> {
     summary("bench CPU per sign-in:", "µs", |f| f.bench_us);
     summary("submit -> SSE p50:", "ms", |f| f.p50_ms);
     summary("submit -> SSE p99:", "ms", |f| f.p99_ms);
-
-    if args.waiters > 0 {
-        waiting_browsers(first, &service.id, args.waiters).await?;
-    }
     Ok(())
 }
 

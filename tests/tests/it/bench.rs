@@ -59,6 +59,22 @@ fn the_benchmark_refuses_a_bad_argument_and_names_it() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn the_benchmark_explains_its_arguments_and_measures_only_waiters_without_sign_ins() -> Result<()> {
+    let out = Command::new(env!("CARGO_BIN_EXE_sesame-bench")).arg("--help").output()?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let usage = stdout(&out);
+    for option in ["SIGN_INS", "CONCURRENCY", "WAITERS", "--runs", "--flow", "--setup", "--rate", "--metrics"] {
+        assert!(usage.contains(option), "--help does not mention {option}: {usage}");
+    }
+    // No sign-ins: no sign-in figures (a median of nothing is NaN), only
+    // the waiters'.
+    let printed = bench(&["0", "1", "5", "--runs", "1"])?;
+    assert!(printed.contains("5 waiting browsers:"), "{printed}");
+    assert!(!printed.contains("sign-ins/s") && !printed.contains("NaN"), "{printed}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_benchmark_runs_on_two_instances_with_postgres_and_redis_and_scrapes_metrics() -> Result<()> {
     let printed = bench(&["12", "3", "0", "--runs", "1", "--setup", "cluster", "--metrics"])?;
