@@ -1,9 +1,11 @@
-//! Storage: a pool over SQLite or PostgreSQL (and, on SQLite, one writer
-//! connection beside it), and the migrations of each.
+//! Storage: a pool over SQLite or PostgreSQL (and, on SQLite, a writer
+//! connection for registrations beside it, and the connections of
+//! [`crate::sql`] on a sign-in's path), and the migrations of each.
 //!
-//! The server runs the same SQL on both through sqlx's `Any` driver, so every
-//! query sticks to the common ground: `$n` parameters, BIGINT times, TEXT ids,
-//! BLOB/BYTEA bytes and `ON CONFLICT`/`RETURNING`.
+//! The server runs the same SQL on both, through sqlx's `Any` driver, and on
+//! a sign-in's path on SQLite through [`crate::sql`], so every query sticks
+//! to the common ground: `$n` parameters, BIGINT times, TEXT ids, BLOB/BYTEA
+//! bytes and `ON CONFLICT`/`RETURNING`.
 //!
 //! On SQLite, a write transaction that starts with a read can fail with
 //! SQLITE_BUSY at once, without waiting for the busy timeout, when another
@@ -211,8 +213,9 @@ async fn open_pool(options: AnyConnectOptions, backend: Backend, max: u32) -> an
 }
 
 /// An executor that times each statement it runs into
-/// `sesame_db_query_duration_seconds`: every query of the server goes through
-/// [`timed`], on the pool and inside transactions alike.
+/// `sesame_db_query_duration_seconds`: every query of the server through
+/// sqlx goes through [`timed`], on the pool and inside transactions alike
+/// (those of [`crate::sql`] on SQLite are timed there).
 ///
 /// sqlx times statements too, but only to log them, and it builds a
 /// formatted copy of the SQL for every statement whose log event is enabled;
@@ -229,7 +232,7 @@ pub fn timed<E>(executor: E) -> Timed<E> {
 
 /// Records one statement's time when it finishes, or when it is dropped
 /// unfinished (a cancelled request still spent that time).
-struct Stopwatch(std::time::Instant);
+pub(crate) struct Stopwatch(pub(crate) std::time::Instant);
 
 impl Drop for Stopwatch {
     fn drop(&mut self) {

@@ -42,9 +42,10 @@ use crate::{
 /// up, as sqlx's connections do (`db.rs`).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The reading connections kept open between reads; more are opened when
-/// more read at once, and closed after.
-const IDLE_READERS: usize = 4;
+/// How long a read on a request's thread waits for SQLite's lock. Under
+/// WAL a reader waits only in rare moments (a crashed writer's recovery);
+/// past this it is answered `500` rather than hold a worker thread longer.
+const READ_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A value bound to a statement's `$n`. A NULL keeps its type, which
 /// PostgreSQL needs (`$5 IS NULL OR binding_hash = $5`).
@@ -289,8 +290,8 @@ impl Conn<'_> {
                     Some(row) => Some(map(row)?),
                     None => None,
                 };
-                // A statement that writes (`… RETURNING`) is only done once
-                // it has been stepped to its end.
+                // The rest of the rows are not wanted, but a statement is
+                // only finished, and reset, once stepped to its end.
                 while rows.next()?.is_some() {}
                 Ok(first)
             }
@@ -312,14 +313,16 @@ impl Conn<'_> {
         }
     }
 
-    /// Opens a transaction of its own on this connection; dropped without
+    /// Opens a transaction of its own on this connection, or a savepoint
+    /// inside the transaction already open on it; dropped without
     /// [`Tx::commit`], it rolls back.
     pub async fn begin(&mut self) -> Result<Tx<'_>> {
         Ok(match self {
             Self::Sqlx(conn) => Tx::Sqlx(conn.begin().await?),
             Self::Sqlite(conn) => {
-                run(conn, "BEGIN").map_err(sqlite_error)?;
-                Tx::Sqlite(SqliteTx { conn, open: true })
+                let nested = !conn.is_autocommit();
+                run(conn, if nested { "SAVEPOINT unit" } else { "BEGIN" }).map_err(sqlite_error)?;
+                Tx::Sqlite(SqliteTx { conn, nested, open: true })
             }
         })
     }
@@ -338,13 +341,30 @@ pub enum Tx<'c> {
 #[derive(Debug)]
 pub struct SqliteTx<'c> {
     conn: &'c mut rusqlite::Connection,
+    /// A savepoint inside a transaction that was already open.
+    nested: bool,
     open: bool,
+}
+
+impl SqliteTx<'_> {
+    fn end(&mut self, commit: bool) -> Result<()> {
+        let sql = match (self.nested, commit) {
+            (false, true) => "COMMIT",
+            (false, false) => "ROLLBACK",
+            (true, true) => "RELEASE unit",
+            // Rolled back to, a savepoint is still open; release it too.
+            (true, false) => "ROLLBACK TO unit; RELEASE unit",
+        };
+        run(self.conn, sql).map_err(sqlite_error)?;
+        self.open = false;
+        Ok(())
+    }
 }
 
 impl Drop for SqliteTx<'_> {
     fn drop(&mut self) {
         if self.open {
-            if let Err(e) = run(self.conn, "ROLLBACK") {
+            if let Err(e) = self.end(false) {
                 tracing::warn!(error = %e, "could not roll back a transaction");
             }
         }
@@ -363,10 +383,7 @@ impl Tx<'_> {
     pub async fn commit(self) -> Result<()> {
         match self {
             Self::Sqlx(tx) => tx.commit().await?,
-            Self::Sqlite(mut tx) => {
-                run(tx.conn, "COMMIT").map_err(sqlite_error)?;
-                tx.open = false;
-            }
+            Self::Sqlite(mut tx) => tx.end(true)?,
         }
         Ok(())
     }
@@ -374,10 +391,7 @@ impl Tx<'_> {
     pub async fn rollback(self) -> Result<()> {
         match self {
             Self::Sqlx(tx) => tx.rollback().await?,
-            Self::Sqlite(mut tx) => {
-                tx.open = false;
-                run(tx.conn, "ROLLBACK").map_err(sqlite_error)?;
-            }
+            Self::Sqlite(mut tx) => tx.end(false)?,
         }
         Ok(())
     }
@@ -409,39 +423,42 @@ fn sqlite_fetch_all<T>(
 /// to their `$n`.
 fn prepare<'c>(conn: &'c rusqlite::Connection, query: &Query<'_>) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
     let mut statement = conn.prepare_cached(query.sql)?;
+    let mut bound = 0;
     for (i, arg) in query.args.iter().enumerate() {
         // SQLite numbers named parameters by their first appearance, so the
-        // name decides, not the position. A `$n` the SQL does not use is
-        // fine: sqlx's PostgreSQL driver would refuse it anyway.
+        // name decides, not the position.
         if let Some(index) = statement.parameter_index(&format!("${}", i + 1))? {
             statement.raw_bind_parameter(index, arg.to_sqlite())?;
+            bound += 1;
         }
     }
+    // A `$n` left unbound would be NULL on SQLite, and an error on
+    // PostgreSQL.
+    debug_assert_eq!(bound, statement.parameter_count(), "unbound parameters in {}", query.sql);
     Ok(statement)
 }
 
 /// Times a statement on a connection of ours into
-/// `sesame_db_query_duration_seconds`, and logs it once done (or dropped
-/// unfinished: the time was spent all the same).
+/// `sesame_db_query_duration_seconds`, as [`crate::db::timed`] times sqlx's,
+/// and logs it once done (or dropped unfinished: the time was spent all the
+/// same).
 struct Stopwatch<'s> {
-    started: Instant,
+    timer: crate::db::Stopwatch,
     sql: &'s str,
 }
 
 impl<'s> Stopwatch<'s> {
     fn start(sql: &'s str) -> Self {
-        Self { started: Instant::now(), sql }
+        Self { timer: crate::db::Stopwatch(Instant::now()), sql }
     }
 }
 
 impl Drop for Stopwatch<'_> {
     fn drop(&mut self) {
-        let elapsed = self.started.elapsed();
-        crate::metrics::query_finished(elapsed);
         tracing::debug!(
             target: "sesame_server::sql",
             statement = self.sql,
-            elapsed_us = elapsed.as_micros() as u64,
+            elapsed_us = self.timer.0.elapsed().as_micros() as u64,
             "statement"
         );
     }
@@ -466,11 +483,16 @@ pub fn open(path: &Path) -> anyhow::Result<rusqlite::Connection> {
 pub struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<rusqlite::Connection>>,
+    /// The connections kept open between reads: one per thread that may
+    /// read at once (tokio's workers, one per core). More are opened when
+    /// more read at once, and closed after.
+    keep: usize,
 }
 
 impl Readers {
     pub fn new(path: PathBuf) -> Self {
-        Self { path, idle: Mutex::new(Vec::new()) }
+        let keep = std::thread::available_parallelism().map_or(4, usize::from);
+        Self { path, idle: Mutex::new(Vec::new()), keep }
     }
 
     /// Maps every row of `query`.
@@ -487,12 +509,13 @@ impl Readers {
         }
         let conn = open(&self.path).map_err(|e| Error::Internal(e.context("cannot open the database to read")))?;
         conn.execute_batch("PRAGMA query_only = ON;").map_err(sqlite_error)?;
+        conn.busy_timeout(READ_BUSY_TIMEOUT).map_err(sqlite_error)?;
         Ok(conn)
     }
 
     fn give_back(&self, conn: rusqlite::Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < IDLE_READERS {
+        if idle.len() < self.keep {
             idle.push(conn);
         }
     }

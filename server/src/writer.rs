@@ -45,7 +45,11 @@
 //! its caller may try again. That takes a failure of the disk, and answers
 //! nobody wrongly with success.
 
-use std::{panic::AssertUnwindSafe, path::Path, sync::Arc};
+use std::{
+    panic::AssertUnwindSafe,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use futures_util::{future::BoxFuture, FutureExt as _};
 use sqlx::AnyPool;
@@ -114,26 +118,32 @@ impl Writer {
 
     /// Units queued for a connection of their own to the SQLite file at
     /// `path`, committed in groups by a thread of its own, which ends when
-    /// the last handle is dropped. It runs on this tokio runtime's handle,
-    /// so a unit may await as anywhere else; units on SQLite only wait for
-    /// SQLite, which they drive directly.
+    /// the last handle is dropped.
+    ///
+    /// The thread drives the units' futures on this tokio runtime's handle.
+    /// A unit on SQLite waits for nothing but SQLite, which it drives
+    /// directly, and must not wait for anything else: every write waits
+    /// while it does, and on a current-thread runtime (tests) I/O and
+    /// timers only make progress while that runtime's own thread runs it.
     pub fn group(path: &Path) -> anyhow::Result<Self> {
         let conn = sql::open(path)?;
         let (units, queue) = mpsc::channel(QUEUE);
         let turn = Arc::new(Mutex::new(()));
         let runtime = tokio::runtime::Handle::current();
-        let held = turn.clone();
+        let (held, path) = (turn.clone(), path.to_owned());
         std::thread::Builder::new()
             .name("sesame-writer".into())
-            .spawn(move || runtime.block_on(commit_in_groups(conn, queue, held)))?;
+            .spawn(move || runtime.block_on(commit_in_groups(path, conn, queue, held)))?;
         Ok(Self(Inner::Group { units, turn }))
     }
 
     /// The writer's turn, for a write that goes around it on a connection
     /// of sqlx's to the same file (a registration, with its audit record):
     /// while it is held, no group runs, so neither side sleeps in SQLite's
-    /// busy handler waiting for the other. On PostgreSQL there is no turn
-    /// to take.
+    /// busy handler waiting for the other. Hold it until that write has
+    /// committed or rolled back, and no longer; while holding it, never
+    /// wait for [`Writer::write`], which waits for the turn. On PostgreSQL
+    /// there is no turn to take.
     pub async fn turn(&self) -> Option<OwnedMutexGuard<()>> {
         match &self.0 {
             Inner::Pool(_) => None,
@@ -207,7 +217,12 @@ impl Writer {
 
 /// The SQLite writer's loop: takes whatever has queued up, at most
 /// [`MAX_GROUP`] units, and commits it together.
-async fn commit_in_groups(mut conn: rusqlite::Connection, mut queue: mpsc::Receiver<Unit>, turn: Arc<Mutex<()>>) {
+async fn commit_in_groups(
+    path: PathBuf,
+    mut conn: rusqlite::Connection,
+    mut queue: mpsc::Receiver<Unit>,
+    turn: Arc<Mutex<()>>,
+) {
     let mut waiting = Vec::with_capacity(MAX_GROUP);
     loop {
         if waiting.is_empty() && queue.recv_many(&mut waiting, MAX_GROUP).await == 0 {
@@ -221,7 +236,37 @@ async fn commit_in_groups(mut conn: rusqlite::Connection, mut queue: mpsc::Recei
                 Err(_) => break,
             }
         }
+        // A group starts outside any transaction, or not at all: a unit
+        // alone would otherwise write into a transaction nobody commits.
+        if !conn.is_autocommit() {
+            start_clean(&path, &mut conn);
+        }
+        if !conn.is_autocommit() {
+            drop_all(&mut waiting, "the writer's connection is stuck in a transaction");
+            continue;
+        }
         run_group(&mut conn, &mut waiting).await;
+        // A failure may have left a transaction open (a unit's own, or
+        // SQLite's after an I/O error): end it now, while the turn is held.
+        if !conn.is_autocommit() {
+            start_clean(&path, &mut conn);
+        }
+    }
+}
+
+/// Ends the transaction that a failure left open on `conn`, by rolling it
+/// back, or, should that fail too, by replacing the connection (closing
+/// the old one rolls back what it held).
+fn start_clean(path: &Path, conn: &mut rusqlite::Connection) {
+    if let Err(e) = sql::run(conn, "ROLLBACK") {
+        tracing::warn!(error = %e, "could not roll back after a failed write");
+    }
+    if conn.is_autocommit() {
+        return;
+    }
+    match sql::open(path) {
+        Ok(fresh) => *conn = fresh,
+        Err(e) => tracing::error!(error = %e, "could not reopen the database to write"),
     }
 }
 
@@ -234,20 +279,17 @@ async fn run_group(conn: &mut rusqlite::Connection, waiting: &mut Vec<Unit>) {
     } else {
         run_together(waiting, conn).await;
     }
-    // SQLite may have ended a transaction on its own (a full disk, an I/O
-    // error), or a failure may have left one open: either way the next
-    // group starts outside any.
-    if !conn.is_autocommit() {
-        if let Err(e) = sql::run(conn, "ROLLBACK") {
-            tracing::warn!(error = %e, "could not roll back after a failed write");
-        }
-    }
 }
 
 /// Runs a unit that found no company: it commits on its own, as it would
 /// without the group.
 async fn run_alone(unit: Unit, conn: &mut rusqlite::Connection) {
     let Some(ran) = run_unit(unit, conn, Running::Alone).await else { return };
+    // A unit that left its own transaction open has committed nothing;
+    // the writer rolls it back before the next group.
+    if !conn.is_autocommit() {
+        return (ran.answer)(Err("a write left its transaction open, and was rolled back".to_owned()));
+    }
     if ran.wrote {
         crate::metrics::group_committed(1);
     }
@@ -270,7 +312,9 @@ async fn run_together(waiting: &mut Vec<Unit>, conn: &mut rusqlite::Connection) 
     for unit in units.by_ref() {
         match run_unit(unit, conn, Running::InGroup).await {
             Some(done) => {
-                spoiled = done.spoils;
+                // Whatever the unit made of its error, a transaction that
+                // SQLite ended under it is the group's end.
+                spoiled = done.spoils || conn.is_autocommit();
                 ran.push(done);
             }
             None => spoiled = true,
@@ -283,15 +327,18 @@ async fn run_together(waiting: &mut Vec<Unit>, conn: &mut rusqlite::Connection) 
     let outcome = if spoiled {
         // The spoiler is answered with its own error; its companions learn
         // that they were rolled back with it.
-        if let Err(e) = sql::run(conn, "ROLLBACK") {
-            tracing::warn!(error = %e, "could not roll back a spoiled group commit");
+        if !conn.is_autocommit() {
+            if let Err(e) = sql::run(conn, "ROLLBACK") {
+                tracing::warn!(error = %e, "could not roll back a spoiled group commit");
+            }
         }
         Err("rolled back with a failed write of the same group commit".to_owned())
     } else {
         sql::run(conn, "COMMIT").map_err(|e| format!("the group commit failed: {e}"))
     };
-    if outcome.is_ok() {
-        crate::metrics::group_committed(ran.iter().filter(|done| done.wrote).count());
+    let wrote = ran.iter().filter(|done| done.wrote).count();
+    if outcome.is_ok() && wrote > 0 {
+        crate::metrics::group_committed(wrote);
     }
     for done in ran {
         (done.answer)(outcome.clone());
@@ -498,6 +545,92 @@ mod tests {
         drop(turn);
         waiting.await.unwrap().unwrap();
         assert_eq!(keys(&pool).await, ["waited"]);
+    }
+
+    /// A unit that runs `sql` as its own statement and says it went well.
+    fn run(writer: &Writer, sql: &'static str) -> impl std::future::Future<Output = Result<()>> {
+        let writer = writer.clone();
+        async move {
+            writer
+                .write(move |mut conn, _| {
+                    Box::pin(async move {
+                        conn.execute(query(sql)).await?;
+                        Ok(())
+                    })
+                })
+                .await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transaction_of_a_unit_in_a_group_is_a_savepoint_that_rolls_back_alone() {
+        let (_dir, pool, writer) = sqlite().await;
+        let go = Arc::new(Notify::new());
+        let held = hold(&writer, go.clone()).await;
+        let undone = {
+            let writer = writer.clone();
+            async move {
+                writer
+                    .write(|mut conn, _| {
+                        Box::pin(async move {
+                            let mut tx = conn.begin().await?;
+                            tx.conn().execute(query("INSERT INTO t (k) VALUES ('undone')")).await?;
+                            tx.rollback().await
+                        })
+                    })
+                    .await
+            }
+        };
+        let units: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>> =
+            vec![Box::pin(insert(&writer, "a")), Box::pin(undone), Box::pin(insert(&writer, "b"))];
+        let handles = queue(&writer, units).await;
+        go.notify_one();
+        held.await.unwrap().unwrap();
+        for answer in futures_util::future::join_all(handles).await {
+            answer.unwrap().unwrap();
+        }
+        assert_eq!(keys(&pool).await, ["a", "b"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_whose_transaction_ended_under_it_is_answered_as_rolled_back() {
+        let (_dir, pool, writer) = sqlite().await;
+        let go = Arc::new(Notify::new());
+        let held = hold(&writer, go.clone()).await;
+        // As SQLite does on its own after an I/O error, while the unit
+        // that ran into it thinks it went well.
+        let units: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>> = vec![
+            Box::pin(insert(&writer, "lost")),
+            Box::pin(run(&writer, "ROLLBACK")),
+            Box::pin(insert(&writer, "next")),
+        ];
+        let handles = queue(&writer, units).await;
+        go.notify_one();
+        held.await.unwrap().unwrap();
+        let answers: Vec<_> = futures_util::future::join_all(handles).await.into_iter().map(Result::unwrap).collect();
+        assert!(answers[0].is_err() && answers[1].is_err(), "{answers:?}");
+        // The write after it was not run in autocommit and then answered
+        // as rolled back: it went into the next group.
+        assert!(answers[2].is_ok(), "{:?}", answers[2]);
+        assert_eq!(keys(&pool).await, ["next"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_alone_that_leaves_its_transaction_open_is_refused_and_the_next_commits() {
+        let (_dir, pool, writer) = sqlite().await;
+        let left_open = writer
+            .write(|mut conn, _| {
+                Box::pin(async move {
+                    conn.execute(query("BEGIN")).await?;
+                    conn.execute(query("INSERT INTO t (k) VALUES ('uncommitted')")).await?;
+                    Ok(())
+                })
+            })
+            .await;
+        let left_open = format!("{:?}", left_open.unwrap_err());
+        assert!(left_open.contains("left its transaction open"), "{left_open}");
+        insert(&writer, "after").await.unwrap();
+        assert_eq!(keys(&pool).await, ["after"]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@
 
 use sesame_proto::{wire::Status, ChallengeId, ServiceId, UnixTime};
 use sqlx::{Any, Row as _, Transaction};
+use tokio::sync::OwnedMutexGuard;
 
 use super::pending::{Claim, Pending};
 use crate::{
@@ -446,15 +447,18 @@ pub struct Consumed {
 
 impl Consumed {
     /// Commits `tx`, then makes the outcome visible in memory. Only after
-    /// this may the change be published.
+    /// this may the change be published. `turn`, the writer's turn that
+    /// `tx` was opened under ([`crate::writer::Writer::turn`]), is given
+    /// back once the commit is done.
     ///
     /// A request whose client goes away is dropped at its next `.await`;
     /// the commit and the outcome it records run in a task of their own, so
     /// that this cannot split them (the row committed, memory still saying
-    /// pending).
-    pub async fn commit(self, tx: Transaction<'static, Any>) -> Result<()> {
+    /// pending), and the turn is held until SQLite's lock is free.
+    pub async fn commit(self, tx: Transaction<'static, Any>, turn: Option<OwnedMutexGuard<()>>) -> Result<()> {
         uncancelled(async move {
             tx.commit().await?;
+            drop(turn);
             self.committed();
             Ok(())
         })
@@ -573,6 +577,17 @@ pub async fn finish(db: &Db, row: &ChallengeRow, now: UnixTime, outcome: &Final)
         Ok(())
     })
     .await
+}
+
+/// Rolls back `tx`, a transaction that failed with `error`, and returns the
+/// error. A transaction merely dropped is rolled back later, when sqlx next
+/// uses its connection; rolled back here, SQLite's write lock is free
+/// before the writer's turn is given back.
+pub async fn roll_back(tx: Transaction<'static, Any>, error: Error) -> Error {
+    if let Err(e) = tx.rollback().await {
+        tracing::warn!(error = %e, "could not roll back a failed write");
+    }
+    error
 }
 
 /// Runs `work` to its end even if the caller is dropped meanwhile.
@@ -709,8 +724,8 @@ struct Redemption {
 /// own, except in a group commit of SQLite's writer: there the group's
 /// transaction holds SQLite's write lock, so nothing can come between them,
 /// and should the second fail, the error spoils the group, which rolls back
-/// with the session. That spares a savepoint (two round trips to SQLite's
-/// thread) on every redemption under load.
+/// with the session. That spares a savepoint on every redemption under
+/// load.
 async fn redeem_on(db: &Db, conn: &mut Conn<'_>, running: Running, r: &Redemption) -> Result<ChallengeRow> {
     let spent = match running {
         Running::InGroup => spend(conn, r).await?,

@@ -461,7 +461,7 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
             let outcome = Final::logged_in("alice".into(), key_id.clone());
             let consumed =
                 store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &row, now, &outcome).await.expect("consumed");
-            consumed.commit(tx).await.expect("commit");
+            consumed.commit(tx, None).await.expect("commit");
             let row = store::load(&state.db, &issued.id).await.expect("held");
             assert_eq!((row.status.as_str(), row.account.as_deref()), ("completed", Some("alice")));
             let mut tx = state.db.pool.begin().await.expect("begin");
