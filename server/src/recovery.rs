@@ -143,29 +143,57 @@ pub async fn open(db: &Db, service_id: &str, secret: &str, now: i64) -> Result<O
     })
 }
 
+/// The columns of a [`LinkInfo`], in the order [`link_info`] reads them.
+const LINK_COLUMNS: &str = "id, CASE WHEN revoke_other_keys THEN 1 ELSE 0 END, created_by, created_at, expires_at, \
+                            used_at, revoked_at";
+
+/// The [`LinkInfo`] in `row`, whose [`LINK_COLUMNS`] start at `at`.
+fn link_info(row: &sqlx::any::AnyRow, at: usize) -> Result<LinkInfo> {
+    Ok(LinkInfo {
+        id: row.try_get(at)?,
+        revoke_other_keys: row.try_get::<i64, _>(at + 1)? != 0,
+        created_by: row.try_get(at + 2)?,
+        created_at: row.try_get(at + 3)?,
+        expires_at: row.try_get(at + 4)?,
+        used_at: row.try_get(at + 5)?,
+        revoked_at: row.try_get(at + 6)?,
+    })
+}
+
 /// The links made for an account, newest first.
 pub async fn list(db: &Db, service_id: &str, account: &str) -> Result<Vec<LinkInfo>> {
-    let rows = sqlx::query(
-        "SELECT id, CASE WHEN revoke_other_keys THEN 1 ELSE 0 END, created_by, created_at, expires_at, used_at, \
-         revoked_at FROM account_recovery WHERE service_id = $1 AND account = $2 ORDER BY created_at DESC, id",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {LINK_COLUMNS} FROM account_recovery WHERE service_id = $1 AND account = $2 \
+         ORDER BY created_at DESC, id"
+    ))
     .bind(service_id.to_owned())
     .bind(account.to_owned())
     .fetch_all(timed(&db.pool))
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(LinkInfo {
-                id: row.try_get(0)?,
-                revoke_other_keys: row.try_get::<i64, _>(1)? != 0,
-                created_by: row.try_get(2)?,
-                created_at: row.try_get(3)?,
-                expires_at: row.try_get(4)?,
-                used_at: row.try_get(5)?,
-                revoked_at: row.try_get(6)?,
-            })
-        })
-        .collect()
+    rows.iter().map(|row| link_info(row, 0)).collect()
+}
+
+/// The links of every account at `service_id` that can still be used at
+/// `now` (neither used, revoked nor expired), by account, oldest first: for
+/// the admin page, in one query.
+pub async fn usable_of_service(
+    db: &Db,
+    service_id: &str,
+    now: i64,
+) -> Result<std::collections::HashMap<String, Vec<LinkInfo>>> {
+    let rows = sqlx::query(&format!(
+        "SELECT account, {LINK_COLUMNS} FROM account_recovery WHERE service_id = $1 AND used_at IS NULL \
+         AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at, id"
+    ))
+    .bind(service_id.to_owned())
+    .bind(now)
+    .fetch_all(timed(&db.pool))
+    .await?;
+    let mut by_account = std::collections::HashMap::<String, Vec<LinkInfo>>::new();
+    for row in &rows {
+        by_account.entry(row.try_get(0)?).or_default().push(link_info(row, 1)?);
+    }
+    Ok(by_account)
 }
 
 /// Revokes a link that has not been used, and records it `by`. A revoked

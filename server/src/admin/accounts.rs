@@ -29,6 +29,7 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/services/{id}/keys/remove", post(remove_key))
         .route("/admin/services/{id}/recovery", post(create_link))
+        .route("/admin/services/{id}/recovery/revoke", post(revoke_link))
 }
 
 /// The lifetimes the form offers, in seconds, with their labels; the last
@@ -46,20 +47,47 @@ pub(super) struct KeyRow {
     pub(super) last_used_at: String,
 }
 
-/// One account and its keys, as the service page lists them.
+/// A recovery link that can still be used, as the service page lists it.
+#[derive(Debug)]
+pub(super) struct LinkRow {
+    pub(super) id: String,
+    pub(super) created_by: String,
+    pub(super) created_at: String,
+    pub(super) expires_at: String,
+    pub(super) revoke_other_keys: bool,
+}
+
+/// One account, its keys and its usable recovery links, as the service
+/// page lists them.
 #[derive(Debug)]
 pub(super) struct AccountKeys {
     pub(super) name: String,
     pub(super) keys: Vec<KeyRow>,
+    pub(super) links: Vec<LinkRow>,
 }
 
-/// The keys of each of `accounts` at `service_id`, in one query.
+/// The keys and usable recovery links of each of `accounts` at
+/// `service_id`, in one query each.
 pub(super) async fn of_accounts(state: &AppState, service_id: &str, accounts: &[String]) -> Result<Vec<AccountKeys>> {
     let mut by_account = keys::of_service(&state.db, service_id).await?;
+    let now = state.clock.now().as_secs() as i64;
+    let mut links = recovery::usable_of_service(&state.db, service_id, now).await?;
     Ok(accounts
         .iter()
         .map(|name| AccountKeys {
             name: name.clone(),
+            links: links
+                .remove(name)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|l| LinkRow {
+                    id: l.id,
+                    created_by: l.created_by,
+                    created_at: store::rfc3339(l.created_at),
+                    expires_at: store::rfc3339(l.expires_at),
+                    revoke_other_keys: l.revoke_other_keys,
+                })
+                .collect(),
             keys: by_account
                 .remove(name)
                 .unwrap_or_default()
@@ -104,6 +132,36 @@ async fn remove_key(
     keys::remove(&state.db, &service.id, &body.name, &body.key_id, &by(&state, session.actor(), &client)).await?;
     tracing::info!(service = %service.id, key = %body.key_id, "account key removed");
     Ok(Redirect::to(&format!("/admin/services/{}?done=key_removed", service.id)).into_response())
+}
+
+#[derive(Deserialize)]
+struct RevokeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    link_id: String,
+}
+
+impl CsrfField for RevokeForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// Revokes a recovery link that has not been used: it opens nothing from
+/// now on, and a page already open from it can no longer confirm a key.
+async fn revoke_link(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    id: Result<Path<String>, PathRejection>,
+    AdminForm { session, form: body }: AdminForm<RevokeForm>,
+) -> PageResult {
+    let service = store::service(&state.db, &path(id)?).await?;
+    recovery::revoke(&state.db, &service.id, &body.name, &body.link_id, &by(&state, session.actor(), &client)).await?;
+    tracing::info!(service = %service.id, link = %body.link_id, "recovery link revoked from the admin page");
+    Ok(Redirect::to(&format!("/admin/services/{}?done=link_revoked", service.id)).into_response())
 }
 
 #[derive(Deserialize)]

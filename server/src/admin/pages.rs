@@ -149,6 +149,7 @@ impl Notice {
             "service_deleted" => Some("Service deleted, with its accounts and sign-in history."),
             "account_deleted" => Some("Account deleted."),
             "key_removed" => Some("Key removed: it can no longer sign in, and its sessions have ended."),
+            "link_revoked" => Some("Recovery link revoked: it can no longer add an authenticator."),
             "authenticator_added" => Some("Authenticator confirmed: it can now sign in to this page."),
             "authenticator_rejected" => Some("Authenticator refused: its key and account were removed."),
             "authenticator_removed" => {

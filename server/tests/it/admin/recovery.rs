@@ -148,3 +148,64 @@ async fn page_lists_each_accounts_keys_under_that_account() {
     })
     .await;
 }
+
+/// The page lists the recovery links that can still be used (not their
+/// secrets), and revokes one with its CSRF token: the link then opens
+/// nothing, the revocation is audited, and a link past its expiry is not
+/// listed.
+#[tokio::test]
+async fn page_lists_usable_recovery_links_and_revokes_one() {
+    support::each_backend(|app| async move {
+        let h = Harness::over(app);
+        let (service, cookie, csrf) = signed_in_with_alice(&h).await;
+        let make = [("csrf", csrf.as_str()), ("name", "alice"), ("ttl_secs", "3600")];
+        let made = h.post_form(&format!("/admin/services/{service}/recovery"), Some(&cookie), &make).await;
+        assert_eq!(made.status, StatusCode::OK, "{}", made.text);
+        let url = made.text.split(r#"<code id="recovery-url" class="token">"#).nth(1).expect("the URL");
+        let link_path = url.split('<').next().expect("end").replace(&h.state.settings.origin.to_string(), "");
+        let links_uri = format!("/admin/api/services/{service}/accounts/alice/enrollments");
+        let link_id = h.api(Method::GET, &links_uri, None).await.json()[0]["id"].as_str().expect("id").to_owned();
+
+        let page = h.page(&format!("/admin/services/{service}"), Some(&cookie)).await;
+        assert!(page.text.contains(&format!(r#"name="link_id" value="{link_id}""#)), "{}", page.text);
+        assert!(page.text.contains("2026-01-01T01:00:00Z"), "its expiry: {}", page.text);
+        let secret = link_path.rsplit('/').next().expect("secret");
+        assert!(!page.text.contains(secret), "the page shows a link's secret");
+
+        let uri = format!("/admin/services/{service}/recovery/revoke");
+        let link = link_id.as_str();
+        let fields = |csrf| [("csrf", csrf), ("name", "alice"), ("link_id", link)];
+        let forged = h.post_form(&uri, Some(&cookie), &fields("nope")).await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text);
+        let anonymous = h.post_form(&uri, None, &fields(csrf.as_str())).await;
+        assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{}", anonymous.text);
+        assert_eq!(h.api(Method::GET, &links_uri, None).await.json()[0]["state"], "active");
+
+        let revoked = h.post_form(&uri, Some(&cookie), &fields(csrf.as_str())).await;
+        assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.text);
+        assert_eq!(revoked.location(), format!("/admin/services/{service}?done=link_revoked"));
+        assert_eq!(h.api(Method::GET, &links_uri, None).await.json()[0]["state"], "revoked");
+        let audit = h.api(Method::GET, "/admin/api/audit?limit=1", None).await.json();
+        assert_eq!(audit[0]["action"], "recovery_link_revoked", "{audit}");
+        let page = h.page(&format!("/admin/services/{service}?done=link_revoked"), Some(&cookie)).await;
+        assert!(page.text.contains("Recovery link revoked"), "{}", page.text);
+        assert!(!page.text.contains(&format!(r#"value="{link_id}""#)), "a revoked link is still listed");
+        let opened = h.page(&link_path, None).await;
+        assert_eq!(opened.status, StatusCode::NOT_FOUND, "{}", opened.text);
+        // Revoked once; a second time there is no such usable link.
+        let again = h.post_form(&uri, Some(&cookie), &fields(csrf.as_str())).await;
+        assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.text);
+
+        // A link past its expiry can no longer be used, and is not listed.
+        let made = h.post_form(&format!("/admin/services/{service}/recovery"), Some(&cookie), &make).await;
+        assert_eq!(made.status, StatusCode::OK, "{}", made.text);
+        sqlx::query("UPDATE account_recovery SET expires_at = $1 WHERE revoked_at IS NULL")
+            .bind(START as i64)
+            .execute(&h.state.db.pool)
+            .await
+            .expect("expire the link");
+        let page = h.page(&format!("/admin/services/{service}"), Some(&cookie)).await;
+        assert!(!page.text.contains(r#"name="link_id""#), "an expired link is listed: {}", page.text);
+    })
+    .await;
+}
