@@ -170,7 +170,7 @@ fn waiting(
         recovery,
         qr_svg: qr_svg(&token)?,
         token,
-        status: challenge::message(Status::Pending, "outstanding", None),
+        status: challenge::message(Status::Pending, "outstanding", None, true),
         events_url: format!("/api/challenges/{cid}/events"),
         cancel_url: format!("/api/challenges/{cid}/cancel"),
         enroll_url: format!("/services/{service_id}/enroll/{cid}"),

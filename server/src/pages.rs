@@ -154,7 +154,7 @@ pub(crate) fn login_response(issued: challenge::Issued, finish_url: Option<Strin
         service_id: service_id.to_string(),
         token: issued.token,
         service_name: issued.service_name,
-        status: challenge::message(sesame_proto::wire::Status::Pending, "outstanding", None),
+        status: challenge::message(sesame_proto::wire::Status::Pending, "outstanding", None, false),
         challenges_url: format!("/api/services/{service_id}/challenges"),
         events_url: format!("/api/challenges/{cid}/events"),
         cancel_url: format!("/api/challenges/{cid}/cancel"),

@@ -112,7 +112,11 @@
           .then(function (response) {
             if (response.status === 404) {
               finished = true;
-              offerRestart("The server no longer knows this sign-in request. Start again.");
+              offerRestart(
+                enrolling
+                  ? "The server no longer knows this request to add an authenticator. Start again."
+                  : "The server no longer knows this sign-in request. Start again."
+              );
             } else {
               retry();
             }

@@ -256,27 +256,34 @@ impl StatusView {
         Self {
             status: row.status,
             hint: row.hint.clone(),
-            message: message(row.status, &row.hint, account.as_deref()),
+            message: message(row.status, &row.hint, account.as_deref(), row.enroll_account.is_some()),
             purpose: if row.status == Status::Completed { row.purpose.clone() } else { None },
             account,
         }
     }
 }
 
-/// The plain-language line the page shows for each state (PROTOCOL.md §8).
-pub fn message(status: Status, hint: &str, account: Option<&str>) -> String {
-    match (status, hint) {
-        (Status::Pending, "opened") => {
+/// The plain-language line the page shows for each state (PROTOCOL.md §8),
+/// on a sign-in page or, `enrolling`, on a page that adds an authenticator
+/// to an account.
+pub fn message(status: Status, hint: &str, account: Option<&str>, enrolling: bool) -> String {
+    match (status, hint, enrolling) {
+        (Status::Pending, "opened", _) => {
             "Your authenticator has the request. Check the details there and approve.".to_owned()
         }
-        (Status::Pending, _) => "Scan the QR code or paste the token into your Sesame authenticator.".to_owned(),
-        (Status::Completed, "enroll") => {
+        (Status::Pending, _, false) => "Scan the QR code or paste the token into your Sesame authenticator.".to_owned(),
+        (Status::Pending, _, true) => {
+            "Scan the QR code or paste the token into the authenticator you want to add.".to_owned()
+        }
+        (Status::Completed, "enroll", _) => {
             format!("A new authenticator asks to join {}. Confirm it below.", account.unwrap_or_default())
         }
-        (Status::Completed, _) => format!("Signed in as {}.", account.unwrap_or_default()),
-        (Status::Denied, _) => "The sign-in was refused in the authenticator.".to_owned(),
-        (Status::Expired, _) => "The request timed out. Start again.".to_owned(),
-        (Status::Cancelled, _) => "You cancelled the sign-in.".to_owned(),
+        (Status::Completed, _, _) => format!("Signed in as {}.", account.unwrap_or_default()),
+        (Status::Denied, _, false) => "The sign-in was refused in the authenticator.".to_owned(),
+        (Status::Denied, _, true) => "The authenticator refused to be added.".to_owned(),
+        (Status::Expired, _, _) => "The request timed out. Start again.".to_owned(),
+        (Status::Cancelled, _, false) => "You cancelled the sign-in.".to_owned(),
+        (Status::Cancelled, _, true) => "You cancelled adding an authenticator.".to_owned(),
     }
 }
 

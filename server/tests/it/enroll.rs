@@ -10,8 +10,8 @@ use axum::{
 use rand::rngs::OsRng;
 use serde_json::{json, Value};
 use sesame_proto::{
-    AccountKey, AccountName, ChallengeId, ConfirmationCode, EnrollRequest, KeyLabel, LoginRequest, RegisterRequest,
-    ServiceId,
+    AccountKey, AccountName, ChallengeId, ConfirmationCode, DenyRequest, EnrollRequest, KeyLabel, LoginRequest,
+    RegisterRequest, ServiceId,
 };
 
 use crate::support::{each_backend, TestApp, TestResponse, ORIGIN, USER_AGENT};
@@ -268,6 +268,29 @@ async fn self_service_enrollment_adds_a_key_only_after_the_page_confirms_it() {
         );
     })
     .await;
+}
+
+/// An enrollment's page and its status speak of adding an authenticator,
+/// not of signing in, when it waits, is refused and is cancelled.
+#[tokio::test]
+async fn an_enrollment_speaks_of_adding_an_authenticator_not_of_signing_in() {
+    let app = TestApp::new().await;
+    let service = app.create_service("Example").await;
+    let key = register(&app, &service, "alice").await;
+    let session = session(&app, &service, "alice", &key).await;
+
+    let refused = start_enrollment(&app, &service, &session).await;
+    let page = refused.page.text();
+    assert!(page.contains("paste the token into the authenticator you want to add"), "{page}");
+    assert!(!page.contains("your Sesame authenticator."), "the sign-in wording: {page}");
+    let deny = DenyRequest::sign(&app.verify(&refused.token), &AccountKey::generate(&mut OsRng));
+    assert_eq!(app.post_json("/api/authenticator/deny", &deny).await.status, StatusCode::OK);
+    let status = app.get(&format!("/api/challenges/{}", refused.cid), Some(&refused.cookie)).await.json();
+    assert_eq!(status["message"], "The authenticator refused to be added.", "{status}");
+
+    let cancelled = start_enrollment(&app, &service, &session).await;
+    let response = app.post(&format!("/api/challenges/{}/cancel", cancelled.cid), Some(&cancelled.cookie)).await;
+    assert_eq!(response.json()["message"], "You cancelled adding an authenticator.", "{}", response.text());
 }
 
 #[tokio::test]
