@@ -25,12 +25,16 @@
 //! logs its own under `sqlx::query`).
 
 use std::{
+    borrow::Cow,
     path::{Path, PathBuf},
     sync::{Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
-use rusqlite::{types::Value, OpenFlags};
+use rusqlite::{
+    types::{ToSqlOutput, Value, ValueRef},
+    OpenFlags,
+};
 use sqlx::{any::AnyRow, AnyConnection, Connection as _, Row as _};
 
 use crate::{
@@ -103,14 +107,16 @@ impl From<bool> for Arg {
     }
 }
 
-impl Arg {
-    fn to_sqlite(&self) -> Value {
-        match self {
-            Self::Text(v) => v.clone().map_or(Value::Null, Value::Text),
-            Self::Blob(v) => v.clone().map_or(Value::Null, Value::Blob),
-            Self::Int(v) => v.map_or(Value::Null, Value::Integer),
-            Self::Bool(v) => Value::Integer(i64::from(*v)),
-        }
+/// Bound on SQLite as it is, without a copy: SQLite copies what it keeps.
+impl rusqlite::ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Self::Text(Some(v)) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+            Self::Blob(Some(v)) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
+            Self::Int(Some(v)) => ToSqlOutput::Owned(Value::Integer(*v)),
+            Self::Bool(v) => ToSqlOutput::Owned(Value::Integer(i64::from(*v))),
+            Self::Text(None) | Self::Blob(None) | Self::Int(None) => ToSqlOutput::Owned(Value::Null),
+        })
     }
 }
 
@@ -419,6 +425,13 @@ fn sqlite_fetch_all<T>(
     Ok(all)
 }
 
+/// The names of the first parameters, spelled out rather than formatted at
+/// every bind.
+const PARAMETERS: [&str; 20] = [
+    "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15", "$16", "$17",
+    "$18", "$19", "$20",
+];
+
 /// `query` prepared (from the connection's cache) with its arguments bound
 /// to their `$n`.
 fn prepare<'c>(conn: &'c rusqlite::Connection, query: &Query<'_>) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
@@ -427,8 +440,9 @@ fn prepare<'c>(conn: &'c rusqlite::Connection, query: &Query<'_>) -> rusqlite::R
     for (i, arg) in query.args.iter().enumerate() {
         // SQLite numbers named parameters by their first appearance, so the
         // name decides, not the position.
-        if let Some(index) = statement.parameter_index(&format!("${}", i + 1))? {
-            statement.raw_bind_parameter(index, arg.to_sqlite())?;
+        let name = PARAMETERS.get(i).map_or_else(|| format!("${}", i + 1).into(), |&n| Cow::Borrowed(n));
+        if let Some(index) = statement.parameter_index(&name)? {
+            statement.raw_bind_parameter(index, arg)?;
             bound += 1;
         }
     }
