@@ -255,8 +255,7 @@ async fn register(
         Ok(written) => written,
         Err(e) => return Err(store::roll_back(tx, e).await),
     };
-    consumed.commit(tx, turn).await?;
-    store::publish(&state, id).await;
+    consumed.commit(&state, tx, turn).await?;
     crate::metrics::challenge_approved(checked.row.created_at, now);
     Ok(Json(Outcome {
         status: Status::Completed,
@@ -319,14 +318,12 @@ async fn login(
     let account_keys = keys::of_account(&state.db, &checked.row.service_id, account.as_str()).await?;
     let (verified, key) = verify_login(&state, &checked, &req, &account_keys)?;
     let name = verified.account().as_str().to_owned();
-    let id = checked.row.id;
     let now = state.clock.now();
 
     // One statement, which needs no transaction: the ended challenge is
     // written only while the key is still active (else `unknown_account`),
     // and the database's trigger records the key's use.
-    store::finish(&state.db, &checked.row, now, &Final::logged_in(name.clone(), key.id.clone())).await?;
-    store::publish(&state, id).await;
+    store::finish(&state, &checked.row, now, &Final::logged_in(name.clone(), key.id.clone())).await?;
     crate::metrics::challenge_approved(checked.row.created_at, now);
     Ok(Json(Outcome {
         status: Status::Completed,
@@ -364,9 +361,7 @@ async fn deny(
     state.limits.submissions.check(client.ip).await?;
     let checked = check_answer(&state, &req.token).await?;
     req.verify(checked.fresh(&state)?)?;
-    let id = checked.row.id;
-    store::finish(&state.db, &checked.row, state.clock.now(), &Final::denied()).await?;
-    store::publish(&state, id).await;
+    store::finish(&state, &checked.row, state.clock.now(), &Final::denied()).await?;
     Ok(Json(Outcome { status: Status::Denied, purpose: None, account: None, key_state: None }))
 }
 
@@ -436,8 +431,7 @@ async fn enroll(
         Ok(consumed) => consumed,
         Err(e) => return Err(store::roll_back(tx, e).await),
     };
-    consumed.commit(tx, turn).await?;
-    store::publish(&state, id).await;
+    consumed.commit(&state, tx, turn).await?;
     tracing::info!(challenge = %id, key = %key_id, "a key was enrolled and waits for confirmation");
     Ok(Json(Outcome {
         status: Status::Completed,
@@ -519,8 +513,7 @@ async fn rekey(
         Ok(consumed) => consumed,
         Err(e) => return Err(store::roll_back(tx, e).await),
     };
-    consumed.commit(tx, turn).await?;
-    store::publish(&state, id).await;
+    consumed.commit(&state, tx, turn).await?;
     crate::metrics::challenge_approved(checked.row.created_at, now);
     tracing::info!(challenge = %id, key = %key.id, "an account key was replaced");
     Ok(Json(Outcome {

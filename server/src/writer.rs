@@ -48,7 +48,10 @@
 use std::{
     panic::AssertUnwindSafe,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
 };
 
 use futures_util::{future::BoxFuture, FutureExt as _};
@@ -77,6 +80,8 @@ enum Inner {
     /// SQLite: the thread that owns the writer connection.
     Group {
         units: mpsc::Sender<Unit>,
+        /// Units sent and not yet run.
+        waiting: Arc<AtomicUsize>,
         /// Held by the writer for each group, and by the writes that go
         /// around it through sqlx ([`Writer::turn`]).
         turn: Arc<Mutex<()>>,
@@ -134,7 +139,7 @@ impl Writer {
         std::thread::Builder::new()
             .name("sesame-writer".into())
             .spawn(move || runtime.block_on(commit_in_groups(path, conn, queue, held)))?;
-        Ok(Self(Inner::Group { units, turn }))
+        Ok(Self(Inner::Group { units, turn, waiting: Arc::default() }))
     }
 
     /// The writer's turn, for a write that goes around it on a connection
@@ -148,6 +153,15 @@ impl Writer {
         match &self.0 {
             Inner::Pool(_) => None,
             Inner::Group { turn, .. } => Some(turn.clone().lock_owned().await),
+        }
+    }
+
+    /// How many units wait for the SQLite writer, not yet run; always 0 on
+    /// PostgreSQL.
+    pub fn waiting(&self) -> usize {
+        match &self.0 {
+            Inner::Pool(_) => 0,
+            Inner::Group { waiting, .. } => waiting.load(Ordering::Relaxed),
         }
     }
 
@@ -184,12 +198,14 @@ impl Writer {
         T: Send + 'static,
         F: for<'c> FnOnce(Conn<'c>, Running) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
-        let units = match &self.0 {
+        let (units, waiting) = match &self.0 {
             Inner::Pool(pool) => return work(Conn::Sqlx(&mut *pool.acquire().await?), Running::Alone).await,
-            Inner::Group { units, .. } => units,
+            Inner::Group { units, waiting, .. } => (units, waiting),
         };
         let (tell, told) = oneshot::channel();
+        let queued = Queued::new(waiting);
         let unit: Unit = Box::new(move |conn, running| {
+            drop(queued);
             Box::pin(async move {
                 if only_for_caller && tell.is_closed() {
                     return Ran { wrote: false, spoils: false, answer: Box::new(|_| {}) };
@@ -212,6 +228,22 @@ impl Writer {
         });
         units.send(unit).await.map_err(|_| anyhow::anyhow!("the database writer has stopped"))?;
         told.await.map_err(|_| anyhow::anyhow!("the database writer dropped a write"))?
+    }
+}
+
+/// A unit counted in [`Writer::waiting`] until it runs or is dropped.
+struct Queued(Arc<AtomicUsize>);
+
+impl Queued {
+    fn new(waiting: &Arc<AtomicUsize>) -> Self {
+        waiting.fetch_add(1, Ordering::Relaxed);
+        Self(waiting.clone())
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -361,8 +361,7 @@ async fn cancel_handler(
 ) -> Result<Json<StatusView>> {
     let row = for_browser(&state, &cid, &headers).await?;
     let now = state.clock.now();
-    store::finish(&state.db, &row, now, &store::Final::cancelled()).await?;
-    store::publish(&state, row.id).await;
+    store::finish(&state, &row, now, &store::Final::cancelled()).await?;
     Ok(Json(StatusView::of(&store::load(&state.db, &row.id).await?)))
 }
 

@@ -443,23 +443,34 @@ async fn insert_ended(conn: &mut Conn<'_>, row: &ChallengeRow) -> Result<Written
 pub struct Consumed {
     /// The claim on the in-memory entry, with the outcome to record there.
     claim: Option<(std::sync::Arc<super::pending::Memory>, ChallengeId, Final, UnixTime)>,
+    /// The challenge, to publish once committed.
+    id: ChallengeId,
 }
 
 impl Consumed {
-    /// Commits `tx`, then makes the outcome visible in memory. Only after
-    /// this may the change be published. `turn`, the writer's turn that
-    /// `tx` was opened under ([`crate::writer::Writer::turn`]), is given
-    /// back once the commit is done.
+    /// Commits `tx`, then makes the outcome visible in memory, then
+    /// publishes it. `turn`, the writer's turn that `tx` was opened under
+    /// ([`crate::writer::Writer::turn`]), is given back once the commit is
+    /// done.
     ///
     /// A request whose client goes away is dropped at its next `.await`;
-    /// the commit and the outcome it records run in a task of their own, so
-    /// that this cannot split them (the row committed, memory still saying
-    /// pending), and the turn is held until SQLite's lock is free.
-    pub async fn commit(self, tx: Transaction<'static, Any>, turn: Option<OwnedMutexGuard<()>>) -> Result<()> {
+    /// the commit, the outcome it records and its publication run in a task
+    /// of their own, so that this cannot split them (the row committed,
+    /// memory still saying pending, or the waiting page never told), and
+    /// the turn is held until SQLite's lock is free.
+    pub async fn commit(
+        self,
+        state: &crate::AppState,
+        tx: Transaction<'static, Any>,
+        turn: Option<OwnedMutexGuard<()>>,
+    ) -> Result<()> {
+        let state = state.clone();
         uncancelled(async move {
             tx.commit().await?;
             drop(turn);
+            let id = self.id;
             self.committed();
+            publish(&state, id).await;
             Ok(())
         })
         .await
@@ -513,7 +524,7 @@ pub async fn consume(
         }
     }
     // From here the claim is given back if anything fails.
-    let consumed = Consumed { claim: Some((memory.clone(), row.id, outcome.clone(), now)) };
+    let consumed = Consumed { claim: Some((memory.clone(), row.id, outcome.clone(), now)), id: row.id };
     let mut ended = row.clone();
     outcome.apply(&mut ended, now);
     match insert_ended(conn, &ended).await? {
@@ -549,7 +560,7 @@ async fn consume_row(conn: &mut Conn<'_>, id: &ChallengeId, now: UnixTime, outco
         )
         .await?;
     if done == 1 {
-        return Ok(Consumed { claim: None });
+        return Ok(Consumed { claim: None, id: *id });
     }
     // Read on the connection held: on PostgreSQL the writer is the main
     // pool, which many failing answers at once could otherwise exhaust.
@@ -561,19 +572,23 @@ async fn consume_row(conn: &mut Conn<'_>, id: &ChallengeId, now: UnixTime, outco
     })
 }
 
-/// Moves a challenge to a final state on its own (a login, deny, cancel),
-/// or explains why it could not, as [`consume`] does. That is one statement,
-/// a write of the sign-in writer ([`crate::writer`]), which needs no
-/// transaction of its own. Like [`Consumed::commit`], it runs in a task of
-/// its own, which a request cut off cannot split.
-pub async fn finish(db: &Db, row: &ChallengeRow, now: UnixTime, outcome: &Final) -> Result<()> {
-    let (db, row, outcome) = (db.clone(), row.clone(), outcome.clone());
+/// Moves a challenge to a final state on its own (a login, deny, cancel)
+/// and publishes it, or explains why it could not, as [`consume`] does.
+/// That is one statement, a write of the sign-in writer
+/// ([`crate::writer`]), which needs no transaction of its own. Like
+/// [`Consumed::commit`], it runs in a task of its own, which a request cut
+/// off cannot split: an answer whose client went away is still published.
+pub async fn finish(state: &crate::AppState, row: &ChallengeRow, now: UnixTime, outcome: &Final) -> Result<()> {
+    let (state, row, outcome) = (state.clone(), row.clone(), outcome.clone());
     uncancelled(async move {
-        let writes = db.writes.clone();
-        let consumed = writes
+        let (db, id) = (state.db.clone(), row.id);
+        let consumed = state
+            .db
+            .writes
             .write(move |mut conn, _| Box::pin(async move { consume(&db, &mut conn, &row, now, &outcome).await }))
             .await?;
         consumed.committed();
+        publish(&state, id).await;
         Ok(())
     })
     .await

@@ -99,6 +99,42 @@ async fn context_shows_who_asks_and_marks_the_challenge_opened() {
     .await;
 }
 
+/// An authenticator that goes away while its login is being written (its
+/// request dropped, as hyper drops it when the connection closes) still
+/// has its result published: the page waiting for it is told at once, not
+/// when the challenge would have expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_whose_authenticator_goes_away_while_it_is_written_is_still_published() {
+    use tower::ServiceExt as _;
+
+    let app = TestApp::new().await;
+    let service = app.create_service("Example").await;
+    let key = register(&app, &service, "alice").await;
+    let started = app.start(&service).await;
+    let mut told = app.state.bus.subscribe(started.id.parse().expect("an id")).await.expect("subscribe");
+
+    // While a registration holds the writer's turn, the login's write waits
+    // in the writer's queue; the request is dropped there.
+    let turn = app.state.db.writes.turn().await.expect("SQLite's writer has a turn");
+    let login = LoginRequest::sign(&app.verify(&started.token), &name("alice"), &key);
+    let body = serde_json::to_vec(&login).expect("serialise");
+    let answering =
+        tokio::spawn(app.router().oneshot(request(Method::POST, "/api/authenticator/login", None, Some(body))));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.state.db.writes.waiting() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the login never reached the writer");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    answering.abort();
+    assert!(answering.await.expect_err("aborted").is_cancelled());
+    drop(turn);
+
+    tokio::time::timeout(std::time::Duration::from_secs(10), told.changed())
+        .await
+        .expect("the completed login was never published");
+    assert_eq!(app.stored(&started.id).await.0, "completed");
+}
+
 #[tokio::test]
 async fn deny_ends_the_challenge() {
     let app = TestApp::new().await;
@@ -461,7 +497,7 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
             let outcome = Final::logged_in("alice".into(), key_id.clone());
             let consumed =
                 store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &row, now, &outcome).await.expect("consumed");
-            consumed.commit(tx, None).await.expect("commit");
+            consumed.commit(&state, tx, None).await.expect("commit");
             let row = store::load(&state.db, &issued.id).await.expect("held");
             assert_eq!((row.status.as_str(), row.account.as_deref()), ("completed", Some("alice")));
             let mut tx = state.db.pool.begin().await.expect("begin");
