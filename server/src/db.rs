@@ -161,6 +161,12 @@ impl Db {
     }
 }
 
+/// `$first, $first+1, …`: the placeholders of `count` parameters from
+/// `$first` on, for a list in `IN (…)`.
+pub fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+}
+
 /// The file of a `sqlite:` URL. An in-memory database is refused: the
 /// server opens more than one connection to its database, and each would
 /// see a database of its own (and everything would be lost at exit).

@@ -470,17 +470,27 @@ pub async fn list(db: &Db, service_id: &str, account: &str) -> Result<Vec<KeyInf
     rows.iter().filter_map(|row| key_info(row).transpose()).collect()
 }
 
-/// The keys of every account of a service, by account name, each account's
-/// oldest first: one query for a page that lists them all. An account with
-/// no key has no entry.
-pub async fn of_service(db: &Db, service_id: &str) -> Result<std::collections::HashMap<String, Vec<KeyInfo>>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {KEY_COLUMNS}, k.account FROM account_key k WHERE k.service_id = $1 \
-         ORDER BY k.account, k.created_at, k.id"
-    ))
-    .bind(service_id.to_owned())
-    .fetch_all(timed(&db.pool))
-    .await?;
+/// The keys of `accounts` of a service, by account name, each account's
+/// oldest first: one query for a page that lists them. An account with no
+/// key has no entry.
+pub async fn of_service(
+    db: &Db,
+    service_id: &str,
+    accounts: &[String],
+) -> Result<std::collections::HashMap<String, Vec<KeyInfo>>> {
+    if accounts.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let sql = format!(
+        "SELECT {KEY_COLUMNS}, k.account FROM account_key k WHERE k.service_id = $1 AND k.account IN ({}) \
+         ORDER BY k.account, k.created_at, k.id",
+        crate::db::placeholders(2, accounts.len())
+    );
+    let mut query = sqlx::query(&sql).bind(service_id.to_owned());
+    for account in accounts {
+        query = query.bind(account.clone());
+    }
+    let rows = query.fetch_all(timed(&db.pool)).await?;
     let mut by_account: std::collections::HashMap<String, Vec<KeyInfo>> = std::collections::HashMap::new();
     for row in &rows {
         if let Some(key) = key_info(row)? {

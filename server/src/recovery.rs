@@ -173,22 +173,28 @@ pub async fn list(db: &Db, service_id: &str, account: &str) -> Result<Vec<LinkIn
     rows.iter().map(|row| link_info(row, 0)).collect()
 }
 
-/// The links of every account at `service_id` that can still be used at
-/// `now` (neither used, revoked nor expired), by account, oldest first: for
-/// the admin page, in one query.
+/// The links of `accounts` at `service_id` that can still be used at `now`
+/// (neither used, revoked nor expired), by account, oldest first: for the
+/// admin page, in one query.
 pub async fn usable_of_service(
     db: &Db,
     service_id: &str,
+    accounts: &[String],
     now: i64,
 ) -> Result<std::collections::HashMap<String, Vec<LinkInfo>>> {
-    let rows = sqlx::query(&format!(
+    if accounts.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let sql = format!(
         "SELECT account, {LINK_COLUMNS} FROM account_recovery WHERE service_id = $1 AND used_at IS NULL \
-         AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at, id"
-    ))
-    .bind(service_id.to_owned())
-    .bind(now)
-    .fetch_all(timed(&db.pool))
-    .await?;
+         AND revoked_at IS NULL AND expires_at > $2 AND account IN ({}) ORDER BY created_at, id",
+        crate::db::placeholders(3, accounts.len())
+    );
+    let mut query = sqlx::query(&sql).bind(service_id.to_owned()).bind(now);
+    for account in accounts {
+        query = query.bind(account.clone());
+    }
+    let rows = query.fetch_all(timed(&db.pool)).await?;
     let mut by_account = std::collections::HashMap::<String, Vec<LinkInfo>>::new();
     for row in &rows {
         by_account.entry(row.try_get(0)?).or_default().push(link_info(row, 1)?);

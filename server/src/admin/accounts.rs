@@ -69,9 +69,9 @@ pub(super) struct AccountKeys {
 /// The keys and usable recovery links of each of `accounts` at
 /// `service_id`, in one query each.
 pub(super) async fn of_accounts(state: &AppState, service_id: &str, accounts: &[String]) -> Result<Vec<AccountKeys>> {
-    let mut by_account = keys::of_service(&state.db, service_id).await?;
+    let mut by_account = keys::of_service(&state.db, service_id, accounts).await?;
     let now = state.clock.now().as_secs() as i64;
-    let mut links = recovery::usable_of_service(&state.db, service_id, now).await?;
+    let mut links = recovery::usable_of_service(&state.db, service_id, accounts, now).await?;
     Ok(accounts
         .iter()
         .map(|name| AccountKeys {

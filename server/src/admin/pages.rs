@@ -136,11 +136,24 @@ pub(super) async fn form_session(state: &AppState, headers: &HeaderMap) -> Resul
 struct Notice {
     done: Option<String>,
     error: Option<String>,
+    /// The page of a service's accounts, from 1.
+    page: Option<String>,
 }
 
 impl Notice {
     fn from(query: Result<Query<Notice>, QueryRejection>) -> Self {
         query.map(|Query(n)| n).unwrap_or_default()
+    }
+
+    /// The page of accounts asked for, from 0; the first without `page`.
+    fn page(&self) -> Result<i64, Error> {
+        match self.page.as_deref() {
+            None => Ok(0),
+            Some(page) => match page.parse::<i64>() {
+                Ok(page) if (1..=i64::from(u32::MAX)).contains(&page) => Ok(page - 1),
+                _ => Err(Error::bad_request("invalid_page", "a page of accounts is a number from 1")),
+            },
+        }
     }
 
     fn done(&self) -> Option<&'static str> {
@@ -479,6 +492,38 @@ struct EventItem {
     at: String,
 }
 
+/// Where a page of accounts is among all of a service's accounts.
+#[derive(Debug)]
+struct Pager {
+    /// The positions of its first and last account, from 1.
+    first: i64,
+    last: i64,
+    total: i64,
+    /// The pages before and after it, from 1, when there are.
+    previous: Option<i64>,
+    next: Option<i64>,
+}
+
+impl Pager {
+    /// Page `page` (from 0) of `total` accounts, showing `shown`; `None` when
+    /// every account fits on one page.
+    fn of(page: i64, shown: usize, total: i64) -> Option<Self> {
+        let per_page = store::ACCOUNTS_PER_PAGE;
+        if total <= per_page && page == 0 {
+            return None;
+        }
+        let first = page.saturating_mul(per_page) + 1;
+        Some(Self {
+            first,
+            last: first + shown as i64 - 1,
+            total,
+            // Past the end, "Previous" leads to the last page.
+            previous: (page > 0).then(|| page.min((total + per_page - 1) / per_page).max(1)),
+            next: (first.saturating_add(per_page) <= total).then_some(page + 2),
+        })
+    }
+}
+
 #[derive(Template)]
 #[template(path = "admin/service.html")]
 struct ServiceView {
@@ -488,6 +533,8 @@ struct ServiceView {
     name: String,
     login_url: String,
     accounts: Vec<AccountItem>,
+    /// Where this page of accounts is, when there are several.
+    pager: Option<Pager>,
     /// Each account's keys, for the authenticators section.
     account_keys: Vec<super::accounts::AccountKeys>,
     /// The recovery link lifetimes the form offers.
@@ -507,8 +554,11 @@ async fn service_page(
         return Ok(Redirect::to("/admin").into_response());
     };
     let service = store::service(&state.db, &path(id)?).await?;
-    let accounts: Vec<AccountItem> =
-        store::list_accounts(&state.db, &service.id).await?.into_iter().map(AccountItem::from).collect();
+    let notice = Notice::from(query);
+    let page = notice.page()?;
+    let listed = store::accounts_page(&state.db, &service.id, page).await?;
+    let pager = Pager::of(page, listed.accounts.len(), listed.total);
+    let accounts: Vec<AccountItem> = listed.accounts.into_iter().map(AccountItem::from).collect();
     let names: Vec<String> = accounts.iter().map(|a| a.name.clone()).collect();
     let account_keys = super::accounts::of_accounts(&state, &service.id, &names).await?;
     let events = store::recent_events(&state.db, &service.id)
@@ -524,13 +574,14 @@ async fn service_page(
         .collect();
     let view = ServiceView {
         csrf: session.csrf_token().to_owned(),
-        done: Notice::from(query).done(),
+        done: notice.done(),
         login_url: store::login_url(&state.settings.origin, &service.id),
         oidc: super::oidc::item(&state, &service.id).await?,
         issuer: state.settings.origin.to_string(),
         id: service.id,
         name: service.name,
         accounts,
+        pager,
         account_keys,
         lifetimes: &super::accounts::LIFETIMES,
         events,

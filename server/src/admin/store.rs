@@ -123,6 +123,35 @@ pub(crate) async fn delete_service(db: &Db, id: &str, by: &By<'_>) -> Result<()>
     Ok(())
 }
 
+/// How many accounts a service's admin page lists at once.
+pub(crate) const ACCOUNTS_PER_PAGE: i64 = 100;
+
+/// One page of a service's accounts, oldest first, and how many it has.
+#[derive(Debug)]
+pub(crate) struct AccountPage {
+    pub(crate) accounts: Vec<Account>,
+    pub(crate) total: i64,
+}
+
+/// Page `page` (from 0) of a service's accounts, [`ACCOUNTS_PER_PAGE`] a page.
+pub(crate) async fn accounts_page(db: &Db, service_id: &str, page: i64) -> Result<AccountPage> {
+    let service = service(db, service_id).await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM account a WHERE a.service_id = $1 ORDER BY a.created_at, a.name \
+         LIMIT $2 OFFSET $3"
+    ))
+    .bind(&service.id)
+    .bind(ACCOUNTS_PER_PAGE)
+    .bind(page.saturating_mul(ACCOUNTS_PER_PAGE))
+    .fetch_all(timed(&db.pool))
+    .await?;
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM account WHERE service_id = $1")
+        .bind(&service.id)
+        .fetch_one(timed(&db.pool))
+        .await?;
+    Ok(AccountPage { accounts: rows.iter().map(account).collect::<Result<_>>()?, total })
+}
+
 /// A service's accounts, oldest first.
 pub(crate) async fn list_accounts(db: &Db, service_id: &str) -> Result<Vec<Account>> {
     let service = service(db, service_id).await?;

@@ -274,3 +274,58 @@ async fn page_session_expires_after_twelve_hours() {
     clock.advance(1);
     assert!(h.page("/admin", Some(&cookie)).await.text.contains(r#"type="password""#));
 }
+
+/// A service's page lists its accounts a hundred at a time, oldest first,
+/// each page with only its own accounts' keys, and says where it is.
+#[tokio::test]
+async fn page_lists_a_services_accounts_a_hundred_at_a_time() {
+    support::each_backend(|app| async move {
+        let h = Harness::over(app);
+        let service = h.create("Crowded").await["id"].as_str().expect("id").to_owned();
+        for i in 0..105 {
+            h.add_account(&service, &format!("user-{i:03}"), START as i64 + i, None).await;
+        }
+        let (cookie, _) = h.sign_in().await;
+        let listed = |page: &Reply, name: &str| page.text.contains(&format!(r#"name="name" value="{name}""#));
+
+        let first = h.page(&format!("/admin/services/{service}"), Some(&cookie)).await;
+        assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+        assert!(listed(&first, "user-000") && listed(&first, "user-099"), "{}", first.text);
+        assert!(!listed(&first, "user-100"), "the first page lists more than a hundred accounts");
+        assert!(first.text.contains("Accounts 1–100 of 105"), "{}", first.text);
+        assert!(first.text.contains(&format!(r#"href="/admin/services/{service}?page=2">Next"#)), "{}", first.text);
+        assert!(!first.text.contains(">Previous<"), "{}", first.text);
+
+        let second = h.page(&format!("/admin/services/{service}?page=2"), Some(&cookie)).await;
+        assert_eq!(second.status, StatusCode::OK, "{}", second.text);
+        assert!(listed(&second, "user-100") && listed(&second, "user-104"), "{}", second.text);
+        assert!(!listed(&second, "user-099"), "the second page repeats the first");
+        assert!(second.text.contains("Accounts 101–105 of 105"), "{}", second.text);
+        assert!(second.text.contains(&format!(r#"href="/admin/services/{service}?page=1">Previous"#)));
+        assert!(!second.text.contains(">Next<"), "{}", second.text);
+        // The keys section lists this page's accounts only.
+        assert!(second.text.contains("<h3>user-104</h3>") && !second.text.contains("<h3>user-000</h3>"));
+
+        let past = h.page(&format!("/admin/services/{service}?page=7"), Some(&cookie)).await;
+        assert_eq!(past.status, StatusCode::OK, "{}", past.text);
+        assert!(past.text.contains("No accounts on this page: there are 105."), "{}", past.text);
+        assert!(past.text.contains(&format!(r#"href="/admin/services/{service}?page=2">Previous"#)));
+        for bad in ["0", "-1", "two", "99999999999999999999"] {
+            let refused = h.page(&format!("/admin/services/{service}?page={bad}"), Some(&cookie)).await;
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST, "page={bad}: {}", refused.text);
+        }
+    })
+    .await;
+}
+
+/// A service with no more accounts than fit on a page shows no pager.
+#[tokio::test]
+async fn page_of_a_small_service_has_no_pager() {
+    let h = harness().await;
+    let service = h.create("Small").await["id"].as_str().expect("id").to_owned();
+    h.add_account(&service, "alice", START as i64, None).await;
+    let (cookie, _) = h.sign_in().await;
+    let page = h.page(&format!("/admin/services/{service}"), Some(&cookie)).await;
+    assert!(page.text.contains(r#"name="name" value="alice""#), "{}", page.text);
+    assert!(!page.text.contains("Pages of accounts"), "{}", page.text);
+}
