@@ -219,43 +219,32 @@ async fn register(
     let key_id = keys::new_id();
     let now = state.clock.now();
 
-    let turn = state.db.writes.turn().await;
-    let mut tx = state.db.writer.begin().await?;
-    let written = async {
-        let outcome = Final::registered(account.clone(), key_id.clone());
-        let consumed = store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &checked.row, now, &outcome).await?;
-        let new = keys::NewAccount {
-            service_id: &checked.row.service_id,
-            account: &account,
-            key_id: &key_id,
-            public_key: verified.public_key(),
-            label: verified.label(),
-            challenge_id: &id,
-            device: &client,
-            now: now.as_secs() as i64,
-        };
-        // On an error the transaction rolls back and the challenge is
-        // pending again, so the user can pick another name with the same
-        // token.
-        let key_state = keys::register(&mut tx, &new).await?;
-        // Only admin authenticators start pending; their arrival is an
-        // admin action, recorded with the registration. Other services pay
-        // nothing.
-        if key_state == KeyState::Pending {
-            let actor = audit::Actor::Authenticator(account.clone());
-            let by = audit::By { actor: &actor, client: &client, at: now.as_secs() as i64 };
-            let detail = format!("key {key_id}, waiting for confirmation");
-            let record = audit::Record::new(audit::Action::AuthenticatorAdded, &account, &detail);
-            audit::record(&mut *tx, &by, record).await?;
-        }
-        Ok((consumed, key_state))
-    }
-    .await;
-    let (consumed, key_state) = match written {
-        Ok(written) => written,
-        Err(e) => return Err(store::roll_back(tx, e).await),
+    let mut write = store::WriteAround::begin(&state.db).await?;
+    let outcome = Final::registered(account.clone(), key_id.clone());
+    let consumed = store::consume(&state.db, &mut Conn::Sqlx(&mut write), &checked.row, now, &outcome).await?;
+    let new = keys::NewAccount {
+        service_id: &checked.row.service_id,
+        account: &account,
+        key_id: &key_id,
+        public_key: verified.public_key(),
+        label: verified.label(),
+        challenge_id: &id,
+        device: &client,
+        now: now.as_secs() as i64,
     };
-    consumed.commit(&state, tx, turn).await?;
+    // On an error the transaction rolls back and the challenge is pending
+    // again, so the user can pick another name with the same token.
+    let key_state = keys::register(&mut write, &new).await?;
+    // Only admin authenticators start pending; their arrival is an admin
+    // action, recorded with the registration. Other services pay nothing.
+    if key_state == KeyState::Pending {
+        let actor = audit::Actor::Authenticator(account.clone());
+        let by = audit::By { actor: &actor, client: &client, at: now.as_secs() as i64 };
+        let detail = format!("key {key_id}, waiting for confirmation");
+        audit::record(&mut **write, &by, audit::Record::new(audit::Action::AuthenticatorAdded, &account, &detail))
+            .await?;
+    }
+    write.commit(&state, consumed).await?;
     crate::metrics::challenge_approved(checked.row.created_at, now);
     Ok(Json(Outcome {
         status: Status::Completed,
@@ -406,32 +395,23 @@ async fn enroll(
     let key_id = keys::new_id();
     let now = state.clock.now();
 
-    let turn = state.db.writes.turn().await;
-    let mut tx = state.db.writer.begin().await?;
-    let written = async {
-        let outcome = Final::enrolled(enroll_account.clone(), key_id.clone());
-        let consumed = store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &checked.row, now, &outcome).await?;
-        let new = keys::NewAccount {
-            service_id: &checked.row.service_id,
-            account: &enroll_account,
-            key_id: &key_id,
-            public_key: verified.public_key(),
-            label: verified.label(),
-            challenge_id: &id,
-            device: &client,
-            now: now.as_secs() as i64,
-        };
-        // On an error the challenge stays pending: a key that is already
-        // registered can be replaced by another from the same token.
-        keys::enroll(&mut tx, &new).await?;
-        Ok(consumed)
-    }
-    .await;
-    let consumed = match written {
-        Ok(consumed) => consumed,
-        Err(e) => return Err(store::roll_back(tx, e).await),
+    let mut write = store::WriteAround::begin(&state.db).await?;
+    let outcome = Final::enrolled(enroll_account.clone(), key_id.clone());
+    let consumed = store::consume(&state.db, &mut Conn::Sqlx(&mut write), &checked.row, now, &outcome).await?;
+    let new = keys::NewAccount {
+        service_id: &checked.row.service_id,
+        account: &enroll_account,
+        key_id: &key_id,
+        public_key: verified.public_key(),
+        label: verified.label(),
+        challenge_id: &id,
+        device: &client,
+        now: now.as_secs() as i64,
     };
-    consumed.commit(&state, tx, turn).await?;
+    // On an error the challenge stays pending: a key that is already
+    // registered can be replaced by another from the same token.
+    keys::enroll(&mut write, &new).await?;
+    write.commit(&state, consumed).await?;
     tracing::info!(challenge = %id, key = %key_id, "a key was enrolled and waits for confirmation");
     Ok(Json(Outcome {
         status: Status::Completed,
@@ -495,25 +475,16 @@ async fn rekey(
     let id = checked.row.id;
     let now = state.clock.now();
 
-    let turn = state.db.writes.turn().await;
-    let mut tx = state.db.writer.begin().await?;
-    let written = async {
-        let outcome = Final::logged_in(name.clone(), key.id.clone());
-        let consumed = store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &checked.row, now, &outcome).await?;
-        if !keys::rekey(&mut tx, &key.id, &key.public_key, verified.new_public_key(), now.as_secs() as i64).await? {
-            // The key was replaced by a racing rekey after it was read:
-            // this answer's key no longer signs in. (A removed key was
-            // refused by `consume`.)
-            return Err(Error::Protocol(sesame_proto::Error::BadSignature));
-        }
-        Ok(consumed)
+    let mut write = store::WriteAround::begin(&state.db).await?;
+    let outcome = Final::logged_in(name.clone(), key.id.clone());
+    let consumed = store::consume(&state.db, &mut Conn::Sqlx(&mut write), &checked.row, now, &outcome).await?;
+    if !keys::rekey(&mut write, &key.id, &key.public_key, verified.new_public_key(), now.as_secs() as i64).await? {
+        // The key was replaced by a racing rekey after it was read: this
+        // answer's key no longer signs in. (A removed key was refused by
+        // `consume`.) Dropping the write rolls it back.
+        return Err(Error::Protocol(sesame_proto::Error::BadSignature));
     }
-    .await;
-    let consumed = match written {
-        Ok(consumed) => consumed,
-        Err(e) => return Err(store::roll_back(tx, e).await),
-    };
-    consumed.commit(&state, tx, turn).await?;
+    write.commit(&state, consumed).await?;
     crate::metrics::challenge_approved(checked.row.created_at, now);
     tracing::info!(challenge = %id, key = %key.id, "an account key was replaced");
     Ok(Json(Outcome {

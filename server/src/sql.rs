@@ -139,10 +139,10 @@ impl<'q> Query<'q> {
         self
     }
 
-    fn to_sqlx(&self) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    fn into_sqlx(self) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
         let mut q = sqlx::query(self.sql);
-        for arg in &self.args {
-            q = match arg.clone() {
+        for arg in self.args {
+            q = match arg {
                 Arg::Text(v) => q.bind(v),
                 Arg::Blob(v) => q.bind(v),
                 Arg::Int(v) => q.bind(v),
@@ -269,7 +269,7 @@ impl Conn<'_> {
     /// Runs `query` and returns how many rows it changed.
     pub async fn execute(&mut self, query: Query<'_>) -> std::result::Result<u64, Failure> {
         match self {
-            Self::Sqlx(conn) => Ok(query.to_sqlx().execute(timed(&mut **conn)).await?.rows_affected()),
+            Self::Sqlx(conn) => Ok(query.into_sqlx().execute(timed(&mut **conn)).await?.rows_affected()),
             Self::Sqlite(conn) => {
                 let _stopwatch = Stopwatch::start(query.sql);
                 Ok(prepare(conn, &query)?.raw_execute()? as u64)
@@ -284,7 +284,7 @@ impl Conn<'_> {
         map: impl FnOnce(&dyn Row) -> Result<T>,
     ) -> std::result::Result<Option<T>, Failure> {
         match self {
-            Self::Sqlx(conn) => match query.to_sqlx().fetch_optional(timed(&mut **conn)).await? {
+            Self::Sqlx(conn) => match query.into_sqlx().fetch_optional(timed(&mut **conn)).await? {
                 Some(row) => Ok(Some(map(&row)?)),
                 None => Ok(None),
             },
@@ -312,7 +312,7 @@ impl Conn<'_> {
     ) -> std::result::Result<Vec<T>, Failure> {
         match self {
             Self::Sqlx(conn) => {
-                let rows = query.to_sqlx().fetch_all(timed(&mut **conn)).await?;
+                let rows = query.into_sqlx().fetch_all(timed(&mut **conn)).await?;
                 Ok(rows.iter().map(|row| map(row)).collect::<Result<_>>()?)
             }
             Self::Sqlite(conn) => Ok(sqlite_fetch_all(conn, &query, map)?),

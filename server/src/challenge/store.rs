@@ -197,12 +197,16 @@ impl Final {
     }
 }
 
-/// sqlx's `Any` driver cannot decode SQLite's BOOLEAN, so the flag is read
-/// as an integer on both databases.
-const COLUMNS: &str = "id, service_id, base_token, code_secret, binding_hash, \
-                       CASE WHEN allow_register THEN 1 ELSE 0 END AS allow_register, ip, user_agent, \
-                       created_at, expires_at, status, hint, purpose, account, key_id, finished_at, \
-                       redeemed_at, enroll_account, recovery_id";
+/// The columns of a [`ChallengeRow`], as a literal, so that the statements
+/// that read them are constants. sqlx's `Any` driver cannot decode SQLite's
+/// BOOLEAN, so the flag is read as an integer on both databases.
+macro_rules! columns {
+    () => {
+        "id, service_id, base_token, code_secret, binding_hash, \
+         CASE WHEN allow_register THEN 1 ELSE 0 END AS allow_register, ip, user_agent, created_at, expires_at, \
+         status, hint, purpose, account, key_id, finished_at, redeemed_at, enroll_account, recovery_id"
+    };
+}
 
 /// The name of a service, or `unknown_service`. Read from the database once
 /// per service and instance (see `db::ServiceNames` for why that is safe).
@@ -310,8 +314,8 @@ async fn load_row(db: &Db, id: &ChallengeId) -> Result<ChallengeRow> {
 /// The row of `id`, read on `conn`: code that holds a connection reads on
 /// it rather than wait for a second one from a pool it may have exhausted.
 async fn load_row_on(conn: &mut Conn<'_>, id: &ChallengeId) -> Result<ChallengeRow> {
-    let sql = format!("SELECT {COLUMNS} FROM challenge WHERE id = $1");
-    conn.fetch_optional(sql::query(&sql).bind(id.to_string()), ChallengeRow::from_row)
+    const SQL: &str = concat!("SELECT ", columns!(), " FROM challenge WHERE id = $1");
+    conn.fetch_optional(sql::query(SQL).bind(id.to_string()), ChallengeRow::from_row)
         .await?
         .ok_or(Error::UnknownChallenge)
 }
@@ -594,15 +598,64 @@ pub async fn finish(state: &crate::AppState, row: &ChallengeRow, now: UnixTime, 
     .await
 }
 
-/// Rolls back `tx`, a transaction that failed with `error`, and returns the
-/// error. A transaction merely dropped is rolled back later, when sqlx next
-/// uses its connection; rolled back here, SQLite's write lock is free
-/// before the writer's turn is given back.
-pub async fn roll_back(tx: Transaction<'static, Any>, error: Error) -> Error {
-    if let Err(e) = tx.rollback().await {
-        tracing::warn!(error = %e, "could not roll back a failed write");
+/// A transaction that goes around the sign-in writer, on sqlx's writer
+/// connection (a registration, an enrollment, a rekey: each writes an
+/// account, a key or an audit record beside the challenge), under the
+/// writer's turn ([`crate::writer::Writer::turn`]). It derefs to the
+/// transaction.
+///
+/// [`WriteAround::commit`] commits it and publishes the challenge it
+/// consumed. Dropped instead (an error, or a request cut off), it is rolled
+/// back in a task of its own, and only then is the turn given back: a
+/// transaction merely dropped would be rolled back only when sqlx next uses
+/// its connection, and the writer would meanwhile find SQLite's lock taken.
+#[derive(Debug)]
+pub struct WriteAround {
+    /// Open until committed.
+    tx: Option<Transaction<'static, Any>>,
+    turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteAround {
+    pub async fn begin(db: &Db) -> Result<Self> {
+        let turn = db.writes.turn().await;
+        Ok(Self { tx: Some(db.writer.begin().await?), turn })
     }
-    error
+
+    /// Commits, then records and publishes what `consumed` did
+    /// ([`Consumed::commit`]).
+    pub async fn commit(mut self, state: &crate::AppState, consumed: Consumed) -> Result<()> {
+        let tx = self.tx.take().expect("a write is open until it is committed");
+        consumed.commit(state, tx, self.turn.take()).await
+    }
+}
+
+impl std::ops::Deref for WriteAround {
+    type Target = Transaction<'static, Any>;
+
+    fn deref(&self) -> &Self::Target {
+        self.tx.as_ref().expect("a write is open until it is committed")
+    }
+}
+
+impl std::ops::DerefMut for WriteAround {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.tx.as_mut().expect("a write is open until it is committed")
+    }
+}
+
+impl Drop for WriteAround {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let turn = self.turn.take();
+            tokio::spawn(async move {
+                if let Err(e) = tx.rollback().await {
+                    tracing::warn!(error = %e, "could not roll back a failed write");
+                }
+                drop(turn);
+            });
+        }
+    }
 }
 
 /// Runs `work` to its end even if the caller is dropped meanwhile.
@@ -824,9 +877,9 @@ async fn spend(conn: &mut Conn<'_>, r: &Redemption) -> Result<Spent> {
         Err(failure) => return Err(failure.into()),
     }
     // RETURNING hands back the row as the update left it: no second read.
-    let sql =
-        format!("UPDATE challenge SET redeemed_at = $2 WHERE id = $1 AND redeemed_at IS NULL RETURNING {COLUMNS}");
-    let row = conn.fetch_optional(sql::query(&sql).bind(r.id.to_string()).bind(r.now), ChallengeRow::from_row).await?;
+    const SQL: &str =
+        concat!("UPDATE challenge SET redeemed_at = $2 WHERE id = $1 AND redeemed_at IS NULL RETURNING ", columns!());
+    let row = conn.fetch_optional(sql::query(SQL).bind(r.id.to_string()).bind(r.now), ChallengeRow::from_row).await?;
     Ok(match row {
         Some(row) => Spent::Yes(Box::new(row)),
         None => Spent::Raced,
