@@ -6,7 +6,8 @@ use axum::{
         rejection::{PathRejection, QueryRejection},
         FromRequestParts, Path, Query, State,
     },
-    http::{header, request::Parts, StatusCode},
+    http::{header, request::Parts, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
     routing::{delete, get},
     Json, Router,
 };
@@ -228,17 +229,37 @@ async fn delete_service(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A page of a service's accounts: `?limit=` and `?offset=`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AccountsQuery {
+    /// How many accounts, 1 to 1000; every account when absent.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// How many accounts to skip first; 0 when absent.
+    #[param(minimum = 0)]
+    offset: Option<i64>,
+}
+
+/// The most accounts one page of `GET …/accounts` returns.
+const MAX_ACCOUNTS_LIMIT: i64 = 1000;
+
 /// Lists a service's accounts, oldest first.
+///
+/// With `limit`, a page of them; a `Link` header with `rel="next"` then
+/// names the next page while there is one.
 #[utoipa::path(
     get,
     path = "/admin/api/services/{id}/accounts",
     operation_id = "list_accounts",
     tag = "admin",
-    params(("id" = String, Path, description = "The service id.")),
+    params(("id" = String, Path, description = "The service id."), AccountsQuery),
     security(("admin_token" = [])),
     responses(
-        (status = 200, description = "The accounts.", body = Vec<AccountJson>),
-        (status = 400, description = "`invalid_path`: a path segment does not decode.", body = ErrorBody),
+        (status = 200, description = "The accounts.", body = Vec<AccountJson>, headers(
+            ("Link" = String, description = "With `limit`, while more accounts follow: `<…/accounts?limit=L&offset=O>; rel=\"next\"`."),
+        )),
+        (status = 400, description = "`invalid_path`: a path segment does not decode; `invalid_limit` or `invalid_offset` (out of range); `invalid_query` (not a whole number).", body = ErrorBody),
         (status = 404, description = "`unknown_service`.", body = ErrorBody),
         (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
@@ -250,9 +271,30 @@ async fn list_accounts(
     _: AdminAuth,
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<Vec<AccountJson>>> {
-    let accounts = store::list_accounts(&state.db, &path(id)?).await?;
-    Ok(Json(
+    query: Result<Query<AccountsQuery>, QueryRejection>,
+) -> Result<Response> {
+    let id = path(id)?;
+    let Query(query) = query.map_err(|_| {
+        Error::bad_request("invalid_query", "limit and offset must be whole numbers, e.g. ?limit=100&offset=200")
+    })?;
+    if query.limit.is_some_and(|l| !(1..=MAX_ACCOUNTS_LIMIT).contains(&l)) {
+        return Err(Error::bad_request("invalid_limit", format!("limit must be between 1 and {MAX_ACCOUNTS_LIMIT}")));
+    }
+    let offset = query.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(Error::bad_request("invalid_offset", "offset must be 0 or more"));
+    }
+    // One more than asked tells whether a next page exists.
+    let mut accounts = store::list_accounts(&state.db, &id, query.limit.map(|l| l + 1), offset).await?;
+    let next = query.limit.filter(|&l| accounts.len() as i64 > l).map(|limit| {
+        accounts.truncate(limit as usize);
+        let link = format!(
+            "</admin/api/services/{id}/accounts?limit={limit}&offset={}>; rel=\"next\"",
+            offset.saturating_add(limit)
+        );
+        HeaderValue::try_from(link)
+    });
+    let body = Json(
         accounts
             .into_iter()
             .map(|a| AccountJson {
@@ -260,8 +302,12 @@ async fn list_accounts(
                 created_at: store::rfc3339(a.created_at),
                 last_login_at: a.last_login_at.map(store::rfc3339),
             })
-            .collect(),
-    ))
+            .collect::<Vec<_>>(),
+    );
+    Ok(match next {
+        Some(link) => ([(header::LINK, link.map_err(|e| Error::Internal(e.into()))?)], body).into_response(),
+        None => body.into_response(),
+    })
 }
 
 /// Deletes an account with its keys and sessions.

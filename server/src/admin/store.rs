@@ -136,29 +136,26 @@ pub(crate) struct AccountPage {
 /// Page `page` (from 0) of a service's accounts, [`ACCOUNTS_PER_PAGE`] a page.
 pub(crate) async fn accounts_page(db: &Db, service_id: &str, page: i64) -> Result<AccountPage> {
     let service = service(db, service_id).await?;
+    let offset = page.saturating_mul(ACCOUNTS_PER_PAGE);
+    let accounts = accounts_of(db, &service.id, Some(ACCOUNTS_PER_PAGE), offset).await?;
+    Ok(AccountPage { accounts, total: service.accounts })
+}
+
+/// A service's accounts, oldest first: `limit` of them (all when `None`)
+/// after skipping `offset`.
+pub(crate) async fn list_accounts(db: &Db, service_id: &str, limit: Option<i64>, offset: i64) -> Result<Vec<Account>> {
+    let service = service(db, service_id).await?;
+    accounts_of(db, &service.id, limit, offset).await
+}
+
+async fn accounts_of(db: &Db, service_id: &str, limit: Option<i64>, offset: i64) -> Result<Vec<Account>> {
     let rows = sqlx::query(&format!(
         "SELECT {ACCOUNT_COLUMNS} FROM account a WHERE a.service_id = $1 ORDER BY a.created_at, a.name \
          LIMIT $2 OFFSET $3"
     ))
-    .bind(&service.id)
-    .bind(ACCOUNTS_PER_PAGE)
-    .bind(page.saturating_mul(ACCOUNTS_PER_PAGE))
-    .fetch_all(timed(&db.pool))
-    .await?;
-    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM account WHERE service_id = $1")
-        .bind(&service.id)
-        .fetch_one(timed(&db.pool))
-        .await?;
-    Ok(AccountPage { accounts: rows.iter().map(account).collect::<Result<_>>()?, total })
-}
-
-/// A service's accounts, oldest first.
-pub(crate) async fn list_accounts(db: &Db, service_id: &str) -> Result<Vec<Account>> {
-    let service = service(db, service_id).await?;
-    let rows = sqlx::query(&format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM account a WHERE a.service_id = $1 ORDER BY a.created_at, a.name"
-    ))
-    .bind(&service.id)
+    .bind(service_id)
+    .bind(limit.unwrap_or(i64::MAX))
+    .bind(offset)
     .fetch_all(timed(&db.pool))
     .await?;
     rows.iter().map(account).collect()

@@ -73,6 +73,68 @@ async fn api_lists_accounts_with_rfc3339_times() {
     );
 }
 
+/// `limit` and `offset` page the accounts, oldest first, and `Link` names
+/// the next page until the last; without them every account comes back.
+#[tokio::test]
+async fn api_pages_accounts_with_limit_offset_and_a_next_link() {
+    support::each_backend(|app| async move {
+        let h = Harness::over(app);
+        let id = h.create("Crowded").await["id"].as_str().expect("id").to_owned();
+        for i in 0..5 {
+            h.add_account(&id, &format!("user-{i}"), START as i64 + i, None).await;
+        }
+        let base = format!("/admin/api/services/{id}/accounts");
+        let names = |reply: &Reply| -> Vec<String> {
+            reply
+                .json()
+                .as_array()
+                .expect("an array")
+                .iter()
+                .map(|a| a["name"].as_str().expect("name").to_owned())
+                .collect()
+        };
+        let next = |reply: &Reply| reply.headers.get(header::LINK).map(|v| v.to_str().expect("ascii").to_owned());
+
+        let all = h.api(Method::GET, &base, None).await;
+        assert_eq!(names(&all), ["user-0", "user-1", "user-2", "user-3", "user-4"]);
+        assert_eq!(next(&all), None);
+
+        // Follow the links from the first page to the last.
+        let mut uri = format!("{base}?limit=2");
+        let mut pages = Vec::new();
+        loop {
+            let reply = h.api(Method::GET, &uri, None).await;
+            assert_eq!(reply.status, StatusCode::OK, "{uri}: {}", reply.text);
+            pages.push(names(&reply));
+            let Some(link) = next(&reply) else { break };
+            let target = link.strip_prefix('<').and_then(|l| l.strip_suffix(">; rel=\"next\"")).expect("a next link");
+            uri = target.to_owned();
+        }
+        assert_eq!(pages, [vec!["user-0", "user-1"], vec!["user-2", "user-3"], vec!["user-4"]]);
+        assert_eq!(uri, format!("{base}?limit=2&offset=4"));
+
+        // A page that ends exactly at the last account names no next page.
+        let exact = h.api(Method::GET, &format!("{base}?limit=5"), None).await;
+        assert_eq!(names(&exact).len(), 5);
+        assert_eq!(next(&exact), None);
+        let past = h.api(Method::GET, &format!("{base}?limit=2&offset=9"), None).await;
+        assert_eq!((past.status, past.json()), (StatusCode::OK, json!([])));
+
+        for (query, code) in [
+            ("limit=0", "invalid_limit"),
+            ("limit=1001", "invalid_limit"),
+            ("offset=-1", "invalid_offset"),
+            ("limit=two", "invalid_query"),
+            ("offset=99999999999999999999", "invalid_query"),
+        ] {
+            let refused = h.api(Method::GET, &format!("{base}?{query}"), None).await;
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{query}: {}", refused.text);
+            assert_eq!(refused.error_code(), code, "{query}");
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn api_answers_unknown_service_for_missing_or_malformed_ids() {
     let h = harness().await;
