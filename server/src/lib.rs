@@ -51,7 +51,7 @@ use crate::{
     error::LoggedError,
     limit::StreamLimits,
     serve::ServeOptions,
-    state::{AdminToken, Identity, Limits, Settings},
+    state::{AdminToken, Identity, Limits, Settings, Shared},
     sweep::Retention,
 };
 pub use crate::{config::Config, error::Error, state::AppState};
@@ -188,7 +188,7 @@ pub async fn state_from(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         code_window_secs: config.code_window,
         trusted_proxies: config.trusted_proxies.clone(),
     };
-    let state = AppState {
+    let state = AppState::new(Shared {
         db,
         bus: bus.clone(),
         clock,
@@ -199,7 +199,7 @@ pub async fn state_from(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         limits: Limits::per_minute(config.rate_limit)
             .shared_through(&bus)
             .with_streams(StreamLimits::new(config.max_streams_per_challenge, config.max_streams_per_address)),
-    };
+    });
     Ok((state, generated))
 }
 

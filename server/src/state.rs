@@ -3,7 +3,6 @@
 use std::{fmt, net::IpAddr, sync::Arc};
 
 use anyhow::Context as _;
-use axum::extract::FromRef;
 use rand::{rngs::OsRng, RngCore as _};
 use sesame_proto::{Origin, ServerKey, ServerPublicKey};
 use sha2::{Digest as _, Sha256};
@@ -15,8 +14,36 @@ use crate::{
     limit::{RateLimiter, StreamLimits},
 };
 
+/// The state every handler shares: one `Arc`, so that handing it to a
+/// request (axum clones it for every extractor that asks) is one count, not
+/// one per pool, limiter and key.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+
+    /// A new state: a copy of this one with `change` made (tests).
+    pub fn with(&self, change: impl FnOnce(&mut Shared)) -> Self {
+        let mut shared = Shared::clone(&self.0);
+        change(&mut shared);
+        Self::new(shared)
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+#[derive(Clone, Debug)]
+pub struct Shared {
     pub db: Db,
     pub bus: Bus,
     pub clock: Arc<dyn Clock>,
@@ -168,17 +195,5 @@ impl AdminToken {
 impl fmt::Debug for AdminToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("AdminToken(<redacted>)")
-    }
-}
-
-impl FromRef<AppState> for Db {
-    fn from_ref(state: &AppState) -> Self {
-        state.db.clone()
-    }
-}
-
-impl FromRef<AppState> for Bus {
-    fn from_ref(state: &AppState) -> Self {
-        state.bus.clone()
     }
 }

@@ -28,7 +28,7 @@ use sesame_server::{
     bus::Bus,
     clock::ManualClock,
     db::Db,
-    state::{AdminToken, Identity, Limits, Settings},
+    state::{AdminToken, Identity, Limits, Settings, Shared},
     AppState, Config,
 };
 
@@ -60,7 +60,7 @@ async fn harness_with(origin: &str, rate_limit: u32) -> Harness {
         .await
         .expect("database")
         .with_pending_in_memory(sesame_server::challenge::pending::GRACE_SECS);
-    let state = AppState {
+    let state = AppState::new(Shared {
         db,
         bus: Bus::local(),
         clock: Arc::new(ManualClock::new(UnixTime::from_secs(START))),
@@ -69,7 +69,7 @@ async fn harness_with(origin: &str, rate_limit: u32) -> Harness {
         admin_token: Arc::new(AdminToken::new(TOKEN)),
         oidc: Arc::default(),
         limits: Limits::per_minute(rate_limit),
-    };
+    });
     Harness { app: sesame_server::app(state.clone()), state, _guard: Box::new(dir) }
 }
 

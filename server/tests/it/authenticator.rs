@@ -451,10 +451,8 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
             pending::Pending,
             store::{self, Final},
         },
-        db::Db,
         extract::ClientInfo,
         sql::Conn,
-        AppState,
     };
     each_backend(|app| async move {
         let service = app.create_service("Example").await;
@@ -463,7 +461,7 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
             .fetch_one(&app.state.db.pool)
             .await
             .expect("alice's key");
-        let in_table = AppState { db: Db { pending: Pending::Table, ..app.state.db.clone() }, ..app.state.clone() };
+        let in_table = app.state.with(|s| s.db.pending = Pending::Table);
         let key_state = |state: &'static str| {
             sqlx::query("UPDATE account_key SET state = $2 WHERE id = $1")
                 .bind(key_id.clone())

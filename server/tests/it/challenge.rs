@@ -244,7 +244,7 @@ async fn a_key_removed_before_the_redemption_gets_no_session() {
 #[tokio::test]
 async fn a_full_instance_refuses_new_challenges_and_the_ones_it_holds_still_work() {
     let mut app = TestApp::new().await;
-    app.state.db.pending = sesame_server::challenge::pending::Pending::memory_holding(300, 2);
+    app.state = app.state.with(|s| s.db.pending = sesame_server::challenge::pending::Pending::memory_holding(300, 2));
     let service = app.create_service("Example").await;
     let first = app.start(&service).await;
     app.start(&service).await;
@@ -398,6 +398,6 @@ async fn records_the_forwarded_client_address_only_behind_a_trusted_proxy() {
     // header names the client.
     let mut settings = (*app.state.settings).clone();
     settings.trusted_proxies = vec![std::net::Ipv4Addr::UNSPECIFIED.into()];
-    app.state.settings = std::sync::Arc::new(settings);
+    app.state = app.state.with(|s| s.settings = std::sync::Arc::new(settings));
     assert_eq!(start_forwarded(&app, &service).await, "198.51.100.7");
 }

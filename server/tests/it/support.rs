@@ -29,7 +29,7 @@ use sesame_server::{
     db::Db,
     limit::StreamLimits,
     serve::{self, ServeOptions},
-    state::{AdminToken, Identity, Limits, Settings},
+    state::{AdminToken, Identity, Limits, Settings, Shared},
     AppState,
 };
 use sqlx::{Connection as _, Executor as _};
@@ -143,7 +143,7 @@ impl Builder {
             Some(url) => (Bus::redis(url, "sesame-test").await.expect("a Redis bus"), db),
             None => (Bus::local(), db.with_pending_in_memory(pending::GRACE_SECS)),
         };
-        let state = AppState {
+        let state = AppState::new(Shared {
             db,
             limits: self.limits.shared_through(&bus),
             bus,
@@ -152,7 +152,7 @@ impl Builder {
             settings: Arc::new(self.settings),
             admin_token: Arc::new(AdminToken::new("test-admin-token-0123456789")),
             oidc: Arc::default(),
-        };
+        });
         TestApp { state, clock: manual, _dir: dir, pg_name }
     }
 }

@@ -330,7 +330,7 @@ async fn a_new_admin_token_ends_the_sessions_the_old_one_opened() {
     let (by_token, _) = h.sign_in().await;
 
     // The same database, served again with another token.
-    let state = AppState { admin_token: Arc::new(AdminToken::new("another-admin-token-98765")), ..h.state.clone() };
+    let state = h.state.with(|s| s.admin_token = Arc::new(AdminToken::new("another-admin-token-98765")));
     let restarted = Harness { app: sesame_server::app(state.clone()), state, _guard: Box::new(()) };
     assert!(!is_signed_in(&restarted, &by_token).await, "a token session must not outlive its token");
     assert!(is_signed_in(&restarted, &by_key).await, "a key session does not depend on the token");

@@ -257,7 +257,7 @@ async fn page_sign_out_ends_the_session() {
 async fn page_session_expires_after_twelve_hours() {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = ManualClock::new(UnixTime::from_secs(START));
-    let state = AppState {
+    let state = AppState::new(Shared {
         db: Db::connect(&Db::sqlite_url(dir.path())).await.expect("database"),
         bus: Bus::local(),
         clock: Arc::new(clock.clone()),
@@ -266,7 +266,7 @@ async fn page_session_expires_after_twelve_hours() {
         admin_token: Arc::new(AdminToken::new(TOKEN)),
         oidc: Arc::default(),
         limits: Limits::per_minute(0),
-    };
+    });
     let h = Harness { app: sesame_server::app(state.clone()), state, _guard: Box::new(dir) };
     let (cookie, _) = h.sign_in().await;
     clock.advance(12 * 3600 - 1);
