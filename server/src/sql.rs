@@ -266,6 +266,16 @@ pub enum Conn<'c> {
 }
 
 impl Conn<'_> {
+    /// Whether this is a PostgreSQL connection: concurrent writers there
+    /// see each other's commits only through row locks, where SQLite takes
+    /// one writer at a time.
+    pub fn is_postgres(&self) -> bool {
+        match self {
+            Self::Sqlx(conn) => conn.backend_name() == "PostgreSQL",
+            Self::Sqlite(_) => false,
+        }
+    }
+
     /// Runs `query` and returns how many rows it changed.
     pub async fn execute(&mut self, query: Query<'_>) -> std::result::Result<u64, Failure> {
         match self {

@@ -512,6 +512,174 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
     .await;
 }
 
+/// On PostgreSQL, a login's write and a change to its key can run at the
+/// same time. A change that commits while the login's statement runs must
+/// be seen: the login waits for it and is refused, rather than recorded
+/// for a key that is no longer active. Both ways a login is written are
+/// raced (the pending challenge in memory, and as a row).
+#[tokio::test]
+async fn a_login_racing_a_change_to_its_key_on_postgres_waits_for_it_and_is_refused() {
+    use std::time::{Duration, Instant};
+
+    use sesame_server::{
+        challenge::{
+            self,
+            pending::Pending,
+            store::{self, Final},
+        },
+        extract::ClientInfo,
+        sql::Conn,
+    };
+
+    use crate::support::postgres_url;
+    if postgres_url().is_none() {
+        eprintln!("SESAME_TEST_POSTGRES_URL is not set: nothing to race on SQLite, which has one writer");
+        return;
+    }
+    let app = TestApp::builder(Backend::Postgres).build().await;
+    let cleanup = app.cleanup_handle();
+    let service = app.create_service("Example").await;
+    register(&app, &service, "alice").await;
+    let pool = app.state.db.pool.clone();
+    let key_id: String = sqlx::query_scalar("SELECT id FROM account_key WHERE account = 'alice'")
+        .fetch_one(&pool)
+        .await
+        .expect("alice's key");
+    let in_table = app.state.with(|s| s.db.pending = Pending::Table);
+    for state in [app.state.clone(), in_table] {
+        let client = ClientInfo { ip: "127.0.0.1".parse().expect("ip"), user_agent: USER_AGENT.to_owned() };
+        let issued = challenge::issue(&state, &service.to_string(), &client).await.expect("a challenge");
+        let row = store::load(&state.db, &issued.id).await.expect("held");
+
+        // The key is taken away in a transaction that has not committed yet.
+        let mut change = pool.begin().await.expect("begin");
+        sqlx::query("UPDATE account_key SET state = 'pending' WHERE id = $1")
+            .bind(&key_id)
+            .execute(&mut *change)
+            .await
+            .expect("take the key away");
+        let login = tokio::spawn({
+            let (state, key_id) = (state.clone(), key_id.clone());
+            async move {
+                let now = state.clock.now();
+                let mut tx = state.db.pool.begin().await.expect("begin");
+                let outcome = Final::logged_in("alice".into(), key_id);
+                let consumed = store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &row, now, &outcome).await?;
+                consumed.commit(&state, tx, None).await
+            }
+        });
+        // Commit the change only once the login waits on a lock for it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&pool)
+            .await
+            .expect("pg_stat_activity");
+            if waiting > 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the login never waited for the change to its key");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        change.commit().await.expect("commit the change");
+        let refused = login.await.expect("the login's task");
+        assert!(matches!(refused, Err(sesame_server::Error::UnknownAccount)), "{refused:?}");
+        assert_eq!(store::load(&state.db, &issued.id).await.expect("held").status.as_str(), "pending");
+        let used: Option<i64> = sqlx::query_scalar("SELECT last_used_at FROM account_key WHERE id = $1")
+            .bind(&key_id)
+            .fetch_one(&pool)
+            .await
+            .expect("the key");
+        assert_eq!(used, None, "a refused login stamped the key's use");
+
+        sqlx::query("UPDATE account_key SET state = 'active' WHERE id = $1")
+            .bind(&key_id)
+            .execute(&pool)
+            .await
+            .expect("give the key back");
+    }
+    cleanup.run().await;
+}
+
+/// On PostgreSQL, two logins with the same key (two tabs signed at once)
+/// both lock the key's row and both stamp its use. They must queue, not
+/// deadlock: here another transaction holds a share of the key while both
+/// logins start, so that both reach the key before either goes on.
+#[tokio::test]
+async fn two_logins_with_one_key_on_postgres_queue_for_it_rather_than_deadlock() {
+    use std::time::{Duration, Instant};
+
+    use sesame_server::{
+        challenge::{
+            self,
+            pending::Pending,
+            store::{self, Final},
+        },
+        extract::ClientInfo,
+        sql::Conn,
+    };
+
+    use crate::support::postgres_url;
+    if postgres_url().is_none() {
+        eprintln!("SESAME_TEST_POSTGRES_URL is not set: SQLite has one writer, nothing to queue");
+        return;
+    }
+    let app = TestApp::builder(Backend::Postgres).build().await;
+    let cleanup = app.cleanup_handle();
+    let service = app.create_service("Example").await;
+    register(&app, &service, "alice").await;
+    let pool = app.state.db.pool.clone();
+    let key_id: String = sqlx::query_scalar("SELECT id FROM account_key WHERE account = 'alice'")
+        .fetch_one(&pool)
+        .await
+        .expect("alice's key");
+    let in_table = app.state.with(|s| s.db.pending = Pending::Table);
+    for state in [app.state.clone(), in_table] {
+        let mut holder = pool.begin().await.expect("begin");
+        sqlx::query("SELECT 1 FROM account_key WHERE id = $1 FOR SHARE")
+            .bind(&key_id)
+            .execute(&mut *holder)
+            .await
+            .expect("share the key");
+        let mut logins = Vec::new();
+        for _ in 0..2 {
+            let client = ClientInfo { ip: "127.0.0.1".parse().expect("ip"), user_agent: USER_AGENT.to_owned() };
+            let issued = challenge::issue(&state, &service.to_string(), &client).await.expect("a challenge");
+            let row = store::load(&state.db, &issued.id).await.expect("held");
+            let (state, key_id) = (state.clone(), key_id.clone());
+            logins.push(tokio::spawn(async move {
+                let now = state.clock.now();
+                let mut tx = state.db.pool.begin().await.expect("begin");
+                let outcome = Final::logged_in("alice".into(), key_id);
+                let consumed = store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &row, now, &outcome).await?;
+                consumed.commit(&state, tx, None).await
+            }));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&pool)
+            .await
+            .expect("pg_stat_activity");
+            if waiting >= 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the logins never both waited for the key");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        holder.commit().await.expect("let the key go");
+        for login in logins {
+            let signed_in = login.await.expect("the login's task");
+            assert!(signed_in.is_ok(), "{signed_in:?}");
+        }
+    }
+    cleanup.run().await;
+}
+
 /// A request cut off while its answer committed could leave the challenge's
 /// row ended while memory still held it as pending. Any later answer must
 /// then get `challenge_used`, not a server error, and the page must learn
