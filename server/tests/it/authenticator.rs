@@ -512,95 +512,129 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
     .await;
 }
 
-/// On PostgreSQL, a login's write and a change to its key can run at the
-/// same time. A change that commits while the login's statement runs must
-/// be seen: the login waits for it and is refused, rather than recorded
-/// for a key that is no longer active. Both ways a login is written are
-/// raced (the pending challenge in memory, and as a row).
-#[tokio::test]
-async fn a_login_racing_a_change_to_its_key_on_postgres_waits_for_it_and_is_refused() {
-    use std::time::{Duration, Instant};
+/// Alice with one key, on a fresh PostgreSQL database, for racing her
+/// logins against other writers to her key. SQLite has one writer at a
+/// time, so there is nothing to race there.
+struct KeyRace {
+    app: TestApp,
+    service: ServiceId,
+    key_id: String,
+    pool: sqlx::AnyPool,
+}
 
-    use sesame_server::{
-        challenge::{
-            self,
-            pending::Pending,
-            store::{self, Final},
-        },
-        extract::ClientInfo,
-        sql::Conn,
-    };
-
-    use crate::support::postgres_url;
-    if postgres_url().is_none() {
-        eprintln!("SESAME_TEST_POSTGRES_URL is not set: nothing to race on SQLite, which has one writer");
-        return;
-    }
-    let app = TestApp::builder(Backend::Postgres).build().await;
-    let cleanup = app.cleanup_handle();
-    let service = app.create_service("Example").await;
-    register(&app, &service, "alice").await;
-    let pool = app.state.db.pool.clone();
-    let key_id: String = sqlx::query_scalar("SELECT id FROM account_key WHERE account = 'alice'")
-        .fetch_one(&pool)
-        .await
-        .expect("alice's key");
-    let in_table = app.state.with(|s| s.db.pending = Pending::Table);
-    for state in [app.state.clone(), in_table] {
-        let client = ClientInfo { ip: "127.0.0.1".parse().expect("ip"), user_agent: USER_AGENT.to_owned() };
-        let issued = challenge::issue(&state, &service.to_string(), &client).await.expect("a challenge");
-        let row = store::load(&state.db, &issued.id).await.expect("held");
-
-        // The key is taken away in a transaction that has not committed yet.
-        let mut change = pool.begin().await.expect("begin");
-        sqlx::query("UPDATE account_key SET state = 'pending' WHERE id = $1")
-            .bind(&key_id)
-            .execute(&mut *change)
+impl KeyRace {
+    async fn start() -> Option<Self> {
+        if crate::support::postgres_url().is_none() {
+            eprintln!("SESAME_TEST_POSTGRES_URL is not set: no PostgreSQL to race on");
+            return None;
+        }
+        let app = TestApp::builder(Backend::Postgres).build().await;
+        let service = app.create_service("Example").await;
+        register(&app, &service, "alice").await;
+        let pool = app.state.db.pool.clone();
+        let key_id = sqlx::query_scalar("SELECT id FROM account_key WHERE account = 'alice'")
+            .fetch_one(&pool)
             .await
-            .expect("take the key away");
-        let login = tokio::spawn({
-            let (state, key_id) = (state.clone(), key_id.clone());
-            async move {
-                let now = state.clock.now();
-                let mut tx = state.db.pool.begin().await.expect("begin");
-                let outcome = Final::logged_in("alice".into(), key_id);
-                let consumed = store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &row, now, &outcome).await?;
-                consumed.commit(&state, tx, None).await
-            }
+            .expect("alice's key");
+        Some(Self { app, service, key_id, pool })
+    }
+
+    /// The two ways a login is written: its pending challenge held in
+    /// memory (one instance), or as a row (several).
+    fn states(&self) -> [sesame_server::AppState; 2] {
+        let in_table = self.app.state.with(|s| s.db.pending = sesame_server::challenge::pending::Pending::Table);
+        [self.app.state.clone(), in_table]
+    }
+
+    /// Issues a challenge and starts Alice's login to it, committed if it
+    /// is taken.
+    async fn spawn_login(
+        &self,
+        state: &sesame_server::AppState,
+    ) -> (sesame_proto::ChallengeId, tokio::task::JoinHandle<sesame_server::error::Result<()>>) {
+        use sesame_server::{
+            challenge::{
+                self,
+                store::{self, Final},
+            },
+            extract::ClientInfo,
+            sql::Conn,
+        };
+        let client = ClientInfo { ip: "127.0.0.1".parse().expect("ip"), user_agent: USER_AGENT.to_owned() };
+        let issued = challenge::issue(state, &self.service.to_string(), &client).await.expect("a challenge");
+        let row = store::load(&state.db, &issued.id).await.expect("held");
+        let (state, key_id) = (state.clone(), self.key_id.clone());
+        let login = tokio::spawn(async move {
+            let now = state.clock.now();
+            let mut tx = state.db.pool.begin().await.expect("begin");
+            let outcome = Final::logged_in("alice".into(), key_id);
+            let consumed = store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &row, now, &outcome).await?;
+            consumed.commit(&state, tx, None).await
         });
-        // Commit the change only once the login waits on a lock for it.
-        let deadline = Instant::now() + Duration::from_secs(10);
+        (issued.id, login)
+    }
+
+    /// Waits until `count` connections to this database wait on a lock.
+    async fn until_waiting_on_locks(&self, count: i64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let waiting: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
             )
-            .fetch_one(&pool)
+            .fetch_one(&self.pool)
             .await
             .expect("pg_stat_activity");
-            if waiting > 0 {
-                break;
+            if waiting >= count {
+                return;
             }
-            assert!(Instant::now() < deadline, "the login never waited for the change to its key");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(std::time::Instant::now() < deadline, "{count} logins never waited for the key");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    }
+
+    async fn finish(self) {
+        self.app.cleanup_handle().run().await;
+    }
+}
+
+/// On PostgreSQL, a login's write and a change to its key can run at the
+/// same time. A change that commits while the login's statement runs must
+/// be seen: the login waits for it and is refused, rather than recorded
+/// for a key that is no longer active. Both ways a login is written are
+/// raced.
+#[tokio::test]
+async fn a_login_racing_a_change_to_its_key_on_postgres_waits_for_it_and_is_refused() {
+    let Some(race) = KeyRace::start().await else { return };
+    for state in race.states() {
+        // The key is taken away in a transaction that has not committed yet.
+        let mut change = race.pool.begin().await.expect("begin");
+        sqlx::query("UPDATE account_key SET state = 'pending' WHERE id = $1")
+            .bind(&race.key_id)
+            .execute(&mut *change)
+            .await
+            .expect("take the key away");
+        let (id, login) = race.spawn_login(&state).await;
+        // Committed only once the login waits on a lock for it.
+        race.until_waiting_on_locks(1).await;
         change.commit().await.expect("commit the change");
         let refused = login.await.expect("the login's task");
         assert!(matches!(refused, Err(sesame_server::Error::UnknownAccount)), "{refused:?}");
-        assert_eq!(store::load(&state.db, &issued.id).await.expect("held").status.as_str(), "pending");
+        let row = sesame_server::challenge::store::load(&state.db, &id).await.expect("held");
+        assert_eq!(row.status.as_str(), "pending");
         let used: Option<i64> = sqlx::query_scalar("SELECT last_used_at FROM account_key WHERE id = $1")
-            .bind(&key_id)
-            .fetch_one(&pool)
+            .bind(&race.key_id)
+            .fetch_one(&race.pool)
             .await
             .expect("the key");
         assert_eq!(used, None, "a refused login stamped the key's use");
 
         sqlx::query("UPDATE account_key SET state = 'active' WHERE id = $1")
-            .bind(&key_id)
-            .execute(&pool)
+            .bind(&race.key_id)
+            .execute(&race.pool)
             .await
             .expect("give the key back");
     }
-    cleanup.run().await;
+    race.finish().await;
 }
 
 /// On PostgreSQL, two logins with the same key (two tabs signed at once)
@@ -609,75 +643,24 @@ async fn a_login_racing_a_change_to_its_key_on_postgres_waits_for_it_and_is_refu
 /// logins start, so that both reach the key before either goes on.
 #[tokio::test]
 async fn two_logins_with_one_key_on_postgres_queue_for_it_rather_than_deadlock() {
-    use std::time::{Duration, Instant};
-
-    use sesame_server::{
-        challenge::{
-            self,
-            pending::Pending,
-            store::{self, Final},
-        },
-        extract::ClientInfo,
-        sql::Conn,
-    };
-
-    use crate::support::postgres_url;
-    if postgres_url().is_none() {
-        eprintln!("SESAME_TEST_POSTGRES_URL is not set: SQLite has one writer, nothing to queue");
-        return;
-    }
-    let app = TestApp::builder(Backend::Postgres).build().await;
-    let cleanup = app.cleanup_handle();
-    let service = app.create_service("Example").await;
-    register(&app, &service, "alice").await;
-    let pool = app.state.db.pool.clone();
-    let key_id: String = sqlx::query_scalar("SELECT id FROM account_key WHERE account = 'alice'")
-        .fetch_one(&pool)
-        .await
-        .expect("alice's key");
-    let in_table = app.state.with(|s| s.db.pending = Pending::Table);
-    for state in [app.state.clone(), in_table] {
-        let mut holder = pool.begin().await.expect("begin");
+    let Some(race) = KeyRace::start().await else { return };
+    for state in race.states() {
+        let mut holder = race.pool.begin().await.expect("begin");
         sqlx::query("SELECT 1 FROM account_key WHERE id = $1 FOR SHARE")
-            .bind(&key_id)
+            .bind(&race.key_id)
             .execute(&mut *holder)
             .await
             .expect("share the key");
-        let mut logins = Vec::new();
-        for _ in 0..2 {
-            let client = ClientInfo { ip: "127.0.0.1".parse().expect("ip"), user_agent: USER_AGENT.to_owned() };
-            let issued = challenge::issue(&state, &service.to_string(), &client).await.expect("a challenge");
-            let row = store::load(&state.db, &issued.id).await.expect("held");
-            let (state, key_id) = (state.clone(), key_id.clone());
-            logins.push(tokio::spawn(async move {
-                let now = state.clock.now();
-                let mut tx = state.db.pool.begin().await.expect("begin");
-                let outcome = Final::logged_in("alice".into(), key_id);
-                let consumed = store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &row, now, &outcome).await?;
-                consumed.commit(&state, tx, None).await
-            }));
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            .fetch_one(&pool)
-            .await
-            .expect("pg_stat_activity");
-            if waiting >= 2 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the logins never both waited for the key");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let (_, first) = race.spawn_login(&state).await;
+        let (_, second) = race.spawn_login(&state).await;
+        race.until_waiting_on_locks(2).await;
         holder.commit().await.expect("let the key go");
-        for login in logins {
+        for login in [first, second] {
             let signed_in = login.await.expect("the login's task");
             assert!(signed_in.is_ok(), "{signed_in:?}");
         }
     }
-    cleanup.run().await;
+    race.finish().await;
 }
 
 /// A request cut off while its answer committed could leave the challenge's
