@@ -11,7 +11,7 @@ use axum::{extract::State, routing::get, routing::post, Json, Router};
 use sesame_proto::{
     wire::{ChallengeContext, ChallengePurpose, ContextRequest, ErrorBody, Outcome, ServerKeyInfo, Status},
     BaseToken, DenyRequest, EnrollRequest, FreshToken, FreshnessSecret, LoginRequest, RegisterRequest, RekeyRequest,
-    Token, UnverifiedToken, VerifiedLogin,
+    Token, UnixTime, UnverifiedToken, VerifiedLogin, VerifiedRegistration,
 };
 
 use crate::{
@@ -20,7 +20,6 @@ use crate::{
     error::{Error, Result},
     extract::{ApiJson, ClientInfo},
     keys::{self, KeyState, StoredKey},
-    sql::Conn,
     AppState,
 };
 
@@ -68,6 +67,28 @@ impl Checked {
     /// secret.
     fn fresh(&self, state: &AppState) -> Result<FreshToken<'_>> {
         Ok(self.secret.verify(&self.token, state.clock.now(), state.settings.code_window_secs)?)
+    }
+
+    /// The key that a registration or an enrollment answering this
+    /// challenge stores for `account`.
+    fn new_key<'a>(
+        &'a self,
+        verified: &'a VerifiedRegistration,
+        account: &'a str,
+        key_id: &'a str,
+        device: &'a ClientInfo,
+        now: UnixTime,
+    ) -> keys::NewAccount<'a> {
+        keys::NewAccount {
+            service_id: &self.row.service_id,
+            account,
+            key_id,
+            public_key: verified.public_key(),
+            label: verified.label(),
+            challenge_id: &self.row.id,
+            device,
+            now: now.as_secs() as i64,
+        }
     }
 }
 
@@ -214,24 +235,14 @@ async fn register(
     if !checked.row.allow_register {
         return Err(Error::RegistrationClosed);
     }
-    let id = checked.row.id;
     let account = verified.account().as_str().to_owned();
     let key_id = keys::new_id();
     let now = state.clock.now();
 
-    let mut write = store::WriteAround::begin(&state.db).await?;
-    let outcome = Final::registered(account.clone(), key_id.clone());
-    let consumed = store::consume(&state.db, &mut Conn::Sqlx(&mut write), &checked.row, now, &outcome).await?;
-    let new = keys::NewAccount {
-        service_id: &checked.row.service_id,
-        account: &account,
-        key_id: &key_id,
-        public_key: verified.public_key(),
-        label: verified.label(),
-        challenge_id: &id,
-        device: &client,
-        now: now.as_secs() as i64,
-    };
+    let (mut write, consumed) =
+        store::WriteAround::consume(&state.db, &checked.row, now, &Final::registered(account.clone(), key_id.clone()))
+            .await?;
+    let new = checked.new_key(&verified, &account, &key_id, &client, now);
     // On an error the transaction rolls back and the challenge is pending
     // again, so the user can pick another name with the same token.
     let key_state = keys::register(&mut write, &new).await?;
@@ -395,19 +406,14 @@ async fn enroll(
     let key_id = keys::new_id();
     let now = state.clock.now();
 
-    let mut write = store::WriteAround::begin(&state.db).await?;
-    let outcome = Final::enrolled(enroll_account.clone(), key_id.clone());
-    let consumed = store::consume(&state.db, &mut Conn::Sqlx(&mut write), &checked.row, now, &outcome).await?;
-    let new = keys::NewAccount {
-        service_id: &checked.row.service_id,
-        account: &enroll_account,
-        key_id: &key_id,
-        public_key: verified.public_key(),
-        label: verified.label(),
-        challenge_id: &id,
-        device: &client,
-        now: now.as_secs() as i64,
-    };
+    let (mut write, consumed) = store::WriteAround::consume(
+        &state.db,
+        &checked.row,
+        now,
+        &Final::enrolled(enroll_account.clone(), key_id.clone()),
+    )
+    .await?;
+    let new = checked.new_key(&verified, &enroll_account, &key_id, &client, now);
     // On an error the challenge stays pending: a key that is already
     // registered can be replaced by another from the same token.
     keys::enroll(&mut write, &new).await?;
@@ -475,9 +481,9 @@ async fn rekey(
     let id = checked.row.id;
     let now = state.clock.now();
 
-    let mut write = store::WriteAround::begin(&state.db).await?;
-    let outcome = Final::logged_in(name.clone(), key.id.clone());
-    let consumed = store::consume(&state.db, &mut Conn::Sqlx(&mut write), &checked.row, now, &outcome).await?;
+    let (mut write, consumed) =
+        store::WriteAround::consume(&state.db, &checked.row, now, &Final::logged_in(name.clone(), key.id.clone()))
+            .await?;
     if !keys::rekey(&mut write, &key.id, &key.public_key, verified.new_public_key(), now.as_secs() as i64).await? {
         // The key was replaced by a racing rekey after it was read: this
         // answer's key no longer signs in. (A removed key was refused by

@@ -646,9 +646,13 @@ pub struct WriteAround {
 }
 
 impl WriteAround {
-    pub async fn begin(db: &Db) -> Result<Self> {
+    /// Takes the writer's turn, begins, and consumes the challenge `row`
+    /// with `outcome` first thing in the transaction ([`consume`]).
+    pub async fn consume(db: &Db, row: &ChallengeRow, now: UnixTime, outcome: &Final) -> Result<(Self, Consumed)> {
         let turn = db.writes.turn().await;
-        Ok(Self { tx: Some(db.writer.begin().await?), turn })
+        let mut write = Self { tx: Some(db.writer.begin().await?), turn };
+        let consumed = consume(db, &mut Conn::Sqlx(&mut write), row, now, outcome).await?;
+        Ok((write, consumed))
     }
 
     /// Commits, then records and publishes what `consumed` did
