@@ -13,7 +13,7 @@ use sqlx::{AnyConnection, Row as _};
 
 use crate::{
     audit::{self, Action, By, Record},
-    db::{timed, Db},
+    db::{timed, Backend, Db},
     error::{Error, Result},
     extract::ClientInfo,
     sql,
@@ -320,6 +320,21 @@ pub(crate) async fn reject(db: &Db, challenge_id: &ChallengeId, by: &By<'_>) -> 
         return Err(Error::NothingToConfirm);
     };
     let (service_id, account): (String, String) = (removed.try_get(0)?, removed.try_get(1)?);
+    if db.backend == Backend::Postgres {
+        // The account goes only if no key is left, which the next statement
+        // checks on a snapshot taken as it starts. A key added meanwhile by
+        // a transaction that has not committed (an enrollment through a
+        // recovery link) would go unseen, and then go with the account. So
+        // the account's row is locked first: that waits for such a
+        // transaction (its key's foreign key shares the row), and the check
+        // then sees its key; a key added later waits for this commit and
+        // finds the account gone. SQLite has one writer at a time.
+        sqlx::query("SELECT 1 FROM account WHERE service_id = $1 AND name = $2 FOR UPDATE")
+            .bind(&service_id)
+            .bind(&account)
+            .execute(timed(&mut *tx))
+            .await?;
+    }
     sqlx::query(
         "DELETE FROM account WHERE service_id = $1 AND name = $2 \
          AND NOT EXISTS (SELECT 1 FROM account_key k WHERE k.service_id = $1 AND k.account = $2)",

@@ -4,16 +4,18 @@
 //! Every instance may run the sweep at the same time. Each step is a DELETE
 //! whose condition holds for good once it holds (a row only gets older, and
 //! an event only gets more newer events above it), so two sweeps can at worst
-//! both try to delete the same row, and one of them finds nothing. Nothing is
-//! read first and deleted later. Rows go in batches, so a first sweep of a
-//! large table never holds SQLite's write lock for long.
+//! both try to delete the same row, and one of them finds nothing. The one
+//! condition that can stop holding, a registration left unconfirmed, is
+//! checked under locks on PostgreSQL (see [`unconfirmed`]). Rows go in
+//! batches, so a first sweep of a large table never holds SQLite's write lock
+//! for long.
 
 use std::time::Duration;
 
 use sesame_proto::UnixTime;
 
 use crate::{
-    db::{timed, Db},
+    db::{timed, Backend, Db},
     error::Result,
     AppState,
 };
@@ -152,32 +154,116 @@ pub async fn sweep(db: &Db, now: UnixTime, retention: &Retention) -> Result<Swep
     })
 }
 
+/// The accounts that an unconfirmed registration made, with `$1` the
+/// cutoff: one of their keys waits for confirmation since `$1` or before, and
+/// none of their keys is active. (A key enrolled into an existing account
+/// never makes it one: an account being recovered may have no active key at
+/// all. An account without any key, its keys removed by an admin, is not one
+/// either.)
+macro_rules! abandoned {
+    ($account:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM account_key k WHERE k.service_id = ",
+            $account,
+            ".service_id AND k.account = ",
+            $account,
+            ".name AND k.state = 'pending' AND k.added_by = 'register' AND k.created_at <= $1) \
+             AND NOT EXISTS (SELECT 1 FROM account_key k WHERE k.service_id = ",
+            $account,
+            ".service_id AND k.account = ",
+            $account,
+            ".name AND k.state = 'active')"
+        )
+    };
+}
+
 /// Deletes what waited for confirmation since `cutoff` or before: first the
-/// accounts that such a registration created and that hold no active key
-/// (their keys go with them), then the remaining stale pending keys. A key
-/// enrolled into an existing account never takes the account with it: an
-/// account being recovered may have no active key at all. Once
-/// the challenge that registered a key is swept, no page can confirm it. An
-/// account without any key (its keys removed by an admin) is left alone.
+/// accounts that such a registration created (their keys go with them),
+/// then the remaining stale pending keys. Once the challenge that registered
+/// a key is swept, no page can confirm it.
+///
+/// Unlike the sweep's other conditions, "unconfirmed" can stop holding: the
+/// page may confirm the key while the sweep runs. On SQLite, with one writer
+/// at a time, a statement's check and its delete see the same database. On
+/// PostgreSQL a statement checks on a snapshot taken as it starts, and
+/// deleting an account takes its keys with it (`ON DELETE CASCADE`), a key
+/// confirmed meanwhile included. So there each account goes in a
+/// transaction of its own that first locks its keys, then the account's
+/// row, and only then checks: the locks wait for a confirmation, a login or
+/// an added key in flight, and the check sees what they did. Keys before
+/// the account, as a login takes them. The stale keys themselves go by
+/// a statement whose own row's condition PostgreSQL checks again on a row
+/// that changed meanwhile.
 async fn unconfirmed(db: &Db, cutoff: i64) -> Result<(u64, u64)> {
-    let accounts = in_batches(
-        db,
-        "DELETE FROM account WHERE (service_id, name) IN (SELECT a.service_id, a.name FROM account a \
-         WHERE EXISTS (SELECT 1 FROM account_key k WHERE k.service_id = a.service_id AND k.account = a.name \
-         AND k.state = 'pending' AND k.added_by = 'register' AND k.created_at <= $1) \
-         AND NOT EXISTS (SELECT 1 FROM account_key k WHERE k.service_id = a.service_id AND k.account = a.name \
-         AND k.state = 'active') LIMIT $2)",
-        cutoff,
-    )
-    .await?;
+    let accounts = match db.backend {
+        Backend::Sqlite => {
+            let sql = concat!(
+                "DELETE FROM account WHERE (service_id, name) IN (SELECT a.service_id, a.name FROM account a WHERE ",
+                abandoned!("a"),
+                " LIMIT $2)"
+            );
+            in_batches(db, sql, cutoff).await?
+        }
+        Backend::Postgres => abandoned_accounts_one_by_one(db, cutoff).await?,
+    };
+    // The row's own conditions stand outside the subquery too: PostgreSQL
+    // checks those again on a row that changed while the statement waited
+    // for it (a key confirmed meanwhile), not the subquery's.
     let keys = in_batches(
         db,
-        "DELETE FROM account_key WHERE id IN \
+        "DELETE FROM account_key WHERE state = 'pending' AND created_at <= $1 AND id IN \
          (SELECT id FROM account_key WHERE state = 'pending' AND created_at <= $1 LIMIT $2)",
         cutoff,
     )
     .await?;
     Ok((accounts, keys))
+}
+
+/// PostgreSQL's way of deleting the accounts [`abandoned!`] names: see
+/// [`unconfirmed`].
+async fn abandoned_accounts_one_by_one(db: &Db, cutoff: i64) -> Result<u64> {
+    let mut total = 0;
+    loop {
+        let candidates: Vec<(String, String)> =
+            sqlx::query_as(concat!("SELECT a.service_id, a.name FROM account a WHERE ", abandoned!("a"), " LIMIT $2"))
+                .bind(cutoff)
+                .bind(BATCH)
+                .fetch_all(timed(&db.pool))
+                .await?;
+        let mut deleted = 0;
+        for (service_id, name) in &candidates {
+            let mut tx = db.pool.begin().await?;
+            sqlx::query("SELECT 1 FROM account_key WHERE service_id = $1 AND account = $2 FOR UPDATE")
+                .bind(service_id)
+                .bind(name)
+                .execute(timed(&mut *tx))
+                .await?;
+            sqlx::query("SELECT 1 FROM account WHERE service_id = $1 AND name = $2 FOR UPDATE")
+                .bind(service_id)
+                .bind(name)
+                .execute(timed(&mut *tx))
+                .await?;
+            deleted += sqlx::query(concat!(
+                "DELETE FROM account WHERE service_id = $2 AND name = $3 AND ",
+                abandoned!("account")
+            ))
+            .bind(cutoff)
+            .bind(service_id)
+            .bind(name)
+            .execute(timed(&mut *tx))
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+        }
+        total += deleted;
+        // A candidate left alone no longer qualifies, and the next read
+        // skips it. A full batch may hide more; but one that deleted
+        // nothing (all its candidates changed meanwhile) ends the run, so
+        // that it cannot loop: the next sweep takes the rest.
+        if candidates.len() < BATCH as usize || deleted == 0 {
+            return Ok(total);
+        }
+    }
 }
 
 /// Runs `sql` (with `$1` = `bound` and `$2` = the batch size) until a batch

@@ -21,7 +21,7 @@ use sqlx::Row as _;
 use crate::{
     audit::{self, Action, Actor, By, Record},
     cookie::{self, SameSite},
-    db::{timed, Db},
+    db::{timed, Backend, Db},
     error::{Error, Result},
     extract::ClientInfo,
     state::{AdminToken, Settings},
@@ -92,32 +92,54 @@ impl AdminSession {
             Credential::Token(token) => (None, Some(token.session_digest().to_vec())),
             Credential::Key(id) => (Some(id.to_owned()), None),
         };
+        // The key's account names the actor for the audit log. A key never
+        // changes account, so it can be read before the session is written.
+        if let Credential::Key(id) = credential {
+            let account: Option<String> = sqlx::query_scalar("SELECT account FROM account_key WHERE id = $1")
+                .bind(id)
+                .fetch_optional(timed(&db.pool))
+                .await?;
+            session.actor = Actor::Authenticator(account.ok_or(Error::UnknownAccount)?);
+        }
+        macro_rules! insert_session {
+            ($lock:literal) => {
+                concat!(
+                    "INSERT INTO admin_session (id_hash, csrf_token, created_at, expires_at, key_id, token_digest, \
+                     ip, user_agent) SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+                     WHERE $5 IS NULL OR EXISTS (SELECT 1 FROM account_key WHERE id = $5 AND state = 'active'",
+                    $lock,
+                    ")"
+                )
+            };
+        }
         // A key opens a session only while it is active: a pending admin
         // authenticator, which nobody has confirmed yet, signs nobody in.
-        let done = sqlx::query(
-            "INSERT INTO admin_session (id_hash, csrf_token, created_at, expires_at, key_id, token_digest, ip, \
-             user_agent) SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-             WHERE $5 IS NULL OR EXISTS (SELECT 1 FROM account_key WHERE id = $5 AND state = 'active')",
-        )
-        .bind(&session.id_hash)
-        .bind(&session.csrf_token)
-        .bind(now)
-        .bind(now + SESSION_SECS)
-        .bind(key_id)
-        .bind(token_digest)
-        .bind(client.ip.to_string())
-        .bind(client.user_agent.clone())
-        .execute(timed(&db.pool))
-        .await?;
+        // On PostgreSQL the check shares the key's row until the commit.
+        // Without the lock it reads a snapshot taken as the statement
+        // starts: a removal committing meanwhile would surface as a broken
+        // foreign key (a 500, not a refusal), and a key returned to pending
+        // meanwhile would still open a session. With it, the check waits for
+        // such a change and sees its outcome. SQLite has one writer at a time.
+        let sql = if db.backend == Backend::Postgres { insert_session!(" FOR SHARE") } else { insert_session!("") };
+        let done = sqlx::query(sql)
+            .bind(&session.id_hash)
+            .bind(&session.csrf_token)
+            .bind(now)
+            .bind(now + SESSION_SECS)
+            .bind(&key_id)
+            .bind(token_digest)
+            .bind(client.ip.to_string())
+            .bind(client.user_agent.clone())
+            .execute(timed(&db.pool))
+            .await?;
         if done.rows_affected() == 0 {
-            return Err(Error::KeyPending);
-        }
-        if let Credential::Key(id) = credential {
-            let account: String = sqlx::query_scalar("SELECT account FROM account_key WHERE id = $1")
-                .bind(id)
-                .fetch_one(timed(&db.pool))
+            // Only a key fails the check: it is pending, or it was removed
+            // since its account was read.
+            let state: Option<String> = sqlx::query_scalar("SELECT state FROM account_key WHERE id = $1")
+                .bind(key_id)
+                .fetch_optional(timed(&db.pool))
                 .await?;
-            session.actor = Actor::Authenticator(account);
+            return Err(if state.is_some() { Error::KeyPending } else { Error::UnknownAccount });
         }
         Ok((value, session))
     }

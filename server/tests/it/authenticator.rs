@@ -524,11 +524,7 @@ struct KeyRace {
 
 impl KeyRace {
     async fn start() -> Option<Self> {
-        if crate::support::postgres_url().is_none() {
-            eprintln!("SESAME_TEST_POSTGRES_URL is not set: no PostgreSQL to race on");
-            return None;
-        }
-        let app = TestApp::builder(Backend::Postgres).build().await;
+        let app = crate::support::postgres_for_a_race().await?;
         let service = app.create_service("Example").await;
         register(&app, &service, "alice").await;
         let pool = app.state.db.pool.clone();
@@ -576,20 +572,7 @@ impl KeyRace {
 
     /// Waits until `count` connections to this database wait on a lock.
     async fn until_waiting_on_locks(&self, count: i64) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            .fetch_one(&self.pool)
-            .await
-            .expect("pg_stat_activity");
-            if waiting >= count {
-                return;
-            }
-            assert!(std::time::Instant::now() < deadline, "{count} logins never waited for the key");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        crate::support::until_waiting_on_locks(&self.pool, count).await;
     }
 
     async fn finish(self) {

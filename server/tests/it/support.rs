@@ -56,6 +56,37 @@ pub fn backends() -> Vec<Backend> {
     all
 }
 
+/// A PostgreSQL test app for a race, or None (said on stderr) when no
+/// PostgreSQL is configured: the races these tests stage need its row locks.
+pub async fn postgres_for_a_race() -> Option<TestApp> {
+    if postgres_url().is_none() {
+        eprintln!("SESAME_TEST_POSTGRES_URL is not set: no PostgreSQL to race on");
+        return None;
+    }
+    Some(TestApp::builder(Backend::Postgres).build().await)
+}
+
+/// Waits until `count` connections to `pool`'s PostgreSQL database wait on
+/// a lock: the moment a race staged by a test has its contender blocked.
+/// Waiting on `pg_stat_activity` rather than sleeping keeps the race
+/// deterministic.
+pub async fn until_waiting_on_locks(pool: &sqlx::AnyPool, count: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("pg_stat_activity");
+        if waiting >= count {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{count} connections never waited on a lock");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 pub fn postgres_url() -> Option<String> {
     std::env::var("SESAME_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()).map(|u| u.trim_end_matches('/').to_owned())
 }

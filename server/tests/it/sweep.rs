@@ -266,3 +266,52 @@ async fn sweep_keeps_an_account_whose_only_key_is_an_unconfirmed_enrolled_one_an
     })
     .await;
 }
+
+/// On PostgreSQL a registration left unconfirmed can be confirmed, or given
+/// another key, while the sweep deletes it; deleting the account would take
+/// that key with it. The sweep must wait for the change and then keep the
+/// account. So too for a stale enrolled key that its page confirms while the
+/// sweep deletes stale keys. Each change is held uncommitted until the sweep
+/// waits for it.
+#[tokio::test]
+async fn sweep_on_postgres_keeps_a_key_confirmed_or_added_while_it_runs() {
+    let Some(app) = crate::support::postgres_for_a_race().await else { return };
+    let a = app.create_service("A").await.to_string();
+    let now = START + 2 * DAY;
+    let pool = app.state.db.pool.clone();
+    let confirm = "UPDATE account_key SET state = 'active' WHERE account = 'late'".to_owned();
+    let meanwhile = [
+        // The page confirms the registration's key (keys::confirm).
+        ("register", confirm.clone()),
+        // A key is enrolled into the account and confirmed at once.
+        (
+            "register",
+            format!(
+                "INSERT INTO account_key (id, service_id, account, public_key, state, created_at) \
+                 VALUES ('{}', '{a}', 'late', '\\x{}', 'active', {now})",
+                sesame_server::keys::new_id(),
+                "ab".repeat(32)
+            ),
+        ),
+        // The page confirms a key enrolled into the account: the account
+        // is no candidate, the stale key is.
+        ("enroll", confirm),
+    ];
+    for (added_by, change) in meanwhile {
+        account(&app, &a, "late", "pending", now - DAY).await;
+        exec(&app, &format!("UPDATE account_key SET added_by = '{added_by}'"), &[]).await;
+        let mut held = pool.begin().await.expect("begin");
+        sqlx::query(&change).execute(&mut *held).await.unwrap_or_else(|e| panic!("{change}: {e}"));
+        let (swept, ()) = tokio::join!(sweep(&app.state.db, UnixTime::from_secs(now), &RETENTION), async {
+            crate::support::until_waiting_on_locks(&pool, 1).await;
+            held.commit().await.expect("commit the change");
+        });
+        let swept = swept.expect("sweep");
+        assert_eq!(swept.unconfirmed_accounts, 0, "{added_by}, {change}: {swept:?}");
+        assert_eq!(ids(&app, "SELECT name FROM account").await, vec!["late"], "{added_by}, {change}");
+        let active = app.count("SELECT COUNT(*) FROM account_key WHERE state = 'active'").await;
+        assert_eq!(active, 1, "{added_by}, {change}");
+        exec(&app, "DELETE FROM account", &[]).await;
+    }
+    app.cleanup_handle().run().await;
+}

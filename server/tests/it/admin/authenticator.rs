@@ -363,3 +363,91 @@ async fn the_admin_page_lists_sessions_and_ends_any_of_them() {
     let forged = h.post_form("/admin/sessions/end", Some(&mine), &[("handle", &handle)]).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
 }
+
+/// A PostgreSQL harness for a race, with what drops its database, or None
+/// when no PostgreSQL is set.
+async fn postgres_harness() -> Option<(Harness, support::Cleanup)> {
+    let app = support::postgres_for_a_race().await?;
+    let cleanup = app.cleanup_handle();
+    Some((Harness::over(app), cleanup))
+}
+
+/// On PostgreSQL, refusing a registration deletes its account once no key is
+/// left, and deleting an account takes its keys with it. A key added to
+/// that account by a transaction still in flight (an enrollment through a
+/// recovery link) must be waited for and seen, and the account kept.
+#[tokio::test]
+async fn refusing_a_key_on_postgres_keeps_the_account_when_a_key_is_added_meanwhile() {
+    let Some((h, cleanup)) = postgres_harness().await else { return };
+    let adding = Adding::start(&h).await;
+    let eve = AccountKey::generate(&mut OsRng);
+    assert_eq!(register(&h, &adding.token(), "eve", &eve).await.status, StatusCode::OK);
+    let service: String =
+        sqlx::query_scalar("SELECT service_id FROM account_key").fetch_one(&h.state.db.pool).await.expect("key");
+
+    let mut enrolling = h.state.db.pool.begin().await.expect("begin");
+    sqlx::query(
+        "INSERT INTO account_key (id, service_id, account, public_key, state, added_by, created_at) \
+         VALUES ($1, $2, 'eve', $3, 'pending', 'enroll', $4)",
+    )
+    .bind(sesame_server::keys::new_id())
+    .bind(&service)
+    .bind(AccountKey::generate(&mut OsRng).public_key().to_bytes().to_vec())
+    .bind(START as i64)
+    .execute(&mut *enrolling)
+    .await
+    .expect("a key enrolled, not yet committed");
+    let (rejected, ()) = tokio::join!(adding.reject(&h), async {
+        support::until_waiting_on_locks(&h.state.db.pool, 1).await;
+        enrolling.commit().await.expect("commit the enrollment");
+    });
+    assert_eq!(rejected.location(), "/admin?done=authenticator_rejected");
+    assert_eq!(h.count("SELECT COUNT(*) FROM account WHERE name = 'eve'").await, 1, "the account went");
+    assert_eq!(h.count("SELECT COUNT(*) FROM account_key WHERE added_by = 'enroll'").await, 1, "the new key went");
+    assert_eq!(h.count("SELECT COUNT(*) FROM account_key WHERE added_by = 'register'").await, 0);
+    drop(h);
+    cleanup.run().await;
+}
+
+/// On PostgreSQL, an admin authenticator removed, or returned to pending,
+/// while its sign-in opens a session must be waited for and seen: no
+/// session, and a refusal rather than a server error.
+#[tokio::test]
+async fn an_admin_key_changed_while_its_session_opens_on_postgres_opens_none() {
+    let Some((h, cleanup)) = postgres_harness().await else { return };
+    let meanwhile = [
+        (
+            "UPDATE account_key SET state = 'pending' WHERE id = $1",
+            StatusCode::FORBIDDEN,
+            "this key waits for confirmation",
+        ),
+        ("DELETE FROM account_key WHERE id = $1", StatusCode::NOT_FOUND, "no such account at this service"),
+    ];
+    for (n, (change, status, error)) in meanwhile.into_iter().enumerate() {
+        let (name, key) = (format!("laptop {n}"), AccountKey::generate(&mut OsRng));
+        add(&h, &name, &key).await;
+        let key_id: String = sqlx::query_scalar("SELECT id FROM account_key WHERE account = $1")
+            .bind(&name)
+            .fetch_one(&h.state.db.pool)
+            .await
+            .expect("the key");
+        let (cookies, csrf, page) = start(&h).await;
+        assert_eq!(login(&h, &token_on(&page.text), &name, &key).await.status, StatusCode::OK);
+
+        let mut held = h.state.db.pool.begin().await.expect("begin");
+        sqlx::query(change).bind(&key_id).execute(&mut *held).await.expect("change the key");
+        let (action, fields) = (action_on(&page.text), [("csrf", csrf.as_str())]);
+        let (done, ()) = tokio::join!(h.post_form(&action, Some(&cookies), &fields), async {
+            support::until_waiting_on_locks(&h.state.db.pool, 1).await;
+            held.commit().await.expect("commit the change");
+        });
+        // The admin page explains a refusal on a page of its own.
+        assert_eq!(done.status, status, "{change}: {}", done.text);
+        assert!(done.text.contains(error), "{change}: {}", done.text);
+        assert!(done.set_cookie("sesame_admin").is_none(), "{change}");
+        let opened = h.count(&format!("SELECT COUNT(*) FROM admin_session WHERE key_id = '{key_id}'")).await;
+        assert_eq!(opened, 0, "{change}");
+    }
+    drop(h);
+    cleanup.run().await;
+}
