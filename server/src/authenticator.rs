@@ -323,7 +323,13 @@ async fn login(
     // One statement, which needs no transaction: the ended challenge is
     // written only while the key is still active (else `unknown_account`),
     // and the database's trigger records the key's use.
-    store::finish(&state, &checked.row, now, &Final::logged_in(name.clone(), key.id.clone())).await?;
+    store::finish(
+        &state,
+        &checked.row,
+        now,
+        &Final::logged_in(name.clone(), key.id.clone(), key.public_key.to_bytes()),
+    )
+    .await?;
     crate::metrics::challenge_approved(checked.row.created_at, now);
     Ok(Json(Outcome {
         status: Status::Completed,
@@ -481,9 +487,13 @@ async fn rekey(
     let id = checked.row.id;
     let now = state.clock.now();
 
-    let (mut write, consumed) =
-        store::WriteAround::consume(&state.db, &checked.row, now, &Final::logged_in(name.clone(), key.id.clone()))
-            .await?;
+    let (mut write, consumed) = store::WriteAround::consume(
+        &state.db,
+        &checked.row,
+        now,
+        &Final::logged_in(name.clone(), key.id.clone(), key.public_key.to_bytes()),
+    )
+    .await?;
     if !keys::rekey(&mut write, &key.id, &key.public_key, verified.new_public_key(), now.as_secs() as i64).await? {
         // The key was replaced by a racing rekey after it was read: this
         // answer's key no longer signs in. (A removed key was refused by

@@ -297,7 +297,7 @@ mod tests {
         assert!(matches!(memory.claim(&id, at(NOW)), Claim::Claimed));
         // A racing answer finds it taken, still pending.
         assert!(matches!(memory.claim(&id, at(NOW)), Claim::Taken(row) if row.status == Status::Pending));
-        memory.finish(&id, &Final::logged_in("alice".into(), "k".into()), at(NOW + 1));
+        memory.finish(&id, &Final::logged_in("alice".into(), "k".into(), [0; 32]), at(NOW + 1));
         let Claim::Taken(row) = memory.claim(&id, at(NOW + 1)) else { panic!("claimed a completed challenge") };
         assert_eq!(
             (row.status, row.account.as_deref(), row.finished_at),

@@ -148,6 +148,10 @@ pub struct Final {
     pub account: Option<String>,
     /// The key that registered or signed in.
     pub key_id: Option<String>,
+    /// For a login, the public key its signature was verified with: the
+    /// login is written only while the key `key_id` still holds it, so that
+    /// a rekey committing meanwhile refuses the old key (PROTOCOL.md §13).
+    pub signed_with: Option<[u8; 32]>,
 }
 
 impl Final {
@@ -155,8 +159,9 @@ impl Final {
         Self::completed("register", account, key_id)
     }
 
-    pub fn logged_in(account: String, key_id: String) -> Self {
-        Self::completed("login", account, key_id)
+    /// A login by `account`, signed with `public_key`, key `key_id`'s.
+    pub fn logged_in(account: String, key_id: String, public_key: [u8; 32]) -> Self {
+        Self { signed_with: Some(public_key), ..Self::completed("login", account, key_id) }
     }
 
     /// A key added to `account`, which waits for the page's confirmation.
@@ -171,19 +176,34 @@ impl Final {
             purpose: Some(purpose),
             account: Some(account),
             key_id: Some(key_id),
+            signed_with: None,
         }
     }
 
     pub fn denied() -> Self {
-        Self { status: Status::Denied, hint: "user_denied", purpose: None, account: None, key_id: None }
+        Self {
+            status: Status::Denied,
+            hint: "user_denied",
+            purpose: None,
+            account: None,
+            key_id: None,
+            signed_with: None,
+        }
     }
 
     pub fn cancelled() -> Self {
-        Self { status: Status::Cancelled, hint: "user_cancel", purpose: None, account: None, key_id: None }
+        Self {
+            status: Status::Cancelled,
+            hint: "user_cancel",
+            purpose: None,
+            account: None,
+            key_id: None,
+            signed_with: None,
+        }
     }
 
     pub fn expired() -> Self {
-        Self { status: Status::Expired, hint: "expired", purpose: None, account: None, key_id: None }
+        Self { status: Status::Expired, hint: "expired", purpose: None, account: None, key_id: None, signed_with: None }
     }
 
     /// `row` as this outcome leaves it.
@@ -353,7 +373,7 @@ pub async fn expire(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<bool> {
             .writes
             .write(move |mut conn, _| {
                 Box::pin(async move {
-                    Ok(match insert_ended(&mut conn, &row).await? {
+                    Ok(match insert_ended(&mut conn, &row, None).await? {
                         Written::Yes | Written::KeyGone => None,
                         // It had ended in the database after all: that is
                         // the truth.
@@ -392,10 +412,11 @@ enum Written {
 }
 
 /// An ended challenge's row, written once, when it ends. A login's row is
-/// only written while the key that made it is still active, and the
+/// only written while the key that made it is still active and still holds
+/// `signed_with`, the public key the login was verified with; the
 /// database's triggers record the sign-in event and the key's use in the
 /// same statement (migration 0008).
-async fn insert_ended(conn: &mut Conn<'_>, row: &ChallengeRow) -> Result<Written> {
+async fn insert_ended(conn: &mut Conn<'_>, row: &ChallengeRow, signed_with: Option<&[u8; 32]>) -> Result<Written> {
     macro_rules! insert_ended {
         ($lock:literal) => {
             concat!(
@@ -404,7 +425,7 @@ async fn insert_ended(conn: &mut Conn<'_>, row: &ChallengeRow) -> Result<Written
                  enroll_account, recovery_id) \
                  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 \
                  WHERE $13 IS NULL OR $13 <> 'login' \
-                 OR EXISTS (SELECT 1 FROM account_key WHERE id = $15 AND state = 'active'",
+                 OR EXISTS (SELECT 1 FROM account_key WHERE id = $15 AND public_key = $19 AND state = 'active'",
                 $lock,
                 ")"
             )
@@ -412,9 +433,10 @@ async fn insert_ended(conn: &mut Conn<'_>, row: &ChallengeRow) -> Result<Written
     }
     // On PostgreSQL the check locks the key's row until the commit. Without
     // a lock it reads a snapshot taken as the statement starts: a change to
-    // the key (its removal, or its return to pending) that commits while
-    // this statement runs would go unseen, and the login be recorded for a
-    // key that is no longer active. With it, the check waits for that change
+    // the key (its removal, its return to pending, a rekey) that commits
+    // while this statement runs would go unseen, and the login be recorded
+    // for a key that is no longer active, or no longer this public key. With
+    // it, the check waits for that change
     // and sees its outcome, and a change that comes later waits for this
     // commit. The lock is `FOR NO KEY UPDATE`, the one the trigger's stamp
     // of the key's use (`last_used_at`) needs anyway: with `FOR SHARE`, two
@@ -442,7 +464,8 @@ async fn insert_ended(conn: &mut Conn<'_>, row: &ChallengeRow) -> Result<Written
                 .bind(row.key_id.clone())
                 .bind(row.finished_at)
                 .bind(row.enroll_account.clone())
-                .bind(row.recovery_id.clone()),
+                .bind(row.recovery_id.clone())
+                .bind(signed_with.map(|key| key.to_vec())),
         )
         .await;
     match done {
@@ -550,7 +573,7 @@ pub async fn consume(
     let consumed = Consumed { claim: Some((memory.clone(), row.id, outcome.clone(), now)), id: row.id };
     let mut ended = row.clone();
     outcome.apply(&mut ended, now);
-    match insert_ended(conn, &ended).await? {
+    match insert_ended(conn, &ended, outcome.signed_with.as_ref()).await? {
         Written::Yes => Ok(consumed),
         Written::KeyGone => Err(Error::UnknownAccount),
         Written::AlreadyEnded => {
@@ -571,7 +594,7 @@ async fn consume_row(conn: &mut Conn<'_>, id: &ChallengeId, now: UnixTime, outco
                 "UPDATE challenge SET status = $2, hint = $3, purpose = $4, account = $5, finished_at = $6, \
                  key_id = $7 WHERE id = $1 AND status = 'pending' AND expires_at > $6 \
                  AND ($4 IS NULL OR $4 <> 'login' \
-                 OR EXISTS (SELECT 1 FROM account_key WHERE id = $7 AND state = 'active'",
+                 OR EXISTS (SELECT 1 FROM account_key WHERE id = $7 AND public_key = $8 AND state = 'active'",
                 $lock,
                 "))"
             )
@@ -589,7 +612,8 @@ async fn consume_row(conn: &mut Conn<'_>, id: &ChallengeId, now: UnixTime, outco
                 .bind(outcome.purpose)
                 .bind(outcome.account.clone())
                 .bind(now_secs)
-                .bind(outcome.key_id.clone()),
+                .bind(outcome.key_id.clone())
+                .bind(outcome.signed_with.map(|key| key.to_vec())),
         )
         .await?;
     if done == 1 {

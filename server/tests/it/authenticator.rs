@@ -456,7 +456,7 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
     };
     each_backend(|app| async move {
         let service = app.create_service("Example").await;
-        register(&app, &service, "alice").await;
+        let signed_with = register(&app, &service, "alice").await.public_key().to_bytes();
         let key_id: String = sqlx::query_scalar("SELECT id FROM account_key WHERE account = 'alice'")
             .fetch_one(&app.state.db.pool)
             .await
@@ -468,6 +468,13 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
                 .bind(state)
                 .execute(&app.state.db.pool)
         };
+        let key_bytes = |public_key: [u8; 32]| {
+            sqlx::query("UPDATE account_key SET public_key = $2 WHERE id = $1")
+                .bind(key_id.clone())
+                .bind(public_key.to_vec())
+                .execute(&app.state.db.pool)
+        };
+        let outcome = Final::logged_in("alice".into(), key_id.clone(), signed_with);
         for state in [app.state.clone(), in_table] {
             let client = ClientInfo { ip: "127.0.0.1".parse().expect("ip"), user_agent: USER_AGENT.to_owned() };
             let issued = challenge::issue(&state, &service.to_string(), &client).await.expect("a challenge");
@@ -477,22 +484,24 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
             // The key is read, then removed, then the login is recorded.
             key_state("pending").await.expect("take the key away");
             let mut tx = state.db.pool.begin().await.expect("begin");
-            let refused = store::consume(
-                &state.db,
-                &mut Conn::Sqlx(&mut tx),
-                &row,
-                now,
-                &Final::logged_in("alice".into(), key_id.clone()),
-            )
-            .await;
+            let refused = store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &row, now, &outcome).await;
             assert!(matches!(refused, Err(sesame_server::Error::UnknownAccount)), "{refused:?}");
             drop(tx);
             assert_eq!(store::load(&state.db, &issued.id).await.expect("held").status.as_str(), "pending");
-
-            // With the key back, the same challenge takes the login, once.
             key_state("active").await.expect("give the key back");
+
+            // The key is read, then rekeyed (PROTOCOL.md §13), then the
+            // login signed with the old key is recorded.
+            key_bytes(AccountKey::generate(&mut OsRng).public_key().to_bytes()).await.expect("rekey");
             let mut tx = state.db.pool.begin().await.expect("begin");
-            let outcome = Final::logged_in("alice".into(), key_id.clone());
+            let refused = store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &row, now, &outcome).await;
+            assert!(matches!(refused, Err(sesame_server::Error::UnknownAccount)), "{refused:?}");
+            drop(tx);
+            assert_eq!(store::load(&state.db, &issued.id).await.expect("held").status.as_str(), "pending");
+            key_bytes(signed_with).await.expect("the old key back");
+
+            // With the key as it was, the same challenge takes the login, once.
+            let mut tx = state.db.pool.begin().await.expect("begin");
             let consumed =
                 store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &row, now, &outcome).await.expect("consumed");
             consumed.commit(&state, tx, None).await.expect("commit");
@@ -519,6 +528,8 @@ struct KeyRace {
     app: TestApp,
     service: ServiceId,
     key_id: String,
+    /// Alice's public key, which her logins are signed with.
+    public_key: [u8; 32],
     pool: sqlx::AnyPool,
 }
 
@@ -526,13 +537,13 @@ impl KeyRace {
     async fn start() -> Option<Self> {
         let app = crate::support::postgres_for_a_race().await?;
         let service = app.create_service("Example").await;
-        register(&app, &service, "alice").await;
+        let public_key = register(&app, &service, "alice").await.public_key().to_bytes();
         let pool = app.state.db.pool.clone();
         let key_id = sqlx::query_scalar("SELECT id FROM account_key WHERE account = 'alice'")
             .fetch_one(&pool)
             .await
             .expect("alice's key");
-        Some(Self { app, service, key_id, pool })
+        Some(Self { app, service, key_id, public_key, pool })
     }
 
     /// The two ways a login is written: its pending challenge held in
@@ -559,11 +570,11 @@ impl KeyRace {
         let client = ClientInfo { ip: "127.0.0.1".parse().expect("ip"), user_agent: USER_AGENT.to_owned() };
         let issued = challenge::issue(state, &self.service.to_string(), &client).await.expect("a challenge");
         let row = store::load(&state.db, &issued.id).await.expect("held");
-        let (state, key_id) = (state.clone(), self.key_id.clone());
+        let (state, key_id, public_key) = (state.clone(), self.key_id.clone(), self.public_key);
         let login = tokio::spawn(async move {
             let now = state.clock.now();
             let mut tx = state.db.pool.begin().await.expect("begin");
-            let outcome = Final::logged_in("alice".into(), key_id);
+            let outcome = Final::logged_in("alice".into(), key_id, public_key);
             let consumed = store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &row, now, &outcome).await?;
             consumed.commit(&state, tx, None).await
         });
@@ -583,39 +594,40 @@ impl KeyRace {
 /// On PostgreSQL, a login's write and a change to its key can run at the
 /// same time. A change that commits while the login's statement runs must
 /// be seen: the login waits for it and is refused, rather than recorded
-/// for a key that is no longer active. Both ways a login is written are
-/// raced.
+/// for a key that is no longer active, or that a rekey replaced. Both ways
+/// a login is written are raced.
 #[tokio::test]
 async fn a_login_racing_a_change_to_its_key_on_postgres_waits_for_it_and_is_refused() {
     let Some(race) = KeyRace::start().await else { return };
+    let rekeyed = AccountKey::generate(&mut OsRng).public_key().to_bytes().to_vec();
+    // Each change, and how to undo it.
+    let changes = [
+        ("state", "'pending'".to_owned(), "'active'".to_owned()),
+        ("public_key", format!("'\\x{}'", hex::encode(&rekeyed)), format!("'\\x{}'", hex::encode(race.public_key))),
+    ];
     for state in race.states() {
-        // The key is taken away in a transaction that has not committed yet.
-        let mut change = race.pool.begin().await.expect("begin");
-        sqlx::query("UPDATE account_key SET state = 'pending' WHERE id = $1")
-            .bind(&race.key_id)
-            .execute(&mut *change)
-            .await
-            .expect("take the key away");
-        let (id, login) = race.spawn_login(&state).await;
-        // Committed only once the login waits on a lock for it.
-        race.until_waiting_on_locks(1).await;
-        change.commit().await.expect("commit the change");
-        let refused = login.await.expect("the login's task");
-        assert!(matches!(refused, Err(sesame_server::Error::UnknownAccount)), "{refused:?}");
-        let row = sesame_server::challenge::store::load(&state.db, &id).await.expect("held");
-        assert_eq!(row.status.as_str(), "pending");
-        let used: Option<i64> = sqlx::query_scalar("SELECT last_used_at FROM account_key WHERE id = $1")
-            .bind(&race.key_id)
-            .fetch_one(&race.pool)
-            .await
-            .expect("the key");
-        assert_eq!(used, None, "a refused login stamped the key's use");
+        for (column, changed, original) in &changes {
+            // The key changes in a transaction that has not committed yet.
+            let set = |value: &str| format!("UPDATE account_key SET {column} = {value} WHERE id = '{}'", race.key_id);
+            let mut change = race.pool.begin().await.expect("begin");
+            sqlx::query(&set(changed)).execute(&mut *change).await.expect("change the key");
+            let (id, login) = race.spawn_login(&state).await;
+            // Committed only once the login waits on a lock for it.
+            race.until_waiting_on_locks(1).await;
+            change.commit().await.expect("commit the change");
+            let refused = login.await.expect("the login's task");
+            assert!(matches!(refused, Err(sesame_server::Error::UnknownAccount)), "{column}: {refused:?}");
+            let row = sesame_server::challenge::store::load(&state.db, &id).await.expect("held");
+            assert_eq!(row.status.as_str(), "pending", "{column}");
+            let used: Option<i64> = sqlx::query_scalar("SELECT last_used_at FROM account_key WHERE id = $1")
+                .bind(&race.key_id)
+                .fetch_one(&race.pool)
+                .await
+                .expect("the key");
+            assert_eq!(used, None, "a refused login stamped the key's use ({column})");
 
-        sqlx::query("UPDATE account_key SET state = 'active' WHERE id = $1")
-            .bind(&race.key_id)
-            .execute(&race.pool)
-            .await
-            .expect("give the key back");
+            sqlx::query(&set(original)).execute(&race.pool).await.expect("undo the change");
+        }
     }
     race.finish().await;
 }
