@@ -100,7 +100,12 @@ pub(crate) async fn create(
     .bind(by.at)
     .bind(expires_at)
     .execute(timed(&mut *tx))
-    .await?
+    .await
+    // Deleted between the statement's snapshot and its foreign-key check.
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownAccount,
+        _ => Error::Database(e),
+    })?
     .rows_affected();
     if done == 0 {
         tx.rollback().await?;

@@ -43,7 +43,12 @@ pub async fn park(db: &Db, id: &ChallengeId, request: &Request, now: i64) -> Res
     .bind(request.code_challenge.clone())
     .bind(now)
     .execute(timed(&db.pool))
-    .await?;
+    .await
+    // The client was removed since the authorize endpoint read it.
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::OidcUnknownClient,
+        _ => Error::Database(e),
+    })?;
     Ok(())
 }
 

@@ -34,7 +34,7 @@ use sqlx::Row as _;
 
 use crate::{
     audit::{self, Action, By, Record},
-    db::{timed, Db},
+    db::{timed, Backend, Db},
     error::{Error, Result},
 };
 
@@ -302,7 +302,17 @@ pub(crate) async fn rotate(db: &Db, by: &By<'_>) -> Result<()> {
         made.push((alg, key));
     }
     let mut tx = db.pool.begin().await?;
-    // The first statement writes, so SQLite takes the write lock at once.
+    if db.backend == Backend::Postgres {
+        // One rotation at a time. Each statement below reads a snapshot
+        // taken as it starts, and a row another rotation has just moved is
+        // skipped rather than moved again: two rotations at once would
+        // promote two keys, which the one-current-key index refuses (a
+        // 500). This lock waits for a rotation in flight, so that the
+        // statements then see what it did; readers do not wait for it.
+        sqlx::query("LOCK TABLE oidc_signing_key IN SHARE ROW EXCLUSIVE MODE").execute(timed(&mut *tx)).await?;
+    }
+    // On SQLite the first statement writes, so SQLite takes the write lock
+    // at once.
     sqlx::query("DELETE FROM oidc_signing_key WHERE state = 'retired'").execute(timed(&mut *tx)).await?;
     sqlx::query("UPDATE oidc_signing_key SET state = 'retired' WHERE state = 'current'")
         .execute(timed(&mut *tx))

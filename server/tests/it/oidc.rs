@@ -749,3 +749,60 @@ async fn logout_with_an_id_token_hint_ends_the_session_and_goes_back() {
     // The next authorization request needs a new sign-in.
     page(&app.get(&authorize_url(&rp, ""), Some(&session)).await);
 }
+
+/// On PostgreSQL a client removed while its authorization request is parked
+/// breaks the request's foreign key: that must read as `invalid_client`, on
+/// a page and with no redirect, not as a server error.
+#[tokio::test]
+async fn a_client_removed_while_its_request_is_parked_on_postgres_is_invalid_client() {
+    let Some(app) = crate::support::postgres_for_a_race().await else { return };
+    let rp = client(&app, true).await;
+    let mut removing = app.state.db.pool.begin().await.expect("begin");
+    sqlx::query("DELETE FROM oidc_client WHERE client_id = $1")
+        .bind(&rp.client_id)
+        .execute(&mut *removing)
+        .await
+        .expect("remove the client");
+    let url = authorize_url(&rp, "");
+    let (response, ()) = tokio::join!(app.get(&url, None), async {
+        crate::support::until_waiting_on_locks(&app.state.db.pool, 1).await;
+        removing.commit().await.expect("commit the removal");
+    });
+    assert_eq!(response.status, StatusCode::BAD_REQUEST, "{}", response.text());
+    assert!(response.headers.get(header::LOCATION).is_none());
+    assert!(response.text().contains("invalid_client"), "{}", response.text());
+    assert_eq!(app.count("SELECT COUNT(*) FROM oidc_request").await, 0);
+    app.cleanup_handle().run().await;
+}
+
+/// On PostgreSQL two key rotations at once (a double click, two admins)
+/// must both succeed, one after the other, and leave one current, one next
+/// and one retired key per algorithm: never two keys promoted at once.
+#[tokio::test]
+async fn a_key_rotation_racing_another_on_postgres_waits_for_it() {
+    let Some(app) = crate::support::postgres_for_a_race().await else { return };
+    let rotate = || send(&app, Method::POST, "/admin/api/oidc/keys/rotate", &[("authorization", ADMIN)], None);
+    assert_eq!(rotate().await.status, StatusCode::OK);
+    // Another rotation, in flight: every step but its commit.
+    let mut other = app.state.db.pool.begin().await.expect("begin");
+    for step in [
+        "DELETE FROM oidc_signing_key WHERE state = 'retired'",
+        "UPDATE oidc_signing_key SET state = 'retired' WHERE state = 'current'",
+        "UPDATE oidc_signing_key SET state = 'current' WHERE state = 'next'",
+        "INSERT INTO oidc_signing_key (kid, alg, state, private_der, public_jwk, created_at) \
+         SELECT kid || 'b', alg, 'next', private_der, public_jwk, created_at FROM oidc_signing_key \
+         WHERE state = 'current'",
+    ] {
+        sqlx::query(step).execute(&mut *other).await.unwrap_or_else(|e| panic!("{step}: {e}"));
+    }
+    let (rotated, ()) = tokio::join!(rotate(), async {
+        crate::support::until_waiting_on_locks(&app.state.db.pool, 1).await;
+        other.commit().await.expect("commit the other rotation");
+    });
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text());
+    for state in ["current", "next", "retired"] {
+        let count = app.count(&format!("SELECT COUNT(*) FROM oidc_signing_key WHERE state = '{state}'")).await;
+        assert_eq!(count, 2, "{state} keys, one per algorithm");
+    }
+    app.cleanup_handle().run().await;
+}

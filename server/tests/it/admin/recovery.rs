@@ -209,3 +209,27 @@ async fn page_lists_usable_recovery_links_and_revokes_one() {
     })
     .await;
 }
+
+/// On PostgreSQL an account deleted while a recovery link for it is made
+/// breaks the link's foreign key: that must read as an unknown account, not
+/// a server error, and leave no link.
+#[tokio::test]
+async fn a_recovery_link_for_an_account_deleted_meanwhile_on_postgres_is_unknown_account() {
+    let Some(app) = support::postgres_for_a_race().await else { return };
+    let cleanup = app.cleanup_handle();
+    let h = Harness::over(app);
+    let (service, cookie, csrf) = signed_in_with_alice(&h).await;
+    let mut deleting = h.state.db.pool.begin().await.expect("begin");
+    sqlx::query("DELETE FROM account WHERE name = 'alice'").execute(&mut *deleting).await.expect("delete alice");
+    let uri = format!("/admin/services/{service}/recovery");
+    let fields = [("csrf", csrf.as_str()), ("name", "alice"), ("ttl_secs", "3600")];
+    let (made, ()) = tokio::join!(h.post_form(&uri, Some(&cookie), &fields), async {
+        support::until_waiting_on_locks(&h.state.db.pool, 1).await;
+        deleting.commit().await.expect("commit the deletion");
+    });
+    assert_eq!(made.status, StatusCode::NOT_FOUND, "{}", made.text);
+    assert!(made.text.contains("no such account at this service"), "{}", made.text);
+    assert_eq!(h.count("SELECT COUNT(*) FROM account_recovery").await, 0);
+    drop(h);
+    cleanup.run().await;
+}
