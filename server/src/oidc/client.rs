@@ -310,6 +310,7 @@ pub(crate) async fn configure(
 /// and tokens go.
 pub(crate) async fn remove(db: &Db, service_id: &str, by: &By<'_>) -> Result<()> {
     let mut tx = db.pool.begin().await?;
+    crate::keys::lock_before_delete(db, &mut tx, crate::keys::Doomed::Client(service_id)).await?;
     let gone: Option<String> = sqlx::query_scalar("DELETE FROM oidc_client WHERE service_id = $1 RETURNING client_id")
         .bind(service_id.to_owned())
         .fetch_optional(timed(&mut *tx))

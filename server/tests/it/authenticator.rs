@@ -698,3 +698,36 @@ async fn an_answer_to_a_challenge_whose_row_already_ended_gets_challenge_used_an
     })
     .await;
 }
+
+/// On PostgreSQL, deleting an account while one of its logins is being
+/// written: the login holds its key and then updates the account (its
+/// trigger), while a deletion's cascade takes the account and then the
+/// keys. The deletion must wait for the login rather than deadlock with it
+/// (PostgreSQL would end one of the two with an error).
+#[tokio::test]
+async fn deleting_an_account_while_it_logs_in_on_postgres_waits_for_the_login() {
+    let Some(race) = KeyRace::start().await else { return };
+    // A login, in flight: its key locked, its trigger's update still to come.
+    let mut login = race.pool.begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM account_key WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(&race.key_id)
+        .execute(&mut *login)
+        .await
+        .expect("the login's lock on its key");
+    let uri = format!("/admin/api/services/{}/accounts/alice", race.service);
+    let mut delete = request(Method::DELETE, &uri, None, None);
+    delete
+        .headers_mut()
+        .insert(axum::http::header::AUTHORIZATION, "Bearer test-admin-token-0123456789".parse().expect("header value"));
+    let (deleted, ()) = tokio::join!(race.app.send(delete), async {
+        race.until_waiting_on_locks(1).await;
+        sqlx::query("UPDATE account SET last_login_at = 1 WHERE name = 'alice'")
+            .execute(&mut *login)
+            .await
+            .expect("the login's trigger updates the account, without a deadlock");
+        login.commit().await.expect("the login commits");
+    });
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text());
+    assert_eq!(race.app.count("SELECT COUNT(*) FROM account").await, 0);
+    race.finish().await;
+}
