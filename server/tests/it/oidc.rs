@@ -806,3 +806,37 @@ async fn a_key_rotation_racing_another_on_postgres_waits_for_it() {
     }
     app.cleanup_handle().run().await;
 }
+
+/// On PostgreSQL, removing a key while a code it signed in with is being
+/// exchanged: the exchange holds its code and then checks the key (the
+/// token's foreign key), while the removal's cascade takes the key and then
+/// its codes. The removal must wait for the exchange rather than deadlock
+/// with it (PostgreSQL would end one of the two with an error).
+#[tokio::test]
+async fn removing_a_key_while_its_code_is_exchanged_on_postgres_waits_for_the_exchange() {
+    let Some(app) = crate::support::postgres_for_a_race().await else { return };
+    let rp = client(&app, true).await;
+    code_for(&app, &rp, "mia").await;
+    let key_id: String =
+        sqlx::query_scalar("SELECT id FROM account_key").fetch_one(&app.state.db.pool).await.expect("mia's key");
+    // An exchange, in flight: its code spent, its token still to be written.
+    let mut exchange = app.state.db.pool.begin().await.expect("begin");
+    sqlx::query("UPDATE oidc_code SET used_at = created_at").execute(&mut *exchange).await.expect("spend the code");
+    let uri = format!("/admin/api/services/{}/accounts/mia/keys/{key_id}", rp.service);
+    let (removed, ()) = tokio::join!(send(&app, Method::DELETE, &uri, &[("authorization", ADMIN)], None), async {
+        crate::support::until_waiting_on_locks(&app.state.db.pool, 1).await;
+        sqlx::query(
+            "INSERT INTO oidc_token (token_hash, code_hash, client_id, service_id, account, key_id, scope, \
+             created_at, expires_at) SELECT code_hash, code_hash, client_id, service_id, account, key_id, scope, \
+             created_at, expires_at FROM oidc_code",
+        )
+        .execute(&mut *exchange)
+        .await
+        .expect("the token's foreign key finds the key, without a deadlock");
+        exchange.commit().await.expect("the exchange commits");
+    });
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text());
+    // The key took its code and the token with it.
+    assert_eq!(app.count("SELECT COUNT(*) FROM oidc_token").await, 0);
+    app.cleanup_handle().run().await;
+}
