@@ -24,6 +24,22 @@
 //! sqlx's, and logged at `DEBUG` under the target `sesame_server::sql` (sqlx
 //! logs its own under `sqlx::query`).
 
+/// A statement whose text differs between the backends only by a row lock
+/// that PostgreSQL needs and SQLite has no syntax for: `$before`, then
+/// `$lock` when `$postgres`, then `$after`. On PostgreSQL a statement reads
+/// a snapshot taken as it starts, so a check of another row sees a change
+/// committing meanwhile only through a lock on that row; SQLite has one
+/// writer at a time. Both texts are constants.
+macro_rules! locking {
+    ($postgres:expr, $before:literal, $lock:literal, $after:literal) => {
+        if $postgres {
+            concat!($before, $lock, $after)
+        } else {
+            concat!($before, $after)
+        }
+    };
+}
+pub(crate) use locking;
 use std::{
     borrow::Cow,
     path::{Path, PathBuf},

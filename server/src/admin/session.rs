@@ -101,17 +101,6 @@ impl AdminSession {
                 .await?;
             session.actor = Actor::Authenticator(account.ok_or(Error::UnknownAccount)?);
         }
-        macro_rules! insert_session {
-            ($lock:literal) => {
-                concat!(
-                    "INSERT INTO admin_session (id_hash, csrf_token, created_at, expires_at, key_id, token_digest, \
-                     ip, user_agent) SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-                     WHERE $5 IS NULL OR EXISTS (SELECT 1 FROM account_key WHERE id = $5 AND state = 'active'",
-                    $lock,
-                    ")"
-                )
-            };
-        }
         // A key opens a session only while it is active: a pending admin
         // authenticator, which nobody has confirmed yet, signs nobody in.
         // On PostgreSQL the check shares the key's row until the commit.
@@ -119,8 +108,15 @@ impl AdminSession {
         // starts: a removal committing meanwhile would surface as a broken
         // foreign key (a 500, not a refusal), and a key returned to pending
         // meanwhile would still open a session. With it, the check waits for
-        // such a change and sees its outcome. SQLite has one writer at a time.
-        let sql = if db.backend == Backend::Postgres { insert_session!(" FOR SHARE") } else { insert_session!("") };
+        // such a change and sees its outcome.
+        let sql = crate::sql::locking!(
+            db.backend == Backend::Postgres,
+            "INSERT INTO admin_session (id_hash, csrf_token, created_at, expires_at, key_id, token_digest, ip, \
+             user_agent) SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+             WHERE $5 IS NULL OR EXISTS (SELECT 1 FROM account_key WHERE id = $5 AND state = 'active'",
+            " FOR SHARE",
+            ")"
+        );
         let done = sqlx::query(sql)
             .bind(&session.id_hash)
             .bind(&session.csrf_token)

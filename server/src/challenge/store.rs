@@ -417,33 +417,27 @@ enum Written {
 /// database's triggers record the sign-in event and the key's use in the
 /// same statement (migration 0008).
 async fn insert_ended(conn: &mut Conn<'_>, row: &ChallengeRow, signed_with: Option<&[u8; 32]>) -> Result<Written> {
-    macro_rules! insert_ended {
-        ($lock:literal) => {
-            concat!(
-                "INSERT INTO challenge (id, service_id, base_token, code_secret, binding_hash, allow_register, ip, \
-                 user_agent, created_at, expires_at, status, hint, purpose, account, key_id, finished_at, \
-                 enroll_account, recovery_id) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 \
-                 WHERE $13 IS NULL OR $13 <> 'login' \
-                 OR EXISTS (SELECT 1 FROM account_key WHERE id = $15 AND public_key = $19 AND state = 'active'",
-                $lock,
-                ")"
-            )
-        };
-    }
     // On PostgreSQL the check locks the key's row until the commit. Without
     // a lock it reads a snapshot taken as the statement starts: a change to
     // the key (its removal, its return to pending, a rekey) that commits
     // while this statement runs would go unseen, and the login be recorded
     // for a key that is no longer active, or no longer this public key. With
-    // it, the check waits for that change
-    // and sees its outcome, and a change that comes later waits for this
-    // commit. The lock is `FOR NO KEY UPDATE`, the one the trigger's stamp
-    // of the key's use (`last_used_at`) needs anyway: with `FOR SHARE`, two
-    // logins with one key would each hold a share and wait for the other's
-    // to stamp it, a deadlock. SQLite has one writer at a time and no such
-    // clause.
-    let sql = if conn.is_postgres() { insert_ended!(" FOR NO KEY UPDATE") } else { insert_ended!("") };
+    // it, the check waits for that change and sees its outcome, and a change
+    // that comes later waits for this commit. The lock is `FOR NO KEY
+    // UPDATE`, the one the trigger's stamp of the key's use (`last_used_at`)
+    // needs anyway: with `FOR SHARE`, two logins with one key would each hold
+    // a share and wait for the other's to stamp it, a deadlock.
+    let sql = sql::locking!(
+        conn.is_postgres(),
+        "INSERT INTO challenge (id, service_id, base_token, code_secret, binding_hash, allow_register, ip, \
+         user_agent, created_at, expires_at, status, hint, purpose, account, key_id, finished_at, enroll_account, \
+         recovery_id) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 \
+         WHERE $13 IS NULL OR $13 <> 'login' \
+         OR EXISTS (SELECT 1 FROM account_key WHERE id = $15 AND public_key = $19 AND state = 'active'",
+        " FOR NO KEY UPDATE",
+        ")"
+    );
     let done = conn
         .execute(
             sql::query(sql)
@@ -588,21 +582,16 @@ pub async fn consume(
 
 async fn consume_row(conn: &mut Conn<'_>, id: &ChallengeId, now: UnixTime, outcome: &Final) -> Result<Consumed> {
     let now_secs = now.as_secs() as i64;
-    macro_rules! consume_row {
-        ($lock:literal) => {
-            concat!(
-                "UPDATE challenge SET status = $2, hint = $3, purpose = $4, account = $5, finished_at = $6, \
-                 key_id = $7 WHERE id = $1 AND status = 'pending' AND expires_at > $6 \
-                 AND ($4 IS NULL OR $4 <> 'login' \
-                 OR EXISTS (SELECT 1 FROM account_key WHERE id = $7 AND public_key = $8 AND state = 'active'",
-                $lock,
-                "))"
-            )
-        };
-    }
     // The key's row is locked on PostgreSQL, as in `insert_ended`; it is
     // taken before the challenge's row, so racing answers queue at the key.
-    let sql = if conn.is_postgres() { consume_row!(" FOR NO KEY UPDATE") } else { consume_row!("") };
+    let sql = sql::locking!(
+        conn.is_postgres(),
+        "UPDATE challenge SET status = $2, hint = $3, purpose = $4, account = $5, finished_at = $6, key_id = $7 \
+         WHERE id = $1 AND status = 'pending' AND expires_at > $6 AND ($4 IS NULL OR $4 <> 'login' \
+         OR EXISTS (SELECT 1 FROM account_key WHERE id = $7 AND public_key = $8 AND state = 'active'",
+        " FOR NO KEY UPDATE",
+        "))"
+    );
     let done = conn
         .execute(
             sql::query(sql)
