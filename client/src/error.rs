@@ -107,6 +107,11 @@ pub enum Error {
     EnrollmentToken { account: String },
     #[error("this request signs in; it adds no authenticator to an account: use sesame login or sesame register")]
     NotAnEnrollment,
+    /// What to do: pass `--number`, or type it into the window.
+    #[error("this sign-in asks for the number shown on the page that is signing in: {0}")]
+    NumberNeeded(&'static str),
+    #[error("this sign-in asks for no number; leave out --number")]
+    NumberNotAsked,
     #[error("keystore: {0}")]
     Keystore(String),
     #[error("keystore {path}: {reason}")]
@@ -169,6 +174,8 @@ impl Error {
             Self::ImportConflict { .. } => "import_conflict",
             Self::RekeyUnsettled { .. } => "rekey_unsettled",
             Self::EnrollmentToken { .. } | Self::NotAnEnrollment => "wrong_purpose",
+            Self::NumberNeeded(_) => "number_required",
+            Self::NumberNotAsked => "unexpected_number",
             Self::Keystore(_) | Self::KeystoreFile { .. } | Self::Db(_) | Self::Migrate(_) => "keystore",
             Self::Io(_) => "io",
         }
@@ -193,7 +200,9 @@ impl Error {
             | Self::NotABackup { .. }
             | Self::DamagedBackup { .. }
             | Self::BackupVersion { .. }
-            | Self::WeakBackupPassphrase(_) => StatusCode::BAD_REQUEST,
+            | Self::WeakBackupPassphrase(_)
+            | Self::NumberNeeded(_)
+            | Self::NumberNotAsked => StatusCode::BAD_REQUEST,
             Self::Locked | Self::PassphraseRequired | Self::BackupPassphraseRequired => StatusCode::UNAUTHORIZED,
             Self::WrongPassphrase | Self::WrongBackupPassphrase(_) | Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use sesame_proto::MatchNumber;
 
 /// Sesame's authenticator: holds your keys and approves sign-ins.
 #[derive(Debug, Parser)]
@@ -52,6 +53,10 @@ pub enum Command {
         /// [default: this computer's host name]
         #[arg(long)]
         label: Option<String>,
+        /// The number the page that is signing in shows, when its service
+        /// asks for one [default: ask]
+        #[arg(long, value_name = "N")]
+        number: Option<MatchNumber>,
         /// Do not ask for confirmation
         #[arg(long, short)]
         yes: bool,
@@ -67,6 +72,10 @@ pub enum Command {
         /// the old key no longer signs in afterwards
         #[arg(long)]
         rekey: bool,
+        /// The number the page that is signing in shows, when its service
+        /// asks for one [default: ask]
+        #[arg(long, value_name = "N")]
+        number: Option<MatchNumber>,
         /// Do not ask for confirmation
         #[arg(long, short)]
         yes: bool,
@@ -105,6 +114,10 @@ pub enum Command {
         /// asking
         #[arg(long, conflicts_with = "name")]
         enroll: bool,
+        /// The number the page that is signing in shows, when its service
+        /// asks for one (with --name or --account) [default: ask]
+        #[arg(long, value_name = "N")]
+        number: Option<MatchNumber>,
         /// Do not ask for confirmation (with --name, --account or --enroll)
         #[arg(long, short)]
         yes: bool,

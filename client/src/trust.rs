@@ -9,9 +9,10 @@ use crate::{remote::Remote, store::Store, tls::ExtraRoots, ui::local_time, Error
 /// Allowance for a clock that differs from the server's.
 pub(crate) const LEEWAY_SECS: u64 = 60;
 
-/// Parses `text` and refuses origins that are not safe to talk to.
+/// Reads `text`, a bare token or a link to the web authenticator
+/// (PROTOCOL.md §3.6), and refuses origins that are not safe to talk to.
 pub(crate) fn parse(text: &str, insecure_http: bool) -> Result<UnverifiedToken, Error> {
-    let token = UnverifiedToken::parse(text)?;
+    let token = UnverifiedToken::read(text)?;
     let origin = token.claimed_origin();
     if !origin.is_https() && !origin.is_loopback() && !insecure_http {
         return Err(Error::InsecureOrigin(origin.to_string()));

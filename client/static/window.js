@@ -345,6 +345,10 @@
     $('enroll-account').textContent = request.enroll_account || '';
     $('enroll-label').value = '';
     $('req-rekey').checked = false;
+    // The number comes from the page that is signing in, never from here
+    // (PROTOCOL.md §14): the box starts empty.
+    $('req-number-box').hidden = !request.number_matching;
+    $('req-number').value = '';
     $('req-origin').textContent = request.origin;
     $('req-browser').textContent = request.user_agent;
     $('req-ip').textContent = request.ip;
@@ -368,7 +372,9 @@
       button.dataset.account = name;
       button.textContent = 'Log in as ' + name;
       button.addEventListener('click', () =>
-        answer(button, '/api/login', { token: current.token, account: name, rekey: $('req-rekey').checked }));
+        answer(button, '/api/login', {
+          token: current.token, account: name, rekey: $('req-rekey').checked, number: typedNumber(),
+        }));
       buttons.append(button);
     }
     $('req-no-accounts').hidden = request.accounts.length > 0;
@@ -376,6 +382,11 @@
     $('request-error').hidden = true;
     show('request');
     (enrolling ? $('enroll-submit') : buttons.firstElementChild || $('register-name')).focus();
+  }
+
+  // What the person typed as the page's number, or null when not asked.
+  function typedNumber() {
+    return current && current.number_matching ? $('req-number').value.trim() : null;
   }
 
   async function answer(button, path, body) {
@@ -410,7 +421,7 @@
       $('request-error').hidden = false;
       return;
     }
-    answer(event.submitter, '/api/register', { token: current.token, name });
+    answer(event.submitter, '/api/register', { token: current.token, name, number: typedNumber() });
   });
   $('enroll-form').addEventListener('submit', (event) => {
     event.preventDefault();

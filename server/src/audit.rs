@@ -58,6 +58,8 @@ impl fmt::Display for Actor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
     ServiceCreated,
+    /// A service's settings changed (number matching).
+    ServiceChanged,
     ServiceDeleted,
     AccountDeleted,
     /// One key of a service's account was removed.
@@ -90,6 +92,7 @@ impl Action {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::ServiceCreated => "service_created",
+            Self::ServiceChanged => "service_changed",
             Self::ServiceDeleted => "service_deleted",
             Self::AccountDeleted => "account_deleted",
             Self::KeyRemoved => "key_removed",

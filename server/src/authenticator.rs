@@ -10,8 +10,8 @@
 use axum::{extract::State, routing::get, routing::post, Json, Router};
 use sesame_proto::{
     wire::{ChallengeContext, ChallengePurpose, ContextRequest, ErrorBody, Outcome, ServerKeyInfo, Status},
-    BaseToken, DenyRequest, EnrollRequest, FreshToken, FreshnessSecret, LoginRequest, RegisterRequest, RekeyRequest,
-    Token, UnixTime, UnverifiedToken, VerifiedLogin, VerifiedRegistration,
+    BaseToken, DenyRequest, EnrollRequest, FreshToken, FreshnessSecret, LoginRequest, MatchNumber, RegisterRequest,
+    RekeyRequest, Token, UnixTime, UnverifiedToken, VerifiedLogin, VerifiedRegistration,
 };
 
 use crate::{
@@ -67,6 +67,23 @@ impl Checked {
     /// secret.
     fn fresh(&self, state: &AppState) -> Result<FreshToken<'_>> {
         Ok(self.secret.verify(&self.token, state.clock.now(), state.settings.code_window_secs)?)
+    }
+
+    /// The number a verified answer signed, against the one the page shows
+    /// (PROTOCOL.md §14). A wrong number ends the challenge, so that it
+    /// cannot be guessed again; a missing or unasked one leaves it pending,
+    /// for an authenticator that can do better.
+    async fn match_number(&self, state: &AppState, signed: Option<MatchNumber>) -> Result<()> {
+        match (self.row.number, signed) {
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(Error::NumberRequired),
+            (None, Some(_)) => Err(Error::UnexpectedNumber),
+            (Some(shown), Some(signed)) if shown == signed => Ok(()),
+            (Some(_), Some(_)) => {
+                store::finish(state, &self.row, state.clock.now(), &Final::wrong_number()).await?;
+                Err(Error::WrongNumber)
+            }
+        }
     }
 
     /// The key that a registration or an enrollment answering this
@@ -200,6 +217,7 @@ async fn context(
         expires_at: claims.expires_at,
         purpose: if row.enroll_account.is_some() { ChallengePurpose::Enroll } else { ChallengePurpose::SignIn },
         account: row.enroll_account,
+        number_matching: row.number.is_some(),
     }))
 }
 
@@ -212,7 +230,7 @@ async fn context(
     request_body = RegisterRequest,
     responses(
         (status = 200, description = "Registered; `key_state` is `pending` when the key waits for confirmation.", body = Outcome),
-        (status = 403, description = "`registration_closed`.", body = ErrorBody),
+        (status = 403, description = "`registration_closed`; `number_required` or `wrong_number` (PROTOCOL.md §14).", body = ErrorBody),
         (status = 404, description = "`unknown_challenge`.", body = ErrorBody),
         (status = 409, description = "`challenge_used`, `account_exists`, `key_registered`.", body = ErrorBody),
         (status = 400, description = "The body is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`), or the token or a field is malformed: the codes of PROTOCOL.md §7.", body = ErrorBody),
@@ -232,6 +250,7 @@ async fn register(
     state.limits.submissions.check(client.ip).await?;
     let checked = check_sign_in(&state, &req.token).await?;
     let verified = req.verify(checked.fresh(&state)?)?;
+    checked.match_number(&state, verified.number()).await?;
     if !checked.row.allow_register {
         return Err(Error::RegistrationClosed);
     }
@@ -294,7 +313,7 @@ fn verify_login<'k>(
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in.", body = Outcome),
-        (status = 403, description = "`key_pending`: the key waits for confirmation.", body = ErrorBody),
+        (status = 403, description = "`key_pending`: the key waits for confirmation; `number_required` or `wrong_number` (PROTOCOL.md §14).", body = ErrorBody),
         (status = 404, description = "`unknown_challenge`, `unknown_account`.", body = ErrorBody),
         (status = 409, description = "`challenge_used`.", body = ErrorBody),
         (status = 400, description = "The body is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`), or the token or a field is malformed: the codes of PROTOCOL.md §7.", body = ErrorBody),
@@ -317,6 +336,7 @@ async fn login(
     let account = req.account()?;
     let account_keys = keys::of_account(&state.db, &checked.row.service_id, account.as_str()).await?;
     let (verified, key) = verify_login(&state, &checked, &req, &account_keys)?;
+    checked.match_number(&state, verified.number()).await?;
     let name = verified.account().as_str().to_owned();
     let now = state.clock.now();
 
@@ -382,7 +402,7 @@ async fn deny(
     request_body = EnrollRequest,
     responses(
         (status = 200, description = "Enrolled; `key_state` is `pending` until the page confirms the key.", body = Outcome),
-        (status = 403, description = "`wrong_purpose`: a sign-in challenge; `wrong_account`: the challenge enrolls into another account.", body = ErrorBody),
+        (status = 403, description = "`wrong_purpose`: a sign-in challenge; `wrong_account`: the challenge enrolls into another account; `number_required` or `wrong_number` (PROTOCOL.md §14).", body = ErrorBody),
         (status = 404, description = "`unknown_challenge`, `unknown_account`.", body = ErrorBody),
         (status = 409, description = "`challenge_used`, `key_registered`.", body = ErrorBody),
         (status = 400, description = "The body is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`), or the token or a field is malformed: the codes of PROTOCOL.md §7.", body = ErrorBody),
@@ -405,6 +425,7 @@ async fn enroll(
         return Err(Error::WrongPurpose("this request signs in; only an enrollment request adds a key to an account"));
     };
     let verified = req.verify(checked.fresh(&state)?)?;
+    checked.match_number(&state, verified.number()).await?;
     if verified.account().as_str() != enroll_account {
         return Err(Error::WrongAccount);
     }
@@ -445,7 +466,7 @@ async fn enroll(
     request_body = RekeyRequest,
     responses(
         (status = 200, description = "Signed in, and the account's key replaced.", body = Outcome),
-        (status = 403, description = "`key_pending`: the key waits for confirmation; `wrong_purpose`: an enrollment challenge.", body = ErrorBody),
+        (status = 403, description = "`key_pending`: the key waits for confirmation; `wrong_purpose`: an enrollment challenge; `number_required` or `wrong_number` (PROTOCOL.md §14).", body = ErrorBody),
         (status = 404, description = "`unknown_challenge`, `unknown_account`.", body = ErrorBody),
         (status = 409, description = "`challenge_used`, `key_registered`: the new key is already registered at the service.", body = ErrorBody),
         (status = 400, description = "The body is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`), or the token or a field is malformed: the codes of PROTOCOL.md §7.", body = ErrorBody),
@@ -480,6 +501,7 @@ async fn rekey(
         }
     }
     let (verified, key) = found.ok_or_else(|| refusal.map_or(Error::UnknownAccount, Error::from))?;
+    checked.match_number(&state, verified.number()).await?;
     if account_keys.iter().any(|k| k.public_key == *verified.new_public_key()) {
         return Err(Error::KeyRegistered);
     }

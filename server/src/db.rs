@@ -77,12 +77,18 @@ pub struct CachedService {
     /// The built-in "Sesame admin" service, which takes no new accounts from
     /// a challenge anyone can start.
     pub builtin: bool,
+    /// Whether its sign-ins ask for the number the page shows (PROTOCOL.md
+    /// §14). This one can change: the instance that changes it forgets its
+    /// entry, and an instance that shares the database with others reads it
+    /// afresh for every challenge (`challenge::store::insert_row`).
+    pub number_matching: bool,
 }
 
 /// The names of services, kept in memory because every challenge and every
 /// redeemed session needs one.
 ///
-/// A service's name and whether it is built in never change after it is created, and its id is random
+/// A service's name and whether it is built in never change after it is created
+/// (number matching can; see [`CachedService::number_matching`]), and its id is random
 /// and never reused, so a cached name is never wrong; it can only outlive
 /// its service. That needs no invalidation across instances: whatever an
 /// instance then does with the deleted service's id writes a row that refers

@@ -24,7 +24,7 @@ use axum::{
     Form, Router,
 };
 use serde::Deserialize;
-use sesame_proto::{wire::Status, ServiceId};
+use sesame_proto::{wire::Status, Origin, ServiceId};
 
 use crate::{
     challenge::{self, session_cookie, store, Purpose},
@@ -33,7 +33,7 @@ use crate::{
     error::Error,
     extract::ClientInfo,
     keys::{self, KeyState},
-    pages::{error_page, qr_svg},
+    pages::{app_link, error_page, qr_svg},
     recovery, AppState,
 };
 
@@ -141,8 +141,11 @@ struct WaitingView {
     /// Opened from a recovery link rather than the account page.
     recovery: bool,
     token: String,
-    /// Inline SVG drawn by the `qrcode` crate from the token: only shapes.
+    /// Inline SVG drawn by the `qrcode` crate from the token's link: only
+    /// shapes.
     qr_svg: String,
+    /// What `login.js` appends each new token to for its QR code.
+    app_link: String,
     status: String,
     events_url: String,
     cancel_url: String,
@@ -155,6 +158,7 @@ struct WaitingView {
 }
 
 fn waiting(
+    origin: &Origin,
     service_id: &ServiceId,
     service_name: String,
     row_or_issued: (&sesame_proto::ChallengeId, i64),
@@ -168,7 +172,8 @@ fn waiting(
         service_name,
         account: account.to_owned(),
         recovery,
-        qr_svg: qr_svg(&token)?,
+        qr_svg: qr_svg(origin, &token)?,
+        app_link: app_link(origin),
         token,
         status: challenge::message(Status::Pending, "outstanding", None, true),
         events_url: format!("/api/challenges/{cid}/events"),
@@ -181,8 +186,9 @@ fn waiting(
 }
 
 /// A fresh enrollment challenge's waiting page, with its binding cookie.
-fn waiting_for(issued: challenge::Issued, account: &str, recovery: bool) -> PageResult {
+fn waiting_for(origin: &Origin, issued: challenge::Issued, account: &str, recovery: bool) -> PageResult {
     let mut page = waiting(
+        origin,
         &issued.service_id,
         issued.service_name,
         (&issued.id, issued.expires_at.as_secs() as i64),
@@ -213,7 +219,7 @@ async fn start_enrollment(
     let purpose = Purpose::Enroll { account: &account, recovery_id: None };
     let issued = challenge::issue_for(&state, &id, &client, purpose).await?;
     tracing::info!(challenge = %issued.id, "enrollment started from the account page");
-    waiting_for(issued, &account, false)
+    waiting_for(&state.settings.origin, issued, &account, false)
 }
 
 /// A recovery link. The secret is in the path, so the route, not the path,
@@ -236,7 +242,7 @@ async fn recovery_page(state: &AppState, id: &str, secret: &str, client: &Client
     let purpose = Purpose::Enroll { account: &link.account, recovery_id: Some(&link.id) };
     let issued = challenge::issue_for(state, id, client, purpose).await?;
     tracing::info!(challenge = %issued.id, link = %link.id, "recovery link opened");
-    waiting_for(issued, &link.account, true)
+    waiting_for(&state.settings.origin, issued, &link.account, true)
 }
 
 /// The enrollment challenge `cid` of service `id`, for the browser that
@@ -304,6 +310,7 @@ async fn enrollment_page(
     if row.status == Status::Pending {
         let token = challenge::current_token(&state, &row)?;
         return waiting(
+            &state.settings.origin,
             &row.service_id,
             service_name,
             (&row.id, row.expires_at),

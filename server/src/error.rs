@@ -49,6 +49,14 @@ pub enum Error {
     WrongPurpose(&'static str),
     #[error("this request adds a key to another account")]
     WrongAccount,
+    #[error("type the number shown on the page that is signing in; this authenticator did not send one")]
+    NumberRequired,
+    #[error("this sign-in asks for no number; answer without one")]
+    UnexpectedNumber,
+    #[error(
+        "that is not the number shown on the page that is signing in, so the sign-in was stopped; start again there"
+    )]
+    WrongNumber,
     #[error("sign in to this service as the account again, then confirm the new authenticator")]
     SignInRequired,
     #[error("no such recovery link, or it was revoked")]
@@ -138,6 +146,9 @@ impl Error {
             Self::UnknownKey => (StatusCode::NOT_FOUND, "unknown_key"),
             Self::WrongPurpose(_) => (StatusCode::FORBIDDEN, "wrong_purpose"),
             Self::WrongAccount => (StatusCode::FORBIDDEN, "wrong_account"),
+            Self::NumberRequired => (StatusCode::FORBIDDEN, "number_required"),
+            Self::UnexpectedNumber => (StatusCode::BAD_REQUEST, "unexpected_number"),
+            Self::WrongNumber => (StatusCode::FORBIDDEN, "wrong_number"),
             Self::SignInRequired => (StatusCode::UNAUTHORIZED, "sign_in_required"),
             Self::UnknownRecoveryLink => (StatusCode::NOT_FOUND, "unknown_recovery_link"),
             Self::RecoveryLinkSpent => (StatusCode::GONE, "recovery_link_spent"),

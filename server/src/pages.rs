@@ -15,7 +15,7 @@ use axum::{
     Router,
 };
 use qrcode::{render::svg, EcLevel, QrCode};
-use sesame_proto::ServiceId;
+use sesame_proto::{MatchNumber, Origin, ServiceId};
 
 use crate::{
     challenge::{self, session_cookie, store},
@@ -75,6 +75,14 @@ struct LoginView {
     /// Set on a page shown for an OpenID Connect authorization request:
     /// where the page posts when its sign-in ends, to go back to the client.
     finish_url: Option<String>,
+    /// What a token is appended to for the link its QR code holds
+    /// (PROTOCOL.md §3.6): `{origin}/app#`.
+    app_link: String,
+    /// The same for "approve in this browser", which opens the app in a
+    /// tab of its own that it may close when done: `/app?from=page#`.
+    same_device_link: String,
+    /// The number to type into the authenticator (PROTOCOL.md §14).
+    number: Option<u8>,
 }
 
 /// The page for a browser that already holds a session for the service.
@@ -142,12 +150,16 @@ async fn login_page_or_error(
         }
     }
     let issued = challenge::issue(&state, &id, &client).await?;
-    login_response(issued, None)
+    login_response(&state.settings.origin, issued, None)
 }
 
 /// The waiting login page for a freshly issued challenge, with its binding
 /// cookie. `finish_url` makes it the page of an authorization request.
-pub(crate) fn login_response(issued: challenge::Issued, finish_url: Option<String>) -> Result<Response> {
+pub(crate) fn login_response(
+    origin: &Origin,
+    issued: challenge::Issued,
+    finish_url: Option<String>,
+) -> Result<Response> {
     let cid = issued.id;
     let service_id = issued.service_id;
     let view = LoginView {
@@ -161,6 +173,9 @@ pub(crate) fn login_response(issued: challenge::Issued, finish_url: Option<Strin
         session_url: format!("/api/challenges/{cid}/session"),
         expires_at: issued.expires_at.as_secs(),
         finish_url,
+        app_link: app_link(origin),
+        same_device_link: format!("{}?from=page#", sesame_proto::token::APP_PATH),
+        number: issued.number.map(MatchNumber::get),
     };
     let mut response = no_store(render(&view)?);
     response.headers_mut().append(header::SET_COOKIE, issued.binding_cookie);
@@ -184,6 +199,12 @@ async fn sign_out(State(state): State<AppState>, Path(id): Path<String>, headers
     Ok(response)
 }
 
+/// The start of every link to the web authenticator; a page's script
+/// appends each new token (PROTOCOL.md §3.6).
+pub(crate) fn app_link(origin: &Origin) -> String {
+    sesame_proto::token::link(origin, "")
+}
+
 fn render(view: &impl Template) -> Result<Response> {
     let html = view.render().map_err(|e| Error::Internal(anyhow::anyhow!("template: {e}")))?;
     Ok(Html(html).into_response())
@@ -195,10 +216,13 @@ fn no_store(mut response: Response) -> Response {
     response
 }
 
-/// The token as an inline SVG QR code, level M so that a photo of a screen
+/// The QR code of a token: an inline SVG of the link that opens the web
+/// authenticator at `origin` with the token (PROTOCOL.md §3.6), so that a
+/// phone's camera offers to open it. Level M, so that a photo of a screen
 /// still scans. The admin page's waiting views draw theirs here too.
-pub(crate) fn qr_svg(token: &str) -> Result<String> {
-    let code = QrCode::with_error_correction_level(token.as_bytes(), EcLevel::M)
+pub(crate) fn qr_svg(origin: &Origin, token: &str) -> Result<String> {
+    let link = sesame_proto::token::link(origin, token);
+    let code = QrCode::with_error_correction_level(link.as_bytes(), EcLevel::M)
         .map_err(|e| Error::Internal(anyhow::anyhow!("cannot make a QR code: {e}")))?;
     let svg = code.render::<svg::Color<'_>>().min_dimensions(256, 256).quiet_zone(true).build();
     // Inline SVG in HTML takes no XML declaration.

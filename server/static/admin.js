@@ -18,8 +18,10 @@
   source.addEventListener("token", function (e) {
     var text = JSON.parse(e.data).token;
     token.textContent = text;
+    // The QR code holds the link that opens the web authenticator with the
+    // token (PROTOCOL.md §3.6); the text stays the bare token, for pasting.
     var code = qrcode(0, "M");
-    code.addData(text);
+    code.addData(root.dataset.appLink + text);
     code.make();
     qr.innerHTML = code.createSvgTag({ cellSize: 4, margin: 16, scalable: true });
   });

@@ -25,6 +25,9 @@
     waiting: document.getElementById("waiting"),
     signedIn: document.getElementById("signed-in"),
     account: document.getElementById("account-name"),
+    numberLine: document.getElementById("number-line"),
+    number: document.getElementById("number"),
+    sameDevice: document.getElementById("same-device"),
   };
 
   // A page shown for an OpenID Connect request goes back to the application
@@ -58,11 +61,14 @@
     els.status.className = "status" + (tone ? " " + tone : "");
   }
 
-  function drawQr(text) {
+  // The QR code holds the link that opens the web authenticator with the
+  // token in its fragment (PROTOCOL.md §3.6), so that a phone's camera
+  // offers to open it; the text stays the bare token, for pasting.
+  function drawQr(token) {
     // Level M, so that a photo of a screen still scans; type 0 picks the
     // size.
     var qr = qrcode(0, "M");
-    qr.addData(text);
+    qr.addData(root.dataset.appLink + token);
     qr.make();
     els.qr.innerHTML = qr.createSvgTag({ cellSize: 4, margin: 16, scalable: true });
   }
@@ -70,6 +76,19 @@
   function showToken(text) {
     els.token.textContent = text;
     drawQr(text);
+    if (els.sameDevice) {
+      els.sameDevice.href = root.dataset.sameDeviceLink + text;
+    }
+  }
+
+  // The number to type into the authenticator (PROTOCOL.md §14); a new
+  // challenge has a new one, or none.
+  function showNumber(number) {
+    if (!els.numberLine) {
+      return;
+    }
+    els.number.textContent = number ? String(number) : "";
+    els.numberLine.hidden = !number;
   }
 
   var retryDelay = 1000;
@@ -142,6 +161,7 @@
     els.restart.hidden = false;
     els.qr.classList.add("spent");
     els.token.classList.add("spent");
+    showNumber(null);
   }
 
   function onStatus(view) {
@@ -218,6 +238,7 @@
         current.cancelUrl = "/api/challenges/" + id + "/cancel";
         current.sessionUrl = "/api/challenges/" + id + "/session";
         showToken(created.token);
+        showNumber(created.number);
         els.qr.classList.remove("spent");
         els.token.classList.remove("spent");
         els.restart.hidden = true;

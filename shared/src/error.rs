@@ -51,6 +51,14 @@ pub enum Error {
     BadSignature,
     #[error("the key label must be 1 to 64 bytes of printable text")]
     InvalidKeyLabel,
+    #[error("this is not a Sesame sign-in link (it must be the server's address, then /app#, then the token)")]
+    BadLink,
+    #[error(
+        "the link's address is not the server the token comes from: someone may be passing on another site's sign-in"
+    )]
+    LinkOriginMismatch,
+    #[error("the number must be the two-digit number shown on the page that is signing in (10 to 99)")]
+    InvalidNumber,
 }
 
 impl Error {
@@ -79,6 +87,9 @@ impl Error {
             Self::InvalidSignatureEncoding => "invalid_signature_encoding",
             Self::BadSignature => "bad_signature",
             Self::InvalidKeyLabel => "invalid_key_label",
+            Self::BadLink => "bad_link",
+            Self::LinkOriginMismatch => "link_origin_mismatch",
+            Self::InvalidNumber => "invalid_number",
         }
     }
 }

@@ -16,6 +16,7 @@ mod ids;
 mod keys;
 mod message;
 mod names;
+mod number;
 mod time;
 pub mod token;
 pub mod wire;
@@ -30,5 +31,6 @@ pub use message::{
     VerifiedLogin, VerifiedRegistration, VerifiedRekey,
 };
 pub use names::{AccountName, KeyLabel, Origin, ServiceName, MAX_NAME_LEN, MAX_ORIGIN_LEN};
+pub use number::MatchNumber;
 pub use time::UnixTime;
 pub use token::{BaseToken, Token, TokenClaims, UnverifiedToken};

@@ -10,7 +10,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    encoding::put_short, AccountKey, AccountName, AccountPublicKey, Error, FreshToken, KeyLabel, Signature, Token,
+    encoding::put_short, AccountKey, AccountName, AccountPublicKey, Error, FreshToken, KeyLabel, MatchNumber,
+    Signature, Token,
 };
 
 pub(crate) const REGISTER_TAG: &[u8] = b"sesame/1/register\0";
@@ -33,13 +34,28 @@ fn signed_prefix(tag: &[u8], token: &Token) -> Vec<u8> {
     out
 }
 
-pub(crate) fn register_bytes(token: &Token, account: &AccountName, key: &AccountPublicKey) -> Vec<u8> {
-    account_key_bytes(REGISTER_TAG, token, account, key)
+/// The number the person typed (PROTOCOL.md §14) closes the signed bytes
+/// of every answer that signs someone in or adds a key, when the challenge
+/// asks for one; without it the bytes are what they always were.
+fn put_number(out: &mut Vec<u8>, number: Option<MatchNumber>) {
+    if let Some(number) = number {
+        out.push(number.get());
+    }
 }
 
-pub(crate) fn login_bytes(token: &Token, account: &AccountName) -> Vec<u8> {
+pub(crate) fn register_bytes(
+    token: &Token,
+    account: &AccountName,
+    key: &AccountPublicKey,
+    number: Option<MatchNumber>,
+) -> Vec<u8> {
+    account_key_bytes(REGISTER_TAG, token, account, key, number)
+}
+
+pub(crate) fn login_bytes(token: &Token, account: &AccountName, number: Option<MatchNumber>) -> Vec<u8> {
     let mut out = signed_prefix(LOGIN_TAG, token);
     put_short(&mut out, account.as_str().as_bytes());
+    put_number(&mut out, number);
     out
 }
 
@@ -49,22 +65,44 @@ pub(crate) fn deny_bytes(token: &Token, key: &AccountPublicKey) -> Vec<u8> {
     out
 }
 
-/// `tag ‖ prefix ‖ str8(account) ‖ key`: register, enroll and rekey sign the
-/// same shape under their own tags, so that each binds the purpose, the
-/// service, the account and the key.
-fn account_key_bytes(tag: &[u8], token: &Token, account: &AccountName, key: &AccountPublicKey) -> Vec<u8> {
+/// `tag ‖ prefix ‖ str8(account) ‖ key [‖ number]`: register, enroll and
+/// rekey sign the same shape under their own tags, so that each binds the
+/// purpose, the service, the account and the key.
+fn account_key_bytes(
+    tag: &[u8],
+    token: &Token,
+    account: &AccountName,
+    key: &AccountPublicKey,
+    number: Option<MatchNumber>,
+) -> Vec<u8> {
     let mut out = signed_prefix(tag, token);
     put_short(&mut out, account.as_str().as_bytes());
     out.extend_from_slice(key.0.as_bytes());
+    put_number(&mut out, number);
     out
 }
 
-pub(crate) fn enroll_bytes(token: &Token, account: &AccountName, key: &AccountPublicKey) -> Vec<u8> {
-    account_key_bytes(ENROLL_TAG, token, account, key)
+pub(crate) fn enroll_bytes(
+    token: &Token,
+    account: &AccountName,
+    key: &AccountPublicKey,
+    number: Option<MatchNumber>,
+) -> Vec<u8> {
+    account_key_bytes(ENROLL_TAG, token, account, key, number)
 }
 
-pub(crate) fn rekey_bytes(token: &Token, account: &AccountName, new_key: &AccountPublicKey) -> Vec<u8> {
-    account_key_bytes(REKEY_TAG, token, account, new_key)
+pub(crate) fn rekey_bytes(
+    token: &Token,
+    account: &AccountName,
+    new_key: &AccountPublicKey,
+    number: Option<MatchNumber>,
+) -> Vec<u8> {
+    account_key_bytes(REKEY_TAG, token, account, new_key, number)
+}
+
+/// An optional number as sent, checked.
+fn number(value: Option<u32>) -> Result<Option<MatchNumber>, Error> {
+    value.map(MatchNumber::new).transpose()
 }
 
 /// An optional label as sent, checked.
@@ -81,17 +119,21 @@ struct NewKeyProof<'r> {
 }
 
 impl NewKeyProof<'_> {
+    /// Checks the fields in the order of PROTOCOL.md §6.6: account, key,
+    /// label, number, then the signature.
     fn verify(
         &self,
         fresh: FreshToken<'_>,
         signature: &str,
         label: Option<&str>,
+        number: Option<u32>,
     ) -> Result<VerifiedRegistration, Error> {
         let account = AccountName::parse(self.account)?;
         let public_key = AccountPublicKey::from_base64(self.public_key)?;
         let label = self::label(label)?;
-        check(&public_key, &account_key_bytes(self.tag, fresh.token(), &account, &public_key), signature)?;
-        Ok(VerifiedRegistration { account, public_key, label, _proof: () })
+        let number = self::number(number)?;
+        check(&public_key, &account_key_bytes(self.tag, fresh.token(), &account, &public_key, number), signature)?;
+        Ok(VerifiedRegistration { account, public_key, label, number, _proof: () })
     }
 }
 
@@ -118,18 +160,29 @@ pub struct RegisterRequest {
     /// (PROTOCOL.md §4.1). Not signed; the server only shows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// The number the person typed, when the challenge asks for one
+    /// (PROTOCOL.md §14). Signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u32>,
 }
 
 impl RegisterRequest {
     pub fn sign(token: &Token, account: &AccountName, key: &AccountKey) -> Self {
+        Self::sign_matched(token, account, key, None)
+    }
+
+    /// [`RegisterRequest::sign`] for a challenge that asks for the number
+    /// its page shows (PROTOCOL.md §14).
+    pub fn sign_matched(token: &Token, account: &AccountName, key: &AccountKey, number: Option<MatchNumber>) -> Self {
         let public_key = key.public_key();
-        let signature = key.sign(&register_bytes(token, account, &public_key));
+        let signature = key.sign(&register_bytes(token, account, &public_key, number));
         Self {
             token: token.as_str().to_owned(),
             account: account.as_str().to_owned(),
             public_key: public_key.to_base64(),
             signature: signature.to_base64(),
             label: None,
+            number: number.map(|n| u32::from(n.get())),
         }
     }
 
@@ -142,7 +195,7 @@ impl RegisterRequest {
     /// already verified and found fresh.
     pub fn verify(&self, fresh: FreshToken<'_>) -> Result<VerifiedRegistration, Error> {
         let proof = NewKeyProof { tag: REGISTER_TAG, account: &self.account, public_key: &self.public_key };
-        proof.verify(fresh, &self.signature, self.label.as_deref())
+        proof.verify(fresh, &self.signature, self.label.as_deref(), self.number)
     }
 }
 
@@ -158,15 +211,26 @@ pub struct LoginRequest {
     /// Ed25519 signature by the account's key (PROTOCOL.md §4), base64url
     /// without padding.
     pub signature: String,
+    /// The number the person typed, when the challenge asks for one
+    /// (PROTOCOL.md §14). Signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u32>,
 }
 
 impl LoginRequest {
     pub fn sign(token: &Token, account: &AccountName, key: &AccountKey) -> Self {
-        let signature = key.sign(&login_bytes(token, account));
+        Self::sign_matched(token, account, key, None)
+    }
+
+    /// [`LoginRequest::sign`] for a challenge that asks for the number its
+    /// page shows (PROTOCOL.md §14).
+    pub fn sign_matched(token: &Token, account: &AccountName, key: &AccountKey, number: Option<MatchNumber>) -> Self {
+        let signature = key.sign(&login_bytes(token, account, number));
         Self {
             token: token.as_str().to_owned(),
             account: account.as_str().to_owned(),
             signature: signature.to_base64(),
+            number: number.map(|n| u32::from(n.get())),
         }
     }
 
@@ -179,8 +243,9 @@ impl LoginRequest {
     /// account.
     pub fn verify(&self, fresh: FreshToken<'_>, registered: &AccountPublicKey) -> Result<VerifiedLogin, Error> {
         let account = self.account()?;
-        check(registered, &login_bytes(fresh.token(), &account), &self.signature)?;
-        Ok(VerifiedLogin { account, _proof: () })
+        let number = number(self.number)?;
+        check(registered, &login_bytes(fresh.token(), &account, number), &self.signature)?;
+        Ok(VerifiedLogin { account, number, _proof: () })
     }
 }
 
@@ -235,18 +300,35 @@ pub struct EnrollRequest {
     /// What the person calls this authenticator. Not signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// The number the person typed, when the challenge asks for one
+    /// (PROTOCOL.md §14). Signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u32>,
 }
 
 impl EnrollRequest {
     pub fn sign(token: &Token, account: &AccountName, key: &AccountKey, label: Option<&KeyLabel>) -> Self {
+        Self::sign_matched(token, account, key, label, None)
+    }
+
+    /// [`EnrollRequest::sign`] for a challenge that asks for the number its
+    /// page shows (PROTOCOL.md §14).
+    pub fn sign_matched(
+        token: &Token,
+        account: &AccountName,
+        key: &AccountKey,
+        label: Option<&KeyLabel>,
+        number: Option<MatchNumber>,
+    ) -> Self {
         let public_key = key.public_key();
-        let signature = key.sign(&enroll_bytes(token, account, &public_key));
+        let signature = key.sign(&enroll_bytes(token, account, &public_key, number));
         Self {
             token: token.as_str().to_owned(),
             account: account.as_str().to_owned(),
             public_key: public_key.to_base64(),
             signature: signature.to_base64(),
             label: label.map(|l| l.as_str().to_owned()),
+            number: number.map(|n| u32::from(n.get())),
         }
     }
 
@@ -254,7 +336,7 @@ impl EnrollRequest {
     /// already verified and found fresh.
     pub fn verify(&self, fresh: FreshToken<'_>) -> Result<VerifiedRegistration, Error> {
         let proof = NewKeyProof { tag: ENROLL_TAG, account: &self.account, public_key: &self.public_key };
-        proof.verify(fresh, &self.signature, self.label.as_deref())
+        proof.verify(fresh, &self.signature, self.label.as_deref(), self.number)
     }
 }
 
@@ -278,18 +360,35 @@ pub struct RekeyRequest {
     /// Ed25519 signature by the new key over the same bytes, base64url
     /// without padding.
     pub new_signature: String,
+    /// The number the person typed, when the challenge asks for one
+    /// (PROTOCOL.md §14). Signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u32>,
 }
 
 impl RekeyRequest {
     pub fn sign(token: &Token, account: &AccountName, current: &AccountKey, new: &AccountKey) -> Self {
+        Self::sign_matched(token, account, current, new, None)
+    }
+
+    /// [`RekeyRequest::sign`] for a challenge that asks for the number its
+    /// page shows (PROTOCOL.md §14).
+    pub fn sign_matched(
+        token: &Token,
+        account: &AccountName,
+        current: &AccountKey,
+        new: &AccountKey,
+        number: Option<MatchNumber>,
+    ) -> Self {
         let public_key = new.public_key();
-        let message = rekey_bytes(token, account, &public_key);
+        let message = rekey_bytes(token, account, &public_key, number);
         Self {
             token: token.as_str().to_owned(),
             account: account.as_str().to_owned(),
             public_key: public_key.to_base64(),
             signature: current.sign(&message).to_base64(),
             new_signature: new.sign(&message).to_base64(),
+            number: number.map(|n| u32::from(n.get())),
         }
     }
 
@@ -304,10 +403,11 @@ impl RekeyRequest {
     pub fn verify(&self, fresh: FreshToken<'_>, registered: &AccountPublicKey) -> Result<VerifiedRekey, Error> {
         let account = self.account()?;
         let new_public_key = AccountPublicKey::from_base64(&self.public_key)?;
-        let message = rekey_bytes(fresh.token(), &account, &new_public_key);
+        let number = number(self.number)?;
+        let message = rekey_bytes(fresh.token(), &account, &new_public_key, number);
         check(registered, &message, &self.signature)?;
         check(&new_public_key, &message, &self.new_signature)?;
-        Ok(VerifiedRekey { account, new_public_key, _proof: () })
+        Ok(VerifiedRekey { account, new_public_key, number, _proof: () })
     }
 }
 
@@ -318,6 +418,7 @@ pub struct VerifiedRegistration {
     account: AccountName,
     public_key: AccountPublicKey,
     label: Option<KeyLabel>,
+    number: Option<MatchNumber>,
     _proof: (),
 }
 
@@ -336,6 +437,11 @@ impl VerifiedRegistration {
     pub fn label(&self) -> Option<&KeyLabel> {
         self.label.as_ref()
     }
+
+    /// The number the signature covers, if the answer carried one.
+    pub fn number(&self) -> Option<MatchNumber> {
+        self.number
+    }
 }
 
 /// Proof that a rekey was signed by the account's registered key and by the
@@ -344,6 +450,7 @@ impl VerifiedRegistration {
 pub struct VerifiedRekey {
     account: AccountName,
     new_public_key: AccountPublicKey,
+    number: Option<MatchNumber>,
     _proof: (),
 }
 
@@ -355,6 +462,11 @@ impl VerifiedRekey {
     pub fn new_public_key(&self) -> &AccountPublicKey {
         &self.new_public_key
     }
+
+    /// The number the signatures cover, if the answer carried one.
+    pub fn number(&self) -> Option<MatchNumber> {
+        self.number
+    }
 }
 
 /// Proof that a login was signed by the account's registered key, for this
@@ -362,12 +474,18 @@ impl VerifiedRekey {
 #[derive(Debug)]
 pub struct VerifiedLogin {
     account: AccountName,
+    number: Option<MatchNumber>,
     _proof: (),
 }
 
 impl VerifiedLogin {
     pub fn account(&self) -> &AccountName {
         &self.account
+    }
+
+    /// The number the signature covers, if the answer carried one.
+    pub fn number(&self) -> Option<MatchNumber> {
+        self.number
     }
 }
 

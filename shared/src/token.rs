@@ -21,6 +21,19 @@ pub const VERSION: u8 = 1;
 pub const PREFIX: &str = "sesame1.";
 /// Longest token text accepted, before any decoding is attempted.
 pub const MAX_TOKEN_LEN: usize = 512;
+/// The path of the web authenticator. A QR code holds a link to it with the
+/// token in the fragment (PROTOCOL.md §3.6), so that a phone's camera opens
+/// the authenticator, and the fragment never reaches a server or a log.
+pub const APP_PATH: &str = "/app";
+/// Longest link accepted: the longest origin, the path, `#` and the longest
+/// token.
+pub const MAX_LINK_LEN: usize = crate::MAX_ORIGIN_LEN + APP_PATH.len() + 1 + MAX_TOKEN_LEN;
+
+/// The link that opens the web authenticator at `origin` with `token`
+/// (PROTOCOL.md §3.6): what the QR code of a login page holds.
+pub fn link(origin: &Origin, token: &str) -> String {
+    format!("{origin}{APP_PATH}#{token}")
+}
 /// A challenge never lives longer than this, whatever the server says.
 pub const MAX_LIFETIME_SECS: u64 = 600;
 /// Domain separation tag of the server's token signature.
@@ -223,7 +236,39 @@ impl UnverifiedToken {
     pub fn parse(text: &str) -> Result<Self, Error> {
         // `str::trim` removes exactly the characters with Unicode's
         // White_Space property, which is what the spec allows.
-        let text = text.trim();
+        Self::parse_trimmed(text.trim())
+    }
+
+    /// Reads what a person pasted or scanned: a bare token, or a link to
+    /// the web authenticator that carries one in its fragment (PROTOCOL.md
+    /// §3.6). A link must name the origin the token itself names, so that
+    /// a link to one server cannot carry another server's sign-in.
+    pub fn read(input: &str) -> Result<Self, Error> {
+        let input = input.trim();
+        if input.starts_with(PREFIX) {
+            return Self::parse_trimmed(input);
+        }
+        if !input.starts_with("https://") && !input.starts_with("http://") {
+            return Err(Error::NotAToken);
+        }
+        if input.len() > MAX_LINK_LEN {
+            return Err(Error::TokenTooLong);
+        }
+        let (address, token) = input.split_once('#').ok_or(Error::BadLink)?;
+        let origin =
+            address.strip_suffix(APP_PATH).and_then(|origin| Origin::parse(origin).ok()).ok_or(Error::BadLink)?;
+        let token = Self::parse_trimmed(token)?;
+        // Compared before any key is looked up or fetched: a mismatch is a
+        // relayed sign-in, and nothing about it should be pinned.
+        if token.claims.origin != origin {
+            return Err(Error::LinkOriginMismatch);
+        }
+        Ok(token)
+    }
+
+    /// [`UnverifiedToken::parse`] of a text that has no white space to
+    /// remove at its ends.
+    fn parse_trimmed(text: &str) -> Result<Self, Error> {
         let rest = text.strip_prefix(PREFIX).ok_or(Error::NotAToken)?;
         if text.len() > MAX_TOKEN_LEN {
             return Err(Error::TokenTooLong);

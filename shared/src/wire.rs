@@ -52,6 +52,10 @@ pub struct ChallengeContext {
     /// otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// Whether the answer must carry the number that the page which is
+    /// signing in shows (PROTOCOL.md §14). Absent means no.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub number_matching: bool,
 }
 
 /// What a challenge is for (PROTOCOL.md §6.2).

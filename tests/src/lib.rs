@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _};
+use anyhow::{bail, ensure, Context as _};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::Value;
@@ -290,14 +290,24 @@ impl Admin {
         self.client.request(method, format!("{}{path}", self.base)).bearer_auth(ADMIN_TOKEN)
     }
 
+    /// Creates a service without number matching (docs/PROTOCOL.md §14),
+    /// which is on by default: most tests are about other properties and
+    /// answer with `sesame login --yes` alone. Number matching has tests of
+    /// its own, on [`Admin::create_matching_service`].
     pub async fn create_service(&self, name: &str) -> Result<Service> {
-        let res = self
-            .request(reqwest::Method::POST, "/admin/api/services")
-            .json(&serde_json::json!({ "name": name }))
-            .send()
-            .await?;
+        self.create(serde_json::json!({ "name": name, "number_matching": false })).await
+    }
+
+    /// Creates a service as an admin does by default: with number matching.
+    pub async fn create_matching_service(&self, name: &str) -> Result<Service> {
+        self.create(serde_json::json!({ "name": name })).await
+    }
+
+    async fn create(&self, body: Value) -> Result<Service> {
+        let name = body["name"].clone();
+        let res = self.request(reqwest::Method::POST, "/admin/api/services").json(&body).send().await?;
         if res.status() != reqwest::StatusCode::CREATED {
-            bail!("creating service {name:?} answered {}: {}", res.status(), res.text().await?);
+            bail!("creating service {name} answered {}: {}", res.status(), res.text().await?);
         }
         Ok(res.json().await?)
     }
@@ -314,6 +324,11 @@ impl Admin {
 pub struct Challenge {
     pub challenge_id: String,
     pub token: String,
+    /// What the QR code holds: `{origin}/app#{token}`.
+    pub link: String,
+    /// The number the page shows, when the service asks for one.
+    #[serde(default)]
+    pub number: Option<u8>,
     pub status_url: String,
     pub events_url: String,
     pub expires_at: u64,
@@ -766,6 +781,10 @@ impl Drop for Chromedriver {
     }
 }
 
+/// The user agent of the phone [`Chrome::start_phone`] plays.
+pub const PHONE_USER_AGENT: &str =
+    "Mozilla/5.0 (Linux; Android 15; Pixel 9) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Mobile Safari/537.36";
+
 /// A headless Chromium with a fresh profile, driven through WebDriver. It can
 /// reach loopback only.
 #[derive(Debug)]
@@ -786,6 +805,20 @@ impl Chrome {
 
     /// Starts Chromium with `extra` command-line switches.
     pub async fn start_with(name: &str, extra: &[String]) -> Result<Self> {
+        Self::launch(name, extra, None).await
+    }
+
+    /// Starts Chromium as a phone: a 360 px wide touch screen, and a phone's
+    /// user agent, so that pages take it for one.
+    pub async fn start_phone(name: &str, extra: &[String]) -> Result<Self> {
+        let phone = serde_json::json!({
+            "deviceMetrics": { "width": 360, "height": 780, "pixelRatio": 2.0, "touch": true, "mobile": true },
+            "userAgent": PHONE_USER_AGENT,
+        });
+        Self::launch(name, extra, Some(phone)).await
+    }
+
+    async fn launch(name: &str, extra: &[String], mobile_emulation: Option<Value>) -> Result<Self> {
         let driver = Chromedriver::start().await?;
         let profile = tempfile::Builder::new().prefix("sesame-chrome-profile-").tempdir()?;
         let args = vec![
@@ -810,7 +843,11 @@ impl Chrome {
         ];
         let args: Vec<String> = args.into_iter().chain(extra.iter().cloned()).collect();
         let mut caps = serde_json::Map::new();
-        caps.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": chromium_bin(), "args": args }));
+        let mut options = serde_json::json!({ "binary": chromium_bin(), "args": args });
+        if let Some(phone) = mobile_emulation {
+            options["mobileEmulation"] = phone;
+        }
+        caps.insert("goog:chromeOptions".into(), options);
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let client = fantoccini::ClientBuilder::new(connector)
             .capabilities(caps)
@@ -880,6 +917,59 @@ impl Chrome {
     /// Runs a script in the page and returns its result.
     pub async fn js(&self, script: &str) -> Result<Value> {
         Ok(self.client.execute(script, Vec::new()).await?)
+    }
+
+    /// Runs a script that ends by calling its last argument with the result,
+    /// for work the page does asynchronously.
+    pub async fn js_async(&self, script: &str) -> Result<Value> {
+        Ok(self.client.execute_async(script, Vec::new()).await?)
+    }
+
+    /// Sends a Chrome DevTools Protocol command to the current tab, through
+    /// chromedriver: what WebDriver itself cannot do, such as a virtual
+    /// WebAuthn authenticator.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Result<Value> {
+        let session = self.client.session_id().await?.context("no WebDriver session")?;
+        let url = format!("{}/session/{session}/goog/cdp/execute", self.driver.url());
+        let res =
+            reqwest::Client::new().post(url).json(&serde_json::json!({ "cmd": cmd, "params": params })).send().await?;
+        let status = res.status();
+        let body: Value = res.json().await?;
+        ensure!(status.is_success(), "{cmd} failed ({status}): {body}");
+        Ok(body["value"].clone())
+    }
+
+    /// Gives this tab a phone's built-in authenticator, as DevTools
+    /// emulates one: it holds passkeys, checks the person (user
+    /// verification, `verified`) and, with `prf`, derives keys from a
+    /// credential (the WebAuthn PRF extension). It answers at once, as if the
+    /// person touched it. Returns its id for [`Chrome::set_user_verified`].
+    pub async fn add_phone_authenticator(&self, prf: bool, verified: bool) -> Result<String> {
+        self.cdp("WebAuthn.enable", serde_json::json!({})).await?;
+        let added = self
+            .cdp(
+                "WebAuthn.addVirtualAuthenticator",
+                serde_json::json!({ "options": {
+                    "protocol": "ctap2",
+                    "ctap2Version": "ctap2_1",
+                    "transport": "internal",
+                    "hasResidentKey": true,
+                    "hasUserVerification": true,
+                    "isUserVerified": verified,
+                    "hasPrf": prf,
+                    "automaticPresenceSimulation": true,
+                }}),
+            )
+            .await?;
+        Ok(added["authenticatorId"].as_str().context("an authenticator id")?.to_owned())
+    }
+
+    /// Makes the emulated authenticator pass or fail the person's check
+    /// from now on, as a wrong fingerprint would.
+    pub async fn set_user_verified(&self, authenticator: &str, verified: bool) -> Result<()> {
+        let params = serde_json::json!({ "authenticatorId": authenticator, "isUserVerified": verified });
+        self.cdp("WebAuthn.setUserVerified", params).await?;
+        Ok(())
     }
 
     /// A PNG of the browser's viewport.

@@ -10,8 +10,8 @@ use rand::rngs::OsRng;
 use serde_json::json;
 use sesame_proto::{
     wire::{ChallengeContext, ChallengePurpose, Outcome},
-    AccountKey, AccountName, ConfirmationCode, DenyRequest, EnrollRequest, KeyLabel, LoginRequest, RegisterRequest,
-    RekeyRequest, Token,
+    AccountKey, AccountName, ConfirmationCode, DenyRequest, EnrollRequest, KeyLabel, LoginRequest, MatchNumber,
+    RegisterRequest, RekeyRequest, Token,
 };
 
 use super::App;
@@ -68,6 +68,36 @@ pub(crate) fn expect_sign_in(context: &ChallengeContext) -> Result<(), Error> {
     }
 }
 
+/// The number an answer signs (PROTOCOL.md §14): the one the person gave,
+/// when the challenge asks for one. Refused locally either way it does not
+/// fit, so that no answer is sent that the server must refuse.
+/// `how` says how to give one, where none was.
+pub(crate) fn matched_number(
+    context: &ChallengeContext,
+    given: Option<MatchNumber>,
+    how: &'static str,
+) -> Result<Option<MatchNumber>, Error> {
+    match (context.number_matching, given) {
+        (true, Some(number)) => Ok(Some(number)),
+        (true, None) => Err(Error::NumberNeeded(how)),
+        (false, Some(_)) => Err(Error::NumberNotAsked),
+        (false, None) => Ok(None),
+    }
+}
+
+impl App {
+    /// [`matched_number`], asking the person at the terminal when the
+    /// challenge wants a number and none was given. Nothing is suggested:
+    /// the number must come from the page that is signing in.
+    fn number(&mut self, context: &ChallengeContext, given: Option<MatchNumber>) -> Result<Option<MatchNumber>, Error> {
+        if context.number_matching && given.is_none() && self.console.is_interactive() {
+            let typed = self.console.ask("Type the number shown on the page that is signing in: ")?;
+            return Ok(Some(typed.parse()?));
+        }
+        matched_number(context, given, "pass it with --number")
+    }
+}
+
 /// The account an enrollment challenge adds this authenticator to.
 pub(crate) fn enroll_account(context: &ChallengeContext) -> Result<AccountName, Error> {
     match (context.purpose, &context.account) {
@@ -96,6 +126,7 @@ pub(super) async fn register(
     text: &str,
     name: &str,
     label: Option<&str>,
+    number: Option<MatchNumber>,
     yes: bool,
 ) -> Result<(), Error> {
     let name = AccountName::parse(name)?;
@@ -117,9 +148,9 @@ pub(super) async fn register(
     if !yes && !app.console.confirm(&format!("Register the new account {} here?", safe(name.as_str())))? {
         return Err(Error::Cancelled);
     }
-    let answered =
-        submit_new_key(&app.store, &token, &remote, &context, &keyring, &name, NewKey::Register(label.as_ref()))
-            .await?;
+    let number = app.number(&context, number)?;
+    let new = NewKey::Register(label.as_ref());
+    let answered = submit_new_key(&app.store, &token, &remote, &context, &keyring, &name, new, number).await?;
     // Only after success: a failure keeps its single line on stderr.
     app.notice_unencrypted(&keyring).await?;
     app.print(&answered);
@@ -150,8 +181,9 @@ pub(super) async fn enroll(app: &mut App, text: &str, label: Option<&str>, yes: 
     if !yes && !app.console.confirm(&question)? {
         return Err(Error::Cancelled);
     }
-    let answered =
-        submit_new_key(&app.store, &token, &remote, &context, &keyring, &name, NewKey::Enroll(label.as_ref())).await?;
+    let number = app.number(&context, None)?;
+    let new = NewKey::Enroll(label.as_ref());
+    let answered = submit_new_key(&app.store, &token, &remote, &context, &keyring, &name, new, number).await?;
     app.notice_unencrypted(&keyring).await?;
     app.print(&answered);
     Ok(())
@@ -169,6 +201,7 @@ pub(crate) enum NewKey<'a> {
 /// Stores the key before the server hears of it, so that a crash can never
 /// leave an account on the server whose key is lost; takes it back out when
 /// the server refuses, so that a refused registration leaves nothing.
+#[allow(clippy::too_many_arguments)] // each is one part of what is signed or where it is kept
 pub(crate) async fn submit_new_key(
     store: &Store,
     token: &Token,
@@ -177,14 +210,17 @@ pub(crate) async fn submit_new_key(
     keyring: &Keyring,
     name: &AccountName,
     new: NewKey<'_>,
+    number: Option<MatchNumber>,
 ) -> Result<Answered, Error> {
     let claims = token.claims();
     let slot = Slot { origin: &claims.origin, service_id: &claims.service_id, account: name };
     let key = AccountKey::generate(&mut OsRng);
     store.insert_unconfirmed(keyring, slot, &claims.service_name, &key, ui::now()).await?;
     let sent = match new {
-        NewKey::Register(label) => remote.register(&RegisterRequest::sign(token, name, &key).with_label(label)).await,
-        NewKey::Enroll(label) => remote.enroll(&EnrollRequest::sign(token, name, &key, label)).await,
+        NewKey::Register(label) => {
+            remote.register(&RegisterRequest::sign_matched(token, name, &key, number).with_label(label)).await
+        }
+        NewKey::Enroll(label) => remote.enroll(&EnrollRequest::sign_matched(token, name, &key, label, number)).await,
     };
     match sent {
         Ok(outcome) => {
@@ -278,6 +314,7 @@ pub(super) async fn login(
     text: &str,
     account: Option<&str>,
     rekey: bool,
+    number: Option<MatchNumber>,
     yes: bool,
 ) -> Result<(), Error> {
     if !yes && !app.console.is_interactive() {
@@ -293,8 +330,9 @@ pub(super) async fn login(
     if !yes && !app.console.confirm(&question.replace("{}", &safe(name.as_str())))? {
         return Err(Error::Cancelled);
     }
+    let number = app.number(&context, number)?;
     let login = if rekey { Login::Rekey } else { Login::Plain };
-    app.print(&submit_login(&app.store, &token, &remote, &context, &keyring, &name, login).await?);
+    app.print(&submit_login(&app.store, &token, &remote, &context, &keyring, &name, login, number).await?);
     Ok(())
 }
 
@@ -322,6 +360,7 @@ fn crash_point(name: &str) {
 /// (docs/PROTOCOL.md §13): the new key is stored before it is sent, becomes
 /// the account's key only once the server has confirmed it, and a change
 /// whose answer was lost is settled at the next sign-in, on the same token.
+#[allow(clippy::too_many_arguments)] // each is one part of what is signed or where it is kept
 pub(crate) async fn submit_login(
     store: &Store,
     token: &Token,
@@ -330,13 +369,14 @@ pub(crate) async fn submit_login(
     keyring: &Keyring,
     name: &AccountName,
     login: Login,
+    number: Option<MatchNumber>,
 ) -> Result<Answered, Error> {
     let claims = token.claims();
     let slot = Slot { origin: &claims.origin, service_id: &claims.service_id, account: name };
     let (key, next) = store.keys(keyring, slot).await?;
     let unsettled = next.is_some();
     let sent = match login {
-        Login::Plain => remote.login(&LoginRequest::sign(token, name, &key)).await,
+        Login::Plain => remote.login(&LoginRequest::sign_matched(token, name, &key, number)).await,
         Login::Rekey => {
             // An earlier change whose outcome is unknown is retried with the
             // same new key, never a third one.
@@ -350,7 +390,7 @@ pub(crate) async fn submit_login(
                     &staged
                 }
             };
-            remote.rekey(&RekeyRequest::sign(token, name, &key, new_key)).await
+            remote.rekey(&RekeyRequest::sign_matched(token, name, &key, new_key, number)).await
         }
     };
     // Which key the server holds now, where that changed: `None` for the
@@ -361,7 +401,10 @@ pub(crate) async fn submit_login(
         // The server no longer takes the old key: an earlier change landed
         // though its answer never came. The new key signs this same token.
         (Err(Failure::Refused { code, .. }), Some(next)) if code == "bad_signature" => {
-            let outcome = remote.login(&LoginRequest::sign(token, name, &next)).await.map_err(|f| remote.error(f))?;
+            let outcome = remote
+                .login(&LoginRequest::sign_matched(token, name, &next, number))
+                .await
+                .map_err(|f| remote.error(f))?;
             (outcome, Some(false))
         }
         (Err(failure @ Failure::Refused { .. }), _) => {
@@ -457,8 +500,10 @@ pub(super) async fn process(app: &mut App, text: &str) -> Result<(), Error> {
         return match app.console.ask("Your choice: ")?.as_str() {
             "e" | "E" => {
                 let label = key_label(None)?;
+                let number = app.number(&context, None)?;
                 let new = NewKey::Enroll(label.as_ref());
-                let answered = submit_new_key(&app.store, &token, &remote, &context, &keyring, &name, new).await?;
+                let answered =
+                    submit_new_key(&app.store, &token, &remote, &context, &keyring, &name, new, number).await?;
                 app.notice_unencrypted(&keyring).await?;
                 app.print(&answered);
                 Ok(())
@@ -487,8 +532,9 @@ pub(super) async fn process(app: &mut App, text: &str) -> Result<(), Error> {
                 });
             }
             let label = key_label(None)?;
+            let number = app.number(&context, None)?;
             let new = NewKey::Register(label.as_ref());
-            let answered = submit_new_key(&app.store, &token, &remote, &context, &keyring, &name, new).await?;
+            let answered = submit_new_key(&app.store, &token, &remote, &context, &keyring, &name, new, number).await?;
             app.notice_unencrypted(&keyring).await?;
             app.print(&answered);
             Ok(())
@@ -500,7 +546,9 @@ pub(super) async fn process(app: &mut App, text: &str) -> Result<(), Error> {
         other => match other.parse::<usize>() {
             Ok(i) if (1..=accounts.len()).contains(&i) => {
                 let name = AccountName::parse(&accounts[i - 1].name)?;
-                app.print(&submit_login(&app.store, &token, &remote, &context, &keyring, &name, Login::Plain).await?);
+                let number = app.number(&context, None)?;
+                let login = Login::Plain;
+                app.print(&submit_login(&app.store, &token, &remote, &context, &keyring, &name, login, number).await?);
                 Ok(())
             }
             _ => Err(Error::Cancelled),

@@ -72,20 +72,20 @@ async fn dispatch(app: &mut App, command: Command, stdin_token: Option<String>) 
             };
             approve::process(app, &text).await
         }
-        Command::Register { token, name, label, yes } => {
-            approve::register(app, &token, &name, label.as_deref(), yes).await
+        Command::Register { token, name, label, number, yes } => {
+            approve::register(app, &token, &name, label.as_deref(), number, yes).await
         }
-        Command::Login { token, account, rekey, yes } => {
-            approve::login(app, &token, account.as_deref(), rekey, yes).await
+        Command::Login { token, account, rekey, number, yes } => {
+            approve::login(app, &token, account.as_deref(), rekey, number, yes).await
         }
         Command::Enroll { token, label, yes } => approve::enroll(app, &token, label.as_deref(), yes).await,
         Command::Deny { token } => approve::deny(app, &token).await,
-        Command::Scan { images, name, account, enroll, yes } => {
+        Command::Scan { images, name, account, enroll, number, yes } => {
             let text = scan::token_from_images(&images)?;
             match (name, account) {
                 _ if enroll => approve::enroll(app, &text, None, yes).await,
-                (Some(name), _) => approve::register(app, &text, &name, None, yes).await,
-                (None, Some(account)) => approve::login(app, &text, Some(&account), false, yes).await,
+                (Some(name), _) => approve::register(app, &text, &name, None, number, yes).await,
+                (None, Some(account)) => approve::login(app, &text, Some(&account), false, number, yes).await,
                 (None, None) => approve::process(app, &text).await,
             }
         }

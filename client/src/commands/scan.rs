@@ -10,14 +10,22 @@ use crate::Error;
 /// file cannot make the decoder allocate gigabytes.
 const MAX_PIXELS: u64 = 64_000_000;
 
-/// The text of the first QR code, across `images` in order, that parses as a
-/// Sesame token. Codes that are not tokens (a Wi-Fi password, a URL) are
-/// skipped.
+/// Whether a QR code's text is meant for Sesame: a token, or a link to the
+/// web authenticator (PROTOCOL.md §3.6), even a faulty one, so that its
+/// fault is reported rather than the code skipped. A Wi-Fi password or
+/// another site's address is not.
+fn is_sesame(text: &str) -> bool {
+    !matches!(UnverifiedToken::read(text), Err(sesame_proto::Error::NotAToken | sesame_proto::Error::BadLink))
+}
+
+/// The text of the first QR code, across `images` in order, that is meant
+/// for Sesame (a token or a link). Codes that are not (a Wi-Fi password,
+/// another URL) are skipped.
 pub(super) fn token_from_images(images: &[PathBuf]) -> Result<String, Error> {
     let mut seen = Vec::new();
     for path in images {
         for text in qr_texts(path)? {
-            if UnverifiedToken::parse(&text).is_ok() {
+            if is_sesame(&text) {
                 return Ok(text.trim().to_owned());
             }
         }
@@ -33,7 +41,7 @@ pub(crate) fn token_from_bytes(bytes: &[u8]) -> Result<String, Error> {
     let what = Path::new("the picture");
     decoded_texts(what, std::io::Cursor::new(bytes))?
         .into_iter()
-        .find(|text| UnverifiedToken::parse(text).is_ok())
+        .find(|text| is_sesame(text))
         .map(|text| text.trim().to_owned())
         .ok_or_else(|| Error::NoQrCode(what.display().to_string()))
 }
@@ -95,6 +103,15 @@ mod tests {
         let other = qr_png(dir.path(), "wifi.png", "WIFI:S:home;T:WPA;P:secret;;");
         let sesame = qr_png(dir.path(), "login.png", &token);
         assert_eq!(token_from_images(&[other, sesame]).expect("token found"), token);
+    }
+
+    #[test]
+    fn finds_the_link_a_login_page_shows_and_skips_other_addresses() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let link = format!("https://login.example.com/app#{}", token_text());
+        let other = qr_png(dir.path(), "shop.png", "https://shop.example.com/app#sale");
+        let sesame = qr_png(dir.path(), "login.png", &link);
+        assert_eq!(token_from_images(&[other, sesame]).expect("link found"), link);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use axum::{
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sesame_proto::{AccountName, UnixTime};
+use sesame_proto::{wire::ChallengeContext, AccountName, MatchNumber, UnixTime};
 
 use super::WindowState;
 use crate::{
@@ -261,7 +261,8 @@ async fn request(State(state): State<WindowState>, Json(body): Json<TokenBody>) 
     let pin = state.store.pin(&claims.origin).await?;
     let now = now();
     Ok(Json(json!({
-        "token": text,
+        // The token alone, also when a link was pasted: the answers sign it.
+        "token": token.as_str(),
         "origin": claims.origin.as_str(),
         "service_id": claims.service_id.to_string(),
         "service_name": safe(claims.service_name.as_str()),
@@ -281,6 +282,8 @@ async fn request(State(state): State<WindowState>, Json(body): Json<TokenBody>) 
         // instead of signing in (docs/PROTOCOL.md §12).
         "purpose": context.purpose,
         "enroll_account": context.account.as_deref().map(safe),
+        // The window asks for the number the page shows (PROTOCOL.md §14).
+        "number_matching": context.number_matching,
     })))
 }
 
@@ -295,6 +298,16 @@ struct LoginBody {
     /// Also replace the account's key (docs/PROTOCOL.md §13).
     #[serde(default)]
     rekey: bool,
+    /// The number the person typed, as typed (docs/PROTOCOL.md §14).
+    #[serde(default)]
+    number: Option<String>,
+}
+
+/// The number the person typed into the window, checked against what the
+/// challenge asks for.
+fn typed_number(context: &ChallengeContext, typed: Option<&str>) -> Result<Option<MatchNumber>, Error> {
+    let given = typed.map(str::trim).filter(|t| !t.is_empty()).map(str::parse).transpose()?;
+    approve::matched_number(context, given, "type it into the box above the buttons")
 }
 
 async fn login(State(state): State<WindowState>, Json(body): Json<LoginBody>) -> Answer {
@@ -313,8 +326,9 @@ async fn login(State(state): State<WindowState>, Json(body): Json<LoginBody>) ->
     let keyring = state.keyring().await?;
     let context = commands::context(&token, &remote).await?;
     approve::expect_sign_in(&context)?;
+    let number = typed_number(&context, body.number.as_deref())?;
     let login = if body.rekey { approve::Login::Rekey } else { approve::Login::Plain };
-    Ok(answered(&approve::submit_login(&state.store, &token, &remote, &context, &keyring, &name, login).await?))
+    Ok(answered(&approve::submit_login(&state.store, &token, &remote, &context, &keyring, &name, login, number).await?))
 }
 
 #[derive(Deserialize)]
@@ -324,6 +338,9 @@ struct RegisterBody {
     /// What to call this device on the server; the host name when absent.
     #[serde(default)]
     label: Option<String>,
+    /// The number the person typed, as typed (docs/PROTOCOL.md §14).
+    #[serde(default)]
+    number: Option<String>,
 }
 
 async fn register(State(state): State<WindowState>, Json(body): Json<RegisterBody>) -> Answer {
@@ -338,8 +355,9 @@ async fn register(State(state): State<WindowState>, Json(body): Json<RegisterBod
     let keyring = state.keyring().await?;
     let context = commands::context(&token, &remote).await?;
     approve::expect_sign_in(&context)?;
+    let number = typed_number(&context, body.number.as_deref())?;
     let new = approve::NewKey::Register(label.as_ref());
-    Ok(answered(&approve::submit_new_key(&state.store, &token, &remote, &context, &keyring, &name, new).await?))
+    Ok(answered(&approve::submit_new_key(&state.store, &token, &remote, &context, &keyring, &name, new, number).await?))
 }
 
 #[derive(Deserialize)]
@@ -361,8 +379,9 @@ async fn enroll(State(state): State<WindowState>, Json(body): Json<EnrollBody>) 
     if accounts.iter().any(|a| a.name == name.as_str()) {
         return Err(Error::LocalAccountExists { account: name.to_string(), service: claims.service_name.to_string() });
     }
+    let number = approve::matched_number(&context, None, "this window cannot add a key to such a request")?;
     let new = approve::NewKey::Enroll(label.as_ref());
-    Ok(answered(&approve::submit_new_key(&state.store, &token, &remote, &context, &keyring, &name, new).await?))
+    Ok(answered(&approve::submit_new_key(&state.store, &token, &remote, &context, &keyring, &name, new, number).await?))
 }
 
 async fn deny(State(state): State<WindowState>, Json(body): Json<TokenBody>) -> Answer {

@@ -27,7 +27,7 @@ use crate::{
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/api/services", get(list_services).post(create_service))
-        .route("/admin/api/services/{id}", delete(delete_service))
+        .route("/admin/api/services/{id}", delete(delete_service).patch(change_service))
         .route("/admin/api/services/{id}/accounts", get(list_accounts))
         .route("/admin/api/services/{id}/accounts/{name}", delete(delete_account))
         .route("/admin/api/services/{id}/accounts/{name}/keys", get(list_keys))
@@ -68,6 +68,20 @@ impl FromRequestParts<AppState> for AdminAuth {
 struct CreateService {
     /// 1 to 64 bytes of printable text, not padded with spaces.
     name: String,
+    /// Whether sign-ins ask for the number the login page shows
+    /// (PROTOCOL.md §14). On unless `false`.
+    #[serde(default)]
+    number_matching: Option<bool>,
+}
+
+/// A change to a service's settings; what is left out stays as it is.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = ServiceChange)]
+#[serde(deny_unknown_fields)]
+struct ChangeService {
+    /// Whether sign-ins ask for the number the login page shows
+    /// (PROTOCOL.md §14). Challenges already waiting keep theirs.
+    number_matching: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -77,6 +91,9 @@ struct ServiceJson {
     name: String,
     /// The service's login page.
     login_url: String,
+    /// Whether sign-ins ask for the number the login page shows
+    /// (PROTOCOL.md §14).
+    number_matching: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -127,7 +144,7 @@ struct EventJson {
 
 fn service_json(state: &AppState, service: store::Service) -> ServiceJson {
     let login_url = store::login_url(&state.settings.origin, &service.id);
-    ServiceJson { id: service.id, name: service.name, login_url }
+    ServiceJson { id: service.id, name: service.name, login_url, number_matching: service.number_matching }
 }
 
 /// Path segments that do not decode (bad percent-encoding) get our JSON
@@ -174,7 +191,8 @@ async fn create_service(
             "the service name must be 1 to 64 bytes of printable text, without white space at either end",
         )
     })?;
-    let service = store::create_service(&state.db, &name, &by(&state, &client)).await?;
+    let number_matching = body.number_matching.unwrap_or(true);
+    let service = store::create_service(&state.db, &name, number_matching, &by(&state, &client)).await?;
     tracing::info!(id = %service.id, "service created");
     Ok((StatusCode::CREATED, Json(service_json(&state, service))))
 }
@@ -197,6 +215,41 @@ async fn create_service(
 async fn list_services(_: AdminAuth, State(state): State<AppState>) -> Result<Json<Vec<ServiceJson>>> {
     let services = store::list_services(&state.db).await?;
     Ok(Json(services.into_iter().map(|s| service_json(&state, s)).collect()))
+}
+
+/// Changes a service's settings.
+#[utoipa::path(
+    patch,
+    path = "/admin/api/services/{id}",
+    operation_id = "change_service",
+    tag = "admin",
+    params(("id" = String, Path, description = "The service id.")),
+    request_body = ChangeService,
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The service as changed.", body = ServiceJson),
+        (status = 400, description = "`invalid_path`, or a body that is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`).", body = ErrorBody),
+        (status = 404, description = "`unknown_service`.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
+        )),
+    ),
+)]
+async fn change_service(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    client: ClientInfo,
+    id: Result<Path<String>, PathRejection>,
+    ApiJson(body): ApiJson<ChangeService>,
+) -> Result<Json<ServiceJson>> {
+    let id = path(id)?;
+    let service = match body.number_matching {
+        Some(on) => store::set_number_matching(&state.db, &id, on, &by(&state, &client)).await?,
+        None => store::service(&state.db, &id).await?,
+    };
+    Ok(Json(service_json(&state, service)))
 }
 
 /// Deletes a service with its accounts, challenges, sessions and events.

@@ -44,6 +44,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/admin/services", post(create_service))
         .route("/admin/services/{id}", get(service_page))
         .route("/admin/services/{id}/delete", post(delete_service))
+        .route("/admin/services/{id}/number-matching", post(set_number_matching))
         .route("/admin/services/{id}/accounts/delete", post(delete_account))
 }
 
@@ -159,6 +160,8 @@ impl Notice {
     fn done(&self) -> Option<&'static str> {
         match self.done.as_deref()? {
             "created" => Some("Service created."),
+            "number_matching_on" => Some("Number matching is on: sign-ins started from now on ask for the page's number."),
+            "number_matching_off" => Some("Number matching is off: sign-ins started from now on ask for no number."),
             "service_deleted" => Some("Service deleted, with its accounts and sign-in history."),
             "account_deleted" => Some("Account deleted."),
             "key_removed" => Some("Key removed: it can no longer sign in, and its sessions have ended."),
@@ -397,6 +400,9 @@ struct CreateForm {
     csrf: String,
     #[serde(default)]
     name: String,
+    /// A checkbox: present when ticked.
+    #[serde(default)]
+    number_matching: Option<String>,
 }
 
 impl CsrfField for CreateForm {
@@ -413,7 +419,8 @@ async fn create_service(
     let Ok(name) = ServiceName::parse(&body.name) else {
         return Ok(Redirect::to("/admin?error=invalid_service_name").into_response());
     };
-    match store::create_service(&state.db, &name, &by(&state, session.actor(), &client)).await {
+    let number_matching = body.number_matching.is_some();
+    match store::create_service(&state.db, &name, number_matching, &by(&state, session.actor(), &client)).await {
         Ok(service) => {
             tracing::info!(id = %service.id, "service created");
             Ok(Redirect::to("/admin?done=created").into_response())
@@ -433,6 +440,40 @@ async fn delete_service(
     store::delete_service(&state.db, &id, &by(&state, session.actor(), &client)).await?;
     tracing::info!(%id, "service deleted");
     Ok(Redirect::to("/admin?done=service_deleted").into_response())
+}
+
+#[derive(Deserialize)]
+struct NumberMatchingForm {
+    #[serde(default)]
+    csrf: String,
+    /// `1` to turn it on, `0` to turn it off: the form says which, so that
+    /// sending it twice does not undo it.
+    #[serde(default)]
+    on: String,
+}
+
+impl CsrfField for NumberMatchingForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+async fn set_number_matching(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    id: Result<Path<String>, PathRejection>,
+    AdminForm { session, form: body }: AdminForm<NumberMatchingForm>,
+) -> PageResult {
+    let id = path(id)?;
+    let on = match body.on.as_str() {
+        "1" => true,
+        "0" => false,
+        _ => return Err(Error::bad_request("invalid_form", "the form must say whether to turn it on or off").into()),
+    };
+    store::set_number_matching(&state.db, &id, on, &by(&state, session.actor(), &client)).await?;
+    tracing::info!(service = %id, on, "number matching changed");
+    let done = if on { "number_matching_on" } else { "number_matching_off" };
+    Ok(Redirect::to(&format!("/admin/services/{id}?done={done}")).into_response())
 }
 
 /// A form that names an account: an account of a service, or an admin
@@ -542,6 +583,7 @@ struct ServiceView {
     events: Vec<EventItem>,
     oidc: Option<super::oidc::OidcItem>,
     issuer: String,
+    number_matching: bool,
 }
 
 async fn service_page(
@@ -578,6 +620,7 @@ async fn service_page(
         login_url: store::login_url(&state.settings.origin, &service.id),
         oidc: super::oidc::item(&state, &service.id).await?,
         issuer: state.settings.origin.to_string(),
+        number_matching: service.number_matching,
         id: service.id,
         name: service.name,
         accounts,

@@ -48,7 +48,7 @@ use crate::{
     error::{Error, Result},
     extract::ClientInfo,
     keys,
-    pages::qr_svg,
+    pages::{app_link, qr_svg},
     AppState,
 };
 
@@ -70,9 +70,11 @@ struct WaitingView {
     /// The challenge's event stream, which `admin.js` follows.
     events_url: String,
     token: String,
-    /// Inline SVG drawn by the `qrcode` crate from the token: only shapes,
-    /// no user data.
+    /// Inline SVG drawn by the `qrcode` crate from the token's link: only
+    /// shapes, no user data.
     qr_svg: String,
+    /// What `admin.js` appends each new token to for its QR code.
+    app_link: String,
     action: String,
     csrf: String,
     message: Option<&'static str>,
@@ -93,6 +95,7 @@ fn check_pre_session(state: &AppState, headers: &HeaderMap, presented: &str) -> 
 }
 
 fn waiting(
+    state: &AppState,
     adding: bool,
     cid: &sesame_proto::ChallengeId,
     token: String,
@@ -101,7 +104,17 @@ fn waiting(
 ) -> PageResult {
     let action = if adding { format!("/admin/authenticators/{cid}") } else { format!("/admin/sesame/{cid}") };
     let events_url = format!("/api/challenges/{cid}/events");
-    let view = WaitingView { adding, events_url, qr_svg: qr_svg(&token)?, token, action, csrf, message };
+    let origin = &state.settings.origin;
+    let view = WaitingView {
+        adding,
+        events_url,
+        qr_svg: qr_svg(origin, &token)?,
+        app_link: app_link(origin),
+        token,
+        action,
+        csrf,
+        message,
+    };
     render(StatusCode::OK, &view)
 }
 
@@ -128,7 +141,7 @@ async fn start_sign_in(
     check_pre_session(&state, &headers, &csrf)?;
     let service = store::admin_service(&state.db, now(&state)).await?;
     let issued = challenge::issue(&state, &service, &client).await?;
-    let page = waiting(false, &issued.id, issued.token, csrf, None)?;
+    let page = waiting(&state, false, &issued.id, issued.token, csrf, None)?;
     Ok(([(header::SET_COOKIE, issued.binding_cookie)], page).into_response())
 }
 
@@ -145,7 +158,7 @@ async fn continue_sign_in(
     match row.status {
         Status::Pending => {
             let token = challenge::current_token(&state, &row)?;
-            waiting(false, &row.id, token, csrf, Some(NOT_YET))
+            waiting(&state, false, &row.id, token, csrf, Some(NOT_YET))
         }
         Status::Completed => {
             // Only a login opens a session; the key that made it names the
@@ -185,7 +198,7 @@ async fn start_adding(
     // Only this challenge, started by a signed-in admin, may register a key.
     // Nobody has its token yet, so opening it after the insert is not racy.
     challenge::store::open_registration(&state.db, &issued.id).await?;
-    let page = waiting(true, &issued.id, issued.token, session.csrf_token().to_owned(), None)?;
+    let page = waiting(&state, true, &issued.id, issued.token, session.csrf_token().to_owned(), None)?;
     Ok(([(header::SET_COOKIE, issued.binding_cookie)], page).into_response())
 }
 
@@ -200,7 +213,7 @@ async fn continue_adding(
     match (row.status, row.purpose.as_deref()) {
         (Status::Pending, _) => {
             let token = challenge::current_token(&state, &row)?;
-            waiting(true, &row.id, token, csrf, Some(NOT_YET))
+            waiting(&state, true, &row.id, token, csrf, Some(NOT_YET))
         }
         (Status::Completed, Some("register")) => match keys::pending(&state.db, &row.id).await? {
             Some(key) => {

@@ -21,6 +21,27 @@ pub(crate) struct Service {
     pub(crate) id: String,
     pub(crate) name: String,
     pub(crate) accounts: i64,
+    /// Sign-ins ask for the number the login page shows (PROTOCOL.md §14).
+    pub(crate) number_matching: bool,
+}
+
+/// The columns of [`Service`], for `FROM service s`, as a literal so that
+/// the statements that read them are constants. sqlx's `Any` driver cannot
+/// decode SQLite's BOOLEAN.
+macro_rules! service_columns {
+    () => {
+        "s.id, s.name, (SELECT COUNT(*) FROM account a WHERE a.service_id = s.id) AS accounts, \
+         CASE WHEN s.number_matching THEN 1 ELSE 0 END AS number_matching"
+    };
+}
+
+fn service_row(row: &sqlx::any::AnyRow) -> Result<Service> {
+    Ok(Service {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        accounts: row.try_get(2)?,
+        number_matching: row.try_get::<i64, _>(3)? != 0,
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -61,48 +82,66 @@ pub(crate) const RECENT_EVENTS: i64 = 100;
 /// Creates a service. The name's UNIQUE constraint decides conflicts, so two
 /// admins racing for one name get one 201 and one 409, never two services.
 /// The audit record is written `by` in the same transaction.
-pub(crate) async fn create_service(db: &Db, name: &ServiceName, by: &By<'_>) -> Result<Service> {
+pub(crate) async fn create_service(db: &Db, name: &ServiceName, number_matching: bool, by: &By<'_>) -> Result<Service> {
     let id = ServiceId::random(&mut OsRng).to_string();
     let mut tx = db.pool.begin().await?;
-    sqlx::query("INSERT INTO service (id, name, builtin, created_at) VALUES ($1, $2, FALSE, $3)")
+    sqlx::query("INSERT INTO service (id, name, builtin, created_at, number_matching) VALUES ($1, $2, FALSE, $3, $4)")
         .bind(&id)
         .bind(name.as_str())
         .bind(by.at)
+        .bind(number_matching)
         .execute(timed(&mut *tx))
         .await
         .map_err(|e| on_unique_violation(e, Error::ServiceNameTaken))?;
-    audit::record(&mut *tx, by, Record::new(Action::ServiceCreated, &id, name.as_str())).await?;
+    let detail = if number_matching { name.as_str().to_owned() } else { format!("{name}, without number matching") };
+    audit::record(&mut *tx, by, Record::new(Action::ServiceCreated, &id, &detail)).await?;
     tx.commit().await?;
-    Ok(Service { id, name: name.as_str().to_owned(), accounts: 0 })
+    Ok(Service { id, name: name.as_str().to_owned(), accounts: 0, number_matching })
+}
+
+/// Turns number matching (PROTOCOL.md §14) on or off for a service. A
+/// challenge already waiting keeps what it was issued with. The audit
+/// record is written `by` in the same transaction.
+pub(crate) async fn set_number_matching(db: &Db, id: &str, on: bool, by: &By<'_>) -> Result<Service> {
+    let id = parse_id(id)?;
+    let mut tx = db.pool.begin().await?;
+    let done = sqlx::query("UPDATE service SET number_matching = $2 WHERE id = $1 AND NOT builtin")
+        .bind(&id)
+        .bind(on)
+        .execute(timed(&mut *tx))
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::UnknownService);
+    }
+    let detail = if on { "number matching on" } else { "number matching off" };
+    audit::record(&mut *tx, by, Record::new(Action::ServiceChanged, &id, detail)).await?;
+    let sql = concat!("SELECT ", service_columns!(), " FROM service s WHERE s.id = $1");
+    let service = service_row(&sqlx::query(sql).bind(&id).fetch_one(timed(&mut *tx)).await?)?;
+    tx.commit().await?;
+    // This instance's challenges read the setting from its cache; other
+    // instances read it with every challenge they store.
+    if let Ok(id) = id.parse::<ServiceId>() {
+        db.service_names.forget(&id);
+    }
+    Ok(service)
 }
 
 /// Every managed service, oldest first (ties broken by name, since times are
 /// whole seconds).
 pub(crate) async fn list_services(db: &Db) -> Result<Vec<Service>> {
-    let rows = sqlx::query(
-        "SELECT s.id, s.name, (SELECT COUNT(*) FROM account a WHERE a.service_id = s.id) AS accounts \
-         FROM service s WHERE NOT s.builtin ORDER BY s.created_at, s.name",
-    )
-    .fetch_all(timed(&db.pool))
-    .await?;
-    rows.iter()
-        .map(|row| Ok(Service { id: row.try_get(0)?, name: row.try_get(1)?, accounts: row.try_get(2)? }))
-        .collect()
+    let sql =
+        concat!("SELECT ", service_columns!(), " FROM service s WHERE NOT s.builtin ORDER BY s.created_at, s.name");
+    let rows = sqlx::query(sql).fetch_all(timed(&db.pool)).await?;
+    rows.iter().map(service_row).collect()
 }
 
 /// One managed service; `UnknownService` for a malformed id, a missing one,
 /// or the built-in one.
 pub(crate) async fn service(db: &Db, id: &str) -> Result<Service> {
     let id = parse_id(id)?;
-    let row = sqlx::query(
-        "SELECT s.id, s.name, (SELECT COUNT(*) FROM account a WHERE a.service_id = s.id) AS accounts \
-         FROM service s WHERE s.id = $1 AND NOT s.builtin",
-    )
-    .bind(&id)
-    .fetch_optional(timed(&db.pool))
-    .await?
-    .ok_or(Error::UnknownService)?;
-    Ok(Service { id: row.try_get(0)?, name: row.try_get(1)?, accounts: row.try_get(2)? })
+    let sql = concat!("SELECT ", service_columns!(), " FROM service s WHERE s.id = $1 AND NOT s.builtin");
+    let row = sqlx::query(sql).bind(&id).fetch_optional(timed(&db.pool)).await?.ok_or(Error::UnknownService)?;
+    service_row(&row)
 }
 
 /// Deletes a service. Its accounts, challenges, sessions and events go with
@@ -215,7 +254,9 @@ pub(crate) async fn recent_events(db: &Db, service_id: &str) -> Result<Vec<Event
 pub(crate) async fn ensure_service(db: &Db, name: &ServiceName, now: i64) -> Result<String> {
     let candidate = ServiceId::random(&mut OsRng).to_string();
     sqlx::query(
-        "INSERT INTO service (id, name, builtin, created_at) VALUES ($1, $2, FALSE, $3) ON CONFLICT (name) DO NOTHING",
+        // Number matching on, as for every service created from now on.
+        "INSERT INTO service (id, name, builtin, created_at, number_matching) VALUES ($1, $2, FALSE, $3, TRUE) \
+         ON CONFLICT (name) DO NOTHING",
     )
     .bind(&candidate)
     .bind(name.as_str())

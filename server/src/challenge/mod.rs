@@ -20,7 +20,7 @@ use rand::rngs::OsRng;
 use serde::Serialize;
 use sesame_proto::{
     wire::{ErrorBody, Status},
-    BaseToken, ChallengeId, FreshnessSecret, Nonce, ServiceId, ServiceName, TokenClaims, UnixTime,
+    BaseToken, ChallengeId, FreshnessSecret, MatchNumber, Nonce, ServiceId, ServiceName, TokenClaims, UnixTime,
 };
 use utoipa::ToSchema;
 
@@ -69,6 +69,9 @@ pub struct Issued {
     pub base: BaseToken,
     /// The full token text at the current step.
     pub token: String,
+    /// The number the page shows, when the service asks for one
+    /// (PROTOCOL.md §14).
+    pub number: Option<MatchNumber>,
     pub expires_at: UnixTime,
     /// The `Set-Cookie` value for the binding cookie.
     pub binding_cookie: HeaderValue,
@@ -126,7 +129,7 @@ pub async fn issue_for(
     };
     let base = state.identity.key().issue(claims)?;
     let secret = FreshnessSecret::generate(&mut OsRng);
-    store::insert(
+    let number = store::insert(
         &state.db,
         &store::NewChallenge {
             id,
@@ -146,6 +149,7 @@ pub async fn issue_for(
                 Purpose::Enroll { recovery_id, .. } => recovery_id,
                 Purpose::SignIn => None,
             },
+            number: MatchNumber::random(&mut OsRng),
         },
     )
     .await?;
@@ -159,7 +163,7 @@ pub async fn issue_for(
         SameSite::Strict,
         i64::try_from(lifetime).unwrap_or(i64::MAX),
     );
-    Ok(Issued { id, service_id, service_name, base, token, expires_at, binding_cookie })
+    Ok(Issued { id, service_id, service_name, base, token, number, expires_at, binding_cookie })
 }
 
 /// The token as it should be shown now: the signed base with the current
@@ -179,8 +183,18 @@ pub fn current_token(state: &AppState, row: &ChallengeRow) -> Result<String> {
 #[schema(as = NewChallenge)]
 struct Created {
     challenge_id: ChallengeId,
-    /// The token text to show, and to encode in the QR code.
+    /// The token text to show, for copying.
     token: String,
+    /// What the QR code holds: the web authenticator's address with the
+    /// token in its fragment (PROTOCOL.md §3.6). Each new token makes a new
+    /// link.
+    link: String,
+    /// The number to show beside the QR code, which the person types into
+    /// the authenticator (PROTOCOL.md §14); absent when the service does
+    /// not ask for one. Only this browser ever gets it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u8>, minimum = 10, maximum = 99)]
+    number: Option<u8>,
     /// Where to poll the challenge's status.
     status_url: String,
     /// Where to follow it as Server-Sent Events.
@@ -219,7 +233,9 @@ async fn create_handler(
     let origin = &state.settings.origin;
     let body = Created {
         challenge_id: issued.id,
+        link: sesame_proto::token::link(origin, &issued.token),
         token: issued.token,
+        number: issued.number.map(MatchNumber::get),
         status_url: format!("{origin}/api/challenges/{}", issued.id),
         events_url: format!("{origin}/api/challenges/{}/events", issued.id),
         expires_at: issued.expires_at.as_secs(),
@@ -279,6 +295,10 @@ pub fn message(status: Status, hint: &str, account: Option<&str>, enrolling: boo
             format!("A new authenticator asks to join {}. Confirm it below.", account.unwrap_or_default())
         }
         (Status::Completed, _, _) => format!("Signed in as {}.", account.unwrap_or_default()),
+        (Status::Denied, "wrong_number", false) => {
+            "The number chosen in the authenticator was not the one on this page, so the sign-in was stopped. Start again."
+                .to_owned()
+        }
         (Status::Denied, _, false) => "The sign-in was refused in the authenticator.".to_owned(),
         (Status::Denied, _, true) => "The authenticator refused to be added.".to_owned(),
         (Status::Expired, _, _) => "The request timed out. Start again.".to_owned(),

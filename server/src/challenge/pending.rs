@@ -281,8 +281,9 @@ mod tests {
             expires_at: expires_at as i64,
             enroll_account: None,
             recovery_id: None,
+            number: sesame_proto::MatchNumber::random(&mut OsRng),
         };
-        assert!(memory.insert(ChallengeRow::pending(&new, true)));
+        assert!(memory.insert(ChallengeRow::pending(&new, true, None)));
         new.id
     }
 

@@ -11,7 +11,7 @@
 //! Each transaction starts with its write (see `db.rs` for why this matters
 //! on SQLite).
 
-use sesame_proto::{wire::Status, ChallengeId, ServiceId, UnixTime};
+use sesame_proto::{wire::Status, ChallengeId, MatchNumber, ServiceId, UnixTime};
 use sqlx::{Any, Row as _, Transaction};
 use tokio::sync::OwnedMutexGuard;
 
@@ -48,6 +48,10 @@ pub struct ChallengeRow {
     pub enroll_account: Option<String>,
     /// For an enrollment challenge opened from a recovery link, that link.
     pub recovery_id: Option<String>,
+    /// The number its page shows, when its service asks for one
+    /// (PROTOCOL.md §14). Held while the challenge is pending; an ended row
+    /// needs it no more.
+    pub number: Option<MatchNumber>,
 }
 
 impl std::fmt::Debug for ChallengeRow {
@@ -64,8 +68,8 @@ impl std::fmt::Debug for ChallengeRow {
 
 impl ChallengeRow {
     /// `new` as it starts: pending and outstanding, taking a new account
-    /// if `allow_register`.
-    pub fn pending(new: &NewChallenge<'_>, allow_register: bool) -> Self {
+    /// if `allow_register`, asking for `number` if there is one.
+    pub fn pending(new: &NewChallenge<'_>, allow_register: bool, number: Option<MatchNumber>) -> Self {
         Self {
             id: new.id,
             service_id: new.service_id,
@@ -86,6 +90,7 @@ impl ChallengeRow {
             redeemed_at: None,
             enroll_account: new.enroll_account.map(str::to_owned),
             recovery_id: new.recovery_id.map(str::to_owned),
+            number,
         }
     }
 
@@ -117,6 +122,10 @@ impl ChallengeRow {
             redeemed_at: row.opt_int("redeemed_at")?,
             enroll_account: row.opt_text("enroll_account")?,
             recovery_id: row.opt_text("recovery_id")?,
+            number: row
+                .opt_int("number")?
+                .map(|n| u32::try_from(n).ok().and_then(|n| MatchNumber::new(n).ok()).ok_or_else(|| corrupt("number")))
+                .transpose()?,
         })
     }
 }
@@ -137,6 +146,9 @@ pub struct NewChallenge<'a> {
     pub enroll_account: Option<&'a str>,
     /// Set for an enrollment challenge opened from a recovery link.
     pub recovery_id: Option<&'a str>,
+    /// Drawn for every challenge; kept only when its service asks for a
+    /// number (PROTOCOL.md §14) and it is a sign-in.
+    pub number: MatchNumber,
 }
 
 /// A final state and what it records.
@@ -191,6 +203,13 @@ impl Final {
         }
     }
 
+    /// The authenticator sent another number than the page shows
+    /// (PROTOCOL.md §14): the sign-in is refused for good, so that the
+    /// number cannot be guessed twice.
+    pub fn wrong_number() -> Self {
+        Self { hint: "wrong_number", ..Self::denied() }
+    }
+
     pub fn cancelled() -> Self {
         Self {
             status: Status::Cancelled,
@@ -224,7 +243,7 @@ macro_rules! columns {
     () => {
         "id, service_id, base_token, code_secret, binding_hash, \
          CASE WHEN allow_register THEN 1 ELSE 0 END AS allow_register, ip, user_agent, created_at, expires_at, \
-         status, hint, purpose, account, key_id, finished_at, redeemed_at, enroll_account, recovery_id"
+         status, hint, purpose, account, key_id, finished_at, redeemed_at, enroll_account, recovery_id, number"
     };
 }
 
@@ -241,20 +260,26 @@ pub async fn service(db: &Db, id: &ServiceId) -> Result<CachedService> {
         return Ok(service);
     }
     // sqlx's `Any` driver cannot decode SQLite's BOOLEAN.
-    let row = sqlx::query("SELECT name, CASE WHEN builtin THEN 1 ELSE 0 END AS builtin FROM service WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_optional(timed(&db.pool))
-        .await?
-        .ok_or(Error::UnknownService)?;
+    let row = sqlx::query(
+        "SELECT name, CASE WHEN builtin THEN 1 ELSE 0 END AS builtin, \
+         CASE WHEN number_matching THEN 1 ELSE 0 END AS number_matching FROM service WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_optional(timed(&db.pool))
+    .await?
+    .ok_or(Error::UnknownService)?;
     let service = CachedService {
         name: row.try_get::<String, _>("name")?.into(),
         builtin: row.try_get::<i64, _>("builtin")? != 0,
+        number_matching: row.try_get::<i64, _>("number_matching")? != 0,
     };
     db.service_names.insert(*id, service.clone());
     Ok(service)
 }
 
-pub async fn insert(db: &Db, new: &NewChallenge<'_>) -> Result<()> {
+/// Stores a new pending challenge, and answers the number its page must
+/// show, if its service asks for one.
+pub async fn insert(db: &Db, new: &NewChallenge<'_>) -> Result<Option<MatchNumber>> {
     let memory = match &db.pending {
         Pending::Memory(memory) => memory,
         Pending::Table => return insert_row(db, new).await,
@@ -262,23 +287,34 @@ pub async fn insert(db: &Db, new: &NewChallenge<'_>) -> Result<()> {
     // The built-in "Sesame admin" service takes no new accounts from a
     // challenge anyone can start; the admin page opens registration for the
     // challenges that a signed-in admin starts (see admin/sesame.rs). An
-    // enrollment challenge registers no new account anywhere.
+    // enrollment challenge registers no new account anywhere, and asks for
+    // no number: its key waits for the page's confirmation instead (§11).
+    //
+    // The cached setting is exact here: pending challenges live in memory
+    // only on a single instance, and that instance forgets its cache entry
+    // when an admin changes the setting.
     let service = service(db, &new.service_id).await?;
-    let row = ChallengeRow::pending(new, !service.builtin && new.enroll_account.is_none());
+    let sign_in = new.enroll_account.is_none();
+    let number = (service.number_matching && sign_in).then_some(new.number);
+    let row = ChallengeRow::pending(new, !service.builtin && sign_in, number);
     if !memory.insert(row) {
         tracing::warn!(capacity = memory.capacity(), "too many challenges are waiting; refusing a new one");
         return Err(Error::Unavailable);
     }
-    Ok(())
+    Ok(number)
 }
 
-/// A new pending challenge as a row of the table.
-async fn insert_row(db: &Db, new: &NewChallenge<'_>) -> Result<()> {
-    sqlx::query(
-        // See [`insert`] for who may register.
+/// A new pending challenge as a row of the table. The service's settings
+/// are read by the INSERT itself, since another instance may have changed
+/// them since this one cached the service.
+async fn insert_row(db: &Db, new: &NewChallenge<'_>) -> Result<Option<MatchNumber>> {
+    let number: Option<i64> = sqlx::query_scalar(
+        // See [`insert`] for who may register and who is asked for a number.
         "INSERT INTO challenge (id, service_id, base_token, code_secret, binding_hash, allow_register, ip, user_agent, \
-         created_at, expires_at, enroll_account, recovery_id) VALUES ($1, $2, $3, $4, $5, \
-         COALESCE((SELECT NOT builtin FROM service WHERE id = $2), $6) AND $11 IS NULL, $7, $8, $9, $10, $11, $12)",
+         created_at, expires_at, enroll_account, recovery_id, number) VALUES ($1, $2, $3, $4, $5, \
+         COALESCE((SELECT NOT builtin FROM service WHERE id = $2), $6) AND $11 IS NULL, $7, $8, $9, $10, $11, $12, \
+         CASE WHEN $11 IS NULL AND (SELECT number_matching FROM service WHERE id = $2) THEN $13 END) \
+         RETURNING number",
     )
     .bind(new.id.to_string())
     .bind(new.service_id.to_string())
@@ -292,14 +328,15 @@ async fn insert_row(db: &Db, new: &NewChallenge<'_>) -> Result<()> {
     .bind(new.expires_at)
     .bind(new.enroll_account.map(str::to_owned))
     .bind(new.recovery_id.map(str::to_owned))
-    .execute(timed(&db.pool))
+    .bind(i64::from(new.number.get()))
+    .fetch_one(timed(&db.pool))
     .await
     // The service was deleted between the lookup and the insert.
     .map_err(|e| match &e {
         sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownService,
         _ => Error::Database(e),
     })?;
-    Ok(())
+    Ok(number.map(|_| new.number))
 }
 
 /// The challenge exactly as it is held: from memory while this instance

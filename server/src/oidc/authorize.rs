@@ -155,7 +155,7 @@ async fn authorize(state: &AppState, browser: &ClientInfo, headers: &HeaderMap, 
     let issued = challenge::issue(state, &client.service_id, browser).await?;
     grant::park(&state.db, &issued.id, &request, now).await?;
     let finish_url = format!("/oidc/finish/{}", issued.id);
-    let mut response = pages::login_response(issued, Some(finish_url))?;
+    let mut response = pages::login_response(&state.settings.origin, issued, Some(finish_url))?;
     // The page's finish form is answered with a redirect to the client, and
     // browsers hold form redirects to `form-action` too.
     if let Ok(csp) = HeaderValue::from_str(&crate::csp_with_form_action(&form_target(redirect_uri))) {

@@ -52,7 +52,7 @@ async fn admin_api(app: &TestApp, method: Method, uri: &str, body: Option<&str>)
 }
 
 /// Registers `account` through a whole challenge; returns its key.
-async fn register(app: &TestApp, service: &ServiceId, account: &str) -> AccountKey {
+pub(crate) async fn register(app: &TestApp, service: &ServiceId, account: &str) -> AccountKey {
     let started = app.start(service).await;
     let key = AccountKey::generate(&mut OsRng);
     let request = RegisterRequest::sign(&app.verify(&started.token), &name(account), &key);
@@ -70,7 +70,7 @@ async fn login(app: &TestApp, service: &ServiceId, account: &str, key: &AccountK
 
 /// Signs a browser in as `account` with `key`; returns its session cookie
 /// as `name=value`.
-async fn session(app: &TestApp, service: &ServiceId, account: &str, key: &AccountKey) -> String {
+pub(crate) async fn session(app: &TestApp, service: &ServiceId, account: &str, key: &AccountKey) -> String {
     let started = app.start(service).await;
     let request = LoginRequest::sign(&app.verify(&started.token), &name(account), key);
     assert_eq!(app.post_json("/api/authenticator/login", &request).await.status, StatusCode::OK);
@@ -82,9 +82,9 @@ async fn session(app: &TestApp, service: &ServiceId, account: &str, key: &Accoun
 
 /// A waiting enrollment page as the browser got it.
 #[derive(Debug)]
-struct Waiting {
+pub(crate) struct Waiting {
     cid: String,
-    token: String,
+    pub(crate) token: String,
     /// The binding cookie, `name=value`.
     cookie: String,
     page: TestResponse,
@@ -122,7 +122,7 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
 /// The page "Add another authenticator" opens. Its browser holds the new
 /// binding cookie and, still, its session: `cookie` sends both, as a
 /// browser would.
-async fn start_enrollment(app: &TestApp, service: &ServiceId, session: &str) -> Waiting {
+pub(crate) async fn start_enrollment(app: &TestApp, service: &ServiceId, session: &str) -> Waiting {
     let uri = format!("/services/{service}/account/enroll");
     let mut waiting = Waiting::of(app.send(browser(Method::POST, &uri, Some(session), Some(ORIGIN), &[])).await);
     waiting.cookie = format!("{}; {session}", waiting.cookie);

@@ -8,6 +8,7 @@ mod enroll;
 mod errors;
 mod health;
 mod limits;
+mod number;
 mod oidc;
 mod openapi;
 mod pages;

@@ -8,8 +8,8 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use ed25519_dalek::Signer as _;
 use sesame_proto::{
     token::PREFIX, AccountKey, AccountName, BaseToken, ChallengeId, DenyRequest, EnrollRequest, Error, FreshnessSecret,
-    KeyLabel, LoginRequest, Nonce, Origin, RegisterRequest, RekeyRequest, ServerKey, ServerPublicKey, ServiceId,
-    ServiceName, Token, TokenClaims, UnixTime, UnverifiedToken,
+    KeyLabel, LoginRequest, MatchNumber, Nonce, Origin, RegisterRequest, RekeyRequest, ServerKey, ServerPublicKey,
+    ServiceId, ServiceName, Token, TokenClaims, UnixTime, UnverifiedToken,
 };
 
 pub(crate) const ISSUED_AT: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
@@ -81,6 +81,125 @@ pub(crate) fn check_token(text: &str, key: &ServerPublicKey, now: u64) -> Result
     token.check_lifetime(now, 0)?;
     code_secret().verify(&token, now, WINDOW)?;
     Ok(token)
+}
+
+/// [`check_token`] for what a person pasted or scanned: a bare token or a
+/// link (PROTOCOL.md §3.6).
+pub(crate) fn check_input(input: &str, key: &ServerPublicKey, now: u64) -> Result<Token, Error> {
+    let now = UnixTime::from_secs(now);
+    let token = UnverifiedToken::read(input)?.verify(key)?;
+    token.check_lifetime(now, 0)?;
+    code_secret().verify(&token, now, WINDOW)?;
+    Ok(token)
+}
+
+/// Something pasted or scanned, and what reading it gives: the bare token
+/// it carries, or an error.
+pub(crate) struct InputCase {
+    pub(crate) name: &'static str,
+    pub(crate) description: &'static str,
+    pub(crate) input: String,
+    pub(crate) outcome: Result<String, Error>,
+}
+
+pub(crate) fn input_cases() -> Vec<InputCase> {
+    let token = token_text();
+    let link = format!("https://login.example.com/app#{token}");
+    let mut cases = Vec::new();
+    let mut case = |name, description, input: String, outcome| {
+        cases.push(InputCase { name, description, input, outcome });
+    };
+    case("bare_token", "the token alone", token.clone(), Ok(token.clone()));
+    case("link", "the link a QR code holds", link.clone(), Ok(token.clone()));
+    case(
+        "link_with_white_space",
+        "a link with a line break and spaces around it",
+        format!("\n  {link}\t "),
+        Ok(token.clone()),
+    );
+    case(
+        "link_for_other_origin",
+        "a link to another server carrying this server's token",
+        format!("https://login.example.org/app#{token}"),
+        Err(Error::LinkOriginMismatch),
+    );
+    case(
+        "link_over_plain_http",
+        "http:// where the token names https://",
+        format!("http://login.example.com/app#{token}"),
+        Err(Error::LinkOriginMismatch),
+    );
+    case(
+        "link_with_default_port",
+        "the same server written with :443 is another origin string",
+        format!("https://login.example.com:443/app#{token}"),
+        Err(Error::LinkOriginMismatch),
+    );
+    let mut tampered = token.clone().into_bytes();
+    tampered[60] = if tampered[60] == b'A' { b'B' } else { b'A' }; // in the nonce
+    let tampered = String::from_utf8(tampered).unwrap();
+    case(
+        "link_for_other_origin_with_tampered_token",
+        "two faults: the origins differ, which is checked before the signature",
+        format!("https://login.example.org/app#{tampered}"),
+        Err(Error::LinkOriginMismatch),
+    );
+    case(
+        "link_with_tampered_token",
+        "the origins agree, the token's signature does not",
+        format!("https://login.example.com/app#{tampered}"),
+        Err(Error::BadTokenSignature),
+    );
+    case(
+        "link_with_trailing_slash",
+        "the path is /app/, not /app",
+        format!("https://login.example.com/app/#{token}"),
+        Err(Error::BadLink),
+    );
+    case(
+        "link_with_query",
+        "a query before the fragment",
+        format!("https://login.example.com/app?from=mail#{token}"),
+        Err(Error::BadLink),
+    );
+    case("link_without_fragment", "no # at all", "https://login.example.com/app".to_owned(), Err(Error::BadLink));
+    case(
+        "link_to_other_path",
+        "the login page's path instead of the app's",
+        format!("https://login.example.com/login#{token}"),
+        Err(Error::BadLink),
+    );
+    case(
+        "link_with_upper_case_host",
+        "the origin must be written in lower case",
+        format!("https://Login.example.com/app#{token}"),
+        Err(Error::BadLink),
+    );
+    case(
+        "link_with_upper_case_scheme",
+        "HTTPS:// is neither a link nor a token",
+        format!("HTTPS://login.example.com/app#{token}"),
+        Err(Error::NotAToken),
+    );
+    case(
+        "link_to_something_else",
+        "the fragment is not a token",
+        "https://login.example.com/app#hello".to_owned(),
+        Err(Error::NotAToken),
+    );
+    case(
+        "link_with_space_after_fragment_mark",
+        "white space is removed only around the whole input",
+        format!("https://login.example.com/app# {token}"),
+        Err(Error::NotAToken),
+    );
+    case(
+        "link_too_long",
+        "a link longer than 617 bytes is refused before it is read",
+        format!("https://login.example.com/app#{token}{}", "A".repeat(600)),
+        Err(Error::TokenTooLong),
+    );
+    cases
 }
 
 pub(crate) struct TokenCase {
@@ -673,5 +792,116 @@ pub(crate) fn response_cases() -> Vec<ResponseCase> {
         Error::InvalidAccountName,
     );
 
+    number_cases(&mut case);
+    two_fault_cases(&mut case);
     cases
+}
+
+/// Number matching (PROTOCOL.md §14): the number is signed, so it cannot be
+/// added, removed or changed after the fact.
+fn number_cases(case: &mut impl FnMut(&'static str, &'static str, Purpose, serde_json::Value, Error)) {
+    let token = token();
+    let key = account_key();
+    let matched = |n| Some(MatchNumber::new(n).unwrap());
+    let login = serde_json::to_value(LoginRequest::sign(&token, &alice(), &key)).unwrap();
+    let login_42 = serde_json::to_value(LoginRequest::sign_matched(&token, &alice(), &key, matched(42))).unwrap();
+
+    let mut bad = login.clone();
+    bad["number"] = 42.into();
+    case(
+        "number_added_after_signing",
+        "a login signed without a number, sent with one",
+        Purpose::Login,
+        bad,
+        Error::BadSignature,
+    );
+    let mut bad = login_42.clone();
+    bad["number"] = 43.into();
+    case("number_changed_after_signing", "signed with 42, sent with 43", Purpose::Login, bad, Error::BadSignature);
+    let mut bad = login_42.clone();
+    bad.as_object_mut().unwrap().remove("number");
+    case(
+        "number_removed_after_signing",
+        "signed with 42, sent without a number",
+        Purpose::Login,
+        bad,
+        Error::BadSignature,
+    );
+    for (name, value) in [("number_below_range", 9), ("number_above_range", 100)] {
+        let mut bad = login_42.clone();
+        bad["number"] = value.into();
+        case(name, "a number outside 10 to 99", Purpose::Login, bad, Error::InvalidNumber);
+    }
+    let register_42 = serde_json::to_value(RegisterRequest::sign_matched(&token, &alice(), &key, matched(42))).unwrap();
+    let register_17 = serde_json::to_value(RegisterRequest::sign_matched(&token, &alice(), &key, matched(17))).unwrap();
+    let mut bad = register_42;
+    bad["signature"] = register_17["signature"].clone();
+    case(
+        "register_signed_for_other_number",
+        "a registration signed with 17 sent as 42",
+        Purpose::Register,
+        bad,
+        Error::BadSignature,
+    );
+}
+
+/// Answers with two faults: the first in the order of PROTOCOL.md §6.6
+/// (account, public key, label, number, signature) is the one reported, so
+/// every implementation gives the same code.
+fn two_fault_cases(case: &mut impl FnMut(&'static str, &'static str, Purpose, serde_json::Value, Error)) {
+    let token = token();
+    let key = account_key();
+    let new_key = new_account_key();
+    let register = serde_json::to_value(RegisterRequest::sign(&token, &alice(), &key)).unwrap();
+    let enroll = serde_json::to_value(EnrollRequest::sign(&token, &alice(), &new_key, Some(&laptop()))).unwrap();
+    let rekey = serde_json::to_value(RekeyRequest::sign(&token, &alice(), &key, &new_key)).unwrap();
+    let short_signature: serde_json::Value = URL_SAFE_NO_PAD.encode([0u8; 63]).into();
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let weak_key: serde_json::Value = URL_SAFE_NO_PAD.encode(identity).into();
+
+    let mut bad = register.clone();
+    bad["account"] = "".into();
+    bad["public_key"] = weak_key.clone();
+    case(
+        "empty_account_and_weak_key",
+        "the account is checked before the key",
+        Purpose::Register,
+        bad,
+        Error::InvalidAccountName,
+    );
+    let mut bad = enroll.clone();
+    bad["public_key"] = weak_key;
+    bad["label"] = "bad\u{202e}label".into();
+    case("weak_key_and_bad_label", "the key is checked before the label", Purpose::Enroll, bad, Error::WeakPublicKey);
+    let mut bad = enroll;
+    bad["label"] = "\u{200b}".into();
+    bad["number"] = 7.into();
+    case(
+        "bad_label_and_bad_number",
+        "the label is checked before the number",
+        Purpose::Enroll,
+        bad,
+        Error::InvalidKeyLabel,
+    );
+    let mut bad = register;
+    bad["number"] = 100.into();
+    bad["signature"] = short_signature.clone();
+    case(
+        "bad_number_and_short_signature",
+        "the number is checked before the signature",
+        Purpose::Register,
+        bad,
+        Error::InvalidNumber,
+    );
+    let mut bad = rekey.clone();
+    bad["signature"] = rekey["new_signature"].clone();
+    bad["new_signature"] = short_signature;
+    case(
+        "rekey_wrong_signature_and_short_new_signature",
+        "the current key's signature is checked, whole, before the new key's",
+        Purpose::Rekey,
+        bad,
+        Error::BadSignature,
+    );
 }

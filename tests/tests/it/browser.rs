@@ -58,7 +58,8 @@ fn approve(sesame: &Sesame, args: &[&str]) -> Result<String> {
 async fn verify_token(server: &Server, service: &Service, text: &str) -> Result<Token> {
     let identity: Value = reqwest::get(server.url("/.well-known/sesame")).await?.error_for_status()?.json().await?;
     let key = ServerPublicKey::from_base64(identity["public_key"].as_str().context("public_key")?)?;
-    let token = UnverifiedToken::parse(text)?.verify(&key)?;
+    // `text` may be the bare token or the link a QR code holds.
+    let token = UnverifiedToken::read(text)?.verify(&key)?;
     ensure!(token.claims().service_id.to_string() == service.id, "token for another service");
     ensure!(token.claims().origin.as_str() == server.origin, "token for another origin");
     Ok(token)
@@ -151,7 +152,7 @@ async fn the_qr_code_in_a_screenshot_logs_in() -> Result<()> {
     let chrome = Chrome::start("qr-login").await?;
     chrome.client.goto(&service.login_url).await?;
     let (shown, scanned) = token_and_qr(&chrome).await?;
-    assert_eq!(scanned, shown, "the QR code holds the token shown beside it");
+    assert_eq!(scanned, format!("{}/app#{shown}", server.origin), "the QR code links the token shown beside it");
     let token = verify_token(&server, &service, &scanned).await?;
     assert_eq!(token.claims().service_name.as_str(), "Lighthouse");
 
@@ -236,10 +237,10 @@ async fn the_token_and_its_qr_code_rotate() -> Result<()> {
     let (server, service, chrome, _) = login_page("rotation", options).await?;
 
     let (first, first_qr) = token_and_qr(&chrome).await?;
-    assert_eq!(first_qr, first, "the QR code holds the token shown beside it");
+    assert_eq!(first_qr, format!("{}/app#{first}", server.origin), "the QR code links the token shown beside it");
     chrome.wait_text("#token", "the next token", Duration::from_secs(10), |t| t != first).await?;
     let (second, second_qr) = token_and_qr(&chrome).await?;
-    assert_eq!(second_qr, second, "the redrawn QR code holds the new token");
+    assert_eq!(second_qr, format!("{}/app#{second}", server.origin), "the redrawn QR code links the new token");
 
     assert_ne!(second_qr, first_qr, "the QR code changed");
     assert_eq!(base(&second), base(&first), "same challenge, new code");
@@ -284,7 +285,7 @@ async fn the_admin_page_creates_a_service_whose_login_page_works() -> Result<()>
     link.click().await?;
     chrome.wait_contains("#service-name", "Bakery").await?;
     let (shown, scanned) = token_and_qr(&chrome).await?;
-    assert_eq!(scanned, shown, "the QR code holds the token shown beside it");
+    assert_eq!(scanned, format!("{}/app#{shown}", server.origin), "the QR code links the token shown beside it");
     verify_token(&server, bakery, &scanned).await?;
     chrome.close().await
 }

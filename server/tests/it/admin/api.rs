@@ -11,7 +11,9 @@ async fn api_creates_a_service_with_id_name_and_login_url() {
     assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{id}");
     assert_eq!(body["name"], "Example");
     assert_eq!(body["login_url"], format!("{ORIGIN}/services/{id}"));
-    assert_eq!(body.as_object().expect("object").len(), 3);
+    // New services ask for the login page's number (PROTOCOL.md §14).
+    assert_eq!(body["number_matching"], true);
+    assert_eq!(body.as_object().expect("object").len(), 4);
 }
 
 #[tokio::test]
