@@ -30,6 +30,7 @@ pub mod sql;
 pub mod state;
 pub mod sweep;
 pub mod tls;
+pub mod webapp;
 pub mod writer;
 
 use std::{sync::Arc, time::Duration};
@@ -81,6 +82,7 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::router())
         .merge(oidc::router())
         .merge(openapi::router())
+        .merge(webapp::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Inside the trace layer, so that the shaped answers are what the
         // request log records.

@@ -15,3 +15,4 @@ mod pages;
 mod storage;
 mod support;
 mod sweep;
+mod webapp;
