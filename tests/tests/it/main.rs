@@ -14,6 +14,7 @@ mod oidc;
 mod openapi;
 mod operations;
 mod packaging;
+mod phone;
 mod rekey;
 mod scale;
 mod statements;
