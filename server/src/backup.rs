@@ -8,7 +8,8 @@
 //! copy is written under a temporary name next to `FILE`, checked, synced
 //! and only then renamed into place: a failed backup leaves no partial file
 //! behind, and an existing `FILE` is replaced only with `--force`, in one
-//! atomic step.
+//! atomic step. The copy is its owner's alone (mode 0600) from its first
+//! byte, since it holds the server's signing seed.
 //!
 //! The backup opens the database as it is and runs no migration: a newer
 //! binary must not upgrade the schema of a database an older server serves.
@@ -92,6 +93,10 @@ async fn write_copy(source: &Path, partial: &Path) -> anyhow::Result<()> {
         SqliteConnectOptions::new().filename(source).busy_timeout(Duration::from_secs(30)).disable_statement_logging();
     let mut conn = options.connect().await.with_context(|| format!("cannot open {}", source.display()))?;
     let target = partial.to_str().context("--out must be a UTF-8 path")?;
+    // The copy holds the server's signing seed and the OIDC signing keys:
+    // it is made readable by its owner alone before a byte goes into it.
+    // SQLite writes into an empty file it finds, and keeps its mode.
+    private_file(partial).with_context(|| format!("cannot write the backup to {}", partial.display()))?;
     sqlx::query("VACUUM INTO $1")
         .bind(target)
         .execute(&mut conn)
@@ -110,6 +115,12 @@ async fn write_copy(source: &Path, partial: &Path) -> anyhow::Result<()> {
         .and_then(|file| file.sync_all())
         .with_context(|| format!("cannot sync {} to disk", partial.display()))?;
     Ok(())
+}
+
+/// Creates `path`, empty, readable and writable by its owner only.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map(drop)
 }
 
 /// Syncs the folder that holds `path`, so that the rename survives a power

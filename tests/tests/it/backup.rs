@@ -31,6 +31,12 @@ fn fails_with(output: &std::process::Output, needle: &str) {
     assert!(err.starts_with("sesame-server: ") && err.contains(needle), "expected {needle:?} in {err}");
 }
 
+/// The permission bits of `path`.
+fn mode(path: &Path) -> Result<u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    Ok(std::fs::metadata(path)?.permissions().mode() & 0o777)
+}
+
 fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .expect("a readable folder")
@@ -80,6 +86,7 @@ async fn a_backup_taken_under_load_restores_into_a_server_that_signs_in_an_earli
     assert!(stdout(&output).starts_with("Backed up "), "{}", stdout(&output));
     assert!(during > 0, "the load kept writing while the backup ran");
     assert_eq!(files_in(folder.path()), ["sesame-backup.db"], "nothing else is left beside the copy");
+    assert_eq!(mode(&copy_path)?, 0o600, "the copy holds the server's keys: its owner's alone");
 
     // Restore: stop the server, put the copy in a new data directory, and
     // start a server on it at the same address (the origin in the tokens).
@@ -103,6 +110,7 @@ async fn an_existing_file_is_kept_unless_force_and_a_failed_backup_leaves_nothin
     let folder = tempfile::tempdir()?;
     let copy = folder.path().join("backup.db");
     std::fs::write(&copy, "an older backup")?;
+    std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
 
     fails_with(&backup(server.data_dir.path(), &copy, false)?, "already exists; pass --force to replace it");
     assert_eq!(std::fs::read_to_string(&copy)?, "an older backup", "the existing file is untouched");
@@ -110,6 +118,7 @@ async fn an_existing_file_is_kept_unless_force_and_a_failed_backup_leaves_nothin
     let output = backup(server.data_dir.path(), &copy, true)?;
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(std::fs::read(&copy)?.starts_with(b"SQLite format 3\0"), "--force replaced it with a database");
+    assert_eq!(mode(&copy)?, 0o600, "the replaced file's mode does not carry over");
 
     // No database where the data directory says: nothing is written.
     let empty = tempfile::tempdir()?;
