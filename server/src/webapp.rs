@@ -48,6 +48,8 @@ const JS: &str = "text/javascript; charset=utf-8";
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        // Browsers ask for it on every origin, whatever the pages name.
+        .route("/favicon.ico", get(|| async { file("icon-192.png") }))
         .route("/app", get(|| async { file("index.html") }))
         .route("/app/", get(|| async { file("index.html") }))
         .route("/app/{*path}", get(|Path(path): Path<String>| async move { file(&path) }))

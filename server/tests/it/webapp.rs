@@ -34,6 +34,18 @@ async fn the_app_is_served_under_a_policy_that_runs_only_its_own_files() {
 }
 
 #[tokio::test]
+async fn browsers_that_ask_for_a_favicon_get_the_apps_icon() {
+    let app = TestApp::new().await;
+    let icon = app.get("/favicon.ico", None).await;
+    assert_eq!(icon.status, StatusCode::OK);
+    assert_eq!(icon.headers[header::CONTENT_TYPE], "image/png");
+    assert!(icon.body.starts_with(b"\x89PNG"));
+    // Every page names the icon, so a browser need not guess.
+    let page = app.get("/admin", None).await;
+    assert!(page.text().contains(r#"<link rel="icon" href="/app/icon.svg""#), "{}", page.text());
+}
+
+#[tokio::test]
 async fn paths_outside_the_app_are_not_found() {
     let app = TestApp::new().await;
     for uri in
