@@ -18,10 +18,9 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine as _};
 use rand::{rngs::OsRng, RngCore as _};
 use sha2::{Digest as _, Sha256};
 
-use crate::{
-    error::{Error, Result},
-    state::Settings,
-};
+use sesame_proto::Origin;
+
+use crate::error::{Error, Result};
 
 /// The value of cookie `name`, from any `Cookie` header.
 pub fn get<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -37,14 +36,14 @@ pub fn get<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 /// The value of our cookie `base` (see [`name`]) if it is a secret this
 /// server could have made; anything else is ignored rather than looked up,
 /// reused or echoed.
-pub fn secret<'h>(settings: &Settings, headers: &'h HeaderMap, base: &str) -> Option<&'h str> {
-    get(headers, &name(settings, base)).filter(|v| is_secret(v))
+pub fn secret<'h>(origin: &Origin, headers: &'h HeaderMap, base: &str) -> Option<&'h str> {
+    get(headers, &name(origin, base)).filter(|v| is_secret(v))
 }
 
 /// The name a cookie goes by: `base`, with the `__Host-` prefix whenever the
 /// public origin is HTTPS.
-pub fn name(settings: &Settings, base: &str) -> String {
-    if settings.secure_cookies() {
+pub fn name(origin: &Origin, base: &str) -> String {
+    if origin.is_https() {
         format!("__Host-{base}")
     } else {
         base.to_owned()
@@ -86,30 +85,30 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 /// A `Set-Cookie` value for our cookie `base`: always HttpOnly and
 /// `Path=/`, `Secure` (and `__Host-`) whenever the public origin is HTTPS.
 /// `max_age` is in seconds.
-pub fn set(settings: &Settings, base: &str, value: &str, same_site: SameSite, max_age: i64) -> HeaderValue {
+pub fn set(origin: &Origin, base: &str, value: &str, same_site: SameSite, max_age: i64) -> HeaderValue {
     let same_site = match same_site {
         SameSite::Strict => "Strict",
         SameSite::Lax => "Lax",
     };
-    let name = name(settings, base);
-    let secure = if settings.secure_cookies() { "; Secure" } else { "" };
+    let name = name(origin, base);
+    let secure = if origin.is_https() { "; Secure" } else { "" };
     let text = format!("{name}={value}; HttpOnly; SameSite={same_site}; Path=/; Max-Age={max_age}{secure}");
     HeaderValue::from_str(&text).expect("cookie names are ids and constants, values base64url")
 }
 
 /// The `Set-Cookie` value that deletes our cookie `base`: the same name and
 /// attributes as [`set`], so browsers match and drop it.
-pub fn clear(settings: &Settings, base: &str, same_site: SameSite) -> HeaderValue {
-    set(settings, base, "", same_site, 0)
+pub fn clear(origin: &Origin, base: &str, same_site: SameSite) -> HeaderValue {
+    set(origin, base, "", same_site, 0)
 }
 
 /// Refuses a request whose `Origin` header names another site. Browsers send
 /// it on every cross-site POST, so this stops forged forms even where
 /// SameSite cookies are not enforced. A request without it (an old browser,
 /// a script) is left to the other defences.
-pub fn check_origin(settings: &Settings, headers: &HeaderMap) -> Result<()> {
+pub fn check_origin(ours: &Origin, headers: &HeaderMap) -> Result<()> {
     match headers.get(header::ORIGIN) {
-        Some(origin) if origin.as_bytes() != settings.origin.as_str().as_bytes() => Err(Error::CsrfRejected),
+        Some(origin) if origin.as_bytes() != ours.as_str().as_bytes() => Err(Error::CsrfRejected),
         _ => Ok(()),
     }
 }
@@ -128,8 +127,8 @@ mod tests {
         assert_eq!(get(&headers, "d"), None);
     }
 
-    fn settings(origin: &str) -> Settings {
-        Settings::new(sesame_proto::Origin::parse(origin).unwrap())
+    fn origin(text: &str) -> Origin {
+        Origin::parse(text).unwrap()
     }
 
     #[test]
@@ -137,14 +136,14 @@ mod tests {
         let good = new_secret();
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, HeaderValue::from_str(&format!("s={good}; t=<script>")).unwrap());
-        let http = settings("http://127.0.0.1:8080");
+        let http = origin("http://127.0.0.1:8080");
         assert_eq!(secret(&http, &headers, "s"), Some(good.as_str()));
         assert_eq!(secret(&http, &headers, "t"), None);
     }
 
     #[test]
     fn https_cookies_take_the_host_prefix_and_ignore_unprefixed_ones() {
-        let https = settings("https://login.example.com");
+        let https = origin("https://login.example.com");
         let set = set(&https, "sesame_admin", "v", SameSite::Strict, 60);
         assert_eq!(set, "__Host-sesame_admin=v; HttpOnly; SameSite=Strict; Path=/; Max-Age=60; Secure");
         // A cookie planted without the prefix (from a sibling subdomain, or
@@ -157,7 +156,7 @@ mod tests {
 
     #[test]
     fn plain_http_cookies_have_no_prefix_and_no_secure_flag() {
-        let http = settings("http://127.0.0.1:8080");
+        let http = origin("http://127.0.0.1:8080");
         assert_eq!(
             clear(&http, "sesame_admin", SameSite::Lax),
             "sesame_admin=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"

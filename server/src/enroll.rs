@@ -30,10 +30,10 @@ use crate::{
     challenge::{self, session_cookie, store, Purpose},
     clock::rfc3339,
     cookie,
-    error::Error,
+    error::{error_page, Error},
     extract::ClientInfo,
     keys::{self, KeyState},
-    pages::{app_link, error_page, qr_svg},
+    pages::{app_link, qr_svg},
     recovery, AppState,
 };
 
@@ -82,7 +82,7 @@ fn now(state: &AppState) -> i64 {
 
 /// The account this browser is signed in as at the service, if any.
 async fn signed_in(state: &AppState, service_id: &ServiceId, headers: &HeaderMap) -> Result<Option<String>, Error> {
-    let Some(session) = cookie::secret(&state.settings, headers, &session_cookie(service_id)) else {
+    let Some(session) = cookie::secret(&state.settings.origin, headers, &session_cookie(service_id)) else {
         return Ok(None);
     };
     store::session_account(&state.db, service_id, &cookie::digest(session), state.clock.now()).await
@@ -210,7 +210,7 @@ async fn start_enrollment(
     let service_id = service_id(&id)?;
     // The session cookie is SameSite=Lax, which already keeps it off
     // cross-site POSTs; the Origin check refuses them outright.
-    cookie::check_origin(&state.settings, &headers)?;
+    cookie::check_origin(&state.settings.origin, &headers)?;
     let Some(account) = signed_in(&state, &service_id, &headers).await? else {
         let mut response = to_login(&service_id);
         *response.status_mut() = StatusCode::SEE_OTHER;
@@ -367,7 +367,7 @@ async fn confirm(
 ) -> PageResult {
     // The binding cookie is SameSite=Strict; the Origin check also refuses
     // a cross-site form where that is not enforced.
-    cookie::check_origin(&state.settings, &headers)?;
+    cookie::check_origin(&state.settings.origin, &headers)?;
     let (row, account) = enrollment(&state, &id, &cid, &headers).await?;
     // From the account page, the browser must still be signed in as the
     // account: whoever uses it after its owner signed out cannot add a key.
@@ -396,7 +396,7 @@ async fn reject(
     Path((id, cid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> PageResult {
-    cookie::check_origin(&state.settings, &headers)?;
+    cookie::check_origin(&state.settings.origin, &headers)?;
     let (row, account) = enrollment(&state, &id, &cid, &headers).await?;
     keys::reject_enrollment(&state.db, &row.id).await?;
     tracing::warn!(challenge = %row.id, "enrolled key refused at confirmation");

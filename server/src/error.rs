@@ -1,10 +1,12 @@
 //! The server's one error type. It alone decides status codes and the stable
-//! `error` codes of the JSON bodies; handlers just use `?`.
+//! `error` codes of the JSON bodies, and the page a browser is shown for the
+//! same error; handlers just use `?`.
 
+use askama::Template;
 use axum::{
     extract::rejection::JsonRejection,
     http::{header, HeaderValue, StatusCode},
-    response::{IntoResponse, Response},
+    response::{Html, IntoResponse, Response},
     Json,
 };
 use sesame_proto::{wire::ErrorBody, wire::Status};
@@ -271,4 +273,41 @@ pub(crate) fn on_unique_violation(e: sqlx::Error, conflict: Error) -> Error {
         sqlx::Error::Database(db) if db.is_unique_violation() => conflict,
         _ => Error::Database(e),
     }
+}
+
+/// The page someone failed to open: the same status, code and message the
+/// JSON API would give, as a page a person can read.
+#[derive(Debug, Template)]
+#[template(path = "error.html")]
+struct ErrorView {
+    title: &'static str,
+    message: String,
+    status: u16,
+    code: String,
+}
+
+/// Renders `error` as a page. The JSON response is built first and only read
+/// from, so its status and its log detail (`LoggedError`) carry over.
+pub(crate) fn error_page(error: Error) -> Response {
+    let message = error.to_string();
+    let json = error.into_response();
+    let status = json.status();
+    let code = json.extensions().get::<ErrorCode>().map_or_else(String::new, |c| c.0.to_owned());
+    let title = match code.as_str() {
+        "unknown_service" => "No such service",
+        "not_found" => "No such page",
+        "rate_limited" => "Too many sign-in attempts",
+        _ => "This page cannot be shown",
+    };
+    let view = ErrorView { title, message, status: status.as_u16(), code };
+    let body = view.render().unwrap_or_else(|_| "This page cannot be shown.".to_owned());
+    // Like every page: it is about this request, never to be cached.
+    let mut response = (status, [(header::CACHE_CONTROL, "no-store")], Html(body)).into_response();
+    if let Some(retry_after) = json.headers().get(header::RETRY_AFTER) {
+        response.headers_mut().insert(header::RETRY_AFTER, retry_after.clone());
+    }
+    if let Some(logged) = json.extensions().get::<LoggedError>() {
+        response.extensions_mut().insert(logged.clone());
+    }
+    response
 }

@@ -1,14 +1,17 @@
 //! Extractors shared by the handlers.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Arc,
+};
 
 use axum::{
-    extract::{ConnectInfo, FromRequest, FromRequestParts, Request},
+    extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request},
     http::{header, request::Parts, HeaderMap},
 };
 use serde::de::DeserializeOwned;
 
-use crate::{error::Error, AppState};
+use crate::error::Error;
 
 /// `Json<T>` whose rejections are our JSON errors instead of axum's text.
 #[derive(Debug, Clone, Copy, Default)]
@@ -38,17 +41,33 @@ pub struct ClientInfo {
 /// User agents are cut to this many bytes before they are stored.
 const MAX_USER_AGENT: usize = 256;
 
-impl FromRequestParts<AppState> for ClientInfo {
+/// The peers whose `X-Forwarded-For` is believed (`--trusted-proxy`): the
+/// one part of the state that [`ClientInfo`] needs, which a state hands it
+/// through `FromRef`.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Arc<[IpAddr]>);
+
+impl From<Vec<IpAddr>> for TrustedProxies {
+    fn from(proxies: Vec<IpAddr>) -> Self {
+        Self(proxies.into())
+    }
+}
+
+impl<S> FromRequestParts<S> for ClientInfo
+where
+    TrustedProxies: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         // Tests that call the router directly have no socket; they count as
         // an unspecified address.
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(addr)| addr.ip());
-        let ip = client_ip(peer, &parts.headers, &state.settings.trusted_proxies);
+        let ip = client_ip(peer, &parts.headers, &TrustedProxies::from_ref(state).0);
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

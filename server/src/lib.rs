@@ -55,11 +55,7 @@ use crate::{
     state::{AdminToken, Identity, Limits, Settings, Shared},
     sweep::Retention,
 };
-pub use crate::{config::Config, error::Error, state::AppState};
-
-/// Largest request body accepted anywhere. Every body Sesame takes is a few
-/// hundred bytes of JSON or a short form.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+pub use crate::{config::Config, error::Error, middleware::MAX_BODY_BYTES, state::AppState};
 
 /// Pages may load scripts, styles and images only from this server, may not
 /// be framed, and forms may post only here.
@@ -188,7 +184,7 @@ pub async fn state_from(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         challenge_ttl_secs: config.challenge_ttl,
         rotation_secs: config.rotation,
         code_window_secs: config.code_window,
-        trusted_proxies: config.trusted_proxies.clone(),
+        trusted_proxies: config.trusted_proxies.clone().into(),
     };
     let state = AppState::new(Shared {
         db,
@@ -211,7 +207,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = config.metrics_listen.map(|addr| metrics::install().map(|handle| (addr, handle))).transpose()?;
     let (state, generated_token) = state_from(&config, Arc::new(SystemClock)).await?;
     if let Some((addr, handle)) = metrics {
-        metrics::serve(addr, state.clone(), handle).await?;
+        serve::metrics(addr, state.clone(), handle).await?;
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

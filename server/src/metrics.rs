@@ -1,5 +1,6 @@
-//! Prometheus metrics: every series Sesame exports, and the separate listener
-//! that serves them with `/healthz` and `/readyz`.
+//! Prometheus metrics: every series Sesame exports, and their exposition,
+//! which the separate metrics listener (`serve::metrics`) serves with
+//! `/healthz` and `/readyz`.
 //!
 //! Recording goes through the `metrics` facade, and the text exposition comes
 //! from `metrics-exporter-prometheus`. The facade lets any module count
@@ -18,7 +19,6 @@
 use std::{
     collections::HashMap,
     hash::Hash,
-    net::SocketAddr,
     sync::{
         atomic::{AtomicBool, Ordering},
         LazyLock, OnceLock, RwLock,
@@ -32,14 +32,10 @@ use axum::{
     http::{header, Method},
     middleware::Next,
     response::{IntoResponse, Response},
-    routing::get,
-    Router,
 };
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sesame_proto::UnixTime;
-
-use crate::{error::Error, serve::ServeOptions, sweep::Swept, AppState};
 
 /// Bucket bounds, in seconds.
 const REQUEST_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -142,31 +138,10 @@ fn describe() {
     );
 }
 
-/// The metrics listener's routes: `/metrics`, and the health checks, so that
-/// a monitoring network can probe an instance without reaching the public
-/// port.
-pub fn router(state: AppState, handle: PrometheusHandle) -> Router {
-    let exposition = get(move || {
-        let handle = handle.clone();
-        async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render()) }
-    });
-    crate::health::router()
-        .route("/metrics", exposition)
-        .fallback(|| async { Error::NotFound.into_response() })
-        .with_state(state)
-}
-
-/// Serves the metrics listener for as long as the process runs.
-pub async fn serve(addr: SocketAddr, state: AppState, handle: PrometheusHandle) -> anyhow::Result<()> {
-    let listener =
-        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen for metrics on {addr}"))?;
-    tracing::info!(listen = %addr, "metrics listener started");
-    // A scraper and a few probes; nothing here needs thousands of
-    // connections, and a misbehaving client must not starve the others.
-    let options =
-        ServeOptions { header_read_timeout: Duration::from_secs(10), max_connections: 64, drain: Duration::ZERO };
-    tokio::spawn(crate::serve::serve(listener, router(state, handle), options, std::future::pending()));
-    Ok(())
+/// The Prometheus exposition of everything recorded: what `/metrics` on
+/// the metrics listener answers (`serve::metrics_router`).
+pub fn exposition(handle: &PrometheusHandle) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render()).into_response()
 }
 
 tokio::task_local! {
@@ -370,25 +345,15 @@ pub fn rate_limited(limit: &'static str) {
     HANDLES.get(limit, || counter!("sesame_rate_limited_total", "limit" => limit)).increment(1);
 }
 
-/// One sweep finished: what it deleted, or that it failed.
-pub fn swept(outcome: Option<&Swept>) {
-    let Some(swept) = outcome else {
+/// One sweep finished: how many rows it deleted from each table, or that
+/// it failed.
+pub fn swept(rows_by_table: Option<&[(&'static str, u64)]>) {
+    let Some(tables) = rows_by_table else {
         counter!("sesame_sweeps_total", "outcome" => "failed").increment(1);
         return;
     };
     counter!("sesame_sweeps_total", "outcome" => "ok").increment(1);
-    let tables = [
-        ("challenge", swept.challenges),
-        ("session", swept.sessions),
-        ("admin_session", swept.admin_sessions),
-        ("sign_in_event", swept.events),
-        ("account", swept.unconfirmed_accounts),
-        ("account_key", swept.unconfirmed_keys),
-        ("audit_event", swept.audit_events),
-        ("oidc", swept.oidc),
-        ("account_recovery", swept.recovery_links),
-    ];
-    for (table, rows) in tables {
+    for &(table, rows) in tables {
         counter!("sesame_swept_rows_total", "table" => table).increment(rows);
     }
 }

@@ -10,10 +10,11 @@ use axum::{
     response::{IntoResponse as _, Response},
 };
 
-use crate::{
-    error::{Error, ErrorCode},
-    pages, MAX_BODY_BYTES,
-};
+use crate::error::{error_page, Error, ErrorCode};
+
+/// Largest request body accepted anywhere. Every body Sesame takes is a few
+/// hundred bytes of JSON or a short form.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Refuses a request whose `Content-Length` is above the body limit at once.
 /// The body limit alone would first wait for the body, so a client could
@@ -25,7 +26,7 @@ pub async fn refuse_oversize_body(request: Request, next: Next) -> Response {
         return if expects_json(request.uri().path()) {
             Error::PayloadTooLarge.into_response()
         } else {
-            pages::error_page(Error::PayloadTooLarge)
+            error_page(Error::PayloadTooLarge)
         };
     }
     next.run(request).await
@@ -67,7 +68,7 @@ pub async fn shape_errors(request: Request, next: Next) -> Response {
         s if s.is_client_error() => Error::bad_request("invalid_request", "the request is malformed"),
         _ => Error::Internal(anyhow::anyhow!("unlabelled {status} from the router")),
     };
-    let mut shaped = if json { error.into_response() } else { pages::error_page(error) };
+    let mut shaped = if json { error.into_response() } else { error_page(error) };
     // `Allow` tells the caller which methods the route takes.
     if let Some(allow) = response.headers().get(header::ALLOW) {
         shaped.headers_mut().insert(header::ALLOW, allow.clone());

@@ -20,7 +20,7 @@ use sesame_proto::{MatchNumber, Origin, ServiceId};
 use crate::{
     challenge::{self, session_cookie, store},
     cookie::{self, SameSite},
-    error::{Error, ErrorCode, LoggedError, Result},
+    error::{error_page, Error, Result},
     extract::ClientInfo,
     AppState,
 };
@@ -94,42 +94,6 @@ struct SignedInView {
     account: String,
 }
 
-/// The page someone failed to open: the same status, code and message the
-/// JSON API would give, as a page a person can read.
-#[derive(Debug, Template)]
-#[template(path = "error.html")]
-struct ErrorView {
-    title: &'static str,
-    message: String,
-    status: u16,
-    code: String,
-}
-
-/// Renders `error` as a page. The JSON response is built first and only read
-/// from, so its status and its log detail (`LoggedError`) carry over.
-pub(crate) fn error_page(error: Error) -> Response {
-    let message = error.to_string();
-    let json = error.into_response();
-    let status = json.status();
-    let code = json.extensions().get::<ErrorCode>().map_or_else(String::new, |c| c.0.to_owned());
-    let title = match code.as_str() {
-        "unknown_service" => "No such service",
-        "not_found" => "No such page",
-        "rate_limited" => "Too many sign-in attempts",
-        _ => "This page cannot be shown",
-    };
-    let view = ErrorView { title, message, status: status.as_u16(), code };
-    let body = view.render().unwrap_or_else(|_| "This page cannot be shown.".to_owned());
-    let mut response = no_store((status, Html(body)).into_response());
-    if let Some(retry_after) = json.headers().get(header::RETRY_AFTER) {
-        response.headers_mut().insert(header::RETRY_AFTER, retry_after.clone());
-    }
-    if let Some(logged) = json.extensions().get::<LoggedError>() {
-        response.extensions_mut().insert(logged.clone());
-    }
-    response
-}
-
 async fn login_page(state: State<AppState>, id: Path<String>, client: ClientInfo, headers: HeaderMap) -> Response {
     login_page_or_error(state, id, client, headers).await.unwrap_or_else(error_page)
 }
@@ -141,7 +105,7 @@ async fn login_page_or_error(
     headers: HeaderMap,
 ) -> Result<Response> {
     let service_id: ServiceId = id.parse().map_err(|_| Error::UnknownService)?;
-    if let Some(session) = cookie::secret(&state.settings, &headers, &session_cookie(&service_id)) {
+    if let Some(session) = cookie::secret(&state.settings.origin, &headers, &session_cookie(&service_id)) {
         let now = state.clock.now();
         if let Some(account) = store::session_account(&state.db, &service_id, &cookie::digest(session), now).await? {
             let service_name = store::service_name(&state.db, &service_id).await?;
@@ -187,12 +151,12 @@ async fn sign_out(State(state): State<AppState>, Path(id): Path<String>, headers
     let service_id: ServiceId = id.parse().map_err(|_| Error::UnknownService)?;
     // SameSite=Lax already keeps the cookie off cross-site POSTs; the Origin
     // check refuses them outright, for browsers that send it.
-    cookie::check_origin(&state.settings, &headers)?;
+    cookie::check_origin(&state.settings.origin, &headers)?;
     let name = session_cookie(&service_id);
-    if let Some(session) = cookie::secret(&state.settings, &headers, &name) {
+    if let Some(session) = cookie::secret(&state.settings.origin, &headers, &name) {
         store::delete_session(&state.db, &cookie::digest(session)).await?;
     }
-    let clear = cookie::clear(&state.settings, &name, SameSite::Lax);
+    let clear = cookie::clear(&state.settings.origin, &name, SameSite::Lax);
     let mut response = Redirect::to(&format!("/services/{service_id}")).into_response();
     *response.status_mut() = StatusCode::SEE_OTHER;
     response.headers_mut().insert(header::SET_COOKIE, clear);

@@ -11,6 +11,7 @@
 use std::{
     convert::Infallible,
     future::Future,
+    net::SocketAddr,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -18,6 +19,7 @@ use std::{
     time::Duration,
 };
 
+use anyhow::Context as _;
 use axum::{extract::ConnectInfo, response::IntoResponse as _, Router};
 use hyper::body::Incoming;
 use hyper_util::{
@@ -25,13 +27,14 @@ use hyper_util::{
     server::{conn::auto::Builder, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::Semaphore,
 };
 use tower::ServiceExt as _;
 
-use crate::error::Error;
+use crate::{error::Error, AppState};
 
 /// Limits of the accept loop.
 #[derive(Debug, Clone, Copy)]
@@ -172,4 +175,30 @@ where
             tracing::debug!(error = %e, "connection ended with an error");
         }
     }
+}
+
+/// The metrics listener's routes: `/metrics`, and the health checks, so that
+/// a monitoring network can probe an instance without reaching the public
+/// port.
+pub fn metrics_router(state: AppState, handle: PrometheusHandle) -> Router {
+    let exposition = axum::routing::get(move || {
+        let handle = handle.clone();
+        async move { crate::metrics::exposition(&handle) }
+    });
+    crate::health::router()
+        .route("/metrics", exposition)
+        .fallback(|| async { Error::NotFound.into_response() })
+        .with_state(state)
+}
+
+/// Serves the metrics listener for as long as the process runs.
+pub async fn metrics(addr: SocketAddr, state: AppState, handle: PrometheusHandle) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    tracing::info!(listen = %addr, "metrics listener started");
+    // A scraper and a few probes; nothing here needs thousands of
+    // connections, and a misbehaving client must not starve the others.
+    let options =
+        ServeOptions { header_read_timeout: Duration::from_secs(10), max_connections: 64, drain: Duration::ZERO };
+    tokio::spawn(serve(listener, metrics_router(state, handle), options, std::future::pending()));
+    Ok(())
 }

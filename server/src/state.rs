@@ -1,8 +1,9 @@
 //! The state every handler shares, and how it is built from the config.
 
-use std::{fmt, net::IpAddr, sync::Arc};
+use std::{fmt, sync::Arc};
 
 use anyhow::Context as _;
+use axum::extract::FromRef;
 use rand::{rngs::OsRng, RngCore as _};
 use sesame_proto::{Origin, ServerKey, ServerPublicKey};
 use sha2::{Digest as _, Sha256};
@@ -11,6 +12,7 @@ use crate::{
     bus::Bus,
     clock::Clock,
     db::{timed, Db},
+    extract::TrustedProxies,
     limit::{RateLimiter, StreamLimits},
 };
 
@@ -30,6 +32,12 @@ impl AppState {
         let mut shared = Shared::clone(&self.0);
         change(&mut shared);
         Self::new(shared)
+    }
+}
+
+impl FromRef<AppState> for TrustedProxies {
+    fn from_ref(state: &AppState) -> Self {
+        state.settings.trusted_proxies.clone()
     }
 }
 
@@ -64,12 +72,13 @@ pub struct Settings {
     pub rotation_secs: u8,
     pub code_window_secs: u64,
     /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Settings {
     pub fn new(origin: Origin) -> Self {
-        Self { origin, challenge_ttl_secs: 300, rotation_secs: 3, code_window_secs: 30, trusted_proxies: Vec::new() }
+        let trusted_proxies = TrustedProxies::default();
+        Self { origin, challenge_ttl_secs: 300, rotation_secs: 3, code_window_secs: 30, trusted_proxies }
     }
 
     /// Cookies get `Secure` whenever the public origin is HTTPS.

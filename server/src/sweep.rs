@@ -69,6 +69,23 @@ pub struct Swept {
     pub recovery_links: u64,
 }
 
+impl Swept {
+    /// The rows deleted, by the table the metrics name.
+    fn rows_by_table(&self) -> [(&'static str, u64); 9] {
+        [
+            ("challenge", self.challenges),
+            ("session", self.sessions),
+            ("admin_session", self.admin_sessions),
+            ("sign_in_event", self.events),
+            ("account", self.unconfirmed_accounts),
+            ("account_key", self.unconfirmed_keys),
+            ("audit_event", self.audit_events),
+            ("oidc", self.oidc),
+            ("account_recovery", self.recovery_links),
+        ]
+    }
+}
+
 /// Deletes what `retention` no longer keeps at `now`.
 pub async fn sweep(db: &Db, now: UnixTime, retention: &Retention) -> Result<Swept> {
     let now = now.as_secs() as i64;
@@ -288,7 +305,7 @@ pub async fn every(state: AppState, period: Duration, retention: Retention) {
     loop {
         ticks.tick().await;
         let outcome = sweep(&state.db, state.clock.now(), &retention).await;
-        crate::metrics::swept(outcome.as_ref().ok());
+        crate::metrics::swept(outcome.as_ref().ok().map(|swept| swept.rows_by_table()).as_ref().map(|t| &t[..]));
         match outcome {
             Ok(swept) if swept == Swept::default() => tracing::debug!("sweep: nothing to delete"),
             Ok(swept) => tracing::info!(?swept, "sweep deleted old rows"),

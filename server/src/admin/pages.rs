@@ -129,7 +129,7 @@ pub(super) fn path<T>(extracted: Result<Path<T>, PathRejection>) -> Result<T, Pa
 /// The session behind a form, after the origin check; a POST without one is
 /// told to sign in.
 pub(super) async fn form_session(state: &AppState, headers: &HeaderMap) -> Result<AdminSession, PageError> {
-    cookie::check_origin(&state.settings, headers)?;
+    cookie::check_origin(&state.settings.origin, headers)?;
     AdminSession::find(state, headers).await?.ok_or(PageError(Error::AdminAuthRequired))
 }
 
@@ -210,8 +210,8 @@ pub(super) fn sign_in_page(
     status: StatusCode,
     error: Option<&'static str>,
 ) -> PageResult {
-    let csrf =
-        cookie::secret(&state.settings, headers, PRE_SESSION_COOKIE).map_or_else(cookie::new_secret, str::to_owned);
+    let csrf = cookie::secret(&state.settings.origin, headers, PRE_SESSION_COOKIE)
+        .map_or_else(cookie::new_secret, str::to_owned);
     let cookie = session::set_cookie(&state.settings, PRE_SESSION_COOKIE, &csrf, PRE_SESSION_SECS);
     let page = render(status, &SignInView { csrf, error })?;
     Ok(([(header::SET_COOKIE, cookie)], page).into_response())
@@ -315,9 +315,9 @@ async fn sign_in(
     headers: HeaderMap,
     body: Result<Form<SignInForm>, FormRejection>,
 ) -> PageResult {
-    cookie::check_origin(&state.settings, &headers)?;
+    cookie::check_origin(&state.settings.origin, &headers)?;
     let body = form(body)?;
-    let expected = cookie::secret(&state.settings, &headers, PRE_SESSION_COOKIE);
+    let expected = cookie::secret(&state.settings.origin, &headers, PRE_SESSION_COOKIE);
     if !expected.is_some_and(|expected| cookie::same_secret(expected, &body.csrf)) {
         return Err(Error::CsrfRejected.into());
     }

@@ -86,8 +86,8 @@ fn now(state: &AppState) -> i64 {
 
 /// The sign-in form's double-submit check, as in `pages::sign_in`.
 fn check_pre_session(state: &AppState, headers: &HeaderMap, presented: &str) -> Result<()> {
-    cookie::check_origin(&state.settings, headers)?;
-    let expected = cookie::secret(&state.settings, headers, PRE_SESSION_COOKIE);
+    cookie::check_origin(&state.settings.origin, headers)?;
+    let expected = cookie::secret(&state.settings.origin, headers, PRE_SESSION_COOKIE);
     if !expected.is_some_and(|expected| cookie::same_secret(expected, presented)) {
         return Err(Error::CsrfRejected);
     }

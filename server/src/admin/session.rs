@@ -40,7 +40,7 @@ pub(crate) const PRE_SESSION_SECS: i64 = 60 * 60;
 /// A `Set-Cookie` value for the admin pages: SameSite=Strict, with every
 /// other attribute from [`cookie::set`]. A `max_age` of 0 deletes the cookie.
 pub(crate) fn set_cookie(settings: &Settings, name: &str, value: &str, max_age: i64) -> HeaderValue {
-    cookie::set(settings, name, value, SameSite::Strict, max_age)
+    cookie::set(&settings.origin, name, value, SameSite::Strict, max_age)
 }
 
 /// What opened an admin session, and so what ends it.
@@ -145,7 +145,7 @@ impl AdminSession {
     /// one the server runs with now).
     pub(crate) async fn find(state: &AppState, headers: &HeaderMap) -> Result<Option<Self>> {
         let (db, token, now) = (&state.db, &state.admin_token, state.clock.now().as_secs() as i64);
-        let Some(value) = cookie::secret(&state.settings, headers, SESSION_COOKIE) else {
+        let Some(value) = cookie::secret(&state.settings.origin, headers, SESSION_COOKIE) else {
             return Ok(None);
         };
         let id_hash = hash(value);

@@ -157,7 +157,7 @@ pub async fn issue_for(
     let token = base.at_step(&secret, 0);
     let lifetime = state.settings.challenge_ttl_secs.saturating_add(BINDING_GRACE_SECS);
     let binding_cookie = cookie::set(
-        &state.settings,
+        &state.settings.origin,
         &binding_cookie(&id),
         &binding,
         SameSite::Strict,
@@ -314,7 +314,7 @@ fn parse_id(cid: &str) -> Result<ChallengeId> {
 
 /// The binding cookie's secret for challenge `id`, or `binding_required`.
 fn binding<'h>(state: &AppState, headers: &'h HeaderMap, id: &ChallengeId) -> Result<&'h str> {
-    cookie::secret(&state.settings, headers, &binding_cookie(id)).ok_or(Error::BindingRequired)
+    cookie::secret(&state.settings.origin, headers, &binding_cookie(id)).ok_or(Error::BindingRequired)
 }
 
 /// Loads the challenge for the browser that started it, and no other.
@@ -431,8 +431,8 @@ async fn session_handler(
     // The session cookie is minted here, never carried over, and the spent
     // binding goes: nothing from before the sign-in survives it.
     let set_session =
-        cookie::set(&state.settings, &session_cookie(&row.service_id), &session, SameSite::Lax, SESSION_SECS);
-    let clear_binding = cookie::clear(&state.settings, &binding_cookie(&row.id), SameSite::Strict);
+        cookie::set(&state.settings.origin, &session_cookie(&row.service_id), &session, SameSite::Lax, SESSION_SECS);
+    let clear_binding = cookie::clear(&state.settings.origin, &binding_cookie(&row.id), SameSite::Strict);
     let body = SessionView { account: row.account.unwrap_or_default(), service_id: row.service_id, service_name };
     Ok((
         AppendHeaders([

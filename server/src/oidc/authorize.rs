@@ -22,7 +22,7 @@ use super::{
 use crate::{
     challenge::{self, session_cookie, store, SESSION_SECS},
     cookie::{self, SameSite},
-    error::{Error, Result},
+    error::{error_page, Error, Result},
     extract::ClientInfo,
     pages, AppState,
 };
@@ -44,7 +44,7 @@ impl Back<'_> {
     fn to(&self, params: &[(&str, &str)]) -> Response {
         let Ok(mut url) = url::Url::parse(self.redirect_uri) else {
             // Checked when the client was configured; cannot happen.
-            return pages::error_page(Error::OidcRedirectUri);
+            return error_page(Error::OidcRedirectUri);
         };
         {
             let mut query = url.query_pairs_mut();
@@ -66,7 +66,7 @@ impl Back<'_> {
 
 fn see_other(location: &str) -> Response {
     let Ok(location) = HeaderValue::from_str(location) else {
-        return pages::error_page(Error::OidcRedirectUri);
+        return error_page(Error::OidcRedirectUri);
     };
     (
         StatusCode::SEE_OTHER,
@@ -107,7 +107,7 @@ pub(super) async fn get(
     RawQuery(query): RawQuery,
 ) -> Response {
     let params = Params::parse(query.unwrap_or_default().as_bytes());
-    authorize(&state, &client, &headers, &params).await.unwrap_or_else(pages::error_page)
+    authorize(&state, &client, &headers, &params).await.unwrap_or_else(error_page)
 }
 
 /// OIDC Core §3.1.2.1: the endpoint takes POST forms too.
@@ -118,7 +118,7 @@ pub(super) async fn post(
     body: Bytes,
 ) -> Response {
     let params = Params::parse(&body);
-    authorize(&state, &client, &headers, &params).await.unwrap_or_else(pages::error_page)
+    authorize(&state, &client, &headers, &params).await.unwrap_or_else(error_page)
 }
 
 async fn authorize(state: &AppState, browser: &ClientInfo, headers: &HeaderMap, params: &Params) -> Result<Response> {
@@ -263,7 +263,7 @@ fn validate(
 /// The browser's live Sesame session at the client's service, if any.
 async fn live_session(state: &AppState, client: &Client, headers: &HeaderMap, now: i64) -> Result<Option<SignedIn>> {
     let Ok(service_id) = client.service_id.parse() else { return Ok(None) };
-    let Some(secret) = cookie::secret(&state.settings, headers, &session_cookie(&service_id)) else {
+    let Some(secret) = cookie::secret(&state.settings.origin, headers, &session_cookie(&service_id)) else {
         return Ok(None);
     };
     grant::session(&state.db, &client.service_id, &cookie::digest(secret), now).await
@@ -273,11 +273,11 @@ async fn live_session(state: &AppState, client: &Client, headers: &HeaderMap, no
 /// a code, or with `access_denied`. Only the browser that started the
 /// challenge can get here (its binding cookie), and only from this origin.
 pub(super) async fn finish(State(state): State<AppState>, Path(cid): Path<String>, headers: HeaderMap) -> Response {
-    finish_or_error(&state, &cid, &headers).await.unwrap_or_else(pages::error_page)
+    finish_or_error(&state, &cid, &headers).await.unwrap_or_else(error_page)
 }
 
 async fn finish_or_error(state: &AppState, cid: &str, headers: &HeaderMap) -> Result<Response> {
-    cookie::check_origin(&state.settings, headers)?;
+    cookie::check_origin(&state.settings.origin, headers)?;
     let row = challenge::for_browser(state, cid, headers).await?;
     if row.status == Status::Pending {
         return Err(Error::NotCompleted);
@@ -321,11 +321,11 @@ async fn finish_or_error(state: &AppState, cid: &str, headers: &HeaderMap) -> Re
     let headers = response.headers_mut();
     headers.append(
         header::SET_COOKIE,
-        cookie::set(&state.settings, &session_cookie(&row.service_id), &session, SameSite::Lax, SESSION_SECS),
+        cookie::set(&state.settings.origin, &session_cookie(&row.service_id), &session, SameSite::Lax, SESSION_SECS),
     );
     headers.append(
         header::SET_COOKIE,
-        cookie::clear(&state.settings, &challenge::binding_cookie(&row.id), SameSite::Strict),
+        cookie::clear(&state.settings.origin, &challenge::binding_cookie(&row.id), SameSite::Strict),
     );
     Ok(response)
 }

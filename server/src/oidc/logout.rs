@@ -22,8 +22,8 @@ use super::{client, grant, keys::Alg};
 use crate::{
     challenge::session_cookie,
     cookie::{self, SameSite},
-    error::{Error, Result},
-    pages, AppState,
+    error::{error_page, Error, Result},
+    AppState,
 };
 
 /// The page that asks, and the page that says it is done.
@@ -67,12 +67,12 @@ impl Params {
 
 pub(super) async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let params = Params::parse(query.unwrap_or_default().as_bytes());
-    logout(&state, &headers, params, false).await.unwrap_or_else(pages::error_page)
+    logout(&state, &headers, params, false).await.unwrap_or_else(error_page)
 }
 
 pub(super) async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let params = Params::parse(&body);
-    logout(&state, &headers, params, true).await.unwrap_or_else(pages::error_page)
+    logout(&state, &headers, params, true).await.unwrap_or_else(error_page)
 }
 
 fn invalid(message: &str) -> Error {
@@ -102,7 +102,7 @@ async fn logout(state: &AppState, headers: &HeaderMap, params: Params, posted: b
     }
     let service_id = client.service_id.parse().map_err(|_| Error::UnknownService)?;
     let cookie_name = session_cookie(&service_id);
-    let session = cookie::secret(&state.settings, headers, &cookie_name).map(cookie::digest);
+    let session = cookie::secret(&state.settings.origin, headers, &cookie_name).map(cookie::digest);
     let now = state.clock.now().as_secs() as i64;
     let signed_in = match &session {
         Some(digest) => grant::session(&state.db, &client.service_id, digest, now).await?,
@@ -114,7 +114,7 @@ async fn logout(state: &AppState, headers: &HeaderMap, params: Params, posted: b
     };
     // The hint speaks for the person signed in, or nobody is signed in.
     let hint_matches = hint.as_ref().is_some_and(|h| subject.is_none() || subject.as_deref() == Some(h.sub.as_str()));
-    let confirmed = posted && params.confirm && cookie::check_origin(&state.settings, headers).is_ok();
+    let confirmed = posted && params.confirm && cookie::check_origin(&state.settings.origin, headers).is_ok();
     let service_name = crate::challenge::store::service_name(&state.db, &service_id).await?;
     if !(hint_matches || confirmed || signed_in.is_none()) {
         let view = LogoutView {
@@ -129,7 +129,7 @@ async fn logout(state: &AppState, headers: &HeaderMap, params: Params, posted: b
     if let Some(digest) = &session {
         crate::challenge::store::delete_session(&state.db, digest).await?;
     }
-    let clear = cookie::clear(&state.settings, &cookie_name, SameSite::Lax);
+    let clear = cookie::clear(&state.settings.origin, &cookie_name, SameSite::Lax);
     let mut response = match &params.post_logout_redirect_uri {
         Some(uri) => {
             let mut url = url::Url::parse(uri).map_err(|_| Error::OidcRedirectUri)?;

@@ -397,7 +397,7 @@ async fn records_the_forwarded_client_address_only_behind_a_trusted_proxy() {
     // Behind a trusted proxy (requests in these tests come from 0.0.0.0), the
     // header names the client.
     let mut settings = (*app.state.settings).clone();
-    settings.trusted_proxies = vec![std::net::Ipv4Addr::UNSPECIFIED.into()];
+    settings.trusted_proxies = vec![std::net::Ipv4Addr::UNSPECIFIED.into()].into();
     app.state = app.state.with(|s| s.settings = std::sync::Arc::new(settings));
     assert_eq!(start_forwarded(&app, &service).await, "198.51.100.7");
 }
