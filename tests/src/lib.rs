@@ -994,6 +994,25 @@ impl Chrome {
     }
 }
 
+/// A one-frame Y4M video of `png`, for Chromium's fake camera, made with
+/// ffmpeg as a user could.
+pub fn y4m_of(png: &[u8], dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let still = dir.join("login-page.png");
+    let video = dir.join("login-page.y4m");
+    std::fs::write(&still, png)?;
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-i"])
+        .arg(&still)
+        // 4:2:0 needs even sides: Chromium reads a frame of an odd-sized
+        // Y4M as the wrong number of bytes, and shows black.
+        .args(["-frames:v", "1", "-vf", "crop=trunc(iw/2)*2:trunc(ih/2)*2:0:0", "-pix_fmt", "yuv420p"])
+        .arg(&video)
+        .output()
+        .context("cannot run ffmpeg (install it: apt-get install ffmpeg)")?;
+    ensure!(out.status.success(), "ffmpeg failed: {}", stderr(&out));
+    Ok(video)
+}
+
 /// Every QR code found in a PNG, decoded as text.
 pub fn decode_qr_png(png: &[u8]) -> Result<Vec<String>> {
     let image = image::load_from_memory_with_format(png, image::ImageFormat::Png)?.to_luma8();

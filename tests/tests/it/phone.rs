@@ -9,7 +9,9 @@ use anyhow::{bail, ensure, Context as _};
 use fantoccini::Locator;
 use serde_json::Value;
 use sesame_proto::UnverifiedToken;
-use sesame_tests::{decode_qr_png, free_port, stderr, stdout, Chrome, Result, Server, ServerOptions, Service, Sesame};
+use sesame_tests::{
+    decode_qr_png, free_port, stderr, stdout, y4m_of, Chrome, Result, Server, ServerOptions, Service, Sesame,
+};
 
 const SIGNED_IN: &str = "Signed in as alice";
 
@@ -87,6 +89,27 @@ async fn open_link(phone: &Chrome, link: &str, service: &str) -> Result<()> {
     Ok(())
 }
 
+/// Registers alice from `phone` on the sign-in the laptop's page shows, as
+/// a person does: the link in its QR code, the number beside it, a name.
+async fn register_alice_from(phone: &Chrome, laptop: &Chrome, server: &Server) -> Result<()> {
+    let link = link_in_qr(laptop, server).await?;
+    let number = shown_number(laptop).await?;
+    open_link(phone, &link, "Lighthouse").await?;
+    type_into(phone, &testid("number-input"), &number).await?;
+    type_into(phone, &testid("register-name"), "alice").await?;
+    phone.click(&testid("register-button")).await?;
+    phone.wait_contains(&testid("result"), "Registered alice at Lighthouse").await?;
+    laptop.wait_contains("#login", SIGNED_IN).await?;
+    Ok(())
+}
+
+/// Signs the laptop out, back to a login page with a new sign-in.
+async fn sign_out(laptop: &Chrome) -> Result<()> {
+    laptop.click("#signed-in form button").await?;
+    waiting_token(laptop).await?;
+    Ok(())
+}
+
 /// What the phone keeps of each account key, and whether Web Crypto lets
 /// any of it out: a key stored wrapped has no CryptoKey to export, one
 /// stored as a CryptoKey must refuse.
@@ -159,8 +182,7 @@ async fn a_phone_registers_from_the_laptops_qr_code_and_signs_in_again_with_the_
 
     // Later: the laptop signs out and in again; a wrong number ends that
     // sign-in on both screens.
-    laptop.click("#signed-in form button").await?;
-    waiting_token(&laptop).await?;
+    sign_out(&laptop).await?;
     let link = link_in_qr(&laptop, &server).await?;
     let number = shown_number(&laptop).await?;
     let wrong = if number == "10" { "11" } else { "10" };
@@ -183,6 +205,19 @@ async fn a_phone_registers_from_the_laptops_qr_code_and_signs_in_again_with_the_
     // The same link again is over, and says so.
     open_link(&phone, &link, "Lighthouse").await?;
     phone.wait_contains(&testid("req-over"), "already").await?;
+
+    // The phone lists the account with the fingerprint of the key the
+    // server holds, and removes it once that is confirmed.
+    phone.click(&testid("nav-accounts")).await?;
+    let listed = phone.wait_contains(&testid("accounts-list"), "alice").await?;
+    let path = format!("/admin/api/services/{}/accounts/alice/keys", service.id);
+    let keys: Value = server.admin().request(reqwest::Method::GET, &path).send().await?.json().await?;
+    let fingerprint = keys[0]["fingerprint"].as_str().context("a fingerprint")?.replace(' ', "");
+    ensure!(listed.replace(' ', "").contains(&fingerprint), "{listed:?} does not show {fingerprint}");
+    phone.click(&testid("remove-account")).await?;
+    phone.click(&testid("remove-confirm")).await?;
+    phone.wait_contains(&testid("status"), "Removed the key of alice").await?;
+    ensure!(stored_keys(&phone).await?.is_empty(), "the key is still stored");
     Ok(())
 }
 
@@ -192,15 +227,7 @@ async fn without_prf_the_key_stays_unexportable_and_a_failed_unlock_sends_nothin
     let service = server.admin().create_matching_service("Lighthouse").await?;
     let laptop = laptop("phone-uv-laptop", &service).await?;
     let (phone, authenticator) = phone("phone-uv", false, &[]).await?;
-
-    let link = link_in_qr(&laptop, &server).await?;
-    let number = shown_number(&laptop).await?;
-    open_link(&phone, &link, "Lighthouse").await?;
-    type_into(&phone, &testid("number-input"), &number).await?;
-    type_into(&phone, &testid("register-name"), "alice").await?;
-    phone.click(&testid("register-button")).await?;
-    phone.wait_contains(&testid("result"), "Registered alice").await?;
-    laptop.wait_contains("#login", SIGNED_IN).await?;
+    register_alice_from(&phone, &laptop, &server).await?;
 
     let keys = stored_keys(&phone).await?;
     ensure!(keys.len() == 1, "{keys:?}");
@@ -213,8 +240,7 @@ async fn without_prf_the_key_stays_unexportable_and_a_failed_unlock_sends_nothin
 
     // The phone's unlock fails: nothing is signed, the laptop keeps waiting.
     phone.set_user_verified(&authenticator, false).await?;
-    laptop.click("#signed-in form button").await?;
-    waiting_token(&laptop).await?;
+    sign_out(&laptop).await?;
     let link = link_in_qr(&laptop, &server).await?;
     let number = shown_number(&laptop).await?;
     open_link(&phone, &link, "Lighthouse").await?;
@@ -260,19 +286,12 @@ async fn a_phone_whose_storage_was_cleared_offers_no_account_and_pins_afresh() -
     let service = server.admin().create_matching_service("Lighthouse").await?;
     let laptop = laptop("phone-cleared-laptop", &service).await?;
     let (phone, _) = phone("phone-cleared", true, &[]).await?;
-    let link = link_in_qr(&laptop, &server).await?;
-    let number = shown_number(&laptop).await?;
-    open_link(&phone, &link, "Lighthouse").await?;
-    type_into(&phone, &testid("number-input"), &number).await?;
-    type_into(&phone, &testid("register-name"), "alice").await?;
-    phone.click(&testid("register-button")).await?;
-    laptop.wait_contains("#login", SIGNED_IN).await?;
+    register_alice_from(&phone, &laptop, &server).await?;
 
     // The browser's site data is cleared, as a person or the browser may.
     let params = serde_json::json!({ "origin": server.origin, "storageTypes": "indexeddb" });
     phone.cdp("Storage.clearDataForOrigin", params).await?;
-    laptop.click("#signed-in form button").await?;
-    waiting_token(&laptop).await?;
+    sign_out(&laptop).await?;
     let link = link_in_qr(&laptop, &server).await?;
     phone.client.goto(&link).await?;
     // The phone knows no account here any more, and no server key either.
@@ -300,23 +319,6 @@ async fn a_denied_camera_gets_a_sentence_and_pasting_still_works() -> Result<()>
     phone.click(&testid("continue")).await?;
     phone.wait_contains(&testid("req-service"), "Lighthouse").await?;
     Ok(())
-}
-
-/// A one-frame Y4M video of `png`, for Chromium's fake camera.
-fn y4m_of(png: &[u8], dir: &std::path::Path) -> Result<std::path::PathBuf> {
-    let still = dir.join("laptop.png");
-    let video = dir.join("laptop.y4m");
-    std::fs::write(&still, png)?;
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-i"])
-        .arg(&still)
-        // 4:2:0 needs even sides (see ui.rs).
-        .args(["-frames:v", "1", "-vf", "crop=trunc(iw/2)*2:trunc(ih/2)*2:0:0", "-pix_fmt", "yuv420p"])
-        .arg(&video)
-        .output()
-        .context("cannot run ffmpeg (install it: apt-get install ffmpeg)")?;
-    ensure!(out.status.success(), "ffmpeg failed: {}", stderr(&out));
-    Ok(video)
 }
 
 #[tokio::test]

@@ -11,7 +11,9 @@ use base64::Engine as _;
 use fantoccini::Locator;
 use reqwest::{header, redirect, StatusCode};
 use serde_json::{json, Value};
-use sesame_tests::{stderr, stdout, workspace_root, Browser, Chrome, Result, Server, ServerOptions, Sesame, SesameUi};
+use sesame_tests::{
+    stderr, stdout, workspace_root, y4m_of, Browser, Chrome, Result, Server, ServerOptions, Sesame, SesameUi,
+};
 
 const SIGNED_IN_ALICE: &str = "Signed in as alice";
 
@@ -84,25 +86,6 @@ fn keep_for_readme(png: &std::path::Path, name: &str) -> Result<()> {
     ensure!(bytes.len() < 200 * 1024, "{} is {} bytes, too big for docs/images", png.display(), bytes.len());
     std::fs::write(workspace_root().join("docs").join("images").join(name), bytes)?;
     Ok(())
-}
-
-/// A one-frame Y4M video of `png`, for Chromium's fake camera, made with
-/// ffmpeg as a user could.
-fn y4m_of(png: &[u8], dir: &std::path::Path) -> Result<std::path::PathBuf> {
-    let still = dir.join("login-page.png");
-    let video = dir.join("login-page.y4m");
-    std::fs::write(&still, png)?;
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-i"])
-        .arg(&still)
-        // 4:2:0 needs even sides: Chromium reads a frame of an odd-sized
-        // Y4M as the wrong number of bytes, and shows black.
-        .args(["-frames:v", "1", "-vf", "crop=trunc(iw/2)*2:trunc(ih/2)*2:0:0", "-pix_fmt", "yuv420p"])
-        .arg(&video)
-        .output()
-        .context("cannot run ffmpeg (install it: apt-get install ffmpeg)")?;
-    ensure!(out.status.success(), "ffmpeg failed: {}", stderr(&out));
-    Ok(video)
 }
 
 #[tokio::test]
@@ -210,6 +193,34 @@ async fn a_pasted_token_shows_who_is_asking_and_deny_refuses_it() -> Result<()> 
     chrome.click("#result-again").await?;
     paste_token(&chrome, &challenge.token).await?;
     chrome.wait_contains("#message", "already").await?;
+    chrome.close().await
+}
+
+#[tokio::test]
+async fn a_pasted_link_asks_for_the_pages_number_and_registers_with_it() -> Result<()> {
+    let server = Server::start().await?;
+    let service = server.admin().create_matching_service("Lighthouse").await?;
+    let (browser, challenge) = token_for(&server, &service.id).await?;
+    let number = challenge.number.context("a service made now asks for a number")?;
+    let sesame = Sesame::new();
+    let ui = sesame.ui(&[])?;
+    let chrome = Chrome::start("window-number").await?;
+    open_window(&chrome, &ui).await?;
+
+    // The link a QR code holds works as the token does.
+    paste_token(&chrome, &challenge.link).await?;
+    chrome.wait_contains("#req-service", "Lighthouse").await?;
+    let typed = chrome.js("return document.getElementById('req-number').value;").await?;
+    assert_eq!(typed, Value::from(""), "the window suggests no number");
+    type_into(&chrome, "#register-name", "alice").await?;
+    chrome.click("#register-submit").await?;
+    chrome.wait_contains("#request-error", "number shown on the page").await?;
+    assert_eq!(browser.status(&challenge).await?["status"], "pending");
+
+    type_into(&chrome, "#req-number", &number.to_string()).await?;
+    chrome.click("#register-submit").await?;
+    chrome.wait_contains("#result-text", "Registered alice at Lighthouse").await?;
+    assert_eq!(browser.status(&challenge).await?["account"], "alice");
     chrome.close().await
 }
 
