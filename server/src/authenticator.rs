@@ -7,7 +7,11 @@
 //! consumed last, in one conditional UPDATE, after everything that can fail
 //! without writing has been checked.
 
-use axum::{extract::State, routing::get, routing::post, Json, Router};
+use axum::{
+    extract::{FromRef, State},
+    routing::{get, post},
+    Json, Router,
+};
 use sesame_proto::{
     wire::{ChallengeContext, ChallengePurpose, ContextRequest, ErrorBody, Outcome, ServerKeyInfo, Status},
     BaseToken, DenyRequest, EnrollRequest, FreshToken, FreshnessSecret, LoginRequest, MatchNumber, RegisterRequest,
@@ -16,14 +20,24 @@ use sesame_proto::{
 
 use crate::{
     audit,
-    challenge::store::{self, ChallengeRow, Final},
+    challenge::{
+        row::{refusal, ChallengeRow, Final},
+        store::WriteAround,
+        Challenges,
+    },
     error::{Error, Result},
-    extract::{ApiJson, ClientInfo},
+    extract::{ApiJson, ClientInfo, TrustedProxies},
     keys::{self, KeyState, StoredKey},
-    AppState,
+    state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AppState: FromRef<S>,
+    Challenges: FromRef<S>,
+    TrustedProxies: FromRef<S>,
+{
     Router::new()
         .route("/.well-known/sesame", get(server_key))
         .route("/api/authenticator/context", post(context))
@@ -73,14 +87,14 @@ impl Checked {
     /// (PROTOCOL.md §14). A wrong number ends the challenge, so that it
     /// cannot be guessed again; a missing or unasked one leaves it pending,
     /// for an authenticator that can do better.
-    async fn match_number(&self, state: &AppState, signed: Option<MatchNumber>) -> Result<()> {
+    async fn match_number(&self, challenges: &Challenges, signed: Option<MatchNumber>) -> Result<()> {
         match (self.row.number, signed) {
             (None, None) => Ok(()),
             (Some(_), None) => Err(Error::NumberRequired),
             (None, Some(_)) => Err(Error::UnexpectedNumber),
             (Some(shown), Some(signed)) if shown == signed => Ok(()),
             (Some(_), Some(_)) => {
-                store::finish(state, &self.row, state.clock.now(), &Final::wrong_number()).await?;
+                challenges.finish(&self.row, challenges.now(), &Final::wrong_number()).await?;
                 Err(Error::WrongNumber)
             }
         }
@@ -111,13 +125,13 @@ impl Checked {
 
 /// §6.6 up to (not including) the challenge state: decoding, key and
 /// signature, origin, lifetime, existence.
-async fn check_token(state: &AppState, text: &str) -> Result<Checked> {
+async fn check_token(state: &AppState, challenges: &Challenges, text: &str) -> Result<Checked> {
     let unverified = UnverifiedToken::parse(text)?;
     // The challenge is read before the signature is checked, so that a
     // token the server stored is recognised instead of verified again (an
     // Ed25519 verification saved per answer). Its errors wait until after
     // the signature, origin and lifetime checks, to keep the order of §6.6.
-    let stored = store::load(&state.db, &unverified.claimed_challenge_id()).await;
+    let stored = challenges.load(&unverified.claimed_challenge_id()).await;
     let base = stored
         .as_ref()
         .ok()
@@ -131,7 +145,7 @@ async fn check_token(state: &AppState, text: &str) -> Result<Checked> {
         return Err(Error::WrongOrigin(claims.origin.to_string()));
     }
     token.check_lifetime(state.clock.now(), 0)?;
-    let row = store::settle(state, stored?).await?;
+    let row = challenges.settle(stored?).await?;
     // Our own signature makes a mismatch impossible unless the service was
     // deleted and its id reused; treat it as a challenge that is gone.
     if row.service_id != claims.service_id {
@@ -147,9 +161,9 @@ async fn check_token(state: &AppState, text: &str) -> Result<Checked> {
 
 /// §6.6 for an answer: the token checks, then the challenge must still be
 /// pending.
-async fn check_answer(state: &AppState, text: &str) -> Result<Checked> {
-    let checked = check_token(state, text).await?;
-    if let Some(refusal) = store::refusal(&checked.row, state.clock.now()) {
+async fn check_answer(state: &AppState, challenges: &Challenges, text: &str) -> Result<Checked> {
+    let checked = check_token(state, challenges, text).await?;
+    if let Some(refusal) = refusal(&checked.row, state.clock.now()) {
         return Err(refusal);
     }
     Ok(checked)
@@ -159,8 +173,8 @@ const ENROLLMENT_ONLY: &str = "this request adds an authenticator to an existing
 
 /// [`check_answer`] for a register, login or rekey: the challenge must be a
 /// sign-in, not an enrollment (which only adds a key, PROTOCOL.md §12).
-async fn check_sign_in(state: &AppState, text: &str) -> Result<Checked> {
-    let checked = check_answer(state, text).await?;
+async fn check_sign_in(state: &AppState, challenges: &Challenges, text: &str) -> Result<Checked> {
+    let checked = check_answer(state, challenges, text).await?;
     if checked.row.enroll_account.is_some() {
         return Err(Error::WrongPurpose(ENROLLMENT_ONLY));
     }
@@ -191,17 +205,18 @@ async fn check_sign_in(state: &AppState, text: &str) -> Result<Checked> {
 )]
 async fn context(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     client: ClientInfo,
     ApiJson(req): ApiJson<ContextRequest>,
 ) -> Result<Json<ChallengeContext>> {
     state.limits.submissions.check(client.ip).await?;
-    let checked = check_token(&state, &req.token).await?;
+    let checked = check_token(&state, &challenges, &req.token).await?;
     checked.fresh(&state)?;
     let mut row = checked.row;
     // A final state is reported, not refused: the authenticator tells the
     // user the request is over instead of asking them to approve it.
-    if row.status == Status::Pending && store::mark_opened(&state.db, &row.id, state.clock.now()).await? {
-        store::publish(&state, row.id).await;
+    if row.status == Status::Pending && challenges.mark_opened(&row.id, state.clock.now()).await? {
+        challenges.publish(row.id).await;
         row.hint = "opened".to_owned();
     }
     let claims = checked.token.claims();
@@ -244,13 +259,14 @@ async fn context(
 )]
 async fn register(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     client: ClientInfo,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<Json<Outcome>> {
     state.limits.submissions.check(client.ip).await?;
-    let checked = check_sign_in(&state, &req.token).await?;
+    let checked = check_sign_in(&state, &challenges, &req.token).await?;
     let verified = req.verify(checked.fresh(&state)?)?;
-    checked.match_number(&state, verified.number()).await?;
+    checked.match_number(&challenges, verified.number()).await?;
     if !checked.row.allow_register {
         return Err(Error::RegistrationClosed);
     }
@@ -259,7 +275,7 @@ async fn register(
     let now = state.clock.now();
 
     let (mut write, consumed) =
-        store::WriteAround::consume(&state.db, &checked.row, now, &Final::registered(account.clone(), key_id.clone()))
+        WriteAround::consume(&challenges, &checked.row, now, &Final::registered(account.clone(), key_id.clone()))
             .await?;
     let new = checked.new_key(&verified, &account, &key_id, &client, now);
     // On an error the transaction rolls back and the challenge is pending
@@ -274,7 +290,7 @@ async fn register(
         audit::record(&mut **write, &by, audit::Record::new(audit::Action::AuthenticatorAdded, &account, &detail))
             .await?;
     }
-    write.commit(&state, consumed).await?;
+    write.commit(&challenges, consumed).await?;
     crate::metrics::challenge_approved(checked.row.created_at, now);
     Ok(Json(Outcome {
         status: Status::Completed,
@@ -327,29 +343,26 @@ fn verify_login<'k>(
 )]
 async fn login(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     client: ClientInfo,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<Outcome>> {
     state.limits.submissions.check(client.ip).await?;
-    let checked = check_sign_in(&state, &req.token).await?;
+    let checked = check_sign_in(&state, &challenges, &req.token).await?;
     checked.fresh(&state)?;
     let account = req.account()?;
     let account_keys = keys::of_account(&state.db, &checked.row.service_id, account.as_str()).await?;
     let (verified, key) = verify_login(&state, &checked, &req, &account_keys)?;
-    checked.match_number(&state, verified.number()).await?;
+    checked.match_number(&challenges, verified.number()).await?;
     let name = verified.account().as_str().to_owned();
     let now = state.clock.now();
 
     // One statement, which needs no transaction: the ended challenge is
     // written only while the key is still active (else `unknown_account`),
     // and the database's trigger records the key's use.
-    store::finish(
-        &state,
-        &checked.row,
-        now,
-        &Final::logged_in(name.clone(), key.id.clone(), key.public_key.to_bytes()),
-    )
-    .await?;
+    challenges
+        .finish(&checked.row, now, &Final::logged_in(name.clone(), key.id.clone(), key.public_key.to_bytes()))
+        .await?;
     crate::metrics::challenge_approved(checked.row.created_at, now);
     Ok(Json(Outcome {
         status: Status::Completed,
@@ -381,13 +394,14 @@ async fn login(
 )]
 async fn deny(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     client: ClientInfo,
     ApiJson(req): ApiJson<DenyRequest>,
 ) -> Result<Json<Outcome>> {
     state.limits.submissions.check(client.ip).await?;
-    let checked = check_answer(&state, &req.token).await?;
+    let checked = check_answer(&state, &challenges, &req.token).await?;
     req.verify(checked.fresh(&state)?)?;
-    store::finish(&state, &checked.row, state.clock.now(), &Final::denied()).await?;
+    challenges.finish(&checked.row, state.clock.now(), &Final::denied()).await?;
     Ok(Json(Outcome { status: Status::Denied, purpose: None, account: None, key_state: None }))
 }
 
@@ -416,16 +430,17 @@ async fn deny(
 )]
 async fn enroll(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     client: ClientInfo,
     ApiJson(req): ApiJson<EnrollRequest>,
 ) -> Result<Json<Outcome>> {
     state.limits.submissions.check(client.ip).await?;
-    let checked = check_answer(&state, &req.token).await?;
+    let checked = check_answer(&state, &challenges, &req.token).await?;
     let Some(enroll_account) = checked.row.enroll_account.clone() else {
         return Err(Error::WrongPurpose("this request signs in; only an enrollment request adds a key to an account"));
     };
     let verified = req.verify(checked.fresh(&state)?)?;
-    checked.match_number(&state, verified.number()).await?;
+    checked.match_number(&challenges, verified.number()).await?;
     if verified.account().as_str() != enroll_account {
         return Err(Error::WrongAccount);
     }
@@ -433,18 +448,14 @@ async fn enroll(
     let key_id = keys::new_id();
     let now = state.clock.now();
 
-    let (mut write, consumed) = store::WriteAround::consume(
-        &state.db,
-        &checked.row,
-        now,
-        &Final::enrolled(enroll_account.clone(), key_id.clone()),
-    )
-    .await?;
+    let (mut write, consumed) =
+        WriteAround::consume(&challenges, &checked.row, now, &Final::enrolled(enroll_account.clone(), key_id.clone()))
+            .await?;
     let new = checked.new_key(&verified, &enroll_account, &key_id, &client, now);
     // On an error the challenge stays pending: a key that is already
     // registered can be replaced by another from the same token.
     keys::enroll(&mut write, &new).await?;
-    write.commit(&state, consumed).await?;
+    write.commit(&challenges, consumed).await?;
     tracing::info!(challenge = %id, key = %key_id, "a key was enrolled and waits for confirmation");
     Ok(Json(Outcome {
         status: Status::Completed,
@@ -480,11 +491,12 @@ async fn enroll(
 )]
 async fn rekey(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     client: ClientInfo,
     ApiJson(req): ApiJson<RekeyRequest>,
 ) -> Result<Json<Outcome>> {
     state.limits.submissions.check(client.ip).await?;
-    let checked = check_sign_in(&state, &req.token).await?;
+    let checked = check_sign_in(&state, &challenges, &req.token).await?;
     let fresh = checked.fresh(&state)?;
     let account = req.account()?;
     let account_keys = keys::of_account(&state.db, &checked.row.service_id, account.as_str()).await?;
@@ -501,7 +513,7 @@ async fn rekey(
         }
     }
     let (verified, key) = found.ok_or_else(|| refusal.map_or(Error::UnknownAccount, Error::from))?;
-    checked.match_number(&state, verified.number()).await?;
+    checked.match_number(&challenges, verified.number()).await?;
     if account_keys.iter().any(|k| k.public_key == *verified.new_public_key()) {
         return Err(Error::KeyRegistered);
     }
@@ -509,8 +521,8 @@ async fn rekey(
     let id = checked.row.id;
     let now = state.clock.now();
 
-    let (mut write, consumed) = store::WriteAround::consume(
-        &state.db,
+    let (mut write, consumed) = WriteAround::consume(
+        &challenges,
         &checked.row,
         now,
         &Final::logged_in(name.clone(), key.id.clone(), key.public_key.to_bytes()),
@@ -522,7 +534,7 @@ async fn rekey(
         // `consume`.) Dropping the write rolls it back.
         return Err(Error::Protocol(sesame_proto::Error::BadSignature));
     }
-    write.commit(&state, consumed).await?;
+    write.commit(&challenges, consumed).await?;
     crate::metrics::challenge_approved(checked.row.created_at, now);
     tracing::info!(challenge = %id, key = %key.id, "an account key was replaced");
     Ok(Json(Outcome {

@@ -13,22 +13,15 @@
 //! its write (a conditional UPDATE or an INSERT), which takes the write lock
 //! up front and lets the busy timeout do its job.
 
-use std::{
-    collections::HashMap,
-    path::Path,
-    str::FromStr as _,
-    sync::{Arc, PoisonError, RwLock},
-    time::Duration,
-};
+use std::{path::Path, str::FromStr as _, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use sesame_proto::ServiceId;
 use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions},
     AnyPool, Executor as _,
 };
 
-use crate::{challenge::pending::Pending, sql::Readers, writer::Writer};
+use crate::{sql::Readers, writer::Writer};
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,55 +55,6 @@ pub struct Db {
     /// calling thread (see [`crate::sql`]).
     pub readers: Option<Arc<Readers>>,
     pub backend: Backend,
-    /// Service names by id, as the database holds them (see
-    /// [`ServiceNames`]).
-    pub service_names: ServiceNames,
-    /// Where pending challenges are kept: in memory on a single instance,
-    /// in the `challenge` table when several share the database.
-    pub pending: Pending,
-}
-
-/// What a challenge needs to know of its service.
-#[derive(Debug, Clone)]
-pub struct CachedService {
-    pub name: Arc<str>,
-    /// The built-in "Sesame admin" service, which takes no new accounts from
-    /// a challenge anyone can start.
-    pub builtin: bool,
-    /// Whether its sign-ins ask for the number the page shows (PROTOCOL.md
-    /// §14). This one can change: the instance that changes it forgets its
-    /// entry, and an instance that shares the database with others reads it
-    /// afresh for every challenge (`challenge::store::insert_row`).
-    pub number_matching: bool,
-}
-
-/// The names of services, kept in memory because every challenge and every
-/// redeemed session needs one.
-///
-/// A service's name and whether it is built in never change after it is created
-/// (number matching can; see [`CachedService::number_matching`]), and its id is random
-/// and never reused, so a cached name is never wrong; it can only outlive
-/// its service. That needs no invalidation across instances: whatever an
-/// instance then does with the deleted service's id writes a row that refers
-/// to the service, and the foreign key refuses it (`unknown_service`), just
-/// as it does when a deletion races a request today. The instance that
-/// deletes a service drops its own entry, and the map grows only with the
-/// services that exist.
-#[derive(Debug, Clone, Default)]
-pub struct ServiceNames(Arc<RwLock<HashMap<ServiceId, CachedService>>>);
-
-impl ServiceNames {
-    pub fn get(&self, id: &ServiceId) -> Option<CachedService> {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
-    }
-
-    pub fn insert(&self, id: ServiceId, service: CachedService) {
-        self.0.write().unwrap_or_else(PoisonError::into_inner).insert(id, service);
-    }
-
-    pub fn forget(&self, id: &ServiceId) {
-        self.0.write().unwrap_or_else(PoisonError::into_inner).remove(id);
-    }
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/server/sqlite");
@@ -142,23 +86,7 @@ impl Db {
             }
             Backend::Postgres => (pool.clone(), Writer::pool(pool.clone()), None),
         };
-        Ok(Self {
-            pool,
-            writer,
-            writes,
-            readers,
-            backend,
-            service_names: ServiceNames::default(),
-            pending: Pending::Table,
-        })
-    }
-
-    /// This database for a single instance: pending challenges are held in
-    /// this process's memory instead of the `challenge` table (see
-    /// `challenge::pending`), each for `keep_secs` after it expires (at
-    /// most five minutes; the ended ones are rows as well).
-    pub fn with_pending_in_memory(self, keep_secs: u64) -> Self {
-        Self { pending: Pending::memory(keep_secs), ..self }
+        Ok(Self { pool, writer, writes, readers, backend })
     }
 
     /// The default embedded database: `sesame.db` in `data_dir`.

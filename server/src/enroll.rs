@@ -17,7 +17,7 @@
 
 use askama::Template;
 use axum::{
-    extract::{rejection::FormRejection, Path, State},
+    extract::{rejection::FormRejection, FromRef, Path, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{Html, IntoResponse, Redirect, Response},
     routing::{get, post},
@@ -27,17 +27,24 @@ use serde::Deserialize;
 use sesame_proto::{wire::Status, Origin, ServiceId};
 
 use crate::{
-    challenge::{self, session_cookie, store, Purpose},
+    challenge::{self, session, session_cookie, Challenges, Purpose},
     clock::rfc3339,
     cookie,
     error::{error_page, Error},
-    extract::ClientInfo,
+    extract::{ClientInfo, TrustedProxies},
     keys::{self, KeyState},
     pages::{app_link, qr_svg},
-    recovery, AppState,
+    recovery,
+    state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AppState: FromRef<S>,
+    Challenges: FromRef<S>,
+    TrustedProxies: FromRef<S>,
+{
     Router::new()
         .route("/services/{id}/account", get(account_page))
         .route("/services/{id}/account/enroll", post(start_enrollment))
@@ -85,7 +92,7 @@ async fn signed_in(state: &AppState, service_id: &ServiceId, headers: &HeaderMap
     let Some(session) = cookie::secret(&state.settings.origin, headers, &session_cookie(service_id)) else {
         return Ok(None);
     };
-    store::session_account(&state.db, service_id, &cookie::digest(session), state.clock.now()).await
+    session::account(&state.db, service_id, &cookie::digest(session), state.clock.now()).await
 }
 
 /// Back to the service's login page, which signs the browser in first.
@@ -111,7 +118,12 @@ struct AccountView {
     keys: Vec<KeyItem>,
 }
 
-async fn account_page(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> PageResult {
+async fn account_page(
+    State(state): State<AppState>,
+    State(challenges): State<Challenges>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> PageResult {
     let service_id = service_id(&id)?;
     let Some(account) = signed_in(&state, &service_id, &headers).await? else {
         return Ok(to_login(&service_id));
@@ -127,7 +139,7 @@ async fn account_page(State(state): State<AppState>, Path(id): Path<String>, hea
             last_used_at: k.last_used_at.map_or_else(|| "never".to_owned(), rfc3339),
         })
         .collect();
-    let service_name = store::service_name(&state.db, &service_id).await?;
+    let service_name = challenges.service_name(&service_id).await?;
     render(StatusCode::OK, &AccountView { service_id: id, service_name, account, keys })
 }
 
@@ -203,6 +215,7 @@ fn waiting_for(origin: &Origin, issued: challenge::Issued, account: &str, recove
 /// "Add another authenticator" on the account page.
 async fn start_enrollment(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     Path(id): Path<String>,
     client: ClientInfo,
     headers: HeaderMap,
@@ -217,7 +230,7 @@ async fn start_enrollment(
         return Ok(response);
     };
     let purpose = Purpose::Enroll { account: &account, recovery_id: None };
-    let issued = challenge::issue_for(&state, &id, &client, purpose).await?;
+    let issued = challenge::issue_for(&state, &challenges, &id, &client, purpose).await?;
     tracing::info!(challenge = %issued.id, "enrollment started from the account page");
     waiting_for(&state.settings.origin, issued, &account, false)
 }
@@ -227,20 +240,28 @@ async fn start_enrollment(
 /// browser to send no `Referer` from it.
 async fn open_recovery_link(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     Path((id, secret)): Path<(String, String)>,
     client: ClientInfo,
 ) -> Response {
-    let mut response = recovery_page(&state, &id, &secret, &client).await.unwrap_or_else(IntoResponse::into_response);
+    let mut response =
+        recovery_page(&state, &challenges, &id, &secret, &client).await.unwrap_or_else(IntoResponse::into_response);
     response.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
-async fn recovery_page(state: &AppState, id: &str, secret: &str, client: &ClientInfo) -> PageResult {
+async fn recovery_page(
+    state: &AppState,
+    challenges: &Challenges,
+    id: &str,
+    secret: &str,
+    client: &ClientInfo,
+) -> PageResult {
     let service_id = service_id(id)?;
     let link = recovery::open(&state.db, &service_id.to_string(), secret, now(state)).await?;
     let purpose = Purpose::Enroll { account: &link.account, recovery_id: Some(&link.id) };
-    let issued = challenge::issue_for(state, id, client, purpose).await?;
+    let issued = challenge::issue_for(state, challenges, id, client, purpose).await?;
     tracing::info!(challenge = %issued.id, link = %link.id, "recovery link opened");
     waiting_for(&state.settings.origin, issued, &link.account, true)
 }
@@ -249,12 +270,13 @@ async fn recovery_page(state: &AppState, id: &str, secret: &str, client: &Client
 /// started it and no other.
 async fn enrollment(
     state: &AppState,
+    challenges: &Challenges,
     id: &str,
     cid: &str,
     headers: &HeaderMap,
-) -> Result<(challenge::store::ChallengeRow, String), Error> {
+) -> Result<(challenge::row::ChallengeRow, String), Error> {
     let service_id = service_id(id)?;
-    let row = challenge::for_browser(state, cid, headers).await?;
+    let row = challenge::for_browser(state, challenges, cid, headers).await?;
     match &row.enroll_account {
         Some(account) if row.service_id == service_id => {
             let account = account.clone();
@@ -299,14 +321,16 @@ fn result(service_id: &ServiceId, ok: bool, title: &'static str, message: String
 /// Waiting, confirming, or done: whatever the challenge is at now.
 async fn enrollment_page(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     Path((id, cid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> PageResult {
-    let (row, account) = enrollment(&state, &id, &cid, &headers).await?;
-    if let Some(refusal) = store::refusal(&row, state.clock.now()).filter(|_| row.status != Status::Completed) {
+    let (row, account) = enrollment(&state, &challenges, &id, &cid, &headers).await?;
+    if let Some(refusal) = challenge::row::refusal(&row, state.clock.now()).filter(|_| row.status != Status::Completed)
+    {
         return Err(refusal.into());
     }
-    let service_name = store::service_name(&state.db, &row.service_id).await?;
+    let service_name = challenges.service_name(&row.service_id).await?;
     if row.status == Status::Pending {
         let token = challenge::current_token(&state, &row)?;
         return waiting(
@@ -360,6 +384,7 @@ struct KeyForm {
 /// The codes match: the key may sign in.
 async fn confirm(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     Path((id, cid)): Path<(String, String)>,
     client: ClientInfo,
     headers: HeaderMap,
@@ -368,7 +393,7 @@ async fn confirm(
     // The binding cookie is SameSite=Strict; the Origin check also refuses
     // a cross-site form where that is not enforced.
     cookie::check_origin(&state.settings.origin, &headers)?;
-    let (row, account) = enrollment(&state, &id, &cid, &headers).await?;
+    let (row, account) = enrollment(&state, &challenges, &id, &cid, &headers).await?;
     // From the account page, the browser must still be signed in as the
     // account: whoever uses it after its owner signed out cannot add a key.
     // A recovery link's page has no session; the link itself is the proof.
@@ -393,11 +418,12 @@ async fn confirm(
 /// the account stays as it was (a recovery link stays usable).
 async fn reject(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     Path((id, cid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> PageResult {
     cookie::check_origin(&state.settings.origin, &headers)?;
-    let (row, account) = enrollment(&state, &id, &cid, &headers).await?;
+    let (row, account) = enrollment(&state, &challenges, &id, &cid, &headers).await?;
     keys::reject_enrollment(&state.db, &row.id).await?;
     tracing::warn!(challenge = %row.id, "enrolled key refused at confirmation");
     result(

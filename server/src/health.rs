@@ -11,21 +11,29 @@ use std::{
     time::Duration,
 };
 
-use axum::{extract::State, routing::get, Json, Router};
+use axum::{
+    extract::{FromRef, State},
+    routing::get,
+    Json, Router,
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::{
     db::timed,
     error::{Error, NotReadyBody, Result},
-    AppState,
+    state::AppState,
 };
 
 /// How long each dependency has to answer. Load balancers probe every few
 /// seconds and time out themselves; a slower answer counts as down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AppState: FromRef<S>,
+{
     Router::new().route("/healthz", get(live)).route("/readyz", get(ready))
 }
 

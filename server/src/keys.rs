@@ -356,7 +356,7 @@ pub(crate) async fn reject(db: &Db, challenge_id: &ChallengeId, by: &By<'_>) -> 
 /// the new key either way.
 pub(crate) async fn confirm_enrollment(
     db: &Db,
-    row: &crate::challenge::store::ChallengeRow,
+    row: &crate::challenge::row::ChallengeRow,
     key_id: &str,
     client: &ClientInfo,
     now: i64,

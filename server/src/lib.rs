@@ -1,6 +1,6 @@
 //! `sesame-server`: services, their login pages, challenges and live results.
 //!
-//! [`app`] builds the whole HTTP surface from an [`AppState`]; [`run`] turns a
+//! [`app`] builds the whole HTTP surface from an [`App`]; [`run`] turns a
 //! [`Config`] into a listening server. Tests call [`app`] directly.
 
 pub mod admin;
@@ -37,25 +37,28 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use axum::{
-    extract::DefaultBodyLimit,
+    extract::{DefaultBodyLimit, FromRef},
     http::{header, HeaderValue, Request, Response},
     Router,
 };
-use sesame_proto::Origin;
 use tower_http::{classify::ServerErrorsFailureClass, set_header::SetResponseHeaderLayer, trace::TraceLayer};
 use tracing::Span;
 
 use crate::{
     bus::Bus,
+    challenge::{pending::Pending, Challenges},
     clock::{Clock, SystemClock},
-    db::Db,
     error::LoggedError,
-    limit::StreamLimits,
+    extract::TrustedProxies,
     serve::ServeOptions,
-    state::{AdminToken, Identity, Limits, Settings, Shared},
     sweep::Retention,
 };
-pub use crate::{config::Config, error::Error, middleware::MAX_BODY_BYTES, state::AppState};
+pub use crate::{
+    config::Config,
+    error::Error,
+    middleware::MAX_BODY_BYTES,
+    state::{origin_from, AppState},
+};
 
 /// Pages may load scripts, styles and images only from this server, may not
 /// be framed, and forms may post only here.
@@ -68,7 +71,7 @@ pub(crate) fn csp_with_form_action(target: &str) -> String {
 }
 
 /// The whole HTTP surface.
-pub fn app(state: AppState) -> Router {
+pub fn app(app: App) -> Router {
     Router::new()
         .merge(health::router())
         .merge(pages::router())
@@ -127,85 +130,53 @@ pub fn app(state: AppState) -> Router {
                     }
                 }),
         )
-        .with_state(state)
+        .with_state(app)
 }
 
-/// The origin placed in tokens: `--public-url`, or `http://` plus the listen
-/// address.
-pub fn origin_from(config: &Config) -> anyhow::Result<Origin> {
-    let text = match &config.public_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => format!("http://{}", config.listen),
-    };
-    Origin::parse(&text).map_err(|_| {
-        anyhow::anyhow!("--public-url must be an origin like https://login.example.com (scheme, lowercase host, optional port, no path), not {text:?}")
-    })
+/// Everything the routes share. A handler takes the parts it needs
+/// (`State<AppState>`, `State<Challenges>`, `State<Arc<oidc::Provider>>`)
+/// through `FromRef`, so that no feature depends on this whole, and the
+/// state below the features holds no feature's parts.
+#[derive(Debug, Clone, FromRef)]
+pub struct App {
+    pub state: AppState,
+    pub challenges: Challenges,
+    pub oidc: Arc<oidc::Provider>,
 }
 
-/// Builds the state from the config: connects, migrates, loads the key.
-pub async fn state_from(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<(AppState, Option<String>)> {
-    let origin = origin_from(config)?;
-    let url = match &config.database_url {
-        Some(url) => url.clone(),
-        None => {
-            std::fs::create_dir_all(&config.data_dir)
-                .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
-            Db::sqlite_url(&config.data_dir)
-        }
-    };
-    tls::install_crypto_provider();
-    let url = tls::database_url(&url, config.database_ca_file.as_deref())?;
-    let db = Db::connect(&url).await?;
-    let identity = Identity::load_or_create(&db, clock.now().as_secs() as i64).await?;
-    let redis_ca = match &config.redis_ca_file {
-        Some(_) if config.redis_url.is_none() => anyhow::bail!("--redis-ca-file needs --redis-url"),
-        Some(path) => Some(tls::read_ca_file(path, "--redis-ca-file")?),
-        None => None,
-    };
-    let (bus, db) = match &config.redis_url {
-        // One instance: its pending challenges need not leave the process.
-        None => (Bus::local(), db.with_pending_in_memory(config.challenge_retention)),
-        // The pid names this instance's connection in Redis's CLIENT LIST, so
-        // an operator can tell the instances apart.
-        Some(url) => {
-            (Bus::redis_with_ca(url, &format!("sesame-{}", std::process::id()), redis_ca.as_deref()).await?, db)
-        }
-    };
-    let (admin_token, generated) = match &config.admin_token {
-        Some(token) if token.len() >= 16 => (AdminToken::new(token), None),
-        Some(_) => anyhow::bail!("--admin-token must be at least 16 characters"),
-        None => {
-            let token = AdminToken::generate();
-            (AdminToken::new(&token), Some(token))
-        }
-    };
-    let settings = Settings {
-        origin,
-        challenge_ttl_secs: config.challenge_ttl,
-        rotation_secs: config.rotation,
-        code_window_secs: config.code_window,
-        trusted_proxies: config.trusted_proxies.clone().into(),
-    };
-    let state = AppState::new(Shared {
-        db,
-        bus: bus.clone(),
-        clock,
-        identity: Arc::new(identity),
-        settings: Arc::new(settings),
-        admin_token: Arc::new(admin_token),
-        oidc: Arc::new(oidc::Provider::with_code_ttl(config.oidc_code_ttl)),
-        limits: Limits::per_minute(config.rate_limit)
-            .shared_through(&bus)
-            .with_streams(StreamLimits::new(config.max_streams_per_challenge, config.max_streams_per_address)),
-    });
-    Ok((state, generated))
+impl FromRef<App> for TrustedProxies {
+    fn from_ref(app: &App) -> Self {
+        TrustedProxies::from_ref(&app.state)
+    }
+}
+
+impl App {
+    /// The app over `state`, its pending challenges kept in `pending`.
+    pub fn new(state: AppState, pending: Pending, oidc: oidc::Provider) -> Self {
+        let challenges = Challenges::new(state.db.clone(), state.bus.clone(), state.clock.clone(), pending);
+        Self { state, challenges, oidc: Arc::new(oidc) }
+    }
+
+    /// Builds the app from the config: connects, migrates, loads the key.
+    /// A single instance (no Redis) keeps its pending challenges in memory;
+    /// several keep them in the `challenge` table they share. Returns the
+    /// admin token when it was generated for this run.
+    pub async fn from_config(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<(Self, Option<String>)> {
+        let (state, generated) = state::state_from(config, clock).await?;
+        let pending = match state.bus {
+            Bus::Local(_) => Pending::memory(config.challenge_retention),
+            Bus::Redis(_) => Pending::Table,
+        };
+        Ok((Self::new(state, pending, oidc::Provider::with_code_ttl(config.oidc_code_ttl)), generated))
+    }
 }
 
 /// Runs the server until Ctrl-C or SIGTERM, then drains open requests.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     // Before the state: handles taken earlier would stay no-ops.
     let metrics = config.metrics_listen.map(|addr| metrics::install().map(|handle| (addr, handle))).transpose()?;
-    let (state, generated_token) = state_from(&config, Arc::new(SystemClock)).await?;
+    let (app, generated_token) = App::from_config(&config, Arc::new(SystemClock)).await?;
+    let state = app.state.clone();
     if let Some((addr, handle)) = metrics {
         serve::metrics(addr, state.clone(), handle).await?;
     }
@@ -220,7 +191,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         println!("Admin token (generated for this run; pass --admin-token to keep one): {token}");
     }
     admin::on_start(&state, &config).await?;
-    if let challenge::pending::Pending::Memory(memory) = &state.db.pending {
+    if let Pending::Memory(memory) = app.challenges.pending() {
         tokio::spawn(challenge::pending::purge_every(memory.clone(), state.clock.clone()));
     }
     if config.sweep_interval > 0 {
@@ -237,7 +208,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         max_connections: config.max_connections,
         drain: DRAIN,
     };
-    serve::serve(listener, app(state), options, shutdown_signal()).await
+    serve::serve(listener, self::app(app), options, shutdown_signal()).await
 }
 
 /// How long a shutdown waits for open requests. Event streams stay open for

@@ -19,7 +19,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use crate::{admin, authenticator, challenge, health, oidc, AppState};
+use crate::{admin, authenticator, challenge, health, oidc};
 
 /// The JSON API. HTML pages, the admin page's forms and the OIDC browser
 /// endpoints (authorize, logout) are not part of it.
@@ -183,7 +183,7 @@ pub fn document() -> &'static str {
     &DOCUMENT
 }
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new().route("/api/openapi.json", get(serve))
 }
 

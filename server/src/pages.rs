@@ -8,7 +8,7 @@
 
 use askama::Template;
 use axum::{
-    extract::{Path, State},
+    extract::{FromRef, Path, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{Html, IntoResponse, Redirect, Response},
     routing::{get, post},
@@ -18,18 +18,24 @@ use qrcode::{render::svg, EcLevel, QrCode};
 use sesame_proto::{MatchNumber, Origin, ServiceId};
 
 use crate::{
-    challenge::{self, session_cookie, store},
+    challenge::{self, session, session_cookie, Challenges},
     cookie::{self, SameSite},
     error::{error_page, Error, Result},
-    extract::ClientInfo,
-    AppState,
+    extract::{ClientInfo, TrustedProxies},
+    state::AppState,
 };
 
 /// Static files change only with a new build; a day of caching is plenty and
 /// keeps a redeploy visible soon enough.
 const STATIC_CACHE: &str = "public, max-age=86400";
 
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AppState: FromRef<S>,
+    Challenges: FromRef<S>,
+    TrustedProxies: FromRef<S>,
+{
     Router::new()
         .route("/", get(|| async { Redirect::to("/admin") }))
         .route("/services/{id}", get(login_page))
@@ -94,12 +100,19 @@ struct SignedInView {
     account: String,
 }
 
-async fn login_page(state: State<AppState>, id: Path<String>, client: ClientInfo, headers: HeaderMap) -> Response {
-    login_page_or_error(state, id, client, headers).await.unwrap_or_else(error_page)
+async fn login_page(
+    state: State<AppState>,
+    challenges: State<Challenges>,
+    id: Path<String>,
+    client: ClientInfo,
+    headers: HeaderMap,
+) -> Response {
+    login_page_or_error(state, challenges, id, client, headers).await.unwrap_or_else(error_page)
 }
 
 async fn login_page_or_error(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     Path(id): Path<String>,
     client: ClientInfo,
     headers: HeaderMap,
@@ -107,13 +120,13 @@ async fn login_page_or_error(
     let service_id: ServiceId = id.parse().map_err(|_| Error::UnknownService)?;
     if let Some(session) = cookie::secret(&state.settings.origin, &headers, &session_cookie(&service_id)) {
         let now = state.clock.now();
-        if let Some(account) = store::session_account(&state.db, &service_id, &cookie::digest(session), now).await? {
-            let service_name = store::service_name(&state.db, &service_id).await?;
+        if let Some(account) = session::account(&state.db, &service_id, &cookie::digest(session), now).await? {
+            let service_name = challenges.service_name(&service_id).await?;
             let view = SignedInView { service_id: service_id.to_string(), service_name, account };
             return Ok(no_store(render(&view)?));
         }
     }
-    let issued = challenge::issue(&state, &id, &client).await?;
+    let issued = challenge::issue(&state, &challenges, &id, &client).await?;
     login_response(&state.settings.origin, issued, None)
 }
 
@@ -154,7 +167,7 @@ async fn sign_out(State(state): State<AppState>, Path(id): Path<String>, headers
     cookie::check_origin(&state.settings.origin, &headers)?;
     let name = session_cookie(&service_id);
     if let Some(session) = cookie::secret(&state.settings.origin, &headers, &name) {
-        store::delete_session(&state.db, &cookie::digest(session)).await?;
+        session::delete(&state.db, &cookie::digest(session)).await?;
     }
     let clear = cookie::clear(&state.settings.origin, &name, SameSite::Lax);
     let mut response = Redirect::to(&format!("/services/{service_id}")).into_response();

@@ -34,7 +34,7 @@ use tokio::{
 };
 use tower::ServiceExt as _;
 
-use crate::{error::Error, AppState};
+use crate::{error::Error, state::AppState};
 
 /// Limits of the accept loop.
 #[derive(Debug, Clone, Copy)]

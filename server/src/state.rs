@@ -1,4 +1,6 @@
-//! The state every handler shares, and how it is built from the config.
+//! The state every handler shares, and how it is built from the config:
+//! the parts below the features (storage, the bus, the clock, the server's
+//! key, the settings and the limits), none of a feature's own.
 
 use std::{fmt, sync::Arc};
 
@@ -11,9 +13,11 @@ use sha2::{Digest as _, Sha256};
 use crate::{
     bus::Bus,
     clock::Clock,
+    config::Config,
     db::{timed, Db},
     extract::TrustedProxies,
     limit::{RateLimiter, StreamLimits},
+    tls,
 };
 
 /// The state every handler shares: one `Arc`, so that handing it to a
@@ -59,8 +63,74 @@ pub struct Shared {
     pub settings: Arc<Settings>,
     pub admin_token: Arc<AdminToken>,
     pub limits: Limits,
-    /// The OpenID Connect provider's signing keys and settings.
-    pub oidc: Arc<crate::oidc::Provider>,
+}
+
+/// The origin placed in tokens: `--public-url`, or `http://` plus the listen
+/// address.
+pub fn origin_from(config: &Config) -> anyhow::Result<Origin> {
+    let text = match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("http://{}", config.listen),
+    };
+    Origin::parse(&text).map_err(|_| {
+        anyhow::anyhow!("--public-url must be an origin like https://login.example.com (scheme, lowercase host, optional port, no path), not {text:?}")
+    })
+}
+
+/// Builds the state from the config: connects, migrates, loads the key.
+/// Returns the admin token too when it was generated for this run.
+pub async fn state_from(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<(AppState, Option<String>)> {
+    let origin = origin_from(config)?;
+    let url = match &config.database_url {
+        Some(url) => url.clone(),
+        None => {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+            Db::sqlite_url(&config.data_dir)
+        }
+    };
+    tls::install_crypto_provider();
+    let url = tls::database_url(&url, config.database_ca_file.as_deref())?;
+    let db = Db::connect(&url).await?;
+    let identity = Identity::load_or_create(&db, clock.now().as_secs() as i64).await?;
+    let redis_ca = match &config.redis_ca_file {
+        Some(_) if config.redis_url.is_none() => anyhow::bail!("--redis-ca-file needs --redis-url"),
+        Some(path) => Some(tls::read_ca_file(path, "--redis-ca-file")?),
+        None => None,
+    };
+    let bus = match &config.redis_url {
+        None => Bus::local(),
+        // The pid names this instance's connection in Redis's CLIENT LIST, so
+        // an operator can tell the instances apart.
+        Some(url) => Bus::redis_with_ca(url, &format!("sesame-{}", std::process::id()), redis_ca.as_deref()).await?,
+    };
+    let (admin_token, generated) = match &config.admin_token {
+        Some(token) if token.len() >= 16 => (AdminToken::new(token), None),
+        Some(_) => anyhow::bail!("--admin-token must be at least 16 characters"),
+        None => {
+            let token = AdminToken::generate();
+            (AdminToken::new(&token), Some(token))
+        }
+    };
+    let settings = Settings {
+        origin,
+        challenge_ttl_secs: config.challenge_ttl,
+        rotation_secs: config.rotation,
+        code_window_secs: config.code_window,
+        trusted_proxies: config.trusted_proxies.clone().into(),
+    };
+    let state = AppState::new(Shared {
+        db,
+        bus: bus.clone(),
+        clock,
+        identity: Arc::new(identity),
+        settings: Arc::new(settings),
+        admin_token: Arc::new(admin_token),
+        limits: Limits::per_minute(config.rate_limit)
+            .shared_through(&bus)
+            .with_streams(StreamLimits::new(config.max_streams_per_challenge, config.max_streams_per_address)),
+    });
+    Ok((state, generated))
 }
 
 /// Tunables that come from the command line.

@@ -17,7 +17,7 @@ use sesame_proto::UnixTime;
 use crate::{
     db::{timed, Backend, Db},
     error::Result,
-    AppState,
+    state::AppState,
 };
 
 /// Rows deleted per statement.

@@ -14,7 +14,7 @@ use axum::{
     Router,
 };
 
-use crate::{error::Error, AppState};
+use crate::error::Error;
 
 /// The app's policy, stricter than the pages': scripts, styles and images
 /// only from the app's own files, no inline code and no `eval`, and it
@@ -46,7 +46,7 @@ pub(crate) const FILES: &[(&str, &str, &[u8])] = &[
 
 const JS: &str = "text/javascript; charset=utf-8";
 
-pub fn router() -> Router<AppState> {
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         // Browsers ask for it on every origin, whatever the pages name.
         .route("/favicon.ico", get(|| async { file("icon-192.png") }))

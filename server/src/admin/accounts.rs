@@ -5,7 +5,7 @@
 
 use askama::Template;
 use axum::{
-    extract::{rejection::PathRejection, Path, State},
+    extract::{rejection::PathRejection, FromRef, Path, State},
     http::StatusCode,
     response::{IntoResponse, Redirect},
     routing::post,
@@ -20,12 +20,18 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    extract::ClientInfo,
+    extract::{ClientInfo, TrustedProxies},
     keys::{self, KeyState},
-    recovery, AppState,
+    recovery,
+    state::AppState,
 };
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AppState: FromRef<S>,
+    TrustedProxies: FromRef<S>,
+{
     Router::new()
         .route("/admin/services/{id}/keys/remove", post(remove_key))
         .route("/admin/services/{id}/recovery", post(create_link))

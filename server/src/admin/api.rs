@@ -4,7 +4,7 @@
 use axum::{
     extract::{
         rejection::{PathRejection, QueryRejection},
-        FromRequestParts, Path, Query, State,
+        FromRef, FromRequestParts, Path, Query, State,
     },
     http::{header, request::Parts, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
@@ -19,12 +19,20 @@ use utoipa::{IntoParams, ToSchema};
 use super::store;
 use crate::{
     audit::{self, Actor, By},
+    challenge::Challenges,
     error::{Error, Result},
-    extract::{ApiJson, ClientInfo},
-    keys, AppState,
+    extract::{ApiJson, ClientInfo, TrustedProxies},
+    keys,
+    state::AppState,
 };
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AppState: FromRef<S>,
+    Challenges: FromRef<S>,
+    TrustedProxies: FromRef<S>,
+{
     Router::new()
         .route("/admin/api/services", get(list_services).post(create_service))
         .route("/admin/api/services/{id}", delete(delete_service).patch(change_service))
@@ -40,11 +48,16 @@ pub(super) fn router() -> Router<AppState> {
 #[derive(Debug)]
 pub(crate) struct AdminAuth(());
 
-impl FromRequestParts<AppState> for AdminAuth {
+impl<S> FromRequestParts<S> for AdminAuth
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
     type Rejection = Error;
 
     #[instrument(skip_all)]
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        let state = &AppState::from_ref(state);
         let presented = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -240,13 +253,14 @@ async fn list_services(_: AdminAuth, State(state): State<AppState>) -> Result<Js
 async fn change_service(
     _: AdminAuth,
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     client: ClientInfo,
     id: Result<Path<String>, PathRejection>,
     ApiJson(body): ApiJson<ChangeService>,
 ) -> Result<Json<ServiceJson>> {
     let id = path(id)?;
     let service = match body.number_matching {
-        Some(on) => store::set_number_matching(&state.db, &id, on, &by(&state, &client)).await?,
+        Some(on) => store::set_number_matching(&state.db, &challenges, &id, on, &by(&state, &client)).await?,
         None => store::service(&state.db, &id).await?,
     };
     Ok(Json(service_json(&state, service)))
@@ -273,11 +287,12 @@ async fn change_service(
 async fn delete_service(
     _: AdminAuth,
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     client: ClientInfo,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode> {
     let id = path(id)?;
-    store::delete_service(&state.db, &id, &by(&state, &client)).await?;
+    store::delete_service(&state.db, &challenges, &id, &by(&state, &client)).await?;
     tracing::info!(%id, "service deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,7 +7,7 @@
 //! neither forget one nor run them in another order.
 
 use axum::{
-    extract::{FromRequest, Request},
+    extract::{FromRef, FromRequest, Request},
     Form,
 };
 use serde::{de::DeserializeOwned, Deserialize};
@@ -17,7 +17,7 @@ use super::{
     pages::{form, form_session, PageError},
     session::AdminSession,
 };
-use crate::AppState;
+use crate::state::AppState;
 
 /// A form that carries the session's CSRF token.
 pub(super) trait CsrfField {
@@ -31,14 +31,17 @@ pub(super) struct AdminForm<T> {
     pub(super) form: T,
 }
 
-impl<T> FromRequest<AppState> for AdminForm<T>
+impl<S, T> FromRequest<S> for AdminForm<T>
 where
+    S: Send + Sync,
+    AppState: FromRef<S>,
     T: DeserializeOwned + CsrfField + Send,
 {
     type Rejection = PageError;
 
     #[instrument(skip_all)]
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, PageError> {
+    async fn from_request(request: Request, state: &S) -> Result<Self, PageError> {
+        let state = &AppState::from_ref(state);
         let (parts, body) = request.into_parts();
         // The session comes before the body is read: a request without one
         // is told to sign in, whatever it sent.

@@ -7,7 +7,7 @@
 //! shows each link's state, never a URL.
 
 use axum::{
-    extract::{rejection::PathRejection, Path, State},
+    extract::{rejection::PathRejection, FromRef, Path, State},
     http::StatusCode,
     routing::{delete, post},
     Json, Router,
@@ -22,12 +22,17 @@ use super::{
 };
 use crate::{
     error::Result,
-    extract::{ApiJson, ClientInfo},
+    extract::{ApiJson, ClientInfo, TrustedProxies},
     recovery::{self, LinkInfo},
-    AppState,
+    state::AppState,
 };
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AppState: FromRef<S>,
+    TrustedProxies: FromRef<S>,
+{
     Router::new()
         .route("/admin/api/services/{id}/accounts/{name}/enrollments", post(create_link).get(list_links))
         .route("/admin/api/services/{id}/accounts/{name}/enrollments/{link_id}", delete(revoke_link))

@@ -13,16 +13,25 @@ mod sesame;
 mod session;
 mod store;
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
-use axum::Router;
+use axum::{extract::FromRef, Router};
 use sesame_proto::ServiceName;
 
-use crate::{AppState, Config};
+use crate::{challenge::Challenges, extract::TrustedProxies, oidc::Provider, state::AppState, Config};
 
 /// The name of the service created by `--demo`.
 const DEMO_SERVICE: &str = "Demo";
 
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AppState: FromRef<S>,
+    Challenges: FromRef<S>,
+    Arc<Provider>: FromRef<S>,
+    TrustedProxies: FromRef<S>,
+{
     Router::new()
         .merge(api::router())
         .merge(links::router())

@@ -4,8 +4,10 @@
 //! `oidc::keys`, which write the audit record with each change.
 
 use askama::Template;
+use std::sync::Arc;
+
 use axum::{
-    extract::{rejection::PathRejection, Path, State},
+    extract::{rejection::PathRejection, FromRef, Path, State},
     http::StatusCode,
     response::{IntoResponse, Redirect},
     routing::{get, post},
@@ -24,15 +26,22 @@ use super::{
 use crate::{
     audit::Actor,
     error::{Error, Result},
-    extract::{ApiJson, ClientInfo},
+    extract::{ApiJson, ClientInfo, TrustedProxies},
+    oidc::Provider,
     oidc::{
         client::{self, Client, SettingsJson},
         keys,
     },
-    AppState,
+    state::AppState,
 };
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AppState: FromRef<S>,
+    Arc<Provider>: FromRef<S>,
+    TrustedProxies: FromRef<S>,
+{
     Router::new()
         .route("/admin/api/services/{id}/oidc", get(get_client).put(put_client).delete(delete_client))
         .route("/admin/api/services/{id}/oidc/secret", post(rotate_secret))
@@ -284,9 +293,14 @@ async fn keys_json(state: &AppState) -> Result<Json<Vec<KeyJson>>> {
         )),
     ),
 )]
-async fn rotate_keys(_: AdminAuth, State(state): State<AppState>, info: ClientInfo) -> Result<Json<Vec<KeyJson>>> {
+async fn rotate_keys(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    State(provider): State<Arc<Provider>>,
+    info: ClientInfo,
+) -> Result<Json<Vec<KeyJson>>> {
     keys::rotate(&state.db, &api::by(&state, &info)).await?;
-    state.oidc.keys.clear();
+    provider.keys.clear();
     tracing::info!("oidc signing keys rotated");
     keys_json(&state).await
 }
@@ -410,11 +424,12 @@ async fn delete_form(
 
 async fn rotate_keys_form(
     State(state): State<AppState>,
+    State(provider): State<Arc<Provider>>,
     info: ClientInfo,
     AdminForm { session, .. }: AdminForm<CsrfForm>,
 ) -> PageResult {
     keys::rotate(&state.db, &pages::by(&state, session.actor(), &info)).await?;
-    state.oidc.keys.clear();
+    provider.keys.clear();
     Ok(Redirect::to("/admin?done=keys_rotated").into_response())
 }
 

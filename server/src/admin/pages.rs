@@ -11,7 +11,7 @@ use askama::Template;
 use axum::{
     extract::{
         rejection::{FormRejection, PathRejection, QueryRejection},
-        Path, Query, State,
+        FromRef, Path, Query, State,
     },
     http::{header, HeaderMap, StatusCode},
     response::{AppendHeaders, Html, IntoResponse, Redirect, Response},
@@ -29,13 +29,20 @@ use super::{
 };
 use crate::{
     audit::{self, Action, Actor, By, Record},
+    challenge::Challenges,
     cookie,
     error::{Error, LoggedError},
-    extract::ClientInfo,
-    AppState,
+    extract::{ClientInfo, TrustedProxies},
+    state::AppState,
 };
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AppState: FromRef<S>,
+    Challenges: FromRef<S>,
+    TrustedProxies: FromRef<S>,
+{
     Router::new()
         .route("/admin", get(index))
         .route("/admin/signin", post(sign_in))
@@ -432,12 +439,13 @@ async fn create_service(
 
 async fn delete_service(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     client: ClientInfo,
     id: Result<Path<String>, PathRejection>,
     AdminForm { session, .. }: AdminForm<CsrfForm>,
 ) -> PageResult {
     let id = path(id)?;
-    store::delete_service(&state.db, &id, &by(&state, session.actor(), &client)).await?;
+    store::delete_service(&state.db, &challenges, &id, &by(&state, session.actor(), &client)).await?;
     tracing::info!(%id, "service deleted");
     Ok(Redirect::to("/admin?done=service_deleted").into_response())
 }
@@ -460,6 +468,7 @@ impl CsrfField for NumberMatchingForm {
 
 async fn set_number_matching(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     client: ClientInfo,
     id: Result<Path<String>, PathRejection>,
     AdminForm { session, form: body }: AdminForm<NumberMatchingForm>,
@@ -470,7 +479,7 @@ async fn set_number_matching(
         "0" => false,
         _ => return Err(Error::bad_request("invalid_form", "the form must say whether to turn it on or off").into()),
     };
-    store::set_number_matching(&state.db, &id, on, &by(&state, session.actor(), &client)).await?;
+    store::set_number_matching(&state.db, &challenges, &id, on, &by(&state, session.actor(), &client)).await?;
     tracing::info!(service = %id, on, "number matching changed");
     let done = if on { "number_matching_on" } else { "number_matching_off" };
     Ok(Redirect::to(&format!("/admin/services/{id}?done={done}")).into_response())

@@ -25,7 +25,7 @@ use askama::Template;
 use axum::{
     extract::{
         rejection::{FormRejection, PathRejection},
-        Path, State,
+        FromRef, Path, State,
     },
     http::{header, HeaderMap, StatusCode},
     response::{AppendHeaders, IntoResponse, Redirect},
@@ -43,16 +43,22 @@ use super::{
 };
 use crate::{
     audit::{self, Action, Record},
-    challenge::{self, store::ChallengeRow},
+    challenge::{self, row::ChallengeRow, Challenges},
     cookie,
     error::{Error, Result},
-    extract::ClientInfo,
+    extract::{ClientInfo, TrustedProxies},
     keys,
     pages::{app_link, qr_svg},
-    AppState,
+    state::AppState,
 };
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AppState: FromRef<S>,
+    Challenges: FromRef<S>,
+    TrustedProxies: FromRef<S>,
+{
     Router::new()
         .route("/admin/sesame", post(start_sign_in))
         .route("/admin/sesame/{cid}", post(continue_sign_in))
@@ -120,8 +126,13 @@ fn waiting(
 
 /// The challenge `cid`, for the browser that started it, if it belongs to the
 /// admin service.
-async fn admin_challenge(state: &AppState, headers: &HeaderMap, cid: &str) -> Result<ChallengeRow> {
-    let row = challenge::for_browser(state, cid, headers).await?;
+async fn admin_challenge(
+    state: &AppState,
+    challenges: &Challenges,
+    headers: &HeaderMap,
+    cid: &str,
+) -> Result<ChallengeRow> {
+    let row = challenge::for_browser(state, challenges, cid, headers).await?;
     if row.service_id.to_string() != store::admin_service(&state.db, now(state)).await? {
         return Err(Error::UnknownChallenge);
     }
@@ -133,6 +144,7 @@ const ENDED: &str = "That sign-in was refused, cancelled or timed out. Start aga
 
 async fn start_sign_in(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     client: ClientInfo,
     headers: HeaderMap,
     body: Result<Form<CsrfForm>, FormRejection>,
@@ -140,13 +152,14 @@ async fn start_sign_in(
     let csrf = form(body)?.csrf;
     check_pre_session(&state, &headers, &csrf)?;
     let service = store::admin_service(&state.db, now(&state)).await?;
-    let issued = challenge::issue(&state, &service, &client).await?;
+    let issued = challenge::issue(&state, &challenges, &service, &client).await?;
     let page = waiting(&state, false, &issued.id, issued.token, csrf, None)?;
     Ok(([(header::SET_COOKIE, issued.binding_cookie)], page).into_response())
 }
 
 async fn continue_sign_in(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     client: ClientInfo,
     headers: HeaderMap,
     cid: Result<Path<String>, PathRejection>,
@@ -154,7 +167,7 @@ async fn continue_sign_in(
 ) -> PageResult {
     let csrf = form(body)?.csrf;
     check_pre_session(&state, &headers, &csrf)?;
-    let row = admin_challenge(&state, &headers, &path(cid)?).await?;
+    let row = admin_challenge(&state, &challenges, &headers, &path(cid)?).await?;
     match row.status {
         Status::Pending => {
             let token = challenge::current_token(&state, &row)?;
@@ -169,7 +182,7 @@ async fn continue_sign_in(
             };
             // One completed challenge, one session: the first request to
             // mark it redeemed wins.
-            challenge::store::mark_redeemed(&state.db, &row.id, state.clock.now()).await?;
+            challenge::session::mark_redeemed(&state.db, &row.id, state.clock.now()).await?;
             let (value, session) =
                 AdminSession::create(&state.db, Credential::Key(key_id), &client, now(&state)).await?;
             tracing::info!(challenge = %row.id, "admin signed in with an authenticator");
@@ -190,25 +203,27 @@ async fn continue_sign_in(
 
 async fn start_adding(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     client: ClientInfo,
     AdminForm { session, .. }: AdminForm<CsrfForm>,
 ) -> PageResult {
     let service = store::admin_service(&state.db, now(&state)).await?;
-    let issued = challenge::issue(&state, &service, &client).await?;
+    let issued = challenge::issue(&state, &challenges, &service, &client).await?;
     // Only this challenge, started by a signed-in admin, may register a key.
     // Nobody has its token yet, so opening it after the insert is not racy.
-    challenge::store::open_registration(&state.db, &issued.id).await?;
+    challenges.open_registration(&issued.id).await?;
     let page = waiting(&state, true, &issued.id, issued.token, session.csrf_token().to_owned(), None)?;
     Ok(([(header::SET_COOKIE, issued.binding_cookie)], page).into_response())
 }
 
 async fn continue_adding(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     headers: HeaderMap,
     cid: Result<Path<String>, PathRejection>,
     AdminForm { session, .. }: AdminForm<CsrfForm>,
 ) -> PageResult {
-    let row = admin_challenge(&state, &headers, &path(cid)?).await?;
+    let row = admin_challenge(&state, &challenges, &headers, &path(cid)?).await?;
     let csrf = session.csrf_token().to_owned();
     match (row.status, row.purpose.as_deref()) {
         (Status::Pending, _) => {
@@ -273,12 +288,13 @@ impl CsrfField for KeyForm {
 /// session's CSRF token, and only the exact key it was shown.
 async fn confirm_key(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     client: ClientInfo,
     headers: HeaderMap,
     cid: Result<Path<String>, PathRejection>,
     AdminForm { session, form: body }: AdminForm<KeyForm>,
 ) -> PageResult {
-    let row = admin_challenge(&state, &headers, &path(cid)?).await?;
+    let row = admin_challenge(&state, &challenges, &headers, &path(cid)?).await?;
     keys::confirm(&state.db, &row.id, &body.key_id, &by(&state, session.actor(), &client)).await?;
     tracing::info!(challenge = %row.id, "admin authenticator confirmed");
     Ok(Redirect::to("/admin?done=authenticator_added").into_response())
@@ -288,12 +304,13 @@ async fn confirm_key(
 /// and the account its registration created are removed.
 async fn reject_key(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     client: ClientInfo,
     headers: HeaderMap,
     cid: Result<Path<String>, PathRejection>,
     AdminForm { session, .. }: AdminForm<CsrfForm>,
 ) -> PageResult {
-    let row = admin_challenge(&state, &headers, &path(cid)?).await?;
+    let row = admin_challenge(&state, &challenges, &headers, &path(cid)?).await?;
     keys::reject(&state.db, &row.id, &by(&state, session.actor(), &client)).await?;
     tracing::warn!(challenge = %row.id, "admin authenticator refused at confirmation");
     Ok(Redirect::to("/admin?done=authenticator_rejected").into_response())

@@ -24,8 +24,8 @@ use crate::{
     db::{timed, Backend, Db},
     error::{Error, Result},
     extract::ClientInfo,
+    state::AppState,
     state::{AdminToken, Settings},
-    AppState,
 };
 
 /// The session cookie.

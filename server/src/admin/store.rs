@@ -9,6 +9,7 @@ use sqlx::Row as _;
 
 use crate::{
     audit::{self, Action, By, Record},
+    challenge::Challenges,
     db::{timed, Db},
     error::{on_unique_violation, Error, Result},
     keys::{self, Doomed},
@@ -102,7 +103,13 @@ pub(crate) async fn create_service(db: &Db, name: &ServiceName, number_matching:
 /// Turns number matching (PROTOCOL.md §14) on or off for a service. A
 /// challenge already waiting keeps what it was issued with. The audit
 /// record is written `by` in the same transaction.
-pub(crate) async fn set_number_matching(db: &Db, id: &str, on: bool, by: &By<'_>) -> Result<Service> {
+pub(crate) async fn set_number_matching(
+    db: &Db,
+    challenges: &Challenges,
+    id: &str,
+    on: bool,
+    by: &By<'_>,
+) -> Result<Service> {
     let id = parse_id(id)?;
     let mut tx = db.pool.begin().await?;
     let done = sqlx::query("UPDATE service SET number_matching = $2 WHERE id = $1 AND NOT builtin")
@@ -121,7 +128,7 @@ pub(crate) async fn set_number_matching(db: &Db, id: &str, on: bool, by: &By<'_>
     // This instance's challenges read the setting from its cache; other
     // instances read it with every challenge they store.
     if let Ok(id) = id.parse::<ServiceId>() {
-        db.service_names.forget(&id);
+        challenges.forget_service(&id);
     }
     Ok(service)
 }
@@ -147,7 +154,7 @@ pub(crate) async fn service(db: &Db, id: &str) -> Result<Service> {
 /// Deletes a service. Its accounts, challenges, sessions and events go with
 /// it through `ON DELETE CASCADE`, in the same statement, so nothing is left
 /// half-deleted. The audit record is written `by` in the same transaction.
-pub(crate) async fn delete_service(db: &Db, id: &str, by: &By<'_>) -> Result<()> {
+pub(crate) async fn delete_service(db: &Db, challenges: &Challenges, id: &str, by: &By<'_>) -> Result<()> {
     let id = parse_id(id)?;
     let mut tx = db.pool.begin().await?;
     keys::lock_before_delete(db, &mut tx, Doomed::Service(&id)).await?;
@@ -159,7 +166,7 @@ pub(crate) async fn delete_service(db: &Db, id: &str, by: &By<'_>) -> Result<()>
     audit::record(&mut *tx, by, Record::new(Action::ServiceDeleted, &id, "")).await?;
     tx.commit().await?;
     if let Ok(id) = id.parse::<ServiceId>() {
-        db.service_names.forget(&id);
+        challenges.forget_service(&id);
     }
     Ok(())
 }

@@ -22,8 +22,9 @@ use serde::Serialize;
 use sesame_proto::{wire::ErrorBody, BaseToken, FreshnessSecret, UnixTime};
 use utoipa::ToSchema;
 
-use super::{store, StatusView};
-use crate::{bus::Subscription, error::Result, extract::ClientInfo, AppState};
+use super::Challenges;
+use super::StatusView;
+use crate::{bus::Subscription, error::Result, extract::ClientInfo, state::AppState};
 
 /// Keep-alive comments keep proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -55,6 +56,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 )]
 pub async fn handler(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     Path(cid): Path<String>,
     client: ClientInfo,
     headers: HeaderMap,
@@ -66,7 +68,7 @@ pub async fn handler(
     let id = super::parse_id(&cid)?;
     super::binding(&state, &headers, &id)?;
     let subscription = state.bus.subscribe(id).await?;
-    let row = super::for_browser(&state, &cid, &headers).await?;
+    let row = super::for_browser(&state, &challenges, &cid, &headers).await?;
     // Counted only after the binding check, so that someone who has only
     // the token cannot take the browser's places; the guard counts this
     // stream until the stream is dropped.
@@ -86,7 +88,7 @@ pub async fn handler(
         let secret = FreshnessSecret::from_bytes(secret);
         let step = base.step_at(state.clock.now());
         first.push(token_event(&base, &secret, step));
-        Some(Watch { state, subscription, base, secret, step, last: view })
+        Some(Watch { challenges, subscription, base, secret, step, last: view })
     };
     let stream = stream::iter(first.into_iter().map(Ok))
         .chain(stream::unfold(watch, |watch| async move {
@@ -105,7 +107,7 @@ pub async fn handler(
 
 /// One pending challenge being watched.
 struct Watch {
-    state: AppState,
+    challenges: Challenges,
     subscription: Subscription,
     base: BaseToken,
     secret: FreshnessSecret,
@@ -120,7 +122,7 @@ impl Watch {
     /// whether the stream ends after it.
     async fn next(&mut self) -> (Event, bool) {
         loop {
-            let now = self.state.clock.now();
+            let now = self.challenges.now();
             let claims = self.base.claims();
             let rotation = u64::from(claims.rotation_secs);
             let next_step_at = claims.issued_at.as_secs() + (u64::from(self.step) + 1) * rotation;
@@ -133,7 +135,7 @@ impl Watch {
                     }
                 }
                 () = sleep_until(now, UnixTime::from_secs(next_step_at)) => {
-                    let step = self.base.step_at(self.state.clock.now());
+                    let step = self.base.step_at(self.challenges.now());
                     // The clock may not have reached the step yet (whole
                     // seconds); then just wait again.
                     let shown_at = claims.issued_at.as_secs() + u64::from(step) * rotation;
@@ -155,7 +157,7 @@ impl Watch {
     /// if it differs from the last one sent.
     async fn reread(&mut self) -> Option<(Event, bool)> {
         let id = self.base.claims().challenge_id;
-        let view = match store::current(&self.state, &id).await {
+        let view = match self.challenges.current(&id).await {
             Ok(row) => StatusView::of(&row),
             Err(e) => {
                 // A database hiccup: the page keeps its last state and the

@@ -7,10 +7,13 @@
 
 pub mod events;
 pub mod pending;
+pub mod row;
+pub mod services;
+pub mod session;
 pub mod store;
 
 use axum::{
-    extract::{Path, State},
+    extract::{FromRef, Path, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{AppendHeaders, IntoResponse, Response},
     routing::{get, post},
@@ -27,10 +30,11 @@ use utoipa::ToSchema;
 use crate::{
     cookie::{self, SameSite},
     error::{Error, Result},
-    extract::ClientInfo,
-    AppState,
+    extract::{ClientInfo, TrustedProxies},
+    state::AppState,
 };
-use store::ChallengeRow;
+use row::ChallengeRow;
+pub use store::Challenges;
 
 /// The cookie that binds challenge `id` to the browser that asked for it.
 /// Each challenge has its own, so that several tabs of one browser can each
@@ -51,7 +55,13 @@ pub fn session_cookie(id: &ServiceId) -> String {
 /// How long a session lasts.
 pub const SESSION_SECS: i64 = 24 * 60 * 60;
 
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AppState: FromRef<S>,
+    Challenges: FromRef<S>,
+    TrustedProxies: FromRef<S>,
+{
     Router::new()
         .route("/api/services/{id}/challenges", post(create_handler))
         .route("/api/challenges/{cid}", get(status_handler))
@@ -90,13 +100,14 @@ pub enum Purpose<'a> {
 
 /// Issues a sign-in challenge for `service_id` to the browser `client`.
 /// The login page and the JSON API both come through here.
-pub async fn issue(state: &AppState, service_id: &str, client: &ClientInfo) -> Result<Issued> {
-    issue_for(state, service_id, client, Purpose::SignIn).await
+pub async fn issue(state: &AppState, challenges: &Challenges, service_id: &str, client: &ClientInfo) -> Result<Issued> {
+    issue_for(state, challenges, service_id, client, Purpose::SignIn).await
 }
 
 /// Issues a challenge for `purpose` at `service_id` to the browser `client`.
 pub async fn issue_for(
     state: &AppState,
+    challenges: &Challenges,
     service_id: &str,
     client: &ClientInfo,
     purpose: Purpose<'_>,
@@ -104,7 +115,7 @@ pub async fn issue_for(
     let service_id: ServiceId = service_id.parse().map_err(|_| Error::UnknownService)?;
     // The limit comes before any database work, so a flood costs little.
     state.limits.challenges.check(client.ip).await?;
-    let service_name = store::service_name(&state.db, &service_id).await?;
+    let service_name = challenges.service_name(&service_id).await?;
     let name = ServiceName::parse(&service_name)
         .map_err(|_| Error::Internal(anyhow::anyhow!("service {service_id} has a name the protocol cannot carry")))?;
 
@@ -129,9 +140,8 @@ pub async fn issue_for(
     };
     let base = state.identity.key().issue(claims)?;
     let secret = FreshnessSecret::generate(&mut OsRng);
-    let number = store::insert(
-        &state.db,
-        &store::NewChallenge {
+    let number = challenges
+        .insert(&row::NewChallenge {
             id,
             service_id,
             base_token: base.as_str(),
@@ -150,9 +160,8 @@ pub async fn issue_for(
                 Purpose::SignIn => None,
             },
             number: MatchNumber::random(&mut OsRng),
-        },
-    )
-    .await?;
+        })
+        .await?;
     crate::metrics::challenge_created();
     let token = base.at_step(&secret, 0);
     let lifetime = state.settings.challenge_ttl_secs.saturating_add(BINDING_GRACE_SECS);
@@ -226,10 +235,11 @@ struct Created {
 )]
 async fn create_handler(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     Path(service_id): Path<String>,
     client: ClientInfo,
 ) -> Result<Response> {
-    let issued = issue(&state, &service_id, &client).await?;
+    let issued = issue(&state, &challenges, &service_id, &client).await?;
     let origin = &state.settings.origin;
     let body = Created {
         challenge_id: issued.id,
@@ -318,10 +328,15 @@ fn binding<'h>(state: &AppState, headers: &'h HeaderMap, id: &ChallengeId) -> Re
 }
 
 /// Loads the challenge for the browser that started it, and no other.
-pub async fn for_browser(state: &AppState, cid: &str, headers: &HeaderMap) -> Result<ChallengeRow> {
+pub async fn for_browser(
+    state: &AppState,
+    challenges: &Challenges,
+    cid: &str,
+    headers: &HeaderMap,
+) -> Result<ChallengeRow> {
     let id = parse_id(cid)?;
     let binding = binding(state, headers, &id)?;
-    let row = store::current(state, &id).await?;
+    let row = challenges.current(&id).await?;
     // Digests of 256-bit secrets: comparing them leaks nothing useful.
     if row.binding_hash != cookie::digest(binding) {
         return Err(Error::WrongBrowser);
@@ -349,10 +364,11 @@ pub async fn for_browser(state: &AppState, cid: &str, headers: &HeaderMap) -> Re
 )]
 async fn status_handler(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     Path(cid): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let row = for_browser(&state, &cid, &headers).await?;
+    let row = for_browser(&state, &challenges, &cid, &headers).await?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(StatusView::of(&row))).into_response())
 }
 
@@ -376,13 +392,14 @@ async fn status_handler(
 )]
 async fn cancel_handler(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     Path(cid): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<StatusView>> {
-    let row = for_browser(&state, &cid, &headers).await?;
+    let row = for_browser(&state, &challenges, &cid, &headers).await?;
     let now = state.clock.now();
-    store::finish(&state, &row, now, &store::Final::cancelled()).await?;
-    Ok(Json(StatusView::of(&store::load(&state.db, &row.id).await?)))
+    challenges.finish(&row, now, &row::Final::cancelled()).await?;
+    Ok(Json(StatusView::of(&challenges.load(&row.id).await?)))
 }
 
 /// The session a completed challenge was turned into.
@@ -417,6 +434,7 @@ struct SessionView {
 )]
 async fn session_handler(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
     Path(cid): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response> {
@@ -426,8 +444,8 @@ async fn session_handler(
     let now = state.clock.now();
     let session = cookie::new_secret();
     let expires_at = now.as_secs() as i64 + SESSION_SECS;
-    let row = store::redeem_bound(&state.db, &id, &binding, now, &cookie::digest(&session), expires_at).await?;
-    let service_name = store::service_name(&state.db, &row.service_id).await?;
+    let row = session::redeem_bound(&challenges, &id, &binding, now, &cookie::digest(&session), expires_at).await?;
+    let service_name = challenges.service_name(&row.service_id).await?;
     // The session cookie is minted here, never carried over, and the spent
     // binding goes: nothing from before the sign-in survives it.
     let set_session =

@@ -29,7 +29,7 @@ use std::{
 
 use sesame_proto::{wire::Status, ChallengeId, UnixTime};
 
-use super::store::{ChallengeRow, Final};
+use super::row::{ChallengeRow, Final};
 use crate::clock::Clock;
 
 /// How often [`purge_every`] runs.
@@ -262,7 +262,7 @@ mod tests {
     use sesame_proto::ServiceId;
 
     use super::*;
-    use crate::challenge::store::NewChallenge;
+    use crate::challenge::row::NewChallenge;
 
     const NOW: u64 = 1_800_000_000;
 

@@ -13,18 +13,21 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use sesame_proto::wire::Status;
+use std::sync::Arc;
 
 use super::{
     client::{self, Client},
     grant::{self, Request, SignedIn},
     token::is_pkce_value,
+    Provider,
 };
 use crate::{
-    challenge::{self, session_cookie, store, SESSION_SECS},
+    challenge::{self, session, session_cookie, Challenges, SESSION_SECS},
     cookie::{self, SameSite},
     error::{error_page, Error, Result},
     extract::ClientInfo,
-    pages, AppState,
+    pages,
+    state::AppState,
 };
 
 /// The longest `state` and `nonce` accepted. They travel in URLs and are
@@ -102,26 +105,37 @@ impl Params {
 
 pub(super) async fn get(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
+    State(provider): State<Arc<Provider>>,
     client: ClientInfo,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let params = Params::parse(query.unwrap_or_default().as_bytes());
-    authorize(&state, &client, &headers, &params).await.unwrap_or_else(error_page)
+    authorize(&state, &challenges, &provider, &client, &headers, &params).await.unwrap_or_else(error_page)
 }
 
 /// OIDC Core §3.1.2.1: the endpoint takes POST forms too.
 pub(super) async fn post(
     State(state): State<AppState>,
+    State(challenges): State<Challenges>,
+    State(provider): State<Arc<Provider>>,
     client: ClientInfo,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let params = Params::parse(&body);
-    authorize(&state, &client, &headers, &params).await.unwrap_or_else(error_page)
+    authorize(&state, &challenges, &provider, &client, &headers, &params).await.unwrap_or_else(error_page)
 }
 
-async fn authorize(state: &AppState, browser: &ClientInfo, headers: &HeaderMap, params: &Params) -> Result<Response> {
+async fn authorize(
+    state: &AppState,
+    challenges: &Challenges,
+    provider: &Provider,
+    browser: &ClientInfo,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Response> {
     // First the two things that make a redirect safe. Errors here are pages.
     let client_id = params.one("client_id").map_err(|_| Error::OidcUnknownClient)?.ok_or(Error::OidcUnknownClient)?;
     let client = client::by_client_id(&state.db, client_id).await?.ok_or(Error::OidcUnknownClient)?;
@@ -144,7 +158,7 @@ async fn authorize(state: &AppState, browser: &ClientInfo, headers: &HeaderMap, 
     if !must_log_in {
         if let Some(who) = live_session(state, &client, headers, now).await? {
             if max_age.is_none_or(|max| now - who.auth_time <= max) {
-                let code = grant::issue_code(&state.db, &request, &who, now, state.oidc.code_ttl_secs as i64).await?;
+                let code = grant::issue_code(&state.db, &request, &who, now, provider.code_ttl_secs as i64).await?;
                 return Ok(back.to(&[("code", &code)]));
             }
         }
@@ -152,7 +166,7 @@ async fn authorize(state: &AppState, browser: &ClientInfo, headers: &HeaderMap, 
     if prompt == "none" {
         return Ok(back.error("login_required", "no sign-in at Sesame, and prompt=none forbids asking for one"));
     }
-    let issued = challenge::issue(state, &client.service_id, browser).await?;
+    let issued = challenge::issue(state, challenges, &client.service_id, browser).await?;
     grant::park(&state.db, &issued.id, &request, now).await?;
     let finish_url = format!("/oidc/finish/{}", issued.id);
     let mut response = pages::login_response(&state.settings.origin, issued, Some(finish_url))?;
@@ -272,13 +286,25 @@ async fn live_session(state: &AppState, client: &Client, headers: &HeaderMap, no
 /// Where the login page goes when its sign-in ends: back to the client with
 /// a code, or with `access_denied`. Only the browser that started the
 /// challenge can get here (its binding cookie), and only from this origin.
-pub(super) async fn finish(State(state): State<AppState>, Path(cid): Path<String>, headers: HeaderMap) -> Response {
-    finish_or_error(&state, &cid, &headers).await.unwrap_or_else(error_page)
+pub(super) async fn finish(
+    State(state): State<AppState>,
+    State(challenges): State<Challenges>,
+    State(provider): State<Arc<Provider>>,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    finish_or_error(&state, &challenges, &provider, &cid, &headers).await.unwrap_or_else(error_page)
 }
 
-async fn finish_or_error(state: &AppState, cid: &str, headers: &HeaderMap) -> Result<Response> {
+async fn finish_or_error(
+    state: &AppState,
+    challenges: &Challenges,
+    provider: &Provider,
+    cid: &str,
+    headers: &HeaderMap,
+) -> Result<Response> {
     cookie::check_origin(&state.settings.origin, headers)?;
-    let row = challenge::for_browser(state, cid, headers).await?;
+    let row = challenge::for_browser(state, challenges, cid, headers).await?;
     if row.status == Status::Pending {
         return Err(Error::NotCompleted);
     }
@@ -307,8 +333,8 @@ async fn finish_or_error(state: &AppState, cid: &str, headers: &HeaderMap) -> Re
     // any client of this service needs no new QR sign-in (unless it asks).
     let now = state.clock.now();
     let session = cookie::new_secret();
-    let row =
-        store::redeem(&state.db, &row.id, now, &cookie::digest(&session), now.as_secs() as i64 + SESSION_SECS).await?;
+    let row = session::redeem(challenges, &row.id, now, &cookie::digest(&session), now.as_secs() as i64 + SESSION_SECS)
+        .await?;
     let who = SignedIn {
         service_id: row.service_id.to_string(),
         account: row.account.clone().unwrap_or_default(),
@@ -316,7 +342,7 @@ async fn finish_or_error(state: &AppState, cid: &str, headers: &HeaderMap) -> Re
         auth_time: now.as_secs() as i64,
     };
     let code =
-        grant::issue_code(&state.db, &request, &who, now.as_secs() as i64, state.oidc.code_ttl_secs as i64).await?;
+        grant::issue_code(&state.db, &request, &who, now.as_secs() as i64, provider.code_ttl_secs as i64).await?;
     let mut response = back.to(&[("code", &code)]);
     let headers = response.headers_mut();
     headers.append(

@@ -19,11 +19,12 @@ use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
 
 use super::{client, grant, keys::Alg};
+use crate::challenge::Challenges;
 use crate::{
     challenge::session_cookie,
     cookie::{self, SameSite},
     error::{error_page, Error, Result},
-    AppState,
+    state::AppState,
 };
 
 /// The page that asks, and the page that says it is done.
@@ -65,21 +66,37 @@ impl Params {
     }
 }
 
-pub(super) async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub(super) async fn get(
+    State(state): State<AppState>,
+    State(challenges): State<Challenges>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let params = Params::parse(query.unwrap_or_default().as_bytes());
-    logout(&state, &headers, params, false).await.unwrap_or_else(error_page)
+    logout(&state, &challenges, &headers, params, false).await.unwrap_or_else(error_page)
 }
 
-pub(super) async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn post(
+    State(state): State<AppState>,
+    State(challenges): State<Challenges>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let params = Params::parse(&body);
-    logout(&state, &headers, params, true).await.unwrap_or_else(error_page)
+    logout(&state, &challenges, &headers, params, true).await.unwrap_or_else(error_page)
 }
 
 fn invalid(message: &str) -> Error {
     Error::bad_request("invalid_request", message)
 }
 
-async fn logout(state: &AppState, headers: &HeaderMap, params: Params, posted: bool) -> Result<Response> {
+async fn logout(
+    state: &AppState,
+    challenges: &Challenges,
+    headers: &HeaderMap,
+    params: Params,
+    posted: bool,
+) -> Result<Response> {
     let hint = match &params.id_token_hint {
         Some(token) => Some(verify_hint(state, token).await?),
         None => None,
@@ -115,7 +132,7 @@ async fn logout(state: &AppState, headers: &HeaderMap, params: Params, posted: b
     // The hint speaks for the person signed in, or nobody is signed in.
     let hint_matches = hint.as_ref().is_some_and(|h| subject.is_none() || subject.as_deref() == Some(h.sub.as_str()));
     let confirmed = posted && params.confirm && cookie::check_origin(&state.settings.origin, headers).is_ok();
-    let service_name = crate::challenge::store::service_name(&state.db, &service_id).await?;
+    let service_name = challenges.service_name(&service_id).await?;
     if !(hint_matches || confirmed || signed_in.is_none()) {
         let view = LogoutView {
             service_name,
@@ -127,7 +144,7 @@ async fn logout(state: &AppState, headers: &HeaderMap, params: Params, posted: b
         return page(&view);
     }
     if let Some(digest) = &session {
-        crate::challenge::store::delete_session(&state.db, digest).await?;
+        crate::challenge::session::delete(&state.db, digest).await?;
     }
     let clear = cookie::clear(&state.settings.origin, &cookie_name, SameSite::Lax);
     let mut response = match &params.post_logout_redirect_uri {

@@ -18,8 +18,10 @@ pub mod keys;
 mod logout;
 pub(crate) mod token;
 
+use std::sync::Arc;
+
 use axum::{
-    extract::State,
+    extract::{FromRef, State},
     http::{header, HeaderValue, Method},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -29,7 +31,7 @@ use serde::Serialize;
 use tower_http::cors::{Any, CorsLayer};
 use utoipa::ToSchema;
 
-use crate::{error::Result, AppState};
+use crate::{challenge::Challenges, error::Result, extract::TrustedProxies, state::AppState};
 pub use keys::{Alg, KeyCache};
 
 /// How long a code lives unless configured shorter: the most the design
@@ -40,7 +42,8 @@ pub const ACCESS_TOKEN_SECS: i64 = 60 * 60;
 /// How long an ID token is valid.
 pub const ID_TOKEN_SECS: i64 = 60 * 60;
 
-/// The provider's own state, shared by every request.
+/// The provider's own state, shared by every request: the routes take it
+/// as `State<Arc<Provider>>`.
 #[derive(Debug)]
 pub struct Provider {
     pub keys: KeyCache,
@@ -60,7 +63,14 @@ impl Provider {
     }
 }
 
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AppState: FromRef<S>,
+    Challenges: FromRef<S>,
+    Arc<Provider>: FromRef<S>,
+    TrustedProxies: FromRef<S>,
+{
     // Discovery, the key set, the token and the userinfo endpoints are
     // called from single-page applications on other origins. They carry no
     // cookies and trust only what the request itself proves (a client

@@ -1,6 +1,8 @@
 //! The token endpoint (the `authorization_code` grant, RFC 6749 §4.1.3 with
 //! PKCE, RFC 7636 §4.6) and the userinfo endpoint (OIDC Core §5.3).
 
+use std::sync::Arc;
+
 use axum::{
     extract::{rejection::FormRejection, State},
     http::{header, HeaderMap, HeaderValue},
@@ -21,9 +23,9 @@ use super::{
     client::{self, Client},
     error::{Failure, OAuthError, OAuthErrorBody},
     grant::{self, Redeemed},
-    ACCESS_TOKEN_SECS, ID_TOKEN_SECS,
+    Provider, ACCESS_TOKEN_SECS, ID_TOKEN_SECS,
 };
-use crate::{extract::ClientInfo, AppState};
+use crate::{extract::ClientInfo, state::AppState};
 
 // Every field is optional here so that a missing one gets OAuth's
 // `invalid_request`, not a generic rejection; the schema says which ones a
@@ -110,6 +112,7 @@ struct IdClaims<'a> {
 )]
 pub(super) async fn token(
     State(state): State<AppState>,
+    State(provider): State<Arc<Provider>>,
     client_info: ClientInfo,
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
@@ -166,7 +169,7 @@ pub(super) async fn token(
         amr: ["swk"],
         preferred_username: &code.signed_in.account,
     };
-    let key = state.oidc.keys.signing(&state.db, client.alg, now).await?;
+    let key = provider.keys.signing(&state.db, client.alg, now).await?;
     let answer = TokenAnswer {
         access_token,
         token_type: "Bearer",

@@ -26,10 +26,12 @@ use tower::ServiceExt as _;
 use crate::support;
 use sesame_server::{
     bus::Bus,
+    challenge::pending::{Pending, GRACE_SECS},
     clock::ManualClock,
     db::Db,
+    oidc::Provider,
     state::{AdminToken, Identity, Limits, Settings, Shared},
-    AppState, Config,
+    App, AppState, Config,
 };
 
 /// The token `support::TestApp` sets, so both harnesses take one token.
@@ -42,6 +44,7 @@ const XSS: &str = "<script>alert(1)</script>";
 struct Harness {
     app: Router,
     state: AppState,
+    challenges: sesame_server::challenge::Challenges,
     /// Keeps the database (a temp dir, or a shared test app) alive.
     _guard: Box<dyn std::any::Any + Send>,
 }
@@ -49,17 +52,29 @@ struct Harness {
 impl Harness {
     /// A harness over one of the shared test apps (SQLite or PostgreSQL).
     fn over(app: support::TestApp) -> Self {
-        Self { app: sesame_server::app(app.state.clone()), state: app.state.clone(), _guard: Box::new(app) }
+        Self::serving(app.app(), Box::new(app))
+    }
+
+    /// A harness serving `app`; `guard` keeps what it needs alive.
+    fn serving(app: App, guard: Box<dyn std::any::Any + Send>) -> Self {
+        Self {
+            state: app.state.clone(),
+            challenges: app.challenges.clone(),
+            app: sesame_server::app(app),
+            _guard: guard,
+        }
+    }
+
+    /// A single instance over `state`, as the server runs without Redis.
+    fn single(state: AppState, guard: Box<dyn std::any::Any + Send>) -> Self {
+        Self::serving(App::new(state, Pending::memory(GRACE_SECS), Provider::default()), guard)
     }
 }
 
 async fn harness_with(origin: &str, rate_limit: u32) -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
     // One instance with the in-process bus: pending challenges in memory.
-    let db = Db::connect(&Db::sqlite_url(dir.path()))
-        .await
-        .expect("database")
-        .with_pending_in_memory(sesame_server::challenge::pending::GRACE_SECS);
+    let db = Db::connect(&Db::sqlite_url(dir.path())).await.expect("database");
     let state = AppState::new(Shared {
         db,
         bus: Bus::local(),
@@ -67,10 +82,9 @@ async fn harness_with(origin: &str, rate_limit: u32) -> Harness {
         identity: Arc::new(Identity::new(ServerKey::generate(&mut OsRng))),
         settings: Arc::new(Settings::new(Origin::parse(origin).expect("origin"))),
         admin_token: Arc::new(AdminToken::new(TOKEN)),
-        oidc: Arc::default(),
         limits: Limits::per_minute(rate_limit),
     });
-    Harness { app: sesame_server::app(state.clone()), state, _guard: Box::new(dir) }
+    Harness::single(state, Box::new(dir))
 }
 
 async fn harness() -> Harness {

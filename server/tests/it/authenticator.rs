@@ -446,11 +446,7 @@ async fn closed_registration_is_refused_before_consuming() {
 #[tokio::test]
 async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_stays_pending() {
     use sesame_server::{
-        challenge::{
-            self,
-            pending::Pending,
-            store::{self, Final},
-        },
+        challenge::{self, pending::Pending, row::Final},
         extract::ClientInfo,
         sql::Conn,
     };
@@ -461,7 +457,7 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
             .fetch_one(&app.state.db.pool)
             .await
             .expect("alice's key");
-        let in_table = app.state.with(|s| s.db.pending = Pending::Table);
+        let in_table = app.challenges.keeping_pending(Pending::Table);
         let key_state = |state: &'static str| {
             sqlx::query("UPDATE account_key SET state = $2 WHERE id = $1")
                 .bind(key_id.clone())
@@ -475,40 +471,41 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
                 .execute(&app.state.db.pool)
         };
         let outcome = Final::logged_in("alice".into(), key_id.clone(), signed_with);
-        for state in [app.state.clone(), in_table] {
+        let state = &app.state;
+        for challenges in [app.challenges.clone(), in_table] {
             let client = ClientInfo { ip: "127.0.0.1".parse().expect("ip"), user_agent: USER_AGENT.to_owned() };
-            let issued = challenge::issue(&state, &service.to_string(), &client).await.expect("a challenge");
-            let row = store::load(&state.db, &issued.id).await.expect("held");
+            let issued =
+                challenge::issue(state, &challenges, &service.to_string(), &client).await.expect("a challenge");
+            let row = challenges.load(&issued.id).await.expect("held");
             let now = state.clock.now();
 
             // The key is read, then removed, then the login is recorded.
             key_state("pending").await.expect("take the key away");
             let mut tx = state.db.pool.begin().await.expect("begin");
-            let refused = store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &row, now, &outcome).await;
+            let refused = challenges.consume(&mut Conn::Sqlx(&mut tx), &row, now, &outcome).await;
             assert!(matches!(refused, Err(sesame_server::Error::UnknownAccount)), "{refused:?}");
             drop(tx);
-            assert_eq!(store::load(&state.db, &issued.id).await.expect("held").status.as_str(), "pending");
+            assert_eq!(challenges.load(&issued.id).await.expect("held").status.as_str(), "pending");
             key_state("active").await.expect("give the key back");
 
             // The key is read, then rekeyed (PROTOCOL.md §13), then the
             // login signed with the old key is recorded.
             key_bytes(AccountKey::generate(&mut OsRng).public_key().to_bytes()).await.expect("rekey");
             let mut tx = state.db.pool.begin().await.expect("begin");
-            let refused = store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &row, now, &outcome).await;
+            let refused = challenges.consume(&mut Conn::Sqlx(&mut tx), &row, now, &outcome).await;
             assert!(matches!(refused, Err(sesame_server::Error::UnknownAccount)), "{refused:?}");
             drop(tx);
-            assert_eq!(store::load(&state.db, &issued.id).await.expect("held").status.as_str(), "pending");
+            assert_eq!(challenges.load(&issued.id).await.expect("held").status.as_str(), "pending");
             key_bytes(signed_with).await.expect("the old key back");
 
             // With the key as it was, the same challenge takes the login, once.
             let mut tx = state.db.pool.begin().await.expect("begin");
-            let consumed =
-                store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &row, now, &outcome).await.expect("consumed");
-            consumed.commit(&state, tx, None).await.expect("commit");
-            let row = store::load(&state.db, &issued.id).await.expect("held");
+            let consumed = challenges.consume(&mut Conn::Sqlx(&mut tx), &row, now, &outcome).await.expect("consumed");
+            consumed.commit(&challenges, tx, None).await.expect("commit");
+            let row = challenges.load(&issued.id).await.expect("held");
             assert_eq!((row.status.as_str(), row.account.as_deref()), ("completed", Some("alice")));
             let mut tx = state.db.pool.begin().await.expect("begin");
-            let again = store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &row, now, &outcome).await;
+            let again = challenges.consume(&mut Conn::Sqlx(&mut tx), &row, now, &outcome).await;
             assert!(matches!(again, Err(sesame_server::Error::ChallengeFinished(_))), "{again:?}");
         }
         let used: Option<i64> = sqlx::query_scalar("SELECT last_used_at FROM account_key WHERE id = $1")
@@ -548,35 +545,35 @@ impl KeyRace {
 
     /// The two ways a login is written: its pending challenge held in
     /// memory (one instance), or as a row (several).
-    fn states(&self) -> [sesame_server::AppState; 2] {
-        let in_table = self.app.state.with(|s| s.db.pending = sesame_server::challenge::pending::Pending::Table);
-        [self.app.state.clone(), in_table]
+    fn states(&self) -> [sesame_server::challenge::Challenges; 2] {
+        let in_table = self.app.challenges.keeping_pending(sesame_server::challenge::pending::Pending::Table);
+        [self.app.challenges.clone(), in_table]
     }
 
     /// Issues a challenge and starts Alice's login to it, committed if it
     /// is taken.
     async fn spawn_login(
         &self,
-        state: &sesame_server::AppState,
+        challenges: &sesame_server::challenge::Challenges,
     ) -> (sesame_proto::ChallengeId, tokio::task::JoinHandle<sesame_server::error::Result<()>>) {
         use sesame_server::{
-            challenge::{
-                self,
-                store::{self, Final},
-            },
+            challenge::{self, row::Final},
             extract::ClientInfo,
             sql::Conn,
         };
         let client = ClientInfo { ip: "127.0.0.1".parse().expect("ip"), user_agent: USER_AGENT.to_owned() };
-        let issued = challenge::issue(state, &self.service.to_string(), &client).await.expect("a challenge");
-        let row = store::load(&state.db, &issued.id).await.expect("held");
-        let (state, key_id, public_key) = (state.clone(), self.key_id.clone(), self.public_key);
+        let issued = challenge::issue(&self.app.state, challenges, &self.service.to_string(), &client)
+            .await
+            .expect("a challenge");
+        let row = challenges.load(&issued.id).await.expect("held");
+        let (state, challenges, key_id, public_key) =
+            (self.app.state.clone(), challenges.clone(), self.key_id.clone(), self.public_key);
         let login = tokio::spawn(async move {
             let now = state.clock.now();
             let mut tx = state.db.pool.begin().await.expect("begin");
             let outcome = Final::logged_in("alice".into(), key_id, public_key);
-            let consumed = store::consume(&state.db, &mut Conn::Sqlx(&mut tx), &row, now, &outcome).await?;
-            consumed.commit(&state, tx, None).await
+            let consumed = challenges.consume(&mut Conn::Sqlx(&mut tx), &row, now, &outcome).await?;
+            consumed.commit(&challenges, tx, None).await
         });
         (issued.id, login)
     }
@@ -617,7 +614,7 @@ async fn a_login_racing_a_change_to_its_key_on_postgres_waits_for_it_and_is_refu
             change.commit().await.expect("commit the change");
             let refused = login.await.expect("the login's task");
             assert!(matches!(refused, Err(sesame_server::Error::UnknownAccount)), "{column}: {refused:?}");
-            let row = sesame_server::challenge::store::load(&state.db, &id).await.expect("held");
+            let row = state.load(&id).await.expect("held");
             assert_eq!(row.status.as_str(), "pending", "{column}");
             let used: Option<i64> = sqlx::query_scalar("SELECT last_used_at FROM account_key WHERE id = $1")
                 .bind(&race.key_id)

@@ -85,7 +85,7 @@ async fn refuses_unknown_services() {
         .await
         .assert_error(StatusCode::NOT_FOUND, "unknown_service");
     app.post("/api/services/not-an-id/challenges", None).await.assert_error(StatusCode::NOT_FOUND, "unknown_service");
-    assert!(app.challenges().await.is_empty());
+    assert!(app.every_challenge().await.is_empty());
 }
 
 #[tokio::test]
@@ -243,8 +243,10 @@ async fn a_key_removed_before_the_redemption_gets_no_session() {
 /// held for it; the challenges already held still sign in.
 #[tokio::test]
 async fn a_full_instance_refuses_new_challenges_and_the_ones_it_holds_still_work() {
-    let mut app = TestApp::new().await;
-    app.state = app.state.with(|s| s.db.pending = sesame_server::challenge::pending::Pending::memory_holding(300, 2));
+    let app = TestApp::builder(Backend::Sqlite)
+        .pending(sesame_server::challenge::pending::Pending::memory_holding(300, 2))
+        .build()
+        .await;
     let service = app.create_service("Example").await;
     let first = app.start(&service).await;
     app.start(&service).await;
@@ -253,7 +255,7 @@ async fn a_full_instance_refuses_new_challenges_and_the_ones_it_holds_still_work
     refused.assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
     let cookies = refused.headers.get_all(axum::http::header::SET_COOKIE);
     assert!(cookies.iter().all(|c| !c.as_bytes().starts_with(b"sesame_browser_")), "a binding cookie for nothing");
-    assert_eq!(app.challenges().await.len(), 2);
+    assert_eq!(app.every_challenge().await.len(), 2);
 
     register_alice(&app, &first).await;
     let session = format!("/api/challenges/{}/session", first.id);
@@ -271,7 +273,7 @@ async fn issuing_allows_the_whole_minute_at_once_then_says_when_to_retry() {
     refused.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     // 20 a minute: the next request is allowed in 3 s.
     assert_eq!(refused.headers["retry-after"], "3");
-    assert_eq!(app.challenges().await.len(), 20);
+    assert_eq!(app.every_challenge().await.len(), 20);
 }
 
 #[tokio::test]

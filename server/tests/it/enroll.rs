@@ -344,7 +344,7 @@ async fn only_the_browser_that_started_an_enrollment_can_confirm_it() {
         // Another site's form is refused even with the session cookie.
         let forged = app.send(browser(Method::POST, &uri, Some(&session), Some("https://evil.example"), &[])).await;
         assert_page_error(&forged, StatusCode::FORBIDDEN, "csrf_rejected");
-        assert!(!app.challenges().await.iter().any(|c| c.enroll_account.is_some()));
+        assert!(!app.every_challenge().await.iter().any(|c| c.enroll_account.is_some()));
 
         let waiting = start_enrollment(&app, &service, &session).await;
         let phone = AccountKey::generate(&mut OsRng);

@@ -35,7 +35,7 @@ async fn turn_on(app: &TestApp, service: &ServiceId) {
         .execute(&app.state.db.pool)
         .await
         .expect("turn number matching on");
-    app.state.db.service_names.forget(service);
+    app.challenges.forget_service(service);
 }
 
 /// The number the challenge API gave the page that started `started`.
@@ -237,7 +237,7 @@ async fn instances_sharing_a_database_see_a_change_at_once() {
         .execute(&app.state.db.pool)
         .await
         .expect("update");
-    assert!(app.state.db.service_names.get(&service).is_some_and(|cached| !cached.number_matching));
+    assert!(app.challenges.cached_service(&service).is_some_and(|cached| !cached.number_matching));
     let started = app.start(&service).await;
     let number = shown(&started);
     let token = app.verify(&started.token);

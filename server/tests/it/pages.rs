@@ -25,7 +25,7 @@ async fn login_page_shows_token_qr_and_binds_the_browser() {
         assert!(html.contains("<script src=\"/static/login.js\""));
         assert!(!html.contains("<script>"), "no inline scripts");
 
-        let challenges = app.challenges().await;
+        let challenges = app.every_challenge().await;
         assert_eq!(challenges.len(), 1);
         let cid = challenges[0].id.to_string();
         assert!(html.contains(&format!("data-events-url=\"/api/challenges/{cid}/events\"")), "{html}");

@@ -1,6 +1,6 @@
 //! Helpers shared by the server's tests: a fresh database per test (SQLite
 //! always, PostgreSQL too when `SESAME_TEST_POSTGRES_URL` is set), a manual
-//! clock, HTTP through `app(state).oneshot`, and a simulated authenticator
+//! clock, HTTP through `app(app).oneshot`, and a simulated authenticator
 //! that signs with `sesame-proto` like the real one.
 
 #![allow(dead_code, unreachable_pub)]
@@ -23,14 +23,16 @@ use sesame_server::{
     bus::Bus,
     challenge::{
         pending::{self, Pending},
-        store::{self, ChallengeRow},
+        row::ChallengeRow,
+        Challenges,
     },
     clock::{Clock, ManualClock},
     db::Db,
     limit::StreamLimits,
+    oidc::Provider,
     serve::{self, ServeOptions},
     state::{AdminToken, Identity, Limits, Settings, Shared},
-    AppState,
+    App, AppState,
 };
 use sqlx::{Connection as _, Executor as _};
 use tempfile::TempDir;
@@ -113,6 +115,7 @@ pub struct Builder {
     limits: Limits,
     clock: Option<Arc<dyn Clock>>,
     redis_url: Option<String>,
+    pending: Option<Pending>,
 }
 
 impl Builder {
@@ -133,6 +136,13 @@ impl Builder {
 
     pub fn streams(mut self, limits: StreamLimits) -> Self {
         self.limits = self.limits.with_streams(limits);
+        self
+    }
+
+    /// Keeps pending challenges in `pending`, rather than as the server
+    /// would (in memory without Redis, in the table with it).
+    pub fn pending(mut self, pending: Pending) -> Self {
+        self.pending = Some(pending);
         self
     }
 
@@ -170,10 +180,11 @@ impl Builder {
         let manual = ManualClock::new(UnixTime::from_secs(START));
         let clock = self.clock.unwrap_or_else(|| Arc::new(manual.clone()));
         // As the server does: pending challenges in memory on one instance.
-        let (bus, db) = match &self.redis_url {
-            Some(url) => (Bus::redis(url, "sesame-test").await.expect("a Redis bus"), db),
-            None => (Bus::local(), db.with_pending_in_memory(pending::GRACE_SECS)),
+        let (bus, pending) = match &self.redis_url {
+            Some(url) => (Bus::redis(url, "sesame-test").await.expect("a Redis bus"), Pending::Table),
+            None => (Bus::local(), Pending::memory(pending::GRACE_SECS)),
         };
+        let pending = self.pending.unwrap_or(pending);
         let state = AppState::new(Shared {
             db,
             limits: self.limits.shared_through(&bus),
@@ -182,15 +193,17 @@ impl Builder {
             identity: Arc::new(Identity::new(ServerKey::generate(&mut OsRng))),
             settings: Arc::new(self.settings),
             admin_token: Arc::new(AdminToken::new("test-admin-token-0123456789")),
-            oidc: Arc::default(),
         });
-        TestApp { state, clock: manual, _dir: dir, pg_name }
+        let App { state, challenges, oidc } = App::new(state, pending, Provider::default());
+        TestApp { state, challenges, oidc, clock: manual, _dir: dir, pg_name }
     }
 }
 
 #[derive(Debug)]
 pub struct TestApp {
     pub state: AppState,
+    pub challenges: Challenges,
+    pub oidc: Arc<Provider>,
     /// Moves the app's time unless it was built with `system_clock`.
     pub clock: ManualClock,
     _dir: TempDir,
@@ -222,7 +235,7 @@ impl TestApp {
     pub fn builder(backend: Backend) -> Builder {
         let mut settings = Settings::new(Origin::parse(ORIGIN).expect("valid origin"));
         settings.challenge_ttl_secs = 300;
-        Builder { backend, settings, limits: Limits::per_minute(0), clock: None, redis_url: None }
+        Builder { backend, settings, limits: Limits::per_minute(0), clock: None, redis_url: None, pending: None }
     }
 
     /// A SQLite app with default settings.
@@ -234,8 +247,13 @@ impl TestApp {
         Cleanup { pool: self.state.db.pool.clone(), pg_name: self.pg_name.clone() }
     }
 
+    /// The whole app, as the server assembles it.
+    pub fn app(&self) -> App {
+        App { state: self.state.clone(), challenges: self.challenges.clone(), oidc: self.oidc.clone() }
+    }
+
     pub fn router(&self) -> Router {
-        app(self.state.clone())
+        app(self.app())
     }
 
     pub async fn send(&self, request: Request<Body>) -> TestResponse {
@@ -309,7 +327,7 @@ impl TestApp {
     /// Challenge `cid` as the server holds it: in memory while it is pending
     /// on one instance, otherwise its row.
     pub async fn held(&self, cid: &str) -> ChallengeRow {
-        store::load(&self.state.db, &cid.parse().expect("a challenge id")).await.expect("a challenge")
+        self.challenges.load(&cid.parse().expect("a challenge id")).await.expect("a challenge")
     }
 
     /// `(status, hint, account)` as held.
@@ -320,8 +338,8 @@ impl TestApp {
 
     /// Every challenge the server knows: those it holds in memory, and the
     /// rows of the challenge table.
-    pub async fn challenges(&self) -> Vec<ChallengeRow> {
-        let mut all = match &self.state.db.pending {
+    pub async fn every_challenge(&self) -> Vec<ChallengeRow> {
+        let mut all = match self.challenges.pending() {
             Pending::Memory(memory) => memory.snapshot(),
             Pending::Table => Vec::new(),
         };

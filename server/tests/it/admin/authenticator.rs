@@ -227,7 +227,7 @@ async fn adding_needs_a_signed_in_admin_and_the_csrf_token() {
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     // No challenge was issued: none is held, none is a row.
     assert_eq!(h.count("SELECT COUNT(*) FROM challenge").await, 0);
-    let held = match &h.state.db.pending {
+    let held = match h.challenges.pending() {
         sesame_server::challenge::pending::Pending::Memory(memory) => memory.len(),
         sesame_server::challenge::pending::Pending::Table => 0,
     };
@@ -331,7 +331,7 @@ async fn a_new_admin_token_ends_the_sessions_the_old_one_opened() {
 
     // The same database, served again with another token.
     let state = h.state.with(|s| s.admin_token = Arc::new(AdminToken::new("another-admin-token-98765")));
-    let restarted = Harness { app: sesame_server::app(state.clone()), state, _guard: Box::new(()) };
+    let restarted = Harness::single(state, Box::new(()));
     assert!(!is_signed_in(&restarted, &by_token).await, "a token session must not outlive its token");
     assert!(is_signed_in(&restarted, &by_key).await, "a key session does not depend on the token");
     // And back on the old token, the old session is live again only because

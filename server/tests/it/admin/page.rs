@@ -264,10 +264,9 @@ async fn page_session_expires_after_twelve_hours() {
         identity: Arc::new(Identity::new(ServerKey::generate(&mut OsRng))),
         settings: Arc::new(Settings::new(Origin::parse(ORIGIN).expect("origin"))),
         admin_token: Arc::new(AdminToken::new(TOKEN)),
-        oidc: Arc::default(),
         limits: Limits::per_minute(0),
     });
-    let h = Harness { app: sesame_server::app(state.clone()), state, _guard: Box::new(dir) };
+    let h = Harness::single(state, Box::new(dir));
     let (cookie, _) = h.sign_in().await;
     clock.advance(12 * 3600 - 1);
     assert!(h.page("/admin", Some(&cookie)).await.text.contains("New service"));

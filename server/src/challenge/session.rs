@@ -1,0 +1,224 @@
+//! Sessions: a completed challenge redeemed for one, found again by its
+//! cookie, and ended.
+//!
+//! A session is stored by the SHA-256 of its cookie's value, never the value
+//! itself. Redeeming is single-use across instances: the challenge is spent
+//! by a conditional UPDATE in the same transaction that writes the session.
+
+use sesame_proto::{wire::Status, ChallengeId, ServiceId, UnixTime};
+
+use super::{
+    row::{columns, ChallengeRow},
+    store::Challenges,
+};
+use crate::{
+    db::{timed, Db},
+    error::{Error, Result},
+    sql::{self, Conn, Violation},
+    writer::Running,
+};
+
+/// Marks a completed challenge as used up by whatever it was redeemed for,
+/// once: of racing callers exactly one gets `Ok`, the rest
+/// `already_redeemed`.
+pub async fn mark_redeemed(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE challenge SET redeemed_at = $2 WHERE id = $1 AND status = 'completed' AND redeemed_at IS NULL \
+         AND enroll_account IS NULL",
+    )
+    .bind(id.to_string())
+    .bind(now.as_secs() as i64)
+    .execute(timed(&db.pool))
+    .await?
+    .rows_affected();
+    if done == 0 {
+        return Err(Error::AlreadyRedeemed);
+    }
+    Ok(())
+}
+
+/// Turns a completed challenge into a session, once. `session_hash` is the
+/// SHA-256 of the session cookie's value.
+pub async fn redeem(
+    challenges: &Challenges,
+    id: &ChallengeId,
+    now: UnixTime,
+    session_hash: &[u8; 32],
+    session_expires_at: i64,
+) -> Result<ChallengeRow> {
+    redeem_where(challenges, id, None, now, session_hash, session_expires_at).await
+}
+
+/// [`redeem`] for the browser whose binding cookie has the digest
+/// `binding_hash`, checked in the same statement, so that the browser's
+/// own redemption needs no read first. Another browser gets `wrong_browser`.
+pub async fn redeem_bound(
+    challenges: &Challenges,
+    id: &ChallengeId,
+    binding_hash: &[u8; 32],
+    now: UnixTime,
+    session_hash: &[u8; 32],
+    session_expires_at: i64,
+) -> Result<ChallengeRow> {
+    redeem_where(challenges, id, Some(binding_hash), now, session_hash, session_expires_at).await
+}
+
+async fn redeem_where(
+    challenges: &Challenges,
+    id: &ChallengeId,
+    binding_hash: Option<&[u8; 32]>,
+    now: UnixTime,
+    session_hash: &[u8; 32],
+    session_expires_at: i64,
+) -> Result<ChallengeRow> {
+    let redemption = Redemption {
+        id: *id,
+        binding_hash: binding_hash.copied(),
+        now: now.as_secs() as i64,
+        session_hash: *session_hash,
+        session_expires_at,
+    };
+    let challenges = challenges.clone();
+    let writes = challenges.db().writes.clone();
+    writes
+        .write_for_caller(move |mut conn, running| {
+            Box::pin(async move { redeem_on(&challenges, &mut conn, running, &redemption).await })
+        })
+        .await
+}
+
+/// A redemption as [`redeem_where`] was asked for it.
+#[derive(Debug, Clone, Copy)]
+struct Redemption {
+    id: ChallengeId,
+    /// The browser's binding cookie's digest, when it must match.
+    binding_hash: Option<[u8; 32]>,
+    now: i64,
+    session_hash: [u8; 32],
+    session_expires_at: i64,
+}
+
+/// [`redeem_where`] on `conn`.
+///
+/// Its two statements need a transaction around them, and have one of their
+/// own, except in a group commit of SQLite's writer: there the group's
+/// transaction holds SQLite's write lock, so nothing can come between them,
+/// and should the second fail, the error spoils the group, which rolls back
+/// with the session. That spares a savepoint on every redemption under
+/// load.
+async fn redeem_on(
+    challenges: &Challenges,
+    conn: &mut Conn<'_>,
+    running: Running,
+    r: &Redemption,
+) -> Result<ChallengeRow> {
+    let spent = match running {
+        Running::InGroup => spend(conn, r).await?,
+        Running::Alone => {
+            // On an error the transaction is dropped, which rolls it back.
+            let mut tx = conn.begin().await?;
+            let spent = spend(&mut tx.conn(), r).await?;
+            match spent {
+                Spent::Yes(_) => tx.commit().await?,
+                Spent::Refused | Spent::Raced => tx.rollback().await?,
+            }
+            spent
+        }
+    };
+    match spent {
+        Spent::Yes(row) => Ok(*row),
+        Spent::Raced if running == Running::InGroup => {
+            Err(Error::Internal(anyhow::anyhow!("a challenge was spent between two statements of one group commit")))
+        }
+        Spent::Raced => Err(Error::AlreadyRedeemed),
+        Spent::Refused => {
+            let row = challenges.load_on(conn, &r.id).await?;
+            // Digests of 256-bit secrets: comparing them leaks nothing useful.
+            if r.binding_hash.is_some_and(|hash| row.binding_hash != hash) {
+                return Err(Error::WrongBrowser);
+            }
+            // A completed enrollment added a key; it signs nobody in.
+            Err(match row.status {
+                Status::Completed if row.enroll_account.is_none() => Error::AlreadyRedeemed,
+                _ => Error::NotCompleted,
+            })
+        }
+    }
+}
+
+/// What became of [`spend`].
+enum Spent {
+    /// The session is written and the challenge spent: the row as it is now.
+    Yes(Box<ChallengeRow>),
+    /// Nothing was written: the challenge is not completed, already spent,
+    /// or (with a binding to check) another browser's.
+    Refused,
+    /// The session was written, but the challenge was spent by a racing
+    /// redemption before it could be: roll back.
+    Raced,
+}
+
+/// Writes the session of challenge `r.id` if the challenge can be redeemed
+/// (completed, not yet redeemed, not an enrollment, and, with a binding to
+/// check, this browser's), then marks the challenge redeemed.
+///
+/// The session comes first, so that a refusal has written nothing: an
+/// account or key deleted since the sign-in fails its foreign key, and the
+/// challenge stays unredeemed. Two redemptions at once may both write a
+/// session on PostgreSQL; the `UPDATE` lets only one of them spend the
+/// challenge (the other waits for its row lock, then finds it spent), and
+/// the loser rolls back.
+async fn spend(conn: &mut Conn<'_>, r: &Redemption) -> Result<Spent> {
+    // Without a binding to check, `$5 IS NULL` lets every row through.
+    let inserted = conn
+        .execute(
+            sql::query(
+                "INSERT INTO session (id_hash, service_id, account, key_id, created_at, expires_at) \
+                 SELECT $1, service_id, account, key_id, $2, $3 FROM challenge \
+                 WHERE id = $4 AND status = 'completed' AND redeemed_at IS NULL AND enroll_account IS NULL \
+                 AND ($5 IS NULL OR binding_hash = $5)",
+            )
+            .bind(r.session_hash.to_vec())
+            .bind(r.now)
+            .bind(r.session_expires_at)
+            .bind(r.id.to_string())
+            .bind(r.binding_hash.map(|h| h.to_vec())),
+        )
+        .await;
+    match inserted {
+        Ok(1) => {}
+        Ok(_) => return Ok(Spent::Refused),
+        // The account or its key was deleted after it signed in: there is
+        // nobody to give a session to.
+        Err(failure) if failure.violation == Some(Violation::ForeignKey) => return Err(Error::UnknownAccount),
+        Err(failure) => return Err(failure.into()),
+    }
+    // RETURNING hands back the row as the update left it: no second read.
+    const SQL: &str =
+        concat!("UPDATE challenge SET redeemed_at = $2 WHERE id = $1 AND redeemed_at IS NULL RETURNING ", columns!());
+    let row = conn.fetch_optional(sql::query(SQL).bind(r.id.to_string()).bind(r.now), ChallengeRow::from_row).await?;
+    Ok(match row {
+        Some(row) => Spent::Yes(Box::new(row)),
+        None => Spent::Raced,
+    })
+}
+
+/// The account a live session cookie belongs to, at this service.
+pub async fn account(
+    db: &Db,
+    service_id: &ServiceId,
+    session_hash: &[u8; 32],
+    now: UnixTime,
+) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("SELECT account FROM session WHERE id_hash = $1 AND service_id = $2 AND expires_at > $3")
+        .bind(session_hash.to_vec())
+        .bind(service_id.to_string())
+        .bind(now.as_secs() as i64)
+        .fetch_optional(timed(&db.pool))
+        .await?)
+}
+
+pub async fn delete(db: &Db, session_hash: &[u8; 32]) -> Result<()> {
+    sqlx::query("DELETE FROM session WHERE id_hash = $1").bind(session_hash.to_vec()).execute(timed(&db.pool)).await?;
+    Ok(())
+}
