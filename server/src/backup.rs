@@ -22,7 +22,7 @@ use std::{
 use anyhow::{bail, Context as _};
 use sqlx::{sqlite::SqliteConnectOptions, ConnectOptions as _, Connection as _};
 
-use crate::Config;
+use crate::config::Config;
 
 /// What a finished backup wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]

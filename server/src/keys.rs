@@ -13,10 +13,9 @@ use sqlx::{AnyConnection, Row as _};
 
 use crate::{
     audit::{self, Action, By, Record},
-    db::{timed, Backend, Db},
+    db::{sql, timed, Backend, Db},
     error::{Error, Result},
     extract::ClientInfo,
-    sql,
 };
 
 /// Whether a key may sign in.

@@ -26,12 +26,10 @@ pub mod openapi;
 pub mod pages;
 pub mod recovery;
 pub mod serve;
-pub mod sql;
 pub mod state;
 pub mod sweep;
 pub mod tls;
 pub mod webapp;
-pub mod writer;
 
 use std::{sync::Arc, time::Duration};
 
@@ -60,16 +58,6 @@ pub use crate::{
     state::{origin_from, AppState},
 };
 
-/// Pages may load scripts, styles and images only from this server, may not
-/// be framed, and forms may post only here.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-/// [`CSP`] with forms also allowed to end up at `target` (a CSP source).
-pub(crate) fn csp_with_form_action(target: &str) -> String {
-    CSP.replace("form-action 'self'", &format!("form-action 'self' {target}"))
-}
-
 /// The whole HTTP surface.
 pub fn app(app: App) -> Router {
     Router::new()
@@ -87,7 +75,10 @@ pub fn app(app: App) -> Router {
         // request log records.
         .layer(axum::middleware::from_fn(middleware::refuse_oversize_body))
         .layer(axum::middleware::from_fn(middleware::shape_errors))
-        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(middleware::CSP),
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

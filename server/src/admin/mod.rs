@@ -19,7 +19,7 @@ use anyhow::Context as _;
 use axum::{extract::FromRef, Router};
 use sesame_proto::ServiceName;
 
-use crate::{challenge::Challenges, extract::TrustedProxies, oidc::Provider, state::AppState, Config};
+use crate::{challenge::Challenges, config::Config, extract::TrustedProxies, oidc::Provider, state::AppState};
 
 /// The name of the service created by `--demo`.
 const DEMO_SERVICE: &str = "Demo";

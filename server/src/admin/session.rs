@@ -109,7 +109,7 @@ impl AdminSession {
         // foreign key (a 500, not a refusal), and a key returned to pending
         // meanwhile would still open a session. With it, the check waits for
         // such a change and sees its outcome.
-        let sql = crate::sql::locking!(
+        let sql = crate::db::sql::locking!(
             db.backend == Backend::Postgres,
             "INSERT INTO admin_session (id_hash, csrf_token, created_at, expires_at, key_id, token_digest, ip, \
              user_agent) SELECT $1, $2, $3, $4, $5, $6, $7, $8 \

@@ -7,8 +7,8 @@
 use sesame_proto::{wire::Status, ChallengeId, MatchNumber, ServiceId, UnixTime};
 
 use crate::{
+    db::sql::Row,
     error::{Error, Result},
-    sql::Row,
 };
 
 /// A challenge row as stored.

@@ -12,10 +12,13 @@ use super::{
     store::Challenges,
 };
 use crate::{
-    db::{timed, Db},
+    db::{
+        sql::{self, Conn, Violation},
+        timed,
+        writer::Running,
+        Db,
+    },
     error::{Error, Result},
-    sql::{self, Conn, Violation},
-    writer::Running,
 };
 
 /// Marks a completed challenge as used up by whatever it was redeemed for,

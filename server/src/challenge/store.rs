@@ -8,7 +8,7 @@
 //! way a challenge leaves `pending` once: in memory through a claim taken
 //! under a lock, in the table through a conditional UPDATE (`… WHERE status
 //! = 'pending'`), so of any number of racing transitions exactly one wins.
-//! Each transaction starts with its write (see `db.rs` for why this matters
+//! Each transaction starts with its write (see `db/mod.rs` for why this matters
 //! on SQLite).
 //!
 //! [`Challenges`] is the handle to all of it: the database, where pending
@@ -29,9 +29,11 @@ use super::{
 use crate::{
     bus::Bus,
     clock::Clock,
-    db::{timed, Db},
+    db::{
+        sql::{self, Conn, Violation},
+        timed, Db,
+    },
     error::{Error, Result},
-    sql::{self, Conn, Violation},
 };
 
 /// The challenges of this instance: every read and move of a challenge goes
@@ -325,7 +327,7 @@ impl Challenges {
     /// Moves a challenge to a final state on its own (a login, deny, cancel)
     /// and publishes it, or explains why it could not, as [`Self::consume`] does.
     /// That is one statement, a write of the sign-in writer
-    /// ([`crate::writer`]), which needs no transaction of its own. Like
+    /// ([`crate::db::writer`]), which needs no transaction of its own. Like
     /// [`Consumed::commit`], it runs in a task of its own, which a request cut
     /// off cannot split: an answer whose client went away is still published.
     pub async fn finish(&self, row: &ChallengeRow, now: UnixTime, outcome: &Final) -> Result<()> {
@@ -487,7 +489,7 @@ pub struct Consumed {
 impl Consumed {
     /// Commits `tx`, then makes the outcome visible in memory, then
     /// publishes it. `turn`, the writer's turn that `tx` was opened under
-    /// ([`crate::writer::Writer::turn`]), is given back once the commit is
+    /// ([`crate::db::writer::Writer::turn`]), is given back once the commit is
     /// done.
     ///
     /// A request whose client goes away is dropped at its next `.await`;
@@ -571,7 +573,7 @@ async fn consume_row(conn: &mut Conn<'_>, id: &ChallengeId, now: UnixTime, outco
 /// A transaction that goes around the sign-in writer, on sqlx's writer
 /// connection (a registration, an enrollment, a rekey: each writes an
 /// account, a key or an audit record beside the challenge), under the
-/// writer's turn ([`crate::writer::Writer::turn`]). It derefs to the
+/// writer's turn ([`crate::db::writer::Writer::turn`]). It derefs to the
 /// transaction.
 ///
 /// [`WriteAround::commit`] commits it and publishes the challenge it

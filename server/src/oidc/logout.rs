@@ -178,7 +178,7 @@ fn page(view: &LogoutView) -> Result<Response> {
     // and browsers hold form redirects to `form-action` too.
     if !view.post_logout_redirect_uri.is_empty() {
         let target = super::authorize::form_target(&view.post_logout_redirect_uri);
-        if let Ok(csp) = HeaderValue::from_str(&crate::csp_with_form_action(&target)) {
+        if let Ok(csp) = HeaderValue::from_str(&crate::middleware::csp_with_form_action(&target)) {
             response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
         }
     }

@@ -11,7 +11,7 @@
 //! atomic on their own) and returns once it is durable:
 //!
 //! - On **SQLite**, one thread owns the writer connection, and drives
-//!   SQLite directly ([`crate::sql`]): a unit is handed to it once, however
+//!   SQLite directly ([`super::sql`]): a unit is handed to it once, however
 //!   many statements it runs. The units that queue up while it commits are
 //!   run together, in one transaction, and share one commit and one sync:
 //!   group commit. Nothing is answered before its commit is synced, so
@@ -58,10 +58,8 @@ use futures_util::{future::BoxFuture, FutureExt as _};
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard};
 
-use crate::{
-    error::{Error, Result},
-    sql::{self, Conn},
-};
+use super::sql::{self, Conn};
+use crate::error::{Error, Result};
 
 /// The most units one commit takes.
 const MAX_GROUP: usize = 64;
@@ -404,7 +402,7 @@ mod tests {
     use tokio::sync::Notify;
 
     use super::*;
-    use crate::sql::{query, Violation};
+    use crate::db::sql::{query, Violation};
 
     /// A SQLite file with one table, and the writer over a connection to it,
     /// as `Db::connect` opens it; the pool reads what it wrote.

@@ -9,7 +9,7 @@
 //! There, SQLite is driven directly instead ([`rusqlite`]), on the thread
 //! that needs the answer:
 //!
-//! - writes on the writer's own thread ([`crate::writer`]), which receives
+//! - writes on the writer's own thread ([`super::writer`]), which receives
 //!   whole units of work, so a unit costs one hand-over however many
 //!   statements it runs;
 //! - the one read of a sign-in (the account's keys) on the calling thread,
@@ -53,13 +53,11 @@ use rusqlite::{
 };
 use sqlx::{any::AnyRow, AnyConnection, Connection as _, Row as _};
 
-use crate::{
-    db::timed,
-    error::{Error, Result},
-};
+use super::timed::timed;
+use crate::error::{Error, Result};
 
 /// How long a connection of ours waits for SQLite's lock before it gives
-/// up, as sqlx's connections do (`db.rs`).
+/// up, as sqlx's connections do (`db/mod.rs`).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a read on a request's thread waits for SQLite's lock. Under
@@ -266,7 +264,7 @@ impl From<Error> for Failure {
 }
 
 /// A SQLite error of our own connections, as the server reports database
-/// errors: a 500, which spoils a group commit ([`crate::writer`]).
+/// errors: a 500, which spoils a group commit ([`super::writer`]).
 fn sqlite_error(e: rusqlite::Error) -> Error {
     Error::Internal(anyhow::Error::new(e).context("database"))
 }
@@ -479,17 +477,17 @@ fn prepare<'c>(conn: &'c rusqlite::Connection, query: &Query<'_>) -> rusqlite::R
 }
 
 /// Times a statement on a connection of ours into
-/// `sesame_db_query_duration_seconds`, as [`crate::db::timed`] times sqlx's,
+/// `sesame_db_query_duration_seconds`, as [`super::timed`] times sqlx's,
 /// and logs it once done (or dropped unfinished: the time was spent all the
 /// same).
 struct Stopwatch<'s> {
-    timer: crate::db::Stopwatch,
+    timer: super::timed::Stopwatch,
     sql: &'s str,
 }
 
 impl<'s> Stopwatch<'s> {
     fn start(sql: &'s str) -> Self {
-        Self { timer: crate::db::Stopwatch(Instant::now()), sql }
+        Self { timer: super::timed::Stopwatch(Instant::now()), sql }
     }
 }
 
@@ -505,7 +503,7 @@ impl Drop for Stopwatch<'_> {
 }
 
 /// Opens a connection of ours to the SQLite file at `path`, set up as
-/// sqlx's are (`db.rs`): WAL, foreign keys, a full sync at each commit.
+/// sqlx's are (`db/mod.rs`): WAL, foreign keys, a full sync at each commit.
 pub fn open(path: &Path) -> anyhow::Result<rusqlite::Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     let conn = rusqlite::Connection::open_with_flags(path, flags)?;

@@ -1,9 +1,9 @@
 //! Storage: a pool over SQLite or PostgreSQL (and, on SQLite, a writer
 //! connection for registrations beside it, and the connections of
-//! [`crate::sql`] on a sign-in's path), and the migrations of each.
+//! [`sql`] on a sign-in's path), and the migrations of each.
 //!
 //! The server runs the same SQL on both, through sqlx's `Any` driver, and on
-//! a sign-in's path on SQLite through [`crate::sql`], so every query sticks
+//! a sign-in's path on SQLite through [`sql`], so every query sticks
 //! to the common ground: `$n` parameters, BIGINT times, TEXT ids, BLOB/BYTEA
 //! bytes and `ON CONFLICT`/`RETURNING`.
 //!
@@ -21,7 +21,13 @@ use sqlx::{
     AnyPool, Executor as _,
 };
 
-use crate::{sql::Readers, writer::Writer};
+pub mod sql;
+mod timed;
+pub mod writer;
+
+pub use timed::{timed, Timed};
+
+use self::{sql::Readers, writer::Writer};
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,10 +55,10 @@ pub struct Db {
     /// The writes of a sign-in (an ended challenge, a redemption): on
     /// SQLite committed in groups by a connection of their own, driven
     /// directly, whose turn the writes on [`Db::writer`] take first; on
-    /// PostgreSQL each on its own (see [`crate::writer`]).
+    /// PostgreSQL each on its own (see [`writer`]).
     pub writes: Writer,
     /// On SQLite, the connections that read on a sign-in's path, on the
-    /// calling thread (see [`crate::sql`]).
+    /// calling thread (see [`sql`]).
     pub readers: Option<Arc<Readers>>,
     pub backend: Backend,
 }
@@ -150,103 +156,4 @@ async fn open_pool(options: AnyConnectOptions, backend: Backend, max: u32) -> an
             Some(problem) => anyhow::anyhow!("refusing the {backend:?} database: {problem}"),
             None => anyhow::Error::new(e).context(format!("cannot connect to the {backend:?} database")),
         })
-}
-
-/// An executor that times each statement it runs into
-/// `sesame_db_query_duration_seconds`: every query of the server through
-/// sqlx goes through [`timed`], on the pool and inside transactions alike
-/// (those of [`crate::sql`] on SQLite are timed there).
-///
-/// sqlx times statements too, but only to log them, and it builds a
-/// formatted copy of the SQL for every statement whose log event is enabled;
-/// turning those events on to read their times cost about a tenth of the
-/// server's CPU (docs/BENCHMARKS.md). Taking the time here costs two clock
-/// reads, and nothing at all is recorded while metrics are off.
-#[derive(Debug)]
-pub struct Timed<E>(E);
-
-/// `executor`, timed: `.execute(timed(&db.pool))`, `.fetch_one(timed(&mut *tx))`.
-pub fn timed<E>(executor: E) -> Timed<E> {
-    Timed(executor)
-}
-
-/// Records one statement's time when it finishes, or when it is dropped
-/// unfinished (a cancelled request still spent that time).
-pub(crate) struct Stopwatch(pub(crate) std::time::Instant);
-
-impl Drop for Stopwatch {
-    fn drop(&mut self) {
-        crate::metrics::query_finished(self.0.elapsed());
-    }
-}
-
-impl<'c, E> sqlx::Executor<'c> for Timed<E>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Any>,
-{
-    type Database = sqlx::Any;
-
-    fn fetch_many<'e, 'q: 'e, Q>(
-        self,
-        query: Q,
-    ) -> futures_util::stream::BoxStream<
-        'e,
-        Result<sqlx::Either<sqlx::any::AnyQueryResult, sqlx::any::AnyRow>, sqlx::Error>,
-    >
-    where
-        'c: 'e,
-        Q: 'q + sqlx::Execute<'q, sqlx::Any>,
-    {
-        use futures_util::StreamExt as _;
-        let stopwatch = Stopwatch(std::time::Instant::now());
-        // The stopwatch lives as long as the stream: it stops when the
-        // caller has read the last row or drops the stream.
-        self.0
-            .fetch_many(query)
-            .map(move |item| {
-                let _running = &stopwatch;
-                item
-            })
-            .boxed()
-    }
-
-    fn fetch_optional<'e, 'q: 'e, Q>(
-        self,
-        query: Q,
-    ) -> futures_util::future::BoxFuture<'e, Result<Option<sqlx::any::AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        Q: 'q + sqlx::Execute<'q, sqlx::Any>,
-    {
-        use futures_util::FutureExt as _;
-        let stopwatch = Stopwatch(std::time::Instant::now());
-        self.0
-            .fetch_optional(query)
-            .map(move |result| {
-                drop(stopwatch);
-                result
-            })
-            .boxed()
-    }
-
-    fn prepare_with<'e, 'q: 'e>(
-        self,
-        sql: &'q str,
-        parameters: &'e [sqlx::any::AnyTypeInfo],
-    ) -> futures_util::future::BoxFuture<'e, Result<sqlx::any::AnyStatement<'q>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        self.0.prepare_with(sql, parameters)
-    }
-
-    fn describe<'e, 'q: 'e>(
-        self,
-        sql: &'q str,
-    ) -> futures_util::future::BoxFuture<'e, Result<sqlx::Describe<sqlx::Any>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        self.0.describe(sql)
-    }
 }
