@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::{
     form::{AdminForm, CsrfField},
-    pages::{by, path, render, PageResult},
+    kit::{by, path, render, PageResult},
     store,
 };
 use crate::{

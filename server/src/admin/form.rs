@@ -14,7 +14,7 @@ use serde::{de::DeserializeOwned, Deserialize};
 use tracing::instrument;
 
 use super::{
-    pages::{form, form_session, PageError},
+    kit::{form, form_session, PageError},
     session::AdminSession,
 };
 use crate::state::AppState;

@@ -6,6 +6,7 @@
 mod accounts;
 pub(crate) mod api;
 mod form;
+mod kit;
 pub(crate) mod links;
 pub(crate) mod oidc;
 mod pages;

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 use super::{
     api::{self, path, AdminAuth},
     form::{AdminForm, CsrfField, CsrfForm},
-    pages::{self, PageResult},
+    kit::{self, PageResult},
     store,
 };
 use crate::{
@@ -373,7 +373,7 @@ async fn save_form(
     id: Result<Path<String>, PathRejection>,
     AdminForm { session, form }: AdminForm<SettingsForm>,
 ) -> PageResult {
-    let service = store::service(&state.db, &pages::path(id)?).await?;
+    let service = store::service(&state.db, &kit::path(id)?).await?;
     let settings = client::Settings::parse(SettingsJson {
         redirect_uris: lines(&form.redirect_uris),
         post_logout_redirect_uris: lines(&form.post_logout_redirect_uris),
@@ -381,7 +381,7 @@ async fn save_form(
         id_token_signed_response_alg: form.alg,
     })?;
     let (client, secret) =
-        client::configure(&state.db, &service.id, &settings, &pages::by(&state, session.actor(), &info)).await?;
+        client::configure(&state.db, &service.id, &settings, &kit::by(&state, session.actor(), &info)).await?;
     match secret {
         Some(secret) => show_secret(&state, service, client, secret),
         None => Ok(Redirect::to(&format!("/admin/services/{}?done=oidc_saved", service.id)).into_response()),
@@ -394,9 +394,9 @@ async fn rotate_secret_form(
     id: Result<Path<String>, PathRejection>,
     AdminForm { session, .. }: AdminForm<CsrfForm>,
 ) -> PageResult {
-    let service = store::service(&state.db, &pages::path(id)?).await?;
+    let service = store::service(&state.db, &kit::path(id)?).await?;
     let (client, secret) =
-        client::rotate_secret(&state.db, &service.id, &pages::by(&state, session.actor(), &info)).await?;
+        client::rotate_secret(&state.db, &service.id, &kit::by(&state, session.actor(), &info)).await?;
     show_secret(&state, service, client, secret)
 }
 
@@ -408,7 +408,7 @@ fn show_secret(state: &AppState, service: store::Service, client: Client, secret
         secret: Some(secret),
         issuer: state.settings.origin.to_string(),
     };
-    pages::render(StatusCode::OK, &view)
+    kit::render(StatusCode::OK, &view)
 }
 
 async fn delete_form(
@@ -417,8 +417,8 @@ async fn delete_form(
     id: Result<Path<String>, PathRejection>,
     AdminForm { session, .. }: AdminForm<CsrfForm>,
 ) -> PageResult {
-    let service = store::service(&state.db, &pages::path(id)?).await?;
-    client::remove(&state.db, &service.id, &pages::by(&state, session.actor(), &info)).await?;
+    let service = store::service(&state.db, &kit::path(id)?).await?;
+    client::remove(&state.db, &service.id, &kit::by(&state, session.actor(), &info)).await?;
     Ok(Redirect::to(&format!("/admin/services/{}?done=oidc_removed", service.id)).into_response())
 }
 
@@ -428,7 +428,7 @@ async fn rotate_keys_form(
     info: ClientInfo,
     AdminForm { session, .. }: AdminForm<CsrfForm>,
 ) -> PageResult {
-    keys::rotate(&state.db, &pages::by(&state, session.actor(), &info)).await?;
+    keys::rotate(&state.db, &kit::by(&state, session.actor(), &info)).await?;
     provider.keys.clear();
     Ok(Redirect::to("/admin?done=keys_rotated").into_response())
 }

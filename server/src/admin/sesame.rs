@@ -37,7 +37,8 @@ use sesame_proto::wire::Status;
 
 use super::{
     form::{AdminForm, CsrfField, CsrfForm},
-    pages::{by, form, path, render, sign_in_page, AccountForm, PageError, PageResult},
+    kit::{by, form, path, render, PageError, PageResult},
+    pages::{sign_in_page, AccountForm},
     session::{self, AdminSession, Credential, PRE_SESSION_COOKIE, SESSION_COOKIE, SESSION_SECS},
     store,
 };
