@@ -3,6 +3,7 @@
 //! who is asking, and signs register, login and deny answers.
 
 pub mod backup;
+mod cli;
 mod commands;
 mod error;
 pub mod opt;
@@ -14,7 +15,7 @@ pub mod ui;
 pub mod vault;
 mod window;
 
-pub use commands::run;
+pub use cli::run;
 pub use error::Error;
 
 /// The one-line text of an error, as printed after `sesame: `.

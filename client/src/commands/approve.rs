@@ -121,7 +121,7 @@ pub(crate) fn key_label(given: Option<&str>) -> Result<Option<KeyLabel>, Error> 
     Ok(host.ok().and_then(|h| KeyLabel::parse(h.trim()).ok()))
 }
 
-pub(super) async fn register(
+pub(crate) async fn register(
     app: &mut App,
     text: &str,
     name: &str,
@@ -157,7 +157,7 @@ pub(super) async fn register(
     Ok(())
 }
 
-pub(super) async fn enroll(app: &mut App, text: &str, label: Option<&str>, yes: bool) -> Result<(), Error> {
+pub(crate) async fn enroll(app: &mut App, text: &str, label: Option<&str>, yes: bool) -> Result<(), Error> {
     if !yes && !app.console.is_interactive() {
         return Err(Error::NeedsConfirmation("sesame enroll"));
     }
@@ -309,7 +309,7 @@ fn choose_account(
     Ok(AccountName::parse(&chosen)?)
 }
 
-pub(super) async fn login(
+pub(crate) async fn login(
     app: &mut App,
     text: &str,
     account: Option<&str>,
@@ -449,7 +449,7 @@ pub(crate) async fn submit_login(
     Ok(Answered { json, text: format!("{text}\n{}", ui::requested_by(context)) })
 }
 
-pub(super) async fn deny(app: &mut App, text: &str) -> Result<(), Error> {
+pub(crate) async fn deny(app: &mut App, text: &str) -> Result<(), Error> {
     let (token, remote) = app.trusted(text).await?;
     let accounts = app.store.accounts_at(&token.claims().origin, &token.claims().service_id).await?;
     let keyring = if accounts.is_empty() { Keyring::Plain } else { app.unlock().await? };
@@ -483,7 +483,7 @@ pub(crate) async fn submit_deny(
     Ok(Answered { json: result_json(token, context, &outcome, None), text })
 }
 
-pub(super) async fn process(app: &mut App, text: &str) -> Result<(), Error> {
+pub(crate) async fn process(app: &mut App, text: &str) -> Result<(), Error> {
     if !app.console.is_interactive() {
         return Err(Error::NeedsTerminal("sesame process"));
     }

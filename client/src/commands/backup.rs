@@ -60,7 +60,7 @@ fn passphrase(app: &App) -> Result<Passphrase, Error> {
     }
 }
 
-pub(super) async fn export(app: &App, out: &Path, force: bool) -> Result<(), Error> {
+pub(crate) async fn export(app: &App, out: &Path, force: bool) -> Result<(), Error> {
     // Everything that can be refused without a passphrase is refused first.
     let (mut temp, dir) = temp_beside(out, force)?;
     if app.store.accounts().await?.is_empty() {
@@ -152,7 +152,7 @@ fn base64_url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-pub(super) async fn import(app: &App, file: &Path, replace: bool) -> Result<(), Error> {
+pub(crate) async fn import(app: &App, file: &Path, replace: bool) -> Result<(), Error> {
     let bytes = read_file(file)?;
     backup::check_envelope(file, &bytes)?;
     let keyring = app.store.unlock(|| app.console.passphrase("Keystore passphrase: ")).await?;

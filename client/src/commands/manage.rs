@@ -15,7 +15,7 @@ fn time_of(secs: i64) -> String {
     local_time(UnixTime::from_secs(u64::try_from(secs).unwrap_or(0)))
 }
 
-pub(super) async fn accounts(app: &App) -> Result<(), Error> {
+pub(crate) async fn accounts(app: &App) -> Result<(), Error> {
     let accounts = app.store.accounts().await?;
     if app.out.json {
         let list: Vec<_> = accounts
@@ -63,7 +63,7 @@ pub(super) async fn accounts(app: &App) -> Result<(), Error> {
 
 /// Deletes one local key. `service` may be the id or the name; when the name
 /// is on several servers, `origin` must say which.
-pub(super) async fn remove(app: &App, account: &str, service: &str, origin: Option<&str>) -> Result<(), Error> {
+pub(crate) async fn remove(app: &App, account: &str, service: &str, origin: Option<&str>) -> Result<(), Error> {
     let matches: Vec<_> = app
         .store
         .accounts()
@@ -128,7 +128,7 @@ fn new_passphrase(app: &App, has_one: bool) -> Result<Passphrase, Error> {
     Ok(new)
 }
 
-pub(super) async fn passphrase(app: &App) -> Result<(), Error> {
+pub(crate) async fn passphrase(app: &App) -> Result<(), Error> {
     let has_one = app.store.has_passphrase().await?;
     // The current passphrase is checked first: a wrong one changes nothing.
     let current = if has_one {
@@ -143,7 +143,7 @@ pub(super) async fn passphrase(app: &App) -> Result<(), Error> {
     Ok(())
 }
 
-pub(super) async fn unpin(app: &App, origin: &str) -> Result<(), Error> {
+pub(crate) async fn unpin(app: &App, origin: &str) -> Result<(), Error> {
     let origin = Origin::parse(origin)?;
     let pin = app.store.pin(&origin).await?.ok_or_else(|| Error::NotPinned(origin.to_string()))?;
     app.store.unpin(&origin).await?;

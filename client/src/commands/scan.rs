@@ -21,7 +21,7 @@ fn is_sesame(text: &str) -> bool {
 /// The text of the first QR code, across `images` in order, that is meant
 /// for Sesame (a token or a link). Codes that are not (a Wi-Fi password,
 /// another URL) are skipped.
-pub(super) fn token_from_images(images: &[PathBuf]) -> Result<String, Error> {
+pub(crate) fn token_from_images(images: &[PathBuf]) -> Result<String, Error> {
     let mut seen = Vec::new();
     for path in images {
         for text in qr_texts(path)? {
