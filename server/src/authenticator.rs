@@ -8,7 +8,7 @@
 //! without writing has been checked.
 
 use axum::{
-    extract::{FromRef, State},
+    extract::State,
     routing::{get, post},
     Json, Router,
 };
@@ -20,24 +20,19 @@ use sesame_proto::{
 
 use crate::{
     audit,
+    challenge::SignInState,
     challenge::{
         row::{refusal, ChallengeRow, Final},
         store::WriteAround,
         Challenges,
     },
     error::{Error, Result},
-    extract::{ApiJson, ClientInfo, TrustedProxies},
+    extract::{ApiJson, ClientInfo},
     keys::{self, KeyState, StoredKey},
     state::AppState,
 };
 
-pub fn router<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    AppState: FromRef<S>,
-    Challenges: FromRef<S>,
-    TrustedProxies: FromRef<S>,
-{
+pub fn router<S: SignInState>() -> Router<S> {
     Router::new()
         .route("/.well-known/sesame", get(server_key))
         .route("/api/authenticator/context", post(context))

@@ -17,7 +17,7 @@
 
 use askama::Template;
 use axum::{
-    extract::{rejection::FormRejection, FromRef, Path, State},
+    extract::{rejection::FormRejection, Path, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{Html, IntoResponse, Redirect, Response},
     routing::{get, post},
@@ -27,24 +27,19 @@ use serde::Deserialize;
 use sesame_proto::{wire::Status, Origin, ServiceId};
 
 use crate::{
+    challenge::SignInState,
     challenge::{self, session, session_cookie, Challenges, Purpose},
     clock::rfc3339,
     cookie,
     error::{error_page, Error},
-    extract::{ClientInfo, TrustedProxies},
+    extract::ClientInfo,
     keys::{self, KeyState},
     pages::{app_link, qr_svg},
     recovery,
     state::AppState,
 };
 
-pub fn router<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    AppState: FromRef<S>,
-    Challenges: FromRef<S>,
-    TrustedProxies: FromRef<S>,
-{
+pub fn router<S: SignInState>() -> Router<S> {
     Router::new()
         .route("/services/{id}/account", get(account_page))
         .route("/services/{id}/account/enroll", post(start_enrollment))

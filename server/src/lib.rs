@@ -35,7 +35,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use axum::{
-    extract::{DefaultBodyLimit, FromRef},
+    extract::DefaultBodyLimit,
     http::{header, HeaderValue, Request, Response},
     Router,
 };
@@ -44,11 +44,12 @@ use tracing::Span;
 
 use crate::{
     bus::Bus,
-    challenge::{pending::Pending, Challenges},
+    challenge::{pending::Pending, Challenges, SignInState},
     clock::{Clock, SystemClock},
     error::LoggedError,
-    extract::TrustedProxies,
+    oidc::OidcState,
     serve::ServeOptions,
+    state::RouterState,
     sweep::Retention,
 };
 pub use crate::{
@@ -125,19 +126,31 @@ pub fn app(app: App) -> Router {
 }
 
 /// Everything the routes share. A handler takes the parts it needs
-/// (`State<AppState>`, `State<Challenges>`, `State<Arc<oidc::Provider>>`)
+/// (`State<AppState>`, `State<Challenges>`, `State<oidc::Provider>`)
 /// through `FromRef`, so that no feature depends on this whole, and the
 /// state below the features holds no feature's parts.
-#[derive(Debug, Clone, FromRef)]
+#[derive(Debug, Clone)]
 pub struct App {
     pub state: AppState,
     pub challenges: Challenges,
-    pub oidc: Arc<oidc::Provider>,
+    pub oidc: oidc::Provider,
 }
 
-impl FromRef<App> for TrustedProxies {
-    fn from_ref(app: &App) -> Self {
-        TrustedProxies::from_ref(&app.state)
+impl RouterState for App {
+    fn app_state(&self) -> &AppState {
+        &self.state
+    }
+}
+
+impl SignInState for App {
+    fn challenges(&self) -> &Challenges {
+        &self.challenges
+    }
+}
+
+impl OidcState for App {
+    fn provider(&self) -> &oidc::Provider {
+        &self.oidc
     }
 }
 
@@ -145,7 +158,7 @@ impl App {
     /// The app over `state`, its pending challenges kept in `pending`.
     pub fn new(state: AppState, pending: Pending, oidc: oidc::Provider) -> Self {
         let challenges = Challenges::new(state.db.clone(), state.bus.clone(), state.clock.clone(), pending);
-        Self { state, challenges, oidc: Arc::new(oidc) }
+        Self { state, challenges, oidc }
     }
 
     /// Builds the app from the config: connects, migrates, loads the key.

@@ -8,7 +8,7 @@
 
 use askama::Template;
 use axum::{
-    extract::{FromRef, Path, State},
+    extract::{Path, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{Html, IntoResponse, Redirect, Response},
     routing::{get, post},
@@ -18,10 +18,11 @@ use qrcode::{render::svg, EcLevel, QrCode};
 use sesame_proto::{MatchNumber, Origin, ServiceId};
 
 use crate::{
+    challenge::SignInState,
     challenge::{self, session, session_cookie, Challenges},
     cookie::{self, SameSite},
     error::{error_page, Error, Result},
-    extract::{ClientInfo, TrustedProxies},
+    extract::ClientInfo,
     state::AppState,
 };
 
@@ -29,13 +30,7 @@ use crate::{
 /// keeps a redeploy visible soon enough.
 const STATIC_CACHE: &str = "public, max-age=86400";
 
-pub fn router<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    AppState: FromRef<S>,
-    Challenges: FromRef<S>,
-    TrustedProxies: FromRef<S>,
-{
+pub fn router<S: SignInState>() -> Router<S> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/admin") }))
         .route("/services/{id}", get(login_page))

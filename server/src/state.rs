@@ -39,6 +39,28 @@ impl AppState {
     }
 }
 
+/// A router's state as everything below the assembly sees it: whatever it
+/// is, it hands out the shared parts. The assembly's `App` is one. A
+/// feature's router runs on any (`fn router<S: RouterState>()`), or on any
+/// that also hands out the feature's own parts (`challenge::SignInState`,
+/// `oidc::OidcState`), so that no feature names the whole, and a handler
+/// takes each part it needs through `FromRef` (`State<AppState>`).
+pub trait RouterState: Clone + Send + Sync + 'static {
+    fn app_state(&self) -> &AppState;
+}
+
+impl<S: RouterState> FromRef<S> for AppState {
+    fn from_ref(state: &S) -> Self {
+        state.app_state().clone()
+    }
+}
+
+impl<S: RouterState> FromRef<S> for TrustedProxies {
+    fn from_ref(state: &S) -> Self {
+        state.app_state().settings.trusted_proxies.clone()
+    }
+}
+
 impl FromRef<AppState> for TrustedProxies {
     fn from_ref(state: &AppState) -> Self {
         state.settings.trusted_proxies.clone()

@@ -5,7 +5,7 @@
 
 use askama::Template;
 use axum::{
-    extract::{rejection::PathRejection, FromRef, Path, State},
+    extract::{rejection::PathRejection, Path, State},
     http::StatusCode,
     response::{IntoResponse, Redirect},
     routing::post,
@@ -20,18 +20,14 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    extract::{ClientInfo, TrustedProxies},
+    extract::ClientInfo,
     keys::{self, KeyState},
     recovery,
     state::AppState,
+    state::RouterState,
 };
 
-pub(super) fn router<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    AppState: FromRef<S>,
-    TrustedProxies: FromRef<S>,
-{
+pub(super) fn router<S: RouterState>() -> Router<S> {
     Router::new()
         .route("/admin/services/{id}/keys/remove", post(remove_key))
         .route("/admin/services/{id}/recovery", post(create_link))

@@ -20,19 +20,14 @@ use super::store;
 use crate::{
     audit::{self, Actor, By},
     challenge::Challenges,
+    challenge::SignInState,
     error::{Error, Result},
-    extract::{ApiJson, ClientInfo, TrustedProxies},
+    extract::{ApiJson, ClientInfo},
     keys,
     state::AppState,
 };
 
-pub(super) fn router<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    AppState: FromRef<S>,
-    Challenges: FromRef<S>,
-    TrustedProxies: FromRef<S>,
-{
+pub(super) fn router<S: SignInState>() -> Router<S> {
     Router::new()
         .route("/admin/api/services", get(list_services).post(create_service))
         .route("/admin/api/services/{id}", delete(delete_service).patch(change_service))

@@ -7,7 +7,7 @@
 //! shows each link's state, never a URL.
 
 use axum::{
-    extract::{rejection::PathRejection, FromRef, Path, State},
+    extract::{rejection::PathRejection, Path, State},
     http::StatusCode,
     routing::{delete, post},
     Json, Router,
@@ -22,17 +22,13 @@ use super::{
 };
 use crate::{
     error::Result,
-    extract::{ApiJson, ClientInfo, TrustedProxies},
+    extract::{ApiJson, ClientInfo},
     recovery::{self, LinkInfo},
     state::AppState,
+    state::RouterState,
 };
 
-pub(super) fn router<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    AppState: FromRef<S>,
-    TrustedProxies: FromRef<S>,
-{
+pub(super) fn router<S: RouterState>() -> Router<S> {
     Router::new()
         .route("/admin/api/services/{id}/accounts/{name}/enrollments", post(create_link).get(list_links))
         .route("/admin/api/services/{id}/accounts/{name}/enrollments/{link_id}", delete(revoke_link))

@@ -14,25 +14,16 @@ mod sesame;
 mod session;
 mod store;
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
-use axum::{extract::FromRef, Router};
+use axum::Router;
 use sesame_proto::ServiceName;
 
-use crate::{challenge::Challenges, config::Config, extract::TrustedProxies, oidc::Provider, state::AppState};
+use crate::{config::Config, oidc::OidcState, state::AppState};
 
 /// The name of the service created by `--demo`.
 const DEMO_SERVICE: &str = "Demo";
 
-pub fn router<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    AppState: FromRef<S>,
-    Challenges: FromRef<S>,
-    Arc<Provider>: FromRef<S>,
-    TrustedProxies: FromRef<S>,
-{
+pub fn router<S: OidcState>() -> Router<S> {
     Router::new()
         .merge(api::router())
         .merge(links::router())

@@ -4,10 +4,9 @@
 //! `oidc::keys`, which write the audit record with each change.
 
 use askama::Template;
-use std::sync::Arc;
 
 use axum::{
-    extract::{rejection::PathRejection, FromRef, Path, State},
+    extract::{rejection::PathRejection, Path, State},
     http::StatusCode,
     response::{IntoResponse, Redirect},
     routing::{get, post},
@@ -26,7 +25,8 @@ use super::{
 use crate::{
     audit::Actor,
     error::{Error, Result},
-    extract::{ApiJson, ClientInfo, TrustedProxies},
+    extract::{ApiJson, ClientInfo},
+    oidc::OidcState,
     oidc::Provider,
     oidc::{
         client::{self, Client, SettingsJson},
@@ -35,13 +35,7 @@ use crate::{
     state::AppState,
 };
 
-pub(super) fn router<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    AppState: FromRef<S>,
-    Arc<Provider>: FromRef<S>,
-    TrustedProxies: FromRef<S>,
-{
+pub(super) fn router<S: OidcState>() -> Router<S> {
     Router::new()
         .route("/admin/api/services/{id}/oidc", get(get_client).put(put_client).delete(delete_client))
         .route("/admin/api/services/{id}/oidc/secret", post(rotate_secret))
@@ -296,7 +290,7 @@ async fn keys_json(state: &AppState) -> Result<Json<Vec<KeyJson>>> {
 async fn rotate_keys(
     _: AdminAuth,
     State(state): State<AppState>,
-    State(provider): State<Arc<Provider>>,
+    State(provider): State<Provider>,
     info: ClientInfo,
 ) -> Result<Json<Vec<KeyJson>>> {
     keys::rotate(&state.db, &api::by(&state, &info)).await?;
@@ -424,7 +418,7 @@ async fn delete_form(
 
 async fn rotate_keys_form(
     State(state): State<AppState>,
-    State(provider): State<Arc<Provider>>,
+    State(provider): State<Provider>,
     info: ClientInfo,
     AdminForm { session, .. }: AdminForm<CsrfForm>,
 ) -> PageResult {

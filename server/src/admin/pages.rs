@@ -11,7 +11,7 @@ use askama::Template;
 use axum::{
     extract::{
         rejection::{FormRejection, PathRejection, QueryRejection},
-        FromRef, Path, Query, State,
+        Path, Query, State,
     },
     http::{header, HeaderMap, StatusCode},
     response::{AppendHeaders, IntoResponse, Redirect},
@@ -31,19 +31,14 @@ use super::{
 use crate::{
     audit::{self, Action, Actor, Record},
     challenge::Challenges,
+    challenge::SignInState,
     cookie,
     error::Error,
-    extract::{ClientInfo, TrustedProxies},
+    extract::ClientInfo,
     state::AppState,
 };
 
-pub(super) fn router<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    AppState: FromRef<S>,
-    Challenges: FromRef<S>,
-    TrustedProxies: FromRef<S>,
-{
+pub(super) fn router<S: SignInState>() -> Router<S> {
     Router::new()
         .route("/admin", get(index))
         .route("/admin/signin", post(sign_in))

@@ -25,7 +25,7 @@ use askama::Template;
 use axum::{
     extract::{
         rejection::{FormRejection, PathRejection},
-        FromRef, Path, State,
+        Path, State,
     },
     http::{header, HeaderMap, StatusCode},
     response::{AppendHeaders, IntoResponse, Redirect},
@@ -44,22 +44,17 @@ use super::{
 };
 use crate::{
     audit::{self, Action, Record},
+    challenge::SignInState,
     challenge::{self, row::ChallengeRow, Challenges},
     cookie,
     error::{Error, Result},
-    extract::{ClientInfo, TrustedProxies},
+    extract::ClientInfo,
     keys,
     pages::{app_link, qr_svg},
     state::AppState,
 };
 
-pub(super) fn router<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    AppState: FromRef<S>,
-    Challenges: FromRef<S>,
-    TrustedProxies: FromRef<S>,
-{
+pub(super) fn router<S: SignInState>() -> Router<S> {
     Router::new()
         .route("/admin/sesame", post(start_sign_in))
         .route("/admin/sesame/{cid}", post(continue_sign_in))

@@ -30,11 +30,24 @@ use utoipa::ToSchema;
 use crate::{
     cookie::{self, SameSite},
     error::{Error, Result},
-    extract::{ClientInfo, TrustedProxies},
+    extract::ClientInfo,
     state::AppState,
+    state::RouterState,
 };
 use row::ChallengeRow;
 pub use store::Challenges;
+
+/// A router state that also hands out the challenges: what the sign-in
+/// routes, and every feature that starts or follows a challenge, run on.
+pub trait SignInState: RouterState {
+    fn challenges(&self) -> &Challenges;
+}
+
+impl<S: SignInState> FromRef<S> for Challenges {
+    fn from_ref(state: &S) -> Self {
+        state.challenges().clone()
+    }
+}
 
 /// The cookie that binds challenge `id` to the browser that asked for it.
 /// Each challenge has its own, so that several tabs of one browser can each
@@ -55,13 +68,7 @@ pub fn session_cookie(id: &ServiceId) -> String {
 /// How long a session lasts.
 pub const SESSION_SECS: i64 = 24 * 60 * 60;
 
-pub fn router<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    AppState: FromRef<S>,
-    Challenges: FromRef<S>,
-    TrustedProxies: FromRef<S>,
-{
+pub fn router<S: SignInState>() -> Router<S> {
     Router::new()
         .route("/api/services/{id}/challenges", post(create_handler))
         .route("/api/challenges/{cid}", get(status_handler))

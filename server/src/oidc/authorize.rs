@@ -13,7 +13,6 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use sesame_proto::wire::Status;
-use std::sync::Arc;
 
 use super::{
     client::{self, Client},
@@ -106,7 +105,7 @@ impl Params {
 pub(super) async fn get(
     State(state): State<AppState>,
     State(challenges): State<Challenges>,
-    State(provider): State<Arc<Provider>>,
+    State(provider): State<Provider>,
     client: ClientInfo,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -119,7 +118,7 @@ pub(super) async fn get(
 pub(super) async fn post(
     State(state): State<AppState>,
     State(challenges): State<Challenges>,
-    State(provider): State<Arc<Provider>>,
+    State(provider): State<Provider>,
     client: ClientInfo,
     headers: HeaderMap,
     body: Bytes,
@@ -289,7 +288,7 @@ async fn live_session(state: &AppState, client: &Client, headers: &HeaderMap, no
 pub(super) async fn finish(
     State(state): State<AppState>,
     State(challenges): State<Challenges>,
-    State(provider): State<Arc<Provider>>,
+    State(provider): State<Provider>,
     Path(cid): Path<String>,
     headers: HeaderMap,
 ) -> Response {

@@ -31,7 +31,7 @@ use serde::Serialize;
 use tower_http::cors::{Any, CorsLayer};
 use utoipa::ToSchema;
 
-use crate::{challenge::Challenges, error::Result, extract::TrustedProxies, state::AppState};
+use crate::{challenge::SignInState, error::Result, state::AppState};
 pub use keys::{Alg, KeyCache};
 
 /// How long a code lives unless configured shorter: the most the design
@@ -43,17 +43,29 @@ pub const ACCESS_TOKEN_SECS: i64 = 60 * 60;
 pub const ID_TOKEN_SECS: i64 = 60 * 60;
 
 /// The provider's own state, shared by every request: the routes take it
-/// as `State<Arc<Provider>>`.
-#[derive(Debug)]
+/// as `State<Provider>`. Cheap to clone.
+#[derive(Debug, Clone)]
 pub struct Provider {
-    pub keys: KeyCache,
+    pub keys: Arc<KeyCache>,
     /// Seconds a code lives, at most [`CODE_TTL_SECS`].
     pub code_ttl_secs: u64,
 }
 
+/// A router state that also hands out the provider: what its routes, and
+/// the admin's, run on.
+pub trait OidcState: SignInState {
+    fn provider(&self) -> &Provider;
+}
+
+impl<S: OidcState> FromRef<S> for Provider {
+    fn from_ref(state: &S) -> Self {
+        state.provider().clone()
+    }
+}
+
 impl Default for Provider {
     fn default() -> Self {
-        Self { keys: KeyCache::default(), code_ttl_secs: CODE_TTL_SECS }
+        Self { keys: Arc::default(), code_ttl_secs: CODE_TTL_SECS }
     }
 }
 
@@ -63,14 +75,7 @@ impl Provider {
     }
 }
 
-pub fn router<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    AppState: FromRef<S>,
-    Challenges: FromRef<S>,
-    Arc<Provider>: FromRef<S>,
-    TrustedProxies: FromRef<S>,
-{
+pub fn router<S: OidcState>() -> Router<S> {
     // Discovery, the key set, the token and the userinfo endpoints are
     // called from single-page applications on other origins. They carry no
     // cookies and trust only what the request itself proves (a client

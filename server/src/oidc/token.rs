@@ -1,8 +1,6 @@
 //! The token endpoint (the `authorization_code` grant, RFC 6749 §4.1.3 with
 //! PKCE, RFC 7636 §4.6) and the userinfo endpoint (OIDC Core §5.3).
 
-use std::sync::Arc;
-
 use axum::{
     extract::{rejection::FormRejection, State},
     http::{header, HeaderMap, HeaderValue},
@@ -112,7 +110,7 @@ struct IdClaims<'a> {
 )]
 pub(super) async fn token(
     State(state): State<AppState>,
-    State(provider): State<Arc<Provider>>,
+    State(provider): State<Provider>,
     client_info: ClientInfo,
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,

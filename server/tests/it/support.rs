@@ -203,7 +203,7 @@ impl Builder {
 pub struct TestApp {
     pub state: AppState,
     pub challenges: Challenges,
-    pub oidc: Arc<Provider>,
+    pub oidc: Provider,
     /// Moves the app's time unless it was built with `system_clock`.
     pub clock: ManualClock,
     _dir: TempDir,
