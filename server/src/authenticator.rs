@@ -29,6 +29,7 @@ use crate::{
     error::{Error, Result},
     extract::{ApiJson, ClientInfo},
     keys::{self, KeyState, StoredKey},
+    responses::AnswerErrors,
     state::AppState,
 };
 
@@ -189,13 +190,7 @@ async fn check_sign_in(state: &AppState, challenges: &Challenges, text: &str) ->
     responses(
         (status = 200, description = "Who is asking.", body = ChallengeContext),
         (status = 404, description = "`unknown_challenge`.", body = ErrorBody),
-        (status = 400, description = "The body is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`), or the token or a field is malformed: the codes of PROTOCOL.md §7.", body = ErrorBody),
-        (status = 401, description = "`bad_signature`.", body = ErrorBody),
-        (status = 410, description = "`token_expired`, `stale_code`, `challenge_expired`.", body = ErrorBody),
-        (status = 413, description = "`body_too_large`.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many answers from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AnswerErrors,
     ),
 )]
 async fn context(
@@ -243,13 +238,7 @@ async fn context(
         (status = 403, description = "`registration_closed`; `number_required` or `wrong_number` (PROTOCOL.md §14).", body = ErrorBody),
         (status = 404, description = "`unknown_challenge`.", body = ErrorBody),
         (status = 409, description = "`challenge_used`, `account_exists`, `key_registered`.", body = ErrorBody),
-        (status = 400, description = "The body is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`), or the token or a field is malformed: the codes of PROTOCOL.md §7.", body = ErrorBody),
-        (status = 401, description = "`bad_signature`.", body = ErrorBody),
-        (status = 410, description = "`token_expired`, `stale_code`, `challenge_expired`.", body = ErrorBody),
-        (status = 413, description = "`body_too_large`.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many answers from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AnswerErrors,
     ),
 )]
 async fn register(
@@ -327,13 +316,7 @@ fn verify_login<'k>(
         (status = 403, description = "`key_pending`: the key waits for confirmation; `number_required` or `wrong_number` (PROTOCOL.md §14).", body = ErrorBody),
         (status = 404, description = "`unknown_challenge`, `unknown_account`.", body = ErrorBody),
         (status = 409, description = "`challenge_used`.", body = ErrorBody),
-        (status = 400, description = "The body is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`), or the token or a field is malformed: the codes of PROTOCOL.md §7.", body = ErrorBody),
-        (status = 401, description = "`bad_signature`.", body = ErrorBody),
-        (status = 410, description = "`token_expired`, `stale_code`, `challenge_expired`.", body = ErrorBody),
-        (status = 413, description = "`body_too_large`.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many answers from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AnswerErrors,
     ),
 )]
 async fn login(
@@ -378,13 +361,7 @@ async fn login(
         (status = 200, description = "Denied.", body = Outcome),
         (status = 404, description = "`unknown_challenge`.", body = ErrorBody),
         (status = 409, description = "`challenge_used`.", body = ErrorBody),
-        (status = 400, description = "The body is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`), or the token or a field is malformed: the codes of PROTOCOL.md §7.", body = ErrorBody),
-        (status = 401, description = "`bad_signature`.", body = ErrorBody),
-        (status = 410, description = "`token_expired`, `stale_code`, `challenge_expired`.", body = ErrorBody),
-        (status = 413, description = "`body_too_large`.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many answers from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AnswerErrors,
     ),
 )]
 async fn deny(
@@ -414,13 +391,7 @@ async fn deny(
         (status = 403, description = "`wrong_purpose`: a sign-in challenge; `wrong_account`: the challenge enrolls into another account; `number_required` or `wrong_number` (PROTOCOL.md §14).", body = ErrorBody),
         (status = 404, description = "`unknown_challenge`, `unknown_account`.", body = ErrorBody),
         (status = 409, description = "`challenge_used`, `key_registered`.", body = ErrorBody),
-        (status = 400, description = "The body is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`), or the token or a field is malformed: the codes of PROTOCOL.md §7.", body = ErrorBody),
-        (status = 401, description = "`bad_signature`.", body = ErrorBody),
-        (status = 410, description = "`token_expired`, `stale_code`, `challenge_expired`.", body = ErrorBody),
-        (status = 413, description = "`body_too_large`.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many answers from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AnswerErrors,
     ),
 )]
 async fn enroll(
@@ -475,13 +446,7 @@ async fn enroll(
         (status = 403, description = "`key_pending`: the key waits for confirmation; `wrong_purpose`: an enrollment challenge; `number_required` or `wrong_number` (PROTOCOL.md §14).", body = ErrorBody),
         (status = 404, description = "`unknown_challenge`, `unknown_account`.", body = ErrorBody),
         (status = 409, description = "`challenge_used`, `key_registered`: the new key is already registered at the service.", body = ErrorBody),
-        (status = 400, description = "The body is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`), or the token or a field is malformed: the codes of PROTOCOL.md §7.", body = ErrorBody),
-        (status = 401, description = "`bad_signature`.", body = ErrorBody),
-        (status = 410, description = "`token_expired`, `stale_code`, `challenge_expired`.", body = ErrorBody),
-        (status = 413, description = "`body_too_large`.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many answers from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AnswerErrors,
     ),
 )]
 async fn rekey(

@@ -25,6 +25,7 @@ pub mod oidc;
 pub mod openapi;
 pub mod pages;
 pub mod recovery;
+pub mod responses;
 pub mod serve;
 pub mod state;
 pub mod sweep;

@@ -24,6 +24,7 @@ use crate::{
     error::{Error, Result},
     extract::{ApiJson, ClientInfo},
     keys,
+    responses::{AdminErrors, BadPath, TooLarge},
     state::AppState,
 };
 
@@ -178,11 +179,8 @@ pub(super) fn by<'a>(state: &AppState, client: &'a ClientInfo) -> By<'a> {
         (status = 201, description = "The new service.", body = ServiceJson),
         (status = 400, description = "`invalid_service_name`, or a body that is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`).", body = ErrorBody),
         (status = 409, description = "`service_exists`: the name is taken.", body = ErrorBody),
-        (status = 413, description = "`body_too_large`.", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AdminErrors,
+        TooLarge,
     ),
 )]
 async fn create_service(
@@ -214,10 +212,7 @@ async fn create_service(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The services.", body = Vec<ServiceJson>),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AdminErrors,
     ),
 )]
 async fn list_services(_: AdminAuth, State(state): State<AppState>) -> Result<Json<Vec<ServiceJson>>> {
@@ -238,11 +233,8 @@ async fn list_services(_: AdminAuth, State(state): State<AppState>) -> Result<Js
         (status = 200, description = "The service as changed.", body = ServiceJson),
         (status = 400, description = "`invalid_path`, or a body that is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`).", body = ErrorBody),
         (status = 404, description = "`unknown_service`.", body = ErrorBody),
-        (status = 413, description = "`body_too_large`.", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AdminErrors,
+        TooLarge,
     ),
 )]
 async fn change_service(
@@ -271,12 +263,9 @@ async fn change_service(
     security(("admin_token" = [])),
     responses(
         (status = 204, description = "Deleted."),
-        (status = 400, description = "`invalid_path`: a path segment does not decode.", body = ErrorBody),
         (status = 404, description = "`unknown_service`.", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AdminErrors,
+        BadPath,
     ),
 )]
 async fn delete_service(
@@ -324,10 +313,7 @@ const MAX_ACCOUNTS_LIMIT: i64 = 1000;
         )),
         (status = 400, description = "`invalid_path`: a path segment does not decode; `invalid_limit` or `invalid_offset` (out of range); `invalid_query` (not a whole number).", body = ErrorBody),
         (status = 404, description = "`unknown_service`.", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AdminErrors,
     ),
 )]
 async fn list_accounts(
@@ -383,12 +369,9 @@ async fn list_accounts(
     security(("admin_token" = [])),
     responses(
         (status = 204, description = "Deleted."),
-        (status = 400, description = "`invalid_path`: a path segment does not decode.", body = ErrorBody),
         (status = 404, description = "`unknown_service`, `unknown_account`.", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AdminErrors,
+        BadPath,
     ),
 )]
 async fn delete_account(
@@ -416,12 +399,9 @@ async fn delete_account(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The keys.", body = Vec<KeyJson>),
-        (status = 400, description = "`invalid_path`: a path segment does not decode.", body = ErrorBody),
         (status = 404, description = "`unknown_service`, `unknown_account`.", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AdminErrors,
+        BadPath,
     ),
 )]
 async fn list_keys(
@@ -459,12 +439,9 @@ async fn list_keys(
     security(("admin_token" = [])),
     responses(
         (status = 204, description = "Removed."),
-        (status = 400, description = "`invalid_path`: a path segment does not decode.", body = ErrorBody),
         (status = 404, description = "`unknown_service`, `unknown_key`.", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AdminErrors,
+        BadPath,
     ),
 )]
 async fn delete_key(
@@ -490,12 +467,9 @@ async fn delete_key(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The events.", body = Vec<EventJson>),
-        (status = 400, description = "`invalid_path`: a path segment does not decode.", body = ErrorBody),
         (status = 404, description = "`unknown_service`.", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AdminErrors,
+        BadPath,
     ),
 )]
 async fn list_events(
@@ -579,10 +553,7 @@ impl From<audit::Event> for AuditJson {
     responses(
         (status = 200, description = "A page of records; an empty array when there is nothing older.", body = Vec<AuditJson>),
         (status = 400, description = "`invalid_limit` (out of range), `invalid_query` (`before` or `limit` not a whole number).", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AdminErrors,
     ),
 )]
 async fn list_audit(

@@ -24,6 +24,7 @@ use crate::{
     error::Result,
     extract::{ApiJson, ClientInfo},
     recovery::{self, LinkInfo},
+    responses::{AdminErrors, BadPath, TooLarge},
     state::AppState,
     state::RouterState,
 };
@@ -132,11 +133,8 @@ pub(super) fn state_of(link: &LinkInfo, now: i64) -> &'static str {
         (status = 201, description = "The link, shown this once.", body = CreatedJson),
         (status = 400, description = "`invalid_ttl` (outside 60 to 86400), `invalid_path`, or a body that is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`).", body = ErrorBody),
         (status = 404, description = "`unknown_service` (the built-in admin service too), `unknown_account`.", body = ErrorBody),
-        (status = 413, description = "`body_too_large`.", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AdminErrors,
+        TooLarge,
     ),
 )]
 async fn create_link(
@@ -166,12 +164,9 @@ async fn create_link(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The links.", body = Vec<LinkJson>),
-        (status = 400, description = "`invalid_path`: a path segment does not decode.", body = ErrorBody),
         (status = 404, description = "`unknown_service`, `unknown_account`.", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AdminErrors,
+        BadPath,
     ),
 )]
 async fn list_links(
@@ -199,12 +194,9 @@ async fn list_links(
     security(("admin_token" = [])),
     responses(
         (status = 204, description = "Revoked."),
-        (status = 400, description = "`invalid_path`: a path segment does not decode.", body = ErrorBody),
         (status = 404, description = "`unknown_service`, `unknown_recovery_link` (no such unused, unrevoked link of this account).", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AdminErrors,
+        BadPath,
     ),
 )]
 async fn revoke_link(

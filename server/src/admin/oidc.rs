@@ -32,6 +32,7 @@ use crate::{
         client::{self, Client, SettingsJson},
         keys,
     },
+    responses::{AdminErrors, BadPath, TooLarge},
     state::AppState,
 };
 
@@ -108,12 +109,9 @@ fn client_json(state: &AppState, client: Client, secret: Shown) -> ClientJson {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The client.", body = ClientJson),
-        (status = 400, description = "`invalid_path`: a path segment does not decode.", body = ErrorBody),
         (status = 404, description = "`unknown_service`, `oidc_not_configured`.", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AdminErrors,
+        BadPath,
     ),
 )]
 async fn get_client(
@@ -141,11 +139,8 @@ async fn get_client(
         (status = 200, description = "The client; with `client_secret` when this request made one.", body = ClientJson),
         (status = 400, description = "`invalid_client_settings`, `invalid_path`, or a body that is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`).", body = ErrorBody),
         (status = 404, description = "`unknown_service`.", body = ErrorBody),
-        (status = 413, description = "`body_too_large`.", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AdminErrors,
+        TooLarge,
     ),
 )]
 async fn put_client(
@@ -179,12 +174,9 @@ async fn put_client(
     security(("admin_token" = [])),
     responses(
         (status = 204, description = "Removed."),
-        (status = 400, description = "`invalid_path`: a path segment does not decode.", body = ErrorBody),
         (status = 404, description = "`unknown_service`, `oidc_not_configured`.", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AdminErrors,
+        BadPath,
     ),
 )]
 async fn delete_client(
@@ -213,10 +205,7 @@ async fn delete_client(
         (status = 200, description = "The client with its new `client_secret`.", body = ClientJson),
         (status = 400, description = "`public_client`: a public client has no secret; `invalid_path`.", body = ErrorBody),
         (status = 404, description = "`unknown_service`, `oidc_not_configured`.", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AdminErrors,
     ),
 )]
 async fn rotate_secret(
@@ -252,10 +241,7 @@ struct KeyJson {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The keys.", body = Vec<KeyJson>),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AdminErrors,
     ),
 )]
 async fn list_keys(_: AdminAuth, State(state): State<AppState>) -> Result<Json<Vec<KeyJson>>> {
@@ -281,10 +267,7 @@ async fn keys_json(state: &AppState) -> Result<Json<Vec<KeyJson>>> {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The keys after the rotation.", body = Vec<KeyJson>),
-        (status = 401, description = "`unauthorized`: the admin token is missing or wrong.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many wrong admin tokens from this address.", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the same request may pass."),
-        )),
+        AdminErrors,
     ),
 )]
 async fn rotate_keys(

@@ -23,7 +23,7 @@ use super::{
     grant::{self, Redeemed},
     Provider, ACCESS_TOKEN_SECS, ID_TOKEN_SECS,
 };
-use crate::{extract::ClientInfo, state::AppState};
+use crate::{extract::ClientInfo, responses::TooLarge, state::AppState};
 
 // Every field is optional here so that a missing one gets OAuth's
 // `invalid_request`, not a generic rejection; the schema says which ones a
@@ -102,10 +102,10 @@ struct IdClaims<'a> {
         (status = 401, description = "`invalid_client`, with `WWW-Authenticate: Basic` when the client used HTTP Basic.", body = OAuthErrorBody, headers(
             ("WWW-Authenticate" = String, description = "`Basic realm=\"sesame\"` when the client tried HTTP Basic."),
         )),
-        (status = 413, description = "`body_too_large`.", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many failed client authentications from this address.", body = ErrorBody, headers(
             ("Retry-After" = u64, description = "Seconds until the same request may pass."),
         )),
+        TooLarge,
     ),
 )]
 pub(super) async fn token(
