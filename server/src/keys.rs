@@ -13,7 +13,10 @@ use sqlx::{AnyConnection, Row as _};
 
 use crate::{
     audit::{self, Action, By, Record},
-    db::{sql, timed, Backend, Db},
+    db::{
+        locks::{self, Doomed},
+        sql, timed, Backend, Db,
+    },
     error::{Error, Result},
     extract::ClientInfo,
 };
@@ -319,21 +322,13 @@ pub(crate) async fn reject(db: &Db, challenge_id: &ChallengeId, by: &By<'_>) -> 
         return Err(Error::NothingToConfirm);
     };
     let (service_id, account): (String, String) = (removed.try_get(0)?, removed.try_get(1)?);
-    if db.backend == Backend::Postgres {
-        // The account goes only if no key is left, which the next statement
-        // checks on a snapshot taken as it starts. A key added meanwhile by
-        // a transaction that has not committed (an enrollment through a
-        // recovery link) would go unseen, and then go with the account. So
-        // the account's row is locked first: that waits for such a
-        // transaction (its key's foreign key shares the row), and the check
-        // then sees its key; a key added later waits for this commit and
-        // finds the account gone. SQLite has one writer at a time.
-        sqlx::query("SELECT 1 FROM account WHERE service_id = $1 AND name = $2 FOR UPDATE")
-            .bind(&service_id)
-            .bind(&account)
-            .execute(timed(&mut *tx))
-            .await?;
-    }
+    // The account goes only if no key is left, which the next statement
+    // checks on a snapshot taken as it starts. A key added meanwhile by a
+    // transaction that has not committed (an enrollment through a recovery
+    // link) would go unseen, and then go with the account. So the account's
+    // row is locked first: the check then sees such a key, and a key added
+    // later finds the account gone.
+    locks::account(db, &mut tx, &service_id, &account).await?;
     sqlx::query(
         "DELETE FROM account WHERE service_id = $1 AND name = $2 \
          AND NOT EXISTS (SELECT 1 FROM account_key k WHERE k.service_id = $1 AND k.account = $2)",
@@ -366,7 +361,7 @@ pub(crate) async fn confirm_enrollment(
     let mut tx = db.pool.begin().await?;
     // A link that removes the account's other keys locks, on PostgreSQL,
     // what an account's deletion locks and in the same order, before it
-    // writes anything (see [`lock_before_delete`]). Whether it removes them
+    // writes anything (see [`locks::before_delete`]). Whether it removes them
     // is fixed when the link is made, so it can be read first.
     if let (Backend::Postgres, Some(recovery_id), Some(account)) = (db.backend, &row.recovery_id, &row.enroll_account) {
         let revokes: Option<bool> = sqlx::query_scalar("SELECT revoke_other_keys FROM account_recovery WHERE id = $1")
@@ -374,7 +369,7 @@ pub(crate) async fn confirm_enrollment(
             .fetch_optional(timed(&mut *tx))
             .await?;
         if revokes == Some(true) {
-            lock_before_delete(db, &mut tx, Doomed::Account(&row.service_id.to_string(), account)).await?;
+            locks::before_delete(db, &mut tx, Doomed::Account(&row.service_id.to_string(), account)).await?;
         }
     }
     // The link first: it is the write that decides a race between two
@@ -554,7 +549,7 @@ pub(crate) async fn remove(db: &Db, service_id: &str, account: &str, key_id: &st
         return Err(Error::UnknownKey);
     }
     let mut tx = db.pool.begin().await?;
-    lock_before_delete(db, &mut tx, Doomed::Key(key_id)).await?;
+    locks::before_delete(db, &mut tx, Doomed::Key(key_id)).await?;
     let done = sqlx::query("DELETE FROM account_key WHERE service_id = $1 AND account = $2 AND id = $3")
         .bind(service_id.to_owned())
         .bind(account.to_owned())
@@ -569,61 +564,5 @@ pub(crate) async fn remove(db: &Db, service_id: &str, account: &str, key_id: &st
     let detail = format!("service {service_id}, key {key_id}");
     audit::record(&mut *tx, by, Record::new(Action::KeyRemoved, account, &detail)).await?;
     tx.commit().await?;
-    Ok(())
-}
-
-/// What a deletion is about to remove, with everything that goes with it
-/// (`ON DELETE CASCADE`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Doomed<'a> {
-    /// A service, by id: its accounts, their keys and codes.
-    Service(&'a str),
-    /// An account, by service id and name: its keys and their codes.
-    Account(&'a str, &'a str),
-    /// One key, by id, and its codes.
-    Key(&'a str),
-    /// The OpenID Connect client of a service, by service id, and its codes.
-    Client(&'a str),
-}
-
-/// On PostgreSQL, locks the rows that deleting `doomed` will cascade to, in
-/// the order in which the other writers of an account lock them: recovery
-/// links (a confirmation through one), then authorization codes (a token
-/// exchange locks its code, then checks its key), then keys (a login locks
-/// its key, then its trigger updates the account), then accounts; each set
-/// in a fixed order. A cascade locks them parent first, the other way round,
-/// so a deletion racing a sign-in of the same account would deadlock, and
-/// PostgreSQL would end one of the two with an error. Taken first, these
-/// locks make the deletion wait for the sign-in instead, and a later sign-in
-/// wait for the deletion (and then find its key gone). SQLite has one writer
-/// at a time.
-pub(crate) async fn lock_before_delete(db: &Db, conn: &mut AnyConnection, doomed: Doomed<'_>) -> Result<()> {
-    if db.backend != Backend::Postgres {
-        return Ok(());
-    }
-    const SERVICE: &str = "service_id = $1";
-    const ACCOUNT: &str = "service_id = $1 AND account = $2";
-    let (links, codes, keys, accounts) = match doomed {
-        Doomed::Service(_) => (Some(SERVICE), SERVICE, Some(SERVICE), Some(SERVICE)),
-        Doomed::Account(..) => (Some(ACCOUNT), ACCOUNT, Some(ACCOUNT), Some("service_id = $1 AND name = $2")),
-        Doomed::Key(_) => (None, "key_id = $1", Some("id = $1"), None),
-        Doomed::Client(_) => {
-            (None, "client_id IN (SELECT client_id FROM oidc_client WHERE service_id = $1)", None, None)
-        }
-    };
-    let statements = [
-        links.map(|links| format!("SELECT 1 FROM account_recovery WHERE {links} ORDER BY id FOR UPDATE")),
-        Some(format!("SELECT 1 FROM oidc_code WHERE {codes} ORDER BY code_hash FOR UPDATE")),
-        keys.map(|keys| format!("SELECT 1 FROM account_key WHERE {keys} ORDER BY id FOR UPDATE")),
-        accounts.map(|accounts| format!("SELECT 1 FROM account WHERE {accounts} ORDER BY name FOR UPDATE")),
-    ];
-    for sql in statements.into_iter().flatten() {
-        let query = sqlx::query(&sql);
-        let query = match doomed {
-            Doomed::Service(id) | Doomed::Key(id) | Doomed::Client(id) => query.bind(id),
-            Doomed::Account(service_id, name) => query.bind(service_id).bind(name),
-        };
-        query.execute(timed(&mut *conn)).await?;
-    }
     Ok(())
 }

@@ -15,7 +15,10 @@ use std::time::Duration;
 use sesame_proto::UnixTime;
 
 use crate::{
-    db::{timed, Backend, Db},
+    db::{
+        locks::{self, Doomed},
+        timed, Backend, Db,
+    },
     error::Result,
     state::AppState,
 };
@@ -205,10 +208,10 @@ macro_rules! abandoned {
 /// PostgreSQL a statement checks on a snapshot taken as it starts, and
 /// deleting an account takes its keys with it (`ON DELETE CASCADE`), a key
 /// confirmed meanwhile included. So there each account goes in a
-/// transaction of its own that first locks its keys, then the account's
-/// row, and only then checks: the locks wait for a confirmation, a login or
-/// an added key in flight, and the check sees what they did. Keys before
-/// the account, as a login takes them. The stale keys themselves go by
+/// transaction of its own that first locks what its deletion takes
+/// (`db::locks::before_delete`: its links, codes and keys, then its row),
+/// and only then checks: the locks wait for a confirmation, a login or an
+/// added key in flight, and the check sees what they did. The stale keys themselves go by
 /// a statement whose own row's condition PostgreSQL checks again on a row
 /// that changed meanwhile.
 async fn unconfirmed(db: &Db, cutoff: i64) -> Result<(u64, u64)> {
@@ -250,16 +253,7 @@ async fn abandoned_accounts_one_by_one(db: &Db, cutoff: i64) -> Result<u64> {
         let mut deleted = 0;
         for (service_id, name) in &candidates {
             let mut tx = db.pool.begin().await?;
-            sqlx::query("SELECT 1 FROM account_key WHERE service_id = $1 AND account = $2 FOR UPDATE")
-                .bind(service_id)
-                .bind(name)
-                .execute(timed(&mut *tx))
-                .await?;
-            sqlx::query("SELECT 1 FROM account WHERE service_id = $1 AND name = $2 FOR UPDATE")
-                .bind(service_id)
-                .bind(name)
-                .execute(timed(&mut *tx))
-                .await?;
+            locks::before_delete(db, &mut tx, Doomed::Account(service_id, name)).await?;
             deleted += sqlx::query(concat!(
                 "DELETE FROM account WHERE service_id = $2 AND name = $3 AND ",
                 abandoned!("account")

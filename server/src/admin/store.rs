@@ -10,9 +10,11 @@ use sqlx::Row as _;
 use crate::{
     audit::{self, Action, By, Record},
     challenge::Challenges,
-    db::{timed, Db},
+    db::{
+        locks::{self, Doomed},
+        timed, Db,
+    },
     error::{on_unique_violation, Error, Result},
-    keys::{self, Doomed},
 };
 
 /// A service as operators see it. The built-in "Sesame admin" service is
@@ -157,7 +159,7 @@ pub(crate) async fn service(db: &Db, id: &str) -> Result<Service> {
 pub(crate) async fn delete_service(db: &Db, challenges: &Challenges, id: &str, by: &By<'_>) -> Result<()> {
     let id = parse_id(id)?;
     let mut tx = db.pool.begin().await?;
-    keys::lock_before_delete(db, &mut tx, Doomed::Service(&id)).await?;
+    locks::before_delete(db, &mut tx, Doomed::Service(&id)).await?;
     let done =
         sqlx::query("DELETE FROM service WHERE id = $1 AND NOT builtin").bind(&id).execute(timed(&mut *tx)).await?;
     if done.rows_affected() == 0 {
@@ -216,7 +218,7 @@ pub(crate) async fn delete_account(db: &Db, service_id: &str, name: &str, by: &B
     // A name that could never have been registered cannot exist either.
     let name = AccountName::parse(name).map_err(|_| Error::UnknownAccount)?;
     let mut tx = db.pool.begin().await?;
-    keys::lock_before_delete(db, &mut tx, Doomed::Account(&service.id, name.as_str())).await?;
+    locks::before_delete(db, &mut tx, Doomed::Account(&service.id, name.as_str())).await?;
     let done = sqlx::query("DELETE FROM account WHERE service_id = $1 AND name = $2")
         .bind(&service.id)
         .bind(name.as_str())
@@ -335,7 +337,7 @@ pub(crate) async fn admin_accounts(db: &Db, now: i64) -> Result<Vec<Account>> {
 pub(crate) async fn delete_admin_account(db: &Db, name: &str, by: &By<'_>) -> Result<()> {
     let id = admin_service(db, by.at).await?;
     let mut tx = db.pool.begin().await?;
-    keys::lock_before_delete(db, &mut tx, Doomed::Account(&id, name)).await?;
+    locks::before_delete(db, &mut tx, Doomed::Account(&id, name)).await?;
     let done = sqlx::query("DELETE FROM account WHERE service_id = $1 AND name = $2")
         .bind(&id)
         .bind(name)

@@ -21,6 +21,7 @@ use sqlx::{
     AnyPool, Executor as _,
 };
 
+pub(crate) mod locks;
 pub mod sql;
 mod timed;
 pub mod writer;

@@ -14,7 +14,10 @@ use subtle::ConstantTimeEq as _;
 use super::keys::Alg;
 use crate::{
     audit::{self, Action, By, Record},
-    db::{timed, Db},
+    db::{
+        locks::{self, Doomed},
+        timed, Db,
+    },
     error::{Error, Result},
 };
 
@@ -310,7 +313,7 @@ pub(crate) async fn configure(
 /// and tokens go.
 pub(crate) async fn remove(db: &Db, service_id: &str, by: &By<'_>) -> Result<()> {
     let mut tx = db.pool.begin().await?;
-    crate::keys::lock_before_delete(db, &mut tx, crate::keys::Doomed::Client(service_id)).await?;
+    locks::before_delete(db, &mut tx, Doomed::Client(service_id)).await?;
     let gone: Option<String> = sqlx::query_scalar("DELETE FROM oidc_client WHERE service_id = $1 RETURNING client_id")
         .bind(service_id.to_owned())
         .fetch_optional(timed(&mut *tx))
