@@ -23,7 +23,7 @@ use crate::{
     challenge::SignInState,
     challenge::{
         row::{refusal, ChallengeRow, Final},
-        store::WriteAround,
+        write::WriteAround,
         Challenges,
     },
     error::{Error, Result},

@@ -11,6 +11,7 @@ pub mod row;
 pub mod services;
 pub mod session;
 pub mod store;
+pub mod write;
 
 use axum::{
     extract::{FromRef, Path, State},

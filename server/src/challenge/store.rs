@@ -18,13 +18,13 @@
 use std::sync::Arc;
 
 use sesame_proto::{ChallengeId, MatchNumber, ServiceId, UnixTime};
-use sqlx::{Any, Row as _, Transaction};
-use tokio::sync::OwnedMutexGuard;
+use sqlx::Row as _;
 
 use super::{
     pending::{Claim, Pending},
     row::{columns, refusal, ChallengeRow, Final, NewChallenge},
     services::{CachedService, ServiceNames},
+    write::{uncancelled, Consumed},
 };
 use crate::{
     bus::Bus,
@@ -308,7 +308,7 @@ impl Challenges {
             }
         }
         // From here the claim is given back if anything fails.
-        let consumed = Consumed { claim: Some((memory.clone(), row.id, outcome.clone(), now)), id: row.id };
+        let consumed = Consumed::claimed(memory.clone(), row.id, outcome.clone(), now);
         let mut ended = row.clone();
         outcome.apply(&mut ended, now);
         match insert_ended(conn, &ended, outcome.signed_with.as_ref()).await? {
@@ -473,65 +473,6 @@ async fn insert_ended(conn: &mut Conn<'_>, row: &ChallengeRow, signed_with: Opti
     }
 }
 
-/// A challenge taken out of `pending` by a statement that has not committed
-/// yet. [`Consumed::commit`] commits its transaction, [`Consumed::committed`]
-/// records a statement that committed on its own; dropped instead (with its
-/// transaction, which rolls back), it leaves the challenge pending again.
-#[derive(Debug)]
-#[must_use = "commit it, or the challenge is given back"]
-pub struct Consumed {
-    /// The claim on the in-memory entry, with the outcome to record there.
-    claim: Option<(std::sync::Arc<super::pending::Memory>, ChallengeId, Final, UnixTime)>,
-    /// The challenge, to publish once committed.
-    id: ChallengeId,
-}
-
-impl Consumed {
-    /// Commits `tx`, then makes the outcome visible in memory, then
-    /// publishes it. `turn`, the writer's turn that `tx` was opened under
-    /// ([`crate::db::writer::Writer::turn`]), is given back once the commit is
-    /// done.
-    ///
-    /// A request whose client goes away is dropped at its next `.await`;
-    /// the commit, the outcome it records and its publication run in a task
-    /// of their own, so that this cannot split them (the row committed,
-    /// memory still saying pending, or the waiting page never told), and
-    /// the turn is held until SQLite's lock is free.
-    pub async fn commit(
-        self,
-        challenges: &Challenges,
-        tx: Transaction<'static, Any>,
-        turn: Option<OwnedMutexGuard<()>>,
-    ) -> Result<()> {
-        let challenges = challenges.clone();
-        uncancelled(async move {
-            tx.commit().await?;
-            drop(turn);
-            let id = self.id;
-            self.committed();
-            challenges.publish(id).await;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Makes the outcome visible in memory, once the statement that wrote it
-    /// has committed outside any transaction.
-    pub fn committed(mut self) {
-        if let Some((memory, id, outcome, now)) = self.claim.take() {
-            memory.finish(&id, &outcome, now);
-        }
-    }
-}
-
-impl Drop for Consumed {
-    fn drop(&mut self) {
-        if let Some((memory, id, _, _)) = self.claim.take() {
-            memory.release(&id);
-        }
-    }
-}
-
 async fn consume_row(conn: &mut Conn<'_>, id: &ChallengeId, now: UnixTime, outcome: &Final) -> Result<Consumed> {
     let now_secs = now.as_secs() as i64;
     // The key's row is locked on PostgreSQL, as in `insert_ended`; it is
@@ -558,7 +499,7 @@ async fn consume_row(conn: &mut Conn<'_>, id: &ChallengeId, now: UnixTime, outco
         )
         .await?;
     if done == 1 {
-        return Ok(Consumed { claim: None, id: *id });
+        return Ok(Consumed::row(*id));
     }
     // Read on the connection held: on PostgreSQL the writer is the main
     // pool, which many failing answers at once could otherwise exhaust.
@@ -568,78 +509,4 @@ async fn consume_row(conn: &mut Conn<'_>, id: &ChallengeId, now: UnixTime, outco
         Ok(row) => refusal(&row, now).unwrap_or(Error::ChallengeExpired),
         Err(e) => e,
     })
-}
-
-/// A transaction that goes around the sign-in writer, on sqlx's writer
-/// connection (a registration, an enrollment, a rekey: each writes an
-/// account, a key or an audit record beside the challenge), under the
-/// writer's turn ([`crate::db::writer::Writer::turn`]). It derefs to the
-/// transaction.
-///
-/// [`WriteAround::commit`] commits it and publishes the challenge it
-/// consumed. Dropped instead (an error, or a request cut off), it is rolled
-/// back in a task of its own, and only then is the turn given back: a
-/// transaction merely dropped would be rolled back only when sqlx next uses
-/// its connection, and the writer would meanwhile find SQLite's lock taken.
-#[derive(Debug)]
-pub struct WriteAround {
-    /// Open until committed.
-    tx: Option<Transaction<'static, Any>>,
-    turn: Option<OwnedMutexGuard<()>>,
-}
-
-impl WriteAround {
-    /// Takes the writer's turn, begins, and consumes the challenge `row`
-    /// with `outcome` first thing in the transaction ([`Challenges::consume`]).
-    pub async fn consume(
-        challenges: &Challenges,
-        row: &ChallengeRow,
-        now: UnixTime,
-        outcome: &Final,
-    ) -> Result<(Self, Consumed)> {
-        let turn = challenges.0.db.writes.turn().await;
-        let mut write = Self { tx: Some(challenges.0.db.writer.begin().await?), turn };
-        let consumed = challenges.consume(&mut Conn::Sqlx(&mut write), row, now, outcome).await?;
-        Ok((write, consumed))
-    }
-
-    /// Commits, then records and publishes what `consumed` did
-    /// ([`Consumed::commit`]).
-    pub async fn commit(mut self, challenges: &Challenges, consumed: Consumed) -> Result<()> {
-        let tx = self.tx.take().expect("a write is open until it is committed");
-        consumed.commit(challenges, tx, self.turn.take()).await
-    }
-}
-
-impl std::ops::Deref for WriteAround {
-    type Target = Transaction<'static, Any>;
-
-    fn deref(&self) -> &Self::Target {
-        self.tx.as_ref().expect("a write is open until it is committed")
-    }
-}
-
-impl std::ops::DerefMut for WriteAround {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        self.tx.as_mut().expect("a write is open until it is committed")
-    }
-}
-
-impl Drop for WriteAround {
-    fn drop(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            let turn = self.turn.take();
-            tokio::spawn(async move {
-                if let Err(e) = tx.rollback().await {
-                    tracing::warn!(error = %e, "could not roll back a failed write");
-                }
-                drop(turn);
-            });
-        }
-    }
-}
-
-/// Runs `work` to its end even if the caller is dropped meanwhile.
-async fn uncancelled(work: impl std::future::Future<Output = Result<()>> + Send + 'static) -> Result<()> {
-    tokio::spawn(work).await.map_err(|e| Error::Internal(anyhow::anyhow!("a write task failed: {e}")))?
 }

@@ -1,0 +1,166 @@
+//! How the end of a challenge is written: [`Consumed`], a challenge taken
+//! out of `pending` whose write has yet to commit, and [`WriteAround`], the
+//! transaction of a registration, an enrollment or a rekey, which writes an
+//! account or a key beside the challenge it consumes. Both commit, then make
+//! the outcome visible and publish it, in a task a request cut off cannot
+//! split.
+
+use std::sync::Arc;
+
+use sesame_proto::{ChallengeId, UnixTime};
+use sqlx::{Any, Transaction};
+use tokio::sync::OwnedMutexGuard;
+
+use super::{
+    pending::Memory,
+    row::{ChallengeRow, Final},
+    store::Challenges,
+};
+use crate::{
+    db::sql::Conn,
+    error::{Error, Result},
+};
+
+/// A challenge taken out of `pending` by a statement that has not committed
+/// yet. [`Consumed::commit`] commits its transaction, [`Consumed::committed`]
+/// records a statement that committed on its own; dropped instead (with its
+/// transaction, which rolls back), it leaves the challenge pending again.
+#[derive(Debug)]
+#[must_use = "commit it, or the challenge is given back"]
+pub struct Consumed {
+    /// The claim on the in-memory entry, with the outcome to record there.
+    claim: Option<(Arc<Memory>, ChallengeId, Final, UnixTime)>,
+    /// The challenge, to publish once committed.
+    id: ChallengeId,
+}
+
+impl Consumed {
+    /// `id`, claimed in `memory` for `outcome` at `now`: given back if this
+    /// is dropped uncommitted.
+    pub(super) fn claimed(memory: Arc<Memory>, id: ChallengeId, outcome: Final, now: UnixTime) -> Self {
+        Self { claim: Some((memory, id, outcome, now)), id }
+    }
+
+    /// `id`, moved by a conditional UPDATE of its row: nothing to give back.
+    pub(super) fn row(id: ChallengeId) -> Self {
+        Self { claim: None, id }
+    }
+
+    /// Commits `tx`, then makes the outcome visible in memory, then
+    /// publishes it. `turn`, the writer's turn that `tx` was opened under
+    /// ([`crate::db::writer::Writer::turn`]), is given back once the commit is
+    /// done.
+    ///
+    /// A request whose client goes away is dropped at its next `.await`;
+    /// the commit, the outcome it records and its publication run in a task
+    /// of their own, so that this cannot split them (the row committed,
+    /// memory still saying pending, or the waiting page never told), and
+    /// the turn is held until SQLite's lock is free.
+    pub async fn commit(
+        self,
+        challenges: &Challenges,
+        tx: Transaction<'static, Any>,
+        turn: Option<OwnedMutexGuard<()>>,
+    ) -> Result<()> {
+        let challenges = challenges.clone();
+        uncancelled(async move {
+            tx.commit().await?;
+            drop(turn);
+            let id = self.id;
+            self.committed();
+            challenges.publish(id).await;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Makes the outcome visible in memory, once the statement that wrote it
+    /// has committed outside any transaction.
+    pub fn committed(mut self) {
+        if let Some((memory, id, outcome, now)) = self.claim.take() {
+            memory.finish(&id, &outcome, now);
+        }
+    }
+}
+
+impl Drop for Consumed {
+    fn drop(&mut self) {
+        if let Some((memory, id, _, _)) = self.claim.take() {
+            memory.release(&id);
+        }
+    }
+}
+
+/// A transaction that goes around the sign-in writer, on sqlx's writer
+/// connection (a registration, an enrollment, a rekey: each writes an
+/// account, a key or an audit record beside the challenge), under the
+/// writer's turn ([`crate::db::writer::Writer::turn`]). It derefs to the
+/// transaction.
+///
+/// [`WriteAround::commit`] commits it and publishes the challenge it
+/// consumed. Dropped instead (an error, or a request cut off), it is rolled
+/// back in a task of its own, and only then is the turn given back: a
+/// transaction merely dropped would be rolled back only when sqlx next uses
+/// its connection, and the writer would meanwhile find SQLite's lock taken.
+#[derive(Debug)]
+pub struct WriteAround {
+    /// Open until committed.
+    tx: Option<Transaction<'static, Any>>,
+    turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteAround {
+    /// Takes the writer's turn, begins, and consumes the challenge `row`
+    /// with `outcome` first thing in the transaction ([`Challenges::consume`]).
+    pub async fn consume(
+        challenges: &Challenges,
+        row: &ChallengeRow,
+        now: UnixTime,
+        outcome: &Final,
+    ) -> Result<(Self, Consumed)> {
+        let turn = challenges.db().writes.turn().await;
+        let mut write = Self { tx: Some(challenges.db().writer.begin().await?), turn };
+        let consumed = challenges.consume(&mut Conn::Sqlx(&mut write), row, now, outcome).await?;
+        Ok((write, consumed))
+    }
+
+    /// Commits, then records and publishes what `consumed` did
+    /// ([`Consumed::commit`]).
+    pub async fn commit(mut self, challenges: &Challenges, consumed: Consumed) -> Result<()> {
+        let tx = self.tx.take().expect("a write is open until it is committed");
+        consumed.commit(challenges, tx, self.turn.take()).await
+    }
+}
+
+impl std::ops::Deref for WriteAround {
+    type Target = Transaction<'static, Any>;
+
+    fn deref(&self) -> &Self::Target {
+        self.tx.as_ref().expect("a write is open until it is committed")
+    }
+}
+
+impl std::ops::DerefMut for WriteAround {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.tx.as_mut().expect("a write is open until it is committed")
+    }
+}
+
+impl Drop for WriteAround {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let turn = self.turn.take();
+            tokio::spawn(async move {
+                if let Err(e) = tx.rollback().await {
+                    tracing::warn!(error = %e, "could not roll back a failed write");
+                }
+                drop(turn);
+            });
+        }
+    }
+}
+
+/// Runs `work` to its end even if the caller is dropped meanwhile.
+pub(super) async fn uncancelled(work: impl std::future::Future<Output = Result<()>> + Send + 'static) -> Result<()> {
+    tokio::spawn(work).await.map_err(|e| Error::Internal(anyhow::anyhow!("a write task failed: {e}")))?
+}
