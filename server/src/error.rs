@@ -258,12 +258,41 @@ impl From<JsonRejection> for Error {
             JsonRejection::MissingJsonContentType(_) => {
                 Self::bad_request("unsupported_media_type", "send the body as application/json")
             }
-            JsonRejection::JsonDataError(e) => Self::bad_request("invalid_json", e.body_text()),
+            JsonRejection::JsonDataError(e) => Self::bad_request("invalid_json", json_shape_message(&e.body_text())),
             JsonRejection::JsonSyntaxError(_) => Self::bad_request("invalid_json", "the body is not valid JSON"),
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
-            other => Self::bad_request("invalid_body", other.body_text()),
+            _ => Self::bad_request("invalid_body", "the body could not be read"),
         }
     }
+}
+
+/// What a body that is JSON, but not of the expected shape, is told: serde's
+/// account of which member is wrong and why, without the framework's
+/// framing nor the server's Rust type names (`expected struct
+/// LoginRequest` becomes `expected a JSON object`).
+fn json_shape_message(text: &str) -> String {
+    // axum's text is "Failed to deserialize the JSON body into the target
+    // type: <serde's message>".
+    let mut rest = text.split_once(": ").map_or(text, |(_, detail)| detail);
+    let mut said = String::new();
+    while let Some(at) = rest.find("expected ") {
+        let (before, after) = rest.split_at(at + "expected ".len());
+        said.push_str(before);
+        rest = after;
+        let kinds = [
+            ("tuple struct ", "an array"),
+            ("unit struct ", "null"),
+            ("newtype struct ", "a value"),
+            ("struct ", "a JSON object"),
+            ("enum ", "one of the documented values"),
+        ];
+        if let Some((tail, plain)) = kinds.iter().find_map(|(kind, plain)| Some((rest.strip_prefix(kind)?, plain))) {
+            said.push_str(plain);
+            rest = tail.trim_start_matches(|c: char| c.is_ascii_alphanumeric() || c == '_');
+        }
+    }
+    said.push_str(rest);
+    format!("the body is not the expected JSON: {said}")
 }
 
 /// Maps a unique-constraint violation to `conflict`, by constraint. SQLite

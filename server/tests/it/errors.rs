@@ -29,6 +29,44 @@ async fn wrong_methods_on_api_routes_answer_json_and_name_the_allowed_ones() {
     }
 }
 
+/// A body of the wrong shape is told which member is wrong and why, and
+/// nothing of how the server is built: no framework text, no Rust type.
+#[tokio::test]
+async fn json_of_the_wrong_shape_is_explained_without_the_servers_type_names() {
+    let app = TestApp::new().await;
+    let endpoints = [
+        "/api/authenticator/context",
+        "/api/authenticator/register",
+        "/api/authenticator/login",
+        "/api/authenticator/deny",
+        "/api/authenticator/enroll",
+        "/api/authenticator/rekey",
+    ];
+    for uri in endpoints {
+        for (body, says) in [
+            ("[]", "expected a JSON object"),
+            ("\"token\"", "expected a JSON object"),
+            (r#"{"token": 5}"#, "expected a string"),
+            ("{}", "missing field `token`"),
+        ] {
+            let reply = app.send(request(Method::POST, uri, None, Some(body.as_bytes().to_vec()))).await;
+            reply.assert_error(StatusCode::BAD_REQUEST, "invalid_json");
+            let message = reply.json()["message"].as_str().expect("a message").to_owned();
+            assert!(message.contains(says), "{uri} {body}: {message}");
+            for internal in ["Failed to deserialize", "struct", "Request", "target type"] {
+                assert!(!message.contains(internal), "{uri} {body}: {message}");
+            }
+        }
+    }
+    // The admin API's bodies too.
+    let mut create = request(Method::POST, "/admin/api/services", None, Some(br#"{"name": ["x"]}"#.to_vec()));
+    let bearer = "Bearer test-admin-token-0123456789".parse().expect("header value");
+    create.headers_mut().insert(header::AUTHORIZATION, bearer);
+    let reply = app.send(create).await;
+    reply.assert_error(StatusCode::BAD_REQUEST, "invalid_json");
+    assert!(!reply.json()["message"].as_str().expect("a message").contains("Create"), "{}", reply.text());
+}
+
 #[tokio::test]
 async fn unknown_pages_and_wrong_methods_on_pages_answer_html() {
     let app = TestApp::new().await;
