@@ -116,7 +116,7 @@ pub enum Error {
     Keystore(String),
     #[error("keystore {path}: {reason}")]
     KeystoreFile { path: PathBuf, reason: String },
-    #[error("keystore: {0}")]
+    #[error("keystore: {}", database_failure(.0))]
     Db(#[from] sqlx::Error),
     #[error("keystore migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -295,6 +295,28 @@ fn rejection_text(code: &str, message: &str) -> String {
 /// neutralises control characters: an error may quote a server, and a
 /// hostile one could otherwise rewrite the terminal (fake a success line,
 /// set the window title) through ANSI or OSC escapes.
+/// What went wrong with the keystore's database, in words a user can act on:
+/// SQLite's own text ("(code: 26) file is not a database") says what, not
+/// what to do.
+fn database_failure(error: &sqlx::Error) -> String {
+    let code = match error {
+        sqlx::Error::Database(e) => e.code().and_then(|code| code.parse::<i32>().ok()),
+        _ => None,
+    };
+    // The primary result code is the low byte of an extended one.
+    let said = match code.map(|code| code & 0xff) {
+        Some(5 | 6) => "it is in use by another sesame; try again when that one is done",
+        Some(8) => "it is read-only; sesame needs to write to it",
+        Some(10) => "the disk could not be read or written",
+        Some(11) => "the file is damaged; restore your keys from a backup (sesame import)",
+        Some(13) => "the disk is full",
+        Some(14) => "the file cannot be opened: check that its folder exists and that you may write there",
+        Some(26) => "the file is not a Sesame keystore (not an SQLite database); pass another --db",
+        _ => return error.to_string(),
+    };
+    said.to_owned()
+}
+
 pub(crate) fn one_line(text: &str) -> String {
     safe(&text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
@@ -302,6 +324,17 @@ pub(crate) fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_file_that_is_no_keystore_is_named_as_such_not_in_sqlites_words() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("notes.txt");
+        std::fs::write(&path, "these are not keys, and not a database either: ".repeat(100)).expect("write");
+        let error = crate::store::Store::open(&path).await.expect_err("not a keystore");
+        let line = crate::error_line(&error);
+        assert!(line.contains("not a Sesame keystore"), "{line}");
+        assert!(!line.contains("code: 26"), "{line}");
+    }
 
     #[test]
     fn a_server_message_with_escapes_prints_as_one_line_without_them() {
