@@ -6,8 +6,9 @@ use std::{
 };
 
 use axum::{
+    body::Bytes,
     extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request},
-    http::{header, request::Parts, HeaderMap},
+    http::{header, request::Parts, HeaderMap, StatusCode},
 };
 use serde::de::DeserializeOwned;
 
@@ -25,9 +26,29 @@ where
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        if !is_json(req.headers()) {
+            return Err(Error::bad_request("unsupported_media_type", "send the body as application/json"));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge,
+            _ => Error::bad_request("invalid_body", "the body could not be read"),
+        })?;
+        // Every request body is an object. serde would also read a struct
+        // from an array of its fields in order, which no client means.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(Error::bad_request("invalid_json", "the body must be a JSON object"));
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
         Ok(Self(value))
     }
+}
+
+/// Whether the request says its body is JSON: `application/json`, or an
+/// `application/…+json` type, with any parameters.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// The requesting client as the authenticator will be shown it: its address
