@@ -46,6 +46,17 @@ export function trimWhiteSpace(text) {
   return text.slice(start, end);
 }
 
+/**
+ * `text` without any white space (§2.1), wherever it stands (§3.4 step 1).
+ * @param {string} text
+ * @returns {string}
+ */
+export function removeWhiteSpace(text) {
+  let kept = '';
+  for (let i = 0; i < text.length; i++) if (!WHITE_SPACE.has(text.charCodeAt(i))) kept += text[i];
+  return kept;
+}
+
 /** True when `text` is a service, account or label name of §2.1. */
 function isValidName(text) {
   if (typeof text !== 'string' || LONE_SURROGATE.test(text)) return false;

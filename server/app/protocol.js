@@ -32,7 +32,7 @@
 
 import { ProtocolError, errorMessage } from './protocol-error.js';
 import {
-  utf8, fromUtf8, trimWhiteSpace, isOrigin, checkOrigin, checkAccountName, checkKeyLabel, checkServiceName,
+  utf8, fromUtf8, trimWhiteSpace, removeWhiteSpace, isOrigin, checkOrigin, checkAccountName, checkKeyLabel, checkServiceName,
 } from './protocol-names.js';
 import { checkPublicKey, verifySignature, sign, publicKeyBytesOf } from './protocol-ed25519.js';
 
@@ -163,14 +163,14 @@ export function b64urlDecode(text) {
 
 /**
  * Reads what a person pasted or scanned (§3.6): a bare token, or a link
- * `origin "/app#" token`. Only white space (§2.1) is removed from the ends.
+ * `origin "/app#" token`. White space (§2.1) is removed wherever it stands.
  * Throws ProtocolError 'not_a_token', 'token_too_long' (a link above 617
  * bytes) or 'bad_link'. The token part is not decoded here.
  * @param {string} text
  * @returns {{token: string, linkOrigin: string|null}}
  */
 export function readInput(text) {
-  const input = trimWhiteSpace(text);
+  const input = removeWhiteSpace(text);
   if (input.startsWith(TOKEN_PREFIX)) return { token: input, linkOrigin: null };
   if (!input.startsWith('https://') && !input.startsWith('http://')) throw new ProtocolError('not_a_token');
   if (utf8(input).length > MAX_LINK_BYTES) throw new ProtocolError('token_too_long');
@@ -204,7 +204,7 @@ export function decodeToken(text) {
  * @returns {DecodedToken} with linkOrigin null
  */
 export function decodeBareToken(text) {
-  return { ...decodeTrimmed(trimWhiteSpace(text)), linkOrigin: null };
+  return { ...decodeTrimmed(removeWhiteSpace(text)), linkOrigin: null };
 }
 
 /** §3.4 steps 2–9 on a text whose white space is already removed. */

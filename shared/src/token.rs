@@ -227,16 +227,26 @@ pub struct UnverifiedToken {
     fresh: Option<(u32, [u8; CODE_LEN])>,
 }
 
+/// `text` without its white space (PROTOCOL.md §3.4 step 1): every
+/// character with Unicode's White_Space property, wherever it stands, which
+/// is what `char::is_whitespace` tests. Borrowed when there is none.
+fn without_white_space(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(char::is_whitespace) {
+        text.chars().filter(|c| !c.is_whitespace()).collect::<String>().into()
+    } else {
+        text.into()
+    }
+}
+
 impl UnverifiedToken {
     /// Strictly decodes a full token (base and code), following the steps of
     /// PROTOCOL.md §3.4 in their order, so that an input with several faults
-    /// always gets the same error. White space around the text, as a paste
-    /// may carry, is ignored; anything else that is not the one canonical
-    /// encoding is refused.
+    /// always gets the same error. White space anywhere in the text, as a
+    /// paste from a mail or a terminal may carry (line breaks, indents), is
+    /// removed; anything else that is not the one canonical encoding is
+    /// refused.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        // `str::trim` removes exactly the characters with Unicode's
-        // White_Space property, which is what the spec allows.
-        Self::parse_trimmed(text.trim())
+        Self::parse_trimmed(&without_white_space(text))
     }
 
     /// Reads what a person pasted or scanned: a bare token, or a link to
@@ -244,7 +254,7 @@ impl UnverifiedToken {
     /// §3.6). A link must name the origin the token itself names, so that
     /// a link to one server cannot carry another server's sign-in.
     pub fn read(input: &str) -> Result<Self, Error> {
-        let input = input.trim();
+        let input = &*without_white_space(input);
         if input.starts_with(PREFIX) {
             return Self::parse_trimmed(input);
         }
@@ -266,8 +276,7 @@ impl UnverifiedToken {
         Ok(token)
     }
 
-    /// [`UnverifiedToken::parse`] of a text that has no white space to
-    /// remove at its ends.
+    /// [`UnverifiedToken::parse`] of a text that has no white space left.
     fn parse_trimmed(text: &str) -> Result<Self, Error> {
         let rest = text.strip_prefix(PREFIX).ok_or(Error::NotAToken)?;
         if text.len() > MAX_TOKEN_LEN {

@@ -13,8 +13,9 @@ fuzz_target!(|data: &[u8]| {
     let origin = parsed.claimed_origin().clone();
     assert_eq!(Origin::parse(origin.as_str()), Ok(origin));
     let Ok(token) = parsed.verify(server_key()) else { return };
-    // The kept text is the trimmed input, and decodes to the same claims.
-    assert_eq!(token.as_str(), text.trim());
+    // The kept text is the input without its white space, and decodes to
+    // the same claims.
+    assert_eq!(token.as_str(), text.chars().filter(|c| !c.is_whitespace()).collect::<String>());
     let again = check_token(token.as_str(), token.claims().issued_at);
     assert_eq!(again.as_ref().map(|t| t.claims()), Ok(token.claims()));
     for now in [NOW, UnixTime::from_secs(0), UnixTime::from_secs(u64::MAX)] {

@@ -189,9 +189,29 @@ pub(crate) fn input_cases() -> Vec<InputCase> {
     );
     case(
         "link_with_space_after_fragment_mark",
-        "white space is removed only around the whole input",
+        "white space is removed wherever it stands",
         format!("https://login.example.com/app# {token}"),
-        Err(Error::NotAToken),
+        Ok(token.clone()),
+    );
+    let (head, tail) = token.split_at(70);
+    case(
+        "token_across_lines",
+        "a token a mail client broke into indented lines",
+        format!("{head}\r\n    {tail}"),
+        Ok(token.clone()),
+    );
+    let (head, tail) = link.split_at(40);
+    case(
+        "link_across_lines_with_a_no_break_space",
+        "a link a terminal wrapped, with U+00A0 and U+2028 (both White_Space)",
+        format!("{head}\u{a0}\u{2028}{tail}"),
+        Ok(token.clone()),
+    );
+    case(
+        "token_with_a_zero_width_space",
+        "U+200B is not White_Space: it stays, and the base64url fails",
+        format!("{head}\u{200b}{tail}", head = &token[..70], tail = &token[70..]),
+        Err(Error::BadEncoding),
     );
     case(
         "link_too_long",
@@ -408,7 +428,7 @@ pub(crate) fn token_cases() -> Vec<TokenCase> {
     );
     case(
         "unit_separator_is_not_white_space",
-        "U+001F before the token: only Unicode White_Space is trimmed",
+        "U+001F before the token: only Unicode White_Space is removed",
         format!("\u{1f}{text}"),
         NOW,
         Error::NotAToken,
