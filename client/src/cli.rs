@@ -4,7 +4,10 @@
 //! It stands above both front ends: the window uses the commands' steps, and
 //! neither knows this dispatcher.
 
-use std::io::{self, Read};
+use std::{
+    cell::RefCell,
+    io::{self, Read},
+};
 
 use crate::{
     commands::{approve, backup, manage, scan, App},
@@ -37,7 +40,15 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     let console = Console::detect(stdin_token.is_some());
     let store = Store::open(&db_path).await?;
     let out = Output { json: cli.global.json };
-    let mut app = App { store, db_path, console, out, insecure_http: cli.global.insecure_http, roots };
+    let mut app = App {
+        store,
+        db_path,
+        console,
+        out,
+        insecure_http: cli.global.insecure_http,
+        roots,
+        first_contact: RefCell::default(),
+    };
     let result = dispatch(&mut app, cli.command, stdin_token).await;
     app.store.close().await;
     result

@@ -32,6 +32,9 @@ pub(crate) struct Answered {
 
 impl App {
     fn print(&self, answered: &Answered) {
+        if let Some(line) = self.first_contact.take() {
+            eprintln!("{line}");
+        }
         self.out.result(&answered.json, &answered.text);
     }
 }

@@ -6,7 +6,7 @@ pub(crate) mod backup;
 pub(crate) mod manage;
 pub(crate) mod scan;
 
-use std::{io, path::PathBuf};
+use std::{cell::RefCell, io, path::PathBuf};
 
 use sesame_proto::{wire::ChallengeContext, Token};
 
@@ -29,6 +29,10 @@ pub(crate) struct App {
     pub(crate) insecure_http: bool,
     /// `--ca-file`: trusted for HTTPS on top of the system's store.
     pub(crate) roots: ExtraRoots,
+    /// The line that says a server's key was pinned on first contact, while
+    /// it waits for the command to succeed: without a terminal, a failure
+    /// keeps its single line on stderr.
+    pub(crate) first_contact: RefCell<Option<String>>,
 }
 
 /// Parses the token and checks it against the pinned server key. The
@@ -66,9 +70,29 @@ pub(crate) async fn context(token: &Token, remote: &Remote) -> Result<ChallengeC
 }
 
 impl App {
-    /// Parses the token and checks it against the pinned server key.
+    /// Parses the token and checks it against the pinned server key. The
+    /// first time a server is met, its key is pinned, and that is said in
+    /// one line on stderr: at a terminal at once, before anything is asked,
+    /// so that the person learns it also when they then answer no;
+    /// otherwise with the result.
     async fn trusted(&self, text: &str) -> Result<(Token, Remote), Error> {
-        trusted(&self.store, &self.roots, self.insecure_http, text).await
+        let origin = trust::parse(text, self.insecure_http)?.claimed_origin().clone();
+        let known = self.store.pin(&origin).await?.is_some();
+        let trusted = trusted(&self.store, &self.roots, self.insecure_http, text).await?;
+        if let (false, Some(pin)) = (known, self.store.pin(&origin).await?) {
+            let line = format!(
+                "First contact with {origin}: its key {} is now pinned, and any other key will be refused \
+                 (sesame unpin {origin} forgets it).",
+                pin.public_key.key_id(),
+                origin = ui::safe(origin.as_str()),
+            );
+            if self.console.is_interactive() {
+                eprintln!("{line}");
+            } else {
+                *self.first_contact.borrow_mut() = Some(line);
+            }
+        }
+        Ok(trusted)
     }
 
     /// Unlocks the keystore, asking for the passphrase only if one is set.

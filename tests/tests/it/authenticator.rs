@@ -41,6 +41,10 @@ async fn register_then_login_then_deny_reach_their_final_states() -> Result<()> 
     let challenge = browser.start_challenge(&service.id).await?;
     let out = sesame.run(&["--json", "register", &challenge.token, "--name", "alice", "--yes"]);
     let result = json_ok(&out);
+    // The first contact pins the server's key, and says so, with its id.
+    let key_id = server.public_key().await?.key_id().to_string();
+    let said = stderr(&out);
+    assert!(said.contains(&format!("First contact with {}: its key {key_id} is now pinned", server.origin)), "{said}");
     assert_eq!(result["status"], "completed");
     assert_eq!(result["purpose"], "register");
     assert_eq!(result["account"], "alice");
@@ -51,7 +55,9 @@ async fn register_then_login_then_deny_reach_their_final_states() -> Result<()> 
     assert_eq!((status["status"].as_str(), status["account"].as_str()), (Some("completed"), Some("alice")));
 
     let challenge = browser.start_challenge(&service.id).await?;
-    let result = json_ok(&sesame.run(&["--json", "login", &challenge.token, "--yes"]));
+    let out = sesame.run(&["--json", "login", &challenge.token, "--yes"]);
+    assert!(!stderr(&out).contains("First contact"), "only the first contact says it: {}", stderr(&out));
+    let result = json_ok(&out);
     assert_eq!((result["purpose"].as_str(), result["account"].as_str()), (Some("login"), Some("alice")));
     let status = browser.status(&challenge).await?;
     assert_eq!((status["status"].as_str(), status["hint"].as_str()), (Some("completed"), Some("login")));
