@@ -35,6 +35,8 @@ pub enum Error {
     Rejected { code: String, message: String },
     #[error("the server no longer knows account {account}; remove the local key with: sesame remove {account} --service {service_id} --origin {origin}")]
     UnknownAccount { account: String, service_id: String, origin: String },
+    #[error("the server no longer takes this device's key for {account}: it was removed from the account, or replaced by a key change on another device. To sign in here again, add this device from the account page on a signed-in device (\"Add another authenticator\") or with a recovery link, after removing the old key with: sesame remove {account} --service {service_id} --origin {origin}")]
+    KeyNotOnAccount { account: String, service_id: String, origin: String },
     #[error("the account name {account} is already taken at {service}; choose another name")]
     AccountExists { account: String, service: String },
     #[error("the registration of {account} may or may not have reached the server ({reason}); the key is kept: try sesame login, or sesame remove if it fails")]
@@ -139,6 +141,7 @@ impl Error {
             Self::BadResponse { .. } => "bad_response",
             Self::Rejected { code, .. } => code,
             Self::UnknownAccount { .. } => "unknown_account",
+            Self::KeyNotOnAccount { .. } => "bad_signature",
             Self::AccountExists { .. } => "account_exists",
             Self::OutcomeUnknown { .. } => "outcome_unknown",
             Self::AlreadyFinal(_) => "challenge_used",
@@ -212,6 +215,7 @@ impl Error {
             | Self::NotPinned(_) => StatusCode::NOT_FOUND,
             Self::PinnedKeyChanged { .. }
             | Self::UnknownAccount { .. }
+            | Self::KeyNotOnAccount { .. }
             | Self::AccountExists { .. }
             | Self::LocalAccountExists { .. }
             | Self::BackupExists(_)

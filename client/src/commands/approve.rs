@@ -423,6 +423,12 @@ pub(crate) async fn submit_login(
                     service_id: claims.service_id.to_string(),
                     origin: claims.origin.to_string(),
                 },
+                // The account is there, but none of its keys is this one.
+                Failure::Refused { code, .. } if code == "bad_signature" => Error::KeyNotOnAccount {
+                    account: name.to_string(),
+                    service_id: claims.service_id.to_string(),
+                    origin: claims.origin.to_string(),
+                },
                 other => remote.error(other),
             });
         }

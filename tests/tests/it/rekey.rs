@@ -91,10 +91,13 @@ async fn rekey_signs_in_and_replaces_the_key_so_the_old_one_is_refused() -> Resu
     let result = json_ok(&sesame.run(&["--json", "login", &challenge.token, "--yes"]));
     assert_eq!(result["rekeyed"], false);
 
-    // A copy of the keystore from before the change can no longer sign in,
-    // and its refused login leaves the page waiting.
+    // A copy of the keystore from before the change can no longer sign in;
+    // it is told why and what to do, and its refused login leaves the page
+    // waiting.
     let challenge = browser.start_challenge(&service.id).await?;
-    assert_fails_with(&before.run(&["login", &challenge.token, "--yes"]), "refused the signature");
+    let refused = before.run(&["login", &challenge.token, "--yes"]);
+    assert_fails_with(&refused, "no longer takes this device's key for alice");
+    assert_fails_with(&refused, &format!("sesame remove alice --service {}", service.id));
     assert_eq!(browser.status(&challenge).await?["status"], "pending");
     Ok(())
 }
@@ -199,7 +202,10 @@ async fn an_authenticator_killed_after_the_server_swapped_the_key_settles_at_the
     assert_eq!(json_ok(&sesame.run(&["--json", "login", &challenge.token, "--yes"]))["rekeyed"], false);
 
     let challenge = browser.start_challenge(&service.id).await?;
-    assert_fails_with(&before.run(&["login", &challenge.token, "--yes"]), "refused the signature");
+    assert_fails_with(
+        &before.run(&["login", &challenge.token, "--yes"]),
+        "no longer takes this device's key for alice",
+    );
     assert_eq!(key_fingerprints(&server, &service).await?.len(), 1);
     Ok(())
 }

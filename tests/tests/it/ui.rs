@@ -315,7 +315,7 @@ async fn logging_in_with_rekey_replaces_the_key_and_the_old_one_is_refused() -> 
     // keystore does, with its new key.
     let (_, third) = token_for(&server, &service.id).await?;
     let out = before.run(&["login", &third.token, "--yes"]);
-    ensure!(!out.status.success() && stderr(&out).contains("refused the signature"), "{}", stderr(&out));
+    ensure!(!out.status.success() && stderr(&out).contains("no longer takes this device's key"), "{}", stderr(&out));
     let out = sesame.run(&["login", &third.token, "--yes"]);
     ensure!(out.status.success(), "{}", stderr(&out));
     chrome.close().await
