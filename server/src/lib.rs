@@ -77,6 +77,8 @@ pub fn app(app: App) -> Router {
         // request log records.
         .layer(axum::middleware::from_fn(middleware::refuse_oversize_body))
         .layer(axum::middleware::from_fn(middleware::shape_errors))
+        // Outside both, so that it sees their refusals too.
+        .layer(axum::middleware::from_fn(middleware::close_after_refused_body))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(middleware::CSP),

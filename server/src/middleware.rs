@@ -5,7 +5,7 @@
 
 use axum::{
     extract::Request,
-    http::{header, StatusCode},
+    http::{header, HeaderValue, StatusCode, Version},
     middleware::Next,
     response::{IntoResponse as _, Response},
 };
@@ -30,6 +30,30 @@ pub async fn refuse_oversize_body(request: Request, next: Next) -> Response {
         };
     }
     next.run(request).await
+}
+
+/// Marks every error answer to a request that carried a body with
+/// `Connection: close` (HTTP/1.x only; HTTP/2 has no such header).
+///
+/// A refusal that comes before the body is read (an Origin check, a missing
+/// session or token, a declared oversize body) leaves the rest of the body
+/// on the connection, and the server then closes the connection after the
+/// answer; RFC 9112 §9.6 asks that the answer say so. Whether a handler read
+/// the body is not known here, so every error answer to a request with a
+/// body says it: a client that sent a refused body opens a new connection
+/// for its next request, which costs nothing that matters.
+pub async fn close_after_refused_body(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let carries_body = declared.is_some_and(|length| length > 0) || headers.contains_key(header::TRANSFER_ENCODING);
+    let http1 = request.version() <= Version::HTTP_11;
+    let mut response = next.run(request).await;
+    let refused = response.status().is_client_error() || response.status().is_server_error();
+    if carries_body && http1 && refused {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Paths whose callers are programs that read JSON. `/metrics` is among

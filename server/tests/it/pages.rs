@@ -134,3 +134,41 @@ async fn static_files_have_types_and_caching() {
         assert!(response.text().contains(needle), "{path}");
     }
 }
+
+/// A cross-site form is refused before its body is read, and the server
+/// then closes the connection: the answer says so (`Connection: close`),
+/// on a real connection that asked to be kept alive, while a refusal of a
+/// request without a body keeps the connection.
+#[tokio::test]
+async fn a_form_refused_before_its_body_is_read_says_the_connection_closes() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = TestApp::new().await;
+    let service = app.create_service("Example").await;
+    let base = app.serve().await;
+    let address = base.trim_start_matches("http://");
+    let head_of = |request: String| async move {
+        let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut read = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !read.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buffer).await.expect("read");
+            assert!(n > 0, "the connection closed before an answer");
+            read.extend_from_slice(&buffer[..n]);
+        }
+        String::from_utf8_lossy(&read).to_lowercase()
+    };
+    let body = "csrf=not-read-at-all";
+    let refused = head_of(format!(
+        "POST /services/{service}/signout HTTP/1.1\r\nHost: {address}\r\nOrigin: https://evil.example\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: keep-alive\r\n\r\n{body}",
+        body.len()
+    ))
+    .await;
+    assert!(refused.starts_with("http/1.1 403"), "{refused}");
+    assert!(refused.contains("\r\nconnection: close\r\n"), "{refused}");
+
+    let unknown = head_of(format!("GET /nothing HTTP/1.1\r\nHost: {address}\r\n\r\n")).await;
+    assert!(unknown.starts_with("http/1.1 404"), "{unknown}");
+    assert!(!unknown.contains("connection: close"), "{unknown}");
+}
