@@ -93,7 +93,62 @@
 
   var retryDelay = 1000;
 
+  // A code that can no longer be answered must not look live. The stream
+  // errors at once when the server goes away; a connection that dies
+  // silently is noticed by its silence: while a sign-in waits, a token
+  // comes at every rotation step, so a page that hears nothing for well
+  // over the longest step it has seen has lost the server too. Until a
+  // fresh token arrives, the QR code is hidden and the page says why.
+  var lost = false;
+  var watchdog = null;
+  var lastToken = 0;
+  var longestStep = 0;
+
+  function quietLimit() {
+    return longestStep ? Math.max(8000, 2.5 * longestStep) : 30000;
+  }
+
+  function listen() {
+    clearTimeout(watchdog);
+    if (!finished) {
+      watchdog = setTimeout(function () {
+        loseServer();
+        follow();
+      }, quietLimit());
+    }
+  }
+
+  function hideCode() {
+    els.qr.hidden = true;
+    els.token.classList.add("spent");
+  }
+
+  function loseServer() {
+    if (finished) {
+      return;
+    }
+    lost = true;
+    hideCode();
+    setStatus("Lost the connection to the server. Reconnecting… The code is hidden until the server is back.", "bad");
+  }
+
+  function onToken(text) {
+    var now = Date.now();
+    if (lastToken && !lost) {
+      longestStep = Math.max(longestStep, now - lastToken);
+    }
+    lastToken = now;
+    showToken(text);
+    if (lost) {
+      lost = false;
+      els.qr.hidden = false;
+      els.token.classList.remove("spent");
+    }
+    listen();
+  }
+
   function stop() {
+    clearTimeout(watchdog);
     if (source) {
       source.close();
       source = null;
@@ -105,12 +160,14 @@
     finished = false;
     source = new EventSource(current.eventsUrl);
     source.addEventListener("token", function (e) {
-      var data = JSON.parse(e.data);
-      showToken(data.token);
+      onToken(JSON.parse(e.data).token);
     });
     source.addEventListener("status", function (e) {
       retryDelay = 1000;
+      // After a reconnection the server sends the status, then a fresh
+      // token: the code shows again with that token (onToken).
       onStatus(JSON.parse(e.data));
+      listen();
     });
     source.onerror = function () {
       // EventSource reconnects by itself after a dropped connection; the
@@ -120,6 +177,7 @@
         stop();
         return;
       }
+      loseServer();
       // An error answer closes the stream for good. A server that
       // restarted has forgotten a pending challenge, and its status URL
       // then says so: the page offers to start again. Otherwise (503 while
@@ -143,6 +201,7 @@
           .catch(retry);
       }
     };
+    listen();
   }
 
   function retry() {
@@ -156,6 +215,8 @@
 
   // The sign-in is over without a session: say why, and offer a new one.
   function offerRestart(message) {
+    lost = false;
+    els.qr.hidden = false;
     setStatus(message, "bad");
     els.cancel.hidden = true;
     els.restart.hidden = false;
@@ -165,6 +226,10 @@
   }
 
   function onStatus(view) {
+    if (view.status !== "pending") {
+      lost = false;
+      els.qr.hidden = false;
+    }
     switch (view.status) {
       case "pending":
         setStatus(view.message, "");
@@ -269,6 +334,22 @@
   // The server sends the token as text only; the first QR code is drawn
   // here, like every later one.
   drawQr(els.token.textContent);
+
+  // Over plain HTTP/1.1 a browser keeps six connections to a server, and
+  // each open login page holds one for its stream: a page in a background
+  // tab lets its stream go, hides its code, and follows again when shown.
+  document.addEventListener("visibilitychange", function () {
+    if (location.protocol !== "http:" || finished) {
+      return;
+    }
+    if (document.hidden) {
+      stop();
+      lost = true;
+      hideCode();
+    } else if (!source) {
+      follow();
+    }
+  });
 
   follow();
 })();

@@ -210,9 +210,16 @@ impl Server {
 
     /// Stops the process (SIGKILL) and starts it again on the same port and
     /// data directory.
-    pub async fn restart(mut self) -> Result<Self> {
+    pub async fn restart(self) -> Result<Self> {
+        self.restart_after(Duration::ZERO).await
+    }
+
+    /// Kills the process, waits `pause` (the server is down), and starts it
+    /// again on the same port with the same options.
+    pub async fn restart_after(mut self, pause: Duration) -> Result<Self> {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        tokio::time::sleep(pause).await;
         // `Server` implements `Drop`, so its fields cannot be moved out: swap
         // the data directory for an empty one that the drop below removes.
         let data_dir = std::mem::replace(&mut self.data_dir, tempfile::Builder::new().prefix("sesame-e2e-").tempdir()?);

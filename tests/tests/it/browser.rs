@@ -205,6 +205,95 @@ async fn a_restart_forgets_a_pending_challenge_and_the_page_starts_a_new_one() -
     chrome.close().await
 }
 
+/// A login page whose server goes away says so within seconds and hides
+/// its code, which could no longer be answered; when the server is back it
+/// shows a fresh code, in place, and the sign-in goes on. The pending
+/// challenge outlives the restart because the instance keeps it in
+/// PostgreSQL, as a cluster does.
+#[tokio::test]
+async fn the_login_page_says_it_lost_the_server_and_shows_a_fresh_code_when_it_is_back() -> Result<()> {
+    const LOST: &str = "Lost the connection to the server";
+    let db = sesame_tests::PgDatabase::create()?;
+    let redis = sesame_tests::Redis::start()?;
+    let options =
+        ServerOptions { database_url: Some(db.url.clone()), redis_url: Some(redis.url()), ..ServerOptions::default() };
+    let (server, _service, chrome, first) = login_page("lost-server", options).await?;
+    mark_page(&chrome).await?;
+    let qr_hidden = || chrome.js("return document.getElementById('qr').hidden;");
+    ensure!(qr_hidden().await? == Value::Bool(false), "the code shows while the server answers");
+
+    let back = tokio::spawn(server.restart_after(Duration::from_secs(8)));
+    let noticed = Instant::now();
+    chrome.wait_text("#status", "the page to notice", Duration::from_secs(5), |t| t.starts_with(LOST)).await?;
+    ensure!(noticed.elapsed() < Duration::from_secs(5), "noticed after {:?}", noticed.elapsed());
+    ensure!(qr_hidden().await? == Value::Bool(true), "the code is hidden while the server is away");
+    chrome.save_screenshot("lost-server").await?;
+
+    let _server = back.await??;
+    let fresh = chrome
+        .wait_text("#token", "a fresh code", Duration::from_secs(20), |t| t.starts_with("sesame1.") && t != first)
+        .await?;
+    chrome.wait_contains("#status", WAITING).await?;
+    ensure!(qr_hidden().await? == Value::Bool(false), "the code shows again");
+    ensure!(page_is_marked(&chrome).await?, "the page was reloaded instead of updated in place");
+    approve(&Sesame::new(), &["register", &fresh, "--name", "alice", "--yes"])?;
+    chrome.wait_contains("#login", SIGNED_IN).await?;
+    chrome.close().await
+}
+
+/// What a browser does when a tab goes to the background (`hidden`) or
+/// comes back.
+async fn set_hidden(chrome: &Chrome, hidden: bool) -> Result<()> {
+    let script = format!(
+        "Object.defineProperty(document, 'hidden', {{ value: {hidden}, configurable: true }}); \
+         document.dispatchEvent(new Event('visibilitychange')); return true;"
+    );
+    chrome.js(&script).await?;
+    Ok(())
+}
+
+/// Over plain HTTP a login page in a background tab lets its event stream
+/// go (a browser keeps six connections to a server, and each open page
+/// held one), hides its code, and follows again with a fresh code when it
+/// is shown. The server's own gauge of open streams shows the stream go and
+/// come back.
+#[tokio::test]
+async fn a_hidden_login_page_lets_its_stream_go_and_follows_again_when_shown() -> Result<()> {
+    let port = sesame_tests::free_port();
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let mut options = ServerOptions::default();
+    options.extra_args.extend(["--metrics-listen".to_owned(), format!("127.0.0.1:{port}")]);
+    let (_server, _service, chrome, first) = login_page("hidden-tab", options).await?;
+    let open_streams = || async {
+        Ok::<_, anyhow::Error>(sesame_tests::Scrape::get(&metrics).await?.value("sesame_event_streams_open", &[]))
+    };
+    let until = |want: f64| async move {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = open_streams().await?;
+            if now == want {
+                return Ok::<_, anyhow::Error>(());
+            }
+            ensure!(Instant::now() < deadline, "{now} streams open, not {want}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    until(1.0).await?;
+    set_hidden(&chrome, true).await?;
+    until(0.0).await?;
+    ensure!(chrome.js("return document.getElementById('qr').hidden;").await? == Value::Bool(true), "code hidden");
+
+    set_hidden(&chrome, false).await?;
+    until(1.0).await?;
+    let fresh = chrome
+        .wait_text("#token", "a fresh code", Duration::from_secs(10), |t| t.starts_with("sesame1.") && t != first)
+        .await?;
+    ensure!(chrome.js("return document.getElementById('qr').hidden;").await? == Value::Bool(false), "code shown");
+    approve(&Sesame::new(), &["register", &fresh, "--name", "alice", "--yes"])?;
+    chrome.wait_contains("#login", SIGNED_IN).await?;
+    chrome.close().await
+}
+
 #[tokio::test]
 async fn an_expired_challenge_offers_to_start_again_and_the_new_one_works() -> Result<()> {
     let options = ServerOptions { challenge_ttl: Some(3), ..ServerOptions::default() };
