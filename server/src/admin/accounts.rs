@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::{
     form::{AdminForm, CsrfField},
-    kit::{by, path, render, PageResult},
+    kit::{by, path, render, AreYouSure, PageResult},
     store,
 };
 use crate::{
@@ -115,6 +115,9 @@ struct KeyForm {
     name: String,
     #[serde(default)]
     key_id: String,
+    /// As in [`super::form::CsrfForm::confirmed`].
+    #[serde(default)]
+    confirmed: String,
 }
 
 impl CsrfField for KeyForm {
@@ -131,6 +134,23 @@ async fn remove_key(
     AdminForm { session, form: body }: AdminForm<KeyForm>,
 ) -> PageResult {
     let service = store::service(&state.db, &path(id)?).await?;
+    if body.confirmed != "yes" {
+        return AreYouSure {
+            title: "Remove this authenticator?",
+            summary: format!(
+                "The key {} of {} will be removed: that authenticator can no longer sign in, and the sessions it \
+                 opened end at once.",
+                body.key_id, body.name
+            ),
+            lost: Vec::new(),
+            action: format!("/admin/services/{}/keys/remove", service.id),
+            csrf: &body.csrf,
+            fields: vec![("name", &body.name), ("key_id", &body.key_id)],
+            button: "Remove the authenticator",
+            back: format!("/admin/services/{}", service.id),
+        }
+        .page();
+    }
     keys::remove(&state.db, &service.id, &body.name, &body.key_id, &by(&state, session.actor(), &client)).await?;
     tracing::info!(service = %service.id, key = %body.key_id, "account key removed");
     Ok(Redirect::to(&format!("/admin/services/{}?done=key_removed", service.id)).into_response())

@@ -57,6 +57,10 @@ where
 pub(super) struct CsrfForm {
     #[serde(default)]
     pub(super) csrf: String,
+    /// `yes` once the person confirmed a destructive action on its own page
+    /// (`kit::AreYouSure`).
+    #[serde(default)]
+    pub(super) confirmed: String,
 }
 
 impl CsrfField for CsrfForm {

@@ -106,3 +106,41 @@ pub(super) async fn form_session(state: &AppState, headers: &HeaderMap) -> Resul
     cookie::check_origin(&state.settings.origin, headers)?;
     AdminSession::find(state, headers).await?.ok_or(PageError(Error::AdminAuthRequired))
 }
+
+/// What a destructive action is about to do, asked on a page of its own
+/// before it is done: the action's form again, with `confirmed=yes`. It
+/// needs no JavaScript, and the second post passes every check of the
+/// first (origin, session, CSRF token).
+#[derive(Template)]
+#[template(path = "admin/are_you_sure.html")]
+pub(super) struct AreYouSure<'a> {
+    pub(super) title: &'a str,
+    /// One sentence: what is about to go.
+    pub(super) summary: String,
+    /// What goes with it, one line each (counts, consequences).
+    pub(super) lost: Vec<String>,
+    /// The action's URL, posted again once confirmed.
+    pub(super) action: String,
+    pub(super) csrf: &'a str,
+    /// The action's own form fields, sent again as they came.
+    pub(super) fields: Vec<(&'a str, &'a str)>,
+    /// The button that does it.
+    pub(super) button: &'a str,
+    /// Where "Keep it" goes.
+    pub(super) back: String,
+}
+
+impl AreYouSure<'_> {
+    pub(super) fn page(&self) -> PageResult {
+        render(StatusCode::OK, self)
+    }
+}
+
+/// "3 accounts", "1 account", "no account".
+pub(super) fn count(n: i64, one: &str, many: &str) -> String {
+    match n {
+        0 => format!("no {one}"),
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    }
+}

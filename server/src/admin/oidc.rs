@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use super::{
     api::{self, path, AdminAuth},
     form::{AdminForm, CsrfField, CsrfForm},
-    kit::{self, PageResult},
+    kit::{self, AreYouSure, PageResult},
     store,
 };
 use crate::{
@@ -369,9 +369,26 @@ async fn rotate_secret_form(
     State(state): State<AppState>,
     info: ClientInfo,
     id: Result<Path<String>, PathRejection>,
-    AdminForm { session, .. }: AdminForm<CsrfForm>,
+    AdminForm { session, form }: AdminForm<CsrfForm>,
 ) -> PageResult {
     let service = store::service(&state.db, &kit::path(id)?).await?;
+    if form.confirmed != "yes" {
+        return AreYouSure {
+            title: "Make a new client secret?",
+            summary: format!("The OpenID Connect client of {} will get a new secret.", service.name),
+            lost: vec![
+                "the current secret, at once: the applications that use it cannot sign anyone in until they are \
+                 given the new one"
+                    .to_owned(),
+            ],
+            action: format!("/admin/services/{}/oidc/secret", service.id),
+            csrf: &form.csrf,
+            fields: Vec::new(),
+            button: "Make a new secret",
+            back: format!("/admin/services/{}", service.id),
+        }
+        .page();
+    }
     let (client, secret) =
         client::rotate_secret(&state.db, &service.id, &kit::by(&state, session.actor(), &info)).await?;
     show_secret(&state, service, client, secret)
@@ -392,9 +409,25 @@ async fn delete_form(
     State(state): State<AppState>,
     info: ClientInfo,
     id: Result<Path<String>, PathRejection>,
-    AdminForm { session, .. }: AdminForm<CsrfForm>,
+    AdminForm { session, form }: AdminForm<CsrfForm>,
 ) -> PageResult {
     let service = store::service(&state.db, &kit::path(id)?).await?;
+    if form.confirmed != "yes" {
+        return AreYouSure {
+            title: "Turn OpenID Connect off?",
+            summary: format!("The OpenID Connect client of {} will be removed.", service.name),
+            lost: vec![
+                "its client id and secret: the applications that use them can no longer sign anyone in".to_owned(),
+                "the codes and access tokens issued to them".to_owned(),
+            ],
+            action: format!("/admin/services/{}/oidc/delete", service.id),
+            csrf: &form.csrf,
+            fields: Vec::new(),
+            button: "Turn it off",
+            back: format!("/admin/services/{}", service.id),
+        }
+        .page();
+    }
     client::remove(&state.db, &service.id, &kit::by(&state, session.actor(), &info)).await?;
     Ok(Redirect::to(&format!("/admin/services/{}?done=oidc_removed", service.id)).into_response())
 }
@@ -403,8 +436,28 @@ async fn rotate_keys_form(
     State(state): State<AppState>,
     State(provider): State<Provider>,
     info: ClientInfo,
-    AdminForm { session, .. }: AdminForm<CsrfForm>,
+    AdminForm { session, form }: AdminForm<CsrfForm>,
 ) -> PageResult {
+    if form.confirmed != "yes" {
+        return AreYouSure {
+            title: "Rotate the signing keys?",
+            summary: "The published next keys will sign ID tokens from now on.".to_owned(),
+            lost: vec![
+                "the keys retired by the last rotation, which leave the published key set: ID tokens they signed no \
+                 longer verify"
+                    .to_owned(),
+                "relying parties that cache the key set may refuse new ID tokens until they fetch it again: never \
+                 rotate twice within an hour"
+                    .to_owned(),
+            ],
+            action: "/admin/oidc/keys/rotate".to_owned(),
+            csrf: &form.csrf,
+            fields: Vec::new(),
+            button: "Rotate the keys",
+            back: "/admin".to_owned(),
+        }
+        .page();
+    }
     keys::rotate(&state.db, &kit::by(&state, session.actor(), &info)).await?;
     provider.keys.clear();
     Ok(Redirect::to("/admin?done=keys_rotated").into_response())

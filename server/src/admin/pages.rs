@@ -24,7 +24,7 @@ use sesame_proto::ServiceName;
 use super::{
     api::AuditJson,
     form::{AdminForm, CsrfField, CsrfForm},
-    kit::{by, form, now, path, render, PageResult},
+    kit::{by, count, form, now, path, render, AreYouSure, PageResult},
     session::{self, AdminSession, Credential, PRE_SESSION_COOKIE, PRE_SESSION_SECS, SESSION_COOKIE, SESSION_SECS},
     store,
 };
@@ -353,9 +353,34 @@ async fn delete_service(
     State(challenges): State<Challenges>,
     client: ClientInfo,
     id: Result<Path<String>, PathRejection>,
-    AdminForm { session, .. }: AdminForm<CsrfForm>,
+    AdminForm { session, form }: AdminForm<CsrfForm>,
 ) -> PageResult {
     let id = path(id)?;
+    if form.confirmed != "yes" {
+        let service = store::service(&state.db, &id).await?;
+        let held = store::service_footprint(&state.db, &id, now(&state)).await?;
+        let mut lost = vec![
+            count(held.accounts, "account", "accounts"),
+            count(held.keys, "authenticator key", "authenticator keys"),
+            format!("{} signed in now", count(held.sessions, "session", "sessions")),
+            count(held.recovery_links, "open recovery link", "open recovery links"),
+            "its sign-in history".to_owned(),
+        ];
+        if held.oidc_client {
+            lost.push("its OpenID Connect client: the applications that use it can no longer sign anyone in".into());
+        }
+        return AreYouSure {
+            title: "Delete this service?",
+            summary: format!("The service {} will be deleted with everything in it.", service.name),
+            lost,
+            action: format!("/admin/services/{id}/delete"),
+            csrf: &form.csrf,
+            fields: Vec::new(),
+            button: "Delete the service",
+            back: format!("/admin/services/{id}"),
+        }
+        .page();
+    }
     store::delete_service(&state.db, &challenges, &id, &by(&state, session.actor(), &client)).await?;
     tracing::info!(%id, "service deleted");
     Ok(Redirect::to("/admin?done=service_deleted").into_response())
@@ -404,6 +429,9 @@ pub(super) struct AccountForm {
     pub(super) csrf: String,
     #[serde(default)]
     pub(super) name: String,
+    /// As in [`CsrfForm::confirmed`].
+    #[serde(default)]
+    pub(super) confirmed: String,
 }
 
 impl CsrfField for AccountForm {
@@ -421,6 +449,28 @@ async fn delete_account(
     AdminForm { session, form: body }: AdminForm<AccountForm>,
 ) -> PageResult {
     let id = path(id)?;
+    if body.confirmed != "yes" {
+        store::service(&state.db, &id).await?;
+        let held = store::account_footprint(&state.db, &id, &body.name, now(&state)).await?;
+        if held.accounts == 0 {
+            return Err(Error::UnknownAccount.into());
+        }
+        return AreYouSure {
+            title: "Delete this account?",
+            summary: format!("The account {} will be deleted.", body.name),
+            lost: vec![
+                count(held.keys, "authenticator key", "authenticator keys"),
+                format!("{} signed in now", count(held.sessions, "session", "sessions")),
+                count(held.recovery_links, "open recovery link", "open recovery links"),
+            ],
+            action: format!("/admin/services/{id}/accounts/delete"),
+            csrf: &body.csrf,
+            fields: vec![("name", &body.name)],
+            button: "Delete the account",
+            back: format!("/admin/services/{id}"),
+        }
+        .page();
+    }
     store::delete_account(&state.db, &id, &body.name, &by(&state, session.actor(), &client)).await?;
     tracing::info!(service = %id, "account deleted");
     Ok(Redirect::to(&format!("/admin/services/{id}?done=account_deleted")).into_response())

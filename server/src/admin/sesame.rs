@@ -37,7 +37,7 @@ use sesame_proto::wire::Status;
 
 use super::{
     form::{AdminForm, CsrfField, CsrfForm},
-    kit::{by, form, path, render, PageError, PageResult},
+    kit::{by, form, path, render, AreYouSure, PageResult},
     pages::{sign_in_page, AccountForm},
     session::{self, AdminSession, Credential, PRE_SESSION_COOKIE, SESSION_COOKIE, SESSION_SECS},
     store,
@@ -316,8 +316,25 @@ async fn delete_authenticator(
     State(state): State<AppState>,
     client: ClientInfo,
     AdminForm { session, form: body }: AdminForm<AccountForm>,
-) -> Result<impl IntoResponse, PageError> {
+) -> PageResult {
+    if body.confirmed != "yes" {
+        return AreYouSure {
+            title: "Remove this admin authenticator?",
+            summary: format!(
+                "The admin authenticator {} will be removed: it can no longer sign in to this page, and every \
+                 admin session it opened ends at once.",
+                body.name
+            ),
+            lost: Vec::new(),
+            action: "/admin/authenticators/delete".to_owned(),
+            csrf: &body.csrf,
+            fields: vec![("name", &body.name)],
+            button: "Remove the authenticator",
+            back: "/admin".to_owned(),
+        }
+        .page();
+    }
     store::delete_admin_account(&state.db, &body.name, &by(&state, session.actor(), &client)).await?;
     tracing::info!("admin authenticator removed");
-    Ok(Redirect::to("/admin?done=authenticator_removed"))
+    Ok(Redirect::to("/admin?done=authenticator_removed").into_response())
 }

@@ -211,6 +211,53 @@ async fn accounts_of(db: &Db, service_id: &str, limit: Option<i64>, offset: i64)
     rows.iter().map(account).collect()
 }
 
+/// What deleting a service or an account takes with it, counted for the
+/// page that asks first (`kit::AreYouSure`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Footprint {
+    pub(crate) accounts: i64,
+    pub(crate) keys: i64,
+    /// Sessions still live at `now`.
+    pub(crate) sessions: i64,
+    pub(crate) recovery_links: i64,
+    /// Whether an OpenID Connect client (a relying party) is configured.
+    pub(crate) oidc_client: bool,
+}
+
+/// What deleting service `id` would take with it at `now`.
+pub(crate) async fn service_footprint(db: &Db, id: &str, now: i64) -> Result<Footprint> {
+    let id = parse_id(id)?;
+    footprint(db, "service_id = $1", &id, None, now).await
+}
+
+/// What deleting account `name` of service `service_id` would take with it
+/// at `now`.
+pub(crate) async fn account_footprint(db: &Db, service_id: &str, name: &str, now: i64) -> Result<Footprint> {
+    let id = parse_id(service_id)?;
+    footprint(db, "service_id = $1 AND account = $3", &id, Some(name), now).await
+}
+
+async fn footprint(db: &Db, rows: &str, service_id: &str, account: Option<&str>, now: i64) -> Result<Footprint> {
+    // `rows` is one of two constants above; the values are bound.
+    let accounts = if account.is_some() { "service_id = $1 AND name = $3" } else { "service_id = $1" };
+    let sql = format!(
+        "SELECT (SELECT COUNT(*) FROM account WHERE {accounts}), \
+         (SELECT COUNT(*) FROM account_key WHERE {rows}), \
+         (SELECT COUNT(*) FROM session WHERE {rows} AND expires_at > $2), \
+         (SELECT COUNT(*) FROM account_recovery WHERE {rows} AND used_at IS NULL AND revoked_at IS NULL \
+          AND expires_at > $2), \
+         (SELECT COUNT(*) FROM oidc_client WHERE service_id = $1 AND $3 IS NULL)"
+    );
+    let row = sqlx::query(&sql).bind(service_id).bind(now).bind(account).fetch_one(timed(&db.pool)).await?;
+    Ok(Footprint {
+        accounts: row.try_get(0)?,
+        keys: row.try_get(1)?,
+        sessions: row.try_get(2)?,
+        recovery_links: row.try_get(3)?,
+        oidc_client: row.try_get::<i64, _>(4)? > 0,
+    })
+}
+
 /// Deletes one account; its keys and their sessions go with it (`ON DELETE
 /// CASCADE`). The audit record is written `by` in the same transaction.
 pub(crate) async fn delete_account(db: &Db, service_id: &str, name: &str, by: &By<'_>) -> Result<()> {

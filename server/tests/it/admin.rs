@@ -40,6 +40,9 @@ const ORIGIN: &str = "http://127.0.0.1:8080";
 /// 2026-01-01T00:00:00Z
 const START: u64 = 1_767_225_600;
 const XSS: &str = "<script>alert(1)</script>";
+/// The field a destructive admin form carries once the person confirmed it
+/// on the page that asks first.
+const CONFIRMED: (&str, &str) = ("confirmed", "yes");
 
 struct Harness {
     app: Router,

@@ -94,8 +94,9 @@ async fn each_page_action_writes_one_record_with_the_session_as_actor() {
             .expect("the new service");
         h.add_account(&id, "bob", START as i64, None).await;
         let path = format!("/admin/services/{id}/accounts/delete");
-        h.post_form(&path, Some(&mine), &[("csrf", &csrf), ("name", "bob")]).await;
-        h.post_form(&format!("/admin/services/{id}/delete"), Some(&mine), &[("csrf", &csrf)]).await;
+        h.post_form(&path, Some(&mine), &[("csrf", &csrf), ("name", "bob"), ("confirmed", "yes")]).await;
+        let delete = format!("/admin/services/{id}/delete");
+        h.post_form(&delete, Some(&mine), &[("csrf", &csrf), ("confirmed", "yes")]).await;
         let other = handle_of(&theirs);
         h.post_form("/admin/sessions/end", Some(&mine), &[("csrf", &csrf), ("handle", &other)]).await;
         let out = h.post_form("/admin/signout", Some(&mine), &[("csrf", &csrf)]).await;
@@ -130,8 +131,9 @@ async fn authenticator_actions_name_the_authenticator_that_did_them() {
         let reply = register(&h, &adding.token(), "intruder", &AccountKey::generate(&mut OsRng)).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
         assert_eq!(adding.reject(&h).await.location(), "/admin?done=authenticator_rejected");
-        let removed =
-            h.post_form("/admin/authenticators/delete", Some(&by_key), &[("csrf", &csrf), ("name", "laptop")]).await;
+        let removed = h
+            .post_form("/admin/authenticators/delete", Some(&by_key), &[("csrf", &csrf), ("name", "laptop"), CONFIRMED])
+            .await;
         assert_eq!(removed.location(), "/admin?done=authenticator_removed");
 
         let records = audit(&h).await;

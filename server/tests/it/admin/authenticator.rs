@@ -208,8 +208,9 @@ async fn a_removed_authenticator_cannot_sign_in() {
     let (session, csrf) = h.sign_in().await;
     let refused = h.post_form("/admin/authenticators/delete", Some(&session), &[("name", "old phone")]).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
-    let reply =
-        h.post_form("/admin/authenticators/delete", Some(&session), &[("csrf", &csrf), ("name", "old phone")]).await;
+    let reply = h
+        .post_form("/admin/authenticators/delete", Some(&session), &[("csrf", &csrf), ("name", "old phone"), CONFIRMED])
+        .await;
     assert_eq!(reply.location(), "/admin?done=authenticator_removed");
     let (_, _, page) = start(&h).await;
     let reply = login(&h, &token_on(&page.text), "old phone", &key).await;
@@ -314,8 +315,9 @@ async fn removing_an_authenticator_ends_the_sessions_it_opened() {
     let (by_token, csrf) = h.sign_in().await;
     assert!(is_signed_in(&h, &by_key).await);
 
-    let removed =
-        h.post_form("/admin/authenticators/delete", Some(&by_token), &[("csrf", &csrf), ("name", "laptop")]).await;
+    let removed = h
+        .post_form("/admin/authenticators/delete", Some(&by_token), &[("csrf", &csrf), ("name", "laptop"), CONFIRMED])
+        .await;
     assert_eq!(removed.location(), "/admin?done=authenticator_removed");
     assert!(!is_signed_in(&h, &by_key).await, "the key's session must end with it");
     assert!(is_signed_in(&h, &by_token).await, "other sessions live on");

@@ -168,11 +168,21 @@ async fn page_deletes_a_service_only_with_the_right_csrf_token() {
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{fields:?}");
     }
     assert_eq!(h.count("SELECT COUNT(*) FROM service WHERE NOT builtin").await, 1);
-    let reply = h.post_form(&uri, Some(&cookie), &[("csrf", &csrf)]).await;
+    // The button asks first, on a page of its own, and deletes nothing.
+    let asked = h.post_form(&uri, Some(&cookie), &[("csrf", &csrf)]).await;
+    assert_eq!(asked.status, StatusCode::OK);
+    assert!(asked.text.contains("Delete this service?") && asked.text.contains("no account"), "{}", asked.text);
+    assert_eq!(h.count("SELECT COUNT(*) FROM service WHERE NOT builtin").await, 1);
+    // Its own form carries the same CSRF token and the confirmation.
+    assert!(asked.text.contains(&format!(r#"name="csrf" value="{csrf}""#)), "{}", asked.text);
+    assert!(asked.text.contains(r#"name="confirmed" value="yes""#), "{}", asked.text);
+    let forged = h.post_form(&uri, Some(&cookie), &[("csrf", "nope"), CONFIRMED]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let reply = h.post_form(&uri, Some(&cookie), &[("csrf", &csrf), CONFIRMED]).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
     assert_eq!(reply.location(), "/admin?done=service_deleted");
     assert_eq!(h.count("SELECT COUNT(*) FROM service WHERE NOT builtin").await, 0);
-    let again = h.post_form(&uri, Some(&cookie), &[("csrf", &csrf)]).await;
+    let again = h.post_form(&uri, Some(&cookie), &[("csrf", &csrf), CONFIRMED]).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
 }
 
@@ -194,7 +204,12 @@ async fn page_shows_accounts_and_events_and_deletes_accounts() {
     let uri = format!("/admin/services/{id}/accounts/delete");
     let refused = h.post_form(&uri, Some(&cookie), &[("csrf", "x"), ("name", "alice")]).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
-    let reply = h.post_form(&uri, Some(&cookie), &[("csrf", &csrf), ("name", "alice")]).await;
+    let asked = h.post_form(&uri, Some(&cookie), &[("csrf", &csrf), ("name", "alice")]).await;
+    assert_eq!(asked.status, StatusCode::OK);
+    assert!(asked.text.contains("Delete this account?") && asked.text.contains("no session signed in now"));
+    assert!(asked.text.contains(r#"name="name" value="alice""#), "{}", asked.text);
+    assert_eq!(h.count("SELECT COUNT(*) FROM account").await, 2);
+    let reply = h.post_form(&uri, Some(&cookie), &[("csrf", &csrf), ("name", "alice"), CONFIRMED]).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
     assert_eq!(reply.location(), format!("/admin/services/{id}?done=account_deleted"));
     assert_eq!(h.count("SELECT COUNT(*) FROM account").await, 1);
@@ -327,4 +342,55 @@ async fn page_of_a_small_service_has_no_pager() {
     let page = h.page(&format!("/admin/services/{service}"), Some(&cookie)).await;
     assert!(page.text.contains(r#"name="name" value="alice""#), "{}", page.text);
     assert!(!page.text.contains("Pages of accounts"), "{}", page.text);
+}
+
+/// Every destructive button of the admin page asks first, on a page of its
+/// own that says what goes, escapes the names it shows, and does nothing
+/// until the confirmation comes back with the session's CSRF token.
+#[tokio::test]
+async fn every_destructive_button_asks_first_and_does_nothing_until_confirmed() {
+    let h = harness().await;
+    let service = h.create(XSS).await;
+    let id = service["id"].as_str().expect("id");
+    let configured = h
+        .api(
+            Method::PUT,
+            &format!("/admin/api/services/{id}/oidc"),
+            Some(serde_json::json!({"redirect_uris": ["https://app.example/callback"]})),
+        )
+        .await;
+    assert_eq!(configured.status, StatusCode::OK, "{}", configured.text);
+    let secret_hash = || async {
+        sqlx::query_scalar::<_, Vec<u8>>("SELECT secret_hash FROM oidc_client")
+            .fetch_one(&h.state.db.pool)
+            .await
+            .expect("the client's secret")
+    };
+    let secret_before = secret_hash().await;
+    let (cookie, csrf) = h.sign_in().await;
+    let audited = h.count("SELECT COUNT(*) FROM audit_event").await;
+    let asks = [
+        (format!("/admin/services/{id}/delete"), "Delete this service?", "its OpenID Connect client"),
+        (format!("/admin/services/{id}/oidc/secret"), "Make a new client secret?", "the current secret"),
+        (format!("/admin/services/{id}/oidc/delete"), "Turn OpenID Connect off?", "client id and secret"),
+        ("/admin/oidc/keys/rotate".to_owned(), "Rotate the signing keys?", "never rotate twice within an hour"),
+    ];
+    for (uri, title, consequence) in asks {
+        let asked = h.post_form(&uri, Some(&cookie), &[("csrf", &csrf)]).await;
+        assert_eq!(asked.status, StatusCode::OK, "{uri}: {}", asked.text);
+        assert!(asked.text.contains(title) && asked.text.contains(consequence), "{uri}: {}", asked.text);
+        assert!(!asked.text.contains(XSS), "{uri}: the name is shown raw");
+        assert!(asked.text.contains(&format!(r#"action="{uri}""#)), "{uri}: {}", asked.text);
+    }
+    // Nothing happened: the service, its client and its secret are as they were.
+    assert_eq!(h.count("SELECT COUNT(*) FROM service WHERE NOT builtin").await, 1);
+    assert_eq!(h.count("SELECT COUNT(*) FROM oidc_client").await, 1);
+    assert_eq!(secret_hash().await, secret_before);
+    assert_eq!(h.count("SELECT COUNT(*) FROM audit_event").await, audited, "nothing was audited: nothing was done");
+
+    // Confirmed, the client goes.
+    let turned_off =
+        h.post_form(&format!("/admin/services/{id}/oidc/delete"), Some(&cookie), &[("csrf", &csrf), CONFIRMED]).await;
+    assert_eq!(turned_off.status, StatusCode::SEE_OTHER, "{}", turned_off.text);
+    assert_eq!(h.count("SELECT COUNT(*) FROM oidc_client").await, 0);
 }

@@ -100,11 +100,13 @@ async fn page_lists_an_accounts_keys_and_removes_one() {
     let uri = format!("/admin/services/{service}/keys/remove");
     let forged = h.post_form(&uri, Some(&cookie), &[("csrf", "nope"), ("name", "alice"), ("key_id", &key_id)]).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
-    let removed = h.post_form(&uri, Some(&cookie), &[("csrf", &csrf), ("name", "alice"), ("key_id", &key_id)]).await;
+    let removed =
+        h.post_form(&uri, Some(&cookie), &[("csrf", &csrf), ("name", "alice"), ("key_id", &key_id), CONFIRMED]).await;
     assert_eq!(removed.status, StatusCode::SEE_OTHER, "{}", removed.text);
     assert_eq!(removed.location(), format!("/admin/services/{service}?done=key_removed"));
     assert_eq!(h.count("SELECT COUNT(*) FROM account_key").await, 0);
-    let again = h.post_form(&uri, Some(&cookie), &[("csrf", &csrf), ("name", "alice"), ("key_id", &key_id)]).await;
+    let again =
+        h.post_form(&uri, Some(&cookie), &[("csrf", &csrf), ("name", "alice"), ("key_id", &key_id), CONFIRMED]).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
     let page = h.page(&format!("/admin/services/{service}?done=key_removed"), Some(&cookie)).await;
     assert!(page.text.contains("Key removed"), "{}", page.text);
