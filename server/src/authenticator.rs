@@ -23,7 +23,6 @@ use crate::{
     challenge::SignInState,
     challenge::{
         row::{refusal, ChallengeRow, Final},
-        write::WriteAround,
         Challenges,
     },
     error::{Error, Result},
@@ -259,8 +258,7 @@ async fn register(
     let now = state.clock.now();
 
     let (mut write, consumed) =
-        WriteAround::consume(&challenges, &checked.row, now, &Final::registered(account.clone(), key_id.clone()))
-            .await?;
+        challenges.write_around(&checked.row, now, &Final::registered(account.clone(), key_id.clone())).await?;
     let new = checked.new_key(&verified, &account, &key_id, &client, now);
     // On an error the transaction rolls back and the challenge is pending
     // again, so the user can pick another name with the same token.
@@ -274,7 +272,7 @@ async fn register(
         audit::record(&mut **write, &by, audit::Record::new(audit::Action::AuthenticatorAdded, &account, &detail))
             .await?;
     }
-    write.commit(&challenges, consumed).await?;
+    write.commit(consumed).await?;
     crate::metrics::challenge_approved(checked.row.created_at, now);
     Ok(Json(Outcome {
         status: Status::Completed,
@@ -415,13 +413,12 @@ async fn enroll(
     let now = state.clock.now();
 
     let (mut write, consumed) =
-        WriteAround::consume(&challenges, &checked.row, now, &Final::enrolled(enroll_account.clone(), key_id.clone()))
-            .await?;
+        challenges.write_around(&checked.row, now, &Final::enrolled(enroll_account.clone(), key_id.clone())).await?;
     let new = checked.new_key(&verified, &enroll_account, &key_id, &client, now);
     // On an error the challenge stays pending: a key that is already
     // registered can be replaced by another from the same token.
     keys::enroll(&mut write, &new).await?;
-    write.commit(&challenges, consumed).await?;
+    write.commit(consumed).await?;
     tracing::info!(challenge = %id, key = %key_id, "a key was enrolled and waits for confirmation");
     Ok(Json(Outcome {
         status: Status::Completed,
@@ -481,20 +478,16 @@ async fn rekey(
     let id = checked.row.id;
     let now = state.clock.now();
 
-    let (mut write, consumed) = WriteAround::consume(
-        &challenges,
-        &checked.row,
-        now,
-        &Final::logged_in(name.clone(), key.id.clone(), key.public_key.to_bytes()),
-    )
-    .await?;
+    let (mut write, consumed) = challenges
+        .write_around(&checked.row, now, &Final::logged_in(name.clone(), key.id.clone(), key.public_key.to_bytes()))
+        .await?;
     if !keys::rekey(&mut write, &key.id, &key.public_key, verified.new_public_key(), now.as_secs() as i64).await? {
         // The key was replaced by a racing rekey after it was read: this
         // answer's key no longer signs in. (A removed key was refused by
         // `consume`.) Dropping the write rolls it back.
         return Err(Error::Protocol(sesame_proto::Error::BadSignature));
     }
-    write.commit(&challenges, consumed).await?;
+    write.commit(consumed).await?;
     crate::metrics::challenge_approved(checked.row.created_at, now);
     tracing::info!(challenge = %id, key = %key.id, "an account key was replaced");
     Ok(Json(Outcome {

@@ -8,6 +8,7 @@ pub(crate) mod api;
 mod form;
 mod kit;
 pub(crate) mod links;
+mod notice;
 pub(crate) mod oidc;
 mod pages;
 mod sesame;

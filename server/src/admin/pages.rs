@@ -25,6 +25,7 @@ use super::{
     api::AuditJson,
     form::{AdminForm, CsrfField, CsrfForm},
     kit::{by, count, form, now, path, render, AreYouSure, PageResult},
+    notice::Notice,
     session::{self, AdminSession, Credential, PRE_SESSION_COOKIE, PRE_SESSION_SECS, SESSION_COOKIE, SESSION_SECS},
     store,
 };
@@ -49,68 +50,6 @@ pub(super) fn router<S: SignInState>() -> Router<S> {
         .route("/admin/services/{id}/delete", post(delete_service))
         .route("/admin/services/{id}/number-matching", post(set_number_matching))
         .route("/admin/services/{id}/accounts/delete", post(delete_account))
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct Notice {
-    done: Option<String>,
-    error: Option<String>,
-    /// The page of a service's accounts, from 1.
-    page: Option<String>,
-}
-
-impl Notice {
-    fn from(query: Result<Query<Notice>, QueryRejection>) -> Self {
-        query.map(|Query(n)| n).unwrap_or_default()
-    }
-
-    /// The page of accounts asked for, from 0; the first without `page`.
-    fn page(&self) -> Result<i64, Error> {
-        match self.page.as_deref() {
-            None => Ok(0),
-            Some(page) => match page.parse::<i64>() {
-                Ok(page) if (1..=i64::from(u32::MAX)).contains(&page) => Ok(page - 1),
-                _ => Err(Error::bad_request("invalid_page", "a page of accounts is a number from 1")),
-            },
-        }
-    }
-
-    fn done(&self) -> Option<&'static str> {
-        match self.done.as_deref()? {
-            "created" => Some("Service created."),
-            "number_matching_on" => Some("Number matching is on: sign-ins started from now on ask for the page's number."),
-            "number_matching_off" => Some("Number matching is off: sign-ins started from now on ask for no number."),
-            "service_deleted" => Some("Service deleted, with its accounts and sign-in history."),
-            "account_deleted" => Some("Account deleted."),
-            "key_removed" => Some("Key removed: it can no longer sign in, and its sessions have ended."),
-            "link_revoked" => Some("Recovery link revoked: it can no longer add an authenticator."),
-            "authenticator_added" => Some("Authenticator confirmed: it can now sign in to this page."),
-            "authenticator_rejected" => Some("Authenticator refused: its key and account were removed."),
-            "authenticator_removed" => {
-                Some("Authenticator removed: it can no longer sign in to this page, and its sessions have ended.")
-            }
-            "session_ended" => Some("Session ended."),
-            "oidc_saved" => Some("OpenID Connect settings saved."),
-            "oidc_removed" => Some("OpenID Connect is off for this service: its client, codes and tokens are gone."),
-            "keys_rotated" => Some(
-                "Signing keys rotated: the next keys sign from now on, and the previous ones stay published until the next rotation.",
-            ),
-            _ => None,
-        }
-    }
-
-    fn error(&self) -> Option<&'static str> {
-        match self.error.as_deref()? {
-            "service_exists" => Some("A service with that name already exists."),
-            "authenticator_not_added" => {
-                Some("No authenticator was added: the request was refused, cancelled or timed out.")
-            }
-            "invalid_service_name" => {
-                Some("A service name is 1 to 64 bytes, without control characters or spaces at either end.")
-            }
-            _ => None,
-        }
-    }
 }
 
 #[derive(Template)]

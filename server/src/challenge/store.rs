@@ -24,7 +24,7 @@ use super::{
     pending::{Claim, Pending},
     row::{columns, refusal, ChallengeRow, Final, NewChallenge},
     services::{CachedService, ServiceNames},
-    write::{uncancelled, Consumed},
+    write::{self, uncancelled, Consumed, WriteAround},
 };
 use crate::{
     bus::Bus,
@@ -293,7 +293,7 @@ impl Challenges {
     ) -> Result<Consumed> {
         let memory = match &self.0.pending {
             Pending::Memory(memory) => memory,
-            Pending::Table => return consume_row(conn, &row.id, now, outcome).await,
+            Pending::Table => return consume_row(conn, &row.id, now, outcome, &self.0.bus).await,
         };
         match memory.claim(&row.id, now) {
             Claim::Claimed => {}
@@ -308,7 +308,7 @@ impl Challenges {
             }
         }
         // From here the claim is given back if anything fails.
-        let consumed = Consumed::claimed(memory.clone(), row.id, outcome.clone(), now);
+        let consumed = Consumed::claimed(memory.clone(), row.id, outcome.clone(), now, self.0.bus.clone());
         let mut ended = row.clone();
         outcome.apply(&mut ended, now);
         match insert_ended(conn, &ended, outcome.signed_with.as_ref()).await? {
@@ -322,6 +322,21 @@ impl Challenges {
                 Err(refused)
             }
         }
+    }
+
+    /// Takes the writer's turn, begins a transaction around the sign-in
+    /// writer ([`WriteAround`]), and consumes the challenge `row` with
+    /// `outcome` first thing in it ([`Self::consume`]).
+    pub async fn write_around(
+        &self,
+        row: &ChallengeRow,
+        now: UnixTime,
+        outcome: &Final,
+    ) -> Result<(WriteAround, Consumed)> {
+        let turn = self.0.db.writes.turn().await;
+        let mut write = WriteAround::new(self.0.db.writer.begin().await?, turn);
+        let consumed = self.consume(&mut Conn::Sqlx(&mut write), row, now, outcome).await?;
+        Ok((write, consumed))
     }
 
     /// Moves a challenge to a final state on its own (a login, deny, cancel)
@@ -385,9 +400,7 @@ impl Challenges {
     /// Tells the waiting streams. The stored state is the truth, so a failed
     /// publish is only logged: pollers and reconnecting streams still see it.
     pub async fn publish(&self, id: ChallengeId) {
-        if let Err(e) = self.0.bus.publish(id).await {
-            tracing::warn!(challenge = %id, error = %e, "could not publish a challenge change");
-        }
+        write::publish(&self.0.bus, id).await;
     }
 }
 
@@ -473,7 +486,13 @@ async fn insert_ended(conn: &mut Conn<'_>, row: &ChallengeRow, signed_with: Opti
     }
 }
 
-async fn consume_row(conn: &mut Conn<'_>, id: &ChallengeId, now: UnixTime, outcome: &Final) -> Result<Consumed> {
+async fn consume_row(
+    conn: &mut Conn<'_>,
+    id: &ChallengeId,
+    now: UnixTime,
+    outcome: &Final,
+    bus: &Bus,
+) -> Result<Consumed> {
     let now_secs = now.as_secs() as i64;
     // The key's row is locked on PostgreSQL, as in `insert_ended`; it is
     // taken before the challenge's row, so racing answers queue at the key.
@@ -499,7 +518,7 @@ async fn consume_row(conn: &mut Conn<'_>, id: &ChallengeId, now: UnixTime, outco
         )
         .await?;
     if done == 1 {
-        return Ok(Consumed::row(*id));
+        return Ok(Consumed::row(*id, bus.clone()));
     }
     // Read on the connection held: on PostgreSQL the writer is the main
     // pool, which many failing answers at once could otherwise exhaust.

@@ -11,13 +11,9 @@ use sesame_proto::{ChallengeId, UnixTime};
 use sqlx::{Any, Transaction};
 use tokio::sync::OwnedMutexGuard;
 
-use super::{
-    pending::Memory,
-    row::{ChallengeRow, Final},
-    store::Challenges,
-};
+use super::{pending::Memory, row::Final};
 use crate::{
-    db::sql::Conn,
+    bus::Bus,
     error::{Error, Result},
 };
 
@@ -30,20 +26,21 @@ use crate::{
 pub struct Consumed {
     /// The claim on the in-memory entry, with the outcome to record there.
     claim: Option<(Arc<Memory>, ChallengeId, Final, UnixTime)>,
-    /// The challenge, to publish once committed.
+    /// The challenge, to publish once committed, and where.
     id: ChallengeId,
+    bus: Bus,
 }
 
 impl Consumed {
     /// `id`, claimed in `memory` for `outcome` at `now`: given back if this
     /// is dropped uncommitted.
-    pub(super) fn claimed(memory: Arc<Memory>, id: ChallengeId, outcome: Final, now: UnixTime) -> Self {
-        Self { claim: Some((memory, id, outcome, now)), id }
+    pub(super) fn claimed(memory: Arc<Memory>, id: ChallengeId, outcome: Final, now: UnixTime, bus: Bus) -> Self {
+        Self { claim: Some((memory, id, outcome, now)), id, bus }
     }
 
     /// `id`, moved by a conditional UPDATE of its row: nothing to give back.
-    pub(super) fn row(id: ChallengeId) -> Self {
-        Self { claim: None, id }
+    pub(super) fn row(id: ChallengeId, bus: Bus) -> Self {
+        Self { claim: None, id, bus }
     }
 
     /// Commits `tx`, then makes the outcome visible in memory, then
@@ -56,19 +53,13 @@ impl Consumed {
     /// of their own, so that this cannot split them (the row committed,
     /// memory still saying pending, or the waiting page never told), and
     /// the turn is held until SQLite's lock is free.
-    pub async fn commit(
-        self,
-        challenges: &Challenges,
-        tx: Transaction<'static, Any>,
-        turn: Option<OwnedMutexGuard<()>>,
-    ) -> Result<()> {
-        let challenges = challenges.clone();
+    pub async fn commit(self, tx: Transaction<'static, Any>, turn: Option<OwnedMutexGuard<()>>) -> Result<()> {
         uncancelled(async move {
             tx.commit().await?;
             drop(turn);
-            let id = self.id;
+            let (id, bus) = (self.id, self.bus.clone());
             self.committed();
-            challenges.publish(id).await;
+            publish(&bus, id).await;
             Ok(())
         })
         .await
@@ -110,25 +101,17 @@ pub struct WriteAround {
 }
 
 impl WriteAround {
-    /// Takes the writer's turn, begins, and consumes the challenge `row`
-    /// with `outcome` first thing in the transaction ([`Challenges::consume`]).
-    pub async fn consume(
-        challenges: &Challenges,
-        row: &ChallengeRow,
-        now: UnixTime,
-        outcome: &Final,
-    ) -> Result<(Self, Consumed)> {
-        let turn = challenges.db().writes.turn().await;
-        let mut write = Self { tx: Some(challenges.db().writer.begin().await?), turn };
-        let consumed = challenges.consume(&mut Conn::Sqlx(&mut write), row, now, outcome).await?;
-        Ok((write, consumed))
+    /// `tx`, begun under the writer's `turn`
+    /// ([`super::Challenges::write_around`] opens one).
+    pub(super) fn new(tx: Transaction<'static, Any>, turn: Option<OwnedMutexGuard<()>>) -> Self {
+        Self { tx: Some(tx), turn }
     }
 
     /// Commits, then records and publishes what `consumed` did
     /// ([`Consumed::commit`]).
-    pub async fn commit(mut self, challenges: &Challenges, consumed: Consumed) -> Result<()> {
+    pub async fn commit(mut self, consumed: Consumed) -> Result<()> {
         let tx = self.tx.take().expect("a write is open until it is committed");
-        consumed.commit(challenges, tx, self.turn.take()).await
+        consumed.commit(tx, self.turn.take()).await
     }
 }
 
@@ -157,6 +140,14 @@ impl Drop for WriteAround {
                 drop(turn);
             });
         }
+    }
+}
+
+/// Tells the waiting streams. The stored state is the truth, so a failed
+/// publish is only logged: pollers and reconnecting streams still see it.
+pub(super) async fn publish(bus: &Bus, id: ChallengeId) {
+    if let Err(e) = bus.publish(id).await {
+        tracing::warn!(challenge = %id, error = %e, "could not publish a challenge change");
     }
 }
 

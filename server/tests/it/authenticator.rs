@@ -501,7 +501,7 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
             // With the key as it was, the same challenge takes the login, once.
             let mut tx = state.db.pool.begin().await.expect("begin");
             let consumed = challenges.consume(&mut Conn::Sqlx(&mut tx), &row, now, &outcome).await.expect("consumed");
-            consumed.commit(&challenges, tx, None).await.expect("commit");
+            consumed.commit(tx, None).await.expect("commit");
             let row = challenges.load(&issued.id).await.expect("held");
             assert_eq!((row.status.as_str(), row.account.as_deref()), ("completed", Some("alice")));
             let mut tx = state.db.pool.begin().await.expect("begin");
@@ -573,7 +573,7 @@ impl KeyRace {
             let mut tx = state.db.pool.begin().await.expect("begin");
             let outcome = Final::logged_in("alice".into(), key_id, public_key);
             let consumed = challenges.consume(&mut Conn::Sqlx(&mut tx), &row, now, &outcome).await?;
-            consumed.commit(&challenges, tx, None).await
+            consumed.commit(tx, None).await
         });
         (issued.id, login)
     }

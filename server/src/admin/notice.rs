@@ -1,0 +1,70 @@
+//! The notice an admin page shows after a redirect. It travels as a fixed
+//! code in the query string (`?done=service_deleted`), never as text, so a
+//! crafted link cannot put words on the admin page.
+
+use axum::extract::{rejection::QueryRejection, Query};
+use serde::Deserialize;
+
+use crate::error::Error;
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct Notice {
+    done: Option<String>,
+    error: Option<String>,
+    /// The page of a service's accounts, from 1.
+    page: Option<String>,
+}
+
+impl Notice {
+    pub(super) fn from(query: Result<Query<Notice>, QueryRejection>) -> Self {
+        query.map(|Query(n)| n).unwrap_or_default()
+    }
+
+    /// The page of accounts asked for, from 0; the first without `page`.
+    pub(super) fn page(&self) -> Result<i64, Error> {
+        match self.page.as_deref() {
+            None => Ok(0),
+            Some(page) => match page.parse::<i64>() {
+                Ok(page) if (1..=i64::from(u32::MAX)).contains(&page) => Ok(page - 1),
+                _ => Err(Error::bad_request("invalid_page", "a page of accounts is a number from 1")),
+            },
+        }
+    }
+
+    pub(super) fn done(&self) -> Option<&'static str> {
+        match self.done.as_deref()? {
+            "created" => Some("Service created."),
+            "number_matching_on" => Some("Number matching is on: sign-ins started from now on ask for the page's number."),
+            "number_matching_off" => Some("Number matching is off: sign-ins started from now on ask for no number."),
+            "service_deleted" => Some("Service deleted, with its accounts and sign-in history."),
+            "account_deleted" => Some("Account deleted."),
+            "key_removed" => Some("Key removed: it can no longer sign in, and its sessions have ended."),
+            "link_revoked" => Some("Recovery link revoked: it can no longer add an authenticator."),
+            "authenticator_added" => Some("Authenticator confirmed: it can now sign in to this page."),
+            "authenticator_rejected" => Some("Authenticator refused: its key and account were removed."),
+            "authenticator_removed" => {
+                Some("Authenticator removed: it can no longer sign in to this page, and its sessions have ended.")
+            }
+            "session_ended" => Some("Session ended."),
+            "oidc_saved" => Some("OpenID Connect settings saved."),
+            "oidc_removed" => Some("OpenID Connect is off for this service: its client, codes and tokens are gone."),
+            "keys_rotated" => Some(
+                "Signing keys rotated: the next keys sign from now on, and the previous ones stay published until the next rotation.",
+            ),
+            _ => None,
+        }
+    }
+
+    pub(super) fn error(&self) -> Option<&'static str> {
+        match self.error.as_deref()? {
+            "service_exists" => Some("A service with that name already exists."),
+            "authenticator_not_added" => {
+                Some("No authenticator was added: the request was refused, cancelled or timed out.")
+            }
+            "invalid_service_name" => {
+                Some("A service name is 1 to 64 bytes, without control characters or spaces at either end.")
+            }
+            _ => None,
+        }
+    }
+}
