@@ -4,6 +4,7 @@ mod authenticator;
 mod backup;
 mod bench;
 mod browser;
+mod console;
 mod deployment;
 mod enroll;
 mod hostile;
