@@ -89,6 +89,32 @@ pub(crate) enum Action {
 }
 
 impl Action {
+    /// Every action, in the order the admin page offers them as filters.
+    pub(crate) const ALL: [Self; 22] = [
+        Self::ServiceCreated,
+        Self::ServiceChanged,
+        Self::ServiceDeleted,
+        Self::AccountDeleted,
+        Self::KeyRemoved,
+        Self::AuthenticatorAdded,
+        Self::AuthenticatorConfirmed,
+        Self::AuthenticatorRefused,
+        Self::AuthenticatorRemoved,
+        Self::AdminSignedIn,
+        Self::AdminSignedOut,
+        Self::AdminSessionEnded,
+        Self::AdminSignInRefused,
+        Self::OidcClientCreated,
+        Self::OidcClientChanged,
+        Self::OidcClientRemoved,
+        Self::OidcSecretRotated,
+        Self::OidcKeysRotated,
+        Self::RecoveryLinkCreated,
+        Self::RecoveryLinkRevoked,
+        Self::RecoveryLinkUsed,
+        Self::KeyEnrolled,
+    ];
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::ServiceCreated => "service_created",
@@ -186,6 +212,8 @@ pub(crate) struct Event {
     pub(crate) detail: String,
     pub(crate) ip: String,
     pub(crate) user_agent: String,
+    /// The name of the service `target` is, when it is one that exists.
+    pub(crate) target_name: Option<String>,
 }
 
 /// How many records a page shows, and an API call returns unless asked.
@@ -193,17 +221,37 @@ pub(crate) const DEFAULT_LIMIT: i64 = 50;
 /// Most records one API call returns.
 pub(crate) const MAX_LIMIT: i64 = 500;
 
-/// Up to `limit` records with an id below `before` (all when `None`),
-/// newest first.
-pub(crate) async fn list(db: &Db, before: Option<i64>, limit: i64) -> Result<Vec<Event>> {
+/// Which records to list: all of them when every member is `None`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Filter<'a> {
+    /// Only records with a smaller id: the last id of the previous page.
+    pub(crate) before: Option<i64>,
+    /// Only this action (its stable code).
+    pub(crate) action: Option<&'a str>,
+    /// Only this actor, as stored (`token`, `authenticator:<name>`, …).
+    pub(crate) actor: Option<&'a str>,
+    /// Only what was done to this service or inside it: records whose
+    /// target is its id, or whose detail names it (`service <id>`).
+    pub(crate) service: Option<&'a str>,
+}
+
+/// Up to `limit` records that pass `filter`, newest first, each with the
+/// name of the service its target is, when it is one.
+pub(crate) async fn list(db: &Db, filter: &Filter<'_>, limit: i64) -> Result<Vec<Event>> {
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(Error::bad_request("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}")));
     }
     let rows = sqlx::query(
-        "SELECT id, at, actor, action, target, detail, ip, user_agent FROM audit_event \
-         WHERE id < $1 ORDER BY id DESC LIMIT $2",
+        "SELECT a.id, a.at, a.actor, a.action, a.target, a.detail, a.ip, a.user_agent, s.name \
+         FROM audit_event a LEFT JOIN service s ON s.id = a.target \
+         WHERE a.id < $1 AND ($2 IS NULL OR a.action = $2) AND ($3 IS NULL OR a.actor = $3) \
+         AND ($4 IS NULL OR a.target = $4 OR a.detail LIKE 'service ' || $4 || '%') \
+         ORDER BY a.id DESC LIMIT $5",
     )
-    .bind(before.unwrap_or(i64::MAX))
+    .bind(filter.before.unwrap_or(i64::MAX))
+    .bind(filter.action)
+    .bind(filter.actor)
+    .bind(filter.service)
     .bind(limit)
     .fetch_all(timed(&db.pool))
     .await?;
@@ -218,6 +266,7 @@ pub(crate) async fn list(db: &Db, before: Option<i64>, limit: i64) -> Result<Vec
                 detail: row.try_get(5)?,
                 ip: row.try_get(6)?,
                 user_agent: row.try_get(7)?,
+                target_name: row.try_get(8)?,
             })
         })
         .collect()

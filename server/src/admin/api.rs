@@ -501,6 +501,13 @@ struct AuditQuery {
     /// How many records, 1 to 500; 50 when absent.
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// Only this action (a stable code, OPERATIONS.md "Audit log").
+    action: Option<String>,
+    /// Only this actor, as the records name it (`token`,
+    /// `authenticator:<name>`, …).
+    actor: Option<String>,
+    /// Only what was done to this service or inside it, by id.
+    service: Option<String>,
 }
 
 /// An audit record as the API returns it and the admin page shows it: the
@@ -519,6 +526,9 @@ pub(super) struct AuditJson {
     /// A service id, an account name or an admin session's handle; empty
     /// when there is none.
     pub(super) target: String,
+    /// The service's name, when `target` is the id of one that exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) target_name: Option<String>,
     /// Short text for people.
     pub(super) detail: String,
     pub(super) ip: String,
@@ -533,6 +543,7 @@ impl From<audit::Event> for AuditJson {
             actor: e.actor,
             action: e.action,
             target: e.target,
+            target_name: e.target_name,
             detail: e.detail,
             ip: e.ip,
             user_agent: e.user_agent,
@@ -564,6 +575,12 @@ async fn list_audit(
     let Query(query) = query.map_err(|_| {
         Error::bad_request("invalid_query", "before and limit must be whole numbers, e.g. ?before=120&limit=50")
     })?;
-    let events = audit::list(&state.db, query.before, query.limit.unwrap_or(audit::DEFAULT_LIMIT)).await?;
+    let filter = audit::Filter {
+        before: query.before,
+        action: query.action.as_deref(),
+        actor: query.actor.as_deref(),
+        service: query.service.as_deref(),
+    };
+    let events = audit::list(&state.db, &filter, query.limit.unwrap_or(audit::DEFAULT_LIMIT)).await?;
     Ok(Json(events.into_iter().map(AuditJson::from).collect()))
 }

@@ -8,6 +8,7 @@ pub(crate) mod api;
 mod form;
 mod kit;
 pub(crate) mod links;
+mod log;
 mod notice;
 pub(crate) mod oidc;
 mod pages;
@@ -32,6 +33,7 @@ pub fn router<S: OidcState>() -> Router<S> {
         .merge(pages::router())
         .merge(sesame::router())
         .merge(oidc::router())
+        .merge(log::router())
 }
 
 /// Start-up work of the admin side: the built-in "Sesame admin" service

@@ -145,7 +145,11 @@ async fn index(
             expires_at: store::rfc3339(s.expires_at),
         })
         .collect();
-    let audit = audit::list(&state.db, None, audit::DEFAULT_LIMIT).await?.into_iter().map(AuditJson::from).collect();
+    let audit = audit::list(&state.db, &audit::Filter::default(), audit::DEFAULT_LIMIT)
+        .await?
+        .into_iter()
+        .map(AuditJson::from)
+        .collect();
     let view = ServicesView {
         csrf: session.csrf_token().to_owned(),
         done: notice.done(),

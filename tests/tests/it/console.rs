@@ -125,6 +125,7 @@ async fn the_admin_console_holds_its_layout_at_360_and_1280_px_with_the_longest_
     chrome.js("window.alert = function () { window.__owned = true; }; return true;").await?;
 
     let mut problems = check_page(&chrome, &server.url("/admin"), "services").await?;
+    problems.extend(check_page(&chrome, &server.url("/admin/audit"), "audit").await?);
     for (n, id) in ids.iter().enumerate() {
         problems
             .extend(check_page(&chrome, &server.url(&format!("/admin/services/{id}")), &format!("service-{n}")).await?);

@@ -265,3 +265,57 @@ async fn the_admin_page_shows_the_newest_fifty_records_escaped() {
     assert!(!table.contains(XSS));
     assert!(table.contains(">s8<") && !table.contains(">s7<"), "only the newest fifty");
 }
+
+/// The records the API lists for `query`.
+async fn listed(h: &Harness, query: &str) -> Vec<Value> {
+    let reply = h.api(Method::GET, &format!("/admin/api/audit?{query}"), None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    reply.json().as_array().expect("an array").clone()
+}
+
+/// The audit log page lists every action a page at a time, filtered by
+/// action, actor and service, names the services it touched, and escapes
+/// what it shows; the API takes the same filters.
+#[tokio::test]
+async fn the_audit_log_filters_by_action_actor_and_service_and_names_services() {
+    support::each_backend(|app| async move {
+        let h = Harness::over(app);
+        let bakery = h.create(XSS).await;
+        let bakery = bakery["id"].as_str().expect("id").to_owned();
+        let garage = h.create("Garage").await;
+        let garage = garage["id"].as_str().expect("id").to_owned();
+        let patch = h
+            .api(Method::PATCH, &format!("/admin/api/services/{garage}"), Some(json!({"number_matching": true})))
+            .await;
+        assert_eq!(patch.status, StatusCode::OK, "{}", patch.text);
+
+        // The API: by service, by action, by actor; the service's name comes along.
+        let of_garage = listed(&h, &format!("service={garage}")).await;
+        let actions: Vec<&str> = of_garage.iter().map(|e| e["action"].as_str().expect("action")).collect();
+        assert_eq!(actions, ["service_changed", "service_created"]);
+        assert_eq!(of_garage[0]["target_name"], "Garage");
+        let created = listed(&h, "action=service_created").await;
+        assert_eq!(created.len(), 2, "{created:?}");
+        assert!(listed(&h, "actor=anonymous").await.is_empty());
+        assert_eq!(listed(&h, "actor=token&action=service_changed").await.len(), 1);
+
+        // The page: the same filters, the names, and nothing raw.
+        let anonymous = h.page("/admin/audit", None).await;
+        assert_eq!((anonymous.status, anonymous.location()), (StatusCode::SEE_OTHER, "/admin"));
+        let (cookie, _) = h.sign_in().await;
+        let page = h.page(&format!("/admin/audit?service={bakery}&action=&actor="), Some(&cookie)).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let shown = |action: &str| page.text.contains(&format!("<td>{action}</td>"));
+        assert!(shown("service_created") && !shown("service_changed"), "{}", page.text);
+        assert!(
+            !page.text.contains(XSS) && page.text.contains("&#60;script&#62;"),
+            "the name is escaped: {}",
+            page.text
+        );
+        let page = h.page("/admin/audit?action=service_changed", Some(&cookie)).await;
+        assert!(page.text.contains("Garage") && !page.text.contains("service_created</td>"), "{}", page.text);
+        let refused = h.page("/admin/audit?before=soon", Some(&cookie)).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    })
+    .await;
+}
