@@ -20,10 +20,9 @@ use sesame_proto::{
 
 use crate::{
     audit,
-    challenge::SignInState,
     challenge::{
         row::{refusal, ChallengeRow, Final},
-        Challenges,
+        Challenges, SignInState,
     },
     error::{Error, Result},
     extract::{ApiJson, ClientInfo},

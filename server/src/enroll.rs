@@ -27,8 +27,7 @@ use serde::Deserialize;
 use sesame_proto::{wire::Status, Origin, ServiceId};
 
 use crate::{
-    challenge::SignInState,
-    challenge::{self, session, session_cookie, Challenges, Purpose},
+    challenge::{self, session, Challenges, Purpose, SignInState},
     clock::rfc3339,
     cookie,
     error::{error_page, Error},
@@ -84,10 +83,7 @@ fn now(state: &AppState) -> i64 {
 
 /// The account this browser is signed in as at the service, if any.
 async fn signed_in(state: &AppState, service_id: &ServiceId, headers: &HeaderMap) -> Result<Option<String>, Error> {
-    let Some(session) = cookie::secret(&state.settings.origin, headers, &session_cookie(service_id)) else {
-        return Ok(None);
-    };
-    session::account(&state.db, service_id, &cookie::digest(session), state.clock.now()).await
+    Ok(session::of_browser(state, service_id, headers).await?.map(|who| who.account))
 }
 
 /// Back to the service's login page, which signs the browser in first.

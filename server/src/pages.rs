@@ -18,9 +18,8 @@ use qrcode::{render::svg, EcLevel, QrCode};
 use sesame_proto::{MatchNumber, Origin, ServiceId};
 
 use crate::{
-    challenge::SignInState,
-    challenge::{self, session, session_cookie, Challenges},
-    cookie::{self, SameSite},
+    challenge::{self, session, Challenges, SignInState},
+    cookie,
     error::{error_page, Error, Result},
     extract::ClientInfo,
     state::AppState,
@@ -113,13 +112,10 @@ async fn login_page_or_error(
     headers: HeaderMap,
 ) -> Result<Response> {
     let service_id: ServiceId = id.parse().map_err(|_| Error::UnknownService)?;
-    if let Some(session) = cookie::secret(&state.settings.origin, &headers, &session_cookie(&service_id)) {
-        let now = state.clock.now();
-        if let Some(account) = session::account(&state.db, &service_id, &cookie::digest(session), now).await? {
-            let service_name = challenges.service_name(&service_id).await?;
-            let view = SignedInView { service_id: service_id.to_string(), service_name, account };
-            return Ok(no_store(render(&view)?));
-        }
+    if let Some(who) = session::of_browser(&state, &service_id, &headers).await? {
+        let service_name = challenges.service_name(&service_id).await?;
+        let view = SignedInView { service_id: service_id.to_string(), service_name, account: who.account };
+        return Ok(no_store(render(&view)?));
     }
     let issued = challenge::issue(&state, &challenges, &id, &client).await?;
     login_response(&state.settings.origin, issued, None)
@@ -160,11 +156,10 @@ async fn sign_out(State(state): State<AppState>, Path(id): Path<String>, headers
     // SameSite=Lax already keeps the cookie off cross-site POSTs; the Origin
     // check refuses them outright, for browsers that send it.
     cookie::check_origin(&state.settings.origin, &headers)?;
-    let name = session_cookie(&service_id);
-    if let Some(session) = cookie::secret(&state.settings.origin, &headers, &name) {
-        session::delete(&state.db, &cookie::digest(session)).await?;
+    if let Some(digest) = session::cookie_digest(&state.settings.origin, &headers, &service_id) {
+        session::delete(&state.db, &digest).await?;
     }
-    let clear = cookie::clear(&state.settings.origin, &name, SameSite::Lax);
+    let clear = session::clear_cookie(&state.settings.origin, &service_id);
     let mut response = Redirect::to(&format!("/services/{service_id}")).into_response();
     *response.status_mut() = StatusCode::SEE_OTHER;
     response.headers_mut().insert(header::SET_COOKIE, clear);

@@ -44,8 +44,7 @@ use super::{
 };
 use crate::{
     audit::{self, Action, Record},
-    challenge::SignInState,
-    challenge::{self, row::ChallengeRow, Challenges},
+    challenge::{self, row::ChallengeRow, Challenges, SignInState},
     cookie,
     error::{Error, Result},
     extract::ClientInfo,

@@ -450,14 +450,13 @@ async fn session_handler(
     let id = parse_id(&cid)?;
     let binding = cookie::digest(binding(&state, &headers, &id)?);
     let now = state.clock.now();
-    let session = cookie::new_secret();
     let expires_at = now.as_secs() as i64 + SESSION_SECS;
-    let row = session::redeem_bound(&challenges, &id, &binding, now, &cookie::digest(&session), expires_at).await?;
+    let session = session::Minted::fresh();
+    let row = session::redeem_bound(&challenges, &id, &binding, now, &session.digest, expires_at).await?;
     let service_name = challenges.service_name(&row.service_id).await?;
-    // The session cookie is minted here, never carried over, and the spent
-    // binding goes: nothing from before the sign-in survives it.
-    let set_session =
-        cookie::set(&state.settings.origin, &session_cookie(&row.service_id), &session, SameSite::Lax, SESSION_SECS);
+    // The spent binding goes with the new session: nothing from before the
+    // sign-in survives it.
+    let set_session = session.set_cookie(&state.settings.origin, &row.service_id);
     let clear_binding = cookie::clear(&state.settings.origin, &binding_cookie(&row.id), SameSite::Strict);
     let body = SessionView { account: row.account.unwrap_or_default(), service_id: row.service_id, service_name };
     Ok((

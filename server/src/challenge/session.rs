@@ -1,17 +1,23 @@
-//! Sessions: a completed challenge redeemed for one, found again by its
-//! cookie, and ended.
+//! Sessions: a completed challenge redeemed for one, its cookie minted,
+//! found again by that cookie ("who is signed in to this service here"),
+//! and ended.
 //!
 //! A session is stored by the SHA-256 of its cookie's value, never the value
 //! itself. Redeeming is single-use across instances: the challenge is spent
 //! by a conditional UPDATE in the same transaction that writes the session.
 
-use sesame_proto::{wire::Status, ChallengeId, ServiceId, UnixTime};
+use axum::http::{HeaderMap, HeaderValue};
+use sesame_proto::{wire::Status, ChallengeId, Origin, ServiceId, UnixTime};
+use sqlx::Row as _;
 
 use super::{
     row::{columns, ChallengeRow},
+    session_cookie,
     store::Challenges,
+    SESSION_SECS,
 };
 use crate::{
+    cookie::{self, SameSite},
     db::{
         sql::{self, Conn, Violation},
         timed,
@@ -19,6 +25,7 @@ use crate::{
         Db,
     },
     error::{Error, Result},
+    state::AppState,
 };
 
 /// Marks a completed challenge as used up by whatever it was redeemed for,
@@ -206,19 +213,84 @@ async fn spend(conn: &mut Conn<'_>, r: &Redemption) -> Result<Spent> {
     })
 }
 
-/// The account a live session cookie belongs to, at this service.
-pub async fn account(
-    db: &Db,
-    service_id: &ServiceId,
-    session_hash: &[u8; 32],
-    now: UnixTime,
-) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar("SELECT account FROM session WHERE id_hash = $1 AND service_id = $2 AND expires_at > $3")
-        .bind(session_hash.to_vec())
-        .bind(service_id.to_string())
-        .bind(now.as_secs() as i64)
-        .fetch_optional(timed(&db.pool))
-        .await?)
+/// Who is signed in, and since when: a live session.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub service_id: String,
+    pub account: String,
+    /// The key that signed in, while it exists.
+    pub key_id: Option<String>,
+    /// When the person proved it with their authenticator (Unix seconds).
+    pub auth_time: i64,
+}
+
+/// A new session's cookie value, and its digest, which is what is stored.
+/// The value is always new: nothing a browser brought from before a
+/// sign-in survives it.
+pub struct Minted {
+    value: String,
+    pub digest: [u8; 32],
+}
+
+impl Minted {
+    /// A value never seen before.
+    pub fn fresh() -> Self {
+        let value = cookie::new_secret();
+        Self { digest: cookie::digest(&value), value }
+    }
+
+    /// The `Set-Cookie` that hands the value to the browser, for the
+    /// service the session is at.
+    pub fn set_cookie(&self, origin: &Origin, service_id: &ServiceId) -> HeaderValue {
+        cookie::set(origin, &session_cookie(service_id), &self.value, SameSite::Lax, SESSION_SECS)
+    }
+}
+
+impl std::fmt::Debug for Minted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Minted(<redacted>)")
+    }
+}
+
+/// The digest of the session cookie this browser sent for `service_id`, if
+/// it sent one.
+pub fn cookie_digest(origin: &Origin, headers: &HeaderMap, service_id: &ServiceId) -> Option<[u8; 32]> {
+    cookie::secret(origin, headers, &session_cookie(service_id)).map(cookie::digest)
+}
+
+/// The session whose cookie has `session_hash` at service `service_id`,
+/// if it is live at `now`.
+pub async fn lookup(db: &Db, service_id: &str, session_hash: &[u8; 32], now: i64) -> Result<Option<SignedIn>> {
+    let row = sqlx::query(
+        "SELECT account, key_id, created_at FROM session WHERE id_hash = $1 AND service_id = $2 AND expires_at > $3",
+    )
+    .bind(session_hash.to_vec())
+    .bind(service_id.to_owned())
+    .bind(now)
+    .fetch_optional(timed(&db.pool))
+    .await?;
+    row.map(|row| {
+        Ok(SignedIn {
+            service_id: service_id.to_owned(),
+            account: row.try_get("account")?,
+            key_id: row.try_get("key_id")?,
+            auth_time: row.try_get("created_at")?,
+        })
+    })
+    .transpose()
+}
+
+/// Who this browser is signed in as at `service_id`, if anyone: the one
+/// answer to that question for every page and route.
+pub async fn of_browser(state: &AppState, service_id: &ServiceId, headers: &HeaderMap) -> Result<Option<SignedIn>> {
+    let Some(digest) = cookie_digest(&state.settings.origin, headers, service_id) else { return Ok(None) };
+    lookup(&state.db, &service_id.to_string(), &digest, state.clock.now().as_secs() as i64).await
+}
+
+/// The `Set-Cookie` that makes the browser forget its session at
+/// `service_id`.
+pub fn clear_cookie(origin: &Origin, service_id: &ServiceId) -> HeaderValue {
+    cookie::clear(origin, &session_cookie(service_id), SameSite::Lax)
 }
 
 pub async fn delete(db: &Db, session_hash: &[u8; 32]) -> Result<()> {

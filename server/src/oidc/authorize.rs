@@ -21,7 +21,7 @@ use super::{
     Provider,
 };
 use crate::{
-    challenge::{self, session, session_cookie, Challenges, SESSION_SECS},
+    challenge::{self, session, Challenges, SESSION_SECS},
     cookie::{self, SameSite},
     error::{error_page, Error, Result},
     extract::ClientInfo,
@@ -155,7 +155,7 @@ async fn authorize(
     let now = state.clock.now().as_secs() as i64;
     let must_log_in = prompt.split(' ').any(|p| p == "login") || max_age == Some(0);
     if !must_log_in {
-        if let Some(who) = live_session(state, &client, headers, now).await? {
+        if let Some(who) = live_session(state, &client, headers).await? {
             if max_age.is_none_or(|max| now - who.auth_time <= max) {
                 let code = grant::issue_code(&state.db, &request, &who, now, provider.code_ttl_secs as i64).await?;
                 return Ok(back.to(&[("code", &code)]));
@@ -274,12 +274,9 @@ fn validate(
 }
 
 /// The browser's live Sesame session at the client's service, if any.
-async fn live_session(state: &AppState, client: &Client, headers: &HeaderMap, now: i64) -> Result<Option<SignedIn>> {
+async fn live_session(state: &AppState, client: &Client, headers: &HeaderMap) -> Result<Option<SignedIn>> {
     let Ok(service_id) = client.service_id.parse() else { return Ok(None) };
-    let Some(secret) = cookie::secret(&state.settings.origin, headers, &session_cookie(&service_id)) else {
-        return Ok(None);
-    };
-    grant::session(&state.db, &client.service_id, &cookie::digest(secret), now).await
+    session::of_browser(state, &service_id, headers).await
 }
 
 /// Where the login page goes when its sign-in ends: back to the client with
@@ -331,9 +328,8 @@ async fn finish_or_error(
     // A session at Sesame too, so that the next authorization request from
     // any client of this service needs no new QR sign-in (unless it asks).
     let now = state.clock.now();
-    let session = cookie::new_secret();
-    let row = session::redeem(challenges, &row.id, now, &cookie::digest(&session), now.as_secs() as i64 + SESSION_SECS)
-        .await?;
+    let session = session::Minted::fresh();
+    let row = session::redeem(challenges, &row.id, now, &session.digest, now.as_secs() as i64 + SESSION_SECS).await?;
     let who = SignedIn {
         service_id: row.service_id.to_string(),
         account: row.account.clone().unwrap_or_default(),
@@ -344,10 +340,7 @@ async fn finish_or_error(
         grant::issue_code(&state.db, &request, &who, now.as_secs() as i64, provider.code_ttl_secs as i64).await?;
     let mut response = back.to(&[("code", &code)]);
     let headers = response.headers_mut();
-    headers.append(
-        header::SET_COOKIE,
-        cookie::set(&state.settings.origin, &session_cookie(&row.service_id), &session, SameSite::Lax, SESSION_SECS),
-    );
+    headers.append(header::SET_COOKIE, session.set_cookie(&state.settings.origin, &row.service_id));
     headers.append(
         header::SET_COOKIE,
         cookie::clear(&state.settings.origin, &challenge::binding_cookie(&row.id), SameSite::Strict),

@@ -12,6 +12,7 @@ use sesame_proto::ChallengeId;
 use sha2::{Digest as _, Sha256};
 use sqlx::Row as _;
 
+pub use crate::challenge::session::SignedIn;
 use crate::{
     db::{timed, Db},
     error::{Error, Result},
@@ -82,16 +83,6 @@ pub async fn is_parked(db: &Db, id: &ChallengeId) -> Result<bool> {
         .fetch_optional(timed(&db.pool))
         .await?;
     Ok(found.is_some())
-}
-
-/// Who signed in, and when, for a code.
-#[derive(Debug, Clone)]
-pub struct SignedIn {
-    pub service_id: String,
-    pub account: String,
-    pub key_id: Option<String>,
-    /// When the person proved it with their authenticator (Unix seconds).
-    pub auth_time: i64,
 }
 
 /// A 256-bit random value as text, and its digest for storage.
@@ -269,28 +260,6 @@ pub async fn token_owner(db: &Db, token: &str, now: i64) -> Result<Option<TokenO
             subject: row.try_get("subject")?,
             account: row.try_get("account")?,
             scope: row.try_get("scope")?,
-        })
-    })
-    .transpose()
-}
-
-/// The live session behind a session cookie digest, at a service: for
-/// signing in again without a new QR sign-in.
-pub async fn session(db: &Db, service_id: &str, session_hash: &[u8; 32], now: i64) -> Result<Option<SignedIn>> {
-    let row = sqlx::query(
-        "SELECT account, key_id, created_at FROM session WHERE id_hash = $1 AND service_id = $2 AND expires_at > $3",
-    )
-    .bind(session_hash.to_vec())
-    .bind(service_id.to_owned())
-    .bind(now)
-    .fetch_optional(timed(&db.pool))
-    .await?;
-    row.map(|row| {
-        Ok(SignedIn {
-            service_id: service_id.to_owned(),
-            account: row.try_get("account")?,
-            key_id: row.try_get("key_id")?,
-            auth_time: row.try_get("created_at")?,
         })
     })
     .transpose()

@@ -21,8 +21,8 @@ use serde::Deserialize;
 use super::{client, grant, keys::Alg};
 use crate::challenge::Challenges;
 use crate::{
-    challenge::session_cookie,
-    cookie::{self, SameSite},
+    challenge::session,
+    cookie::{self},
     error::{error_page, Error, Result},
     state::AppState,
 };
@@ -118,11 +118,10 @@ async fn logout(
         }
     }
     let service_id = client.service_id.parse().map_err(|_| Error::UnknownService)?;
-    let cookie_name = session_cookie(&service_id);
-    let session = cookie::secret(&state.settings.origin, headers, &cookie_name).map(cookie::digest);
+    let session_hash = session::cookie_digest(&state.settings.origin, headers, &service_id);
     let now = state.clock.now().as_secs() as i64;
-    let signed_in = match &session {
-        Some(digest) => grant::session(&state.db, &client.service_id, digest, now).await?,
+    let signed_in = match &session_hash {
+        Some(digest) => session::lookup(&state.db, &client.service_id, digest, now).await?,
         None => None,
     };
     let subject = match &signed_in {
@@ -143,10 +142,10 @@ async fn logout(
         };
         return page(&view);
     }
-    if let Some(digest) = &session {
-        crate::challenge::session::delete(&state.db, digest).await?;
+    if let Some(digest) = &session_hash {
+        session::delete(&state.db, digest).await?;
     }
-    let clear = cookie::clear(&state.settings.origin, &cookie_name, SameSite::Lax);
+    let clear = session::clear_cookie(&state.settings.origin, &service_id);
     let mut response = match &params.post_logout_redirect_uri {
         Some(uri) => {
             let mut url = url::Url::parse(uri).map_err(|_| Error::OidcRedirectUri)?;
