@@ -49,6 +49,21 @@ impl IntoResponses for AdminErrors {
     }
 }
 
+/// What every route of a challenge that only its browser may follow can
+/// meet: a path that does not decode, no binding cookie, another browser's.
+#[derive(Debug)]
+pub struct BrowserErrors;
+
+impl IntoResponses for BrowserErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        rows([
+            (400, error("`invalid_request`: the path does not decode (bad percent-encoding or UTF-8).")),
+            (401, error("`binding_required`.")),
+            (403, error("`wrong_browser`.")),
+        ])
+    }
+}
+
 /// A path segment (a service id, an account name) that does not decode.
 #[derive(Debug)]
 pub struct BadPath;

@@ -24,7 +24,7 @@ use utoipa::ToSchema;
 
 use super::Challenges;
 use super::StatusView;
-use crate::{bus::Subscription, error::Result, extract::ClientInfo, state::AppState};
+use crate::{bus::Subscription, error::Result, extract::ClientInfo, responses::BrowserErrors, state::AppState};
 
 /// Keep-alive comments keep proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -44,14 +44,12 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
     security(("binding_cookie" = [])),
     responses(
         (status = 200, description = "Server-Sent Events until the challenge ends.", content_type = "text/event-stream", body = EventFields),
-        (status = 400, description = "`invalid_request`: the path does not decode (bad percent-encoding or UTF-8).", body = ErrorBody),
-        (status = 401, description = "`binding_required`.", body = ErrorBody),
-        (status = 403, description = "`wrong_browser`.", body = ErrorBody),
         (status = 404, description = "`unknown_challenge`.", body = ErrorBody),
         (status = 429, description = "`too_many_streams`: this challenge or this address has as many open streams as the server allows.", body = ErrorBody, headers(
             ("Retry-After" = u64, description = "Seconds until the same request may pass."),
         )),
         (status = 503, description = "`unavailable`: the server cannot follow the challenge (its Redis is away).", body = ErrorBody),
+        BrowserErrors,
     ),
 )]
 pub async fn handler(

@@ -32,6 +32,7 @@ use crate::{
     cookie::{self, SameSite},
     error::{Error, Result},
     extract::ClientInfo,
+    responses::BrowserErrors,
     state::AppState,
     state::RouterState,
 };
@@ -390,12 +391,10 @@ async fn status_handler(
     security(("binding_cookie" = [])),
     responses(
         (status = 200, description = "The status after cancelling.", body = StatusView),
-        (status = 400, description = "`invalid_request`: the path does not decode (bad percent-encoding or UTF-8).", body = ErrorBody),
-        (status = 401, description = "`binding_required`.", body = ErrorBody),
-        (status = 403, description = "`wrong_browser`.", body = ErrorBody),
         (status = 404, description = "`unknown_challenge`.", body = ErrorBody),
         (status = 409, description = "`challenge_used`: it had already ended.", body = ErrorBody),
         (status = 410, description = "`challenge_expired`.", body = ErrorBody),
+        BrowserErrors,
     ),
 )]
 async fn cancel_handler(
@@ -433,11 +432,9 @@ struct SessionView {
         (status = 200, description = "The session.", body = SessionView, headers(
             ("Set-Cookie" = String, description = "The session cookie `sesame_session_{service_id}` (HttpOnly, SameSite=Lax, 24 hours), and the binding cookie's deletion."),
         )),
-        (status = 400, description = "`invalid_request`: the path does not decode (bad percent-encoding or UTF-8).", body = ErrorBody),
-        (status = 401, description = "`binding_required`.", body = ErrorBody),
-        (status = 403, description = "`wrong_browser`.", body = ErrorBody),
         (status = 404, description = "`unknown_challenge`, or `unknown_account` when the account or its key was removed after it signed in.", body = ErrorBody),
         (status = 409, description = "`not_completed`, or `already_redeemed` the second time.", body = ErrorBody),
+        BrowserErrors,
     ),
 )]
 async fn session_handler(
