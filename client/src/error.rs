@@ -245,8 +245,13 @@ impl Error {
 /// text}`, the same line the command line prints.
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": self.code(), "message": one_line(&self.to_string())}));
-        (self.http_status(), body).into_response()
+        let mut body = json!({"error": self.code(), "message": one_line(&self.to_string())});
+        // The window says in its own words what to do about a conflict:
+        // it has a checkbox where the command line has --replace.
+        if let Self::ImportConflict { conflicts } = &self {
+            body["conflicts"] = json!(one_line(conflicts));
+        }
+        (self.http_status(), Json(body)).into_response()
     }
 }
 

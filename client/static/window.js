@@ -18,7 +18,13 @@
     wrong_backup_passphrase: 'That is not the passphrase of this backup. Nothing was imported.',
     weak_passphrase: 'Use a longer backup passphrase: at least 12 characters, for instance four or five random words.',
   };
-  const words = (e) => WORDS[e.error] || e.message || 'Something went wrong.';
+  const words = (e) => {
+    if (e.error === 'import_conflict' && e.conflicts) {
+      return 'Nothing was imported: the backup and this device hold different keys for ' + e.conflicts +
+        '. To take the backup\'s, tick "take the backup\'s" above and import again.';
+    }
+    return WORDS[e.error] || e.message || 'Something went wrong.';
+  };
 
   let current = null; // the request on screen: the token and who is asking
   let removing = null; // the account whose removal waits for confirmation
@@ -48,6 +54,16 @@
 
   function say(text, kind) {
     const box = $('message');
+    box.textContent = text;
+    box.className = 'message' + (kind ? ' ' + kind : '');
+    box.hidden = !text;
+  }
+
+  // A message next to the form that caused it, where the person is
+  // looking, rather than at the top of the window.
+  function sayAt(id, text, kind) {
+    say('');
+    const box = $(id);
     box.textContent = text;
     box.className = 'message' + (kind ? ' ' + kind : '');
     box.hidden = !text;
@@ -472,10 +488,10 @@
     event.preventDefault();
     const file = $('import-file').files[0];
     if (!file) {
-      say('Choose the backup file first.', 'bad');
+      sayAt('import-message', 'Choose the backup file first.', 'bad');
       return;
     }
-    say('Importing the backup…');
+    sayAt('import-message', 'Importing the backup…');
     await busy(event.submitter, async () => {
       let response;
       try {
@@ -490,18 +506,18 @@
           body: file,
         });
       } catch (_) {
-        say(WORDS.offline, 'bad');
+        sayAt('import-message', WORDS.offline, 'bad');
         return;
       }
       let data = {};
       try { data = await response.json(); } catch (_) { /* not JSON */ }
       if (!response.ok) {
-        say(words(data), 'bad');
+        sayAt('import-message', words(data), 'bad');
         return;
       }
       $('import-pass').value = '';
       $('import-file').value = '';
-      say(data.message, 'ok');
+      sayAt('import-message', data.message, 'ok');
       await loadAccounts();
     });
   });
