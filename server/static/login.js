@@ -335,11 +335,15 @@
   // here, like every later one.
   drawQr(els.token.textContent);
 
-  // Over plain HTTP/1.1 a browser keeps six connections to a server, and
-  // each open login page holds one for its stream: a page in a background
-  // tab lets its stream go, hides its code, and follows again when shown.
+  // Over HTTP/1.1 a browser keeps six connections to a server, and each
+  // open login page holds one for its stream: a page in a background tab
+  // lets its stream go, hides its code, and follows again when shown. Over
+  // HTTP/2 or HTTP/3 every stream shares one connection, and nothing needs
+  // to go.
+  var navigation = performance.getEntriesByType ? performance.getEntriesByType("navigation")[0] : null;
+  var multiplexed = Boolean(navigation && /^h[23]/.test(navigation.nextHopProtocol || ""));
   document.addEventListener("visibilitychange", function () {
-    if (location.protocol !== "http:" || finished) {
+    if (multiplexed || finished) {
       return;
     }
     if (document.hidden) {

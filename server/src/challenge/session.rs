@@ -293,6 +293,8 @@ pub fn clear_cookie(origin: &Origin, service_id: &ServiceId) -> HeaderValue {
     cookie::clear(origin, &session_cookie(service_id), SameSite::Lax)
 }
 
+/// Ends the session whose cookie has the digest `session_hash` (a sign-out,
+/// an application's logout); nothing happens if there is none.
 pub async fn delete(db: &Db, session_hash: &[u8; 32]) -> Result<()> {
     sqlx::query("DELETE FROM session WHERE id_hash = $1").bind(session_hash.to_vec()).execute(timed(&db.pool)).await?;
     Ok(())

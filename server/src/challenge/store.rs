@@ -37,10 +37,8 @@ use crate::{
 };
 
 /// The challenges of this instance: every read and move of a challenge goes
-/// through here. Cheap to clone: it is a handful of shared handles.
-///
-/// One `Arc`, so that what holds it (every open event stream does) holds
-/// one count, not one per part.
+/// through here. Cheap to clone: one `Arc`, so that what holds it (every
+/// open event stream does) holds one count, not one per part.
 #[derive(Debug, Clone)]
 pub struct Challenges(Arc<Parts>);
 
