@@ -59,7 +59,7 @@ async fn dispatch(app: &mut App, command: Command, stdin_token: Option<String>) 
         Command::Process { token } => {
             let text = match token.or(stdin_token) {
                 Some(text) => text,
-                None => app.console.ask("Paste the token: ")?,
+                None => app.console.ask_token("Paste the token: ")?,
             };
             approve::process(app, &text).await
         }

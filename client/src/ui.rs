@@ -121,6 +121,28 @@ impl Console {
         Ok(line.trim().to_owned())
     }
 
+    /// Asks for a token, which a paste may bring across several lines (a
+    /// mail client or a terminal wraps it): lines are taken until they
+    /// make a whole token or link, an empty line ends the paste, and a
+    /// first line that is no token or link at all is taken as it is. The
+    /// decoder removes the white space between the lines (PROTOCOL.md §3.4).
+    pub fn ask_token(&mut self, prompt: &str) -> Result<String, Error> {
+        const MAX_LINES: usize = 16;
+        let mut text = self.ask(prompt)?;
+        for _ in 1..MAX_LINES {
+            let looks_like_one = text.starts_with("sesame1.") || text.starts_with("http");
+            if !looks_like_one || sesame_proto::UnverifiedToken::read(&text).is_ok() {
+                break;
+            }
+            let more = self.ask("(the rest of it, or an empty line to finish) ")?;
+            if more.is_empty() {
+                break;
+            }
+            text.push_str(&more);
+        }
+        Ok(text)
+    }
+
     /// Asks a yes/no question; only an explicit yes is yes.
     pub fn confirm(&mut self, question: &str) -> Result<bool, Error> {
         let answer = self.ask(&format!("{question} [y/N] "))?;

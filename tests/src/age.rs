@@ -19,6 +19,17 @@ pub fn on_terminal(
     prompts: &[&str],
     answer: &str,
 ) -> Result<(bool, String)> {
+    let answers: Vec<(&str, &str)> = prompts.iter().map(|prompt| (*prompt, answer)).collect();
+    on_terminal_answering(program, args, &answers)
+}
+
+/// [`on_terminal`] with an answer of its own for each prompt: each time
+/// `prompt` appears, `answer` is typed.
+pub fn on_terminal_answering(
+    program: &Path,
+    args: &[&std::ffi::OsStr],
+    answers: &[(&str, &str)],
+) -> Result<(bool, String)> {
     use std::io::{Read as _, Write as _};
     // `script -c` takes one shell command line: quote every argument.
     let quoted: Vec<String> = std::iter::once(program.as_os_str())
@@ -48,15 +59,16 @@ pub fn on_terminal(
         }
     });
     let mut stdin = child.stdin.take().context("stdin is piped")?;
-    let (mut screen, mut answered) = (String::new(), 0);
+    let (mut screen, mut answered) = (String::new(), vec![0; answers.len()]);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        // Each prompt gets one answer.
-        let asked: usize = prompts.iter().map(|p| screen.matches(p).count()).sum();
-        while answered < asked {
-            stdin.write_all(format!("{answer}\n").as_bytes())?;
-            stdin.flush()?;
-            answered += 1;
+        // Each time a prompt appears, it gets its answer.
+        for ((prompt, answer), answered) in answers.iter().zip(answered.iter_mut()) {
+            while *answered < screen.matches(prompt).count() {
+                stdin.write_all(format!("{answer}\n").as_bytes())?;
+                stdin.flush()?;
+                *answered += 1;
+            }
         }
         if let Some(status) = child.try_wait()? {
             // What was printed just before the end.

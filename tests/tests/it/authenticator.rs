@@ -77,6 +77,26 @@ async fn register_then_login_then_deny_reach_their_final_states() -> Result<()> 
     Ok(())
 }
 
+/// A token pasted at the terminal across lines, indented, as a mail client
+/// or a terminal wraps it, is read whole: `sesame process` asks for the
+/// rest until the lines make a token, and registers with it.
+#[tokio::test]
+async fn a_token_pasted_across_lines_at_the_terminal_is_read_whole() -> Result<()> {
+    let (_server, service, browser) = setup("Example").await?;
+    let sesame = Sesame::new();
+    let challenge = browser.start_challenge(&service.id).await?;
+    let (head, tail) = challenge.token.split_at(70);
+    let tail = format!("    {tail}");
+    let args = ["--db".as_ref(), sesame.db.as_os_str(), "process".as_ref()];
+    let answers =
+        [("Paste the token", head), ("the rest of it", &tail), ("Your choice", "r"), ("New account name", "alice")];
+    let (ok, screen) = sesame_tests::on_terminal_answering(&sesame_tests::sesame_bin(), &args, &answers)?;
+    anyhow::ensure!(ok && screen.contains("Sign-in request from"), "{screen}");
+    let status = browser.status(&challenge).await?;
+    assert_eq!((status["status"].as_str(), status["account"].as_str()), (Some("completed"), Some("alice")));
+    Ok(())
+}
+
 #[tokio::test]
 async fn used_and_expired_tokens_fail_with_one_line() -> Result<()> {
     let (_server, service, browser) = setup("Example").await?;
