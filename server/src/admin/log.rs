@@ -77,12 +77,13 @@ async fn page(
         audit::list(&state.db, &filter, audit::DEFAULT_LIMIT).await?.into_iter().map(AuditJson::from).collect();
     let older = (events.len() as i64 == audit::DEFAULT_LIMIT).then(|| {
         let last = events.last().map_or(0, |e| e.id);
-        format!(
-            "/admin/audit?before={last}&action={}&actor={}&service={}",
-            url_encode(&query.action),
-            url_encode(&query.actor),
-            url_encode(&query.service)
-        )
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("before", &last.to_string())
+            .append_pair("action", &query.action)
+            .append_pair("actor", &query.actor)
+            .append_pair("service", &query.service)
+            .finish();
+        format!("/admin/audit?{query}")
     });
     let services = store::list_services(&state.db).await?.into_iter().map(|s| (s.id, s.name)).collect();
     let view = LogView {
@@ -95,15 +96,4 @@ async fn page(
         older,
     };
     render(StatusCode::OK, &view)
-}
-
-/// `text` for a query string: everything but unreserved characters is
-/// percent-encoded.
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
