@@ -21,7 +21,12 @@ async fn main() -> ExitCode {
         // One JSON object per line, the span fields (method, route) included.
         LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).boxed(),
     };
-    tracing_subscriber::registry().with(logs.with_filter(filter)).init();
+    // The filter is the subscriber's, not a filter of the one layer: with a
+    // per-layer filter, an event found disabled by `tracing::enabled!` and
+    // then never emitted (sqlx asks before it logs a statement) leaves the
+    // layer's filter state behind, and the next event on that thread, one of
+    // the server's own, is dropped although its target is enabled.
+    tracing_subscriber::registry().with(filter).with(logs).init();
     let outcome = match &config.command {
         Some(Command::Backup { out, force }) => sesame_server::backup::backup(&config, out, *force).await.map(|w| {
             println!("Backed up {} to {} ({} bytes)", w.source.display(), out.display(), w.bytes);
