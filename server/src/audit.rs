@@ -14,10 +14,11 @@
 
 use std::fmt;
 
-use sqlx::{Any, Executor, Row as _};
-
 use crate::{
-    db::{timed, Db},
+    db::{
+        sql::{query, Conn},
+        Db,
+    },
     error::{Error, Result},
     extract::ClientInfo,
 };
@@ -169,27 +170,29 @@ impl<'a> Record<'a> {
     }
 }
 
-/// Writes `record`, done `by`, through `executor`: the transaction of the
-/// change it records, or the pool when the record is the only write.
-pub(crate) async fn record<'e>(
-    executor: impl Executor<'e, Database = Any>,
-    by: &By<'_>,
-    record: Record<'_>,
-) -> Result<()> {
+/// Writes `record`, done `by`, on its own: the record is the only write.
+pub(crate) async fn record_alone(db: &Db, by: &By<'_>, record: Record<'_>) -> Result<()> {
+    let mut write = db.begin_write().await?;
+    self::record(&mut write.conn(), by, record).await?;
+    write.commit().await
+}
+
+/// Writes `record`, done `by`, on `conn`: in the transaction of the change
+/// it records.
+pub(crate) async fn record(conn: &mut Conn<'_>, by: &By<'_>, record: Record<'_>) -> Result<()> {
     let actor = by.actor.to_string();
-    sqlx::query(
+    let insert = query(
         "INSERT INTO audit_event (at, actor, action, target, detail, ip, user_agent) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(by.at)
-    .bind(&actor)
+    .bind(actor.as_str())
     .bind(record.action.as_str())
-    .bind(record.target.to_owned())
-    .bind(record.detail.to_owned())
+    .bind(record.target)
+    .bind(record.detail)
     .bind(by.client.ip.to_string())
-    .bind(by.client.user_agent.clone())
-    .execute(timed(executor))
-    .await?;
+    .bind(by.client.user_agent.clone());
+    conn.execute(insert).await?;
     tracing::info!(
         %actor,
         action = record.action.as_str(),
@@ -241,8 +244,8 @@ pub(crate) async fn list(db: &Db, filter: &Filter<'_>, limit: i64) -> Result<Vec
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(Error::bad_request("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}")));
     }
-    let rows = sqlx::query(
-        "SELECT a.id, a.at, a.actor, a.action, a.target, a.detail, a.ip, a.user_agent, s.name \
+    let select = query(
+        "SELECT a.id, a.at, a.actor, a.action, a.target, a.detail, a.ip, a.user_agent, s.name AS target_name \
          FROM audit_event a LEFT JOIN service s ON s.id = a.target \
          WHERE a.id < $1 AND ($2 IS NULL OR a.action = $2) AND ($3 IS NULL OR a.actor = $3) \
          AND ($4 IS NULL OR a.target = $4 OR a.detail LIKE 'service ' || $4 || '%') \
@@ -252,22 +255,19 @@ pub(crate) async fn list(db: &Db, filter: &Filter<'_>, limit: i64) -> Result<Vec
     .bind(filter.action)
     .bind(filter.actor)
     .bind(filter.service)
-    .bind(limit)
-    .fetch_all(timed(&db.pool))
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Event {
-                id: row.try_get(0)?,
-                at: row.try_get(1)?,
-                actor: row.try_get(2)?,
-                action: row.try_get(3)?,
-                target: row.try_get(4)?,
-                detail: row.try_get(5)?,
-                ip: row.try_get(6)?,
-                user_agent: row.try_get(7)?,
-                target_name: row.try_get(8)?,
-            })
+    .bind(limit);
+    db.fetch_all(select, |row| {
+        Ok(Event {
+            id: row.int("id")?,
+            at: row.int("at")?,
+            actor: row.text("actor")?,
+            action: row.text("action")?,
+            target: row.text("target")?,
+            detail: row.text("detail")?,
+            ip: row.text("ip")?,
+            user_agent: row.text("user_agent")?,
+            target_name: row.opt_text("target_name")?,
         })
-        .collect()
+    })
+    .await
 }

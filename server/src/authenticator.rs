@@ -145,12 +145,8 @@ async fn check_token(state: &AppState, challenges: &Challenges, text: &str) -> R
     if row.service_id != claims.service_id {
         return Err(Error::UnknownChallenge);
     }
-    let secret: [u8; 32] = row
-        .code_secret
-        .as_slice()
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("stored code secret has the wrong length"))?;
-    Ok(Checked { token, row, secret: FreshnessSecret::from_bytes(secret) })
+    let secret = row.code_secret.clone();
+    Ok(Checked { token, row, secret })
 }
 
 /// §6.6 for an answer: the token checks, then the challenge must still be
@@ -261,14 +257,14 @@ async fn register(
     let new = checked.new_key(&verified, &account, &key_id, &client, now);
     // On an error the transaction rolls back and the challenge is pending
     // again, so the user can pick another name with the same token.
-    let key_state = keys::register(&mut write, &new).await?;
+    let key_state = keys::register(&mut write.conn(), &new).await?;
     // Only admin authenticators start pending; their arrival is an admin
     // action, recorded with the registration. Other services pay nothing.
     if key_state == KeyState::Pending {
         let actor = audit::Actor::Authenticator(account.clone());
         let by = audit::By { actor: &actor, client: &client, at: now.as_secs() as i64 };
         let detail = format!("key {key_id}, waiting for confirmation");
-        audit::record(&mut **write, &by, audit::Record::new(audit::Action::AuthenticatorAdded, &account, &detail))
+        audit::record(&mut write.conn(), &by, audit::Record::new(audit::Action::AuthenticatorAdded, &account, &detail))
             .await?;
     }
     write.commit(consumed).await?;
@@ -416,7 +412,7 @@ async fn enroll(
     let new = checked.new_key(&verified, &enroll_account, &key_id, &client, now);
     // On an error the challenge stays pending: a key that is already
     // registered can be replaced by another from the same token.
-    keys::enroll(&mut write, &new).await?;
+    keys::enroll(&mut write.conn(), &new).await?;
     write.commit(consumed).await?;
     tracing::info!(challenge = %id, key = %key_id, "a key was enrolled and waits for confirmation");
     Ok(Json(Outcome {
@@ -480,7 +476,9 @@ async fn rekey(
     let (mut write, consumed) = challenges
         .write_around(&checked.row, now, &Final::logged_in(name.clone(), key.id.clone(), key.public_key.to_bytes()))
         .await?;
-    if !keys::rekey(&mut write, &key.id, &key.public_key, verified.new_public_key(), now.as_secs() as i64).await? {
+    if !keys::rekey(&mut write.conn(), &key.id, &key.public_key, verified.new_public_key(), now.as_secs() as i64)
+        .await?
+    {
         // The key was replaced by a racing rekey after it was read: this
         // answer's key no longer signs in. (A removed key was refused by
         // `consume`.) Dropping the write rolls it back.

@@ -295,15 +295,6 @@ fn json_shape_message(text: &str) -> String {
     format!("the body is not the expected JSON: {said}")
 }
 
-/// Maps a unique-constraint violation to `conflict`, by constraint. SQLite
-/// does not report constraint names, so the table decides there.
-pub(crate) fn on_unique_violation(e: sqlx::Error, conflict: Error) -> Error {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => conflict,
-        _ => Error::Database(e),
-    }
-}
-
 /// The page someone failed to open: the same status, code and message the
 /// JSON API would give, as a page a person can read.
 #[derive(Debug, Template)]

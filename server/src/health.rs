@@ -20,7 +20,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::{
-    db::timed,
+    db::sql::query,
     error::{Error, NotReadyBody, Result},
     state::AppState,
 };
@@ -86,11 +86,14 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Ready>> {
     }
 }
 
-/// `SELECT 1` through the pool: it needs a connection (a new one when the old
-/// ones died) and a round trip, and reads no table.
+/// `SELECT 1` on a connection to read on: it needs a connection (a new one
+/// when the old ones died) and a round trip, and reads no table.
 async fn database_answers(state: &AppState) -> bool {
-    let probe = sqlx::query("SELECT 1").execute(timed(&state.db.pool));
-    matches!(tokio::time::timeout(PROBE_TIMEOUT, probe).await, Ok(Ok(_)))
+    let probe = async {
+        state.db.read().await?.conn().execute(query("SELECT 1")).await?;
+        Ok::<_, Error>(())
+    };
+    matches!(tokio::time::timeout(PROBE_TIMEOUT, probe).await, Ok(Ok(())))
 }
 
 /// What the last probe found down (bit 0: the database, bit 1: Redis).

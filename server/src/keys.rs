@@ -9,13 +9,13 @@
 
 use rand::rngs::OsRng;
 use sesame_proto::{AccountName, AccountPublicKey, ChallengeId, ConfirmationCode, KeyLabel, ServiceId};
-use sqlx::{AnyConnection, Row as _};
 
 use crate::{
     audit::{self, Action, By, Record},
     db::{
         locks::{self, Doomed},
-        sql, timed, Backend, Db,
+        sql::{query, Conn, Constraint as _, Row, Violation},
+        Db,
     },
     error::{Error, Result},
     extract::ClientInfo,
@@ -134,34 +134,41 @@ pub struct NewAccount<'a> {
 /// (after the challenge was consumed). The key starts pending at a built-in
 /// service, active elsewhere; the state is decided in the INSERT itself, so
 /// no separate read of the service can disagree with it.
-pub async fn register(conn: &mut AnyConnection, new: &NewAccount<'_>) -> Result<KeyState> {
-    sqlx::query("INSERT INTO account (service_id, name, subject, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(new.service_id.to_string())
-        .bind(new.account.to_owned())
-        .bind(new_id())
-        .bind(new.now)
-        .execute(timed(&mut *conn))
-        .await
-        .map_err(|e| unique_as(e, Error::AccountExists))?;
-    let state: String = sqlx::query_scalar(
+pub async fn register(conn: &mut Conn<'_>, new: &NewAccount<'_>) -> Result<KeyState> {
+    // A foreign-key violation, or no service row to insert from, means the
+    // service was deleted meanwhile.
+    conn.execute(
+        query("INSERT INTO account (service_id, name, subject, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(new.service_id.to_string())
+            .bind(new.account)
+            .bind(new_id())
+            .bind(new.now),
+    )
+    .await
+    .on(Violation::Unique, Error::AccountExists)
+    .on(Violation::ForeignKey, Error::UnknownService)?;
+    let insert = query(
         "INSERT INTO account_key (id, service_id, account, public_key, state, challenge_id, device_ip, \
          device_user_agent, created_at, label) \
          SELECT $1, s.id, $3, $4, CASE WHEN s.builtin THEN 'pending' ELSE 'active' END, \
          CASE WHEN s.builtin THEN $5 ELSE NULL END, $6, $7, $8, $9 FROM service s WHERE s.id = $2 \
          RETURNING state",
     )
-    .bind(new.key_id.to_owned())
+    .bind(new.key_id)
     .bind(new.service_id.to_string())
-    .bind(new.account.to_owned())
+    .bind(new.account)
     .bind(new.public_key.to_bytes().to_vec())
     .bind(new.challenge_id.to_string())
     .bind(new.device.ip.to_string())
-    .bind(new.device.user_agent.clone())
+    .bind(new.device.user_agent.as_str())
     .bind(new.now)
-    .bind(new.label.map_or_else(String::new, |l| l.as_str().to_owned()))
-    .fetch_one(timed(&mut *conn))
-    .await
-    .map_err(|e| unique_as(e, Error::KeyRegistered))?;
+    .bind(new.label.map_or_else(String::new, |l| l.as_str().to_owned()));
+    let state = conn
+        .fetch_optional(insert, |row| row.text("state"))
+        .await
+        .on(Violation::Unique, Error::KeyRegistered)
+        .on(Violation::ForeignKey, Error::UnknownService)?
+        .ok_or(Error::UnknownService)?;
     KeyState::parse(&state)
 }
 
@@ -169,27 +176,25 @@ pub async fn register(conn: &mut AnyConnection, new: &NewAccount<'_>) -> Result<
 /// until the browser that started the enrollment challenge confirms it
 /// (docs/PROTOCOL.md §11, §12), inside the caller's transaction (after the
 /// challenge was consumed).
-pub async fn enroll(conn: &mut AnyConnection, new: &NewAccount<'_>) -> Result<()> {
-    sqlx::query(
+pub async fn enroll(conn: &mut Conn<'_>, new: &NewAccount<'_>) -> Result<()> {
+    let insert = query(
         "INSERT INTO account_key (id, service_id, account, public_key, label, state, challenge_id, device_ip, \
          device_user_agent, created_at, added_by) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, 'enroll')",
     )
-    .bind(new.key_id.to_owned())
+    .bind(new.key_id)
     .bind(new.service_id.to_string())
-    .bind(new.account.to_owned())
+    .bind(new.account)
     .bind(new.public_key.to_bytes().to_vec())
     .bind(new.label.map_or_else(String::new, |l| l.as_str().to_owned()))
     .bind(new.challenge_id.to_string())
     .bind(new.device.ip.to_string())
-    .bind(new.device.user_agent.clone())
-    .bind(new.now)
-    .execute(timed(&mut *conn))
-    .await
-    .map_err(|e| match &e {
+    .bind(new.device.user_agent.as_str())
+    .bind(new.now);
+    conn.execute(insert)
+        .await
         // The account was deleted after the challenge was issued.
-        sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownAccount,
-        _ => unique_as(e, Error::KeyRegistered),
-    })?;
+        .on(Violation::ForeignKey, Error::UnknownAccount)
+        .on(Violation::Unique, Error::KeyRegistered)?;
     Ok(())
 }
 
@@ -199,37 +204,26 @@ pub async fn enroll(conn: &mut AnyConnection, new: &NewAccount<'_>) -> Result<()
 /// of one key only one lands. Returns false when it is not (or the key is
 /// gone or no longer active): the caller then rolls back.
 pub async fn rekey(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     key_id: &str,
     old: &AccountPublicKey,
     new: &AccountPublicKey,
     now: i64,
 ) -> Result<bool> {
-    let done = sqlx::query(
+    let update = query(
         "UPDATE account_key SET public_key = $3, last_used_at = $4 \
          WHERE id = $1 AND public_key = $2 AND state = 'active'",
     )
-    .bind(key_id.to_owned())
+    .bind(key_id)
     .bind(old.to_bytes().to_vec())
     .bind(new.to_bytes().to_vec())
-    .bind(now)
-    .execute(timed(&mut *conn))
-    .await
-    .map_err(|e| unique_as(e, Error::KeyRegistered))?
-    .rows_affected();
+    .bind(now);
+    let done = conn
+        .execute(update)
+        .await
+        .on(Violation::Unique, Error::KeyRegistered)
+        .on(Violation::ForeignKey, Error::UnknownService)?;
     Ok(done == 1)
-}
-
-/// A unique violation on this statement means `conflict` (each statement
-/// can break only one unique constraint); a foreign-key violation or a
-/// missing service row means the service was deleted meanwhile.
-fn unique_as(e: sqlx::Error, conflict: Error) -> Error {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => conflict,
-        sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownService,
-        sqlx::Error::RowNotFound => Error::UnknownService,
-        _ => Error::Database(e),
-    }
 }
 
 /// Every key of an account, pending ones included, so that a login with a
@@ -241,16 +235,10 @@ fn unique_as(e: sqlx::Error, conflict: Error) -> Error {
 /// account's other keys still work.
 pub async fn of_account(db: &Db, service_id: &ServiceId, account: &str) -> Result<Vec<StoredKey>> {
     const SQL: &str = "SELECT id, public_key, state FROM account_key WHERE service_id = $1 AND account = $2";
-    let query = sql::query(SQL).bind(service_id.to_string()).bind(account);
-    let read = |row: &dyn sql::Row| Ok((row.text("id")?, row.blob("public_key")?, row.text("state")?));
-    let rows = match &db.readers {
-        // On the path of every login: read on this thread (see `sql`).
-        Some(readers) => readers.fetch_all(query, read)?,
-        None => {
-            let mut conn = db.pool.acquire().await?;
-            sql::Conn::Sqlx(&mut conn).fetch_all(query, read).await?
-        }
-    };
+    let select = query(SQL).bind(service_id.to_string()).bind(account);
+    let read = |row: &dyn Row| Ok((row.text("id")?, row.blob("public_key")?, row.text("state")?));
+    // On the path of every login: on SQLite, read on this thread.
+    let rows = db.read_here(select, read).await?;
     let mut keys = Vec::with_capacity(rows.len());
     for (id, public_key, state) in rows {
         let Ok(public_key) = AccountPublicKey::from_bytes(&public_key) else {
@@ -264,25 +252,23 @@ pub async fn of_account(db: &Db, service_id: &ServiceId, account: &str) -> Resul
 
 /// The key that the challenge `challenge_id` registered, while it waits.
 pub async fn pending(db: &Db, challenge_id: &ChallengeId) -> Result<Option<PendingKey>> {
-    let row = sqlx::query(
+    let select = query(
         "SELECT id, account, public_key, device_ip, device_user_agent, created_at, label FROM account_key \
          WHERE challenge_id = $1 AND state = 'pending'",
     )
-    .bind(challenge_id.to_string())
-    .fetch_optional(timed(&db.pool))
-    .await?;
-    row.map(|row| {
+    .bind(challenge_id.to_string());
+    db.fetch_optional(select, |row| {
         Ok(PendingKey {
-            id: row.try_get(0)?,
-            account: row.try_get(1)?,
-            public_key: decode_key(&row.try_get::<Vec<u8>, _>(2)?)?,
-            device_ip: row.try_get(3)?,
-            device_user_agent: row.try_get(4)?,
-            created_at: row.try_get(5)?,
-            label: row.try_get(6)?,
+            id: row.text("id")?,
+            account: row.text("account")?,
+            public_key: decode_key(&row.blob("public_key")?)?,
+            device_ip: row.text("device_ip")?,
+            device_user_agent: row.text("device_user_agent")?,
+            created_at: row.int("created_at")?,
+            label: row.text("label")?,
         })
     })
-    .transpose()
+    .await
 }
 
 /// Makes the key that `challenge_id` registered active. One conditional
@@ -290,19 +276,18 @@ pub async fn pending(db: &Db, challenge_id: &ChallengeId) -> Result<Option<Pendi
 /// meantime cannot come back. The audit record is written `by` in the same
 /// transaction.
 pub(crate) async fn confirm(db: &Db, challenge_id: &ChallengeId, key_id: &str, by: &By<'_>) -> Result<()> {
-    let mut tx = db.pool.begin().await?;
-    let account: Option<String> = sqlx::query_scalar(
+    let mut write = db.begin_write().await?;
+    let mut conn = write.conn();
+    let update = query(
         "UPDATE account_key SET state = 'active', challenge_id = NULL \
          WHERE challenge_id = $1 AND id = $2 AND state = 'pending' RETURNING account",
     )
     .bind(challenge_id.to_string())
-    .bind(key_id.to_owned())
-    .fetch_optional(timed(&mut *tx))
-    .await?;
-    let account = account.ok_or(Error::NothingToConfirm)?;
+    .bind(key_id);
+    let account = conn.fetch_optional(update, |row| row.text("account")).await?.ok_or(Error::NothingToConfirm)?;
     let detail = format!("key {key_id}");
-    audit::record(&mut *tx, by, Record::new(Action::AuthenticatorConfirmed, &account, &detail)).await?;
-    tx.commit().await?;
+    audit::record(&mut conn, by, Record::new(Action::AuthenticatorConfirmed, &account, &detail)).await?;
+    write.commit().await?;
     Ok(())
 }
 
@@ -310,35 +295,32 @@ pub(crate) async fn confirm(db: &Db, challenge_id: &ChallengeId, key_id: &str, b
 /// registration created it (no other key remains), so that the name is free
 /// again. The audit record is written `by` in the same transaction.
 pub(crate) async fn reject(db: &Db, challenge_id: &ChallengeId, by: &By<'_>) -> Result<()> {
-    let mut tx = db.pool.begin().await?;
-    let removed = sqlx::query(
-        "DELETE FROM account_key WHERE challenge_id = $1 AND state = 'pending' RETURNING service_id, account",
-    )
-    .bind(challenge_id.to_string())
-    .fetch_optional(timed(&mut *tx))
-    .await?;
-    let Some(removed) = removed else {
-        tx.rollback().await?;
-        return Err(Error::NothingToConfirm);
-    };
-    let (service_id, account): (String, String) = (removed.try_get(0)?, removed.try_get(1)?);
+    let mut write = db.begin_write().await?;
+    let mut conn = write.conn();
+    let delete =
+        query("DELETE FROM account_key WHERE challenge_id = $1 AND state = 'pending' RETURNING service_id, account")
+            .bind(challenge_id.to_string());
+    let removed = conn.fetch_optional(delete, |row| Ok((row.text("service_id")?, row.text("account")?))).await?;
+    // Dropped uncommitted, the write rolls back.
+    let Some((service_id, account)) = removed else { return Err(Error::NothingToConfirm) };
     // The account goes only if no key is left, which the next statement
     // checks on a snapshot taken as it starts. A key added meanwhile by a
     // transaction that has not committed (an enrollment through a recovery
     // link) would go unseen, and then go with the account. So the account's
     // row is locked first: the check then sees such a key, and a key added
     // later finds the account gone.
-    locks::account(db, &mut tx, &service_id, &account).await?;
-    sqlx::query(
-        "DELETE FROM account WHERE service_id = $1 AND name = $2 \
-         AND NOT EXISTS (SELECT 1 FROM account_key k WHERE k.service_id = $1 AND k.account = $2)",
+    locks::account(&mut conn, &service_id, &account).await?;
+    conn.execute(
+        query(
+            "DELETE FROM account WHERE service_id = $1 AND name = $2 \
+             AND NOT EXISTS (SELECT 1 FROM account_key k WHERE k.service_id = $1 AND k.account = $2)",
+        )
+        .bind(service_id)
+        .bind(account.as_str()),
     )
-    .bind(service_id)
-    .bind(&account)
-    .execute(timed(&mut *tx))
     .await?;
-    audit::record(&mut *tx, by, Record::new(Action::AuthenticatorRefused, &account, "")).await?;
-    tx.commit().await?;
+    audit::record(&mut conn, by, Record::new(Action::AuthenticatorRefused, &account, "")).await?;
+    write.commit().await?;
     Ok(())
 }
 
@@ -358,63 +340,60 @@ pub(crate) async fn confirm_enrollment(
     if !is_key_id(key_id) {
         return Err(Error::NothingToConfirm);
     }
-    let mut tx = db.pool.begin().await?;
+    let mut write = db.begin_write().await?;
+    let mut conn = write.conn();
     // A link that removes the account's other keys locks, on PostgreSQL,
     // what an account's deletion locks and in the same order, before it
     // writes anything (see [`locks::before_delete`]). Whether it removes them
     // is fixed when the link is made, so it can be read first.
-    if let (Backend::Postgres, Some(recovery_id), Some(account)) = (db.backend, &row.recovery_id, &row.enroll_account) {
-        let revokes: Option<bool> = sqlx::query_scalar("SELECT revoke_other_keys FROM account_recovery WHERE id = $1")
-            .bind(recovery_id.clone())
-            .fetch_optional(timed(&mut *tx))
+    if let (true, Some(recovery_id), Some(account)) = (conn.is_postgres(), &row.recovery_id, &row.enroll_account) {
+        let revokes = conn
+            .fetch_optional(
+                query("SELECT revoke_other_keys FROM account_recovery WHERE id = $1").bind(recovery_id.as_str()),
+                |link| link.bool("revoke_other_keys"),
+            )
             .await?;
         if revokes == Some(true) {
-            locks::before_delete(db, &mut tx, Doomed::Account(&row.service_id.to_string(), account)).await?;
+            locks::before_delete(&mut conn, Doomed::Account(&row.service_id.to_string(), account)).await?;
         }
     }
     // The link first: it is the write that decides a race between two
-    // confirmations through one link.
+    // confirmations through one link. Dropped uncommitted, the write rolls
+    // back.
     let revoke_others = match &row.recovery_id {
         Some(recovery_id) => {
-            let revoke: Option<i64> = sqlx::query_scalar(
+            let used = query(
                 "UPDATE account_recovery SET used_at = $2 \
                  WHERE id = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2 \
-                 RETURNING CASE WHEN revoke_other_keys THEN 1 ELSE 0 END",
+                 RETURNING revoke_other_keys",
             )
-            .bind(recovery_id.clone())
-            .bind(now)
-            .fetch_optional(timed(&mut *tx))
-            .await?;
-            let Some(revoke) = revoke else {
-                tx.rollback().await?;
-                return Err(Error::RecoveryLinkSpent);
-            };
-            revoke != 0
+            .bind(recovery_id.as_str())
+            .bind(now);
+            let revoke = conn.fetch_optional(used, |link| link.bool("revoke_other_keys")).await?;
+            let Some(revoke) = revoke else { return Err(Error::RecoveryLinkSpent) };
+            revoke
         }
         None => false,
     };
-    let confirmed: Option<(String, String)> = sqlx::query_as(
+    let activate = query(
         "UPDATE account_key SET state = 'active', challenge_id = NULL \
          WHERE challenge_id = $1 AND id = $2 AND state = 'pending' RETURNING account, label",
     )
     .bind(row.id.to_string())
-    .bind(key_id.to_owned())
-    .fetch_optional(timed(&mut *tx))
-    .await?;
-    let Some((account, label)) = confirmed else {
-        tx.rollback().await?;
-        return Err(Error::NothingToConfirm);
-    };
+    .bind(key_id);
+    let confirmed = conn.fetch_optional(activate, |key| Ok((key.text("account")?, key.text("label")?))).await?;
+    let Some((account, label)) = confirmed else { return Err(Error::NothingToConfirm) };
     let mut revoked = 0;
     if revoke_others {
         // Their sessions, codes and tokens go with them (ON DELETE CASCADE).
-        revoked = sqlx::query("DELETE FROM account_key WHERE service_id = $1 AND account = $2 AND id <> $3")
-            .bind(row.service_id.to_string())
-            .bind(&account)
-            .bind(key_id.to_owned())
-            .execute(timed(&mut *tx))
-            .await?
-            .rows_affected();
+        revoked = conn
+            .execute(
+                query("DELETE FROM account_key WHERE service_id = $1 AND account = $2 AND id <> $3")
+                    .bind(row.service_id.to_string())
+                    .bind(account.as_str())
+                    .bind(key_id),
+            )
+            .await?;
     }
     // A new key on an account is recorded however it came: through a
     // recovery link, or from the account page of its signed-in owner.
@@ -431,8 +410,8 @@ pub(crate) async fn confirm_enrollment(
         ),
     };
     let by = By { actor: &actor, client, at: now };
-    audit::record(&mut *tx, &by, Record::new(action, &account, &detail)).await?;
-    tx.commit().await?;
+    audit::record(&mut conn, &by, Record::new(action, &account, &detail)).await?;
+    write.commit().await?;
     Ok(Confirmed { account, label, others_removed: revoked })
 }
 
@@ -441,11 +420,15 @@ pub(crate) async fn confirm_enrollment(
 /// The account stays, whatever keys it has left. A recovery link stays
 /// unused, so its holder can try again.
 pub(crate) async fn reject_enrollment(db: &Db, challenge_id: &ChallengeId) -> Result<()> {
-    let done = sqlx::query("DELETE FROM account_key WHERE challenge_id = $1 AND state = 'pending'")
-        .bind(challenge_id.to_string())
-        .execute(timed(&db.pool))
-        .await?
-        .rows_affected();
+    let mut write = db.begin_write().await?;
+    let done = write
+        .conn()
+        .execute(
+            query("DELETE FROM account_key WHERE challenge_id = $1 AND state = 'pending'")
+                .bind(challenge_id.to_string()),
+        )
+        .await?;
+    write.commit().await?;
     if done == 0 {
         return Err(Error::NothingToConfirm);
     }
@@ -477,19 +460,17 @@ const KEY_COLUMNS: &str =
 pub async fn list(db: &Db, service_id: &str, account: &str) -> Result<Vec<KeyInfo>> {
     // A name that could never have been registered names no account.
     let account = AccountName::parse(account).map_err(|_| Error::UnknownAccount)?;
-    let rows = sqlx::query(&format!(
+    let sql = format!(
         "SELECT {KEY_COLUMNS} FROM account a LEFT JOIN account_key k ON k.service_id = a.service_id \
          AND k.account = a.name WHERE a.service_id = $1 AND a.name = $2 ORDER BY k.created_at, k.id"
-    ))
-    .bind(service_id.to_owned())
-    .bind(account.as_str().to_owned())
-    .fetch_all(timed(&db.pool))
-    .await?;
+    );
+    let select = query(&sql).bind(service_id).bind(account.as_str());
+    // The account's row, with no key, reads as `None`.
+    let rows = db.fetch_all(select, key_info).await?;
     if rows.is_empty() {
         return Err(Error::UnknownAccount);
     }
-    // The account's row, with no key, reads as `None`.
-    rows.iter().filter_map(|row| key_info(row).transpose()).collect()
+    Ok(rows.into_iter().flatten().collect())
 }
 
 /// The keys of `accounts` of a service, by account name, each account's
@@ -508,34 +489,37 @@ pub async fn of_service(
          ORDER BY k.account, k.created_at, k.id",
         crate::db::placeholders(2, accounts.len())
     );
-    let mut query = sqlx::query(&sql).bind(service_id.to_owned());
+    let mut select = query(&sql).bind(service_id);
     for account in accounts {
-        query = query.bind(account.clone());
+        select = select.bind(account.as_str());
     }
-    let rows = query.fetch_all(timed(&db.pool)).await?;
+    let rows = db
+        .fetch_all(select, |row| match key_info(row)? {
+            Some(key) => Ok(Some((row.text("account")?, key))),
+            None => Ok(None),
+        })
+        .await?;
     let mut by_account: std::collections::HashMap<String, Vec<KeyInfo>> = std::collections::HashMap::new();
-    for row in &rows {
-        if let Some(key) = key_info(row)? {
-            by_account.entry(row.try_get(8)?).or_default().push(key);
-        }
+    for (account, key) in rows.into_iter().flatten() {
+        by_account.entry(account).or_default().push(key);
     }
     Ok(by_account)
 }
 
-/// A key from a row that starts with [`KEY_COLUMNS`]; `None` for a row with
-/// no key (an outer join's empty side).
-fn key_info(row: &sqlx::any::AnyRow) -> Result<Option<KeyInfo>> {
-    let Some(id) = row.try_get::<Option<String>, _>(0)? else { return Ok(None) };
-    let public_key = row.try_get::<Vec<u8>, _>(3)?;
+/// A key from a row of [`KEY_COLUMNS`]; `None` for a row with no key (an
+/// outer join's empty side).
+fn key_info(row: &dyn Row) -> Result<Option<KeyInfo>> {
+    let Some(id) = row.opt_text("id")? else { return Ok(None) };
+    let public_key = row.blob("public_key")?;
     Ok(Some(KeyInfo {
         id,
-        label: row.try_get(1)?,
-        state: KeyState::parse(&row.try_get::<String, _>(2)?)?,
+        label: row.text("label")?,
+        state: KeyState::parse(&row.text("state")?)?,
         fingerprint: AccountPublicKey::from_bytes(&public_key).ok().map(|k| k.key_id().to_string()),
-        device_ip: row.try_get(4)?,
-        device_user_agent: row.try_get(5)?,
-        created_at: row.try_get(6)?,
-        last_used_at: row.try_get(7)?,
+        device_ip: row.text("device_ip")?,
+        device_user_agent: row.text("device_user_agent")?,
+        created_at: row.int("created_at")?,
+        last_used_at: row.opt_int("last_used_at")?,
     }))
 }
 
@@ -548,21 +532,23 @@ pub(crate) async fn remove(db: &Db, service_id: &str, account: &str, key_id: &st
     if AccountName::parse(account).is_err() || !is_key_id(key_id) {
         return Err(Error::UnknownKey);
     }
-    let mut tx = db.pool.begin().await?;
-    locks::before_delete(db, &mut tx, Doomed::Key(key_id)).await?;
-    let done = sqlx::query("DELETE FROM account_key WHERE service_id = $1 AND account = $2 AND id = $3")
-        .bind(service_id.to_owned())
-        .bind(account.to_owned())
-        .bind(key_id.to_owned())
-        .execute(timed(&mut *tx))
-        .await?
-        .rows_affected();
+    let mut write = db.begin_write().await?;
+    let mut conn = write.conn();
+    locks::before_delete(&mut conn, Doomed::Key(key_id)).await?;
+    let done = conn
+        .execute(
+            query("DELETE FROM account_key WHERE service_id = $1 AND account = $2 AND id = $3")
+                .bind(service_id)
+                .bind(account)
+                .bind(key_id),
+        )
+        .await?;
     if done == 0 {
-        tx.rollback().await?;
+        // Dropped uncommitted, the write rolls back.
         return Err(Error::UnknownKey);
     }
     let detail = format!("service {service_id}, key {key_id}");
-    audit::record(&mut *tx, by, Record::new(Action::KeyRemoved, account, &detail)).await?;
-    tx.commit().await?;
+    audit::record(&mut conn, by, Record::new(Action::KeyRemoved, account, &detail)).await?;
+    write.commit().await?;
     Ok(())
 }

@@ -358,7 +358,7 @@ pub fn swept(rows_by_table: Option<&[(&'static str, u64)]>) {
     }
 }
 
-/// One database statement took `elapsed` (see `db::Timed`). Without a
+/// One database statement took `elapsed` (see `db::sql`). Without a
 /// recorder (metrics off) this records nothing.
 pub fn query_finished(elapsed: std::time::Duration) {
     histogram!("sesame_db_query_duration_seconds").record(elapsed.as_secs_f64());

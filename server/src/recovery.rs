@@ -11,12 +11,13 @@
 //!
 //! Its creation, revocation and use each write an audit record.
 
-use sqlx::Row as _;
-
 use crate::{
     audit::{self, Action, By, Record},
     cookie,
-    db::{timed, Db},
+    db::{
+        sql::{query, Constraint as _, Row, Violation},
+        Db,
+    },
     error::{Error, Result},
     keys,
 };
@@ -81,42 +82,40 @@ pub(crate) async fn create(
     let id = keys::new_id();
     let secret = cookie::new_secret();
     let expires_at = by.at.saturating_add(ttl_secs);
-    let mut tx = db.pool.begin().await?;
+    let mut write = db.begin_write().await?;
+    let mut conn = write.conn();
     // The admin service's accounts are admin authenticators, which only a
     // signed-in admin adds; the SELECT finds no row for them, nor for an
     // account that does not exist.
-    let done = sqlx::query(
+    let insert = query(
         "INSERT INTO account_recovery (id, secret_hash, service_id, account, revoke_other_keys, created_by, \
          created_at, expires_at) \
          SELECT $1, $2, a.service_id, a.name, $5, $6, $7, $8 FROM account a JOIN service s ON s.id = a.service_id \
          WHERE a.service_id = $3 AND a.name = $4 AND NOT s.builtin",
     )
-    .bind(id.clone())
+    .bind(id.as_str())
     .bind(cookie::digest(&secret).to_vec())
-    .bind(service_id.to_owned())
-    .bind(account.to_owned())
+    .bind(service_id)
+    .bind(account)
     .bind(revoke_other_keys)
     .bind(by.actor.to_string())
     .bind(by.at)
-    .bind(expires_at)
-    .execute(timed(&mut *tx))
-    .await
-    // Deleted between the statement's snapshot and its foreign-key check.
-    .map_err(|e| match &e {
-        sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownAccount,
-        _ => Error::Database(e),
-    })?
-    .rows_affected();
+    .bind(expires_at);
+    let done = conn
+        .execute(insert)
+        .await
+        // Deleted between the statement's snapshot and its foreign-key check.
+        .on(Violation::ForeignKey, Error::UnknownAccount)?;
     if done == 0 {
-        tx.rollback().await?;
+        // Dropped uncommitted, the write rolls back.
         return Err(Error::UnknownAccount);
     }
     let detail = format!(
         "service {service_id}, link {id}, expires {expires_at}{}",
         if revoke_other_keys { ", revokes the other keys" } else { "" }
     );
-    audit::record(&mut *tx, by, Record::new(Action::RecoveryLinkCreated, account, &detail)).await?;
-    tx.commit().await?;
+    audit::record(&mut conn, by, Record::new(Action::RecoveryLinkCreated, account, &detail)).await?;
+    write.commit().await?;
     Ok(Created { path: format!("/services/{service_id}/recover/{secret}"), id, expires_at })
 }
 
@@ -124,58 +123,56 @@ pub(crate) async fn create(
 /// used at `now`: `unknown_recovery_link` for no such link (or a revoked
 /// one), `recovery_link_spent` for one that expired or was used.
 pub async fn open(db: &Db, service_id: &str, secret: &str, now: i64) -> Result<OpenLink> {
-    let row = sqlx::query(
-        "SELECT id, account, CASE WHEN revoke_other_keys THEN 1 ELSE 0 END, expires_at, used_at, revoked_at \
+    let select = query(
+        "SELECT id, account, revoke_other_keys, expires_at, used_at, revoked_at \
          FROM account_recovery WHERE secret_hash = $1 AND service_id = $2",
     )
     .bind(cookie::digest(secret).to_vec())
-    .bind(service_id.to_owned())
-    .fetch_optional(timed(&db.pool))
-    .await?
-    .ok_or(Error::UnknownRecoveryLink)?;
-    if row.try_get::<Option<i64>, _>(5)?.is_some() {
+    .bind(service_id);
+    let (link, used_at, revoked_at) = db
+        .fetch_optional(select, |row| {
+            let link = OpenLink {
+                id: row.text("id")?,
+                account: row.text("account")?,
+                revoke_other_keys: row.bool("revoke_other_keys")?,
+                expires_at: row.int("expires_at")?,
+            };
+            Ok((link, row.opt_int("used_at")?, row.opt_int("revoked_at")?))
+        })
+        .await?
+        .ok_or(Error::UnknownRecoveryLink)?;
+    if revoked_at.is_some() {
         return Err(Error::UnknownRecoveryLink);
     }
-    let expires_at: i64 = row.try_get(3)?;
-    if row.try_get::<Option<i64>, _>(4)?.is_some() || expires_at <= now {
+    if used_at.is_some() || link.expires_at <= now {
         return Err(Error::RecoveryLinkSpent);
     }
-    Ok(OpenLink {
-        id: row.try_get(0)?,
-        account: row.try_get(1)?,
-        revoke_other_keys: row.try_get::<i64, _>(2)? != 0,
-        expires_at,
-    })
+    Ok(link)
 }
 
-/// The columns of a [`LinkInfo`], in the order [`link_info`] reads them.
-const LINK_COLUMNS: &str = "id, CASE WHEN revoke_other_keys THEN 1 ELSE 0 END, created_by, created_at, expires_at, \
-                            used_at, revoked_at";
+/// The columns of a [`LinkInfo`], which [`link_info`] reads.
+const LINK_COLUMNS: &str = "id, revoke_other_keys, created_by, created_at, expires_at, used_at, revoked_at";
 
-/// The [`LinkInfo`] in `row`, whose [`LINK_COLUMNS`] start at `at`.
-fn link_info(row: &sqlx::any::AnyRow, at: usize) -> Result<LinkInfo> {
+/// The [`LinkInfo`] in `row`, of [`LINK_COLUMNS`].
+fn link_info(row: &dyn Row) -> Result<LinkInfo> {
     Ok(LinkInfo {
-        id: row.try_get(at)?,
-        revoke_other_keys: row.try_get::<i64, _>(at + 1)? != 0,
-        created_by: row.try_get(at + 2)?,
-        created_at: row.try_get(at + 3)?,
-        expires_at: row.try_get(at + 4)?,
-        used_at: row.try_get(at + 5)?,
-        revoked_at: row.try_get(at + 6)?,
+        id: row.text("id")?,
+        revoke_other_keys: row.bool("revoke_other_keys")?,
+        created_by: row.text("created_by")?,
+        created_at: row.int("created_at")?,
+        expires_at: row.int("expires_at")?,
+        used_at: row.opt_int("used_at")?,
+        revoked_at: row.opt_int("revoked_at")?,
     })
 }
 
 /// The links made for an account, newest first.
 pub async fn list(db: &Db, service_id: &str, account: &str) -> Result<Vec<LinkInfo>> {
-    let rows = sqlx::query(&format!(
+    let sql = format!(
         "SELECT {LINK_COLUMNS} FROM account_recovery WHERE service_id = $1 AND account = $2 \
          ORDER BY created_at DESC, id"
-    ))
-    .bind(service_id.to_owned())
-    .bind(account.to_owned())
-    .fetch_all(timed(&db.pool))
-    .await?;
-    rows.iter().map(|row| link_info(row, 0)).collect()
+    );
+    db.fetch_all(query(&sql).bind(service_id).bind(account), link_info).await
 }
 
 /// The links of `accounts` at `service_id` that can still be used at `now`
@@ -195,14 +192,14 @@ pub async fn usable_of_service(
          AND revoked_at IS NULL AND expires_at > $2 AND account IN ({}) ORDER BY created_at, id",
         crate::db::placeholders(3, accounts.len())
     );
-    let mut query = sqlx::query(&sql).bind(service_id.to_owned()).bind(now);
+    let mut select = query(&sql).bind(service_id).bind(now);
     for account in accounts {
-        query = query.bind(account.clone());
+        select = select.bind(account.as_str());
     }
-    let rows = query.fetch_all(timed(&db.pool)).await?;
+    let rows = db.fetch_all(select, |row| Ok((row.text("account")?, link_info(row)?))).await?;
     let mut by_account = std::collections::HashMap::<String, Vec<LinkInfo>>::new();
-    for row in &rows {
-        by_account.entry(row.try_get(0)?).or_default().push(link_info(row, 1)?);
+    for (account, link) in rows {
+        by_account.entry(account).or_default().push(link);
     }
     Ok(by_account)
 }
@@ -217,24 +214,23 @@ pub(crate) async fn revoke(db: &Db, service_id: &str, account: &str, id: &str, b
     if sesame_proto::AccountName::parse(account).is_err() || !keys::is_key_id(id) {
         return Err(Error::UnknownRecoveryLink);
     }
-    let mut tx = db.pool.begin().await?;
-    let done = sqlx::query(
+    let mut write = db.begin_write().await?;
+    let mut conn = write.conn();
+    let update = query(
         "UPDATE account_recovery SET revoked_at = $4 \
          WHERE id = $1 AND service_id = $2 AND account = $3 AND revoked_at IS NULL AND used_at IS NULL",
     )
-    .bind(id.to_owned())
-    .bind(service_id.to_owned())
-    .bind(account.to_owned())
-    .bind(by.at)
-    .execute(timed(&mut *tx))
-    .await?
-    .rows_affected();
+    .bind(id)
+    .bind(service_id)
+    .bind(account)
+    .bind(by.at);
+    let done = conn.execute(update).await?;
     if done == 0 {
-        tx.rollback().await?;
+        // Dropped uncommitted, the write rolls back.
         return Err(Error::UnknownRecoveryLink);
     }
     let detail = format!("service {service_id}, link {id}");
-    audit::record(&mut *tx, by, Record::new(Action::RecoveryLinkRevoked, account, &detail)).await?;
-    tx.commit().await?;
+    audit::record(&mut conn, by, Record::new(Action::RecoveryLinkRevoked, account, &detail)).await?;
+    write.commit().await?;
     Ok(())
 }

@@ -14,7 +14,7 @@ use crate::{
     bus::Bus,
     clock::Clock,
     config::Config,
-    db::{timed, Db},
+    db::{sql::query, Db},
     extract::TrustedProxies,
     limit::{RateLimiter, StreamLimits},
     tls,
@@ -231,14 +231,18 @@ impl Identity {
     /// first one win and every instance then reads the same key.
     pub async fn load_or_create(db: &Db, now: i64) -> anyhow::Result<Self> {
         let candidate = ServerKey::generate(&mut OsRng);
-        sqlx::query("INSERT INTO server_key (id, seed, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING")
-            .bind(candidate.to_seed().to_vec())
-            .bind(now)
-            .execute(timed(&db.pool))
-            .await
-            .context("cannot store the server key")?;
-        let seed: Vec<u8> = sqlx::query_scalar("SELECT seed FROM server_key WHERE id = 1")
-            .fetch_one(timed(&db.pool))
+        let store = async {
+            let mut write = db.begin_write().await?;
+            let insert =
+                query("INSERT INTO server_key (id, seed, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING")
+                    .bind(candidate.to_seed().to_vec())
+                    .bind(now);
+            write.conn().execute(insert).await?;
+            write.commit().await
+        };
+        store.await.context("cannot store the server key")?;
+        let seed = db
+            .fetch_one(query("SELECT seed FROM server_key WHERE id = 1"), |row| row.blob("seed"))
             .await
             .context("cannot read the server key")?;
         let seed: [u8; 32] = seed.try_into().map_err(|_| anyhow::anyhow!("the stored server key is corrupt"))?;

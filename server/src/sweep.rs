@@ -17,7 +17,8 @@ use sesame_proto::UnixTime;
 use crate::{
     db::{
         locks::{self, Doomed},
-        timed, Backend, Db,
+        sql::query,
+        Backend, Db,
     },
     error::Result,
     state::AppState,
@@ -244,27 +245,31 @@ async fn unconfirmed(db: &Db, cutoff: i64) -> Result<(u64, u64)> {
 async fn abandoned_accounts_one_by_one(db: &Db, cutoff: i64) -> Result<u64> {
     let mut total = 0;
     loop {
-        let candidates: Vec<(String, String)> =
-            sqlx::query_as(concat!("SELECT a.service_id, a.name FROM account a WHERE ", abandoned!("a"), " LIMIT $2"))
-                .bind(cutoff)
-                .bind(BATCH)
-                .fetch_all(timed(&db.pool))
-                .await?;
+        let candidates = db
+            .fetch_all(
+                query(concat!("SELECT a.service_id, a.name FROM account a WHERE ", abandoned!("a"), " LIMIT $2"))
+                    .bind(cutoff)
+                    .bind(BATCH),
+                |row| Ok((row.text("service_id")?, row.text("name")?)),
+            )
+            .await?;
         let mut deleted = 0;
         for (service_id, name) in &candidates {
-            let mut tx = db.pool.begin().await?;
-            locks::before_delete(db, &mut tx, Doomed::Account(service_id, name)).await?;
-            deleted += sqlx::query(concat!(
-                "DELETE FROM account WHERE service_id = $2 AND name = $3 AND ",
-                abandoned!("account")
-            ))
-            .bind(cutoff)
-            .bind(service_id)
-            .bind(name)
-            .execute(timed(&mut *tx))
-            .await?
-            .rows_affected();
-            tx.commit().await?;
+            let mut write = db.begin_write().await?;
+            let mut conn = write.conn();
+            locks::before_delete(&mut conn, Doomed::Account(service_id, name)).await?;
+            deleted += conn
+                .execute(
+                    query(concat!(
+                        "DELETE FROM account WHERE service_id = $2 AND name = $3 AND ",
+                        abandoned!("account")
+                    ))
+                    .bind(cutoff)
+                    .bind(service_id.as_str())
+                    .bind(name.as_str()),
+                )
+                .await?;
+            write.commit().await?;
         }
         total += deleted;
         // A candidate left alone no longer qualifies, and the next read
@@ -278,11 +283,14 @@ async fn abandoned_accounts_one_by_one(db: &Db, cutoff: i64) -> Result<u64> {
 }
 
 /// Runs `sql` (with `$1` = `bound` and `$2` = the batch size) until a batch
-/// deletes less than a full batch. Returns the rows deleted.
+/// deletes less than a full batch, each batch a write of its own. Returns
+/// the rows deleted.
 async fn in_batches(db: &Db, sql: &str, bound: i64) -> Result<u64> {
     let mut total = 0;
     loop {
-        let done = sqlx::query(sql).bind(bound).bind(BATCH).execute(timed(&db.pool)).await?.rows_affected();
+        let mut write = db.begin_write().await?;
+        let done = write.conn().execute(query(sql).bind(bound).bind(BATCH)).await?;
+        write.commit().await?;
         total += done;
         if done < BATCH as u64 {
             return Ok(total);

@@ -198,7 +198,7 @@ async fn sign_in(
         tracing::info!(ip = %client.ip, "admin sign-in refused");
         // What was typed is never recorded: it may be the token with a typo.
         let record = Record::new(Action::AdminSignInRefused, "", "wrong admin token");
-        audit::record(&state.db.pool, &by(&state, &Actor::Anonymous, &client), record).await?;
+        audit::record_alone(&state.db, &by(&state, &Actor::Anonymous, &client), record).await?;
         return sign_in_page(&state, &headers, StatusCode::UNAUTHORIZED, Some("That is not the admin token."));
     }
     let credential = Credential::Token(&state.admin_token);
@@ -208,7 +208,7 @@ async fn sign_in(
     // between loses this record, never invents one.
     let handle = session.handle();
     let record = Record::new(Action::AdminSignedIn, &handle, "with the admin token");
-    audit::record(&state.db.pool, &by(&state, session.actor(), &client), record).await?;
+    audit::record_alone(&state.db, &by(&state, session.actor(), &client), record).await?;
     let set = AppendHeaders([
         (header::SET_COOKIE, session::set_cookie(&state.settings, SESSION_COOKIE, &value, SESSION_SECS)),
         (header::SET_COOKIE, session::set_cookie(&state.settings, PRE_SESSION_COOKIE, "", 0)),

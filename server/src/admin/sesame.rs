@@ -185,7 +185,7 @@ async fn continue_sign_in(
             // After the session exists, which its creation checks; a crash
             // in between loses this record, never invents one.
             let record = Record::new(Action::AdminSignedIn, &handle, "with an authenticator");
-            audit::record(&state.db.pool, &by(&state, actor, &client), record).await?;
+            audit::record_alone(&state.db, &by(&state, actor, &client), record).await?;
             let set = AppendHeaders([
                 (header::SET_COOKIE, session::set_cookie(&state.settings, SESSION_COOKIE, &value, SESSION_SECS)),
                 (header::SET_COOKIE, session::set_cookie(&state.settings, PRE_SESSION_COOKIE, "", 0)),

@@ -16,12 +16,11 @@
 use std::fmt;
 
 use axum::http::{HeaderMap, HeaderValue};
-use sqlx::Row as _;
 
 use crate::{
     audit::{self, Action, Actor, By, Record},
     cookie::{self, SameSite},
-    db::{timed, Backend, Db},
+    db::{sql::query, Db},
     error::{Error, Result},
     extract::ClientInfo,
     state::AppState,
@@ -84,8 +83,6 @@ impl AdminSession {
         client: &ClientInfo,
         now: i64,
     ) -> Result<(String, Self)> {
-        // Sign-ins are rare, so this is a cheap moment to forget old sessions.
-        sqlx::query("DELETE FROM admin_session WHERE expires_at <= $1").bind(now).execute(timed(&db.pool)).await?;
         let value = cookie::new_secret();
         let mut session = Self { id_hash: hash(&value), csrf_token: cookie::new_secret(), actor: Actor::Token };
         let (key_id, token_digest) = match credential {
@@ -95,49 +92,47 @@ impl AdminSession {
         // The key's account names the actor for the audit log. A key never
         // changes account, so it can be read before the session is written.
         if let Credential::Key(id) = credential {
-            let account: Option<String> = sqlx::query_scalar("SELECT account FROM account_key WHERE id = $1")
-                .bind(id)
-                .fetch_optional(timed(&db.pool))
+            let account = db
+                .fetch_optional(query("SELECT account FROM account_key WHERE id = $1").bind(id), |row| {
+                    row.text("account")
+                })
                 .await?;
             session.actor = Actor::Authenticator(account.ok_or(Error::UnknownAccount)?);
         }
-        // A key opens a session only while it is active: a pending admin
-        // authenticator, which nobody has confirmed yet, signs nobody in.
-        // On PostgreSQL the check shares the key's row until the commit.
-        // Without the lock it reads a snapshot taken as the statement
-        // starts: a removal committing meanwhile would surface as a broken
-        // foreign key (a 500, not a refusal), and a key returned to pending
-        // meanwhile would still open a session. With it, the check waits for
-        // such a change and sees its outcome.
-        let sql = crate::db::sql::locking!(
-            db.backend == Backend::Postgres,
-            "INSERT INTO admin_session (id_hash, csrf_token, created_at, expires_at, key_id, token_digest, ip, \
-             user_agent) SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-             WHERE $5 IS NULL OR EXISTS (SELECT 1 FROM account_key WHERE id = $5 AND state = 'active'",
-            " FOR SHARE",
-            ")"
-        );
-        let done = sqlx::query(sql)
-            .bind(&session.id_hash)
-            .bind(&session.csrf_token)
+        let mut write = db.begin_write().await?;
+        let mut conn = write.conn();
+        // Sign-ins are rare, so this is a cheap moment to forget old sessions.
+        conn.execute(query("DELETE FROM admin_session WHERE expires_at <= $1").bind(now)).await?;
+        // A key opens a session only while it is active; on PostgreSQL the
+        // check shares the key's row until the commit: see the statement.
+        let sql = crate::db::locks::OPEN_ADMIN_SESSION.on(&conn);
+        let insert = query(sql)
+            .bind(session.id_hash.clone())
+            .bind(session.csrf_token.as_str())
             .bind(now)
             .bind(now + SESSION_SECS)
-            .bind(&key_id)
+            .bind(key_id.clone())
             .bind(token_digest)
             .bind(client.ip.to_string())
-            .bind(client.user_agent.clone())
-            .execute(timed(&db.pool))
-            .await?;
-        if done.rows_affected() == 0 {
+            .bind(client.user_agent.clone());
+        let refused = if conn.execute(insert).await? == 0 {
             // Only a key fails the check: it is pending, or it was removed
             // since its account was read.
-            let state: Option<String> = sqlx::query_scalar("SELECT state FROM account_key WHERE id = $1")
-                .bind(key_id)
-                .fetch_optional(timed(&db.pool))
+            let state = conn
+                .fetch_optional(query("SELECT state FROM account_key WHERE id = $1").bind(key_id), |row| {
+                    row.text("state")
+                })
                 .await?;
-            return Err(if state.is_some() { Error::KeyPending } else { Error::UnknownAccount });
+            Some(if state.is_some() { Error::KeyPending } else { Error::UnknownAccount })
+        } else {
+            None
+        };
+        // Committed even when refused, to keep the old sessions forgotten.
+        write.commit().await?;
+        match refused {
+            Some(refusal) => Err(refusal),
+            None => Ok((value, session)),
         }
-        Ok((value, session))
     }
 
     /// The session named by the request's cookie, if it is live: unexpired,
@@ -151,46 +146,42 @@ impl AdminSession {
         let id_hash = hash(value);
         // The key's account names the actor for the audit log, in the same
         // read: a removed key has taken its sessions with it.
-        let row = sqlx::query(
+        let select = query(
             "SELECT s.csrf_token, k.account FROM admin_session s LEFT JOIN account_key k ON k.id = s.key_id \
              WHERE s.id_hash = $1 AND s.expires_at > $2 AND (s.key_id IS NOT NULL OR s.token_digest = $3)",
         )
-        .bind(&id_hash)
+        .bind(id_hash.clone())
         .bind(now)
-        .bind(token.session_digest().to_vec())
-        .fetch_optional(timed(&db.pool))
-        .await?;
-        let Some(row) = row else {
+        .bind(token.session_digest().to_vec());
+        let row = db.fetch_optional(select, |row| Ok((row.text("csrf_token")?, row.opt_text("account")?))).await?;
+        let Some((csrf_token, account)) = row else {
             return Ok(None);
         };
-        let actor = row.try_get::<Option<String>, _>(1)?.map_or(Actor::Token, Actor::Authenticator);
-        Ok(Some(Self { id_hash, csrf_token: row.try_get(0)?, actor }))
+        let actor = account.map_or(Actor::Token, Actor::Authenticator);
+        Ok(Some(Self { id_hash, csrf_token, actor }))
     }
 
     /// The live sessions, newest first, for the sessions list.
     pub(crate) async fn list(db: &Db, token: &AdminToken, now: i64) -> Result<Vec<SessionInfo>> {
-        let rows = sqlx::query(
+        let select = query(
             "SELECT s.id_hash, k.account, s.ip, s.user_agent, s.created_at, s.expires_at FROM admin_session s \
              LEFT JOIN account_key k ON k.id = s.key_id \
              WHERE s.expires_at > $1 AND (s.key_id IS NOT NULL OR s.token_digest = $2) \
              ORDER BY s.created_at DESC",
         )
         .bind(now)
-        .bind(token.session_digest().to_vec())
-        .fetch_all(timed(&db.pool))
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(SessionInfo {
-                    handle: hex::encode(row.try_get::<Vec<u8>, _>(0)?),
-                    authenticator: row.try_get(1)?,
-                    ip: row.try_get(2)?,
-                    user_agent: row.try_get(3)?,
-                    created_at: row.try_get(4)?,
-                    expires_at: row.try_get(5)?,
-                })
+        .bind(token.session_digest().to_vec());
+        db.fetch_all(select, |row| {
+            Ok(SessionInfo {
+                handle: hex::encode(row.blob("id_hash")?),
+                authenticator: row.opt_text("account")?,
+                ip: row.text("ip")?,
+                user_agent: row.text("user_agent")?,
+                created_at: row.int("created_at")?,
+                expires_at: row.int("expires_at")?,
             })
-            .collect()
+        })
+        .await
     }
 
     /// Ends the session whose handle the sessions list showed, and records
@@ -199,14 +190,13 @@ impl AdminSession {
         let Ok(id_hash) = hex::decode(handle) else {
             return Ok(false);
         };
-        let mut tx = db.pool.begin().await?;
-        let done =
-            sqlx::query("DELETE FROM admin_session WHERE id_hash = $1").bind(id_hash).execute(timed(&mut *tx)).await?;
-        if done.rows_affected() == 0 {
+        let mut write = db.begin_write().await?;
+        let mut conn = write.conn();
+        if conn.execute(query("DELETE FROM admin_session WHERE id_hash = $1").bind(id_hash)).await? == 0 {
             return Ok(false);
         }
-        audit::record(&mut *tx, by, Record::new(Action::AdminSessionEnded, handle, "")).await?;
-        tx.commit().await?;
+        audit::record(&mut conn, by, Record::new(Action::AdminSessionEnded, handle, "")).await?;
+        write.commit().await?;
         Ok(true)
     }
 
@@ -236,13 +226,11 @@ impl AdminSession {
     /// Ends the session on the server, so a copied cookie dies with it, and
     /// records the sign-out `by` in the same transaction.
     pub(crate) async fn end(self, db: &Db, by: &By<'_>) -> Result<()> {
-        let mut tx = db.pool.begin().await?;
-        sqlx::query("DELETE FROM admin_session WHERE id_hash = $1")
-            .bind(&self.id_hash)
-            .execute(timed(&mut *tx))
-            .await?;
-        audit::record(&mut *tx, by, Record::new(Action::AdminSignedOut, &self.handle(), "")).await?;
-        tx.commit().await?;
+        let mut write = db.begin_write().await?;
+        let mut conn = write.conn();
+        conn.execute(query("DELETE FROM admin_session WHERE id_hash = $1").bind(self.id_hash.clone())).await?;
+        audit::record(&mut conn, by, Record::new(Action::AdminSignedOut, &self.handle(), "")).await?;
+        write.commit().await?;
         Ok(())
     }
 }

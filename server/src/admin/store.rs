@@ -5,16 +5,16 @@
 
 use rand::rngs::OsRng;
 use sesame_proto::{AccountName, ServiceId, ServiceName};
-use sqlx::Row as _;
 
 use crate::{
     audit::{self, Action, By, Record},
     challenge::Challenges,
     db::{
         locks::{self, Doomed},
-        timed, Db,
+        sql::{query, Constraint as _, Row, Violation},
+        Db,
     },
-    error::{on_unique_violation, Error, Result},
+    error::{Error, Result},
 };
 
 /// A service as operators see it. The built-in "Sesame admin" service is
@@ -29,21 +29,19 @@ pub(crate) struct Service {
 }
 
 /// The columns of [`Service`], for `FROM service s`, as a literal so that
-/// the statements that read them are constants. sqlx's `Any` driver cannot
-/// decode SQLite's BOOLEAN.
+/// the statements that read them are constants.
 macro_rules! service_columns {
     () => {
-        "s.id, s.name, (SELECT COUNT(*) FROM account a WHERE a.service_id = s.id) AS accounts, \
-         CASE WHEN s.number_matching THEN 1 ELSE 0 END AS number_matching"
+        "s.id, s.name, (SELECT COUNT(*) FROM account a WHERE a.service_id = s.id) AS accounts, s.number_matching"
     };
 }
 
-fn service_row(row: &sqlx::any::AnyRow) -> Result<Service> {
+fn service_row(row: &dyn Row) -> Result<Service> {
     Ok(Service {
-        id: row.try_get(0)?,
-        name: row.try_get(1)?,
-        accounts: row.try_get(2)?,
-        number_matching: row.try_get::<i64, _>(3)? != 0,
+        id: row.text("id")?,
+        name: row.text("name")?,
+        accounts: row.int("accounts")?,
+        number_matching: row.bool("number_matching")?,
     })
 }
 
@@ -58,15 +56,15 @@ pub(crate) struct Account {
 
 /// The columns of [`Account`], for `FROM account a`.
 const ACCOUNT_COLUMNS: &str = "a.name, a.created_at, a.last_login_at, \
-     CASE WHEN EXISTS (SELECT 1 FROM account_key k WHERE k.service_id = a.service_id AND k.account = a.name \
-     AND k.state = 'active') THEN 0 ELSE 1 END AS pending";
+     NOT EXISTS (SELECT 1 FROM account_key k WHERE k.service_id = a.service_id AND k.account = a.name \
+     AND k.state = 'active') AS pending";
 
-fn account(row: &sqlx::any::AnyRow) -> Result<Account> {
+fn account(row: &dyn Row) -> Result<Account> {
     Ok(Account {
-        name: row.try_get(0)?,
-        created_at: row.try_get(1)?,
-        last_login_at: row.try_get(2)?,
-        pending: row.try_get::<i64, _>(3)? != 0,
+        name: row.text("name")?,
+        created_at: row.int("created_at")?,
+        last_login_at: row.opt_int("last_login_at")?,
+        pending: row.bool("pending")?,
     })
 }
 
@@ -87,18 +85,18 @@ pub(crate) const RECENT_EVENTS: i64 = 100;
 /// The audit record is written `by` in the same transaction.
 pub(crate) async fn create_service(db: &Db, name: &ServiceName, number_matching: bool, by: &By<'_>) -> Result<Service> {
     let id = ServiceId::random(&mut OsRng).to_string();
-    let mut tx = db.pool.begin().await?;
-    sqlx::query("INSERT INTO service (id, name, builtin, created_at, number_matching) VALUES ($1, $2, FALSE, $3, $4)")
-        .bind(&id)
-        .bind(name.as_str())
-        .bind(by.at)
-        .bind(number_matching)
-        .execute(timed(&mut *tx))
-        .await
-        .map_err(|e| on_unique_violation(e, Error::ServiceNameTaken))?;
+    let mut write = db.begin_write().await?;
+    let mut conn = write.conn();
+    let insert =
+        query("INSERT INTO service (id, name, builtin, created_at, number_matching) VALUES ($1, $2, FALSE, $3, $4)")
+            .bind(id.as_str())
+            .bind(name.as_str())
+            .bind(by.at)
+            .bind(number_matching);
+    conn.execute(insert).await.on(Violation::Unique, Error::ServiceNameTaken)?;
     let detail = if number_matching { name.as_str().to_owned() } else { format!("{name}, without number matching") };
-    audit::record(&mut *tx, by, Record::new(Action::ServiceCreated, &id, &detail)).await?;
-    tx.commit().await?;
+    audit::record(&mut conn, by, Record::new(Action::ServiceCreated, &id, &detail)).await?;
+    write.commit().await?;
     Ok(Service { id, name: name.as_str().to_owned(), accounts: 0, number_matching })
 }
 
@@ -113,20 +111,21 @@ pub(crate) async fn set_number_matching(
     by: &By<'_>,
 ) -> Result<Service> {
     let id = parse_id(id)?;
-    let mut tx = db.pool.begin().await?;
-    let done = sqlx::query("UPDATE service SET number_matching = $2 WHERE id = $1 AND NOT builtin")
-        .bind(&id)
-        .bind(on)
-        .execute(timed(&mut *tx))
+    let mut write = db.begin_write().await?;
+    let mut conn = write.conn();
+    let done = conn
+        .execute(
+            query("UPDATE service SET number_matching = $2 WHERE id = $1 AND NOT builtin").bind(id.as_str()).bind(on),
+        )
         .await?;
-    if done.rows_affected() == 0 {
+    if done == 0 {
         return Err(Error::UnknownService);
     }
     let detail = if on { "number matching on" } else { "number matching off" };
-    audit::record(&mut *tx, by, Record::new(Action::ServiceChanged, &id, detail)).await?;
+    audit::record(&mut conn, by, Record::new(Action::ServiceChanged, &id, detail)).await?;
     let sql = concat!("SELECT ", service_columns!(), " FROM service s WHERE s.id = $1");
-    let service = service_row(&sqlx::query(sql).bind(&id).fetch_one(timed(&mut *tx)).await?)?;
-    tx.commit().await?;
+    let service = conn.fetch_one(query(sql).bind(id.as_str()), service_row).await?;
+    write.commit().await?;
     // This instance's challenges read the setting from its cache; other
     // instances read it with every challenge they store.
     if let Ok(id) = id.parse::<ServiceId>() {
@@ -140,8 +139,7 @@ pub(crate) async fn set_number_matching(
 pub(crate) async fn list_services(db: &Db) -> Result<Vec<Service>> {
     let sql =
         concat!("SELECT ", service_columns!(), " FROM service s WHERE NOT s.builtin ORDER BY s.created_at, s.name");
-    let rows = sqlx::query(sql).fetch_all(timed(&db.pool)).await?;
-    rows.iter().map(service_row).collect()
+    db.fetch_all(query(sql), service_row).await
 }
 
 /// One managed service; `UnknownService` for a malformed id, a missing one,
@@ -149,8 +147,7 @@ pub(crate) async fn list_services(db: &Db) -> Result<Vec<Service>> {
 pub(crate) async fn service(db: &Db, id: &str) -> Result<Service> {
     let id = parse_id(id)?;
     let sql = concat!("SELECT ", service_columns!(), " FROM service s WHERE s.id = $1 AND NOT s.builtin");
-    let row = sqlx::query(sql).bind(&id).fetch_optional(timed(&db.pool)).await?.ok_or(Error::UnknownService)?;
-    service_row(&row)
+    db.fetch_optional(query(sql).bind(id.as_str()), service_row).await?.ok_or(Error::UnknownService)
 }
 
 /// Deletes a service. Its accounts, challenges, sessions and events go with
@@ -158,15 +155,15 @@ pub(crate) async fn service(db: &Db, id: &str) -> Result<Service> {
 /// half-deleted. The audit record is written `by` in the same transaction.
 pub(crate) async fn delete_service(db: &Db, challenges: &Challenges, id: &str, by: &By<'_>) -> Result<()> {
     let id = parse_id(id)?;
-    let mut tx = db.pool.begin().await?;
-    locks::before_delete(db, &mut tx, Doomed::Service(&id)).await?;
-    let done =
-        sqlx::query("DELETE FROM service WHERE id = $1 AND NOT builtin").bind(&id).execute(timed(&mut *tx)).await?;
-    if done.rows_affected() == 0 {
+    let mut write = db.begin_write().await?;
+    let mut conn = write.conn();
+    locks::before_delete(&mut conn, Doomed::Service(&id)).await?;
+    let done = conn.execute(query("DELETE FROM service WHERE id = $1 AND NOT builtin").bind(id.as_str())).await?;
+    if done == 0 {
         return Err(Error::UnknownService);
     }
-    audit::record(&mut *tx, by, Record::new(Action::ServiceDeleted, &id, "")).await?;
-    tx.commit().await?;
+    audit::record(&mut conn, by, Record::new(Action::ServiceDeleted, &id, "")).await?;
+    write.commit().await?;
     if let Ok(id) = id.parse::<ServiceId>() {
         challenges.forget_service(&id);
     }
@@ -199,16 +196,11 @@ pub(crate) async fn list_accounts(db: &Db, service_id: &str, limit: Option<i64>,
 }
 
 async fn accounts_of(db: &Db, service_id: &str, limit: Option<i64>, offset: i64) -> Result<Vec<Account>> {
-    let rows = sqlx::query(&format!(
+    let sql = format!(
         "SELECT {ACCOUNT_COLUMNS} FROM account a WHERE a.service_id = $1 ORDER BY a.created_at, a.name \
          LIMIT $2 OFFSET $3"
-    ))
-    .bind(service_id)
-    .bind(limit.unwrap_or(i64::MAX))
-    .bind(offset)
-    .fetch_all(timed(&db.pool))
-    .await?;
-    rows.iter().map(account).collect()
+    );
+    db.fetch_all(query(&sql).bind(service_id).bind(limit.unwrap_or(i64::MAX)).bind(offset), account).await
 }
 
 /// What deleting a service or an account takes with it, counted for the
@@ -241,21 +233,23 @@ async fn footprint(db: &Db, rows: &str, service_id: &str, account: Option<&str>,
     // `rows` is one of two constants above; the values are bound.
     let accounts = if account.is_some() { "service_id = $1 AND name = $3" } else { "service_id = $1" };
     let sql = format!(
-        "SELECT (SELECT COUNT(*) FROM account WHERE {accounts}), \
-         (SELECT COUNT(*) FROM account_key WHERE {rows}), \
-         (SELECT COUNT(*) FROM session WHERE {rows} AND expires_at > $2), \
+        "SELECT (SELECT COUNT(*) FROM account WHERE {accounts}) AS accounts, \
+         (SELECT COUNT(*) FROM account_key WHERE {rows}) AS keys, \
+         (SELECT COUNT(*) FROM session WHERE {rows} AND expires_at > $2) AS sessions, \
          (SELECT COUNT(*) FROM account_recovery WHERE {rows} AND used_at IS NULL AND revoked_at IS NULL \
-          AND expires_at > $2), \
-         (SELECT COUNT(*) FROM oidc_client WHERE service_id = $1 AND $3 IS NULL)"
+          AND expires_at > $2) AS recovery_links, \
+         (SELECT COUNT(*) FROM oidc_client WHERE service_id = $1 AND $3 IS NULL) AS oidc_clients"
     );
-    let row = sqlx::query(&sql).bind(service_id).bind(now).bind(account).fetch_one(timed(&db.pool)).await?;
-    Ok(Footprint {
-        accounts: row.try_get(0)?,
-        keys: row.try_get(1)?,
-        sessions: row.try_get(2)?,
-        recovery_links: row.try_get(3)?,
-        oidc_client: row.try_get::<i64, _>(4)? > 0,
+    db.fetch_one(query(&sql).bind(service_id).bind(now).bind(account), |row| {
+        Ok(Footprint {
+            accounts: row.int("accounts")?,
+            keys: row.int("keys")?,
+            sessions: row.int("sessions")?,
+            recovery_links: row.int("recovery_links")?,
+            oidc_client: row.int("oidc_clients")? > 0,
+        })
     })
+    .await
 }
 
 /// Deletes one account; its keys and their sessions go with it (`ON DELETE
@@ -264,44 +258,39 @@ pub(crate) async fn delete_account(db: &Db, service_id: &str, name: &str, by: &B
     let service = service(db, service_id).await?;
     // A name that could never have been registered cannot exist either.
     let name = AccountName::parse(name).map_err(|_| Error::UnknownAccount)?;
-    let mut tx = db.pool.begin().await?;
-    locks::before_delete(db, &mut tx, Doomed::Account(&service.id, name.as_str())).await?;
-    let done = sqlx::query("DELETE FROM account WHERE service_id = $1 AND name = $2")
-        .bind(&service.id)
-        .bind(name.as_str())
-        .execute(timed(&mut *tx))
-        .await?;
-    if done.rows_affected() == 0 {
+    let mut write = db.begin_write().await?;
+    let mut conn = write.conn();
+    locks::before_delete(&mut conn, Doomed::Account(&service.id, name.as_str())).await?;
+    let delete =
+        query("DELETE FROM account WHERE service_id = $1 AND name = $2").bind(service.id.as_str()).bind(name.as_str());
+    if conn.execute(delete).await? == 0 {
         return Err(Error::UnknownAccount);
     }
     let detail = format!("service {}", service.id);
-    audit::record(&mut *tx, by, Record::new(Action::AccountDeleted, name.as_str(), &detail)).await?;
-    tx.commit().await?;
+    audit::record(&mut conn, by, Record::new(Action::AccountDeleted, name.as_str(), &detail)).await?;
+    write.commit().await?;
     Ok(())
 }
 
 /// A service's most recent sign-in events, newest first.
 pub(crate) async fn recent_events(db: &Db, service_id: &str) -> Result<Vec<Event>> {
     let service = service(db, service_id).await?;
-    let rows = sqlx::query(
+    let select = query(
         "SELECT kind, account, ip, user_agent, at FROM sign_in_event WHERE service_id = $1 \
          ORDER BY at DESC, id DESC LIMIT $2",
     )
-    .bind(&service.id)
-    .bind(RECENT_EVENTS)
-    .fetch_all(timed(&db.pool))
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Event {
-                kind: row.try_get(0)?,
-                account: row.try_get(1)?,
-                ip: row.try_get(2)?,
-                user_agent: row.try_get(3)?,
-                at: row.try_get(4)?,
-            })
+    .bind(service.id.as_str())
+    .bind(RECENT_EVENTS);
+    db.fetch_all(select, |row| {
+        Ok(Event {
+            kind: row.text("kind")?,
+            account: row.opt_text("account")?,
+            ip: row.text("ip")?,
+            user_agent: row.text("user_agent")?,
+            at: row.int("at")?,
         })
-        .collect()
+    })
+    .await
 }
 
 /// Creates the service `name` unless it exists, and returns its id. Used at
@@ -309,20 +298,21 @@ pub(crate) async fn recent_events(db: &Db, service_id: &str) -> Result<Vec<Event
 /// one insert win and all of them then read the same row.
 pub(crate) async fn ensure_service(db: &Db, name: &ServiceName, now: i64) -> Result<String> {
     let candidate = ServiceId::random(&mut OsRng).to_string();
-    sqlx::query(
+    let insert = query(
         // Number matching on, as for every service created from now on.
         "INSERT INTO service (id, name, builtin, created_at, number_matching) VALUES ($1, $2, FALSE, $3, TRUE) \
          ON CONFLICT (name) DO NOTHING",
     )
-    .bind(&candidate)
+    .bind(candidate)
     .bind(name.as_str())
-    .bind(now)
-    .execute(timed(&db.pool))
-    .await?;
-    let id: String = sqlx::query_scalar("SELECT id FROM service WHERE name = $1")
-        .bind(name.as_str())
-        .fetch_one(timed(&db.pool))
+    .bind(now);
+    let mut write = db.begin_write().await?;
+    let mut conn = write.conn();
+    conn.execute(insert).await?;
+    let id = conn
+        .fetch_one(query("SELECT id FROM service WHERE name = $1").bind(name.as_str()), |row| row.text("id"))
         .await?;
+    write.commit().await?;
     Ok(id)
 }
 
@@ -347,18 +337,21 @@ pub(crate) const ADMIN_SERVICE: &str = "Sesame admin";
 pub(crate) async fn admin_service(db: &Db, now: i64) -> Result<String> {
     let name = ServiceName::parse(ADMIN_SERVICE).expect("the admin service name is valid");
     let candidate = ServiceId::random(&mut OsRng).to_string();
-    sqlx::query(
+    let insert = query(
         "INSERT INTO service (id, name, builtin, created_at) VALUES ($1, $2, TRUE, $3) ON CONFLICT (name) DO NOTHING",
     )
-    .bind(&candidate)
+    .bind(candidate)
     .bind(name.as_str())
-    .bind(now)
-    .execute(timed(&db.pool))
-    .await?;
-    let id: Option<String> = sqlx::query_scalar("SELECT id FROM service WHERE name = $1 AND builtin")
-        .bind(name.as_str())
-        .fetch_optional(timed(&db.pool))
+    .bind(now);
+    let mut write = db.begin_write().await?;
+    let mut conn = write.conn();
+    conn.execute(insert).await?;
+    let id = conn
+        .fetch_optional(query("SELECT id FROM service WHERE name = $1 AND builtin").bind(name.as_str()), |row| {
+            row.text("id")
+        })
         .await?;
+    write.commit().await?;
     id.ok_or_else(|| {
         Error::Internal(anyhow::anyhow!(
             "a managed service is named {ADMIN_SERVICE:?}; rename it to enable admin sign-in"
@@ -369,13 +362,8 @@ pub(crate) async fn admin_service(db: &Db, now: i64) -> Result<String> {
 /// The authenticator accounts that may sign in to the admin page.
 pub(crate) async fn admin_accounts(db: &Db, now: i64) -> Result<Vec<Account>> {
     let id = admin_service(db, now).await?;
-    let rows = sqlx::query(&format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM account a WHERE a.service_id = $1 ORDER BY a.created_at, a.name"
-    ))
-    .bind(&id)
-    .fetch_all(timed(&db.pool))
-    .await?;
-    rows.iter().map(account).collect()
+    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM account a WHERE a.service_id = $1 ORDER BY a.created_at, a.name");
+    db.fetch_all(query(&sql).bind(id.as_str()), account).await
 }
 
 /// Removes an admin authenticator. Its keys go with it, and with them every
@@ -383,17 +371,14 @@ pub(crate) async fn admin_accounts(db: &Db, now: i64) -> Result<Vec<Account>> {
 /// written `by` in the same transaction.
 pub(crate) async fn delete_admin_account(db: &Db, name: &str, by: &By<'_>) -> Result<()> {
     let id = admin_service(db, by.at).await?;
-    let mut tx = db.pool.begin().await?;
-    locks::before_delete(db, &mut tx, Doomed::Account(&id, name)).await?;
-    let done = sqlx::query("DELETE FROM account WHERE service_id = $1 AND name = $2")
-        .bind(&id)
-        .bind(name)
-        .execute(timed(&mut *tx))
-        .await?;
-    if done.rows_affected() == 0 {
+    let mut write = db.begin_write().await?;
+    let mut conn = write.conn();
+    locks::before_delete(&mut conn, Doomed::Account(&id, name)).await?;
+    let delete = query("DELETE FROM account WHERE service_id = $1 AND name = $2").bind(id.as_str()).bind(name);
+    if conn.execute(delete).await? == 0 {
         return Err(Error::UnknownAccount);
     }
-    audit::record(&mut *tx, by, Record::new(Action::AuthenticatorRemoved, name, "")).await?;
-    tx.commit().await?;
+    audit::record(&mut conn, by, Record::new(Action::AuthenticatorRemoved, name, "")).await?;
+    write.commit().await?;
     Ok(())
 }

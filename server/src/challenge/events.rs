@@ -78,12 +78,7 @@ pub async fn handler(
         None
     } else {
         let base = BaseToken::from_stored(row.base_token.clone(), state.identity.public_key())?;
-        let secret: [u8; 32] = row
-            .code_secret
-            .as_slice()
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("stored code secret has the wrong length"))?;
-        let secret = FreshnessSecret::from_bytes(secret);
+        let secret = row.code_secret.clone();
         let step = base.step_at(state.clock.now());
         first.push(token_event(&base, &secret, step));
         Some(Watch { challenges, subscription, base, secret, step, last: view })

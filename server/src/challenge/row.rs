@@ -4,7 +4,7 @@
 //! ([`super::pending`]) or read from the `challenge` table; [`Final`] is what
 //! ending it records. Reading and moving rows is [`super::store`]'s.
 
-use sesame_proto::{wire::Status, ChallengeId, MatchNumber, ServiceId, UnixTime};
+use sesame_proto::{wire::Status, ChallengeId, FreshnessSecret, MatchNumber, ServiceId, UnixTime};
 
 use crate::{
     db::sql::Row,
@@ -17,7 +17,8 @@ pub struct ChallengeRow {
     pub id: ChallengeId,
     pub service_id: ServiceId,
     pub base_token: String,
-    pub code_secret: Vec<u8>,
+    /// Decoded once, when the row is read.
+    pub code_secret: FreshnessSecret,
     pub binding_hash: Vec<u8>,
     pub allow_register: bool,
     pub ip: String,
@@ -62,7 +63,7 @@ impl ChallengeRow {
             id: new.id,
             service_id: new.service_id,
             base_token: new.base_token.to_owned(),
-            code_secret: new.code_secret.to_vec(),
+            code_secret: FreshnessSecret::from_bytes(*new.code_secret),
             binding_hash: new.binding_hash.to_vec(),
             allow_register,
             ip: new.ip.to_owned(),
@@ -94,9 +95,11 @@ impl ChallengeRow {
             id: row.text("id")?.parse().map_err(|_| corrupt("id"))?,
             service_id: row.text("service_id")?.parse().map_err(|_| corrupt("service id"))?,
             base_token: row.text("base_token")?,
-            code_secret: row.blob("code_secret")?,
+            code_secret: FreshnessSecret::from_bytes(
+                row.blob("code_secret")?.try_into().map_err(|_| corrupt("code secret"))?,
+            ),
             binding_hash: row.blob("binding_hash")?,
-            allow_register: row.int("allow_register")? != 0,
+            allow_register: row.bool("allow_register")?,
             ip: row.text("ip")?,
             user_agent: row.text("user_agent")?,
             created_at: row.int("created_at")?,
@@ -225,12 +228,11 @@ impl Final {
 }
 
 /// The columns of a [`ChallengeRow`], as a literal, so that the statements
-/// that read them are constants. sqlx's `Any` driver cannot decode SQLite's
-/// BOOLEAN, so the flag is read as an integer on both databases.
+/// that read them are constants.
 macro_rules! columns {
     () => {
         "id, service_id, base_token, code_secret, binding_hash, \
-         CASE WHEN allow_register THEN 1 ELSE 0 END AS allow_register, ip, user_agent, created_at, expires_at, \
+         allow_register, ip, user_agent, created_at, expires_at, \
          status, hint, purpose, account, key_id, finished_at, redeemed_at, enroll_account, recovery_id, number"
     };
 }

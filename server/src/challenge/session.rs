@@ -8,7 +8,6 @@
 
 use axum::http::{HeaderMap, HeaderValue};
 use sesame_proto::{wire::Status, ChallengeId, Origin, ServiceId, UnixTime};
-use sqlx::Row as _;
 
 use super::{
     row::{columns, ChallengeRow},
@@ -19,8 +18,7 @@ use super::{
 use crate::{
     cookie::{self, SameSite},
     db::{
-        sql::{self, Conn, Violation},
-        timed,
+        sql::{self, query, Conn, Violation},
         writer::Running,
         Db,
     },
@@ -32,15 +30,11 @@ use crate::{
 /// once: of racing callers exactly one gets `Ok`, the rest
 /// `already_redeemed`.
 pub async fn mark_redeemed(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<()> {
-    let done = sqlx::query(
+    let update = query(
         "UPDATE challenge SET redeemed_at = $2 WHERE id = $1 AND status = 'completed' AND redeemed_at IS NULL \
          AND enroll_account IS NULL",
-    )
-    .bind(id.to_string())
-    .bind(now.as_secs() as i64)
-    .execute(timed(&db.pool))
-    .await?
-    .rows_affected();
+    );
+    let done = db.write_statement(update.bind(id.to_string()).bind(now.as_secs() as i64)).await?;
     if done == 0 {
         return Err(Error::AlreadyRedeemed);
     }
@@ -89,12 +83,11 @@ async fn redeem_where(
         session_expires_at,
     };
     let challenges = challenges.clone();
-    let writes = challenges.db().writes.clone();
-    writes
-        .write_for_caller(move |mut conn, running| {
-            Box::pin(async move { redeem_on(&challenges, &mut conn, running, &redemption).await })
-        })
-        .await
+    let db = challenges.db().clone();
+    db.write_for_caller(move |mut conn, running| {
+        Box::pin(async move { redeem_on(&challenges, &mut conn, running, &redemption).await })
+    })
+    .await
 }
 
 /// A redemption as [`redeem_where`] was asked for it.
@@ -261,23 +254,21 @@ pub fn cookie_digest(origin: &Origin, headers: &HeaderMap, service_id: &ServiceI
 /// The session whose cookie has `session_hash` at service `service_id`,
 /// if it is live at `now`.
 pub async fn lookup(db: &Db, service_id: &str, session_hash: &[u8; 32], now: i64) -> Result<Option<SignedIn>> {
-    let row = sqlx::query(
+    let select = query(
         "SELECT account, key_id, created_at FROM session WHERE id_hash = $1 AND service_id = $2 AND expires_at > $3",
     )
     .bind(session_hash.to_vec())
-    .bind(service_id.to_owned())
-    .bind(now)
-    .fetch_optional(timed(&db.pool))
-    .await?;
-    row.map(|row| {
+    .bind(service_id)
+    .bind(now);
+    db.fetch_optional(select, |row| {
         Ok(SignedIn {
             service_id: service_id.to_owned(),
-            account: row.try_get("account")?,
-            key_id: row.try_get("key_id")?,
-            auth_time: row.try_get("created_at")?,
+            account: row.text("account")?,
+            key_id: row.opt_text("key_id")?,
+            auth_time: row.int("created_at")?,
         })
     })
-    .transpose()
+    .await
 }
 
 /// Who this browser is signed in as at `service_id`, if anyone: the one
@@ -296,6 +287,6 @@ pub fn clear_cookie(origin: &Origin, service_id: &ServiceId) -> HeaderValue {
 /// Ends the session whose cookie has the digest `session_hash` (a sign-out,
 /// an application's logout); nothing happens if there is none.
 pub async fn delete(db: &Db, session_hash: &[u8; 32]) -> Result<()> {
-    sqlx::query("DELETE FROM session WHERE id_hash = $1").bind(session_hash.to_vec()).execute(timed(&db.pool)).await?;
+    db.write_statement(query("DELETE FROM session WHERE id_hash = $1").bind(session_hash.to_vec())).await?;
     Ok(())
 }

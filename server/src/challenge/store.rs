@@ -18,7 +18,6 @@
 use std::sync::Arc;
 
 use sesame_proto::{ChallengeId, MatchNumber, ServiceId, UnixTime};
-use sqlx::Row as _;
 
 use super::{
     pending::{Claim, Pending},
@@ -30,8 +29,9 @@ use crate::{
     bus::Bus,
     clock::Clock,
     db::{
-        sql::{self, Conn, Violation},
-        timed, Db,
+        locks,
+        sql::{self, query, Conn, Constraint as _, Row, Violation},
+        Db,
     },
     error::{Error, Result},
 };
@@ -103,20 +103,15 @@ impl Challenges {
         if let Some(service) = self.0.services.get(id) {
             return Ok(service);
         }
-        // sqlx's `Any` driver cannot decode SQLite's BOOLEAN.
-        let row = sqlx::query(
-            "SELECT name, CASE WHEN builtin THEN 1 ELSE 0 END AS builtin, \
-             CASE WHEN number_matching THEN 1 ELSE 0 END AS number_matching FROM service WHERE id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(timed(&self.0.db.pool))
-        .await?
-        .ok_or(Error::UnknownService)?;
-        let service = CachedService {
-            name: row.try_get::<String, _>("name")?.into(),
-            builtin: row.try_get::<i64, _>("builtin")? != 0,
-            number_matching: row.try_get::<i64, _>("number_matching")? != 0,
+        let select = query("SELECT name, builtin, number_matching FROM service WHERE id = $1").bind(id.to_string());
+        let read = |row: &dyn Row| {
+            Ok(CachedService {
+                name: row.text("name")?.into(),
+                builtin: row.bool("builtin")?,
+                number_matching: row.bool("number_matching")?,
+            })
         };
+        let service = self.0.db.fetch_optional(select, read).await?.ok_or(Error::UnknownService)?;
         self.0.services.insert(*id, service.clone());
         Ok(service)
     }
@@ -152,7 +147,7 @@ impl Challenges {
     /// are read by the INSERT itself, since another instance may have changed
     /// them since this one cached the service.
     async fn insert_row(&self, new: &NewChallenge<'_>) -> Result<Option<MatchNumber>> {
-        let number: Option<i64> = sqlx::query_scalar(
+        let insert = query(
             // See `insert` for who may register and who is asked for a number.
             "INSERT INTO challenge (id, service_id, base_token, code_secret, binding_hash, allow_register, ip, user_agent, \
              created_at, expires_at, enroll_account, recovery_id, number) VALUES ($1, $2, $3, $4, $5, \
@@ -172,14 +167,18 @@ impl Challenges {
         .bind(new.expires_at)
         .bind(new.enroll_account.map(str::to_owned))
         .bind(new.recovery_id.map(str::to_owned))
-        .bind(i64::from(new.number.get()))
-        .fetch_one(timed(&self.0.db.pool))
-        .await
-        // The service was deleted between the lookup and the insert.
-        .map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownService,
-            _ => Error::Database(e),
-        })?;
+        .bind(i64::from(new.number.get()));
+        let number = self
+            .0
+            .db
+            .write(move |mut conn, _| {
+                Box::pin(async move {
+                    let number = conn.fetch_one(insert, |row| row.opt_int("number")).await;
+                    // The service was deleted between the lookup and the insert.
+                    Ok(number.on(Violation::ForeignKey, Error::UnknownService)?)
+                })
+            })
+            .await?;
         Ok(number.map(|_| new.number))
     }
 
@@ -209,7 +208,7 @@ impl Challenges {
     }
 
     async fn load_row(&self, id: &ChallengeId) -> Result<ChallengeRow> {
-        load_row_on(&mut Conn::Sqlx(&mut *self.0.db.pool.acquire().await?), id).await
+        load_row_on(&mut self.0.db.read().await?.conn(), id).await
     }
 
     /// The challenge as it is at `now`: a pending challenge past its expiry is
@@ -244,7 +243,6 @@ impl Challenges {
             let recorded = self
                 .0
                 .db
-                .writes
                 .write(move |mut conn, _| {
                     Box::pin(async move {
                         Ok(match insert_ended(&mut conn, &row, None).await? {
@@ -263,15 +261,11 @@ impl Challenges {
             }
             return Ok(true);
         }
-        let done = sqlx::query(
+        let update = query(
             "UPDATE challenge SET status = 'expired', hint = 'expired', finished_at = $2 \
              WHERE id = $1 AND status = 'pending' AND expires_at <= $2",
-        )
-        .bind(id.to_string())
-        .bind(now.as_secs() as i64)
-        .execute(timed(&self.0.db.pool))
-        .await?
-        .rows_affected();
+        );
+        let done = self.0.db.write_statement(update.bind(id.to_string()).bind(now.as_secs() as i64)).await?;
         Ok(done == 1)
     }
 
@@ -331,9 +325,8 @@ impl Challenges {
         now: UnixTime,
         outcome: &Final,
     ) -> Result<(WriteAround, Consumed)> {
-        let turn = self.0.db.writes.turn().await;
-        let mut write = WriteAround::new(self.0.db.writer.begin().await?, turn);
-        let consumed = self.consume(&mut Conn::Sqlx(&mut write), row, now, outcome).await?;
+        let mut write = WriteAround::new(self.0.db.begin_write().await?);
+        let consumed = self.consume(&mut write.conn(), row, now, outcome).await?;
         Ok((write, consumed))
     }
 
@@ -350,7 +343,6 @@ impl Challenges {
             let consumed = this
                 .0
                 .db
-                .writes
                 .write(move |mut conn, _| {
                     Box::pin(async move { challenges.consume(&mut conn, &row, now, &outcome).await })
                 })
@@ -368,15 +360,11 @@ impl Challenges {
         if let Pending::Memory(memory) = &self.0.pending {
             return Ok(memory.mark_opened(id, now));
         }
-        let done = sqlx::query(
+        let update = query(
             "UPDATE challenge SET hint = 'opened' WHERE id = $1 AND status = 'pending' AND hint = 'outstanding' \
              AND expires_at > $2",
-        )
-        .bind(id.to_string())
-        .bind(now.as_secs() as i64)
-        .execute(timed(&self.0.db.pool))
-        .await?
-        .rows_affected();
+        );
+        let done = self.0.db.write_statement(update.bind(id.to_string()).bind(now.as_secs() as i64)).await?;
         Ok(done == 1)
     }
 
@@ -388,10 +376,8 @@ impl Challenges {
             memory.open_registration(id);
             return Ok(());
         }
-        sqlx::query("UPDATE challenge SET allow_register = TRUE WHERE id = $1")
-            .bind(id.to_string())
-            .execute(timed(&self.0.db.pool))
-            .await?;
+        let update = query("UPDATE challenge SET allow_register = TRUE WHERE id = $1");
+        self.0.db.write_statement(update.bind(id.to_string())).await?;
         Ok(())
     }
 
@@ -427,34 +413,15 @@ enum Written {
 /// database's triggers record the sign-in event and the key's use in the
 /// same statement (migration 0008).
 async fn insert_ended(conn: &mut Conn<'_>, row: &ChallengeRow, signed_with: Option<&[u8; 32]>) -> Result<Written> {
-    // On PostgreSQL the check locks the key's row until the commit. Without
-    // a lock it reads a snapshot taken as the statement starts: a change to
-    // the key (its removal, its return to pending, a rekey) that commits
-    // while this statement runs would go unseen, and the login be recorded
-    // for a key that is no longer active, or no longer this public key. With
-    // it, the check waits for that change and sees its outcome, and a change
-    // that comes later waits for this commit. The lock is `FOR NO KEY
-    // UPDATE`, the one the trigger's stamp of the key's use (`last_used_at`)
-    // needs anyway: with `FOR SHARE`, two logins with one key would each hold
-    // a share and wait for the other's to stamp it, a deadlock.
-    let sql = sql::locking!(
-        conn.is_postgres(),
-        "INSERT INTO challenge (id, service_id, base_token, code_secret, binding_hash, allow_register, ip, \
-         user_agent, created_at, expires_at, status, hint, purpose, account, key_id, finished_at, enroll_account, \
-         recovery_id) \
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 \
-         WHERE $13 IS NULL OR $13 <> 'login' \
-         OR EXISTS (SELECT 1 FROM account_key WHERE id = $15 AND public_key = $19 AND state = 'active'",
-        " FOR NO KEY UPDATE",
-        ")"
-    );
+    // The check of the key locks its row on PostgreSQL: see the statement.
+    let sql = locks::RECORD_LOGIN.on(conn);
     let done = conn
         .execute(
             sql::query(sql)
                 .bind(row.id.to_string())
                 .bind(row.service_id.to_string())
                 .bind(row.base_token.clone())
-                .bind(row.code_secret.clone())
+                .bind(row.code_secret.as_bytes().to_vec())
                 .bind(row.binding_hash.clone())
                 .bind(row.allow_register)
                 .bind(row.ip.clone())
@@ -492,16 +459,9 @@ async fn consume_row(
     bus: &Bus,
 ) -> Result<Consumed> {
     let now_secs = now.as_secs() as i64;
-    // The key's row is locked on PostgreSQL, as in `insert_ended`; it is
-    // taken before the challenge's row, so racing answers queue at the key.
-    let sql = sql::locking!(
-        conn.is_postgres(),
-        "UPDATE challenge SET status = $2, hint = $3, purpose = $4, account = $5, finished_at = $6, key_id = $7 \
-         WHERE id = $1 AND status = 'pending' AND expires_at > $6 AND ($4 IS NULL OR $4 <> 'login' \
-         OR EXISTS (SELECT 1 FROM account_key WHERE id = $7 AND public_key = $8 AND state = 'active'",
-        " FOR NO KEY UPDATE",
-        "))"
-    );
+    // The key's row is locked on PostgreSQL, before the challenge's: see
+    // the statement.
+    let sql = locks::CONSUME_LOGIN.on(conn);
     let done = conn
         .execute(
             sql::query(sql)

@@ -8,12 +8,11 @@
 use std::sync::Arc;
 
 use sesame_proto::{ChallengeId, UnixTime};
-use sqlx::{Any, Transaction};
-use tokio::sync::OwnedMutexGuard;
 
 use super::{pending::Memory, row::Final};
 use crate::{
     bus::Bus,
+    db::{sql::Conn, Write},
     error::{Error, Result},
 };
 
@@ -43,20 +42,18 @@ impl Consumed {
         Self { claim: None, id, bus }
     }
 
-    /// Commits `tx`, then makes the outcome visible in memory, then
-    /// publishes it. `turn`, the writer's turn that `tx` was opened under
-    /// ([`crate::db::writer::Writer::turn`]), is given back once the commit is
-    /// done.
+    /// Commits `write`, then makes the outcome visible in memory, then
+    /// publishes it. The writer's turn that `write` holds is given back once
+    /// the commit is done.
     ///
     /// A request whose client goes away is dropped at its next `.await`;
     /// the commit, the outcome it records and its publication run in a task
     /// of their own, so that this cannot split them (the row committed,
     /// memory still saying pending, or the waiting page never told), and
     /// the turn is held until SQLite's lock is free.
-    pub async fn commit(self, tx: Transaction<'static, Any>, turn: Option<OwnedMutexGuard<()>>) -> Result<()> {
+    pub async fn commit(self, write: Write) -> Result<()> {
         uncancelled(async move {
-            tx.commit().await?;
-            drop(turn);
+            write.commit().await?;
             let (id, bus) = (self.id, self.bus.clone());
             self.committed();
             publish(&bus, id).await;
@@ -82,64 +79,33 @@ impl Drop for Consumed {
     }
 }
 
-/// A transaction that goes around the sign-in writer, on sqlx's writer
-/// connection (a registration, an enrollment, a rekey: each writes an
-/// account, a key or an audit record beside the challenge), under the
-/// writer's turn ([`crate::db::writer::Writer::turn`]). It derefs to the
-/// transaction.
+/// A transaction that goes around the sign-in writer (a registration, an
+/// enrollment, a rekey: each writes an account, a key or an audit record
+/// beside the challenge it consumes), under the writer's turn
+/// ([`crate::db::Db::begin_write`]).
 ///
 /// [`WriteAround::commit`] commits it and publishes the challenge it
 /// consumed. Dropped instead (an error, or a request cut off), it is rolled
-/// back in a task of its own, and only then is the turn given back: a
-/// transaction merely dropped would be rolled back only when sqlx next uses
-/// its connection, and the writer would meanwhile find SQLite's lock taken.
+/// back, and only then is the turn given back.
 #[derive(Debug)]
-pub struct WriteAround {
-    /// Open until committed.
-    tx: Option<Transaction<'static, Any>>,
-    turn: Option<OwnedMutexGuard<()>>,
-}
+pub struct WriteAround(Write);
 
 impl WriteAround {
-    /// `tx`, begun under the writer's `turn`
+    /// `write`, opened to consume a challenge
     /// ([`super::Challenges::write_around`] opens one).
-    pub(super) fn new(tx: Transaction<'static, Any>, turn: Option<OwnedMutexGuard<()>>) -> Self {
-        Self { tx: Some(tx), turn }
+    pub(super) fn new(write: Write) -> Self {
+        Self(write)
+    }
+
+    /// The connection, to write beside the challenge.
+    pub fn conn(&mut self) -> Conn<'_> {
+        self.0.conn()
     }
 
     /// Commits, then records and publishes what `consumed` did
     /// ([`Consumed::commit`]).
-    pub async fn commit(mut self, consumed: Consumed) -> Result<()> {
-        let tx = self.tx.take().expect("a write is open until it is committed");
-        consumed.commit(tx, self.turn.take()).await
-    }
-}
-
-impl std::ops::Deref for WriteAround {
-    type Target = Transaction<'static, Any>;
-
-    fn deref(&self) -> &Self::Target {
-        self.tx.as_ref().expect("a write is open until it is committed")
-    }
-}
-
-impl std::ops::DerefMut for WriteAround {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        self.tx.as_mut().expect("a write is open until it is committed")
-    }
-}
-
-impl Drop for WriteAround {
-    fn drop(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            let turn = self.turn.take();
-            tokio::spawn(async move {
-                if let Err(e) = tx.rollback().await {
-                    tracing::warn!(error = %e, "could not roll back a failed write");
-                }
-                drop(turn);
-            });
-        }
+    pub async fn commit(self, consumed: Consumed) -> Result<()> {
+        consumed.commit(self.0).await
     }
 }
 

@@ -1,69 +1,42 @@
-//! The statements of a sign-in, written once for both databases and run on
-//! whichever connection the caller holds.
+//! The one face of every statement the server runs: [`query`] binds its
+//! `$n` arguments, a [`Conn`] runs it, and a [`Row`] reads its columns by
+//! name and type, whichever database and driver is behind the connection.
+//! A statement that broke a constraint fails with a [`Failure`] naming it,
+//! which the caller turns into what it means with [`Constraint::on`].
 //!
-//! Everything else in the server talks to the database through sqlx. On
-//! SQLite, sqlx runs each connection on a thread of its own, and every
-//! statement, `BEGIN` and `COMMIT` is a message to that thread and an answer
-//! back: two thread wake-ups, usually two context switches. On the path of a
-//! sign-in that was about a third of the server's CPU (docs/BENCHMARKS.md).
-//! There, SQLite is driven directly instead ([`rusqlite`]), on the thread
-//! that needs the answer:
+//! A connection is one of three: sqlx's, to SQLite or to PostgreSQL, or
+//! ours to SQLite, driven directly. On SQLite, sqlx runs each connection on
+//! a thread of its own, and every statement, `BEGIN` and `COMMIT` is a
+//! message to that thread and an answer back: two thread wake-ups, usually
+//! two context switches. On the path of a sign-in that was about a third of
+//! the server's CPU (docs/BENCHMARKS.md). There, SQLite is driven directly
+//! instead ([`super::direct`]), on the thread that needs the answer:
 //!
 //! - writes on the writer's own thread ([`super::writer`]), which receives
 //!   whole units of work, so a unit costs one hand-over however many
 //!   statements it runs;
 //! - the one read of a sign-in (the account's keys) on the calling thread,
-//!   through [`Readers`]: an indexed lookup in a file under WAL, which never
+//!   through `Readers`: an indexed lookup in a file under WAL, which never
 //!   waits for the writer.
 //!
 //! PostgreSQL, where each statement is a network round trip anyway, runs the
-//! same SQL through sqlx ([`Conn::Sqlx`]). The SQL is common to both: `$n`
-//! parameters, which SQLite takes as named parameters, bound here by name.
+//! same SQL through sqlx ([`Conn::Postgres`]). The SQL is common to both:
+//! `$n` parameters, which SQLite takes as named parameters, bound here by
+//! name; BIGINT times, TEXT ids, BLOB/BYTEA bytes, BOOLEAN flags (INTEGER 0
+//! or 1 on SQLite, read as `bool` either way).
 //!
-//! Each statement is timed into `sesame_db_query_duration_seconds`, like
-//! sqlx's, and logged at `DEBUG` under the target `sesame_server::sql` (sqlx
-//! logs its own under `sqlx::query`).
+//! Each statement, on any connection, is timed here into
+//! `sesame_db_query_duration_seconds` and logged at `DEBUG` under the target
+//! `sesame_server::sql`.
 
-/// A statement whose text differs between the backends only by a row lock
-/// that PostgreSQL needs and SQLite has no syntax for: `$before`, then
-/// `$lock` when `$postgres`, then `$after`. On PostgreSQL a statement reads
-/// a snapshot taken as it starts, so a check of another row sees a change
-/// committing meanwhile only through a lock on that row; SQLite has one
-/// writer at a time. Both texts are constants.
-macro_rules! locking {
-    ($postgres:expr, $before:literal, $lock:literal, $after:literal) => {
-        if $postgres {
-            concat!($before, $lock, $after)
-        } else {
-            concat!($before, $after)
-        }
-    };
-}
-pub(crate) use locking;
-use std::{
-    borrow::Cow,
-    path::{Path, PathBuf},
-    sync::{Mutex, PoisonError},
-    time::{Duration, Instant},
+use std::time::Instant;
+
+use sqlx::{
+    postgres::PgRow, sqlite::SqliteRow, Connection as _, PgConnection, Postgres, Row as _, Sqlite, SqliteConnection,
 };
 
-use rusqlite::{
-    types::{ToSqlOutput, Value, ValueRef},
-    OpenFlags,
-};
-use sqlx::{any::AnyRow, AnyConnection, Connection as _, Row as _};
-
-use super::timed::timed;
+use super::direct::{self, SqliteTx};
 use crate::error::{Error, Result};
-
-/// How long a connection of ours waits for SQLite's lock before it gives
-/// up, as sqlx's connections do (`db/mod.rs`).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long a read on a request's thread waits for SQLite's lock. Under
-/// WAL a reader waits only in rare moments (a crashed writer's recovery);
-/// past this it is answered `500` rather than hold a worker thread longer.
-const READ_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A value bound to a statement's `$n`. A NULL keeps its type, which
 /// PostgreSQL needs (`$5 IS NULL OR binding_hash = $5`).
@@ -121,26 +94,13 @@ impl From<bool> for Arg {
     }
 }
 
-/// Bound on SQLite as it is, without a copy: SQLite copies what it keeps.
-impl rusqlite::ToSql for Arg {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(match self {
-            Self::Text(Some(v)) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
-            Self::Blob(Some(v)) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
-            Self::Int(Some(v)) => ToSqlOutput::Owned(Value::Integer(*v)),
-            Self::Bool(v) => ToSqlOutput::Owned(Value::Integer(i64::from(*v))),
-            Self::Text(None) | Self::Blob(None) | Self::Int(None) => ToSqlOutput::Owned(Value::Null),
-        })
-    }
-}
-
 /// A statement and its arguments: `query(sql).bind(a).bind(b)` binds `$1`
 /// and `$2`.
 #[derive(Debug)]
 #[must_use = "a query does nothing until it runs on a connection"]
 pub struct Query<'q> {
-    sql: &'q str,
-    args: Vec<Arg>,
+    pub(super) sql: &'q str,
+    pub(super) args: Vec<Arg>,
 }
 
 pub fn query(sql: &str) -> Query<'_> {
@@ -153,64 +113,78 @@ impl<'q> Query<'q> {
         self
     }
 
-    fn into_sqlx(self) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-        let mut q = sqlx::query(self.sql);
-        for arg in self.args {
-            q = match arg {
-                Arg::Text(v) => q.bind(v),
-                Arg::Blob(v) => q.bind(v),
-                Arg::Int(v) => q.bind(v),
-                Arg::Bool(v) => q.bind(v),
-            };
-        }
-        q
+    /// The SQL text, for the log and the timer.
+    pub fn sql(&self) -> &'q str {
+        self.sql
     }
 }
 
-/// A row, read by column name, whichever database it came from.
+/// Binds a [`Query`]'s arguments to sqlx's query for one database.
+macro_rules! into_sqlx {
+    ($name:ident, $db:ty) => {
+        impl<'q> Query<'q> {
+            fn $name(self) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
+                let mut q = sqlx::query::<$db>(self.sql);
+                for arg in self.args {
+                    q = match arg {
+                        Arg::Text(v) => q.bind(v),
+                        Arg::Blob(v) => q.bind(v),
+                        Arg::Int(v) => q.bind(v),
+                        Arg::Bool(v) => q.bind(v),
+                    };
+                }
+                q
+            }
+        }
+    };
+}
+into_sqlx!(into_sqlite, Sqlite);
+into_sqlx!(into_postgres, Postgres);
+
+/// A row, read by column name and type, whichever database it came from.
+/// Times are BIGINT Unix seconds, read with [`Row::int`].
 pub trait Row {
     fn text(&self, column: &str) -> Result<String>;
     fn opt_text(&self, column: &str) -> Result<Option<String>>;
     fn blob(&self, column: &str) -> Result<Vec<u8>>;
+    fn opt_blob(&self, column: &str) -> Result<Option<Vec<u8>>>;
     fn int(&self, column: &str) -> Result<i64>;
     fn opt_int(&self, column: &str) -> Result<Option<i64>>;
+    /// A BOOLEAN column, or a condition (`x IS NULL`, `EXISTS (…)`): an
+    /// INTEGER 0 or 1 on SQLite.
+    fn bool(&self, column: &str) -> Result<bool>;
 }
 
-impl Row for AnyRow {
-    fn text(&self, column: &str) -> Result<String> {
-        Ok(self.try_get(column)?)
-    }
-    fn opt_text(&self, column: &str) -> Result<Option<String>> {
-        Ok(self.try_get(column)?)
-    }
-    fn blob(&self, column: &str) -> Result<Vec<u8>> {
-        Ok(self.try_get(column)?)
-    }
-    fn int(&self, column: &str) -> Result<i64> {
-        Ok(self.try_get(column)?)
-    }
-    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
-        Ok(self.try_get(column)?)
-    }
+/// [`Row`] for a row of sqlx's.
+macro_rules! sqlx_row {
+    ($row:ty) => {
+        impl Row for $row {
+            fn text(&self, column: &str) -> Result<String> {
+                Ok(self.try_get(column)?)
+            }
+            fn opt_text(&self, column: &str) -> Result<Option<String>> {
+                Ok(self.try_get(column)?)
+            }
+            fn blob(&self, column: &str) -> Result<Vec<u8>> {
+                Ok(self.try_get(column)?)
+            }
+            fn opt_blob(&self, column: &str) -> Result<Option<Vec<u8>>> {
+                Ok(self.try_get(column)?)
+            }
+            fn int(&self, column: &str) -> Result<i64> {
+                Ok(self.try_get(column)?)
+            }
+            fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+                Ok(self.try_get(column)?)
+            }
+            fn bool(&self, column: &str) -> Result<bool> {
+                Ok(self.try_get(column)?)
+            }
+        }
+    };
 }
-
-impl Row for rusqlite::Row<'_> {
-    fn text(&self, column: &str) -> Result<String> {
-        self.get(column).map_err(sqlite_error)
-    }
-    fn opt_text(&self, column: &str) -> Result<Option<String>> {
-        self.get(column).map_err(sqlite_error)
-    }
-    fn blob(&self, column: &str) -> Result<Vec<u8>> {
-        self.get(column).map_err(sqlite_error)
-    }
-    fn int(&self, column: &str) -> Result<i64> {
-        self.get(column).map_err(sqlite_error)
-    }
-    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
-        self.get(column).map_err(sqlite_error)
-    }
-}
+sqlx_row!(SqliteRow);
+sqlx_row!(PgRow);
 
 /// A constraint a failed statement broke, when that is why it failed: the
 /// callers turn these into the refusals they mean (`challenge_used`,
@@ -245,38 +219,43 @@ impl From<sqlx::Error> for Failure {
     }
 }
 
-impl From<rusqlite::Error> for Failure {
-    fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ffi;
-        let violation = match e.sqlite_error().map(|e| e.extended_code) {
-            Some(ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY) => Some(Violation::Unique),
-            Some(ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => Some(Violation::ForeignKey),
-            _ => None,
-        };
-        Self { violation, error: sqlite_error(e) }
-    }
-}
-
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         Self { violation: None, error }
     }
 }
 
-/// A SQLite error of our own connections, as the server reports database
-/// errors: a 500, which spoils a group commit ([`super::writer`]).
-fn sqlite_error(e: rusqlite::Error) -> Error {
-    Error::Internal(anyhow::Error::new(e).context("database"))
+/// Turns a broken constraint into the refusal it means, chained once per
+/// constraint the statement may break, before the `?` that makes the rest
+/// an [`Error`]:
+///
+/// ```ignore
+/// conn.execute(insert).await.on(Violation::Unique, Error::AccountTaken).on(Violation::ForeignKey, Error::UnknownService)?;
+/// ```
+pub trait Constraint<T> {
+    /// `refusal` in place of a failure that broke a `violation` constraint.
+    fn on(self, violation: Violation, refusal: Error) -> std::result::Result<T, Failure>;
 }
 
-/// A connection that runs the statements of a sign-in.
+impl<T> Constraint<T> for std::result::Result<T, Failure> {
+    fn on(self, violation: Violation, refusal: Error) -> std::result::Result<T, Failure> {
+        match self {
+            Err(failure) if failure.violation == Some(violation) => Err(Failure { violation: None, error: refusal }),
+            other => other,
+        }
+    }
+}
+
+/// A connection that runs statements.
 #[derive(Debug)]
 pub enum Conn<'c> {
-    /// Through sqlx: PostgreSQL, and SQLite inside a transaction that sqlx
-    /// opened (a registration).
-    Sqlx(&'c mut AnyConnection),
-    /// SQLite, driven directly on this thread.
-    Sqlite(&'c mut rusqlite::Connection),
+    /// sqlx's, to SQLite: the pool's, and the writer's outside the
+    /// sign-in writer ([`super::Db::begin_write`]).
+    Sqlite(&'c mut SqliteConnection),
+    /// sqlx's, to PostgreSQL.
+    Postgres(&'c mut PgConnection),
+    /// Ours, to SQLite, driven directly on this thread.
+    Direct(&'c mut rusqlite::Connection),
 }
 
 impl Conn<'_> {
@@ -284,19 +263,32 @@ impl Conn<'_> {
     /// see each other's commits only through row locks, where SQLite takes
     /// one writer at a time.
     pub fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+
+    /// This connection again, for a call that takes it by value.
+    pub fn reborrow(&mut self) -> Conn<'_> {
         match self {
-            Self::Sqlx(conn) => conn.backend_name() == "PostgreSQL",
-            Self::Sqlite(_) => false,
+            Self::Sqlite(conn) => Conn::Sqlite(conn),
+            Self::Postgres(conn) => Conn::Postgres(conn),
+            Self::Direct(conn) => Conn::Direct(conn),
         }
     }
 
     /// Runs `query` and returns how many rows it changed.
     pub async fn execute(&mut self, query: Query<'_>) -> std::result::Result<u64, Failure> {
         match self {
-            Self::Sqlx(conn) => Ok(query.into_sqlx().execute(timed(&mut **conn)).await?.rows_affected()),
             Self::Sqlite(conn) => {
                 let _stopwatch = Stopwatch::start(query.sql);
-                Ok(prepare(conn, &query)?.raw_execute()? as u64)
+                Ok(query.into_sqlite().execute(&mut **conn).await?.rows_affected())
+            }
+            Self::Postgres(conn) => {
+                let _stopwatch = Stopwatch::start(query.sql);
+                Ok(query.into_postgres().execute(&mut **conn).await?.rows_affected())
+            }
+            Self::Direct(conn) => {
+                let _stopwatch = Stopwatch::start(query.sql);
+                Ok(direct::prepare(conn, &query)?.raw_execute()? as u64)
             }
         }
     }
@@ -307,14 +299,18 @@ impl Conn<'_> {
         query: Query<'_>,
         map: impl FnOnce(&dyn Row) -> Result<T>,
     ) -> std::result::Result<Option<T>, Failure> {
-        match self {
-            Self::Sqlx(conn) => match query.into_sqlx().fetch_optional(timed(&mut **conn)).await? {
-                Some(row) => Ok(Some(map(&row)?)),
-                None => Ok(None),
-            },
+        let row = match self {
             Self::Sqlite(conn) => {
                 let _stopwatch = Stopwatch::start(query.sql);
-                let mut statement = prepare(conn, &query)?;
+                query.into_sqlite().fetch_optional(&mut **conn).await?.map(Rowed::Sqlite)
+            }
+            Self::Postgres(conn) => {
+                let _stopwatch = Stopwatch::start(query.sql);
+                query.into_postgres().fetch_optional(&mut **conn).await?.map(Rowed::Postgres)
+            }
+            Self::Direct(conn) => {
+                let _stopwatch = Stopwatch::start(query.sql);
+                let mut statement = direct::prepare(conn, &query)?;
                 let mut rows = statement.raw_query();
                 let first = match rows.next()? {
                     Some(row) => Some(map(row)?),
@@ -323,9 +319,20 @@ impl Conn<'_> {
                 // The rest of the rows are not wanted, but a statement is
                 // only finished, and reset, once stepped to its end.
                 while rows.next()?.is_some() {}
-                Ok(first)
+                return Ok(first);
             }
-        }
+        };
+        Ok(row.map(|row| map(row.as_row())).transpose()?)
+    }
+
+    /// Runs `query` and maps the one row it must return; none is
+    /// [`Error::Database`]'s `RowNotFound`, a 500.
+    pub async fn fetch_one<T>(
+        &mut self,
+        query: Query<'_>,
+        map: impl FnOnce(&dyn Row) -> Result<T>,
+    ) -> std::result::Result<T, Failure> {
+        self.fetch_optional(query, map).await?.ok_or_else(|| Error::Database(sqlx::Error::RowNotFound).into())
     }
 
     /// Runs `query` and maps every row it returns.
@@ -335,11 +342,17 @@ impl Conn<'_> {
         mut map: impl FnMut(&dyn Row) -> Result<T>,
     ) -> std::result::Result<Vec<T>, Failure> {
         match self {
-            Self::Sqlx(conn) => {
-                let rows = query.into_sqlx().fetch_all(timed(&mut **conn)).await?;
+            Self::Sqlite(conn) => {
+                let _stopwatch = Stopwatch::start(query.sql);
+                let rows = query.into_sqlite().fetch_all(&mut **conn).await?;
                 Ok(rows.iter().map(|row| map(row)).collect::<Result<_>>()?)
             }
-            Self::Sqlite(conn) => Ok(sqlite_fetch_all(conn, &query, map)?),
+            Self::Postgres(conn) => {
+                let _stopwatch = Stopwatch::start(query.sql);
+                let rows = query.into_postgres().fetch_all(&mut **conn).await?;
+                Ok(rows.iter().map(|row| map(row)).collect::<Result<_>>()?)
+            }
+            Self::Direct(conn) => Ok(direct::fetch_all(conn, &query, map)?),
         }
     }
 
@@ -348,56 +361,53 @@ impl Conn<'_> {
     /// [`Tx::commit`], it rolls back.
     pub async fn begin(&mut self) -> Result<Tx<'_>> {
         Ok(match self {
-            Self::Sqlx(conn) => Tx::Sqlx(conn.begin().await?),
             Self::Sqlite(conn) => {
-                let nested = !conn.is_autocommit();
-                run(conn, if nested { "SAVEPOINT unit" } else { "BEGIN" }).map_err(sqlite_error)?;
-                Tx::Sqlite(SqliteTx { conn, nested, open: true })
+                let _stopwatch = Stopwatch::start("BEGIN");
+                Tx::Sqlite(conn.begin().await?)
             }
+            Self::Postgres(conn) => {
+                let _stopwatch = Stopwatch::start("BEGIN");
+                Tx::Postgres(conn.begin().await?)
+            }
+            Self::Direct(conn) => Tx::Direct(SqliteTx::begin(conn)?),
         })
+    }
+}
+
+/// A row of sqlx's, of either database.
+enum Rowed {
+    Sqlite(SqliteRow),
+    Postgres(PgRow),
+}
+
+impl Rowed {
+    fn as_row(&self) -> &dyn Row {
+        match self {
+            Self::Sqlite(row) => row,
+            Self::Postgres(row) => row,
+        }
     }
 }
 
 /// A transaction opened by [`Conn::begin`].
 #[derive(Debug)]
 pub enum Tx<'c> {
-    Sqlx(sqlx::Transaction<'c, sqlx::Any>),
-    Sqlite(SqliteTx<'c>),
+    Sqlite(sqlx::Transaction<'c, Sqlite>),
+    Postgres(sqlx::Transaction<'c, Postgres>),
+    Direct(SqliteTx<'c>),
 }
 
-/// A transaction on SQLite, rolled back when dropped open. (rusqlite's own
-/// holds a shared reference to its connection, which cannot cross an
-/// `.await` in a future that must be `Send`.)
-#[derive(Debug)]
-pub struct SqliteTx<'c> {
-    conn: &'c mut rusqlite::Connection,
-    /// A savepoint inside a transaction that was already open.
-    nested: bool,
-    open: bool,
-}
-
-impl SqliteTx<'_> {
-    fn end(&mut self, commit: bool) -> Result<()> {
-        let sql = match (self.nested, commit) {
-            (false, true) => "COMMIT",
-            (false, false) => "ROLLBACK",
-            (true, true) => "RELEASE unit",
-            // Rolled back to, a savepoint is still open; release it too.
-            (true, false) => "ROLLBACK TO unit; RELEASE unit",
-        };
-        run(self.conn, sql).map_err(sqlite_error)?;
-        self.open = false;
-        Ok(())
+impl Tx<'static> {
+    /// A transaction on a connection of `pool`, which it holds until it ends.
+    pub(super) async fn on_sqlite(pool: &sqlx::SqlitePool) -> Result<Self> {
+        let _stopwatch = Stopwatch::start("BEGIN");
+        Ok(Self::Sqlite(pool.begin().await?))
     }
-}
 
-impl Drop for SqliteTx<'_> {
-    fn drop(&mut self) {
-        if self.open {
-            if let Err(e) = self.end(false) {
-                tracing::warn!(error = %e, "could not roll back a transaction");
-            }
-        }
+    /// A transaction on a connection of `pool`, which it holds until it ends.
+    pub(super) async fn on_postgres(pool: &sqlx::PgPool) -> Result<Self> {
+        let _stopwatch = Stopwatch::start("BEGIN");
+        Ok(Self::Postgres(pool.begin().await?))
     }
 }
 
@@ -405,156 +415,72 @@ impl Tx<'_> {
     /// The connection, to run statements in the transaction.
     pub fn conn(&mut self) -> Conn<'_> {
         match self {
-            Self::Sqlx(tx) => Conn::Sqlx(tx),
-            Self::Sqlite(tx) => Conn::Sqlite(tx.conn),
+            Self::Sqlite(tx) => Conn::Sqlite(tx),
+            Self::Postgres(tx) => Conn::Postgres(tx),
+            Self::Direct(tx) => Conn::Direct(tx.conn()),
         }
     }
 
     pub async fn commit(self) -> Result<()> {
         match self {
-            Self::Sqlx(tx) => tx.commit().await?,
-            Self::Sqlite(mut tx) => tx.end(true)?,
+            Self::Sqlite(tx) => {
+                let _stopwatch = Stopwatch::start("COMMIT");
+                tx.commit().await?
+            }
+            Self::Postgres(tx) => {
+                let _stopwatch = Stopwatch::start("COMMIT");
+                tx.commit().await?
+            }
+            Self::Direct(mut tx) => tx.end(true)?,
         }
         Ok(())
     }
 
     pub async fn rollback(self) -> Result<()> {
         match self {
-            Self::Sqlx(tx) => tx.rollback().await?,
-            Self::Sqlite(mut tx) => tx.end(false)?,
+            Self::Sqlite(tx) => {
+                let _stopwatch = Stopwatch::start("ROLLBACK");
+                tx.rollback().await?
+            }
+            Self::Postgres(tx) => {
+                let _stopwatch = Stopwatch::start("ROLLBACK");
+                tx.rollback().await?
+            }
+            Self::Direct(mut tx) => tx.end(false)?,
         }
         Ok(())
     }
 }
 
-/// Runs `sql`, which takes no arguments and returns no rows (`BEGIN
-/// IMMEDIATE`, `COMMIT`), on `conn`.
-pub fn run(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
-    let _stopwatch = Stopwatch::start(sql);
-    conn.execute_batch(sql)
-}
-
-fn sqlite_fetch_all<T>(
-    conn: &rusqlite::Connection,
-    query: &Query<'_>,
-    mut map: impl FnMut(&dyn Row) -> Result<T>,
-) -> std::result::Result<Vec<T>, Failure> {
-    let _stopwatch = Stopwatch::start(query.sql);
-    let mut statement = prepare(conn, query)?;
-    let mut rows = statement.raw_query();
-    let mut all = Vec::new();
-    while let Some(row) = rows.next()? {
-        all.push(map(row)?);
-    }
-    Ok(all)
-}
-
-/// The names of the first parameters, spelled out rather than formatted at
-/// every bind.
-const PARAMETERS: [&str; 20] = [
-    "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15", "$16", "$17",
-    "$18", "$19", "$20",
-];
-
-/// `query` prepared (from the connection's cache) with its arguments bound
-/// to their `$n`.
-fn prepare<'c>(conn: &'c rusqlite::Connection, query: &Query<'_>) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
-    let mut statement = conn.prepare_cached(query.sql)?;
-    let mut bound = 0;
-    for (i, arg) in query.args.iter().enumerate() {
-        // SQLite numbers named parameters by their first appearance, so the
-        // name decides, not the position.
-        let name = PARAMETERS.get(i).map_or_else(|| format!("${}", i + 1).into(), |&n| Cow::Borrowed(n));
-        if let Some(index) = statement.parameter_index(&name)? {
-            statement.raw_bind_parameter(index, arg)?;
-            bound += 1;
-        }
-    }
-    // A `$n` left unbound would be NULL on SQLite, and an error on
-    // PostgreSQL.
-    debug_assert_eq!(bound, statement.parameter_count(), "unbound parameters in {}", query.sql);
-    Ok(statement)
-}
-
-/// Times a statement on a connection of ours into
-/// `sesame_db_query_duration_seconds`, as [`super::timed`] times sqlx's,
-/// and logs it once done (or dropped unfinished: the time was spent all the
-/// same).
-struct Stopwatch<'s> {
-    timer: super::timed::Stopwatch,
+/// Times a statement into `sesame_db_query_duration_seconds` and logs it
+/// once done, or dropped unfinished (a cancelled request still spent that
+/// time): the one timer of every statement the server runs.
+///
+/// sqlx times statements too, but only to log them, and it builds a
+/// formatted copy of the SQL for every statement whose log event is enabled;
+/// turning those events on to read their times cost about a tenth of the
+/// server's CPU (docs/BENCHMARKS.md). Taking the time here costs two clock
+/// reads, and nothing at all is recorded while metrics are off.
+pub(super) struct Stopwatch<'s> {
+    started: Instant,
     sql: &'s str,
 }
 
 impl<'s> Stopwatch<'s> {
-    fn start(sql: &'s str) -> Self {
-        Self { timer: super::timed::Stopwatch(Instant::now()), sql }
+    pub(super) fn start(sql: &'s str) -> Self {
+        Self { started: Instant::now(), sql }
     }
 }
 
 impl Drop for Stopwatch<'_> {
     fn drop(&mut self) {
+        let elapsed = self.started.elapsed();
+        crate::metrics::query_finished(elapsed);
         tracing::debug!(
             target: "sesame_server::sql",
             statement = self.sql,
-            elapsed_us = self.timer.0.elapsed().as_micros() as u64,
+            elapsed_us = elapsed.as_micros() as u64,
             "statement"
         );
-    }
-}
-
-/// Opens a connection of ours to the SQLite file at `path`, set up as
-/// sqlx's are (`db/mod.rs`): WAL, foreign keys, a full sync at each commit.
-pub fn open(path: &Path) -> anyhow::Result<rusqlite::Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-    let conn = rusqlite::Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")?;
-    // The statements of a sign-in, and a few more.
-    conn.set_prepared_statement_cache_capacity(32);
-    Ok(conn)
-}
-
-/// Connections that read the SQLite file on the calling thread: a read
-/// under WAL never waits for a writer, and an indexed lookup costs less
-/// than handing it to another thread and back.
-#[derive(Debug)]
-pub struct Readers {
-    path: PathBuf,
-    idle: Mutex<Vec<rusqlite::Connection>>,
-    /// The connections kept open between reads: one per thread that may
-    /// read at once (tokio's workers, one per core). More are opened when
-    /// more read at once, and closed after.
-    keep: usize,
-}
-
-impl Readers {
-    pub fn new(path: PathBuf) -> Self {
-        let keep = std::thread::available_parallelism().map_or(4, usize::from);
-        Self { path, idle: Mutex::new(Vec::new()), keep }
-    }
-
-    /// Maps every row of `query`.
-    pub fn fetch_all<T>(&self, query: Query<'_>, map: impl FnMut(&dyn Row) -> Result<T>) -> Result<Vec<T>> {
-        let conn = self.take()?;
-        let read = sqlite_fetch_all(&conn, &query, map);
-        self.give_back(conn);
-        Ok(read?)
-    }
-
-    fn take(&self) -> Result<rusqlite::Connection> {
-        if let Some(conn) = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop() {
-            return Ok(conn);
-        }
-        let conn = open(&self.path).map_err(|e| Error::Internal(e.context("cannot open the database to read")))?;
-        conn.execute_batch("PRAGMA query_only = ON;").map_err(sqlite_error)?;
-        conn.busy_timeout(READ_BUSY_TIMEOUT).map_err(sqlite_error)?;
-        Ok(conn)
-    }
-
-    fn give_back(&self, conn: rusqlite::Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < self.keep {
-            idle.push(conn);
-        }
     }
 }

@@ -11,7 +11,7 @@
 //! atomic on their own) and returns once it is durable:
 //!
 //! - On **SQLite**, one thread owns the writer connection, and drives
-//!   SQLite directly ([`super::sql`]): a unit is handed to it once, however
+//!   SQLite directly ([`super::direct`]): a unit is handed to it once, however
 //!   many statements it runs. The units that queue up while it commits are
 //!   run together, in one transaction, and share one commit and one sync:
 //!   group commit. Nothing is answered before its commit is synced, so
@@ -22,8 +22,8 @@
 //!   later statements spoils the group (below). A unit that finds no
 //!   company runs alone, outside any transaction of the writer's, exactly
 //!   as it would without the group. The few writes that go around the
-//!   writer, through sqlx (a registration), take its turn first
-//!   ([`Writer::turn`]).
+//!   writer, through sqlx (a registration, an admin's change), take its
+//!   turn first ([`Writer::turn`], through `Db::begin_write`).
 //! - On **PostgreSQL**, a unit runs alone on a connection of the pool and
 //!   commits on its own: the server takes concurrent commits and groups
 //!   their syncs itself.
@@ -55,10 +55,10 @@ use std::{
 };
 
 use futures_util::{future::BoxFuture, FutureExt as _};
-use sqlx::AnyPool;
+use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard};
 
-use super::sql::{self, Conn};
+use super::{direct, sql::Conn};
 use crate::error::{Error, Result};
 
 /// The most units one commit takes.
@@ -74,7 +74,7 @@ pub struct Writer(Inner);
 #[derive(Debug, Clone)]
 enum Inner {
     /// PostgreSQL: a connection of this pool per unit.
-    Pool(AnyPool),
+    Pool(PgPool),
     /// SQLite: the thread that owns the writer connection.
     Group {
         units: mpsc::Sender<Unit>,
@@ -115,7 +115,7 @@ struct Ran {
 
 impl Writer {
     /// Each unit on a connection of `pool`.
-    pub fn pool(pool: AnyPool) -> Self {
+    pub fn pool(pool: PgPool) -> Self {
         Self(Inner::Pool(pool))
     }
 
@@ -129,7 +129,7 @@ impl Writer {
     /// while it does, and on a current-thread runtime (tests) I/O and
     /// timers only make progress while that runtime's own thread runs it.
     pub fn group(path: &Path) -> anyhow::Result<Self> {
-        let conn = sql::open(path)?;
+        let conn = direct::open(path)?;
         let (units, queue) = mpsc::channel(QUEUE);
         let turn = Arc::new(Mutex::new(()));
         let runtime = tokio::runtime::Handle::current();
@@ -141,7 +141,7 @@ impl Writer {
     }
 
     /// The writer's turn, for a write that goes around it on a connection
-    /// of sqlx's to the same file (a registration, with its audit record):
+    /// of sqlx's to the same file (`Db::begin_write`):
     /// while it is held, no group runs, so neither side sleeps in SQLite's
     /// busy handler waiting for the other. Hold it until that write has
     /// committed or rolled back, and no longer; while holding it, never
@@ -197,7 +197,7 @@ impl Writer {
         F: for<'c> FnOnce(Conn<'c>, Running) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
         let (units, waiting) = match &self.0 {
-            Inner::Pool(pool) => return work(Conn::Sqlx(&mut *pool.acquire().await?), Running::Alone).await,
+            Inner::Pool(pool) => return work(Conn::Postgres(&mut *pool.acquire().await?), Running::Alone).await,
             Inner::Group { units, waiting, .. } => (units, waiting),
         };
         let (tell, told) = oneshot::channel();
@@ -288,13 +288,13 @@ async fn commit_in_groups(
 /// back, or, should that fail too, by replacing the connection (closing
 /// the old one rolls back what it held).
 fn start_clean(path: &Path, conn: &mut rusqlite::Connection) {
-    if let Err(e) = sql::run(conn, "ROLLBACK") {
+    if let Err(e) = direct::run(conn, "ROLLBACK") {
         tracing::warn!(error = %e, "could not roll back after a failed write");
     }
     if conn.is_autocommit() {
         return;
     }
-    match sql::open(path) {
+    match direct::open(path) {
         Ok(fresh) => *conn = fresh,
         Err(e) => tracing::error!(error = %e, "could not reopen the database to write"),
     }
@@ -333,7 +333,7 @@ async fn run_together(waiting: &mut Vec<Unit>, conn: &mut rusqlite::Connection) 
     // first unit only reads (an answer refused on what it read) could
     // otherwise fail outright when a later unit writes after another
     // connection did.
-    if let Err(e) = sql::run(conn, "BEGIN IMMEDIATE") {
+    if let Err(e) = direct::run(conn, "BEGIN IMMEDIATE") {
         return drop_all(waiting, &format!("cannot start a group commit: {e}"));
     }
     let mut units = std::mem::take(waiting).into_iter();
@@ -358,13 +358,13 @@ async fn run_together(waiting: &mut Vec<Unit>, conn: &mut rusqlite::Connection) 
         // The spoiler is answered with its own error; its companions learn
         // that they were rolled back with it.
         if !conn.is_autocommit() {
-            if let Err(e) = sql::run(conn, "ROLLBACK") {
+            if let Err(e) = direct::run(conn, "ROLLBACK") {
                 tracing::warn!(error = %e, "could not roll back a spoiled group commit");
             }
         }
         Err("rolled back with a failed write of the same group commit".to_owned())
     } else {
-        sql::run(conn, "COMMIT").map_err(|e| format!("the group commit failed: {e}"))
+        direct::run(conn, "COMMIT").map_err(|e| format!("the group commit failed: {e}"))
     };
     let wrote = ran.iter().filter(|done| done.wrote).count();
     if outcome.is_ok() && wrote > 0 {
@@ -378,7 +378,7 @@ async fn run_together(waiting: &mut Vec<Unit>, conn: &mut rusqlite::Connection) 
 /// Runs `unit` on `conn`. A unit that panics is dropped, and its caller
 /// learns that its write was: the writer goes on for everyone else.
 async fn run_unit(unit: Unit, conn: &mut rusqlite::Connection, running: Running) -> Option<Ran> {
-    match AssertUnwindSafe(unit(Conn::Sqlite(&mut *conn), running)).catch_unwind().await {
+    match AssertUnwindSafe(unit(Conn::Direct(&mut *conn), running)).catch_unwind().await {
         Ok(ran) => Some(ran),
         Err(_) => {
             tracing::error!("a write panicked; its group commit is rolled back");

@@ -8,7 +8,6 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine as _};
 use rand::{rngs::OsRng, RngCore as _};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
-use sqlx::{any::AnyRow, Row as _};
 use subtle::ConstantTimeEq as _;
 
 use super::keys::Alg;
@@ -16,7 +15,8 @@ use crate::{
     audit::{self, Action, By, Record},
     db::{
         locks::{self, Doomed},
-        timed, Db,
+        sql::{query, Constraint as _, Row, Violation},
+        Db,
     },
     error::{Error, Result},
 };
@@ -179,16 +179,16 @@ fn is_loopback(url: &url::Url) -> bool {
 
 const COLUMNS: &str = "service_id, client_id, secret_hash, redirect_uris, post_logout_redirect_uris, id_token_alg";
 
-fn from_row(row: &AnyRow) -> Result<Client> {
+fn from_row(row: &dyn Row) -> Result<Client> {
     let list = |column: &str| -> Result<Vec<String>> {
-        let text: String = row.try_get(column)?;
+        let text = row.text(column)?;
         serde_json::from_str(&text).map_err(|e| Error::Internal(anyhow::anyhow!("{column} does not parse: {e}")))
     };
-    let alg: String = row.try_get("id_token_alg")?;
+    let alg = row.text("id_token_alg")?;
     Ok(Client {
-        service_id: row.try_get("service_id")?,
-        client_id: row.try_get("client_id")?,
-        secret_hash: row.try_get("secret_hash")?,
+        service_id: row.text("service_id")?,
+        client_id: row.text("client_id")?,
+        secret_hash: row.opt_blob("secret_hash")?,
         redirect_uris: list("redirect_uris")?,
         post_logout_redirect_uris: list("post_logout_redirect_uris")?,
         alg: Alg::parse(&alg).ok_or_else(|| Error::Internal(anyhow::anyhow!("unknown stored algorithm {alg}")))?,
@@ -202,19 +202,13 @@ pub async fn by_client_id(db: &Db, client_id: &str) -> Result<Option<Client>> {
     if !is_client_id(client_id) {
         return Ok(None);
     }
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM oidc_client WHERE client_id = $1"))
-        .bind(client_id.to_owned())
-        .fetch_optional(timed(&db.pool))
-        .await?;
-    row.as_ref().map(from_row).transpose()
+    let sql = format!("SELECT {COLUMNS} FROM oidc_client WHERE client_id = $1");
+    db.fetch_optional(query(&sql).bind(client_id), from_row).await
 }
 
 pub async fn of_service(db: &Db, service_id: &str) -> Result<Option<Client>> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM oidc_client WHERE service_id = $1"))
-        .bind(service_id.to_owned())
-        .fetch_optional(timed(&db.pool))
-        .await?;
-    row.as_ref().map(from_row).transpose()
+    let sql = format!("SELECT {COLUMNS} FROM oidc_client WHERE service_id = $1");
+    db.fetch_optional(query(&sql).bind(service_id), from_row).await
 }
 
 /// A client secret: 256 random bits, shown once.
@@ -249,52 +243,62 @@ pub(crate) async fn configure(
     let (secret, digest) = new_secret();
     let redirect_uris = serde_json::to_string(&settings.redirect_uris).map_err(anyhow::Error::from)?;
     let post_logout = serde_json::to_string(&settings.post_logout_redirect_uris).map_err(anyhow::Error::from)?;
-    let mut tx = db.pool.begin().await?;
-    // The write comes first (see db.rs); the CASE keeps an existing secret,
-    // drops it for a public client, and gives one to a client turned
+    let mut write = db.begin_write().await?;
+    // The write comes first (see db/mod.rs); the CASE keeps an existing
+    // secret, drops it for a public client, and gives one to a client turned
     // confidential.
-    let updated = sqlx::query(&format!(
+    let update = format!(
         "UPDATE oidc_client SET redirect_uris = $2, post_logout_redirect_uris = $3, id_token_alg = $4, \
          secret_hash = CASE WHEN $5 THEN NULL ELSE COALESCE(secret_hash, $6) END, updated_at = $7 \
          WHERE service_id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(service_id.to_owned())
-    .bind(redirect_uris.clone())
-    .bind(post_logout.clone())
-    .bind(settings.alg.as_str())
-    .bind(settings.public)
-    .bind(digest.clone())
-    .bind(by.at)
-    .fetch_optional(timed(&mut *tx))
-    .await?;
+    );
+    let updated = write
+        .conn()
+        .fetch_optional(
+            query(&update)
+                .bind(service_id)
+                .bind(redirect_uris.clone())
+                .bind(post_logout.clone())
+                .bind(settings.alg.as_str())
+                .bind(settings.public)
+                .bind(digest.clone())
+                .bind(by.at),
+            from_row,
+        )
+        .await?;
     let (client, action) = match updated {
-        Some(row) => (from_row(&row)?, Action::OidcClientChanged),
+        Some(client) => (client, Action::OidcClientChanged),
         None => {
-            let row = sqlx::query(&format!(
+            let insert = format!(
                 "INSERT INTO oidc_client (service_id, client_id, secret_hash, redirect_uris, \
                  post_logout_redirect_uris, id_token_alg, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {COLUMNS}"
-            ))
-            .bind(service_id.to_owned())
-            .bind(new_client_id())
-            .bind((!settings.public).then(|| digest.clone()))
-            .bind(redirect_uris)
-            .bind(post_logout)
-            .bind(settings.alg.as_str())
-            .bind(by.at)
-            .fetch_one(timed(&mut *tx))
-            .await
-            .map_err(|e| match &e {
-                sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownService,
+            );
+            let client = write
+                .conn()
+                .fetch_one(
+                    query(&insert)
+                        .bind(service_id)
+                        .bind(new_client_id())
+                        .bind((!settings.public).then(|| digest.clone()))
+                        .bind(redirect_uris)
+                        .bind(post_logout)
+                        .bind(settings.alg.as_str())
+                        .bind(by.at),
+                    from_row,
+                )
+                .await
+                .on(Violation::ForeignKey, Error::UnknownService)
                 // Another request made the client between our UPDATE and
                 // this INSERT: the admin sees a conflict and tries again.
-                sqlx::Error::Database(d) if d.is_unique_violation() => Error::bad_request(
-                    "conflict",
-                    "the client was changed at the same time by another request; try again",
-                ),
-                _ => Error::Database(e),
-            })?;
-            (from_row(&row)?, Action::OidcClientCreated)
+                .on(
+                    Violation::Unique,
+                    Error::bad_request(
+                        "conflict",
+                        "the client was changed at the same time by another request; try again",
+                    ),
+                )?;
+            (client, Action::OidcClientCreated)
         }
     };
     let made_secret = client.secret_hash.as_deref() == Some(digest.as_slice());
@@ -304,26 +308,29 @@ pub(crate) async fn configure(
         if client.is_public() { "public" } else { "confidential" },
         client.redirect_uris.len()
     );
-    audit::record(&mut *tx, by, Record::new(action, service_id, &detail)).await?;
-    tx.commit().await?;
+    audit::record(&mut write.conn(), by, Record::new(action, service_id, &detail)).await?;
+    write.commit().await?;
     Ok((client, made_secret.then_some(secret)))
 }
 
 /// Turns OIDC off for the service: the client, its waiting requests, codes
 /// and tokens go.
 pub(crate) async fn remove(db: &Db, service_id: &str, by: &By<'_>) -> Result<()> {
-    let mut tx = db.pool.begin().await?;
-    locks::before_delete(db, &mut tx, Doomed::Client(service_id)).await?;
-    let gone: Option<String> = sqlx::query_scalar("DELETE FROM oidc_client WHERE service_id = $1 RETURNING client_id")
-        .bind(service_id.to_owned())
-        .fetch_optional(timed(&mut *tx))
+    let mut write = db.begin_write().await?;
+    let mut conn = write.conn();
+    locks::before_delete(&mut conn, Doomed::Client(service_id)).await?;
+    let gone = conn
+        .fetch_optional(
+            query("DELETE FROM oidc_client WHERE service_id = $1 RETURNING client_id").bind(service_id),
+            |row| row.text("client_id"),
+        )
         .await?;
     let Some(client_id) = gone else {
         return Err(Error::OidcNotConfigured);
     };
-    audit::record(&mut *tx, by, Record::new(Action::OidcClientRemoved, service_id, &format!("client {client_id}")))
+    audit::record(&mut conn, by, Record::new(Action::OidcClientRemoved, service_id, &format!("client {client_id}")))
         .await?;
-    tx.commit().await?;
+    write.commit().await?;
     Ok(())
 }
 
@@ -331,30 +338,29 @@ pub(crate) async fn remove(db: &Db, service_id: &str, by: &By<'_>) -> Result<()>
 /// once. Tokens already issued stay valid until they expire.
 pub(crate) async fn rotate_secret(db: &Db, service_id: &str, by: &By<'_>) -> Result<(Client, String)> {
     let (secret, digest) = new_secret();
-    let mut tx = db.pool.begin().await?;
-    let row = sqlx::query(&format!(
+    let mut write = db.begin_write().await?;
+    let update = format!(
         "UPDATE oidc_client SET secret_hash = $2, updated_at = $3 \
          WHERE service_id = $1 AND secret_hash IS NOT NULL RETURNING {COLUMNS}"
-    ))
-    .bind(service_id.to_owned())
-    .bind(digest)
-    .bind(by.at)
-    .fetch_optional(timed(&mut *tx))
-    .await?;
-    let Some(row) = row else {
-        tx.rollback().await?;
-        return Err(match of_service(db, service_id).await? {
+    );
+    let rotated =
+        write.conn().fetch_optional(query(&update).bind(service_id).bind(digest).bind(by.at), from_row).await?;
+    let Some(client) = rotated else {
+        // Why not, read through the write's own connection (see
+        // `Db::begin_write`); dropping the write rolls it back.
+        let sql = format!("SELECT {COLUMNS} FROM oidc_client WHERE service_id = $1");
+        let found = write.conn().fetch_optional(query(&sql).bind(service_id), from_row).await?;
+        return Err(match found {
             Some(_) => Error::bad_request("public_client", "a public client has no secret to rotate"),
             None => Error::OidcNotConfigured,
         });
     };
-    let client = from_row(&row)?;
     audit::record(
-        &mut *tx,
+        &mut write.conn(),
         by,
         Record::new(Action::OidcSecretRotated, service_id, &format!("client {}", client.client_id)),
     )
     .await?;
-    tx.commit().await?;
+    write.commit().await?;
     Ok((client, secret))
 }

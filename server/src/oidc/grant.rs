@@ -10,11 +10,13 @@
 use rand::{rngs::OsRng, RngCore as _};
 use sesame_proto::ChallengeId;
 use sha2::{Digest as _, Sha256};
-use sqlx::Row as _;
 
 pub use crate::challenge::session::SignedIn;
 use crate::{
-    db::{timed, Db},
+    db::{
+        sql::{query, Constraint as _, Violation},
+        Db,
+    },
     error::{Error, Result},
 };
 
@@ -31,56 +33,53 @@ pub struct Request {
 
 /// Parks `request` until the login page showing challenge `id` finishes.
 pub async fn park(db: &Db, id: &ChallengeId, request: &Request, now: i64) -> Result<()> {
-    sqlx::query(
+    let insert = query(
         "INSERT INTO oidc_request (challenge_id, client_id, redirect_uri, scope, state, nonce, code_challenge, \
          created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(id.to_string())
-    .bind(request.client_id.clone())
-    .bind(request.redirect_uri.clone())
-    .bind(request.scope.clone())
-    .bind(request.state.clone())
-    .bind(request.nonce.clone())
-    .bind(request.code_challenge.clone())
-    .bind(now)
-    .execute(timed(&db.pool))
-    .await
-    // The client was removed since the authorize endpoint read it.
-    .map_err(|e| match &e {
-        sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::OidcUnknownClient,
-        _ => Error::Database(e),
-    })?;
+    .bind(request.client_id.as_str())
+    .bind(request.redirect_uri.as_str())
+    .bind(request.scope.as_str())
+    .bind(request.state.as_deref())
+    .bind(request.nonce.as_deref())
+    .bind(request.code_challenge.as_deref())
+    .bind(now);
+    db.write_statement(insert)
+        .await
+        // The client was removed since the authorize endpoint read it.
+        .on(Violation::ForeignKey, Error::OidcUnknownClient)?;
     Ok(())
 }
 
 /// Takes the request parked under challenge `id`, once: a second finish of
 /// the same page finds nothing.
 pub async fn take(db: &Db, id: &ChallengeId) -> Result<Option<Request>> {
-    let row = sqlx::query(
+    let delete = query(
         "DELETE FROM oidc_request WHERE challenge_id = $1 \
          RETURNING client_id, redirect_uri, scope, state, nonce, code_challenge",
     )
-    .bind(id.to_string())
-    .fetch_optional(timed(&db.pool))
-    .await?;
-    row.map(|row| {
+    .bind(id.to_string());
+    let taken = db.write_returning(delete, |row| {
         Ok(Request {
-            client_id: row.try_get("client_id")?,
-            redirect_uri: row.try_get("redirect_uri")?,
-            scope: row.try_get("scope")?,
-            state: row.try_get("state")?,
-            nonce: row.try_get("nonce")?,
-            code_challenge: row.try_get("code_challenge")?,
+            client_id: row.text("client_id")?,
+            redirect_uri: row.text("redirect_uri")?,
+            scope: row.text("scope")?,
+            state: row.opt_text("state")?,
+            nonce: row.opt_text("nonce")?,
+            code_challenge: row.opt_text("code_challenge")?,
         })
-    })
-    .transpose()
+    });
+    Ok(taken.await?)
 }
 
 /// Whether challenge `id` carries an authorization request.
 pub async fn is_parked(db: &Db, id: &ChallengeId) -> Result<bool> {
-    let found: Option<String> = sqlx::query_scalar("SELECT challenge_id FROM oidc_request WHERE challenge_id = $1")
-        .bind(id.to_string())
-        .fetch_optional(timed(&db.pool))
+    let found = db
+        .fetch_optional(
+            query("SELECT challenge_id FROM oidc_request WHERE challenge_id = $1").bind(id.to_string()),
+            |row| row.text("challenge_id"),
+        )
         .await?;
     Ok(found.is_some())
 }
@@ -102,29 +101,26 @@ pub fn digest(text: &str) -> Vec<u8> {
 /// Issues a code for `request`, valid for `ttl_secs`.
 pub async fn issue_code(db: &Db, request: &Request, who: &SignedIn, now: i64, ttl_secs: i64) -> Result<String> {
     let (code, hash) = new_secret();
-    sqlx::query(
+    let insert = query(
         "INSERT INTO oidc_code (code_hash, client_id, service_id, account, key_id, redirect_uri, scope, nonce, \
          code_challenge, auth_time, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(hash)
-    .bind(request.client_id.clone())
-    .bind(who.service_id.clone())
-    .bind(who.account.clone())
-    .bind(who.key_id.clone())
-    .bind(request.redirect_uri.clone())
-    .bind(request.scope.clone())
-    .bind(request.nonce.clone())
-    .bind(request.code_challenge.clone())
+    .bind(request.client_id.as_str())
+    .bind(who.service_id.as_str())
+    .bind(who.account.as_str())
+    .bind(who.key_id.as_deref())
+    .bind(request.redirect_uri.as_str())
+    .bind(request.scope.as_str())
+    .bind(request.nonce.as_deref())
+    .bind(request.code_challenge.as_deref())
     .bind(who.auth_time)
     .bind(now)
-    .bind(now + ttl_secs)
-    .execute(timed(&db.pool))
-    .await
-    // The account or key went between the sign-in and now.
-    .map_err(|e| match &e {
-        sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::UnknownAccount,
-        _ => Error::Database(e),
-    })?;
+    .bind(now + ttl_secs);
+    db.write_statement(insert)
+        .await
+        // The account or key went between the sign-in and now.
+        .on(Violation::ForeignKey, Error::UnknownAccount)?;
     Ok(code)
 }
 
@@ -146,35 +142,34 @@ pub struct Code {
 
 pub async fn find_code(db: &Db, code: &str) -> Result<Option<Code>> {
     let hash = digest(code);
-    let row = sqlx::query(
-        "SELECT c.client_id, c.service_id, c.account, c.key_id, c.redirect_uri, c.scope, c.nonce, c.code_challenge, \
-         c.auth_time, c.expires_at, c.used_at, a.subject FROM oidc_code c \
-         JOIN account a ON a.service_id = c.service_id AND a.name = c.account WHERE c.code_hash = $1",
+    db.fetch_optional(
+        query(
+            "SELECT c.client_id, c.service_id, c.account, c.key_id, c.redirect_uri, c.scope, c.nonce, \
+             c.code_challenge, c.auth_time, c.expires_at, c.used_at, a.subject FROM oidc_code c \
+             JOIN account a ON a.service_id = c.service_id AND a.name = c.account WHERE c.code_hash = $1",
+        )
+        .bind(hash.clone()),
+        |row| {
+            Ok(Code {
+                hash: hash.clone(),
+                client_id: row.text("client_id")?,
+                redirect_uri: row.text("redirect_uri")?,
+                scope: row.text("scope")?,
+                nonce: row.opt_text("nonce")?,
+                code_challenge: row.opt_text("code_challenge")?,
+                signed_in: SignedIn {
+                    service_id: row.text("service_id")?,
+                    account: row.text("account")?,
+                    key_id: row.opt_text("key_id")?,
+                    auth_time: row.int("auth_time")?,
+                },
+                expires_at: row.int("expires_at")?,
+                used: row.opt_int("used_at")?.is_some(),
+                subject: row.text("subject")?,
+            })
+        },
     )
-    .bind(hash.clone())
-    .fetch_optional(timed(&db.pool))
-    .await?;
-    row.map(|row| {
-        let used_at: Option<i64> = row.try_get("used_at")?;
-        Ok(Code {
-            hash: hash.clone(),
-            client_id: row.try_get("client_id")?,
-            redirect_uri: row.try_get("redirect_uri")?,
-            scope: row.try_get("scope")?,
-            nonce: row.try_get("nonce")?,
-            code_challenge: row.try_get("code_challenge")?,
-            signed_in: SignedIn {
-                service_id: row.try_get("service_id")?,
-                account: row.try_get("account")?,
-                key_id: row.try_get("key_id")?,
-                auth_time: row.try_get("auth_time")?,
-            },
-            expires_at: row.try_get("expires_at")?,
-            used: used_at.is_some(),
-            subject: row.try_get("subject")?,
-        })
-    })
-    .transpose()
+    .await
 }
 
 /// What a redemption came to.
@@ -191,46 +186,49 @@ pub enum Redeemed {
 /// the token exists exactly when the code is spent.
 pub async fn redeem(db: &Db, code: &Code, now: i64, token_ttl_secs: i64) -> Result<Redeemed> {
     let (token, token_hash) = new_secret();
-    let mut tx = db.pool.begin().await?;
-    let consumed =
-        sqlx::query("UPDATE oidc_code SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2")
-            .bind(code.hash.clone())
-            .bind(now)
-            .execute(timed(&mut *tx))
-            .await?
-            .rows_affected();
+    let mut write = db.begin_write().await?;
+    let consumed = write
+        .conn()
+        .execute(
+            query("UPDATE oidc_code SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2")
+                .bind(code.hash.clone())
+                .bind(now),
+        )
+        .await?;
     if consumed == 0 {
-        tx.rollback().await?;
+        // Dropped, the write rolls back, and only then gives back the turn
+        // that the revocation's own write waits for.
+        drop(write);
         revoke(db, &code.hash).await?;
         return Ok(Redeemed::Replayed);
     }
-    sqlx::query(
-        "INSERT INTO oidc_token (token_hash, code_hash, client_id, service_id, account, key_id, scope, created_at, \
-         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(token_hash)
-    .bind(code.hash.clone())
-    .bind(code.client_id.clone())
-    .bind(code.signed_in.service_id.clone())
-    .bind(code.signed_in.account.clone())
-    .bind(code.signed_in.key_id.clone())
-    .bind(code.scope.clone())
-    .bind(now)
-    .bind(now + token_ttl_secs)
-    .execute(timed(&mut *tx))
-    .await?;
-    tx.commit().await?;
+    write
+        .conn()
+        .execute(
+            query(
+                "INSERT INTO oidc_token (token_hash, code_hash, client_id, service_id, account, key_id, scope, \
+                 created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(token_hash)
+            .bind(code.hash.clone())
+            .bind(code.client_id.as_str())
+            .bind(code.signed_in.service_id.as_str())
+            .bind(code.signed_in.account.as_str())
+            .bind(code.signed_in.key_id.as_deref())
+            .bind(code.scope.as_str())
+            .bind(now)
+            .bind(now + token_ttl_secs),
+        )
+        .await?;
+    write.commit().await?;
     Ok(Redeemed::AccessToken(token))
 }
 
 /// Revokes every token issued from the code with digest `code_hash`
 /// (RFC 6749 §4.1.2: a code used twice revokes what it gave).
 pub async fn revoke(db: &Db, code_hash: &[u8]) -> Result<u64> {
-    let gone = sqlx::query("DELETE FROM oidc_token WHERE code_hash = $1")
-        .bind(code_hash.to_vec())
-        .execute(timed(&db.pool))
-        .await?
-        .rows_affected();
+    let gone =
+        db.write_statement(query("DELETE FROM oidc_token WHERE code_hash = $1").bind(code_hash.to_vec())).await?;
     if gone > 0 {
         tracing::warn!(tokens = gone, "an authorization code was used twice; its tokens are revoked");
     }
@@ -246,30 +244,26 @@ pub struct TokenOwner {
 }
 
 pub async fn token_owner(db: &Db, token: &str, now: i64) -> Result<Option<TokenOwner>> {
-    let row = sqlx::query(
-        "SELECT a.subject, t.account, t.scope FROM oidc_token t \
-         JOIN account a ON a.service_id = t.service_id AND a.name = t.account \
-         WHERE t.token_hash = $1 AND t.expires_at > $2",
+    db.fetch_optional(
+        query(
+            "SELECT a.subject, t.account, t.scope FROM oidc_token t \
+             JOIN account a ON a.service_id = t.service_id AND a.name = t.account \
+             WHERE t.token_hash = $1 AND t.expires_at > $2",
+        )
+        .bind(digest(token))
+        .bind(now),
+        |row| {
+            Ok(TokenOwner { subject: row.text("subject")?, account: row.text("account")?, scope: row.text("scope")? })
+        },
     )
-    .bind(digest(token))
-    .bind(now)
-    .fetch_optional(timed(&db.pool))
-    .await?;
-    row.map(|row| {
-        Ok(TokenOwner {
-            subject: row.try_get("subject")?,
-            account: row.try_get("account")?,
-            scope: row.try_get("scope")?,
-        })
-    })
-    .transpose()
+    .await
 }
 
 /// The OIDC subject of an account.
 pub async fn subject(db: &Db, service_id: &str, account: &str) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar("SELECT subject FROM account WHERE service_id = $1 AND name = $2")
-        .bind(service_id.to_owned())
-        .bind(account.to_owned())
-        .fetch_optional(timed(&db.pool))
-        .await?)
+    db.fetch_optional(
+        query("SELECT subject FROM account WHERE service_id = $1 AND name = $2").bind(service_id).bind(account),
+        |row| row.text("subject"),
+    )
+    .await
 }

@@ -30,11 +30,10 @@ use rand::{rngs::OsRng, RngCore as _};
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
 use rsa::{pkcs1::EncodeRsaPrivateKey as _, traits::PublicKeyParts as _, RsaPrivateKey};
 use serde::Serialize;
-use sqlx::Row as _;
 
 use crate::{
     audit::{self, Action, By, Record},
-    db::{timed, Backend, Db},
+    db::{sql::query, Db},
     error::{Error, Result},
 };
 
@@ -152,26 +151,28 @@ async fn current(db: &Db, alg: Alg, now: i64) -> Result<SigningKey> {
 }
 
 async fn load_current(db: &Db, alg: Alg) -> Result<Option<SigningKey>> {
-    let row = sqlx::query("SELECT kid, private_der FROM oidc_signing_key WHERE alg = $1 AND state = 'current'")
-        .bind(alg.as_str())
-        .fetch_optional(timed(&db.pool))
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let der: Vec<u8> = row.try_get("private_der")?;
-    let encoding = match alg {
-        Alg::Rs256 => EncodingKey::from_rsa_der(&der),
-        Alg::EdDsa => EncodingKey::from_ed_der(&der),
-    };
-    Ok(Some(SigningKey { kid: row.try_get("kid")?, alg, encoding }))
+    db.fetch_optional(
+        query("SELECT kid, private_der FROM oidc_signing_key WHERE alg = $1 AND state = 'current'").bind(alg.as_str()),
+        |row| {
+            let der = row.blob("private_der")?;
+            let encoding = match alg {
+                Alg::Rs256 => EncodingKey::from_rsa_der(&der),
+                Alg::EdDsa => EncodingKey::from_ed_der(&der),
+            };
+            Ok(SigningKey { kid: row.text("kid")?, alg, encoding })
+        },
+    )
+    .await
 }
 
 /// Makes a key in `state` for `alg` unless one exists. Two instances racing
 /// here both make one; the partial unique index keeps exactly one.
 async fn ensure(db: &Db, alg: Alg, state: &str, now: i64) -> Result<()> {
-    let exists: Option<String> = sqlx::query_scalar("SELECT kid FROM oidc_signing_key WHERE alg = $1 AND state = $2")
-        .bind(alg.as_str())
-        .bind(state.to_owned())
-        .fetch_optional(timed(&db.pool))
+    let exists = db
+        .fetch_optional(
+            query("SELECT kid FROM oidc_signing_key WHERE alg = $1 AND state = $2").bind(alg.as_str()).bind(state),
+            |row| row.text("kid"),
+        )
         .await?;
     if exists.is_some() {
         return Ok(());
@@ -179,18 +180,23 @@ async fn ensure(db: &Db, alg: Alg, state: &str, now: i64) -> Result<()> {
     let made = tokio::task::spawn_blocking(move || generate(alg))
         .await
         .map_err(|e| Error::Internal(anyhow::anyhow!("key generation stopped: {e}")))??;
-    sqlx::query(
-        "INSERT INTO oidc_signing_key (kid, alg, state, private_der, public_jwk, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-    )
-    .bind(made.kid)
-    .bind(alg.as_str())
-    .bind(state.to_owned())
-    .bind(made.private_der)
-    .bind(made.public_jwk)
-    .bind(now)
-    .execute(timed(&db.pool))
-    .await?;
+    let mut write = db.begin_write().await?;
+    write
+        .conn()
+        .execute(
+            query(
+                "INSERT INTO oidc_signing_key (kid, alg, state, private_der, public_jwk, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(made.kid)
+            .bind(alg.as_str())
+            .bind(state)
+            .bind(made.private_der)
+            .bind(made.public_jwk)
+            .bind(now),
+        )
+        .await?;
+    write.commit().await?;
     Ok(())
 }
 
@@ -254,8 +260,10 @@ pub async fn published(db: &Db, now: i64) -> Result<JwkSet> {
     for alg in Alg::ALL {
         current(db, alg, now).await?;
     }
-    let rows: Vec<String> = sqlx::query_scalar("SELECT public_jwk FROM oidc_signing_key ORDER BY alg, created_at")
-        .fetch_all(timed(&db.pool))
+    let rows = db
+        .fetch_all(query("SELECT public_jwk FROM oidc_signing_key ORDER BY alg, created_at"), |row| {
+            row.text("public_jwk")
+        })
         .await?;
     let keys = rows
         .iter()
@@ -275,19 +283,15 @@ pub struct KeyInfo {
 }
 
 pub async fn list(db: &Db) -> Result<Vec<KeyInfo>> {
-    let rows = sqlx::query("SELECT kid, alg, state, created_at FROM oidc_signing_key ORDER BY alg, created_at")
-        .fetch_all(timed(&db.pool))
-        .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(KeyInfo {
-                kid: row.try_get("kid")?,
-                alg: row.try_get("alg")?,
-                state: row.try_get("state")?,
-                created_at: row.try_get("created_at")?,
-            })
+    db.fetch_all(query("SELECT kid, alg, state, created_at FROM oidc_signing_key ORDER BY alg, created_at"), |row| {
+        Ok(KeyInfo {
+            kid: row.text("kid")?,
+            alg: row.text("alg")?,
+            state: row.text("state")?,
+            created_at: row.int("created_at")?,
         })
-        .collect()
+    })
+    .await
 }
 
 /// One rotation step for every algorithm (see the module comment). The new
@@ -301,37 +305,37 @@ pub(crate) async fn rotate(db: &Db, by: &By<'_>) -> Result<()> {
             .map_err(|e| Error::Internal(anyhow::anyhow!("key generation stopped: {e}")))??;
         made.push((alg, key));
     }
-    let mut tx = db.pool.begin().await?;
-    if db.backend == Backend::Postgres {
+    let mut write = db.begin_write().await?;
+    let mut conn = write.conn();
+    if conn.is_postgres() {
         // One rotation at a time. Each statement below reads a snapshot
         // taken as it starts, and a row another rotation has just moved is
         // skipped rather than moved again: two rotations at once would
         // promote two keys, which the one-current-key index refuses (a
         // 500). This lock waits for a rotation in flight, so that the
         // statements then see what it did; readers do not wait for it.
-        sqlx::query("LOCK TABLE oidc_signing_key IN SHARE ROW EXCLUSIVE MODE").execute(timed(&mut *tx)).await?;
+        conn.execute(query("LOCK TABLE oidc_signing_key IN SHARE ROW EXCLUSIVE MODE")).await?;
     }
     // On SQLite the first statement writes, so SQLite takes the write lock
     // at once.
-    sqlx::query("DELETE FROM oidc_signing_key WHERE state = 'retired'").execute(timed(&mut *tx)).await?;
-    sqlx::query("UPDATE oidc_signing_key SET state = 'retired' WHERE state = 'current'")
-        .execute(timed(&mut *tx))
-        .await?;
-    sqlx::query("UPDATE oidc_signing_key SET state = 'current' WHERE state = 'next'").execute(timed(&mut *tx)).await?;
+    conn.execute(query("DELETE FROM oidc_signing_key WHERE state = 'retired'")).await?;
+    conn.execute(query("UPDATE oidc_signing_key SET state = 'retired' WHERE state = 'current'")).await?;
+    conn.execute(query("UPDATE oidc_signing_key SET state = 'current' WHERE state = 'next'")).await?;
     for (alg, key) in made {
-        sqlx::query(
-            "INSERT INTO oidc_signing_key (kid, alg, state, private_der, public_jwk, created_at) \
-             VALUES ($1, $2, 'next', $3, $4, $5)",
+        conn.execute(
+            query(
+                "INSERT INTO oidc_signing_key (kid, alg, state, private_der, public_jwk, created_at) \
+                 VALUES ($1, $2, 'next', $3, $4, $5)",
+            )
+            .bind(key.kid)
+            .bind(alg.as_str())
+            .bind(key.private_der)
+            .bind(key.public_jwk)
+            .bind(by.at),
         )
-        .bind(key.kid)
-        .bind(alg.as_str())
-        .bind(key.private_der)
-        .bind(key.public_jwk)
-        .bind(by.at)
-        .execute(timed(&mut *tx))
         .await?;
     }
-    audit::record(&mut *tx, by, Record::new(Action::OidcKeysRotated, "", "")).await?;
-    tx.commit().await?;
+    audit::record(&mut conn, by, Record::new(Action::OidcKeysRotated, "", "")).await?;
+    write.commit().await?;
     Ok(())
 }

@@ -48,6 +48,8 @@ struct Harness {
     app: Router,
     state: AppState,
     challenges: sesame_server::challenge::Challenges,
+    /// The test's own connections to the database (`TestApp::sql`).
+    sql: sqlx::AnyPool,
     /// Keeps the database (a temp dir, or a shared test app) alive.
     _guard: Box<dyn std::any::Any + Send>,
 }
@@ -55,29 +57,32 @@ struct Harness {
 impl Harness {
     /// A harness over one of the shared test apps (SQLite or PostgreSQL).
     fn over(app: support::TestApp) -> Self {
-        Self::serving(app.app(), Box::new(app))
+        Self::serving(app.app(), app.sql.clone(), Box::new(app))
     }
 
-    /// A harness serving `app`; `guard` keeps what it needs alive.
-    fn serving(app: App, guard: Box<dyn std::any::Any + Send>) -> Self {
+    /// A harness serving `app`, whose database the test reaches through
+    /// `sql`; `guard` keeps what it needs alive.
+    fn serving(app: App, sql: sqlx::AnyPool, guard: Box<dyn std::any::Any + Send>) -> Self {
         Self {
             state: app.state.clone(),
             challenges: app.challenges.clone(),
             app: sesame_server::app(app),
+            sql,
             _guard: guard,
         }
     }
 
     /// A single instance over `state`, as the server runs without Redis.
-    fn single(state: AppState, guard: Box<dyn std::any::Any + Send>) -> Self {
-        Self::serving(App::new(state, Pending::memory(GRACE_SECS), Provider::default()), guard)
+    fn single(state: AppState, sql: sqlx::AnyPool, guard: Box<dyn std::any::Any + Send>) -> Self {
+        Self::serving(App::new(state, Pending::memory(GRACE_SECS), Provider::default()), sql, guard)
     }
 }
 
 async fn harness_with(origin: &str, rate_limit: u32) -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
     // One instance with the in-process bus: pending challenges in memory.
-    let db = Db::connect(&Db::sqlite_url(dir.path())).await.expect("database");
+    let url = Db::sqlite_url(dir.path());
+    let db = Db::connect(&url).await.expect("database");
     let state = AppState::new(Shared {
         db,
         bus: Bus::local(),
@@ -87,7 +92,7 @@ async fn harness_with(origin: &str, rate_limit: u32) -> Harness {
         admin_token: Arc::new(AdminToken::new(TOKEN)),
         limits: Limits::per_minute(rate_limit),
     });
-    Harness::single(state, Box::new(dir))
+    Harness::single(state, support::outside(&url).await, Box::new(dir))
 }
 
 async fn harness() -> Harness {
@@ -180,7 +185,7 @@ impl Harness {
         .bind(sesame_server::keys::new_id())
         .bind(created_at)
         .bind(last_login_at)
-        .execute(&self.state.db.pool)
+        .execute(&self.sql)
         .await
         .expect("insert account");
         let key = sesame_proto::AccountKey::generate(&mut OsRng).public_key();
@@ -192,7 +197,7 @@ impl Harness {
         .bind(name)
         .bind(key.to_bytes().to_vec())
         .bind(created_at)
-        .execute(&self.state.db.pool)
+        .execute(&self.sql)
         .await
         .expect("insert key");
     }
@@ -208,13 +213,13 @@ impl Harness {
         .bind(account)
         .bind(user_agent)
         .bind(at)
-        .execute(&self.state.db.pool)
+        .execute(&self.sql)
         .await
         .expect("insert event");
     }
 
     async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql).fetch_one(&self.state.db.pool).await.expect("count")
+        sqlx::query_scalar(sql).fetch_one(&self.sql).await.expect("count")
     }
 
     async fn page(&self, uri: &str, cookie: Option<&str>) -> Reply {

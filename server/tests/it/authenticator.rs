@@ -67,7 +67,7 @@ async fn registers_then_logs_in_and_the_browser_sees_it() {
             json!({"status": "completed", "hint": "login", "purpose": "login", "account": "alice", "message": "Signed in as alice."})
         );
         let last_login: Option<i64> = sqlx::query_scalar("SELECT last_login_at FROM account WHERE name = 'alice'")
-            .fetch_one(&app.state.db.pool)
+            .fetch_one(&app.sql)
             .await
             .expect("account");
         assert_eq!(last_login, Some(crate::support::START as i64));
@@ -115,13 +115,13 @@ async fn a_login_whose_authenticator_goes_away_while_it_is_written_is_still_publ
 
     // While a registration holds the writer's turn, the login's write waits
     // in the writer's queue; the request is dropped there.
-    let turn = app.state.db.writes.turn().await.expect("SQLite's writer has a turn");
+    let turn = app.state.db.begin_write().await.expect("the writer's turn");
     let login = LoginRequest::sign(&app.verify(&started.token), &name("alice"), &key);
     let body = serde_json::to_vec(&login).expect("serialise");
     let answering =
         tokio::spawn(app.router().oneshot(request(Method::POST, "/api/authenticator/login", None, Some(body))));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while app.state.db.writes.waiting() == 0 {
+    while app.state.db.waiting_writes() == 0 {
         assert!(std::time::Instant::now() < deadline, "the login never reached the writer");
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
@@ -424,7 +424,7 @@ async fn closed_registration_is_refused_before_consuming() {
     let service = sesame_proto::ServiceId::random(&mut OsRng);
     sqlx::query("INSERT INTO service (id, name, builtin, created_at) VALUES ($1, 'Built in', TRUE, 0)")
         .bind(service.to_string())
-        .execute(&app.state.db.pool)
+        .execute(&app.sql)
         .await
         .expect("a built-in service");
     let started = app.start(&service).await;
@@ -447,14 +447,13 @@ async fn closed_registration_is_refused_before_consuming() {
 async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_stays_pending() {
     use sesame_server::{
         challenge::{self, pending::Pending, row::Final},
-        db::sql::Conn,
         extract::ClientInfo,
     };
     each_backend(|app| async move {
         let service = app.create_service("Example").await;
         let signed_with = register(&app, &service, "alice").await.public_key().to_bytes();
         let key_id: String = sqlx::query_scalar("SELECT id FROM account_key WHERE account = 'alice'")
-            .fetch_one(&app.state.db.pool)
+            .fetch_one(&app.sql)
             .await
             .expect("alice's key");
         let in_table = app.challenges.keeping_pending(Pending::Table);
@@ -462,13 +461,13 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
             sqlx::query("UPDATE account_key SET state = $2 WHERE id = $1")
                 .bind(key_id.clone())
                 .bind(state)
-                .execute(&app.state.db.pool)
+                .execute(&app.sql)
         };
         let key_bytes = |public_key: [u8; 32]| {
             sqlx::query("UPDATE account_key SET public_key = $2 WHERE id = $1")
                 .bind(key_id.clone())
                 .bind(public_key.to_vec())
-                .execute(&app.state.db.pool)
+                .execute(&app.sql)
         };
         let outcome = Final::logged_in("alice".into(), key_id.clone(), signed_with);
         let state = &app.state;
@@ -481,8 +480,8 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
 
             // The key is read, then removed, then the login is recorded.
             key_state("pending").await.expect("take the key away");
-            let mut tx = state.db.pool.begin().await.expect("begin");
-            let refused = challenges.consume(&mut Conn::Sqlx(&mut tx), &row, now, &outcome).await;
+            let mut tx = state.db.begin_write().await.expect("begin");
+            let refused = challenges.consume(&mut tx.conn(), &row, now, &outcome).await;
             assert!(matches!(refused, Err(sesame_server::Error::UnknownAccount)), "{refused:?}");
             drop(tx);
             assert_eq!(challenges.load(&issued.id).await.expect("held").status.as_str(), "pending");
@@ -491,26 +490,26 @@ async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_s
             // The key is read, then rekeyed (PROTOCOL.md §13), then the
             // login signed with the old key is recorded.
             key_bytes(AccountKey::generate(&mut OsRng).public_key().to_bytes()).await.expect("rekey");
-            let mut tx = state.db.pool.begin().await.expect("begin");
-            let refused = challenges.consume(&mut Conn::Sqlx(&mut tx), &row, now, &outcome).await;
+            let mut tx = state.db.begin_write().await.expect("begin");
+            let refused = challenges.consume(&mut tx.conn(), &row, now, &outcome).await;
             assert!(matches!(refused, Err(sesame_server::Error::UnknownAccount)), "{refused:?}");
             drop(tx);
             assert_eq!(challenges.load(&issued.id).await.expect("held").status.as_str(), "pending");
             key_bytes(signed_with).await.expect("the old key back");
 
             // With the key as it was, the same challenge takes the login, once.
-            let mut tx = state.db.pool.begin().await.expect("begin");
-            let consumed = challenges.consume(&mut Conn::Sqlx(&mut tx), &row, now, &outcome).await.expect("consumed");
-            consumed.commit(tx, None).await.expect("commit");
+            let mut tx = state.db.begin_write().await.expect("begin");
+            let consumed = challenges.consume(&mut tx.conn(), &row, now, &outcome).await.expect("consumed");
+            consumed.commit(tx).await.expect("commit");
             let row = challenges.load(&issued.id).await.expect("held");
             assert_eq!((row.status.as_str(), row.account.as_deref()), ("completed", Some("alice")));
-            let mut tx = state.db.pool.begin().await.expect("begin");
-            let again = challenges.consume(&mut Conn::Sqlx(&mut tx), &row, now, &outcome).await;
+            let mut tx = state.db.begin_write().await.expect("begin");
+            let again = challenges.consume(&mut tx.conn(), &row, now, &outcome).await;
             assert!(matches!(again, Err(sesame_server::Error::ChallengeFinished(_))), "{again:?}");
         }
         let used: Option<i64> = sqlx::query_scalar("SELECT last_used_at FROM account_key WHERE id = $1")
             .bind(key_id)
-            .fetch_one(&app.state.db.pool)
+            .fetch_one(&app.sql)
             .await
             .expect("the key");
         assert_eq!(used, Some(crate::support::START as i64), "the trigger stamps the key's use");
@@ -535,7 +534,7 @@ impl KeyRace {
         let app = crate::support::postgres_for_a_race().await?;
         let service = app.create_service("Example").await;
         let public_key = register(&app, &service, "alice").await.public_key().to_bytes();
-        let pool = app.state.db.pool.clone();
+        let pool = app.sql.clone();
         let key_id = sqlx::query_scalar("SELECT id FROM account_key WHERE account = 'alice'")
             .fetch_one(&pool)
             .await
@@ -558,7 +557,6 @@ impl KeyRace {
     ) -> (sesame_proto::ChallengeId, tokio::task::JoinHandle<sesame_server::error::Result<()>>) {
         use sesame_server::{
             challenge::{self, row::Final},
-            db::sql::Conn,
             extract::ClientInfo,
         };
         let client = ClientInfo { ip: "127.0.0.1".parse().expect("ip"), user_agent: USER_AGENT.to_owned() };
@@ -570,10 +568,10 @@ impl KeyRace {
             (self.app.state.clone(), challenges.clone(), self.key_id.clone(), self.public_key);
         let login = tokio::spawn(async move {
             let now = state.clock.now();
-            let mut tx = state.db.pool.begin().await.expect("begin");
+            let mut tx = state.db.begin_write().await.expect("begin");
             let outcome = Final::logged_in("alice".into(), key_id, public_key);
-            let consumed = challenges.consume(&mut Conn::Sqlx(&mut tx), &row, now, &outcome).await?;
-            consumed.commit(tx, None).await
+            let consumed = challenges.consume(&mut tx.conn(), &row, now, &outcome).await?;
+            consumed.commit(tx).await
         });
         (issued.id, login)
     }
@@ -674,13 +672,13 @@ async fn an_answer_to_a_challenge_whose_row_already_ended_gets_challenge_used_an
         .bind(started.id.clone())
         .bind(service.to_string())
         .bind(held.base_token)
-        .bind(held.code_secret)
+        .bind(held.code_secret.as_bytes().to_vec())
         .bind(held.binding_hash)
         .bind(held.ip)
         .bind(held.user_agent)
         .bind(held.created_at)
         .bind(held.expires_at)
-        .execute(&app.state.db.pool)
+        .execute(&app.sql)
         .await
         .expect("the row a cut-off request committed");
         assert_eq!(app.stored(&started.id).await.0, "pending", "memory did not learn it");

@@ -228,7 +228,7 @@ async fn a_key_removed_before_the_redemption_gets_no_session() {
         let service = app.create_service("Example").await;
         let started = app.start(&service).await;
         register_alice(&app, &started).await;
-        sqlx::query("DELETE FROM account_key").execute(&app.state.db.pool).await.expect("remove the key");
+        sqlx::query("DELETE FROM account_key").execute(&app.sql).await.expect("remove the key");
 
         let session = format!("/api/challenges/{}/session", started.id);
         app.post(&session, Some(&started.cookie)).await.assert_error(StatusCode::NOT_FOUND, "unknown_account");

@@ -618,13 +618,13 @@ async fn the_admin_api_refuses_bad_recovery_link_requests_and_writes_nothing() {
         let config = <sesame_server::Config as clap::Parser>::parse_from(["sesame-server"]);
         sesame_server::admin::on_start(&app.state, &config).await.expect("the admin service");
         let admin_service: String = sqlx::query_scalar("SELECT id FROM service WHERE builtin")
-            .fetch_one(&app.state.db.pool)
+            .fetch_one(&app.sql)
             .await
             .expect("the admin service");
         sqlx::query("INSERT INTO account (service_id, name, subject, created_at) VALUES ($1, 'root', $2, 0)")
             .bind(&admin_service)
             .bind(sesame_server::keys::new_id())
-            .execute(&app.state.db.pool)
+            .execute(&app.sql)
             .await
             .expect("an admin account");
         let builtin = format!("/admin/api/services/{admin_service}/accounts/root/enrollments");

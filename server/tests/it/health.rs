@@ -35,7 +35,7 @@ async fn readyz_names_the_database_when_it_does_not_answer_while_healthz_stays_o
     each_backend(|app| async move {
         // A closed pool hands out no connection, as with a database that
         // went away.
-        app.state.db.pool.close().await;
+        app.state.db.close().await;
         assert_not_ready(&app.get("/readyz", None).await, &["database"]);
         let live = app.get("/healthz", None).await;
         assert_eq!((live.status, live.text()), (StatusCode::OK, "ok".to_owned()));
@@ -71,6 +71,6 @@ async fn readyz_names_both_when_neither_answers() {
     let mut redis = RedisServer::start();
     let app = TestApp::builder(Backend::Sqlite).redis(&redis.url()).build().await;
     redis.kill();
-    app.state.db.pool.close().await;
+    app.state.db.close().await;
     assert_not_ready(&app.get("/readyz", None).await, &["database", "redis"]);
 }

@@ -32,7 +32,7 @@ async fn matching_service(app: &TestApp) -> ServiceId {
 async fn turn_on(app: &TestApp, service: &ServiceId) {
     sqlx::query("UPDATE service SET number_matching = TRUE WHERE id = $1")
         .bind(service.to_string())
-        .execute(&app.state.db.pool)
+        .execute(&app.sql)
         .await
         .expect("turn number matching on");
     app.challenges.forget_service(service);
@@ -237,7 +237,7 @@ async fn instances_sharing_a_database_see_a_change_at_once() {
     // this instance's cache still says off.
     sqlx::query("UPDATE service SET number_matching = TRUE WHERE id = $1")
         .bind(service.to_string())
-        .execute(&app.state.db.pool)
+        .execute(&app.sql)
         .await
         .expect("update");
     assert!(app.challenges.cached_service(&service).is_some_and(|cached| !cached.number_matching));

@@ -225,7 +225,7 @@ async fn a_whole_sign_in_gives_a_verified_id_token_and_userinfo() {
         assert_eq!(tokens["scope"], "openid profile");
         let claims = verify_id_token(&app, &rp, tokens["id_token"].as_str().expect("id_token")).await;
         let subject: String = sqlx::query_scalar("SELECT subject FROM account WHERE name = 'alice'")
-            .fetch_one(&app.state.db.pool)
+            .fetch_one(&app.sql)
             .await
             .expect("subject");
         assert_eq!(claims["sub"], subject.as_str());
@@ -582,7 +582,7 @@ async fn the_secret_is_shown_once_rotates_and_the_client_can_be_turned_off() {
     let fresh = Rp { secret: Some(new_secret), ..rp.clone() };
     assert_eq!(exchange(&app, &fresh, &params["code"], Some(VERIFIER)).await.status, StatusCode::OK);
     let stored: Vec<u8> =
-        sqlx::query_scalar("SELECT secret_hash FROM oidc_client").fetch_one(&app.state.db.pool).await.expect("hash");
+        sqlx::query_scalar("SELECT secret_hash FROM oidc_client").fetch_one(&app.sql).await.expect("hash");
     assert_eq!(stored.len(), 32, "only a digest is stored");
     assert_eq!(
         send(&app, Method::DELETE, &path, &[("authorization", ADMIN)], None).await.status,
@@ -595,7 +595,7 @@ async fn the_secret_is_shown_once_rotates_and_the_client_can_be_turned_off() {
     assert_eq!(gone.status, StatusCode::BAD_REQUEST);
     let actions: Vec<String> =
         sqlx::query_scalar("SELECT action FROM audit_event WHERE action LIKE 'oidc_%' ORDER BY id")
-            .fetch_all(&app.state.db.pool)
+            .fetch_all(&app.sql)
             .await
             .expect("audit");
     assert_eq!(actions, ["oidc_client_created", "oidc_secret_rotated", "oidc_client_removed"]);
@@ -757,7 +757,7 @@ async fn logout_with_an_id_token_hint_ends_the_session_and_goes_back() {
 async fn a_client_removed_while_its_request_is_parked_on_postgres_is_invalid_client() {
     let Some(app) = crate::support::postgres_for_a_race().await else { return };
     let rp = client(&app, true).await;
-    let mut removing = app.state.db.pool.begin().await.expect("begin");
+    let mut removing = app.sql.begin().await.expect("begin");
     sqlx::query("DELETE FROM oidc_client WHERE client_id = $1")
         .bind(&rp.client_id)
         .execute(&mut *removing)
@@ -765,7 +765,7 @@ async fn a_client_removed_while_its_request_is_parked_on_postgres_is_invalid_cli
         .expect("remove the client");
     let url = authorize_url(&rp, "");
     let (response, ()) = tokio::join!(app.get(&url, None), async {
-        crate::support::until_waiting_on_locks(&app.state.db.pool, 1).await;
+        crate::support::until_waiting_on_locks(&app.sql, 1).await;
         removing.commit().await.expect("commit the removal");
     });
     assert_eq!(response.status, StatusCode::BAD_REQUEST, "{}", response.text());
@@ -784,7 +784,7 @@ async fn a_key_rotation_racing_another_on_postgres_waits_for_it() {
     let rotate = || send(&app, Method::POST, "/admin/api/oidc/keys/rotate", &[("authorization", ADMIN)], None);
     assert_eq!(rotate().await.status, StatusCode::OK);
     // Another rotation, in flight: every step but its commit.
-    let mut other = app.state.db.pool.begin().await.expect("begin");
+    let mut other = app.sql.begin().await.expect("begin");
     for step in [
         "DELETE FROM oidc_signing_key WHERE state = 'retired'",
         "UPDATE oidc_signing_key SET state = 'retired' WHERE state = 'current'",
@@ -796,7 +796,7 @@ async fn a_key_rotation_racing_another_on_postgres_waits_for_it() {
         sqlx::query(step).execute(&mut *other).await.unwrap_or_else(|e| panic!("{step}: {e}"));
     }
     let (rotated, ()) = tokio::join!(rotate(), async {
-        crate::support::until_waiting_on_locks(&app.state.db.pool, 1).await;
+        crate::support::until_waiting_on_locks(&app.sql, 1).await;
         other.commit().await.expect("commit the other rotation");
     });
     assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text());
@@ -817,14 +817,13 @@ async fn removing_a_key_while_its_code_is_exchanged_on_postgres_waits_for_the_ex
     let Some(app) = crate::support::postgres_for_a_race().await else { return };
     let rp = client(&app, true).await;
     code_for(&app, &rp, "mia").await;
-    let key_id: String =
-        sqlx::query_scalar("SELECT id FROM account_key").fetch_one(&app.state.db.pool).await.expect("mia's key");
+    let key_id: String = sqlx::query_scalar("SELECT id FROM account_key").fetch_one(&app.sql).await.expect("mia's key");
     // An exchange, in flight: its code spent, its token still to be written.
-    let mut exchange = app.state.db.pool.begin().await.expect("begin");
+    let mut exchange = app.sql.begin().await.expect("begin");
     sqlx::query("UPDATE oidc_code SET used_at = created_at").execute(&mut *exchange).await.expect("spend the code");
     let uri = format!("/admin/api/services/{}/accounts/mia/keys/{key_id}", rp.service);
     let (removed, ()) = tokio::join!(send(&app, Method::DELETE, &uri, &[("authorization", ADMIN)], None), async {
-        crate::support::until_waiting_on_locks(&app.state.db.pool, 1).await;
+        crate::support::until_waiting_on_locks(&app.sql, 1).await;
         sqlx::query(
             "INSERT INTO oidc_token (token_hash, code_hash, client_id, service_id, account, key_id, scope, \
              created_at, expires_at) SELECT code_hash, code_hash, client_id, service_id, account, key_id, scope, \

@@ -23,7 +23,7 @@ async fn sqlite_syncs_every_commit_to_disk() {
         // Every pooled connection, not just the first one.
         let mut held = Vec::new();
         for n in 0..3 {
-            let mut conn = app.state.db.pool.acquire().await.unwrap_or_else(|e| panic!("connection {n}: {e}"));
+            let mut conn = app.sql.acquire().await.unwrap_or_else(|e| panic!("connection {n}: {e}"));
             let level: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *conn).await.expect("pragma");
             assert_eq!(level, 2, "synchronous must be FULL (2)");
             held.push(conn);
@@ -77,7 +77,7 @@ async fn upgrade_keeps(url: &str, backend: Backend) {
         "SELECT a.subject, k.last_used_at FROM account a JOIN account_key k ON k.account = a.name \
          WHERE a.name = 'alice'",
     )
-    .fetch_one(&db.pool)
+    .fetch_one(&sqlx::AnyPool::connect(url).await.expect("connect"))
     .await
     .expect("account row");
     assert_eq!(subject.map(|s| s.len()), Some(32), "every account gets an opaque subject");

@@ -17,7 +17,7 @@ use futures_util::StreamExt as _;
 use http_body_util::BodyExt as _;
 use rand::{rngs::OsRng, RngCore as _};
 use serde_json::Value;
-use sesame_proto::{BaseToken, FreshnessSecret, Origin, ServerKey, ServiceId, Token, UnixTime, UnverifiedToken};
+use sesame_proto::{BaseToken, Origin, ServerKey, ServiceId, Token, UnixTime, UnverifiedToken};
 use sesame_server::{
     app,
     bus::Bus,
@@ -177,6 +177,7 @@ impl Builder {
             }
         };
         let db = Db::connect(&url).await.expect("connect and migrate");
+        let sql = outside(&url).await;
         let manual = ManualClock::new(UnixTime::from_secs(START));
         let clock = self.clock.unwrap_or_else(|| Arc::new(manual.clone()));
         // As the server does: pending challenges in memory on one instance.
@@ -195,8 +196,29 @@ impl Builder {
             admin_token: Arc::new(AdminToken::new("test-admin-token-0123456789")),
         });
         let App { state, challenges, oidc } = App::new(state, pending, Provider::default());
-        TestApp { state, challenges, oidc, clock: manual, _dir: dir, pg_name }
+        TestApp { state, challenges, oidc, sql, clock: manual, _dir: dir, pg_name }
     }
+}
+
+/// A pool of connections of its own to the database at `url`, beside the
+/// app's: a test reads and plants rows through it as an operator would
+/// with `sqlite3` or `psql`, never through the app's own lanes.
+pub async fn outside(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let sqlite = url.starts_with("sqlite:");
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(4)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if sqlite {
+                    conn.execute("PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;").await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+        .expect("connect to the test database")
 }
 
 #[derive(Debug)]
@@ -204,6 +226,8 @@ pub struct TestApp {
     pub state: AppState,
     pub challenges: Challenges,
     pub oidc: Provider,
+    /// The test's own connections to the app's database (see [`outside`]).
+    pub sql: sqlx::AnyPool,
     /// Moves the app's time unless it was built with `system_clock`.
     pub clock: ManualClock,
     _dir: TempDir,
@@ -213,6 +237,7 @@ pub struct TestApp {
 /// Drops a test's PostgreSQL database once the test is done with it.
 #[derive(Debug)]
 pub struct Cleanup {
+    db: Db,
     pool: sqlx::AnyPool,
     pg_name: Option<(String, String)>,
 }
@@ -220,6 +245,7 @@ pub struct Cleanup {
 impl Cleanup {
     pub async fn run(self) {
         self.pool.close().await;
+        self.db.close().await;
         if let Some((base, name)) = self.pg_name {
             let mut admin =
                 sqlx::AnyConnection::connect(&format!("{base}/postgres")).await.expect("connect to PostgreSQL");
@@ -244,7 +270,7 @@ impl TestApp {
     }
 
     pub fn cleanup_handle(&self) -> Cleanup {
-        Cleanup { pool: self.state.db.pool.clone(), pg_name: self.pg_name.clone() }
+        Cleanup { db: self.state.db.clone(), pool: self.sql.clone(), pg_name: self.pg_name.clone() }
     }
 
     /// The whole app, as the server assembles it.
@@ -284,7 +310,7 @@ impl TestApp {
             .bind(id.to_string())
             .bind(name.to_owned())
             .bind(START as i64)
-            .execute(&self.state.db.pool)
+            .execute(&self.sql)
             .await
             .expect("insert service");
         id
@@ -314,7 +340,7 @@ impl TestApp {
     pub async fn current_token(&self, cid: &str) -> String {
         let row = self.held(cid).await;
         let base = BaseToken::from_stored(row.base_token, self.state.identity.public_key()).expect("stored token");
-        let secret = FreshnessSecret::from_bytes(row.code_secret.try_into().expect("32 bytes"));
+        let secret = row.code_secret;
         base.at_step(&secret, base.step_at(self.state.clock.now()))
     }
 
@@ -343,8 +369,7 @@ impl TestApp {
             Pending::Memory(memory) => memory.snapshot(),
             Pending::Table => Vec::new(),
         };
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM challenge").fetch_all(&self.state.db.pool).await.expect("ids");
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM challenge").fetch_all(&self.sql).await.expect("ids");
         for id in ids {
             if !all.iter().any(|row| row.id.to_string() == id) {
                 all.push(self.held(&id).await);
@@ -354,7 +379,7 @@ impl TestApp {
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql).fetch_one(&self.state.db.pool).await.expect("count")
+        sqlx::query_scalar(sql).fetch_one(&self.sql).await.expect("count")
     }
 
     /// Serves the app on a real socket with the server's own accept loop,

@@ -16,7 +16,7 @@ async fn exec(app: &TestApp, sql: &str, binds: &[i64]) {
     for bind in binds {
         query = query.bind(*bind);
     }
-    query.execute(&app.state.db.pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    query.execute(&app.sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 /// A challenge created at `created` that expires five minutes later, and
@@ -35,7 +35,7 @@ async fn challenge(app: &TestApp, service: &str, id: &str, status: &str, created
     .bind(created as i64 + 300)
     .bind(status.to_owned())
     .bind((status != "pending").then_some(created as i64 + 300))
-    .execute(&app.state.db.pool)
+    .execute(&app.sql)
     .await
     .expect("insert challenge");
     exec(app, &format!("DELETE FROM sign_in_event WHERE challenge_id = '{id}'"), &[]).await;
@@ -48,7 +48,7 @@ async fn event(app: &TestApp, service: &str, at: u64) {
     )
     .bind(service.to_owned())
     .bind(at as i64)
-    .execute(&app.state.db.pool)
+    .execute(&app.sql)
     .await
     .expect("insert event");
 }
@@ -60,7 +60,7 @@ async fn account(app: &TestApp, service: &str, name: &str, state: &str, created:
         .bind(name.to_owned())
         .bind(sesame_server::keys::new_id())
         .bind(created as i64)
-        .execute(&app.state.db.pool)
+        .execute(&app.sql)
         .await
         .expect("insert account");
     sqlx::query(
@@ -73,7 +73,7 @@ async fn account(app: &TestApp, service: &str, name: &str, state: &str, created:
     .bind(name.as_bytes().repeat(32)[..32].to_vec())
     .bind(state.to_owned())
     .bind(created as i64)
-    .execute(&app.state.db.pool)
+    .execute(&app.sql)
     .await
     .expect("insert key");
 }
@@ -90,7 +90,7 @@ async fn audit_event(app: &TestApp, at: u64) {
 }
 
 async fn ids(app: &TestApp, sql: &str) -> Vec<String> {
-    sqlx::query_scalar(sql).fetch_all(&app.state.db.pool).await.expect("ids")
+    sqlx::query_scalar(sql).fetch_all(&app.sql).await.expect("ids")
 }
 
 #[tokio::test]
@@ -190,7 +190,7 @@ async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
         assert_eq!(app.count("SELECT COUNT(*) FROM admin_session").await, 1);
         let kept_a: Vec<i64> = sqlx::query_scalar("SELECT at FROM sign_in_event WHERE service_id = $1 ORDER BY at")
             .bind(a.clone())
-            .fetch_all(&db.pool)
+            .fetch_all(&app.sql)
             .await
             .expect("events");
         let start = START as i64;
@@ -234,7 +234,7 @@ async fn recovery_link(app: &TestApp, service: &str, account: &str, id: &str, ex
     .bind(START as i64)
     .bind(expires_at as i64)
     .bind(used.then_some(START as i64))
-    .execute(&app.state.db.pool)
+    .execute(&app.sql)
     .await
     .expect("insert recovery link");
 }
@@ -278,7 +278,7 @@ async fn sweep_on_postgres_keeps_a_key_confirmed_or_added_while_it_runs() {
     let Some(app) = crate::support::postgres_for_a_race().await else { return };
     let a = app.create_service("A").await.to_string();
     let now = START + 2 * DAY;
-    let pool = app.state.db.pool.clone();
+    let pool = app.sql.clone();
     let confirm = "UPDATE account_key SET state = 'active' WHERE account = 'late'".to_owned();
     let meanwhile = [
         // The page confirms the registration's key (keys::confirm).

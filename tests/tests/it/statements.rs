@@ -1,7 +1,6 @@
 //! How many SQL statements one complete sign-in costs, counted from what
-//! the server logs for every statement it runs: sqlx's own log
-//! (`sqlx::query` at `DEBUG`), and the server's for the statements it runs
-//! on SQLite directly (`sesame_server::sql`):
+//! the server logs for every statement it runs, on any connection
+//! (`sesame_server::sql` at `DEBUG`):
 //! on one instance over SQLite (the embedded default) and over PostgreSQL,
 //! where pending challenges are held in memory, and on PostgreSQL with
 //! Redis, where they are rows that several instances share.
@@ -58,7 +57,7 @@ async fn one_sign_in_on_postgres_with_redis_runs_at_most_the_allowed_statements(
 /// counted sign-in.
 fn counting(options: ServerOptions) -> ServerOptions {
     ServerOptions {
-        log_filter: Some("info,sqlx::query=debug,sesame_server::sql=debug".into()),
+        log_filter: Some("info,sesame_server::sql=debug".into()),
         extra_args: vec!["--log-format".into(), "json".into(), "--sweep-interval".into(), "0".into()],
         ..options
     }
@@ -95,11 +94,8 @@ async fn check_one_sign_in(server: &Server, max_statements: usize) -> Result<()>
     let statements: Vec<String> = log[before..]
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter_map(|line| match line["target"].as_str() {
-            Some("sqlx::query") => line["fields"]["summary"].as_str().map(str::to_owned),
-            Some("sesame_server::sql") => line["fields"]["statement"].as_str().map(str::to_owned),
-            _ => None,
-        })
+        .filter(|line| line["target"] == "sesame_server::sql")
+        .filter_map(|line| line["fields"]["statement"].as_str().map(str::to_owned))
         .collect();
     let is_transaction = |s: &String| ["BEGIN", "COMMIT", "ROLLBACK"].iter().any(|t| s.to_uppercase().starts_with(t));
     let (transactions, statements): (Vec<String>, Vec<String>) = statements.into_iter().partition(is_transaction);

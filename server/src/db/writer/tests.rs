@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use sqlx::any::AnyPoolOptions;
+use sqlx::{sqlite::SqlitePoolOptions, SqlitePool};
 use tokio::sync::Notify;
 
 use super::*;
@@ -10,11 +10,10 @@ use crate::db::sql::{query, Violation};
 
 /// A SQLite file with one table, and the writer over a connection to it,
 /// as `Db::connect` opens it; the pool reads what it wrote.
-async fn sqlite() -> (tempfile::TempDir, AnyPool, Writer) {
-    sqlx::any::install_default_drivers();
+async fn sqlite() -> (tempfile::TempDir, SqlitePool, Writer) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
-    let pool = AnyPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+    let pool = SqlitePoolOptions::new().max_connections(1).connect(&url).await.unwrap();
     sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.unwrap();
     sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY)").execute(&pool).await.unwrap();
     let writer = Writer::group(&dir.path().join("w.db")).unwrap();
@@ -40,7 +39,7 @@ fn insert(writer: &Writer, k: &'static str) -> impl std::future::Future<Output =
     }
 }
 
-async fn keys(pool: &AnyPool) -> Vec<String> {
+async fn keys(pool: &SqlitePool) -> Vec<String> {
     sqlx::query_scalar("SELECT k FROM t ORDER BY k").fetch_all(pool).await.unwrap()
 }
 

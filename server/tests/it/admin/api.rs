@@ -50,7 +50,7 @@ async fn api_lists_services_in_creation_order() {
     assert_eq!(empty.status, StatusCode::OK);
     assert_eq!(empty.json(), json!([]));
     let b = h.create("Zeta").await;
-    sqlx::query("UPDATE service SET created_at = created_at - 10").execute(&h.state.db.pool).await.expect("age");
+    sqlx::query("UPDATE service SET created_at = created_at - 10").execute(&h.sql).await.expect("age");
     let a = h.create("Alpha").await;
     let list = h.api(Method::GET, "/admin/api/services", None).await;
     assert_eq!(list.status, StatusCode::OK);
@@ -162,7 +162,7 @@ async fn api_deletes_an_account_and_its_sessions() {
     )
     .bind(vec![1u8; 32])
     .bind(id)
-    .execute(&h.state.db.pool)
+    .execute(&h.sql)
     .await
     .expect("insert session");
     let uri = format!("/admin/api/services/{id}/accounts/alice");

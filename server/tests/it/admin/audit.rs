@@ -71,7 +71,7 @@ async fn each_api_action_writes_one_record_with_the_token_as_actor() {
 async fn a_change_whose_record_cannot_be_written_is_not_made() {
     support::each_backend(|app| async move {
         let h = Harness::over(app);
-        sqlx::query("DROP TABLE audit_event").execute(&h.state.db.pool).await.expect("drop the audit table");
+        sqlx::query("DROP TABLE audit_event").execute(&h.sql).await.expect("drop the audit table");
         let reply = h.api(Method::POST, "/admin/api/services", Some(json!({"name": "Mail"}))).await;
         assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", reply.text);
         assert_eq!(reply.error_code(), "internal");
@@ -89,7 +89,7 @@ async fn each_page_action_writes_one_record_with_the_session_as_actor() {
         let created = h.post_form("/admin/services", Some(&mine), &[("csrf", &csrf), ("name", "Mail")]).await;
         assert_eq!(created.location(), "/admin?done=created");
         let id: String = sqlx::query_scalar("SELECT id FROM service WHERE name = 'Mail'")
-            .fetch_one(&h.state.db.pool)
+            .fetch_one(&h.sql)
             .await
             .expect("the new service");
         h.add_account(&id, "bob", START as i64, None).await;
@@ -178,7 +178,7 @@ async fn a_refused_sign_in_is_recorded_without_what_was_typed() {
                  LIKE '%' || $1 || '%'",
             )
             .bind(secret.to_owned())
-            .fetch_one(&h.state.db.pool)
+            .fetch_one(&h.sql)
             .await
             .expect("search");
             assert_eq!(found, 0, "{secret} was recorded");
@@ -197,7 +197,7 @@ async fn records(h: &Harness, n: usize) {
         )
         .bind(START as i64)
         .bind(format!("s{i}"))
-        .execute(&h.state.db.pool)
+        .execute(&h.sql)
         .await
         .expect("insert a record");
     }

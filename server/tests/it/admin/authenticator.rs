@@ -185,7 +185,7 @@ async fn a_public_admin_challenge_takes_no_new_keys() {
 
     // Nor does one started through the public challenge API.
     let id: String = sqlx::query_scalar("SELECT id FROM service WHERE builtin")
-        .fetch_one(&h.state.db.pool)
+        .fetch_one(&h.sql)
         .await
         .expect("the admin service exists");
     let started =
@@ -284,8 +284,7 @@ async fn only_the_browser_that_added_a_key_can_confirm_it() {
     let adding = Adding::start(&h).await;
     let key = AccountKey::generate(&mut OsRng);
     assert_eq!(register(&h, &adding.token(), "phone", &key).await.status, StatusCode::OK);
-    let key_id: String =
-        sqlx::query_scalar("SELECT id FROM account_key").fetch_one(&h.state.db.pool).await.expect("key");
+    let key_id: String = sqlx::query_scalar("SELECT id FROM account_key").fetch_one(&h.sql).await.expect("key");
     let confirm = format!("/admin/authenticators/{}/confirm", adding.challenge());
 
     // Another admin session, without this challenge's binding cookie.
@@ -333,7 +332,7 @@ async fn a_new_admin_token_ends_the_sessions_the_old_one_opened() {
 
     // The same database, served again with another token.
     let state = h.state.with(|s| s.admin_token = Arc::new(AdminToken::new("another-admin-token-98765")));
-    let restarted = Harness::single(state, Box::new(()));
+    let restarted = Harness::single(state, h.sql.clone(), Box::new(()));
     assert!(!is_signed_in(&restarted, &by_token).await, "a token session must not outlive its token");
     assert!(is_signed_in(&restarted, &by_key).await, "a key session does not depend on the token");
     // And back on the old token, the old session is live again only because
@@ -385,9 +384,9 @@ async fn refusing_a_key_on_postgres_keeps_the_account_when_a_key_is_added_meanwh
     let eve = AccountKey::generate(&mut OsRng);
     assert_eq!(register(&h, &adding.token(), "eve", &eve).await.status, StatusCode::OK);
     let service: String =
-        sqlx::query_scalar("SELECT service_id FROM account_key").fetch_one(&h.state.db.pool).await.expect("key");
+        sqlx::query_scalar("SELECT service_id FROM account_key").fetch_one(&h.sql).await.expect("key");
 
-    let mut enrolling = h.state.db.pool.begin().await.expect("begin");
+    let mut enrolling = h.sql.begin().await.expect("begin");
     sqlx::query(
         "INSERT INTO account_key (id, service_id, account, public_key, state, added_by, created_at) \
          VALUES ($1, $2, 'eve', $3, 'pending', 'enroll', $4)",
@@ -400,7 +399,7 @@ async fn refusing_a_key_on_postgres_keeps_the_account_when_a_key_is_added_meanwh
     .await
     .expect("a key enrolled, not yet committed");
     let (rejected, ()) = tokio::join!(adding.reject(&h), async {
-        support::until_waiting_on_locks(&h.state.db.pool, 1).await;
+        support::until_waiting_on_locks(&h.sql, 1).await;
         enrolling.commit().await.expect("commit the enrollment");
     });
     assert_eq!(rejected.location(), "/admin?done=authenticator_rejected");
@@ -430,17 +429,17 @@ async fn an_admin_key_changed_while_its_session_opens_on_postgres_opens_none() {
         add(&h, &name, &key).await;
         let key_id: String = sqlx::query_scalar("SELECT id FROM account_key WHERE account = $1")
             .bind(&name)
-            .fetch_one(&h.state.db.pool)
+            .fetch_one(&h.sql)
             .await
             .expect("the key");
         let (cookies, csrf, page) = start(&h).await;
         assert_eq!(login(&h, &token_on(&page.text), &name, &key).await.status, StatusCode::OK);
 
-        let mut held = h.state.db.pool.begin().await.expect("begin");
+        let mut held = h.sql.begin().await.expect("begin");
         sqlx::query(change).bind(&key_id).execute(&mut *held).await.expect("change the key");
         let (action, fields) = (action_on(&page.text), [("csrf", csrf.as_str())]);
         let (done, ()) = tokio::join!(h.post_form(&action, Some(&cookies), &fields), async {
-            support::until_waiting_on_locks(&h.state.db.pool, 1).await;
+            support::until_waiting_on_locks(&h.sql, 1).await;
             held.commit().await.expect("commit the change");
         });
         // The admin page explains a refusal on a page of its own.

@@ -8,7 +8,7 @@ use super::*;
 #[tokio::test]
 async fn api_lists_an_accounts_keys_and_removing_one_ends_its_sessions() {
     support::each_backend(|app| async move {
-        let h = Harness::serving(app.app(), Box::new(()));
+        let h = Harness::serving(app.app(), app.sql.clone(), Box::new(()));
         let service = app.create_service("Example").await;
         let key = AccountKey::generate(&mut OsRng);
         let alice = AccountName::parse("alice").expect("name");
@@ -67,7 +67,7 @@ async fn api_lists_an_accounts_keys_and_removing_one_ends_its_sessions() {
 #[tokio::test]
 async fn names_and_key_ids_that_no_account_could_have_are_unknown_not_errors() {
     support::each_backend(|app| async move {
-        let h = Harness::serving(app.app(), Box::new(()));
+        let h = Harness::serving(app.app(), app.sql.clone(), Box::new(()));
         let service = app.create_service("Example").await;
         let key = AccountKey::generate(&mut OsRng);
         let started = app.start(&service).await;

@@ -40,7 +40,7 @@ async fn page_sign_in_with_the_right_token_sets_the_session_cookie() {
     }
     assert_eq!(h.count("SELECT COUNT(*) FROM admin_session").await, 1);
     let stored: i64 = sqlx::query_scalar("SELECT expires_at - created_at FROM admin_session")
-        .fetch_one(&h.state.db.pool)
+        .fetch_one(&h.sql)
         .await
         .expect("session row");
     assert_eq!(stored, 12 * 3600);
@@ -271,9 +271,10 @@ async fn page_sign_out_ends_the_session() {
 #[tokio::test]
 async fn page_session_expires_after_twelve_hours() {
     let dir = tempfile::tempdir().expect("temp dir");
+    let url = Db::sqlite_url(dir.path());
     let clock = ManualClock::new(UnixTime::from_secs(START));
     let state = AppState::new(Shared {
-        db: Db::connect(&Db::sqlite_url(dir.path())).await.expect("database"),
+        db: Db::connect(&url).await.expect("database"),
         bus: Bus::local(),
         clock: Arc::new(clock.clone()),
         identity: Arc::new(Identity::new(ServerKey::generate(&mut OsRng))),
@@ -281,7 +282,7 @@ async fn page_session_expires_after_twelve_hours() {
         admin_token: Arc::new(AdminToken::new(TOKEN)),
         limits: Limits::per_minute(0),
     });
-    let h = Harness::single(state, Box::new(dir));
+    let h = Harness::single(state, support::outside(&url).await, Box::new(dir));
     let (cookie, _) = h.sign_in().await;
     clock.advance(12 * 3600 - 1);
     assert!(h.page("/admin", Some(&cookie)).await.text.contains("New service"));
@@ -362,7 +363,7 @@ async fn every_destructive_button_asks_first_and_does_nothing_until_confirmed() 
     assert_eq!(configured.status, StatusCode::OK, "{}", configured.text);
     let secret_hash = || async {
         sqlx::query_scalar::<_, Vec<u8>>("SELECT secret_hash FROM oidc_client")
-            .fetch_one(&h.state.db.pool)
+            .fetch_one(&h.sql)
             .await
             .expect("the client's secret")
     };

@@ -90,7 +90,7 @@ async fn page_lists_an_accounts_keys_and_removes_one() {
     let h = harness().await;
     let (service, cookie, csrf) = signed_in_with_alice(&h).await;
     let key_id: String = sqlx::query_scalar("SELECT id FROM account_key WHERE account = 'alice'")
-        .fetch_one(&h.state.db.pool)
+        .fetch_one(&h.sql)
         .await
         .expect("alice's key");
     let page = h.page(&format!("/admin/services/{service}"), Some(&cookie)).await;
@@ -122,12 +122,9 @@ async fn page_lists_each_accounts_keys_under_that_account() {
         let (service, cookie, _) = signed_in_with_alice(&h).await;
         h.add_account(&service, "bob", START as i64 + 1, None).await;
         h.add_account(&service, "carol", START as i64 + 2, None).await;
-        sqlx::query("DELETE FROM account_key WHERE account = 'carol'")
-            .execute(&h.state.db.pool)
-            .await
-            .expect("take carol's key");
+        sqlx::query("DELETE FROM account_key WHERE account = 'carol'").execute(&h.sql).await.expect("take carol's key");
         let ids = |account: &'static str| {
-            let pool = h.state.db.pool.clone();
+            let pool = h.sql.clone();
             async move {
                 sqlx::query_scalar::<_, String>("SELECT id FROM account_key WHERE account = $1")
                     .bind(account)
@@ -203,7 +200,7 @@ async fn page_lists_usable_recovery_links_and_revokes_one() {
         assert_eq!(made.status, StatusCode::OK, "{}", made.text);
         sqlx::query("UPDATE account_recovery SET expires_at = $1 WHERE revoked_at IS NULL")
             .bind(START as i64)
-            .execute(&h.state.db.pool)
+            .execute(&h.sql)
             .await
             .expect("expire the link");
         let page = h.page(&format!("/admin/services/{service}"), Some(&cookie)).await;
@@ -221,12 +218,12 @@ async fn a_recovery_link_for_an_account_deleted_meanwhile_on_postgres_is_unknown
     let cleanup = app.cleanup_handle();
     let h = Harness::over(app);
     let (service, cookie, csrf) = signed_in_with_alice(&h).await;
-    let mut deleting = h.state.db.pool.begin().await.expect("begin");
+    let mut deleting = h.sql.begin().await.expect("begin");
     sqlx::query("DELETE FROM account WHERE name = 'alice'").execute(&mut *deleting).await.expect("delete alice");
     let uri = format!("/admin/services/{service}/recovery");
     let fields = [("csrf", csrf.as_str()), ("name", "alice"), ("ttl_secs", "3600")];
     let (made, ()) = tokio::join!(h.post_form(&uri, Some(&cookie), &fields), async {
-        support::until_waiting_on_locks(&h.state.db.pool, 1).await;
+        support::until_waiting_on_locks(&h.sql, 1).await;
         deleting.commit().await.expect("commit the deletion");
     });
     assert_eq!(made.status, StatusCode::NOT_FOUND, "{}", made.text);
