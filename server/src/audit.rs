@@ -20,7 +20,7 @@ use crate::{
         Db,
     },
     error::{Error, Result},
-    extract::ClientInfo,
+    http::extract::ClientInfo,
 };
 
 /// Who did it.

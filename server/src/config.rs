@@ -97,12 +97,12 @@ pub struct Config {
 
     /// Most event streams open at once on one sign-in request, on this
     /// instance; more get 429 too_many_streams. 0 means no limit.
-    #[arg(long, env = "SESAME_MAX_STREAMS_PER_CHALLENGE", default_value_t = crate::limit::STREAMS_PER_CHALLENGE)]
+    #[arg(long, env = "SESAME_MAX_STREAMS_PER_CHALLENGE", default_value_t = crate::http::limit::STREAMS_PER_CHALLENGE)]
     pub max_streams_per_challenge: usize,
 
     /// Most event streams open at once from one client address, on this
     /// instance; more get 429 too_many_streams. 0 means no limit.
-    #[arg(long, env = "SESAME_MAX_STREAMS_PER_ADDRESS", default_value_t = crate::limit::STREAMS_PER_ADDRESS)]
+    #[arg(long, env = "SESAME_MAX_STREAMS_PER_ADDRESS", default_value_t = crate::http::limit::STREAMS_PER_ADDRESS)]
     pub max_streams_per_address: usize,
 
     /// Seconds between two sweeps of old rows (challenges, expired sessions,

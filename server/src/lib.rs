@@ -3,33 +3,27 @@
 //! [`app`] builds the whole HTTP surface from an [`App`]; [`run`] turns a
 //! [`Config`] into a listening server. Tests call [`app`] directly.
 
+// Features.
 pub mod admin;
-pub mod audit;
-pub mod authenticator;
-pub mod backup;
-pub mod bus;
 pub mod challenge;
-pub mod clock;
-pub mod config;
-pub mod cookie;
-pub mod db;
-pub mod enroll;
-pub mod error;
-pub mod extract;
-pub(crate) mod health;
-pub mod keys;
-pub mod limit;
-pub mod metrics;
-pub mod middleware;
 pub mod oidc;
-pub mod openapi;
-pub mod pages;
-pub mod recovery;
-pub mod responses;
-pub mod serve;
+pub mod signin;
+// The state, and storage.
+pub mod audit;
+pub mod bus;
+pub mod config;
+pub mod db;
 pub mod state;
-pub mod sweep;
+// Utilities.
+pub mod clock;
+pub mod error;
+pub mod http;
+pub mod metrics;
 pub mod tls;
+// Assembly and operations.
+pub mod openapi;
+pub mod ops;
+pub mod serve;
 pub mod webapp;
 
 use std::{sync::Arc, time::Duration};
@@ -49,25 +43,25 @@ use crate::{
     clock::{Clock, SystemClock},
     error::LoggedError,
     oidc::OidcState,
+    ops::sweep::Retention,
     serve::ServeOptions,
     state::RouterState,
-    sweep::Retention,
 };
 pub use crate::{
     config::Config,
     error::Error,
-    middleware::MAX_BODY_BYTES,
+    http::middleware::MAX_BODY_BYTES,
     state::{origin_from, AppState},
 };
 
 /// The whole HTTP surface.
 pub fn app(app: App) -> Router {
     Router::new()
-        .merge(health::router())
-        .merge(pages::router())
-        .merge(enroll::router())
+        .merge(ops::health::router())
+        .merge(signin::pages::router())
+        .merge(signin::enroll::router())
         .merge(challenge::router())
-        .merge(authenticator::router())
+        .merge(signin::authenticator::router())
         .merge(admin::router())
         .merge(oidc::router())
         .merge(openapi::router())
@@ -75,13 +69,13 @@ pub fn app(app: App) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Inside the trace layer, so that the shaped answers are what the
         // request log records.
-        .layer(axum::middleware::from_fn(middleware::refuse_oversize_body))
-        .layer(axum::middleware::from_fn(middleware::shape_errors))
+        .layer(axum::middleware::from_fn(http::middleware::refuse_oversize_body))
+        .layer(axum::middleware::from_fn(http::middleware::shape_errors))
         // Outside both, so that it sees their refusals too.
-        .layer(axum::middleware::from_fn(middleware::close_after_refused_body))
+        .layer(axum::middleware::from_fn(http::middleware::close_after_refused_body))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(middleware::CSP),
+            HeaderValue::from_static(http::middleware::CSP),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -208,7 +202,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             events_per_service: config.events_per_service,
             audit_secs: config.audit_retention_days.saturating_mul(24 * 60 * 60),
         };
-        tokio::spawn(sweep::every(state.clone(), Duration::from_secs(config.sweep_interval), retention));
+        tokio::spawn(ops::sweep::every(state.clone(), Duration::from_secs(config.sweep_interval), retention));
     }
     let options = ServeOptions {
         header_read_timeout: Duration::from_secs(config.header_read_timeout),

@@ -28,9 +28,11 @@ async fn main() -> ExitCode {
     // the server's own, is dropped although its target is enabled.
     tracing_subscriber::registry().with(filter).with(logs).init();
     let outcome = match &config.command {
-        Some(Command::Backup { out, force }) => sesame_server::backup::backup(&config, out, *force).await.map(|w| {
-            println!("Backed up {} to {} ({} bytes)", w.source.display(), out.display(), w.bytes);
-        }),
+        Some(Command::Backup { out, force }) => {
+            sesame_server::ops::backup::backup(&config, out, *force).await.map(|w| {
+                println!("Backed up {} to {} ({} bytes)", w.source.display(), out.display(), w.bytes);
+            })
+        }
         None => sesame_server::run(config).await,
     };
     match outcome {

@@ -19,7 +19,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use crate::{admin, authenticator, challenge, health, oidc};
+use crate::{admin, challenge, oidc, ops::health, signin::authenticator};
 
 /// The JSON API. HTML pages, the admin page's forms and the OIDC browser
 /// endpoints (authorize, logout) are not part of it.

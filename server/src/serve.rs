@@ -185,7 +185,7 @@ pub fn metrics_router(state: AppState, handle: PrometheusHandle) -> Router {
         let handle = handle.clone();
         async move { crate::metrics::exposition(&handle) }
     });
-    crate::health::router()
+    crate::ops::health::router()
         .route("/metrics", exposition)
         .fallback(|| async { Error::NotFound.into_response() })
         .with_state(state)

@@ -15,8 +15,8 @@ use crate::{
     clock::Clock,
     config::Config,
     db::{sql::query, Db},
-    extract::TrustedProxies,
-    limit::{RateLimiter, StreamLimits},
+    http::extract::TrustedProxies,
+    http::limit::{RateLimiter, StreamLimits},
     tls,
 };
 

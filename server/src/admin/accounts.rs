@@ -20,9 +20,9 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    extract::ClientInfo,
-    keys::{self, KeyState},
-    recovery,
+    http::extract::ClientInfo,
+    signin::keys::{self, KeyState},
+    signin::recovery,
     state::AppState,
     state::RouterState,
 };

@@ -22,9 +22,9 @@ use crate::{
     challenge::Challenges,
     challenge::SignInState,
     error::{Error, Result},
-    extract::{ApiJson, ClientInfo},
-    keys,
-    responses::{AdminErrors, BadPath, TooLarge},
+    http::extract::{ApiJson, ClientInfo},
+    http::responses::{AdminErrors, BadPath, TooLarge},
+    signin::keys,
     state::AppState,
 };
 

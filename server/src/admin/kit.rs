@@ -16,9 +16,9 @@ use axum::{
 use super::session::AdminSession;
 use crate::{
     audit::{Actor, By},
-    cookie,
     error::{Error, LoggedError},
-    extract::ClientInfo,
+    http::cookie,
+    http::extract::ClientInfo,
     state::AppState,
 };
 

@@ -22,9 +22,9 @@ use super::{
 };
 use crate::{
     error::Result,
-    extract::{ApiJson, ClientInfo},
-    recovery::{self, LinkInfo},
-    responses::{AdminErrors, BadPath, TooLarge},
+    http::extract::{ApiJson, ClientInfo},
+    http::responses::{AdminErrors, BadPath, TooLarge},
+    signin::recovery::{self, LinkInfo},
     state::AppState,
     state::RouterState,
 };
@@ -177,7 +177,7 @@ async fn list_links(
     let (id, name) = path(ids)?;
     let service = store::service(&state.db, &id).await?;
     // The account must exist: an empty list would not tell a typo apart.
-    crate::keys::list(&state.db, &service.id, &name).await?;
+    crate::signin::keys::list(&state.db, &service.id, &name).await?;
     let now = state.clock.now().as_secs() as i64;
     let links = recovery::list(&state.db, &service.id, &name).await?;
     Ok(Json(links.into_iter().map(|l| LinkJson::of(l, now)).collect()))

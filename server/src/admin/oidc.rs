@@ -25,14 +25,14 @@ use super::{
 use crate::{
     audit::Actor,
     error::{Error, Result},
-    extract::{ApiJson, ClientInfo},
+    http::extract::{ApiJson, ClientInfo},
+    http::responses::{AdminErrors, BadPath, TooLarge},
     oidc::OidcState,
     oidc::Provider,
     oidc::{
         client::{self, Client, SettingsJson},
         keys,
     },
-    responses::{AdminErrors, BadPath, TooLarge},
     state::AppState,
 };
 

@@ -33,9 +33,9 @@ use crate::{
     audit::{self, Action, Actor, Record},
     challenge::Challenges,
     challenge::SignInState,
-    cookie,
     error::Error,
-    extract::ClientInfo,
+    http::cookie,
+    http::extract::ClientInfo,
     state::AppState,
 };
 

@@ -45,11 +45,11 @@ use super::{
 use crate::{
     audit::{self, Action, Record},
     challenge::{self, row::ChallengeRow, Challenges, SignInState},
-    cookie,
     error::{Error, Result},
-    extract::ClientInfo,
-    keys,
-    pages::{app_link, qr_svg},
+    http::cookie,
+    http::extract::ClientInfo,
+    signin::keys,
+    signin::pages::{app_link, qr_svg},
     state::AppState,
 };
 

@@ -19,10 +19,10 @@ use axum::http::{HeaderMap, HeaderValue};
 
 use crate::{
     audit::{self, Action, Actor, By, Record},
-    cookie::{self, SameSite},
     db::{sql::query, Db},
     error::{Error, Result},
-    extract::ClientInfo,
+    http::cookie::{self, SameSite},
+    http::extract::ClientInfo,
     state::AppState,
     state::{AdminToken, Settings},
 };

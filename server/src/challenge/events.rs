@@ -24,7 +24,9 @@ use utoipa::ToSchema;
 
 use super::Challenges;
 use super::StatusView;
-use crate::{bus::Subscription, error::Result, extract::ClientInfo, responses::BrowserErrors, state::AppState};
+use crate::{
+    bus::Subscription, error::Result, http::extract::ClientInfo, http::responses::BrowserErrors, state::AppState,
+};
 
 /// Keep-alive comments keep proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);

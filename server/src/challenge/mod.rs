@@ -29,10 +29,10 @@ use sesame_proto::{
 use utoipa::ToSchema;
 
 use crate::{
-    cookie::{self, SameSite},
     error::{Error, Result},
-    extract::ClientInfo,
-    responses::BrowserErrors,
+    http::cookie::{self, SameSite},
+    http::extract::ClientInfo,
+    http::responses::BrowserErrors,
     state::AppState,
     state::RouterState,
 };

@@ -16,13 +16,13 @@ use super::{
     SESSION_SECS,
 };
 use crate::{
-    cookie::{self, SameSite},
     db::{
         sql::{self, query, Conn, Violation},
         writer::Running,
         Db,
     },
     error::{Error, Result},
+    http::cookie::{self, SameSite},
     state::AppState,
 };
 

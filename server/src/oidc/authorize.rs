@@ -22,10 +22,10 @@ use super::{
 };
 use crate::{
     challenge::{self, session, Challenges, SESSION_SECS},
-    cookie::{self, SameSite},
     error::{error_page, Error, Result},
-    extract::ClientInfo,
-    pages,
+    http::cookie::{self, SameSite},
+    http::extract::ClientInfo,
+    signin::pages,
     state::AppState,
 };
 
@@ -171,7 +171,7 @@ async fn authorize(
     let mut response = pages::login_response(&state.settings.origin, issued, Some(finish_url))?;
     // The page's finish form is answered with a redirect to the client, and
     // browsers hold form redirects to `form-action` too.
-    if let Ok(csp) = HeaderValue::from_str(&crate::middleware::csp_with_form_action(&form_target(redirect_uri))) {
+    if let Ok(csp) = HeaderValue::from_str(&crate::http::middleware::csp_with_form_action(&form_target(redirect_uri))) {
         response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     Ok(response)

@@ -22,8 +22,8 @@ use super::{client, grant, keys::Alg};
 use crate::challenge::Challenges;
 use crate::{
     challenge::session,
-    cookie::{self},
     error::{error_page, Error, Result},
+    http::cookie::{self},
     state::AppState,
 };
 
@@ -177,7 +177,7 @@ fn page(view: &LogoutView) -> Result<Response> {
     // and browsers hold form redirects to `form-action` too.
     if !view.post_logout_redirect_uri.is_empty() {
         let target = super::authorize::form_target(&view.post_logout_redirect_uri);
-        if let Ok(csp) = HeaderValue::from_str(&crate::middleware::csp_with_form_action(&target)) {
+        if let Ok(csp) = HeaderValue::from_str(&crate::http::middleware::csp_with_form_action(&target)) {
             response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
         }
     }

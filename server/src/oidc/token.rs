@@ -23,7 +23,7 @@ use super::{
     grant::{self, Redeemed},
     Provider, ACCESS_TOKEN_SECS, ID_TOKEN_SECS,
 };
-use crate::{extract::ClientInfo, responses::TooLarge, state::AppState};
+use crate::{http::extract::ClientInfo, http::responses::TooLarge, state::AppState};
 
 // Every field is optional here so that a missing one gets OAuth's
 // `invalid_request`, not a generic rejection; the schema says which ones a

@@ -182,7 +182,7 @@ impl Harness {
         )
         .bind(service_id)
         .bind(name)
-        .bind(sesame_server::keys::new_id())
+        .bind(sesame_server::signin::keys::new_id())
         .bind(created_at)
         .bind(last_login_at)
         .execute(&self.sql)
@@ -192,7 +192,7 @@ impl Harness {
         sqlx::query(
             "INSERT INTO account_key (id, service_id, account, public_key, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(sesame_server::keys::new_id())
+        .bind(sesame_server::signin::keys::new_id())
         .bind(service_id)
         .bind(name)
         .bind(key.to_bytes().to_vec())

@@ -447,7 +447,7 @@ async fn closed_registration_is_refused_before_consuming() {
 async fn a_login_whose_key_went_after_it_was_read_is_refused_and_the_challenge_stays_pending() {
     use sesame_server::{
         challenge::{self, pending::Pending, row::Final},
-        extract::ClientInfo,
+        http::extract::ClientInfo,
     };
     each_backend(|app| async move {
         let service = app.create_service("Example").await;
@@ -557,7 +557,7 @@ impl KeyRace {
     ) -> (sesame_proto::ChallengeId, tokio::task::JoinHandle<sesame_server::error::Result<()>>) {
         use sesame_server::{
             challenge::{self, row::Final},
-            extract::ClientInfo,
+            http::extract::ClientInfo,
         };
         let client = ClientInfo { ip: "127.0.0.1".parse().expect("ip"), user_agent: USER_AGENT.to_owned() };
         let issued = challenge::issue(&self.app.state, challenges, &self.service.to_string(), &client)

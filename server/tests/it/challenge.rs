@@ -44,7 +44,7 @@ async fn issues_a_challenge_and_binds_it_to_the_browser() {
         let binding = response.cookie(&name).expect("value");
         assert_eq!(binding.len(), 43);
         // Only the digest is stored, never the cookie itself.
-        assert_eq!(app.held(cid).await.binding_hash, sesame_server::cookie::digest(&binding).to_vec());
+        assert_eq!(app.held(cid).await.binding_hash, sesame_server::http::cookie::digest(&binding).to_vec());
     })
     .await;
 }
@@ -55,13 +55,13 @@ async fn never_adopts_a_binding_secret_the_browser_brings() {
         let service = app.create_service("Example").await;
         // An attacker planted values under every name they could guess,
         // hoping the victim's next challenge would be bound to one of them.
-        let planted = sesame_server::cookie::new_secret();
+        let planted = sesame_server::http::cookie::new_secret();
         let first = app.start(&service).await;
         let jar = format!("sesame_browser={planted}; sesame_browser_{}={planted}; {}", first.id, first.cookie);
         let second = app.start_with(&service, Some(&jar)).await;
         assert!(!second.cookie.contains(&planted), "{}", second.cookie);
         assert_ne!(second.cookie.split_once('=').map(|c| c.1), first.cookie.split_once('=').map(|c| c.1));
-        assert_ne!(app.held(&second.id).await.binding_hash, sesame_server::cookie::digest(&planted).to_vec());
+        assert_ne!(app.held(&second.id).await.binding_hash, sesame_server::http::cookie::digest(&planted).to_vec());
 
         // Two tabs of one browser each follow their own challenge, each with
         // its own cookie; neither cookie opens the other challenge.

@@ -623,7 +623,7 @@ async fn the_admin_api_refuses_bad_recovery_link_requests_and_writes_nothing() {
             .expect("the admin service");
         sqlx::query("INSERT INTO account (service_id, name, subject, created_at) VALUES ($1, 'root', $2, 0)")
             .bind(&admin_service)
-            .bind(sesame_server::keys::new_id())
+            .bind(sesame_server::signin::keys::new_id())
             .execute(&app.sql)
             .await
             .expect("an admin account");

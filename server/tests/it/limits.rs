@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::Value;
-use sesame_server::{limit::StreamLimits, serve::ServeOptions};
+use sesame_server::{http::limit::StreamLimits, serve::ServeOptions};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpStream,

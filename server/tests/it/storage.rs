@@ -5,7 +5,7 @@ use rand::{rngs::OsRng, RngCore as _};
 use sesame_proto::{AccountKey, ServiceId};
 use sesame_server::{
     db::{Backend, Db},
-    keys::{self, KeyState},
+    signin::keys::{self, KeyState},
 };
 use sqlx::{any::AnyPoolOptions, Connection as _, Executor as _};
 

@@ -28,7 +28,7 @@ use sesame_server::{
     },
     clock::{Clock, ManualClock},
     db::Db,
-    limit::StreamLimits,
+    http::limit::StreamLimits,
     oidc::Provider,
     serve::{self, ServeOptions},
     state::{AdminToken, Identity, Limits, Settings, Shared},

@@ -2,7 +2,7 @@
 //! deletes, what it keeps, and that two instances sweeping at once agree.
 
 use sesame_proto::UnixTime;
-use sesame_server::sweep::{sweep, Retention, Swept};
+use sesame_server::ops::sweep::{sweep, Retention, Swept};
 
 use crate::support::{each_backend, TestApp, START};
 
@@ -58,7 +58,7 @@ async fn account(app: &TestApp, service: &str, name: &str, state: &str, created:
     sqlx::query("INSERT INTO account (service_id, name, subject, created_at) VALUES ($1, $2, $3, $4)")
         .bind(service.to_owned())
         .bind(name.to_owned())
-        .bind(sesame_server::keys::new_id())
+        .bind(sesame_server::signin::keys::new_id())
         .bind(created as i64)
         .execute(&app.sql)
         .await
@@ -67,7 +67,7 @@ async fn account(app: &TestApp, service: &str, name: &str, state: &str, created:
         "INSERT INTO account_key (id, service_id, account, public_key, state, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(sesame_server::keys::new_id())
+    .bind(sesame_server::signin::keys::new_id())
     .bind(service.to_owned())
     .bind(name.to_owned())
     .bind(name.as_bytes().repeat(32)[..32].to_vec())
@@ -289,7 +289,7 @@ async fn sweep_on_postgres_keeps_a_key_confirmed_or_added_while_it_runs() {
             format!(
                 "INSERT INTO account_key (id, service_id, account, public_key, state, created_at) \
                  VALUES ('{}', '{a}', 'late', '\\x{}', 'active', {now})",
-                sesame_server::keys::new_id(),
+                sesame_server::signin::keys::new_id(),
                 "ab".repeat(32)
             ),
         ),

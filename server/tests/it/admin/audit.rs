@@ -34,7 +34,7 @@ fn row(actor: &str, action: &str, target: &str) -> (String, String, String) {
 /// session cookie `sesame_admin=<value>`.
 fn handle_of(cookie: &str) -> String {
     let value = cookie.strip_prefix("sesame_admin=").expect("a session cookie");
-    hex::encode(sesame_server::cookie::digest(value))
+    hex::encode(sesame_server::http::cookie::digest(value))
 }
 
 #[tokio::test]

@@ -391,7 +391,7 @@ async fn refusing_a_key_on_postgres_keeps_the_account_when_a_key_is_added_meanwh
         "INSERT INTO account_key (id, service_id, account, public_key, state, added_by, created_at) \
          VALUES ($1, $2, 'eve', $3, 'pending', 'enroll', $4)",
     )
-    .bind(sesame_server::keys::new_id())
+    .bind(sesame_server::signin::keys::new_id())
     .bind(&service)
     .bind(AccountKey::generate(&mut OsRng).public_key().to_bytes().to_vec())
     .bind(START as i64)

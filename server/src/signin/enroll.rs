@@ -29,12 +29,12 @@ use sesame_proto::{wire::Status, Origin, ServiceId};
 use crate::{
     challenge::{self, session, Challenges, Purpose, SignInState},
     clock::rfc3339,
-    cookie,
     error::{error_page, Error},
-    extract::ClientInfo,
-    keys::{self, KeyState},
-    pages::{app_link, qr_svg},
-    recovery,
+    http::cookie,
+    http::extract::ClientInfo,
+    signin::keys::{self, KeyState},
+    signin::pages::{app_link, qr_svg},
+    signin::recovery,
     state::AppState,
 };
 

@@ -18,7 +18,7 @@ use crate::{
         Db,
     },
     error::{Error, Result},
-    extract::ClientInfo,
+    http::extract::ClientInfo,
 };
 
 /// Whether a key may sign in.

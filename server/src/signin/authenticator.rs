@@ -25,9 +25,9 @@ use crate::{
         Challenges, SignInState,
     },
     error::{Error, Result},
-    extract::{ApiJson, ClientInfo},
-    keys::{self, KeyState, StoredKey},
-    responses::AnswerErrors,
+    http::extract::{ApiJson, ClientInfo},
+    http::responses::AnswerErrors,
+    signin::keys::{self, KeyState, StoredKey},
     state::AppState,
 };
 

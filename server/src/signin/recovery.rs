@@ -13,13 +13,13 @@
 
 use crate::{
     audit::{self, Action, By, Record},
-    cookie,
     db::{
         sql::{query, Constraint as _, Row, Violation},
         Db,
     },
     error::{Error, Result},
-    keys,
+    http::cookie,
+    signin::keys,
 };
 
 /// The longest a recovery link may live: a day.

@@ -19,9 +19,9 @@ use sesame_proto::{MatchNumber, Origin, ServiceId};
 
 use crate::{
     challenge::{self, session, Challenges, SignInState},
-    cookie,
     error::{error_page, Error, Result},
-    extract::ClientInfo,
+    http::cookie,
+    http::extract::ClientInfo,
     state::AppState,
 };
 
@@ -40,10 +40,10 @@ pub fn router<S: SignInState>() -> Router<S> {
         .route("/static/sesame.css", get(|| async { asset("text/css; charset=utf-8", SESAME_CSS) }))
 }
 
-const LOGIN_JS: &str = include_str!("../static/login.js");
-const ADMIN_JS: &str = include_str!("../static/admin.js");
-const QRCODE_JS: &str = include_str!("../static/qrcode.js");
-const SESAME_CSS: &str = include_str!("../static/sesame.css");
+const LOGIN_JS: &str = include_str!("../../static/login.js");
+const ADMIN_JS: &str = include_str!("../../static/admin.js");
+const QRCODE_JS: &str = include_str!("../../static/qrcode.js");
+const SESAME_CSS: &str = include_str!("../../static/sesame.css");
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
