@@ -415,6 +415,9 @@ async fn a_phone_joins_an_account_the_command_line_registered_and_both_sign_in()
     let shown = laptop.wait_text("#confirmation-code", "the code", Duration::from_secs(20), |t| !t.is_empty()).await?;
     assert_eq!(shown.trim(), code);
     laptop.click("#confirm-button").await?;
+    // The confirmation is done once its page says so; leaving before
+    // would cut it off.
+    laptop.wait_contains("#result-message", "can now sign in as alice").await?;
 
     // Both authenticators now sign alice in. The laptop is still signed
     // in: it signs out first.
