@@ -87,11 +87,13 @@ pub(crate) enum Action {
     RecoveryLinkUsed,
     /// A key added from the account page of a signed-in owner was confirmed.
     KeyEnrolled,
+    /// An admin set or cleared an account's display name or email.
+    ProfileChanged,
 }
 
 impl Action {
     /// Every action, in the order the admin page offers them as filters.
-    pub(crate) const ALL: [Self; 22] = [
+    pub(crate) const ALL: [Self; 23] = [
         Self::ServiceCreated,
         Self::ServiceChanged,
         Self::ServiceDeleted,
@@ -114,6 +116,7 @@ impl Action {
         Self::RecoveryLinkRevoked,
         Self::RecoveryLinkUsed,
         Self::KeyEnrolled,
+        Self::ProfileChanged,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -140,6 +143,7 @@ impl Action {
             Self::RecoveryLinkRevoked => "recovery_link_revoked",
             Self::RecoveryLinkUsed => "recovery_link_used",
             Self::KeyEnrolled => "key_enrolled",
+            Self::ProfileChanged => "profile_changed",
         }
     }
 }

@@ -71,6 +71,8 @@ pub enum Error {
     OidcRedirectUri,
     #[error("OpenID Connect is not set up for this service")]
     OidcNotConfigured,
+    #[error("this service has no application with this client_id")]
+    UnknownApplication,
 
     #[error("this sign-in request has expired; start again")]
     ChallengeExpired,
@@ -157,6 +159,7 @@ impl Error {
             Self::OidcUnknownClient => (StatusCode::BAD_REQUEST, "invalid_client"),
             Self::OidcRedirectUri => (StatusCode::BAD_REQUEST, "invalid_redirect_uri"),
             Self::OidcNotConfigured => (StatusCode::NOT_FOUND, "oidc_not_configured"),
+            Self::UnknownApplication => (StatusCode::NOT_FOUND, "unknown_application"),
             Self::ChallengeExpired => (StatusCode::GONE, "challenge_expired"),
             Self::ChallengeFinished(_) | Self::ChallengeClaimed => (StatusCode::CONFLICT, "challenge_used"),
             Self::NotCompleted => (StatusCode::CONFLICT, "not_completed"),

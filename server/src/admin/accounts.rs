@@ -2,13 +2,21 @@
 //! with a "Remove" button, and a form that makes a recovery link for it
 //! (docs/PROTOCOL.md §12). The link is shown once, on a page that is never
 //! cached; the database keeps only a hash of its secret.
+//!
+//! A service's profiles page (`/admin/services/{id}/profiles`) shows each
+//! account's display name and email, verified or not, with a form that sets
+//! both (`profile_form` in `templates/admin/accounts.html`); the accounts
+//! table of the service page links each account to it.
 
 use askama::Template;
 use axum::{
-    extract::{rejection::PathRejection, Path, State},
-    http::StatusCode,
+    extract::{
+        rejection::{PathRejection, QueryRejection},
+        Path, Query, State,
+    },
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Redirect},
-    routing::post,
+    routing::{get, post},
     Router,
 };
 use serde::Deserialize;
@@ -16,12 +24,15 @@ use serde::Deserialize;
 use super::{
     form::{AdminForm, CsrfField},
     kit::{by, path, render, AreYouSure, PageResult},
+    notice::Notice,
+    session::AdminSession,
     store,
 };
 use crate::{
     error::{Error, Result},
     http::extract::ClientInfo,
     signin::keys::{self, KeyState},
+    signin::profile::{self, Change},
     signin::recovery,
     state::AppState,
     state::RouterState,
@@ -32,6 +43,8 @@ pub(super) fn router<S: RouterState>() -> Router<S> {
         .route("/admin/services/{id}/keys/remove", post(remove_key))
         .route("/admin/services/{id}/recovery", post(create_link))
         .route("/admin/services/{id}/recovery/revoke", post(revoke_link))
+        .route("/admin/services/{id}/profiles", get(profiles_page))
+        .route("/admin/services/{id}/accounts/profile", post(set_profile))
 }
 
 /// The lifetimes the form offers, in seconds, with their labels; the last
@@ -244,4 +257,123 @@ async fn create_link(
         revoke_other_keys: revoke,
     };
     render(StatusCode::OK, &view)
+}
+
+/// One account's profile, as the profiles page shows it; empty for unset.
+#[derive(Debug)]
+pub(super) struct ProfileRow {
+    pub(super) name: String,
+    pub(super) display_name: String,
+    pub(super) email: String,
+    pub(super) email_verified: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin/profiles.html")]
+struct ProfilesView {
+    csrf: String,
+    done: Option<&'static str>,
+    id: String,
+    name: String,
+    rows: Vec<ProfileRow>,
+    /// One account was asked for (`?name=`), not a page of them.
+    one: bool,
+    /// The pages before and after this one, from 1.
+    previous: Option<i64>,
+    next: Option<i64>,
+}
+
+/// The query of the profiles page besides its notice: one account's name.
+#[derive(Debug, Default, Deserialize)]
+struct ProfilesQuery {
+    name: Option<String>,
+}
+
+/// A service's profiles: a page of its accounts (`?page=N`, as the service
+/// page pages them), or one account (`?name=`), each with its display name
+/// and email and the form that sets them.
+async fn profiles_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    notice: Result<Query<Notice>, QueryRejection>,
+    query: Result<Query<ProfilesQuery>, QueryRejection>,
+) -> PageResult {
+    let Some(session) = AdminSession::find(&state, &headers).await? else {
+        return Ok(Redirect::to("/admin").into_response());
+    };
+    let service = store::service(&state.db, &path(id)?).await?;
+    let notice = Notice::from(notice);
+    let one = query.map(|Query(q)| q.name).unwrap_or_default();
+    let (names, previous, next) = match &one {
+        Some(name) => (vec![name.clone()], None, None),
+        None => {
+            let page = notice.page()?;
+            let listed = store::accounts_page(&state.db, &service.id, page).await?;
+            let next =
+                (page.saturating_add(1).saturating_mul(store::ACCOUNTS_PER_PAGE) < listed.total).then_some(page + 2);
+            (listed.accounts.into_iter().map(|a| a.name).collect::<Vec<_>>(), (page > 0).then_some(page), next)
+        }
+    };
+    let mut profiles = profile::of_accounts(&state.db, &service.id, &names).await?;
+    let rows: Vec<ProfileRow> = names
+        .into_iter()
+        .filter_map(|name| {
+            let profile = profiles.remove(&name)?;
+            Some(ProfileRow {
+                name,
+                display_name: profile.display_name.unwrap_or_default(),
+                email: profile.email.unwrap_or_default(),
+                email_verified: profile.email_verified,
+            })
+        })
+        .collect();
+    if one.is_some() && rows.is_empty() {
+        return Err(Error::UnknownAccount.into());
+    }
+    let view = ProfilesView {
+        csrf: session.csrf_token().to_owned(),
+        done: notice.done(),
+        id: service.id,
+        name: service.name,
+        rows,
+        one: one.is_some(),
+        previous,
+        next,
+    };
+    render(StatusCode::OK, &view)
+}
+
+#[derive(Deserialize)]
+struct ProfileForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    email: String,
+}
+
+impl CsrfField for ProfileForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// Sets an account's display name and email; an email set here is
+/// verified. An empty field clears its value.
+async fn set_profile(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    id: Result<Path<String>, PathRejection>,
+    AdminForm { session, form: body }: AdminForm<ProfileForm>,
+) -> PageResult {
+    let service = store::service(&state.db, &path(id)?).await?;
+    let change = Change::from_form(&body.display_name, &body.email)?;
+    profile::set_by_admin(&state.db, &service.id, &body.name, &change, &by(&state, session.actor(), &client)).await?;
+    tracing::info!(service = %service.id, "account profile set from the admin page");
+    let name: String = url::form_urlencoded::byte_serialize(body.name.as_bytes()).collect();
+    Ok(Redirect::to(&format!("/admin/services/{}/profiles?name={name}&done=profile_saved", service.id)).into_response())
 }

@@ -5,6 +5,7 @@
 
 mod accounts;
 pub(crate) mod api;
+pub(crate) mod applications;
 mod form;
 mod kit;
 pub(crate) mod links;
@@ -12,6 +13,7 @@ mod log;
 mod notice;
 pub(crate) mod oidc;
 mod pages;
+pub(crate) mod profiles;
 mod sesame;
 mod session;
 mod store;
@@ -29,9 +31,11 @@ pub fn router<S: OidcState>() -> Router<S> {
     Router::new()
         .merge(api::router())
         .merge(links::router())
+        .merge(profiles::router())
         .merge(accounts::router())
         .merge(pages::router())
         .merge(sesame::router())
+        .merge(applications::router())
         .merge(oidc::router())
         .merge(log::router())
 }

@@ -46,8 +46,13 @@ impl Notice {
                 Some("Authenticator removed: it can no longer sign in to this page, and its sessions have ended.")
             }
             "session_ended" => Some("Session ended."),
-            "oidc_saved" => Some("OpenID Connect settings saved."),
-            "oidc_removed" => Some("OpenID Connect is off for this service: its client, codes and tokens are gone."),
+            "profile_saved" => Some("Profile saved."),
+            "application_created" => Some("Application added."),
+            "application_saved" => Some("Application saved."),
+            "application_removed" => Some(
+                "Application removed, with its codes and tokens; the service's other applications and its sessions \
+                 stay.",
+            ),
             "keys_rotated" => Some(
                 "Signing keys rotated: the next keys sign from now on, and the previous ones stay published until the next rotation.",
             ),

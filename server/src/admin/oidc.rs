@@ -1,7 +1,8 @@
-//! OpenID Connect settings of a service, for scripts (the JSON API) and for
-//! people (a card on the service's admin page), and the rotation of the
-//! provider's signing keys. Both sides go through `oidc::client` and
-//! `oidc::keys`, which write the audit record with each change.
+//! A service's applications (its OpenID Connect clients) for people (a card
+//! on the service's admin page; the JSON API is `applications.rs`), and the
+//! rotation of the provider's signing keys, for both. Both go through
+//! `oidc::client` and `oidc::keys`, which write the audit record with each
+//! change.
 
 use askama::Template;
 
@@ -13,11 +14,10 @@ use axum::{
     Json, Router,
 };
 use serde::{Deserialize, Serialize};
-use sesame_proto::wire::ErrorBody;
 use utoipa::ToSchema;
 
 use super::{
-    api::{self, path, AdminAuth},
+    api::{self, AdminAuth},
     form::{AdminForm, CsrfField, CsrfForm},
     kit::{self, AreYouSure, PageResult},
     store,
@@ -25,8 +25,8 @@ use super::{
 use crate::{
     audit::Actor,
     error::{Error, Result},
-    http::extract::{ApiJson, ClientInfo},
-    http::responses::{AdminErrors, BadPath, TooLarge},
+    http::extract::ClientInfo,
+    http::responses::AdminErrors,
     oidc::OidcState,
     oidc::Provider,
     oidc::{
@@ -38,186 +38,13 @@ use crate::{
 
 pub(super) fn router<S: OidcState>() -> Router<S> {
     Router::new()
-        .route("/admin/api/services/{id}/oidc", get(get_client).put(put_client).delete(delete_client))
-        .route("/admin/api/services/{id}/oidc/secret", post(rotate_secret))
         .route("/admin/api/oidc/keys", get(list_keys))
         .route("/admin/api/oidc/keys/rotate", post(rotate_keys))
-        .route("/admin/services/{id}/oidc", post(save_form))
-        .route("/admin/services/{id}/oidc/secret", post(rotate_secret_form))
-        .route("/admin/services/{id}/oidc/delete", post(delete_form))
+        .route("/admin/services/{id}/applications", post(create_form))
+        .route("/admin/services/{id}/applications/{client_id}", post(change_form))
+        .route("/admin/services/{id}/applications/{client_id}/secret", post(rotate_secret_form))
+        .route("/admin/services/{id}/applications/{client_id}/delete", post(delete_form))
         .route("/admin/oidc/keys/rotate", post(rotate_keys_form))
-}
-
-/// A client as the API returns it. `client_secret` is there only in the
-/// answer that made the secret; `null` for a public client.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = OidcClient)]
-struct ClientJson {
-    client_id: String,
-    /// Only in the answer that made the secret; `null` in a `PUT` answer
-    /// for a public client. Sesame keeps only its SHA-256.
-    #[serde(skip_serializing_if = "Shown::is_hidden")]
-    #[schema(value_type = Option<String>)]
-    client_secret: Shown,
-    redirect_uris: Vec<String>,
-    post_logout_redirect_uris: Vec<String>,
-    public: bool,
-    /// `RS256` or `EdDSA`.
-    #[schema(value_type = String)]
-    id_token_signed_response_alg: &'static str,
-    issuer: String,
-    discovery_url: String,
-}
-
-/// Whether and how the secret appears in an answer.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-enum Shown {
-    /// Left out: this answer did not make a secret.
-    Hidden,
-    /// `null` (a public client) or the new secret.
-    Value(Option<String>),
-}
-
-impl Shown {
-    fn is_hidden(&self) -> bool {
-        matches!(self, Self::Hidden)
-    }
-}
-
-fn client_json(state: &AppState, client: Client, secret: Shown) -> ClientJson {
-    let issuer = state.settings.origin.to_string();
-    ClientJson {
-        client_id: client.client_id.clone(),
-        client_secret: secret,
-        public: client.is_public(),
-        id_token_signed_response_alg: client.alg.as_str(),
-        discovery_url: format!("{issuer}/.well-known/openid-configuration"),
-        issuer,
-        redirect_uris: client.redirect_uris,
-        post_logout_redirect_uris: client.post_logout_redirect_uris,
-    }
-}
-
-/// A service's OpenID Connect client, never with its secret.
-#[utoipa::path(
-    get,
-    path = "/admin/api/services/{id}/oidc",
-    operation_id = "get_oidc_client",
-    tag = "admin",
-    params(("id" = String, Path, description = "The service id.")),
-    security(("admin_token" = [])),
-    responses(
-        (status = 200, description = "The client.", body = ClientJson),
-        (status = 404, description = "`unknown_service`, `oidc_not_configured`.", body = ErrorBody),
-        AdminErrors,
-        BadPath,
-    ),
-)]
-async fn get_client(
-    _: AdminAuth,
-    State(state): State<AppState>,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Json<ClientJson>> {
-    let service = store::service(&state.db, &path(id)?).await?;
-    let client = client::of_service(&state.db, &service.id).await?.ok_or(Error::OidcNotConfigured)?;
-    Ok(Json(client_json(&state, client, Shown::Hidden)))
-}
-
-/// Makes a service an OpenID Connect client, or changes its settings.
-///
-/// A changed client keeps its `client_id`.
-#[utoipa::path(
-    put,
-    path = "/admin/api/services/{id}/oidc",
-    operation_id = "put_oidc_client",
-    tag = "admin",
-    params(("id" = String, Path, description = "The service id.")),
-    request_body = SettingsJson,
-    security(("admin_token" = [])),
-    responses(
-        (status = 200, description = "The client; with `client_secret` when this request made one.", body = ClientJson),
-        (status = 400, description = "`invalid_client_settings`, `invalid_path`, or a body that is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`).", body = ErrorBody),
-        (status = 404, description = "`unknown_service`.", body = ErrorBody),
-        AdminErrors,
-        TooLarge,
-    ),
-)]
-async fn put_client(
-    _: AdminAuth,
-    State(state): State<AppState>,
-    info: ClientInfo,
-    id: Result<Path<String>, PathRejection>,
-    ApiJson(body): ApiJson<SettingsJson>,
-) -> Result<Json<ClientJson>> {
-    let service = store::service(&state.db, &path(id)?).await?;
-    let settings = client::Settings::parse(body)?;
-    let (client, secret) = client::configure(&state.db, &service.id, &settings, &api::by(&state, &info)).await?;
-    let shown = match (client.is_public(), secret) {
-        (true, _) => Shown::Value(None),
-        (false, Some(secret)) => Shown::Value(Some(secret)),
-        (false, None) => Shown::Hidden,
-    };
-    tracing::info!(service = %service.id, client = %client.client_id, "oidc client configured");
-    Ok(Json(client_json(&state, client, shown)))
-}
-
-/// Turns OpenID Connect off for a service.
-///
-/// Its client, pending requests, codes and access tokens go.
-#[utoipa::path(
-    delete,
-    path = "/admin/api/services/{id}/oidc",
-    operation_id = "delete_oidc_client",
-    tag = "admin",
-    params(("id" = String, Path, description = "The service id.")),
-    security(("admin_token" = [])),
-    responses(
-        (status = 204, description = "Removed."),
-        (status = 404, description = "`unknown_service`, `oidc_not_configured`.", body = ErrorBody),
-        AdminErrors,
-        BadPath,
-    ),
-)]
-async fn delete_client(
-    _: AdminAuth,
-    State(state): State<AppState>,
-    info: ClientInfo,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<StatusCode> {
-    let service = store::service(&state.db, &path(id)?).await?;
-    client::remove(&state.db, &service.id, &api::by(&state, &info)).await?;
-    tracing::info!(service = %service.id, "oidc client removed");
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// Gives a confidential client a new secret.
-///
-/// The old one stops working at once.
-#[utoipa::path(
-    post,
-    path = "/admin/api/services/{id}/oidc/secret",
-    operation_id = "rotate_oidc_client_secret",
-    tag = "admin",
-    params(("id" = String, Path, description = "The service id.")),
-    security(("admin_token" = [])),
-    responses(
-        (status = 200, description = "The client with its new `client_secret`.", body = ClientJson),
-        (status = 400, description = "`public_client`: a public client has no secret; `invalid_path`.", body = ErrorBody),
-        (status = 404, description = "`unknown_service`, `oidc_not_configured`.", body = ErrorBody),
-        AdminErrors,
-    ),
-)]
-async fn rotate_secret(
-    _: AdminAuth,
-    State(state): State<AppState>,
-    info: ClientInfo,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Json<ClientJson>> {
-    let service = store::service(&state.db, &path(id)?).await?;
-    let (client, secret) = client::rotate_secret(&state.db, &service.id, &api::by(&state, &info)).await?;
-    tracing::info!(service = %service.id, "oidc client secret rotated");
-    Ok(Json(client_json(&state, client, Shown::Value(Some(secret)))))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -282,50 +109,89 @@ async fn rotate_keys(
     keys_json(&state).await
 }
 
-/// The card on the service page.
+/// One application on the service page's "Applications" card.
 #[derive(Debug)]
-pub(super) struct OidcItem {
+pub(super) struct ApplicationItem {
     pub(super) client_id: String,
+    pub(super) name: String,
     pub(super) public: bool,
     pub(super) alg: &'static str,
-    pub(super) redirect_uris: String,
-    pub(super) post_logout_redirect_uris: String,
+    /// A refresh token with every code.
+    pub(super) refresh_tokens: bool,
+    pub(super) redirect_uris: Vec<String>,
+    pub(super) post_logout_redirect_uris: Vec<String>,
 }
 
-impl From<Client> for OidcItem {
+impl ApplicationItem {
+    /// The redirect URIs as its form's text area holds them: one per line.
+    pub(super) fn redirect_text(&self) -> String {
+        self.redirect_uris.join("\n")
+    }
+
+    pub(super) fn post_logout_text(&self) -> String {
+        self.post_logout_redirect_uris.join("\n")
+    }
+}
+
+impl From<Client> for ApplicationItem {
     fn from(client: Client) -> Self {
         Self {
-            client_id: client.client_id.clone(),
             public: client.is_public(),
             alg: client.alg.as_str(),
-            redirect_uris: client.redirect_uris.join("\n"),
-            post_logout_redirect_uris: client.post_logout_redirect_uris.join("\n"),
+            refresh_tokens: client.refresh_tokens,
+            client_id: client.client_id,
+            name: client.name,
+            redirect_uris: client.redirect_uris,
+            post_logout_redirect_uris: client.post_logout_redirect_uris,
         }
     }
 }
 
-pub(super) async fn item(state: &AppState, service_id: &str) -> Result<Option<OidcItem>> {
-    Ok(client::of_service(&state.db, service_id).await?.map(OidcItem::from))
+/// The applications of `service_id`, the first made first.
+pub(super) async fn items(state: &AppState, service_id: &str) -> Result<Vec<ApplicationItem>> {
+    Ok(client::all_of_service(&state.db, service_id).await?.into_iter().map(ApplicationItem::from).collect())
 }
 
-/// The settings form: one URI per line.
+/// An application's form, to add one or to change one: its name, and its
+/// settings with one URI per line.
 #[derive(Debug, Deserialize)]
-struct SettingsForm {
+struct ApplicationForm {
     #[serde(default)]
     csrf: String,
+    #[serde(default)]
+    name: String,
     #[serde(default)]
     redirect_uris: String,
     #[serde(default)]
     post_logout_redirect_uris: String,
+    /// A checkbox: present when ticked.
     #[serde(default)]
     public: Option<String>,
     #[serde(default)]
     alg: Option<String>,
+    /// A checkbox: present when ticked.
+    #[serde(default)]
+    refresh_tokens: Option<String>,
 }
 
-impl CsrfField for SettingsForm {
+impl CsrfField for ApplicationForm {
     fn csrf(&self) -> &str {
         &self.csrf
+    }
+}
+
+impl ApplicationForm {
+    /// The name and the settings, checked as the API checks them.
+    fn parse(self) -> Result<(String, client::Settings)> {
+        let name = client::parse_name(&self.name)?;
+        let settings = client::Settings::parse(SettingsJson {
+            redirect_uris: lines(&self.redirect_uris),
+            post_logout_redirect_uris: lines(&self.post_logout_redirect_uris),
+            public: self.public.is_some(),
+            id_token_signed_response_alg: self.alg,
+            refresh_tokens: self.refresh_tokens.is_some(),
+        })?;
+        Ok((name, settings))
     }
 }
 
@@ -339,49 +205,85 @@ fn lines(text: &str) -> Vec<String> {
 struct SecretView {
     service_id: String,
     service_name: String,
+    application_name: String,
     client_id: String,
     secret: Option<String>,
     issuer: String,
 }
 
-async fn save_form(
+/// The service page, with a notice.
+fn back_to(service_id: &str, done: &str) -> PageResult {
+    Ok(Redirect::to(&format!("/admin/services/{service_id}?done={done}")).into_response())
+}
+
+/// The service and the application that a page's path names, or why not.
+async fn application_at(
+    state: &AppState,
+    ids: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(store::Service, Client), kit::PageError> {
+    let (id, client_id) = kit::path(ids)?;
+    let service = store::service(&state.db, &id).await?;
+    let client = client::of_service(&state.db, &service.id, &client_id).await?;
+    Ok((service, client))
+}
+
+/// Adds an application; a confidential one's secret is shown once.
+async fn create_form(
     State(state): State<AppState>,
     info: ClientInfo,
     id: Result<Path<String>, PathRejection>,
-    AdminForm { session, form }: AdminForm<SettingsForm>,
+    AdminForm { session, form }: AdminForm<ApplicationForm>,
 ) -> PageResult {
     let service = store::service(&state.db, &kit::path(id)?).await?;
-    let settings = client::Settings::parse(SettingsJson {
-        redirect_uris: lines(&form.redirect_uris),
-        post_logout_redirect_uris: lines(&form.post_logout_redirect_uris),
-        public: form.public.is_some(),
-        id_token_signed_response_alg: form.alg,
-    })?;
-    let (client, secret) =
-        client::configure(&state.db, &service.id, &settings, &kit::by(&state, session.actor(), &info)).await?;
+    let (name, settings) = form.parse()?;
+    let by = kit::by(&state, session.actor(), &info);
+    let (client, secret) = client::create(&state.db, &service.id, &name, &settings, &by).await?;
+    tracing::info!(service = %service.id, client = %client.client_id, "application created");
     match secret {
         Some(secret) => show_secret(&state, service, client, secret),
-        None => Ok(Redirect::to(&format!("/admin/services/{}?done=oidc_saved", service.id)).into_response()),
+        None => back_to(&service.id, "application_created"),
+    }
+}
+
+/// Changes an application's name and settings. One turned confidential
+/// gets a secret, shown once.
+async fn change_form(
+    State(state): State<AppState>,
+    info: ClientInfo,
+    ids: Result<Path<(String, String)>, PathRejection>,
+    AdminForm { session, form }: AdminForm<ApplicationForm>,
+) -> PageResult {
+    let (service, client) = application_at(&state, ids).await?;
+    let (name, settings) = form.parse()?;
+    let by = kit::by(&state, session.actor(), &info);
+    let (client, secret) =
+        client::change(&state.db, &service.id, &client.client_id, Some(&name), &settings, &by).await?;
+    tracing::info!(service = %service.id, client = %client.client_id, "application changed");
+    match secret {
+        Some(secret) => show_secret(&state, service, client, secret),
+        None => back_to(&service.id, "application_saved"),
     }
 }
 
 async fn rotate_secret_form(
     State(state): State<AppState>,
     info: ClientInfo,
-    id: Result<Path<String>, PathRejection>,
+    ids: Result<Path<(String, String)>, PathRejection>,
     AdminForm { session, form }: AdminForm<CsrfForm>,
 ) -> PageResult {
-    let service = store::service(&state.db, &kit::path(id)?).await?;
+    let (service, client) = application_at(&state, ids).await?;
+    if client.is_public() {
+        return Err(Error::bad_request("public_client", "a public client has no secret to rotate").into());
+    }
     if form.confirmed != "yes" {
         return AreYouSure {
             title: "Make a new client secret?",
-            summary: format!("The OpenID Connect client of {} will get a new secret.", service.name),
+            summary: format!("The application {} of {} will get a new client secret.", client.name, service.name),
             lost: vec![
-                "the current secret, at once: the applications that use it cannot sign anyone in until they are \
-                 given the new one"
+                "the current secret, at once: whatever uses it cannot sign anyone in until it is given the new one"
                     .to_owned(),
             ],
-            action: format!("/admin/services/{}/oidc/secret", service.id),
+            action: format!("/admin/services/{}/applications/{}/secret", service.id, client.client_id),
             csrf: &form.csrf,
             fields: Vec::new(),
             button: "Make a new secret",
@@ -389,8 +291,9 @@ async fn rotate_secret_form(
         }
         .page();
     }
-    let (client, secret) =
-        client::rotate_secret(&state.db, &service.id, &kit::by(&state, session.actor(), &info)).await?;
+    let by = kit::by(&state, session.actor(), &info);
+    let (client, secret) = client::rotate_secret(&state.db, &service.id, &client.client_id, &by).await?;
+    tracing::info!(service = %service.id, client = %client.client_id, "application secret rotated");
     show_secret(&state, service, client, secret)
 }
 
@@ -398,6 +301,7 @@ fn show_secret(state: &AppState, service: store::Service, client: Client, secret
     let view = SecretView {
         service_id: service.id,
         service_name: service.name,
+        application_name: client.name,
         client_id: client.client_id,
         secret: Some(secret),
         issuer: state.settings.origin.to_string(),
@@ -408,28 +312,45 @@ fn show_secret(state: &AppState, service: store::Service, client: Client, secret
 async fn delete_form(
     State(state): State<AppState>,
     info: ClientInfo,
-    id: Result<Path<String>, PathRejection>,
+    ids: Result<Path<(String, String)>, PathRejection>,
     AdminForm { session, form }: AdminForm<CsrfForm>,
 ) -> PageResult {
-    let service = store::service(&state.db, &kit::path(id)?).await?;
+    let (service, client) = application_at(&state, ids).await?;
     if form.confirmed != "yes" {
+        let others = client::all_of_service(&state.db, &service.id).await?.len().saturating_sub(1);
+        let credentials = if client.is_public() {
+            "its client id: whatever uses it can no longer sign anyone in"
+        } else {
+            "its client id and secret: whatever uses them can no longer sign anyone in"
+        };
+        let lost = vec![
+            credentials.to_owned(),
+            "the sign-ins waiting for it, and the codes, access tokens and refresh tokens issued to it".to_owned(),
+        ];
         return AreYouSure {
-            title: "Turn OpenID Connect off?",
-            summary: format!("The OpenID Connect client of {} will be removed.", service.name),
-            lost: vec![
-                "its client id and secret: the applications that use them can no longer sign anyone in".to_owned(),
-                "the codes and access tokens issued to them".to_owned(),
-            ],
-            action: format!("/admin/services/{}/oidc/delete", service.id),
+            title: "Remove this application?",
+            summary: format!(
+                "The application {} of {} will be removed. The service keeps {}.",
+                client.name,
+                service.name,
+                match others {
+                    0 => "its accounts and its sessions".to_owned(),
+                    1 => "its accounts, its sessions and its other application".to_owned(),
+                    n => format!("its accounts, its sessions and its {n} other applications"),
+                },
+            ),
+            lost,
+            action: format!("/admin/services/{}/applications/{}/delete", service.id, client.client_id),
             csrf: &form.csrf,
             fields: Vec::new(),
-            button: "Turn it off",
+            button: "Remove the application",
             back: format!("/admin/services/{}", service.id),
         }
         .page();
     }
-    client::remove(&state.db, &service.id, &kit::by(&state, session.actor(), &info)).await?;
-    Ok(Redirect::to(&format!("/admin/services/{}?done=oidc_removed", service.id)).into_response())
+    client::remove(&state.db, &service.id, &client.client_id, &kit::by(&state, session.actor(), &info)).await?;
+    tracing::info!(service = %service.id, client = %client.client_id, "application removed");
+    back_to(&service.id, "application_removed")
 }
 
 async fn rotate_keys_form(
@@ -469,16 +390,21 @@ async fn rotate_keys_form(
 pub(super) async fn demo_client(state: &AppState, service_id: &str) -> anyhow::Result<(Client, String)> {
     let info = ClientInfo { ip: std::net::Ipv4Addr::LOCALHOST.into(), user_agent: "sesame-server --demo".to_owned() };
     let by = crate::audit::By { actor: &Actor::System, client: &info, at: state.clock.now().as_secs() as i64 };
-    if client::of_service(&state.db, service_id).await?.is_none() {
-        let settings = client::Settings::parse(SettingsJson {
-            redirect_uris: DEMO_REDIRECT_URIS.iter().map(|u| (*u).to_owned()).collect(),
-            post_logout_redirect_uris: DEMO_POST_LOGOUT_URIS.iter().map(|u| (*u).to_owned()).collect(),
-            public: false,
-            id_token_signed_response_alg: None,
-        })?;
-        client::configure(&state.db, service_id, &settings, &by).await?;
-    }
-    Ok(client::rotate_secret(&state.db, service_id, &by).await?)
+    let first = match client::first_of_service(&state.db, service_id).await {
+        Ok(first) => first,
+        Err(Error::OidcNotConfigured) => {
+            let settings = client::Settings::parse(SettingsJson {
+                redirect_uris: DEMO_REDIRECT_URIS.iter().map(|u| (*u).to_owned()).collect(),
+                post_logout_redirect_uris: DEMO_POST_LOGOUT_URIS.iter().map(|u| (*u).to_owned()).collect(),
+                public: false,
+                id_token_signed_response_alg: None,
+                refresh_tokens: false,
+            })?;
+            client::create(&state.db, service_id, "Demo", &settings, &by).await?.0
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(client::rotate_secret(&state.db, service_id, &first.client_id, &by).await?)
 }
 
 /// oauth2-proxy's default callback, and a typical local web app's.

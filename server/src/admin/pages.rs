@@ -309,8 +309,13 @@ async fn delete_service(
             count(held.recovery_links, "open recovery link", "open recovery links"),
             "its sign-in history".to_owned(),
         ];
-        if held.oidc_client {
-            lost.push("its OpenID Connect client: the applications that use it can no longer sign anyone in".into());
+        if held.applications > 0 {
+            let credentials =
+                if held.applications == 1 { "its client id and secret" } else { "their client ids and secrets" };
+            lost.push(format!(
+                "{}, with {credentials}: nothing that uses them can sign anyone in any more",
+                count(held.applications, "application", "applications")
+            ));
         }
         return AreYouSure {
             title: "Delete this service?",
@@ -494,7 +499,8 @@ struct ServiceView {
     /// The recovery link lifetimes the form offers.
     lifetimes: &'static [(i64, &'static str)],
     events: Vec<EventItem>,
-    oidc: Option<super::oidc::OidcItem>,
+    /// The service's applications (OpenID Connect clients), oldest first.
+    applications: Vec<super::oidc::ApplicationItem>,
     issuer: String,
     number_matching: bool,
 }
@@ -531,7 +537,7 @@ async fn service_page(
         csrf: session.csrf_token().to_owned(),
         done: notice.done(),
         login_url: store::login_url(&state.settings.origin, &service.id),
-        oidc: super::oidc::item(&state, &service.id).await?,
+        applications: super::oidc::items(&state, &service.id).await?,
         issuer: state.settings.origin.to_string(),
         number_matching: service.number_matching,
         id: service.id,

@@ -212,8 +212,9 @@ pub(crate) struct Footprint {
     /// Sessions still live at `now`.
     pub(crate) sessions: i64,
     pub(crate) recovery_links: i64,
-    /// Whether an OpenID Connect client (a relying party) is configured.
-    pub(crate) oidc_client: bool,
+    /// The service's applications (its OpenID Connect clients); none for an
+    /// account.
+    pub(crate) applications: i64,
 }
 
 /// What deleting service `id` would take with it at `now`.
@@ -238,7 +239,7 @@ async fn footprint(db: &Db, rows: &str, service_id: &str, account: Option<&str>,
          (SELECT COUNT(*) FROM session WHERE {rows} AND expires_at > $2) AS sessions, \
          (SELECT COUNT(*) FROM account_recovery WHERE {rows} AND used_at IS NULL AND revoked_at IS NULL \
           AND expires_at > $2) AS recovery_links, \
-         (SELECT COUNT(*) FROM oidc_client WHERE service_id = $1 AND $3 IS NULL) AS oidc_clients"
+         (SELECT COUNT(*) FROM oidc_application WHERE service_id = $1 AND $3 IS NULL) AS applications"
     );
     db.fetch_one(query(&sql).bind(service_id).bind(now).bind(account), |row| {
         Ok(Footprint {
@@ -246,7 +247,7 @@ async fn footprint(db: &Db, rows: &str, service_id: &str, account: Option<&str>,
             keys: row.int("keys")?,
             sessions: row.int("sessions")?,
             recovery_links: row.int("recovery_links")?,
-            oidc_client: row.int("oidc_clients")? > 0,
+            applications: row.int("applications")?,
         })
     })
     .await

@@ -31,7 +31,7 @@ pub(crate) enum Doomed<'a> {
     Account(&'a str, &'a str),
     /// One key, by id, and its codes.
     Key(&'a str),
-    /// The OpenID Connect client of a service, by service id, and its codes.
+    /// An application (OpenID Connect client), by client id, and its codes.
     Client(&'a str),
 }
 
@@ -52,9 +52,7 @@ pub(crate) async fn before_delete(conn: &mut Conn<'_>, doomed: Doomed<'_>) -> Re
         Doomed::Service(_) => (Some(SERVICE), SERVICE, Some(SERVICE), Some(SERVICE)),
         Doomed::Account(..) => (Some(ACCOUNT), ACCOUNT, Some(ACCOUNT), Some("service_id = $1 AND name = $2")),
         Doomed::Key(_) => (None, "key_id = $1", Some("id = $1"), None),
-        Doomed::Client(_) => {
-            (None, "client_id IN (SELECT client_id FROM oidc_client WHERE service_id = $1)", None, None)
-        }
+        Doomed::Client(_) => (None, "client_id = $1", None, None),
     };
     let statements = [
         links.map(|links| format!("SELECT 1 FROM account_recovery WHERE {links} ORDER BY id FOR UPDATE")),

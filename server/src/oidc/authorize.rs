@@ -168,7 +168,8 @@ async fn authorize(
     let issued = challenge::issue(state, challenges, &client.service_id, browser).await?;
     grant::park(&state.db, &issued.id, &request, now).await?;
     let finish_url = format!("/oidc/finish/{}", issued.id);
-    let mut response = pages::login_response(&state.settings.origin, issued, Some(finish_url))?;
+    let application = pages::ForApplication { finish_url, name: client.name.clone() };
+    let mut response = pages::login_response(&state.settings.origin, issued, Some(application))?;
     // The page's finish form is answered with a redirect to the client, and
     // browsers hold form redirects to `form-action` too.
     if let Ok(csp) = HeaderValue::from_str(&crate::http::middleware::csp_with_form_action(&form_target(redirect_uri))) {
@@ -221,8 +222,8 @@ fn validate(
         return Err(("invalid_scope", "scope must contain openid".to_owned()));
     }
     // Scopes Sesame does not know are ignored (RFC 6749 §3.3); the token
-    // answer says what was granted.
-    let scope = if requested.contains(&"profile") { "openid profile" } else { "openid" };
+    // answer says what was granted, always in the order of `SCOPES`.
+    let scope = super::SCOPES.iter().filter(|s| requested.contains(s)).copied().collect::<Vec<_>>().join(" ");
     let state = one("state");
     let nonce = one("nonce");
     if state.is_some_and(|s| s.len() > MAX_ECHO_BYTES) || nonce.is_some_and(|n| n.len() > MAX_ECHO_BYTES) {
@@ -266,7 +267,7 @@ fn validate(
     Ok(Request {
         client_id: client.client_id.clone(),
         redirect_uri: redirect_uri.to_owned(),
-        scope: scope.to_owned(),
+        scope,
         state: state.map(str::to_owned),
         nonce: nonce.map(str::to_owned),
         code_challenge: code_challenge.map(str::to_owned),

@@ -1,6 +1,8 @@
-//! OpenID Connect clients: at most one per service, with its redirect URIs,
-//! its type (confidential, with a secret stored only as a digest, or public,
-//! which must use PKCE) and the algorithm of its ID tokens.
+//! A service's applications: its OpenID Connect clients, any number of
+//! them, each with its own client id, display name, redirect URIs, type
+//! (confidential, with a secret stored only as a digest, or public, which
+//! must use PKCE) and ID-token algorithm. A person signed in to a service is
+//! signed in for every application of that service.
 
 use std::{fmt, net::IpAddr};
 
@@ -27,15 +29,21 @@ const MAX_URIS: usize = 20;
 /// but no real callback address comes near it.
 const MAX_URI_BYTES: usize = 2000;
 
-/// A registered client.
+/// A registered client: an application of a service.
 #[derive(Clone)]
 pub struct Client {
     pub service_id: String,
     pub client_id: String,
+    /// What the authorization page calls the application.
+    pub name: String,
     secret_hash: Option<Vec<u8>>,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
     pub alg: Alg,
+    /// Gets a refresh token with every code, whether or not it asks for
+    /// `offline_access`.
+    pub refresh_tokens: bool,
+    pub created_at: i64,
 }
 
 impl fmt::Debug for Client {
@@ -43,6 +51,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("service_id", &self.service_id)
             .field("client_id", &self.client_id)
+            .field("name", &self.name)
             .field("public", &self.is_public())
             .field("redirect_uris", &self.redirect_uris)
             .finish_non_exhaustive()
@@ -91,6 +100,10 @@ pub struct SettingsJson {
     /// `RS256` (when absent) or `EdDSA`.
     #[serde(default)]
     pub id_token_signed_response_alg: Option<String>,
+    /// A refresh token with every code, whether or not the application
+    /// asks for `offline_access`.
+    #[serde(default)]
+    pub refresh_tokens: bool,
 }
 
 /// Settings that passed validation.
@@ -100,9 +113,15 @@ pub struct Settings {
     post_logout_redirect_uris: Vec<String>,
     public: bool,
     alg: Alg,
+    refresh_tokens: bool,
 }
 
 impl Settings {
+    /// A client without a secret, which must use PKCE.
+    pub fn is_public(&self) -> bool {
+        self.public
+    }
+
     pub fn parse(json: SettingsJson) -> Result<Self> {
         if json.redirect_uris.is_empty() {
             return Err(invalid("redirect_uris must list at least one URI"));
@@ -117,12 +136,24 @@ impl Settings {
             post_logout_redirect_uris: uris("post_logout_redirect_uris", json.post_logout_redirect_uris)?,
             public: json.public,
             alg,
+            refresh_tokens: json.refresh_tokens,
         })
     }
 }
 
 fn invalid(message: impl Into<String>) -> Error {
     Error::bad_request("invalid_client_settings", message)
+}
+
+/// An application's display name, under the rules of service names: what
+/// the authorization page shows a person must be plain to read.
+pub fn parse_name(text: &str) -> Result<String> {
+    sesame_proto::ServiceName::parse(text).map(String::from).map_err(|_| {
+        Error::bad_request(
+            "invalid_application_name",
+            "an application's name must be 1 to 64 bytes of printable text, without white space at either end",
+        )
+    })
 }
 
 /// Checks a list of redirect URIs, keeping each exactly as given (it is
@@ -177,7 +208,9 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
-const COLUMNS: &str = "service_id, client_id, secret_hash, redirect_uris, post_logout_redirect_uris, id_token_alg";
+const COLUMNS: &str =
+    "service_id, client_id, name, secret_hash, redirect_uris, post_logout_redirect_uris, id_token_alg, \
+     refresh_tokens, created_at";
 
 fn from_row(row: &dyn Row) -> Result<Client> {
     let list = |column: &str| -> Result<Vec<String>> {
@@ -188,10 +221,13 @@ fn from_row(row: &dyn Row) -> Result<Client> {
     Ok(Client {
         service_id: row.text("service_id")?,
         client_id: row.text("client_id")?,
+        name: row.text("name")?,
         secret_hash: row.opt_blob("secret_hash")?,
         redirect_uris: list("redirect_uris")?,
         post_logout_redirect_uris: list("post_logout_redirect_uris")?,
         alg: Alg::parse(&alg).ok_or_else(|| Error::Internal(anyhow::anyhow!("unknown stored algorithm {alg}")))?,
+        refresh_tokens: row.bool("refresh_tokens")?,
+        created_at: row.int("created_at")?,
     })
 }
 
@@ -202,13 +238,29 @@ pub async fn by_client_id(db: &Db, client_id: &str) -> Result<Option<Client>> {
     if !is_client_id(client_id) {
         return Ok(None);
     }
-    let sql = format!("SELECT {COLUMNS} FROM oidc_client WHERE client_id = $1");
+    let sql = format!("SELECT {COLUMNS} FROM oidc_application WHERE client_id = $1");
     db.fetch_optional(query(&sql).bind(client_id), from_row).await
 }
 
-pub async fn of_service(db: &Db, service_id: &str) -> Result<Option<Client>> {
-    let sql = format!("SELECT {COLUMNS} FROM oidc_client WHERE service_id = $1");
-    db.fetch_optional(query(&sql).bind(service_id), from_row).await
+/// The application `client_id` of service `service_id`, or
+/// `unknown_application`: an application of another service is unknown here.
+pub async fn of_service(db: &Db, service_id: &str, client_id: &str) -> Result<Client> {
+    match by_client_id(db, client_id).await? {
+        Some(client) if client.service_id == service_id => Ok(client),
+        _ => Err(Error::UnknownApplication),
+    }
+}
+
+/// Every application of `service_id`, the first made first.
+pub async fn all_of_service(db: &Db, service_id: &str) -> Result<Vec<Client>> {
+    let sql = format!("SELECT {COLUMNS} FROM oidc_application WHERE service_id = $1 ORDER BY created_at, client_id");
+    db.fetch_all(query(&sql).bind(service_id), from_row).await
+}
+
+/// The service's first application, which the API's older routes under
+/// `…/services/{id}/oidc` address, or `oidc_not_configured`.
+pub async fn first_of_service(db: &Db, service_id: &str) -> Result<Client> {
+    all_of_service(db, service_id).await?.into_iter().next().ok_or(Error::OidcNotConfigured)
 }
 
 /// A client secret: 256 random bits, shown once.
@@ -231,136 +283,151 @@ fn is_client_id(text: &str) -> bool {
     text.len() == 32 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// Creates or changes the client of `service_id`. Returns it, and its secret
-/// when this call made one: a new confidential client, or a public client
-/// turned confidential. The client id never changes while the client lives.
-pub(crate) async fn configure(
+/// Another application of the same service already has this name.
+fn name_taken(name: &str) -> Error {
+    Error::bad_request("application_name_taken", format!("this service already has an application named {name:?}"))
+}
+
+fn uris_json(list: &[String]) -> Result<String> {
+    Ok(serde_json::to_string(list).map_err(anyhow::Error::from)?)
+}
+
+fn describe(client: &Client) -> String {
+    format!(
+        "application {:?}, client {}, {}, {} redirect URI(s)",
+        client.name,
+        client.client_id,
+        if client.is_public() { "public" } else { "confidential" },
+        client.redirect_uris.len()
+    )
+}
+
+/// Makes a new application of `service_id`. Returns it, and its secret for
+/// a confidential client.
+pub(crate) async fn create(
     db: &Db,
     service_id: &str,
+    name: &str,
     settings: &Settings,
     by: &By<'_>,
 ) -> Result<(Client, Option<String>)> {
     let (secret, digest) = new_secret();
-    let redirect_uris = serde_json::to_string(&settings.redirect_uris).map_err(anyhow::Error::from)?;
-    let post_logout = serde_json::to_string(&settings.post_logout_redirect_uris).map_err(anyhow::Error::from)?;
-    let mut write = db.begin_write().await?;
-    // The write comes first (see db/mod.rs); the CASE keeps an existing
-    // secret, drops it for a public client, and gives one to a client turned
-    // confidential.
-    let update = format!(
-        "UPDATE oidc_client SET redirect_uris = $2, post_logout_redirect_uris = $3, id_token_alg = $4, \
-         secret_hash = CASE WHEN $5 THEN NULL ELSE COALESCE(secret_hash, $6) END, updated_at = $7 \
-         WHERE service_id = $1 RETURNING {COLUMNS}"
+    let insert = format!(
+        "INSERT INTO oidc_application (service_id, client_id, name, secret_hash, redirect_uris, \
+         post_logout_redirect_uris, id_token_alg, refresh_tokens, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {COLUMNS}"
     );
-    let updated = write
+    let mut write = db.begin_write().await?;
+    let client = write
+        .conn()
+        .fetch_one(
+            query(&insert)
+                .bind(service_id)
+                .bind(new_client_id())
+                .bind(name)
+                .bind((!settings.public).then(|| digest.clone()))
+                .bind(uris_json(&settings.redirect_uris)?)
+                .bind(uris_json(&settings.post_logout_redirect_uris)?)
+                .bind(settings.alg.as_str())
+                .bind(settings.refresh_tokens)
+                .bind(by.at),
+            from_row,
+        )
+        .await
+        .on(Violation::ForeignKey, Error::UnknownService)
+        .on(Violation::Unique, name_taken(name))?;
+    audit::record(&mut write.conn(), by, Record::new(Action::OidcClientCreated, service_id, &describe(&client)))
+        .await?;
+    write.commit().await?;
+    Ok((client, (!settings.public).then_some(secret)))
+}
+
+/// Changes application `client_id` of `service_id`, and its name when one
+/// is given. Returns it, and its secret when this call made one: a public
+/// client turned confidential. The client id never changes.
+pub(crate) async fn change(
+    db: &Db,
+    service_id: &str,
+    client_id: &str,
+    name: Option<&str>,
+    settings: &Settings,
+    by: &By<'_>,
+) -> Result<(Client, Option<String>)> {
+    let (secret, digest) = new_secret();
+    // The CASE keeps an existing secret, drops it for a public client, and
+    // gives one to a client turned confidential.
+    let update = format!(
+        "UPDATE oidc_application SET name = COALESCE($3, name), redirect_uris = $4, \
+         post_logout_redirect_uris = $5, id_token_alg = $6, \
+         secret_hash = CASE WHEN $7 THEN NULL ELSE COALESCE(secret_hash, $8) END, updated_at = $9, \
+         refresh_tokens = $10 \
+         WHERE service_id = $1 AND client_id = $2 RETURNING {COLUMNS}"
+    );
+    let mut write = db.begin_write().await?;
+    let changed = write
         .conn()
         .fetch_optional(
             query(&update)
                 .bind(service_id)
-                .bind(redirect_uris.clone())
-                .bind(post_logout.clone())
+                .bind(client_id)
+                .bind(name)
+                .bind(uris_json(&settings.redirect_uris)?)
+                .bind(uris_json(&settings.post_logout_redirect_uris)?)
                 .bind(settings.alg.as_str())
                 .bind(settings.public)
                 .bind(digest.clone())
-                .bind(by.at),
+                .bind(by.at)
+                .bind(settings.refresh_tokens),
             from_row,
         )
+        .await
+        .on(Violation::Unique, name_taken(name.unwrap_or_default()))?;
+    let client = changed.ok_or(Error::UnknownApplication)?;
+    audit::record(&mut write.conn(), by, Record::new(Action::OidcClientChanged, service_id, &describe(&client)))
         .await?;
-    let (client, action) = match updated {
-        Some(client) => (client, Action::OidcClientChanged),
-        None => {
-            let insert = format!(
-                "INSERT INTO oidc_client (service_id, client_id, secret_hash, redirect_uris, \
-                 post_logout_redirect_uris, id_token_alg, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {COLUMNS}"
-            );
-            let client = write
-                .conn()
-                .fetch_one(
-                    query(&insert)
-                        .bind(service_id)
-                        .bind(new_client_id())
-                        .bind((!settings.public).then(|| digest.clone()))
-                        .bind(redirect_uris)
-                        .bind(post_logout)
-                        .bind(settings.alg.as_str())
-                        .bind(by.at),
-                    from_row,
-                )
-                .await
-                .on(Violation::ForeignKey, Error::UnknownService)
-                // Another request made the client between our UPDATE and
-                // this INSERT: the admin sees a conflict and tries again.
-                .on(
-                    Violation::Unique,
-                    Error::bad_request(
-                        "conflict",
-                        "the client was changed at the same time by another request; try again",
-                    ),
-                )?;
-            (client, Action::OidcClientCreated)
-        }
-    };
-    let made_secret = client.secret_hash.as_deref() == Some(digest.as_slice());
-    let detail = format!(
-        "client {}, {}, {} redirect URI(s)",
-        client.client_id,
-        if client.is_public() { "public" } else { "confidential" },
-        client.redirect_uris.len()
-    );
-    audit::record(&mut write.conn(), by, Record::new(action, service_id, &detail)).await?;
     write.commit().await?;
+    let made_secret = client.secret_hash.as_deref() == Some(digest.as_slice());
     Ok((client, made_secret.then_some(secret)))
 }
 
-/// Turns OIDC off for the service: the client, its waiting requests, codes
-/// and tokens go.
-pub(crate) async fn remove(db: &Db, service_id: &str, by: &By<'_>) -> Result<()> {
+/// Removes application `client_id` of `service_id`: its waiting requests,
+/// codes and tokens go with it.
+pub(crate) async fn remove(db: &Db, service_id: &str, client_id: &str, by: &By<'_>) -> Result<()> {
     let mut write = db.begin_write().await?;
     let mut conn = write.conn();
-    locks::before_delete(&mut conn, Doomed::Client(service_id)).await?;
-    let gone = conn
-        .fetch_optional(
-            query("DELETE FROM oidc_client WHERE service_id = $1 RETURNING client_id").bind(service_id),
-            |row| row.text("client_id"),
-        )
-        .await?;
-    let Some(client_id) = gone else {
-        return Err(Error::OidcNotConfigured);
-    };
-    audit::record(&mut conn, by, Record::new(Action::OidcClientRemoved, service_id, &format!("client {client_id}")))
-        .await?;
+    locks::before_delete(&mut conn, Doomed::Client(client_id)).await?;
+    let delete = query("DELETE FROM oidc_application WHERE service_id = $1 AND client_id = $2 RETURNING name");
+    let gone = conn.fetch_optional(delete.bind(service_id).bind(client_id), |row| row.text("name")).await?;
+    let name = gone.ok_or(Error::UnknownApplication)?;
+    let detail = format!("application {name:?}, client {client_id}");
+    audit::record(&mut conn, by, Record::new(Action::OidcClientRemoved, service_id, &detail)).await?;
     write.commit().await?;
     Ok(())
 }
 
-/// Gives a confidential client a new secret; the old one stops working at
-/// once. Tokens already issued stay valid until they expire.
-pub(crate) async fn rotate_secret(db: &Db, service_id: &str, by: &By<'_>) -> Result<(Client, String)> {
+/// Gives confidential application `client_id` a new secret; the old one
+/// stops working at once. Tokens already issued stay valid until they
+/// expire.
+pub(crate) async fn rotate_secret(db: &Db, service_id: &str, client_id: &str, by: &By<'_>) -> Result<(Client, String)> {
     let (secret, digest) = new_secret();
     let mut write = db.begin_write().await?;
     let update = format!(
-        "UPDATE oidc_client SET secret_hash = $2, updated_at = $3 \
-         WHERE service_id = $1 AND secret_hash IS NOT NULL RETURNING {COLUMNS}"
+        "UPDATE oidc_application SET secret_hash = $3, updated_at = $4 \
+         WHERE service_id = $1 AND client_id = $2 AND secret_hash IS NOT NULL RETURNING {COLUMNS}"
     );
-    let rotated =
-        write.conn().fetch_optional(query(&update).bind(service_id).bind(digest).bind(by.at), from_row).await?;
-    let Some(client) = rotated else {
+    let rotate = query(&update).bind(service_id).bind(client_id).bind(digest).bind(by.at);
+    let Some(client) = write.conn().fetch_optional(rotate, from_row).await? else {
         // Why not, read through the write's own connection (see
         // `Db::begin_write`); dropping the write rolls it back.
-        let sql = format!("SELECT {COLUMNS} FROM oidc_client WHERE service_id = $1");
-        let found = write.conn().fetch_optional(query(&sql).bind(service_id), from_row).await?;
+        let sql = format!("SELECT {COLUMNS} FROM oidc_application WHERE service_id = $1 AND client_id = $2");
+        let found = write.conn().fetch_optional(query(&sql).bind(service_id).bind(client_id), from_row).await?;
         return Err(match found {
             Some(_) => Error::bad_request("public_client", "a public client has no secret to rotate"),
-            None => Error::OidcNotConfigured,
+            None => Error::UnknownApplication,
         });
     };
-    audit::record(
-        &mut write.conn(),
-        by,
-        Record::new(Action::OidcSecretRotated, service_id, &format!("client {}", client.client_id)),
-    )
-    .await?;
+    let detail = format!("application {:?}, client {}", client.name, client.client_id);
+    audit::record(&mut write.conn(), by, Record::new(Action::OidcSecretRotated, service_id, &detail)).await?;
     write.commit().await?;
     Ok((client, secret))
 }

@@ -14,10 +14,11 @@ use sha2::{Digest as _, Sha256};
 pub use crate::challenge::session::SignedIn;
 use crate::{
     db::{
-        sql::{query, Constraint as _, Violation},
+        sql::{query, Conn, Constraint as _, Violation},
         Db,
     },
     error::{Error, Result},
+    signin::profile::Profile,
 };
 
 /// An authorization request, as the authorize endpoint accepted it.
@@ -138,6 +139,8 @@ pub struct Code {
     pub used: bool,
     /// The account's OIDC subject.
     pub subject: String,
+    /// The account's profile now, for the claims the scope releases.
+    pub profile: Profile,
 }
 
 pub async fn find_code(db: &Db, code: &str) -> Result<Option<Code>> {
@@ -145,7 +148,8 @@ pub async fn find_code(db: &Db, code: &str) -> Result<Option<Code>> {
     db.fetch_optional(
         query(
             "SELECT c.client_id, c.service_id, c.account, c.key_id, c.redirect_uri, c.scope, c.nonce, \
-             c.code_challenge, c.auth_time, c.expires_at, c.used_at, a.subject FROM oidc_code c \
+             c.code_challenge, c.auth_time, c.expires_at, c.used_at, a.subject, a.display_name, a.email, \
+             a.email_verified FROM oidc_code c \
              JOIN account a ON a.service_id = c.service_id AND a.name = c.account WHERE c.code_hash = $1",
         )
         .bind(hash.clone()),
@@ -166,6 +170,7 @@ pub async fn find_code(db: &Db, code: &str) -> Result<Option<Code>> {
                 expires_at: row.int("expires_at")?,
                 used: row.opt_int("used_at")?.is_some(),
                 subject: row.text("subject")?,
+                profile: Profile::from_row(row)?,
             })
         },
     )
@@ -175,17 +180,18 @@ pub async fn find_code(db: &Db, code: &str) -> Result<Option<Code>> {
 /// What a redemption came to.
 #[derive(Debug)]
 pub enum Redeemed {
-    /// This redemption consumed the code; here is the access token.
-    AccessToken(String),
+    /// This redemption consumed the code; here are the access token and,
+    /// when asked for, the first refresh token.
+    Tokens { access: String, refresh: Option<String> },
     /// Someone consumed the code first: this is a replay, and what was
     /// issued from the code has been revoked.
     Replayed,
 }
 
-/// Consumes `code` and issues an access token for it, in one transaction:
-/// the token exists exactly when the code is spent.
-pub async fn redeem(db: &Db, code: &Code, now: i64, token_ttl_secs: i64) -> Result<Redeemed> {
-    let (token, token_hash) = new_secret();
+/// Consumes `code` and issues an access token for it, and with
+/// `with_refresh` the first refresh token of its chain, in one transaction:
+/// the tokens exist exactly when the code is spent.
+pub async fn redeem(db: &Db, code: &Code, now: i64, token_ttl_secs: i64, with_refresh: bool) -> Result<Redeemed> {
     let mut write = db.begin_write().await?;
     let consumed = write
         .conn()
@@ -202,37 +208,70 @@ pub async fn redeem(db: &Db, code: &Code, now: i64, token_ttl_secs: i64) -> Resu
         revoke(db, &code.hash).await?;
         return Ok(Redeemed::Replayed);
     }
-    write
-        .conn()
-        .execute(
-            query(
-                "INSERT INTO oidc_token (token_hash, code_hash, client_id, service_id, account, key_id, scope, \
-                 created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(token_hash)
-            .bind(code.hash.clone())
-            .bind(code.client_id.as_str())
-            .bind(code.signed_in.service_id.as_str())
-            .bind(code.signed_in.account.as_str())
-            .bind(code.signed_in.key_id.as_deref())
-            .bind(code.scope.as_str())
-            .bind(now)
-            .bind(now + token_ttl_secs),
-        )
-        .await?;
+    let mut conn = write.conn();
+    let access = insert_access_token(
+        &mut conn,
+        &code.hash,
+        &code.client_id,
+        &code.scope,
+        &code.signed_in,
+        (now, token_ttl_secs),
+    )
+    .await?;
+    let refresh = match with_refresh {
+        true => Some(super::refresh::start(&mut conn, code, now).await?),
+        false => None,
+    };
     write.commit().await?;
-    Ok(Redeemed::AccessToken(token))
+    Ok(Redeemed::Tokens { access, refresh })
 }
 
-/// Revokes every token issued from the code with digest `code_hash`
-/// (RFC 6749 §4.1.2: a code used twice revokes what it gave).
-pub async fn revoke(db: &Db, code_hash: &[u8]) -> Result<u64> {
-    let gone =
-        db.write_statement(query("DELETE FROM oidc_token WHERE code_hash = $1").bind(code_hash.to_vec())).await?;
-    if gone > 0 {
-        tracing::warn!(tokens = gone, "an authorization code was used twice; its tokens are revoked");
-    }
-    Ok(gone)
+/// Issues an access token for `who` at `client_id`, descending from the
+/// code with digest `code_hash`, valid `ttl_secs` from `now`.
+pub(super) async fn insert_access_token(
+    conn: &mut Conn<'_>,
+    code_hash: &[u8],
+    client_id: &str,
+    scope: &str,
+    who: &SignedIn,
+    (now, ttl_secs): (i64, i64),
+) -> Result<String> {
+    let (token, token_hash) = new_secret();
+    let insert = query(
+        "INSERT INTO oidc_token (token_hash, code_hash, client_id, service_id, account, key_id, scope, created_at, \
+         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(token_hash)
+    .bind(code_hash.to_vec())
+    .bind(client_id)
+    .bind(who.service_id.as_str())
+    .bind(who.account.as_str())
+    .bind(who.key_id.as_deref())
+    .bind(scope)
+    .bind(now)
+    .bind(now + ttl_secs);
+    conn.execute(insert).await?;
+    Ok(token)
+}
+
+/// Revokes every token issued from the code with digest `code_hash`, access
+/// and refresh tokens alike (RFC 6749 §4.1.2: a code used twice revokes
+/// what it gave).
+pub async fn revoke(db: &Db, code_hash: &[u8]) -> Result<()> {
+    tracing::warn!("an authorization code was used twice; the tokens issued from it are revoked");
+    super::refresh::revoke_chain(db, code_hash).await
+}
+
+/// The client access token `token` was issued to, if it is stored.
+pub async fn access_token_client(db: &Db, token: &str) -> Result<Option<String>> {
+    let select = query("SELECT client_id FROM oidc_token WHERE token_hash = $1").bind(digest(token));
+    db.fetch_optional(select, |row| row.text("client_id")).await
+}
+
+/// Revokes access token `token` alone.
+pub async fn revoke_access_token(db: &Db, token: &str) -> Result<()> {
+    db.write_statement(query("DELETE FROM oidc_token WHERE token_hash = $1").bind(digest(token))).await?;
+    Ok(())
 }
 
 /// Who an access token speaks for.
@@ -241,19 +280,26 @@ pub struct TokenOwner {
     pub subject: String,
     pub account: String,
     pub scope: String,
+    /// The account's profile now, for the claims the scope releases.
+    pub profile: Profile,
 }
 
 pub async fn token_owner(db: &Db, token: &str, now: i64) -> Result<Option<TokenOwner>> {
     db.fetch_optional(
         query(
-            "SELECT a.subject, t.account, t.scope FROM oidc_token t \
+            "SELECT a.subject, t.account, t.scope, a.display_name, a.email, a.email_verified FROM oidc_token t \
              JOIN account a ON a.service_id = t.service_id AND a.name = t.account \
              WHERE t.token_hash = $1 AND t.expires_at > $2",
         )
         .bind(digest(token))
         .bind(now),
         |row| {
-            Ok(TokenOwner { subject: row.text("subject")?, account: row.text("account")?, scope: row.text("scope")? })
+            Ok(TokenOwner {
+                subject: row.text("subject")?,
+                account: row.text("account")?,
+                scope: row.text("scope")?,
+                profile: Profile::from_row(row)?,
+            })
         },
     )
     .await

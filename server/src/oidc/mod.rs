@@ -16,6 +16,8 @@ mod error;
 pub mod grant;
 pub mod keys;
 mod logout;
+pub mod refresh;
+pub(crate) mod revoke;
 pub(crate) mod token;
 
 use std::sync::Arc;
@@ -76,7 +78,7 @@ impl Provider {
 }
 
 pub fn router<S: OidcState>() -> Router<S> {
-    // Discovery, the key set, the token and the userinfo endpoints are
+    // Discovery, the key set, the token, revocation and userinfo endpoints are
     // called from single-page applications on other origins. They carry no
     // cookies and trust only what the request itself proves (a client
     // secret, a PKCE verifier, a bearer token), so any origin may call them.
@@ -88,6 +90,7 @@ pub fn router<S: OidcState>() -> Router<S> {
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/oidc/jwks", get(jwks))
         .route("/oidc/token", post(token::token))
+        .route("/oidc/revoke", post(revoke::revoke))
         .route("/oidc/userinfo", get(token::userinfo).post(token::userinfo))
         .layer(cors);
     Router::new()
@@ -96,6 +99,10 @@ pub fn router<S: OidcState>() -> Router<S> {
         .route("/oidc/finish/{cid}", post(authorize::finish))
         .route("/oidc/logout", get(logout::get).post(logout::post))
 }
+
+/// The scopes Sesame knows, in the order a granted scope lists them: each
+/// releases claims (OIDC.md), and `offline_access` asks for a refresh token.
+pub(crate) const SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 
 /// The discovery document (OpenID Connect Discovery 1.0 §3).
 #[derive(Debug, Serialize, ToSchema)]
@@ -107,15 +114,17 @@ struct Discovery {
     userinfo_endpoint: String,
     jwks_uri: String,
     end_session_endpoint: String,
-    scopes_supported: [&'static str; 2],
+    revocation_endpoint: String,
+    scopes_supported: [&'static str; SCOPES.len()],
     response_types_supported: [&'static str; 1],
     response_modes_supported: [&'static str; 1],
-    grant_types_supported: [&'static str; 1],
+    grant_types_supported: [&'static str; 2],
     subject_types_supported: [&'static str; 1],
     id_token_signing_alg_values_supported: [&'static str; 2],
     token_endpoint_auth_methods_supported: [&'static str; 3],
+    revocation_endpoint_auth_methods_supported: [&'static str; 3],
     code_challenge_methods_supported: [&'static str; 1],
-    claims_supported: [&'static str; 9],
+    claims_supported: [&'static str; 12],
     prompt_values_supported: [&'static str; 4],
     claims_parameter_supported: bool,
     request_parameter_supported: bool,
@@ -141,16 +150,31 @@ async fn discovery(State(state): State<AppState>) -> Response {
         userinfo_endpoint: format!("{issuer}/oidc/userinfo"),
         jwks_uri: format!("{issuer}/oidc/jwks"),
         end_session_endpoint: format!("{issuer}/oidc/logout"),
+        revocation_endpoint: format!("{issuer}/oidc/revoke"),
         issuer,
-        scopes_supported: ["openid", "profile"],
+        scopes_supported: SCOPES,
         response_types_supported: ["code"],
         response_modes_supported: ["query"],
-        grant_types_supported: ["authorization_code"],
+        grant_types_supported: ["authorization_code", "refresh_token"],
         subject_types_supported: ["public"],
         id_token_signing_alg_values_supported: [Alg::Rs256.as_str(), Alg::EdDsa.as_str()],
         token_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post", "none"],
+        revocation_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post", "none"],
         code_challenge_methods_supported: ["S256"],
-        claims_supported: ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "amr", "preferred_username"],
+        claims_supported: [
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "amr",
+            "preferred_username",
+            "name",
+            "email",
+            "email_verified",
+        ],
         prompt_values_supported: ["none", "login", "consent", "select_account"],
         claims_parameter_supported: false,
         request_parameter_supported: false,

@@ -20,10 +20,11 @@ use utoipa::ToSchema;
 use super::{
     client::{self, Client},
     error::{Failure, OAuthError, OAuthErrorBody},
-    grant::{self, Redeemed},
+    grant::{self, Redeemed, SignedIn},
+    refresh::{self, Rotated},
     Provider, ACCESS_TOKEN_SECS, ID_TOKEN_SECS,
 };
-use crate::{http::extract::ClientInfo, http::responses::TooLarge, state::AppState};
+use crate::{http::extract::ClientInfo, http::responses::TooLarge, signin::profile::Profile, state::AppState};
 
 // Every field is optional here so that a missing one gets OAuth's
 // `invalid_request`, not a generic rejection; the schema says which ones a
@@ -32,14 +33,14 @@ use crate::{http::extract::ClientInfo, http::responses::TooLarge, state::AppStat
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[schema(as = TokenRequest)]
 pub(super) struct TokenForm {
-    /// `authorization_code`, the one grant offered.
+    /// `authorization_code` or `refresh_token`.
     #[schema(required = true, value_type = String)]
     grant_type: Option<String>,
-    /// The code from the authorization response.
-    #[schema(required = true, value_type = String)]
+    /// For `grant_type=authorization_code`: the code from the authorization
+    /// response.
     code: Option<String>,
-    /// The `redirect_uri` of the authorization request, exactly.
-    #[schema(required = true, value_type = String)]
+    /// For `grant_type=authorization_code`: the `redirect_uri` of the
+    /// authorization request, exactly.
     redirect_uri: Option<String>,
     /// A public client, or a confidential one that authenticates with the
     /// form (`client_secret_post`), names itself here.
@@ -48,6 +49,11 @@ pub(super) struct TokenForm {
     client_secret: Option<String>,
     /// PKCE (RFC 7636): 43 to 128 characters of `A-Z a-z 0-9 - . _ ~`.
     code_verifier: Option<String>,
+    /// For `grant_type=refresh_token`: the refresh token to spend.
+    refresh_token: Option<String>,
+    /// For `grant_type=refresh_token`: fewer scopes than the sign-in
+    /// granted, if wanted.
+    scope: Option<String>,
 }
 
 /// A successful token response (RFC 6749 §5.1, OIDC Core §3.1.3.3).
@@ -61,6 +67,11 @@ struct TokenAnswer {
     token_type: &'static str,
     /// Seconds the access token lives.
     expires_in: i64,
+    /// With `offline_access`, or for an application configured to get one:
+    /// good for one use at this endpoint (`grant_type=refresh_token`),
+    /// which gives the next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
     /// A JWT signed with the client's `id_token_signed_response_alg`.
     id_token: String,
     scope: String,
@@ -80,6 +91,36 @@ struct IdClaims<'a> {
     /// RFC 8176: proof of possession of a key held in software.
     amr: [&'static str; 1],
     preferred_username: &'a str,
+    /// The display name, with the `profile` scope, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    /// With the `email` scope, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_verified: Option<bool>,
+}
+
+/// The claims of a profile that a granted scope releases (OIDC Core §5.4):
+/// `profile` the display name as `name`, `email` the address and whether it
+/// is verified; each only when set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Released<'a> {
+    name: Option<&'a str>,
+    email: Option<&'a str>,
+    email_verified: Option<bool>,
+}
+
+impl<'a> Released<'a> {
+    fn of(scope: &str, profile: &'a Profile) -> Self {
+        let granted = |wanted: &str| scope.split(' ').any(|s| s == wanted);
+        let email = profile.email.as_deref().filter(|_| granted("email"));
+        Self {
+            name: profile.display_name.as_deref().filter(|_| granted("profile")),
+            email,
+            email_verified: email.map(|_| profile.email_verified),
+        }
+    }
 }
 
 /// The token endpoint.
@@ -117,16 +158,66 @@ pub(super) async fn token(
 ) -> Result<Response, Failure> {
     let Form(form) =
         form.map_err(|_| OAuthError::invalid_request("the body must be an application/x-www-form-urlencoded form"))?;
-    let client = authenticate(&state, &client_info, &headers, &form).await?;
-    match form.grant_type.as_deref() {
-        Some("authorization_code") => {}
+    let client = authenticate(&state, &client_info, &headers, &form.client_id, &form.client_secret).await?;
+    let now = state.clock.now().as_secs() as i64;
+    let granted = match form.grant_type.as_deref() {
+        Some("authorization_code") => by_code(&state, &client, &form, now).await?,
+        Some("refresh_token") => by_refresh(&state, &client, &form, now).await?,
         Some(_) => {
-            return Err(OAuthError::unsupported_grant_type("only the authorization_code grant is offered").into())
+            return Err(OAuthError::unsupported_grant_type(
+                "the grants offered are authorization_code and refresh_token",
+            )
+            .into())
         }
         None => return Err(OAuthError::invalid_request("grant_type is missing").into()),
-    }
+    };
+    let released = Released::of(&granted.scope, &granted.profile);
+    let claims = IdClaims {
+        iss: state.settings.origin.to_string(),
+        sub: &granted.subject,
+        aud: &client.client_id,
+        exp: now + ID_TOKEN_SECS,
+        iat: now,
+        auth_time: granted.signed_in.auth_time,
+        nonce: granted.nonce.as_deref(),
+        amr: ["swk"],
+        preferred_username: &granted.signed_in.account,
+        name: released.name,
+        email: released.email,
+        email_verified: released.email_verified,
+    };
+    let key = provider.keys.signing(&state.db, client.alg, now).await?;
+    let answer = TokenAnswer {
+        access_token: granted.access,
+        token_type: "Bearer",
+        expires_in: ACCESS_TOKEN_SECS,
+        refresh_token: granted.refresh,
+        id_token: key.sign(&claims)?,
+        scope: granted.scope,
+    };
+    tracing::info!(client = %client.client_id, "oidc tokens issued");
+    Ok(no_store(Json(answer).into_response()))
+}
+
+/// What a grant gave, and about whom.
+#[derive(Debug)]
+struct Granted {
+    access: String,
+    refresh: Option<String>,
+    scope: String,
+    signed_in: SignedIn,
+    /// The account's OIDC subject.
+    subject: String,
+    /// The authorization request's, for the ID token of the code's answer
+    /// only (OIDC Core §12.2).
+    nonce: Option<String>,
+    /// The account's profile, read with its subject.
+    profile: Profile,
+}
+
+/// The `authorization_code` grant (RFC 6749 §4.1.3, PKCE RFC 7636 §4.6).
+async fn by_code(state: &AppState, client: &Client, form: &TokenForm, now: i64) -> Result<Granted, Failure> {
     let code_text = form.code.as_deref().ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
-    let now = state.clock.now().as_secs() as i64;
     let code = grant::find_code(&state.db, code_text)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("the code is unknown, or its account is gone"))?;
@@ -148,48 +239,85 @@ pub(super) async fn token(
         return Err(OAuthError::invalid_grant("redirect_uri differs from the one in the authorization request").into());
     }
     check_pkce(code.code_challenge.as_deref(), form.code_verifier.as_deref())?;
-    let access_token = match grant::redeem(&state.db, &code, now, ACCESS_TOKEN_SECS).await? {
-        Redeemed::AccessToken(token) => token,
+    let with_refresh = client.refresh_tokens || code.scope.split(' ').any(|s| s == "offline_access");
+    let (access, refresh) = match grant::redeem(&state.db, &code, now, ACCESS_TOKEN_SECS, with_refresh).await? {
+        Redeemed::Tokens { access, refresh } => (access, refresh),
         Redeemed::Replayed => {
             return Err(
                 OAuthError::invalid_grant("the code was already used; the tokens issued from it are revoked").into()
             )
         }
     };
-    let claims = IdClaims {
-        iss: state.settings.origin.to_string(),
-        sub: &code.subject,
-        aud: &client.client_id,
-        exp: now + ID_TOKEN_SECS,
-        iat: now,
-        auth_time: code.signed_in.auth_time,
-        nonce: code.nonce.as_deref(),
-        amr: ["swk"],
-        preferred_username: &code.signed_in.account,
+    Ok(Granted {
+        access,
+        refresh,
+        scope: code.scope,
+        signed_in: code.signed_in,
+        subject: code.subject,
+        nonce: code.nonce,
+        profile: code.profile,
+    })
+}
+
+/// The `refresh_token` grant (RFC 6749 §6): the token is spent and the next
+/// one of its chain given with a new access token (see `refresh`). A scope,
+/// when asked for, may only narrow the one the sign-in granted.
+async fn by_refresh(state: &AppState, client: &Client, form: &TokenForm, now: i64) -> Result<Granted, Failure> {
+    let text = form.refresh_token.as_deref().ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
+    let refresh = refresh::find(&state.db, text)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("the refresh token is unknown or revoked"))?;
+    // Another client's token is refused without spending it, as a code is.
+    if refresh.client_id != client.client_id {
+        return Err(OAuthError::invalid_grant("the refresh token was issued to another client").into());
+    }
+    if !refresh.used && refresh.expires_at <= now {
+        return Err(OAuthError::invalid_grant("the refresh token has expired; sign in again").into());
+    }
+    let granted: Vec<&str> = refresh.scope.split(' ').collect();
+    let scope = match form.scope.as_deref().map(|s| s.split(' ').filter(|s| !s.is_empty()).collect::<Vec<_>>()) {
+        None => refresh.scope.clone(),
+        Some(asked) if asked.iter().all(|s| granted.contains(s)) && asked.contains(&"openid") => {
+            super::SCOPES.iter().filter(|s| asked.contains(s)).copied().collect::<Vec<_>>().join(" ")
+        }
+        Some(_) => {
+            return Err(OAuthError::invalid_scope(
+                "a refreshed scope may only leave out scopes the sign-in granted, and keeps openid",
+            )
+            .into())
+        }
     };
-    let key = provider.keys.signing(&state.db, client.alg, now).await?;
-    let answer = TokenAnswer {
-        access_token,
-        token_type: "Bearer",
-        expires_in: ACCESS_TOKEN_SECS,
-        id_token: key.sign(&claims)?,
-        scope: code.scope.clone(),
-    };
-    tracing::info!(client = %client.client_id, "oidc tokens issued");
-    Ok(no_store(Json(answer).into_response()))
+    match refresh::rotate(&state.db, &refresh, &scope, now, ACCESS_TOKEN_SECS).await? {
+        Rotated::Tokens { refresh: next, access } => Ok(Granted {
+            access,
+            refresh: Some(next),
+            scope,
+            signed_in: refresh.signed_in,
+            subject: refresh.subject,
+            nonce: None,
+            profile: refresh.profile,
+        }),
+        Rotated::Refused if refresh.used => Err(OAuthError::invalid_grant(
+            "the refresh token was already used; every token of its sign-in is revoked, and the person must sign in again",
+        )
+        .into()),
+        Rotated::Refused => Err(OAuthError::invalid_grant("the refresh token was used or has expired").into()),
+    }
 }
 
 /// RFC 6749 §2.3.1 and OIDC Core §9: HTTP Basic or the form, never both; a
 /// public client names itself and proves nothing here (PKCE does that).
-async fn authenticate(
+/// Used by the token and the revocation endpoint alike.
+pub(super) async fn authenticate(
     state: &AppState,
     client_info: &ClientInfo,
     headers: &HeaderMap,
-    form: &TokenForm,
+    form_client_id: &Option<String>,
+    form_client_secret: &Option<String>,
 ) -> Result<Client, Failure> {
     let basic = basic_credentials(headers)?;
     let used_basic = basic.is_some();
-    let (client_id, secret) = match (basic, &form.client_id, &form.client_secret) {
+    let (client_id, secret) = match (basic, form_client_id, form_client_secret) {
         (Some(_), _, Some(_)) => {
             return Err(OAuthError::invalid_request("use one client authentication method, not two").into())
         }
@@ -280,6 +408,16 @@ struct UserInfo {
     sub: String,
     /// The account name.
     preferred_username: String,
+    /// The display name, with the `profile` scope, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    /// The email address, with the `email` scope, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    /// With `email`: `true` when an admin set the address, `false` when the
+    /// person did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_verified: Option<bool>,
 }
 
 /// The signed-in account's claims.
@@ -313,7 +451,14 @@ pub(super) async fn userinfo(State(state): State<AppState>, headers: HeaderMap) 
     let owner = grant::token_owner(&state.db, token, now)
         .await?
         .ok_or_else(|| OAuthError::invalid_token("the access token is unknown, expired or revoked", true))?;
-    let info = UserInfo { sub: owner.subject, preferred_username: owner.account };
+    let released = Released::of(&owner.scope, &owner.profile);
+    let info = UserInfo {
+        name: released.name.map(str::to_owned),
+        email: released.email.map(str::to_owned),
+        email_verified: released.email_verified,
+        sub: owner.subject,
+        preferred_username: owner.account,
+    };
     Ok(no_store(Json(info).into_response()))
 }
 

@@ -67,7 +67,8 @@ pub struct Swept {
     pub unconfirmed_keys: u64,
     pub audit_events: u64,
     /// OpenID Connect requests abandoned on their login page, spent or
-    /// expired codes, and expired access tokens.
+    /// expired codes, expired access tokens, and refresh tokens whose chain
+    /// ended.
     pub oidc: u64,
     /// Recovery links that expired longer than a challenge is kept.
     pub recovery_links: u64,
@@ -154,6 +155,16 @@ pub async fn sweep(db: &Db, now: UnixTime, retention: &Retention) -> Result<Swep
                 db,
                 "DELETE FROM oidc_token WHERE token_hash IN \
                  (SELECT token_hash FROM oidc_token WHERE expires_at <= $1 LIMIT $2)",
+                now,
+            )
+            .await?
+            // A spent refresh token is kept while its chain lives, so that
+            // a copy used later still revokes the chain; a live one that
+            // ran out its idle time goes at once.
+            + in_batches(
+                db,
+                "DELETE FROM oidc_refresh_token WHERE token_hash IN (SELECT token_hash FROM oidc_refresh_token \
+                 WHERE chain_expires_at <= $1 OR (used_at IS NULL AND expires_at <= $1) LIMIT $2)",
                 now,
             )
             .await?,

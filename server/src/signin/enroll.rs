@@ -14,10 +14,17 @@
 //!
 //! Nothing here opens a session: the new authenticator signs in afterwards,
 //! like any other.
+//!
+//! The account page also shows the account's profile (display name and
+//! email) with a form that changes it; an email changed there is not
+//! verified (`signin::profile`).
 
 use askama::Template;
 use axum::{
-    extract::{rejection::FormRejection, Path, State},
+    extract::{
+        rejection::{FormRejection, QueryRejection},
+        Path, Query, State,
+    },
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{Html, IntoResponse, Redirect, Response},
     routing::{get, post},
@@ -34,6 +41,7 @@ use crate::{
     http::extract::ClientInfo,
     signin::keys::{self, KeyState},
     signin::pages::{app_link, qr_svg},
+    signin::profile::{self, Change},
     signin::recovery,
     state::AppState,
 };
@@ -42,6 +50,7 @@ pub fn router<S: SignInState>() -> Router<S> {
     Router::new()
         .route("/services/{id}/account", get(account_page))
         .route("/services/{id}/account/enroll", post(start_enrollment))
+        .route("/services/{id}/account/profile", post(set_profile))
         .route("/services/{id}/recover/{secret}", get(open_recovery_link))
         .route("/services/{id}/enroll/{cid}", get(enrollment_page))
         .route("/services/{id}/enroll/{cid}/confirm", post(confirm))
@@ -107,18 +116,64 @@ struct AccountView {
     service_name: String,
     account: String,
     keys: Vec<KeyItem>,
+    /// What the profile form shows: the stored values, or after a refusal
+    /// what was sent. Empty when unset.
+    display_name: String,
+    email: String,
+    email_verified: bool,
+    /// A fixed notice after a redirect (`?done=profile_saved`), never text
+    /// from the URL.
+    done: Option<&'static str>,
+    /// Why the profile form was refused.
+    error: Option<Refusal>,
+}
+
+/// A refused profile form: the error's code and message.
+#[derive(Debug)]
+struct Refusal {
+    code: &'static str,
+    message: String,
+}
+
+/// The query of the account page: a notice's fixed code.
+#[derive(Debug, Default, Deserialize)]
+struct AccountQuery {
+    done: Option<String>,
+}
+
+impl AccountQuery {
+    fn notice(&self) -> Option<&'static str> {
+        match self.done.as_deref()? {
+            "profile_saved" => Some("Your profile is saved."),
+            _ => None,
+        }
+    }
 }
 
 async fn account_page(
     State(state): State<AppState>,
     State(challenges): State<Challenges>,
     Path(id): Path<String>,
+    query: Result<Query<AccountQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> PageResult {
     let service_id = service_id(&id)?;
     let Some(account) = signed_in(&state, &service_id, &headers).await? else {
         return Ok(to_login(&service_id));
     };
+    let mut view = account_view(&state, &challenges, &service_id, account).await?;
+    view.done = query.map(|Query(q)| q).unwrap_or_default().notice();
+    render(StatusCode::OK, &view)
+}
+
+/// The account page of `account`, as stored.
+async fn account_view(
+    state: &AppState,
+    challenges: &Challenges,
+    service_id: &ServiceId,
+    account: String,
+) -> Result<AccountView, Error> {
+    let id = service_id.to_string();
     let keys = keys::list(&state.db, &id, &account)
         .await?
         .into_iter()
@@ -130,8 +185,66 @@ async fn account_page(
             last_used_at: k.last_used_at.map_or_else(|| "never".to_owned(), rfc3339),
         })
         .collect();
-    let service_name = challenges.service_name(&service_id).await?;
-    render(StatusCode::OK, &AccountView { service_id: id, service_name, account, keys })
+    let profile = profile::of_account(&state.db, &id, &account).await?;
+    let service_name = challenges.service_name(service_id).await?;
+    Ok(AccountView {
+        service_id: id,
+        service_name,
+        account,
+        keys,
+        display_name: profile.display_name.unwrap_or_default(),
+        email: profile.email.unwrap_or_default(),
+        email_verified: profile.email_verified,
+        done: None,
+        error: None,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct ProfileForm {
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    email: String,
+}
+
+/// The profile form of the account page: sets the display name and email
+/// of the signed-in account, and goes back to the page. An email set or
+/// changed here is not verified. A refused value shows the page again with
+/// what was sent and why.
+async fn set_profile(
+    State(state): State<AppState>,
+    State(challenges): State<Challenges>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Form<ProfileForm>, FormRejection>,
+) -> PageResult {
+    let service_id = service_id(&id)?;
+    // As for "Add another authenticator": the session cookie is
+    // SameSite=Lax, and the Origin check refuses cross-site forms outright.
+    cookie::check_origin(&state.settings.origin, &headers)?;
+    let Some(account) = signed_in(&state, &service_id, &headers).await? else {
+        let mut response = to_login(&service_id);
+        *response.status_mut() = StatusCode::SEE_OTHER;
+        return Ok(response);
+    };
+    let Ok(Form(body)) = body else {
+        return Err(Error::bad_request("invalid_form", "the form was incomplete or malformed; reload the page").into());
+    };
+    let change = match Change::from_form(&body.display_name, &body.email) {
+        Ok(change) => change,
+        Err(Error::BadRequest { code, message }) => {
+            let mut view = account_view(&state, &challenges, &service_id, account).await?;
+            view.error = Some(Refusal { code, message });
+            view.display_name = body.display_name;
+            view.email = body.email;
+            return render(StatusCode::BAD_REQUEST, &view);
+        }
+        Err(other) => return Err(other.into()),
+    };
+    profile::set_by_person(&state.db, &id, &account, &change).await?;
+    tracing::info!(service = %service_id, "account profile set from the account page");
+    Ok(Redirect::to(&format!("/services/{service_id}/account?done=profile_saved")).into_response())
 }
 
 /// The waiting page of an enrollment challenge.

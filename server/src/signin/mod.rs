@@ -1,9 +1,11 @@
 //! Signing in at a service, beside the challenges themselves
 //! ([`crate::challenge`]): the authenticator's answers, the login and
-//! account pages, adding an authenticator, account keys and recovery links.
+//! account pages, adding an authenticator, account keys, profiles and
+//! recovery links.
 
 pub mod authenticator;
 pub mod enroll;
 pub mod keys;
 pub mod pages;
+pub mod profile;
 pub mod recovery;

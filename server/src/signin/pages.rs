@@ -75,6 +75,9 @@ struct LoginView {
     /// Set on a page shown for an OpenID Connect authorization request:
     /// where the page posts when its sign-in ends, to go back to the client.
     finish_url: Option<String>,
+    /// The application an authorization request comes from, by the name
+    /// its admin gave it, when this page is one's.
+    application: Option<String>,
     /// What a token is appended to for the link its QR code holds
     /// (PROTOCOL.md §3.6): `{origin}/app#`.
     app_link: String,
@@ -121,13 +124,25 @@ async fn login_page_or_error(
     login_response(&state.settings.origin, issued, None)
 }
 
+/// An authorization request's side of a login page: where the page goes on
+/// when it is done, and the name of the application that asks.
+#[derive(Debug)]
+pub(crate) struct ForApplication {
+    pub(crate) finish_url: String,
+    pub(crate) name: String,
+}
+
 /// The waiting login page for a freshly issued challenge, with its binding
-/// cookie. `finish_url` makes it the page of an authorization request.
+/// cookie; with `application`, the page of an authorization request.
 pub(crate) fn login_response(
     origin: &Origin,
     issued: challenge::Issued,
-    finish_url: Option<String>,
+    application: Option<ForApplication>,
 ) -> Result<Response> {
+    let (finish_url, application) = match application {
+        Some(app) => (Some(app.finish_url), Some(app.name)),
+        None => (None, None),
+    };
     let cid = issued.id;
     let service_id = issued.service_id;
     let view = LoginView {
@@ -141,6 +156,7 @@ pub(crate) fn login_response(
         session_url: format!("/api/challenges/{cid}/session"),
         expires_at: issued.expires_at.as_secs(),
         finish_url,
+        application,
         app_link: app_link(origin),
         same_device_link: format!("{}?from=page#", sesame_proto::token::APP_PATH),
         number: issued.number.map(MatchNumber::get),

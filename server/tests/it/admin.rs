@@ -3,10 +3,12 @@
 //! the tests sit in the submodules.
 
 mod api;
+mod applications;
 mod audit;
 mod authenticator;
 mod keys;
 mod page;
+mod profiles;
 mod recovery;
 
 use std::sync::Arc;

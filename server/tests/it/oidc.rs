@@ -582,7 +582,7 @@ async fn the_secret_is_shown_once_rotates_and_the_client_can_be_turned_off() {
     let fresh = Rp { secret: Some(new_secret), ..rp.clone() };
     assert_eq!(exchange(&app, &fresh, &params["code"], Some(VERIFIER)).await.status, StatusCode::OK);
     let stored: Vec<u8> =
-        sqlx::query_scalar("SELECT secret_hash FROM oidc_client").fetch_one(&app.sql).await.expect("hash");
+        sqlx::query_scalar("SELECT secret_hash FROM oidc_application").fetch_one(&app.sql).await.expect("hash");
     assert_eq!(stored.len(), 32, "only a digest is stored");
     assert_eq!(
         send(&app, Method::DELETE, &path, &[("authorization", ADMIN)], None).await.status,
@@ -758,7 +758,7 @@ async fn a_client_removed_while_its_request_is_parked_on_postgres_is_invalid_cli
     let Some(app) = crate::support::postgres_for_a_race().await else { return };
     let rp = client(&app, true).await;
     let mut removing = app.sql.begin().await.expect("begin");
-    sqlx::query("DELETE FROM oidc_client WHERE client_id = $1")
+    sqlx::query("DELETE FROM oidc_application WHERE client_id = $1")
         .bind(&rp.client_id)
         .execute(&mut *removing)
         .await
@@ -839,3 +839,7 @@ async fn removing_a_key_while_its_code_is_exchanged_on_postgres_waits_for_the_ex
     assert_eq!(app.count("SELECT COUNT(*) FROM oidc_token").await, 0);
     app.cleanup_handle().run().await;
 }
+
+mod applications;
+mod profiles;
+mod refresh;

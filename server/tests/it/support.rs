@@ -196,7 +196,7 @@ impl Builder {
             admin_token: Arc::new(AdminToken::new("test-admin-token-0123456789")),
         });
         let App { state, challenges, oidc } = App::new(state, pending, Provider::default());
-        TestApp { state, challenges, oidc, sql, clock: manual, _dir: dir, pg_name }
+        TestApp { state, challenges, oidc, sql, clock: manual, url, _dir: dir, pg_name }
     }
 }
 
@@ -230,6 +230,8 @@ pub struct TestApp {
     pub sql: sqlx::AnyPool,
     /// Moves the app's time unless it was built with `system_clock`.
     pub clock: ManualClock,
+    /// The database's URL, for a second instance over it.
+    url: String,
     _dir: TempDir,
     pg_name: Option<(String, String)>,
 }
@@ -267,6 +269,30 @@ impl TestApp {
     /// A SQLite app with default settings.
     pub async fn new() -> Self {
         Self::builder(Backend::Sqlite).build().await
+    }
+
+    /// The URL of this app's database.
+    pub fn database_url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// A second instance of this app's deployment: the same database,
+    /// reached through `db`, its own connections; pending challenges as
+    /// rows, as instances that share a database keep them. It leaves the
+    /// database to this app's cleanup.
+    pub fn sibling(&self, db: Db) -> TestApp {
+        let state = self.state.with(|shared| shared.db = db);
+        let App { state, challenges, oidc } = App::new(state, Pending::Table, Provider::default());
+        TestApp {
+            state,
+            challenges,
+            oidc,
+            sql: self.sql.clone(),
+            clock: self.clock.clone(),
+            url: self.url.clone(),
+            _dir: tempfile::tempdir().expect("temp dir"),
+            pg_name: None,
+        }
     }
 
     pub fn cleanup_handle(&self) -> Cleanup {

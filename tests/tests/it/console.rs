@@ -72,6 +72,9 @@ async fn check_page(chrome: &Chrome, url: &str, name: &str) -> Result<Vec<String
         set_width(chrome, width).await?;
         chrome.client.goto(url).await?;
         chrome.client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("h1")).await?;
+        // The forms folded away (an application's settings) are checked
+        // open.
+        chrome.js("for (const d of document.querySelectorAll('details')) d.open = true; return true;").await?;
         chrome.save_screenshot(&format!("{name}-{width}")).await?;
         let found = chrome.js(OVERFLOW).await?;
         for line in found.as_array().into_iter().flatten() {
@@ -96,16 +99,26 @@ async fn the_admin_console_holds_its_layout_at_360_and_1280_px_with_the_longest_
         }
         ids.push(service.id);
     }
-    // An OpenID Connect client with long redirect URIs, and a recovery link:
-    // the cards that show them.
+    // Two applications, one with the longest name (64 characters) and long
+    // redirect URIs, the other with markup in its name, and a recovery
+    // link: the cards that show them.
     let long_uri = format!("https://application.example.com/{}/callback", "very-long-path-segment/".repeat(6));
-    let oidc = server
-        .admin()
-        .request(reqwest::Method::PUT, &format!("/admin/api/services/{}/oidc", ids[0]))
-        .json(&json!({"redirect_uris": [long_uri], "post_logout_redirect_uris": [long_uri]}))
-        .send()
-        .await?;
-    ensure!(oidc.status().is_success(), "{}", oidc.text().await?);
+    let mut applications = Vec::new();
+    for body in [
+        json!({"name": NAMES[0], "redirect_uris": [long_uri], "post_logout_redirect_uris": [long_uri]}),
+        json!({"name": NAMES[2], "redirect_uris": ["com.example.app:/callback"], "public": true,
+               "id_token_signed_response_alg": "EdDSA"}),
+    ] {
+        let made = server
+            .admin()
+            .request(reqwest::Method::POST, &format!("/admin/api/services/{}/applications", ids[0]))
+            .json(&body)
+            .send()
+            .await?;
+        ensure!(made.status().is_success(), "{}", made.text().await?);
+        let made: Value = made.json().await?;
+        applications.push(made["client_id"].as_str().unwrap_or_default().to_owned());
+    }
     let account = "mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm";
     let link = server
         .admin()
@@ -139,6 +152,26 @@ async fn the_admin_console_holds_its_layout_at_360_and_1280_px_with_the_longest_
         chrome.save_screenshot(&format!("are-you-sure-{width}")).await?;
         for line in chrome.js(OVERFLOW).await?.as_array().into_iter().flatten() {
             problems.push(format!("are-you-sure at {width} px: {}", line.as_str().unwrap_or_default()));
+        }
+    }
+    // The applications card, open, kept as a screenshot of its own; then the
+    // page that asks before the application with the longest name is
+    // removed.
+    for width in [360, 1280] {
+        set_width(&chrome, width).await?;
+        chrome.client.goto(&server.url(&format!("/admin/services/{}", ids[0]))).await?;
+        chrome.wait_contains("#applications h2", "Applications").await?;
+        chrome
+            .js("for (const d of document.querySelectorAll('details')) d.open = true; \
+                 document.getElementById('applications').scrollIntoView(); return true;")
+            .await?;
+        chrome.save_screenshot(&format!("applications-{width}")).await?;
+        let form = format!("/admin/services/{}/applications/{}/delete", ids[0], applications[0]);
+        chrome.click(&format!("form[action='{form}'] button[type=submit]")).await?;
+        chrome.wait_contains("h1", "Remove this application?").await?;
+        chrome.save_screenshot(&format!("remove-application-{width}")).await?;
+        for line in chrome.js(OVERFLOW).await?.as_array().into_iter().flatten() {
+            problems.push(format!("remove-application at {width} px: {}", line.as_str().unwrap_or_default()));
         }
     }
     ensure!(problems.is_empty(), "the layout breaks:\n{}", problems.join("\n"));

@@ -355,14 +355,15 @@ async fn every_destructive_button_asks_first_and_does_nothing_until_confirmed() 
     let id = service["id"].as_str().expect("id");
     let configured = h
         .api(
-            Method::PUT,
-            &format!("/admin/api/services/{id}/oidc"),
-            Some(serde_json::json!({"redirect_uris": ["https://app.example/callback"]})),
+            Method::POST,
+            &format!("/admin/api/services/{id}/applications"),
+            Some(serde_json::json!({"name": XSS, "redirect_uris": ["https://app.example/callback"]})),
         )
         .await;
-    assert_eq!(configured.status, StatusCode::OK, "{}", configured.text);
+    assert_eq!(configured.status, StatusCode::CREATED, "{}", configured.text);
+    let client_id = configured.json()["client_id"].as_str().expect("client_id").to_owned();
     let secret_hash = || async {
-        sqlx::query_scalar::<_, Vec<u8>>("SELECT secret_hash FROM oidc_client")
+        sqlx::query_scalar::<_, Vec<u8>>("SELECT secret_hash FROM oidc_application")
             .fetch_one(&h.sql)
             .await
             .expect("the client's secret")
@@ -370,10 +371,15 @@ async fn every_destructive_button_asks_first_and_does_nothing_until_confirmed() 
     let secret_before = secret_hash().await;
     let (cookie, csrf) = h.sign_in().await;
     let audited = h.count("SELECT COUNT(*) FROM audit_event").await;
+    let application = format!("/admin/services/{id}/applications/{client_id}");
     let asks = [
-        (format!("/admin/services/{id}/delete"), "Delete this service?", "its OpenID Connect client"),
-        (format!("/admin/services/{id}/oidc/secret"), "Make a new client secret?", "the current secret"),
-        (format!("/admin/services/{id}/oidc/delete"), "Turn OpenID Connect off?", "client id and secret"),
+        (
+            format!("/admin/services/{id}/delete"),
+            "Delete this service?",
+            "1 application, with its client id and secret",
+        ),
+        (format!("{application}/secret"), "Make a new client secret?", "the current secret"),
+        (format!("{application}/delete"), "Remove this application?", "its client id and secret"),
         ("/admin/oidc/keys/rotate".to_owned(), "Rotate the signing keys?", "never rotate twice within an hour"),
     ];
     for (uri, title, consequence) in asks {
@@ -383,15 +389,14 @@ async fn every_destructive_button_asks_first_and_does_nothing_until_confirmed() 
         assert!(!asked.text.contains(XSS), "{uri}: the name is shown raw");
         assert!(asked.text.contains(&format!(r#"action="{uri}""#)), "{uri}: {}", asked.text);
     }
-    // Nothing happened: the service, its client and its secret are as they were.
+    // Nothing happened: the service, its application and its secret are as they were.
     assert_eq!(h.count("SELECT COUNT(*) FROM service WHERE NOT builtin").await, 1);
-    assert_eq!(h.count("SELECT COUNT(*) FROM oidc_client").await, 1);
+    assert_eq!(h.count("SELECT COUNT(*) FROM oidc_application").await, 1);
     assert_eq!(secret_hash().await, secret_before);
     assert_eq!(h.count("SELECT COUNT(*) FROM audit_event").await, audited, "nothing was audited: nothing was done");
 
-    // Confirmed, the client goes.
-    let turned_off =
-        h.post_form(&format!("/admin/services/{id}/oidc/delete"), Some(&cookie), &[("csrf", &csrf), CONFIRMED]).await;
-    assert_eq!(turned_off.status, StatusCode::SEE_OTHER, "{}", turned_off.text);
-    assert_eq!(h.count("SELECT COUNT(*) FROM oidc_client").await, 0);
+    // Confirmed, the application goes.
+    let removed = h.post_form(&format!("{application}/delete"), Some(&cookie), &[("csrf", &csrf), CONFIRMED]).await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER, "{}", removed.text);
+    assert_eq!(h.count("SELECT COUNT(*) FROM oidc_application").await, 0);
 }
