@@ -15,7 +15,7 @@ use rusqlite::{
     OpenFlags,
 };
 
-use super::sql::{Arg, Failure, Query, Row, Stopwatch, Violation};
+use super::statement::{Arg, Failure, Query, Row, Stopwatch, Violation};
 use crate::error::{Error, Result};
 
 /// How long a connection of ours waits for SQLite's lock before it gives

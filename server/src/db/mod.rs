@@ -40,6 +40,7 @@ use tokio::sync::OwnedMutexGuard;
 mod direct;
 pub(crate) mod locks;
 pub mod sql;
+mod statement;
 pub mod writer;
 
 use self::{
