@@ -89,11 +89,17 @@ pub(crate) enum Action {
     KeyEnrolled,
     /// An admin set or cleared an account's display name or email.
     ProfileChanged,
+    /// A service's group was made, renamed or deleted.
+    GroupCreated,
+    GroupRenamed,
+    GroupDeleted,
+    /// An admin set the groups an account belongs to.
+    AccountGroupsChanged,
 }
 
 impl Action {
     /// Every action, in the order the admin page offers them as filters.
-    pub(crate) const ALL: [Self; 23] = [
+    pub(crate) const ALL: [Self; 27] = [
         Self::ServiceCreated,
         Self::ServiceChanged,
         Self::ServiceDeleted,
@@ -117,6 +123,10 @@ impl Action {
         Self::RecoveryLinkUsed,
         Self::KeyEnrolled,
         Self::ProfileChanged,
+        Self::GroupCreated,
+        Self::GroupRenamed,
+        Self::GroupDeleted,
+        Self::AccountGroupsChanged,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -144,6 +154,10 @@ impl Action {
             Self::RecoveryLinkUsed => "recovery_link_used",
             Self::KeyEnrolled => "key_enrolled",
             Self::ProfileChanged => "profile_changed",
+            Self::GroupCreated => "group_created",
+            Self::GroupRenamed => "group_renamed",
+            Self::GroupDeleted => "group_deleted",
+            Self::AccountGroupsChanged => "account_groups_changed",
         }
     }
 }

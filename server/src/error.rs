@@ -73,6 +73,8 @@ pub enum Error {
     OidcNotConfigured,
     #[error("this service has no application with this client_id")]
     UnknownApplication,
+    #[error("this service has no group with this id")]
+    UnknownGroup,
 
     #[error("this sign-in request has expired; start again")]
     ChallengeExpired,
@@ -160,6 +162,7 @@ impl Error {
             Self::OidcRedirectUri => (StatusCode::BAD_REQUEST, "invalid_redirect_uri"),
             Self::OidcNotConfigured => (StatusCode::NOT_FOUND, "oidc_not_configured"),
             Self::UnknownApplication => (StatusCode::NOT_FOUND, "unknown_application"),
+            Self::UnknownGroup => (StatusCode::NOT_FOUND, "unknown_group"),
             Self::ChallengeExpired => (StatusCode::GONE, "challenge_expired"),
             Self::ChallengeFinished(_) | Self::ChallengeClaimed => (StatusCode::CONFLICT, "challenge_used"),
             Self::NotCompleted => (StatusCode::CONFLICT, "not_completed"),

@@ -61,6 +61,29 @@ impl Admin {
         Ok(res.json().await?)
     }
 
+    /// `POST /admin/api/services/{id}/applications`: one more application of
+    /// the service, with its own client id (and secret, for a confidential
+    /// one); fails unless the answer is 201.
+    pub async fn create_application(&self, service_id: &str, settings: &Value) -> Result<OidcClient> {
+        let path = format!("/admin/api/services/{service_id}/applications");
+        let res = self.request(reqwest::Method::POST, &path).json(settings).send().await?;
+        if res.status() != StatusCode::CREATED {
+            bail!("creating an application of {service_id} answered {}: {}", res.status(), res.text().await?);
+        }
+        Ok(res.json().await?)
+    }
+
+    /// `PUT /admin/api/services/{id}/accounts/{name}/profile` with
+    /// `profile` (`{"display_name", "email"}`); returns the profile as set.
+    pub async fn set_profile(&self, service_id: &str, account: &str, profile: &Value) -> Result<Value> {
+        let path = format!("/admin/api/services/{service_id}/accounts/{account}/profile");
+        let res = self.request(reqwest::Method::PUT, &path).json(profile).send().await?;
+        if res.status() != StatusCode::OK {
+            bail!("setting the profile of {account} answered {}: {}", res.status(), res.text().await?);
+        }
+        Ok(res.json().await?)
+    }
+
     /// `POST /admin/api/services/{id}/oidc/secret`: a new secret.
     pub async fn rotate_oidc_secret(&self, service_id: &str) -> Result<OidcClient> {
         let path = format!("/admin/api/services/{service_id}/oidc/secret");

@@ -266,6 +266,8 @@ pub(super) struct ProfileRow {
     pub(super) display_name: String,
     pub(super) email: String,
     pub(super) email_verified: bool,
+    /// The service's groups, ticked for those the account belongs to.
+    pub(super) groups: Vec<super::groups::Choice>,
 }
 
 #[derive(Template)]
@@ -316,15 +318,19 @@ async fn profiles_page(
         }
     };
     let mut profiles = profile::of_accounts(&state.db, &service.id, &names).await?;
+    let all_groups = super::groups::items(&state, &service.id).await?;
+    let mut memberships = crate::oidc::groups::of_accounts(&state.db, &service.id, &names).await?;
     let rows: Vec<ProfileRow> = names
         .into_iter()
         .filter_map(|name| {
             let profile = profiles.remove(&name)?;
+            let groups = super::groups::choices(&all_groups, &memberships.remove(&name).unwrap_or_default());
             Some(ProfileRow {
                 name,
                 display_name: profile.display_name.unwrap_or_default(),
                 email: profile.email.unwrap_or_default(),
                 email_verified: profile.email_verified,
+                groups,
             })
         })
         .collect();

@@ -23,7 +23,10 @@ use crate::{
     error::{Error, Result},
     http::extract::{ApiJson, ClientInfo},
     http::responses::{AdminErrors, BadPath, TooLarge},
-    oidc::client::{self, Client, SettingsJson},
+    oidc::{
+        client::{self, Client, SettingsJson},
+        groups,
+    },
     state::{AppState, RouterState},
 };
 
@@ -60,6 +63,12 @@ struct ClientJson {
     id_token_signed_response_alg: &'static str,
     /// Whether every code comes with a refresh token, `offline_access` or not.
     refresh_tokens: bool,
+    /// Whether each person is asked, once per set of scopes, before the
+    /// application learns anything.
+    ask_consent: bool,
+    /// The groups whose members the application admits, sorted; empty when
+    /// it admits every account of the service.
+    allowed_groups: Vec<String>,
     issuer: String,
     discovery_url: String,
 }
@@ -80,15 +89,23 @@ impl Shown {
     }
 }
 
-fn client_json(state: &AppState, client: Client, secret: Shown) -> ClientJson {
+/// `client` as the API returns it, with the groups it admits.
+async fn answer(state: &AppState, client: Client, secret: Shown) -> Result<ClientJson> {
+    let allowed = groups::of_application(&state.db, &client.client_id).await?;
+    Ok(client_json(state, client, secret, allowed))
+}
+
+fn client_json(state: &AppState, client: Client, secret: Shown, allowed_groups: Vec<String>) -> ClientJson {
     let issuer = state.settings.origin.to_string();
     ClientJson {
+        allowed_groups,
         client_id: client.client_id.clone(),
         name: client.name.clone(),
         client_secret: secret,
         public: client.is_public(),
         id_token_signed_response_alg: client.alg.as_str(),
         refresh_tokens: client.refresh_tokens,
+        ask_consent: client.ask_consent,
         discovery_url: format!("{issuer}/.well-known/openid-configuration"),
         issuer,
         redirect_uris: client.redirect_uris,
@@ -121,7 +138,7 @@ async fn get_client(
 ) -> Result<Json<ClientJson>> {
     let service = store::service(&state.db, &path(id)?).await?;
     let client = client::first_of_service(&state.db, &service.id).await?;
-    Ok(Json(client_json(&state, client, Shown::Hidden)))
+    Ok(Json(answer(&state, client, Shown::Hidden).await?))
 }
 
 /// Changes a service's first application, or makes one, named after the
@@ -161,7 +178,7 @@ async fn put_client(
         Err(e) => return Err(e),
     };
     tracing::info!(service = %service.id, client = %client.client_id, "oidc client configured");
-    Ok(Json(client_json(&state, client, shown(secret, &settings))))
+    Ok(Json(answer(&state, client, shown(secret, &settings)).await?))
 }
 
 /// Removes a service's first application.
@@ -223,7 +240,7 @@ async fn rotate_secret(
     let (client, secret) =
         client::rotate_secret(&state.db, &service.id, &first.client_id, &api::by(&state, &info)).await?;
     tracing::info!(service = %service.id, client = %client.client_id, "oidc client secret rotated");
-    Ok(Json(client_json(&state, client, Shown::Value(Some(secret)))))
+    Ok(Json(answer(&state, client, Shown::Value(Some(secret))).await?))
 }
 
 /// What an answer that changed a client shows of its secret: `null` for a
@@ -262,17 +279,29 @@ struct ApplicationJson {
     /// asks for `offline_access`.
     #[serde(default)]
     refresh_tokens: bool,
+    /// Ask each person, once per set of scopes, before the application
+    /// learns anything: for applications the service does not vouch for.
+    #[serde(default)]
+    ask_consent: bool,
+    /// The names of the service's groups whose members the application
+    /// admits, the whole set; `[]` admits every account of the service. Left
+    /// out, a new application admits everyone and a changed one keeps its
+    /// groups.
+    #[serde(default)]
+    allowed_groups: Option<Vec<String>>,
 }
 
 impl ApplicationJson {
     fn settings(self) -> Result<client::Settings> {
-        client::Settings::parse(SettingsJson {
+        let settings = client::Settings::parse(SettingsJson {
             redirect_uris: self.redirect_uris,
             post_logout_redirect_uris: self.post_logout_redirect_uris,
             public: self.public,
             id_token_signed_response_alg: self.id_token_signed_response_alg,
             refresh_tokens: self.refresh_tokens,
-        })
+            ask_consent: self.ask_consent,
+        })?;
+        Ok(settings.admitting(self.allowed_groups))
     }
 }
 
@@ -310,7 +339,15 @@ async fn list_applications(
 ) -> Result<Json<Vec<ClientJson>>> {
     let service = store::service(&state.db, &path(id)?).await?;
     let all = client::all_of_service(&state.db, &service.id).await?;
-    Ok(Json(all.into_iter().map(|client| client_json(&state, client, Shown::Hidden)).collect()))
+    let mut allowed = groups::of_applications(&state.db, &service.id).await?;
+    Ok(Json(
+        all.into_iter()
+            .map(|client| {
+                let groups = allowed.remove(&client.client_id).unwrap_or_default();
+                client_json(&state, client, Shown::Hidden, groups)
+            })
+            .collect(),
+    ))
 }
 
 /// Makes a new application of a service.
@@ -327,7 +364,7 @@ async fn list_applications(
     security(("admin_token" = [])),
     responses(
         (status = 201, description = "The application, with its `client_secret` (`null` for a public client).", body = ClientJson),
-        (status = 400, description = "`invalid_application_name`, `application_name_taken`, `invalid_client_settings`, `invalid_path`, or a body that is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`).", body = ErrorBody),
+        (status = 400, description = "`invalid_application_name`, `application_name_taken`, `invalid_client_settings`, `unknown_group` (a name in `allowed_groups` that is no group of the service), `invalid_path`, or a body that is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`).", body = ErrorBody),
         (status = 404, description = "`unknown_service`.", body = ErrorBody),
         AdminErrors,
         TooLarge,
@@ -345,7 +382,7 @@ async fn create_application(
     let settings = body.settings()?;
     let (client, secret) = client::create(&state.db, &service.id, &name, &settings, &api::by(&state, &info)).await?;
     tracing::info!(service = %service.id, client = %client.client_id, "application created");
-    Ok((StatusCode::CREATED, Json(client_json(&state, client, Shown::Value(secret)))))
+    Ok((StatusCode::CREATED, Json(answer(&state, client, Shown::Value(secret)).await?)))
 }
 
 /// One application of a service, never with its secret.
@@ -372,7 +409,7 @@ async fn get_application(
     ids: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<ClientJson>> {
     let (_, client) = application_at(&state, ids).await?;
-    Ok(Json(client_json(&state, client, Shown::Hidden)))
+    Ok(Json(answer(&state, client, Shown::Hidden).await?))
 }
 
 /// Changes an application's name or settings.
@@ -392,7 +429,7 @@ async fn get_application(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The application; with `client_secret` when this request made one.", body = ClientJson),
-        (status = 400, description = "`invalid_application_name`, `application_name_taken`, `invalid_client_settings`, `invalid_path`, or a body that is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`).", body = ErrorBody),
+        (status = 400, description = "`invalid_application_name`, `application_name_taken`, `invalid_client_settings`, `unknown_group` (a name in `allowed_groups` that is no group of the service), `invalid_path`, or a body that is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`).", body = ErrorBody),
         (status = 404, description = "`unknown_service`, `unknown_application`.", body = ErrorBody),
         AdminErrors,
         TooLarge,
@@ -412,7 +449,7 @@ async fn put_application(
     let (client, secret) =
         client::change(&state.db, &service.id, &current.client_id, name.as_deref(), &settings, &by).await?;
     tracing::info!(service = %service.id, client = %client.client_id, "application changed");
-    Ok(Json(client_json(&state, client, shown(secret, &settings))))
+    Ok(Json(answer(&state, client, shown(secret, &settings)).await?))
 }
 
 /// Removes an application.
@@ -478,5 +515,5 @@ async fn rotate_application_secret(
     let (client, secret) =
         client::rotate_secret(&state.db, &service.id, &current.client_id, &api::by(&state, &info)).await?;
     tracing::info!(service = %service.id, client = %client.client_id, "application secret rotated");
-    Ok(Json(client_json(&state, client, Shown::Value(Some(secret)))))
+    Ok(Json(answer(&state, client, Shown::Value(Some(secret))).await?))
 }

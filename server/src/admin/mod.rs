@@ -7,6 +7,7 @@ mod accounts;
 pub(crate) mod api;
 pub(crate) mod applications;
 mod form;
+pub(crate) mod groups;
 mod kit;
 pub(crate) mod links;
 mod log;
@@ -32,6 +33,7 @@ pub fn router<S: OidcState>() -> Router<S> {
         .merge(api::router())
         .merge(links::router())
         .merge(profiles::router())
+        .merge(groups::router())
         .merge(accounts::router())
         .merge(pages::router())
         .merge(sesame::router())

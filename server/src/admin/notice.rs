@@ -47,6 +47,12 @@ impl Notice {
             }
             "session_ended" => Some("Session ended."),
             "profile_saved" => Some("Profile saved."),
+            "groups_saved" => Some("Groups saved."),
+            "group_created" => Some("Group added."),
+            "group_renamed" => Some("Group renamed."),
+            "group_deleted" => Some(
+                "Group deleted, with its memberships; an application left with no group admits every account.",
+            ),
             "application_created" => Some("Application added."),
             "application_saved" => Some("Application saved."),
             "application_removed" => Some(

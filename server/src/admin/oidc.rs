@@ -4,6 +4,8 @@
 //! `oidc::client` and `oidc::keys`, which write the audit record with each
 //! change.
 
+use std::collections::HashMap;
+
 use askama::Template;
 
 use axum::{
@@ -19,6 +21,7 @@ use utoipa::ToSchema;
 use super::{
     api::{self, AdminAuth},
     form::{AdminForm, CsrfField, CsrfForm},
+    groups::GroupItem,
     kit::{self, AreYouSure, PageResult},
     store,
 };
@@ -118,8 +121,13 @@ pub(super) struct ApplicationItem {
     pub(super) alg: &'static str,
     /// A refresh token with every code.
     pub(super) refresh_tokens: bool,
+    pub(super) ask_consent: bool,
     pub(super) redirect_uris: Vec<String>,
     pub(super) post_logout_redirect_uris: Vec<String>,
+    /// The groups it admits, sorted: every account when empty.
+    pub(super) allowed_groups: Vec<String>,
+    /// The service's groups as its form's checkboxes.
+    pub(super) choices: Vec<super::groups::Choice>,
 }
 
 impl ApplicationItem {
@@ -133,23 +141,35 @@ impl ApplicationItem {
     }
 }
 
-impl From<Client> for ApplicationItem {
-    fn from(client: Client) -> Self {
+impl ApplicationItem {
+    fn new(client: Client, allowed_groups: Vec<String>, groups: &[GroupItem]) -> Self {
         Self {
             public: client.is_public(),
             alg: client.alg.as_str(),
             refresh_tokens: client.refresh_tokens,
+            ask_consent: client.ask_consent,
             client_id: client.client_id,
             name: client.name,
             redirect_uris: client.redirect_uris,
             post_logout_redirect_uris: client.post_logout_redirect_uris,
+            choices: super::groups::choices(groups, &allowed_groups),
+            allowed_groups,
         }
     }
 }
 
-/// The applications of `service_id`, the first made first.
-pub(super) async fn items(state: &AppState, service_id: &str) -> Result<Vec<ApplicationItem>> {
-    Ok(client::all_of_service(&state.db, service_id).await?.into_iter().map(ApplicationItem::from).collect())
+/// The applications of `service_id`, the first made first, each with the
+/// service's `groups` as its form's checkboxes.
+pub(super) async fn items(state: &AppState, service_id: &str, groups: &[GroupItem]) -> Result<Vec<ApplicationItem>> {
+    let mut allowed = crate::oidc::groups::of_applications(&state.db, service_id).await?;
+    Ok(client::all_of_service(&state.db, service_id)
+        .await?
+        .into_iter()
+        .map(|client| {
+            let names = allowed.remove(&client.client_id).unwrap_or_default();
+            ApplicationItem::new(client, names, groups)
+        })
+        .collect())
 }
 
 /// An application's form, to add one or to change one: its name, and its
@@ -172,6 +192,12 @@ struct ApplicationForm {
     /// A checkbox: present when ticked.
     #[serde(default)]
     refresh_tokens: Option<String>,
+    #[serde(default)]
+    ask_consent: Option<String>,
+    /// The rest: a checkbox `allowed_group.{id}` for each group of the
+    /// service, its value the group's name.
+    #[serde(flatten)]
+    fields: HashMap<String, String>,
 }
 
 impl CsrfField for ApplicationForm {
@@ -181,17 +207,20 @@ impl CsrfField for ApplicationForm {
 }
 
 impl ApplicationForm {
-    /// The name and the settings, checked as the API checks them.
+    /// The name and the settings, checked as the API checks them; the
+    /// groups ticked are the whole set the application admits.
     fn parse(self) -> Result<(String, client::Settings)> {
         let name = client::parse_name(&self.name)?;
+        let allowed = super::groups::ticked(&self.fields, "allowed_group.");
         let settings = client::Settings::parse(SettingsJson {
             redirect_uris: lines(&self.redirect_uris),
             post_logout_redirect_uris: lines(&self.post_logout_redirect_uris),
             public: self.public.is_some(),
             id_token_signed_response_alg: self.alg,
             refresh_tokens: self.refresh_tokens.is_some(),
+            ask_consent: self.ask_consent.is_some(),
         })?;
-        Ok((name, settings))
+        Ok((name, settings.admitting(Some(allowed))))
     }
 }
 
@@ -399,6 +428,7 @@ pub(super) async fn demo_client(state: &AppState, service_id: &str) -> anyhow::R
                 public: false,
                 id_token_signed_response_alg: None,
                 refresh_tokens: false,
+                ask_consent: false,
             })?;
             client::create(&state.db, service_id, "Demo", &settings, &by).await?.0
         }

@@ -501,6 +501,10 @@ struct ServiceView {
     events: Vec<EventItem>,
     /// The service's applications (OpenID Connect clients), oldest first.
     applications: Vec<super::oidc::ApplicationItem>,
+    /// The service's groups, by name, and the same as unticked checkboxes
+    /// for the form that adds an application.
+    groups: Vec<super::groups::GroupItem>,
+    group_choices: Vec<super::groups::Choice>,
     issuer: String,
     number_matching: bool,
 }
@@ -533,11 +537,14 @@ async fn service_page(
             at: store::rfc3339(e.at),
         })
         .collect();
+    let groups = super::groups::items(&state, &service.id).await?;
     let view = ServiceView {
         csrf: session.csrf_token().to_owned(),
         done: notice.done(),
         login_url: store::login_url(&state.settings.origin, &service.id),
-        applications: super::oidc::items(&state, &service.id).await?,
+        applications: super::oidc::items(&state, &service.id, &groups).await?,
+        group_choices: super::groups::choices(&groups, &[]),
+        groups,
         issuer: state.settings.origin.to_string(),
         number_matching: service.number_matching,
         id: service.id,

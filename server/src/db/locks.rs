@@ -11,7 +11,10 @@
 //! 3. keys (`account_key`, by id): a login locks its key (`FOR NO KEY
 //!    UPDATE`, in `challenge/store.rs`), then its trigger stamps the
 //!    account;
-//! 4. accounts (`account`, by name).
+//! 4. groups (`service_group`, by id): a change of an account's or an
+//!    application's groups takes its service's groups shared ([`groups`])
+//!    before the account or application it changes;
+//! 5. accounts (`account`, by name).
 //!
 //! A writer that needs locks of two kinds takes them through here. Where a
 //! lock is part of a statement (a login's check of its key), the statement
@@ -25,7 +28,7 @@ use crate::error::Result;
 /// (`ON DELETE CASCADE`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Doomed<'a> {
-    /// A service, by id: its accounts, their keys and codes.
+    /// A service, by id: its accounts, their keys and codes, its groups.
     Service(&'a str),
     /// An account, by service id and name: its keys and their codes.
     Account(&'a str, &'a str),
@@ -48,16 +51,17 @@ pub(crate) async fn before_delete(conn: &mut Conn<'_>, doomed: Doomed<'_>) -> Re
     }
     const SERVICE: &str = "service_id = $1";
     const ACCOUNT: &str = "service_id = $1 AND account = $2";
-    let (links, codes, keys, accounts) = match doomed {
-        Doomed::Service(_) => (Some(SERVICE), SERVICE, Some(SERVICE), Some(SERVICE)),
-        Doomed::Account(..) => (Some(ACCOUNT), ACCOUNT, Some(ACCOUNT), Some("service_id = $1 AND name = $2")),
-        Doomed::Key(_) => (None, "key_id = $1", Some("id = $1"), None),
-        Doomed::Client(_) => (None, "client_id = $1", None, None),
+    let (links, codes, keys, groups, accounts) = match doomed {
+        Doomed::Service(_) => (Some(SERVICE), SERVICE, Some(SERVICE), Some(SERVICE), Some(SERVICE)),
+        Doomed::Account(..) => (Some(ACCOUNT), ACCOUNT, Some(ACCOUNT), None, Some("service_id = $1 AND name = $2")),
+        Doomed::Key(_) => (None, "key_id = $1", Some("id = $1"), None, None),
+        Doomed::Client(_) => (None, "client_id = $1", None, None, None),
     };
     let statements = [
         links.map(|links| format!("SELECT 1 FROM account_recovery WHERE {links} ORDER BY id FOR UPDATE")),
         Some(format!("SELECT 1 FROM oidc_code WHERE {codes} ORDER BY code_hash FOR UPDATE")),
         keys.map(|keys| format!("SELECT 1 FROM account_key WHERE {keys} ORDER BY id FOR UPDATE")),
+        groups.map(|groups| format!("SELECT 1 FROM service_group WHERE {groups} ORDER BY id FOR UPDATE")),
         accounts.map(|accounts| format!("SELECT 1 FROM account WHERE {accounts} ORDER BY name FOR UPDATE")),
     ];
     for sql in statements.into_iter().flatten() {
@@ -80,6 +84,22 @@ pub(crate) async fn account(conn: &mut Conn<'_>, service_id: &str, name: &str) -
     }
     let lock = query("SELECT 1 FROM account WHERE service_id = $1 AND name = $2 FOR UPDATE");
     conn.execute(lock.bind(service_id).bind(name)).await?;
+    Ok(())
+}
+
+/// On PostgreSQL, takes the groups of service `service_id` shared until the
+/// commit (4. in the order above): a writer of memberships or of an
+/// application's groups takes them before the rows it changes, so that a
+/// group's deletion (which locks its row, then cascades to those rows)
+/// waits for it, or it for the deletion, and neither holds what the other
+/// needs. Groups made meanwhile are not seen, and not needed: names are
+/// looked up after this.
+pub(crate) async fn groups(conn: &mut Conn<'_>, service_id: &str) -> Result<()> {
+    if !conn.is_postgres() {
+        return Ok(());
+    }
+    let lock = query("SELECT 1 FROM service_group WHERE service_id = $1 ORDER BY id FOR SHARE");
+    conn.execute(lock.bind(service_id)).await?;
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 //! let anyone send a browser anywhere with Sesame's name on the link. After
 //! that, errors go back to the client with `error`, `state` and `iss`.
 
+use askama::Template;
 use axum::{
     body::Bytes,
     extract::{Path, RawQuery, State},
@@ -15,10 +16,12 @@ use axum::{
 use sesame_proto::wire::Status;
 
 use super::{
+    admission,
     client::{self, Client},
+    consent,
     grant::{self, Request, SignedIn},
     token::is_pkce_value,
-    Provider,
+    toward, Provider,
 };
 use crate::{
     challenge::{self, session, Challenges, SESSION_SECS},
@@ -39,25 +42,29 @@ struct Back<'a> {
     redirect_uri: &'a str,
     state: Option<&'a str>,
     issuer: String,
+    /// The answer is a form the browser posts to the redirect URI
+    /// (`response_mode=form_post`), not a redirect with a query.
+    form_post: bool,
 }
 
 impl Back<'_> {
-    /// `redirect_uri` with `params`, `state` and `iss` added to its query.
+    /// `params`, `state` and `iss` for the client: added to the query of
+    /// `redirect_uri`, or posted to it.
     fn to(&self, params: &[(&str, &str)]) -> Response {
+        let mut fields: Vec<(String, String)> =
+            params.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+        if let Some(state) = self.state {
+            fields.push(("state".to_owned(), state.to_owned()));
+        }
+        fields.push(("iss".to_owned(), self.issuer.clone()));
+        if self.form_post {
+            return form_post(self.redirect_uri, fields);
+        }
         let Ok(mut url) = url::Url::parse(self.redirect_uri) else {
             // Checked when the client was configured; cannot happen.
             return error_page(Error::OidcRedirectUri);
         };
-        {
-            let mut query = url.query_pairs_mut();
-            for (name, value) in params {
-                query.append_pair(name, value);
-            }
-            if let Some(state) = self.state {
-                query.append_pair("state", state);
-            }
-            query.append_pair("iss", &self.issuer);
-        }
+        url.query_pairs_mut().extend_pairs(&fields);
         see_other(url.as_str())
     }
 
@@ -65,6 +72,29 @@ impl Back<'_> {
         self.to(&[("error", code), ("error_description", description)])
     }
 }
+
+/// The page of `response_mode=form_post` (OAuth 2.0 Form Post Response
+/// Mode): a form of `fields` that the browser posts to `redirect_uri` at
+/// once, or when the person presses its button. It must not be cached, and
+/// its form may go only to the client.
+#[derive(Debug, Template)]
+#[template(path = "form_post.html")]
+struct FormPostView {
+    action: String,
+    fields: Vec<(String, String)>,
+}
+
+fn form_post(redirect_uri: &str, fields: Vec<(String, String)>) -> Response {
+    let view = FormPostView { action: redirect_uri.to_owned(), fields };
+    toward::page(&view, redirect_uri).unwrap_or_else(error_page)
+}
+
+/// The script that posts the form of [`form_post`].
+pub(super) async fn form_post_js() -> Response {
+    crate::signin::pages::asset("text/javascript; charset=utf-8", FORM_POST_JS)
+}
+
+const FORM_POST_JS: &str = include_str!("../../static/form_post.js");
 
 fn see_other(location: &str) -> Response {
     let Ok(location) = HeaderValue::from_str(location) else {
@@ -127,15 +157,10 @@ pub(super) async fn post(
     authorize(&state, &challenges, &provider, &client, &headers, &params).await.unwrap_or_else(error_page)
 }
 
-async fn authorize(
-    state: &AppState,
-    challenges: &Challenges,
-    provider: &Provider,
-    browser: &ClientInfo,
-    headers: &HeaderMap,
-    params: &Params,
-) -> Result<Response> {
-    // First the two things that make a redirect safe. Errors here are pages.
+/// The client of an authorization request and the way back to it: the two
+/// things that make a redirect safe. Errors here are pages, never
+/// redirects.
+async fn way_back<'p>(state: &AppState, params: &'p Params) -> Result<(Client, Back<'p>)> {
     let client_id = params.one("client_id").map_err(|_| Error::OidcUnknownClient)?.ok_or(Error::OidcUnknownClient)?;
     let client = client::by_client_id(&state.db, client_id).await?.ok_or(Error::OidcUnknownClient)?;
     let redirect_uri = params.one("redirect_uri").map_err(|_| Error::OidcRedirectUri)?.ok_or(Error::OidcRedirectUri)?;
@@ -145,7 +170,22 @@ async fn authorize(
     let issuer = state.settings.origin.to_string();
     // A repeated or oversized state is not echoed: it is not one value.
     let echo = params.one("state").ok().flatten().filter(|s| s.len() <= MAX_ECHO_BYTES);
-    let back = Back { redirect_uri, state: echo, issuer };
+    // The answer goes back as asked, errors included; a mode that is not
+    // one Sesame offers gets its error in the query.
+    let form_post = params.one("response_mode") == Ok(Some("form_post"));
+    Ok((client, Back { redirect_uri, state: echo, issuer, form_post }))
+}
+
+async fn authorize(
+    state: &AppState,
+    challenges: &Challenges,
+    provider: &Provider,
+    browser: &ClientInfo,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Response> {
+    let (client, back) = way_back(state, params).await?;
+    let redirect_uri = back.redirect_uri;
     let request = match validate(&client, redirect_uri, params) {
         Ok(request) => request,
         Err((code, description)) => return Ok(back.error(code, &description)),
@@ -157,6 +197,22 @@ async fn authorize(
     if !must_log_in {
         if let Some(who) = live_session(state, &client, headers).await? {
             if max_age.is_none_or(|max| now - who.auth_time <= max) {
+                // An application that admits only some groups refuses the
+                // others: on a page first, unless prompt=none forbids one.
+                if let Some(refusal) = admission::check(state, challenges, &client, &who).await? {
+                    return match prompt {
+                        "none" => Ok(back.error("access_denied", admission::DESCRIPTION)),
+                        _ => refusal.page(&request),
+                    };
+                }
+                // The person says once what the application may learn.
+                let asked = prompt.split(' ').any(|p| p == "consent");
+                if asked || !consent::given(&state.db, &client, &who, &request.scope).await? {
+                    return match prompt {
+                        "none" => Ok(back.error("consent_required", "the person has not yet allowed this application")),
+                        _ => consent::page(challenges, &client, &who, &request).await,
+                    };
+                }
                 let code = grant::issue_code(&state.db, &request, &who, now, provider.code_ttl_secs as i64).await?;
                 return Ok(back.to(&[("code", &code)]));
             }
@@ -172,20 +228,12 @@ async fn authorize(
     let mut response = pages::login_response(&state.settings.origin, issued, Some(application))?;
     // The page's finish form is answered with a redirect to the client, and
     // browsers hold form redirects to `form-action` too.
-    if let Ok(csp) = HeaderValue::from_str(&crate::http::middleware::csp_with_form_action(&form_target(redirect_uri))) {
+    if let Ok(csp) =
+        HeaderValue::from_str(&crate::http::middleware::csp_with_form_action(&toward::form_target(redirect_uri)))
+    {
         response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     Ok(response)
-}
-
-/// The CSP source that allows a form to end up at `redirect_uri`: its
-/// origin, or its scheme for a native app's private-use scheme.
-pub(super) fn form_target(redirect_uri: &str) -> String {
-    match url::Url::parse(redirect_uri) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") => url.origin().ascii_serialization(),
-        Ok(url) => format!("{}:", url.scheme()),
-        Err(_) => String::new(),
-    }
 }
 
 /// Checks everything but the client and the redirect URI, which are known
@@ -214,9 +262,11 @@ fn validate(
         Some(_) => return Err(("unsupported_response_type", "only response_type=code is supported".to_owned())),
         None => return Err(invalid("response_type is missing".to_owned())),
     }
-    if let Some(mode) = one("response_mode").filter(|m| *m != "query") {
-        return Err(invalid(format!("response_mode {mode:?} is not supported; leave it out or use query")));
-    }
+    let form_post = match one("response_mode") {
+        None | Some("query") => false,
+        Some("form_post") => true,
+        Some(mode) => return Err(invalid(format!("response_mode {mode:?} is not supported; use query or form_post"))),
+    };
     let requested: Vec<&str> = one("scope").unwrap_or_default().split(' ').filter(|s| !s.is_empty()).collect();
     if !requested.contains(&"openid") {
         return Err(("invalid_scope", "scope must contain openid".to_owned()));
@@ -271,7 +321,50 @@ fn validate(
         state: state.map(str::to_owned),
         nonce: nonce.map(str::to_owned),
         code_challenge: code_challenge.map(str::to_owned),
+        form_post,
     })
+}
+
+/// The person's answer on the consent page (`consent::page`): an approval
+/// is recorded, then the authorization request is answered again as the
+/// endpoint answers it (its fields carry `prompt=none`), with a code; a
+/// refusal goes back to the application as `access_denied`. Only a browser
+/// signed in to the service, and only from this origin.
+pub(super) async fn decide(
+    State(state): State<AppState>,
+    State(challenges): State<Challenges>,
+    State(provider): State<Provider>,
+    browser: ClientInfo,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    decide_or_error(&state, &challenges, &provider, &browser, &headers, &body).await.unwrap_or_else(error_page)
+}
+
+async fn decide_or_error(
+    state: &AppState,
+    challenges: &Challenges,
+    provider: &Provider,
+    browser: &ClientInfo,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response> {
+    cookie::check_origin(&state.settings.origin, headers)?;
+    let params = Params::parse(body);
+    let (client, back) = way_back(state, &params).await?;
+    let request = match validate(&client, back.redirect_uri, &params) {
+        Ok(request) => request,
+        Err((code, description)) => return Ok(back.error(code, &description)),
+    };
+    let Some(who) = live_session(state, &client, headers).await? else {
+        return Ok(back.error("login_required", "the sign-in at Sesame ended before the person answered"));
+    };
+    if params.one("decision") != Ok(Some("allow")) {
+        return Ok(back.error("access_denied", "the person did not allow the application to learn this"));
+    }
+    let now = state.clock.now().as_secs() as i64;
+    consent::approve(&state.db, &client, &who, &request.scope, now).await?;
+    authorize(state, challenges, provider, browser, headers, &params).await
 }
 
 /// The browser's live Sesame session at the client's service, if any.
@@ -315,6 +408,7 @@ async fn finish_or_error(
         redirect_uri: &request.redirect_uri,
         state: request.state.as_deref(),
         issuer: state.settings.origin.to_string(),
+        form_post: request.form_post,
     };
     let why = match row.status {
         Status::Completed => None,
@@ -337,9 +431,19 @@ async fn finish_or_error(
         key_id: row.key_id.clone(),
         auth_time: now.as_secs() as i64,
     };
-    let code =
-        grant::issue_code(&state.db, &request, &who, now.as_secs() as i64, provider.code_ttl_secs as i64).await?;
-    let mut response = back.to(&[("code", &code)]);
+    // Signed in, but perhaps not admitted: then the page that says so, with
+    // the session all the same.
+    let mut response = match admission::check(state, challenges, &client, &who).await? {
+        Some(refusal) => refusal.page(&request)?,
+        None if !consent::given(&state.db, &client, &who, &request.scope).await? => {
+            consent::page(challenges, &client, &who, &request).await?
+        }
+        None => {
+            let now = now.as_secs() as i64;
+            let code = grant::issue_code(&state.db, &request, &who, now, provider.code_ttl_secs as i64).await?;
+            back.to(&[("code", &code)])
+        }
+    };
     let headers = response.headers_mut();
     headers.append(header::SET_COOKIE, session.set_cookie(&state.settings.origin, &row.service_id));
     headers.append(

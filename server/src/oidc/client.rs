@@ -12,7 +12,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::keys::Alg;
+use super::{groups, keys::Alg};
 use crate::{
     audit::{self, Action, By, Record},
     db::{
@@ -43,6 +43,9 @@ pub struct Client {
     /// Gets a refresh token with every code, whether or not it asks for
     /// `offline_access`.
     pub refresh_tokens: bool,
+    /// Asks the person, once per scope set, before it learns anything
+    /// (`oidc::consent`).
+    pub ask_consent: bool,
     pub created_at: i64,
 }
 
@@ -104,6 +107,10 @@ pub struct SettingsJson {
     /// asks for `offline_access`.
     #[serde(default)]
     pub refresh_tokens: bool,
+    /// Ask each person, once per set of scopes, before the application
+    /// learns anything: for applications the service does not vouch for.
+    #[serde(default)]
+    pub ask_consent: bool,
 }
 
 /// Settings that passed validation.
@@ -114,9 +121,19 @@ pub struct Settings {
     public: bool,
     alg: Alg,
     refresh_tokens: bool,
+    ask_consent: bool,
+    /// The groups the application admits, by name, when they are to be
+    /// set: none admits every account of the service. `None` keeps them.
+    allowed_groups: Option<Vec<String>>,
 }
 
 impl Settings {
+    /// These settings, also setting the groups the application admits
+    /// (`None` keeps them as they are).
+    pub fn admitting(self, allowed_groups: Option<Vec<String>>) -> Self {
+        Self { allowed_groups, ..self }
+    }
+
     /// A client without a secret, which must use PKCE.
     pub fn is_public(&self) -> bool {
         self.public
@@ -137,6 +154,8 @@ impl Settings {
             public: json.public,
             alg,
             refresh_tokens: json.refresh_tokens,
+            ask_consent: json.ask_consent,
+            allowed_groups: None,
         })
     }
 }
@@ -210,7 +229,7 @@ fn is_loopback(url: &url::Url) -> bool {
 
 const COLUMNS: &str =
     "service_id, client_id, name, secret_hash, redirect_uris, post_logout_redirect_uris, id_token_alg, \
-     refresh_tokens, created_at";
+     refresh_tokens, ask_consent, created_at";
 
 fn from_row(row: &dyn Row) -> Result<Client> {
     let list = |column: &str| -> Result<Vec<String>> {
@@ -227,6 +246,7 @@ fn from_row(row: &dyn Row) -> Result<Client> {
         post_logout_redirect_uris: list("post_logout_redirect_uris")?,
         alg: Alg::parse(&alg).ok_or_else(|| Error::Internal(anyhow::anyhow!("unknown stored algorithm {alg}")))?,
         refresh_tokens: row.bool("refresh_tokens")?,
+        ask_consent: row.bool("ask_consent")?,
         created_at: row.int("created_at")?,
     })
 }
@@ -302,6 +322,16 @@ fn describe(client: &Client) -> String {
     )
 }
 
+/// The audit record's detail for `client`, with the groups it admits when
+/// this change set them.
+fn detail(client: &Client, allowed: Option<&[String]>) -> String {
+    match allowed {
+        None => describe(client),
+        Some([]) => format!("{}, admits every account", describe(client)),
+        Some(names) => format!("{}, admits only groups {}", describe(client), groups::listed(names)),
+    }
+}
+
 /// Makes a new application of `service_id`. Returns it, and its secret for
 /// a confidential client.
 pub(crate) async fn create(
@@ -314,10 +344,14 @@ pub(crate) async fn create(
     let (secret, digest) = new_secret();
     let insert = format!(
         "INSERT INTO oidc_application (service_id, client_id, name, secret_hash, redirect_uris, \
-         post_logout_redirect_uris, id_token_alg, refresh_tokens, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {COLUMNS}"
+         post_logout_redirect_uris, id_token_alg, refresh_tokens, ask_consent, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING {COLUMNS}"
     );
     let mut write = db.begin_write().await?;
+    if settings.allowed_groups.is_some() {
+        // The lock order: the service's groups before what names them.
+        locks::groups(&mut write.conn(), service_id).await?;
+    }
     let client = write
         .conn()
         .fetch_one(
@@ -330,14 +364,19 @@ pub(crate) async fn create(
                 .bind(uris_json(&settings.post_logout_redirect_uris)?)
                 .bind(settings.alg.as_str())
                 .bind(settings.refresh_tokens)
+                .bind(settings.ask_consent)
                 .bind(by.at),
             from_row,
         )
         .await
         .on(Violation::ForeignKey, Error::UnknownService)
         .on(Violation::Unique, name_taken(name))?;
-    audit::record(&mut write.conn(), by, Record::new(Action::OidcClientCreated, service_id, &describe(&client)))
-        .await?;
+    let allowed = match &settings.allowed_groups {
+        Some(names) => Some(groups::set_application(&mut write.conn(), service_id, &client.client_id, names).await?),
+        None => None,
+    };
+    let detail = detail(&client, allowed.as_deref());
+    audit::record(&mut write.conn(), by, Record::new(Action::OidcClientCreated, service_id, &detail)).await?;
     write.commit().await?;
     Ok((client, (!settings.public).then_some(secret)))
 }
@@ -360,10 +399,14 @@ pub(crate) async fn change(
         "UPDATE oidc_application SET name = COALESCE($3, name), redirect_uris = $4, \
          post_logout_redirect_uris = $5, id_token_alg = $6, \
          secret_hash = CASE WHEN $7 THEN NULL ELSE COALESCE(secret_hash, $8) END, updated_at = $9, \
-         refresh_tokens = $10 \
+         refresh_tokens = $10, ask_consent = $11 \
          WHERE service_id = $1 AND client_id = $2 RETURNING {COLUMNS}"
     );
     let mut write = db.begin_write().await?;
+    if settings.allowed_groups.is_some() {
+        // The lock order: the service's groups before what names them.
+        locks::groups(&mut write.conn(), service_id).await?;
+    }
     let changed = write
         .conn()
         .fetch_optional(
@@ -377,14 +420,19 @@ pub(crate) async fn change(
                 .bind(settings.public)
                 .bind(digest.clone())
                 .bind(by.at)
-                .bind(settings.refresh_tokens),
+                .bind(settings.refresh_tokens)
+                .bind(settings.ask_consent),
             from_row,
         )
         .await
         .on(Violation::Unique, name_taken(name.unwrap_or_default()))?;
     let client = changed.ok_or(Error::UnknownApplication)?;
-    audit::record(&mut write.conn(), by, Record::new(Action::OidcClientChanged, service_id, &describe(&client)))
-        .await?;
+    let allowed = match &settings.allowed_groups {
+        Some(names) => Some(groups::set_application(&mut write.conn(), service_id, &client.client_id, names).await?),
+        None => None,
+    };
+    let detail = detail(&client, allowed.as_deref());
+    audit::record(&mut write.conn(), by, Record::new(Action::OidcClientChanged, service_id, &detail)).await?;
     write.commit().await?;
     let made_secret = client.secret_hash.as_deref() == Some(digest.as_slice());
     Ok((client, made_secret.then_some(secret)))

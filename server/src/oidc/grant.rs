@@ -7,14 +7,14 @@
 //! number of instances exactly one changes the row; a code seen again after
 //! that is a replay, and revokes the tokens issued from it.
 
-use rand::{rngs::OsRng, RngCore as _};
 use sesame_proto::ChallengeId;
-use sha2::{Digest as _, Sha256};
 
+use super::tokens::insert_access_token;
+pub use super::tokens::{digest, new_secret};
 pub use crate::challenge::session::SignedIn;
 use crate::{
     db::{
-        sql::{query, Conn, Constraint as _, Violation},
+        sql::{query, Constraint as _, Violation},
         Db,
     },
     error::{Error, Result},
@@ -30,13 +30,26 @@ pub struct Request {
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
+    /// The answer is posted by the browser (`response_mode=form_post`)
+    /// rather than put in the redirect's query.
+    pub form_post: bool,
+}
+
+impl Request {
+    fn response_mode(&self) -> &'static str {
+        if self.form_post {
+            "form_post"
+        } else {
+            "query"
+        }
+    }
 }
 
 /// Parks `request` until the login page showing challenge `id` finishes.
 pub async fn park(db: &Db, id: &ChallengeId, request: &Request, now: i64) -> Result<()> {
     let insert = query(
         "INSERT INTO oidc_request (challenge_id, client_id, redirect_uri, scope, state, nonce, code_challenge, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         created_at, response_mode) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(id.to_string())
     .bind(request.client_id.as_str())
@@ -45,7 +58,8 @@ pub async fn park(db: &Db, id: &ChallengeId, request: &Request, now: i64) -> Res
     .bind(request.state.as_deref())
     .bind(request.nonce.as_deref())
     .bind(request.code_challenge.as_deref())
-    .bind(now);
+    .bind(now)
+    .bind(request.response_mode());
     db.write_statement(insert)
         .await
         // The client was removed since the authorize endpoint read it.
@@ -58,7 +72,7 @@ pub async fn park(db: &Db, id: &ChallengeId, request: &Request, now: i64) -> Res
 pub async fn take(db: &Db, id: &ChallengeId) -> Result<Option<Request>> {
     let delete = query(
         "DELETE FROM oidc_request WHERE challenge_id = $1 \
-         RETURNING client_id, redirect_uri, scope, state, nonce, code_challenge",
+         RETURNING client_id, redirect_uri, scope, state, nonce, code_challenge, response_mode",
     )
     .bind(id.to_string());
     let taken = db.write_returning(delete, |row| {
@@ -69,6 +83,7 @@ pub async fn take(db: &Db, id: &ChallengeId) -> Result<Option<Request>> {
             state: row.opt_text("state")?,
             nonce: row.opt_text("nonce")?,
             code_challenge: row.opt_text("code_challenge")?,
+            form_post: row.text("response_mode")? == "form_post",
         })
     });
     Ok(taken.await?)
@@ -83,20 +98,6 @@ pub async fn is_parked(db: &Db, id: &ChallengeId) -> Result<bool> {
         )
         .await?;
     Ok(found.is_some())
-}
-
-/// A 256-bit random value as text, and its digest for storage.
-pub fn new_secret() -> (String, Vec<u8>) {
-    use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine as _};
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    let text = B64.encode(bytes);
-    let digest = digest(&text);
-    (text, digest)
-}
-
-pub fn digest(text: &str) -> Vec<u8> {
-    Sha256::digest(text.as_bytes()).to_vec()
 }
 
 /// Issues a code for `request`, valid for `ttl_secs`.
@@ -141,40 +142,47 @@ pub struct Code {
     pub subject: String,
     /// The account's profile now, for the claims the scope releases.
     pub profile: Profile,
+    /// The account's groups now, read only when the scope releases them.
+    pub groups: Vec<String>,
 }
 
 pub async fn find_code(db: &Db, code: &str) -> Result<Option<Code>> {
     let hash = digest(code);
-    db.fetch_optional(
-        query(
-            "SELECT c.client_id, c.service_id, c.account, c.key_id, c.redirect_uri, c.scope, c.nonce, \
+    let found = db
+        .fetch_optional(
+            query(
+                "SELECT c.client_id, c.service_id, c.account, c.key_id, c.redirect_uri, c.scope, c.nonce, \
              c.code_challenge, c.auth_time, c.expires_at, c.used_at, a.subject, a.display_name, a.email, \
              a.email_verified FROM oidc_code c \
              JOIN account a ON a.service_id = c.service_id AND a.name = c.account WHERE c.code_hash = $1",
+            )
+            .bind(hash.clone()),
+            |row| {
+                Ok(Code {
+                    hash: hash.clone(),
+                    client_id: row.text("client_id")?,
+                    redirect_uri: row.text("redirect_uri")?,
+                    scope: row.text("scope")?,
+                    nonce: row.opt_text("nonce")?,
+                    code_challenge: row.opt_text("code_challenge")?,
+                    signed_in: SignedIn {
+                        service_id: row.text("service_id")?,
+                        account: row.text("account")?,
+                        key_id: row.opt_text("key_id")?,
+                        auth_time: row.int("auth_time")?,
+                    },
+                    expires_at: row.int("expires_at")?,
+                    used: row.opt_int("used_at")?.is_some(),
+                    subject: row.text("subject")?,
+                    profile: Profile::from_row(row)?,
+                    groups: Vec::new(),
+                })
+            },
         )
-        .bind(hash.clone()),
-        |row| {
-            Ok(Code {
-                hash: hash.clone(),
-                client_id: row.text("client_id")?,
-                redirect_uri: row.text("redirect_uri")?,
-                scope: row.text("scope")?,
-                nonce: row.opt_text("nonce")?,
-                code_challenge: row.opt_text("code_challenge")?,
-                signed_in: SignedIn {
-                    service_id: row.text("service_id")?,
-                    account: row.text("account")?,
-                    key_id: row.opt_text("key_id")?,
-                    auth_time: row.int("auth_time")?,
-                },
-                expires_at: row.int("expires_at")?,
-                used: row.opt_int("used_at")?.is_some(),
-                subject: row.text("subject")?,
-                profile: Profile::from_row(row)?,
-            })
-        },
-    )
-    .await
+        .await?;
+    let Some(mut code) = found else { return Ok(None) };
+    code.groups = super::groups::released(db, &code.scope, &code.signed_in.service_id, &code.signed_in.account).await?;
+    Ok(Some(code))
 }
 
 /// What a redemption came to.
@@ -219,39 +227,14 @@ pub async fn redeem(db: &Db, code: &Code, now: i64, token_ttl_secs: i64, with_re
     )
     .await?;
     let refresh = match with_refresh {
-        true => Some(super::refresh::start(&mut conn, code, now).await?),
+        true => {
+            let chain = super::refresh::Chain { code_hash: &code.hash, client_id: &code.client_id, scope: &code.scope };
+            Some(super::refresh::start(&mut conn, &chain, &code.signed_in, now).await?)
+        }
         false => None,
     };
     write.commit().await?;
     Ok(Redeemed::Tokens { access, refresh })
-}
-
-/// Issues an access token for `who` at `client_id`, descending from the
-/// code with digest `code_hash`, valid `ttl_secs` from `now`.
-pub(super) async fn insert_access_token(
-    conn: &mut Conn<'_>,
-    code_hash: &[u8],
-    client_id: &str,
-    scope: &str,
-    who: &SignedIn,
-    (now, ttl_secs): (i64, i64),
-) -> Result<String> {
-    let (token, token_hash) = new_secret();
-    let insert = query(
-        "INSERT INTO oidc_token (token_hash, code_hash, client_id, service_id, account, key_id, scope, created_at, \
-         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(token_hash)
-    .bind(code_hash.to_vec())
-    .bind(client_id)
-    .bind(who.service_id.as_str())
-    .bind(who.account.as_str())
-    .bind(who.key_id.as_deref())
-    .bind(scope)
-    .bind(now)
-    .bind(now + ttl_secs);
-    conn.execute(insert).await?;
-    Ok(token)
 }
 
 /// Revokes every token issued from the code with digest `code_hash`, access
@@ -282,27 +265,33 @@ pub struct TokenOwner {
     pub scope: String,
     /// The account's profile now, for the claims the scope releases.
     pub profile: Profile,
+    /// The account's groups now, read only when the scope releases them.
+    pub groups: Vec<String>,
 }
 
 pub async fn token_owner(db: &Db, token: &str, now: i64) -> Result<Option<TokenOwner>> {
-    db.fetch_optional(
+    let found = db.fetch_optional(
         query(
-            "SELECT a.subject, t.account, t.scope, a.display_name, a.email, a.email_verified FROM oidc_token t \
+            "SELECT a.subject, t.service_id, t.account, t.scope, a.display_name, a.email, a.email_verified FROM oidc_token t \
              JOIN account a ON a.service_id = t.service_id AND a.name = t.account \
              WHERE t.token_hash = $1 AND t.expires_at > $2",
         )
         .bind(digest(token))
         .bind(now),
         |row| {
-            Ok(TokenOwner {
+            let owner = TokenOwner {
                 subject: row.text("subject")?,
                 account: row.text("account")?,
                 scope: row.text("scope")?,
                 profile: Profile::from_row(row)?,
-            })
+                groups: Vec::new(),
+            };
+            Ok((owner, row.text("service_id")?))
         },
-    )
-    .await
+    );
+    let Some((mut owner, service_id)) = found.await? else { return Ok(None) };
+    owner.groups = super::groups::released(db, &owner.scope, &service_id, &owner.account).await?;
+    Ok(Some(owner))
 }
 
 /// The OIDC subject of an account.

@@ -176,7 +176,7 @@ fn page(view: &LogoutView) -> Result<Response> {
     // The confirmation form is answered with a redirect to the application,
     // and browsers hold form redirects to `form-action` too.
     if !view.post_logout_redirect_uri.is_empty() {
-        let target = super::authorize::form_target(&view.post_logout_redirect_uri);
+        let target = super::toward::form_target(&view.post_logout_redirect_uri);
         if let Ok(csp) = HeaderValue::from_str(&crate::http::middleware::csp_with_form_action(&target)) {
             response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
         }

@@ -10,15 +10,20 @@
 //! ([`keys`]); access tokens are opaque and good only at the userinfo
 //! endpoint.
 
+mod admission;
 mod authorize;
 pub mod client;
+mod consent;
 mod error;
 pub mod grant;
+pub mod groups;
 pub mod keys;
 mod logout;
 pub mod refresh;
 pub(crate) mod revoke;
 pub(crate) mod token;
+mod tokens;
+mod toward;
 
 use std::sync::Arc;
 
@@ -97,12 +102,16 @@ pub fn router<S: OidcState>() -> Router<S> {
         .merge(api)
         .route("/oidc/authorize", get(authorize::get).post(authorize::post))
         .route("/oidc/finish/{cid}", post(authorize::finish))
+        .route("/oidc/consent", post(authorize::decide))
+        .route("/services/{id}/account/applications", get(consent::approvals_page))
+        .route("/services/{id}/account/applications/withdraw", post(consent::withdraw_form))
+        .route("/static/form_post.js", get(authorize::form_post_js))
         .route("/oidc/logout", get(logout::get).post(logout::post))
 }
 
 /// The scopes Sesame knows, in the order a granted scope lists them: each
 /// releases claims (OIDC.md), and `offline_access` asks for a refresh token.
-pub(crate) const SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+pub(crate) const SCOPES: [&str; 5] = ["openid", "profile", "email", "groups", "offline_access"];
 
 /// The discovery document (OpenID Connect Discovery 1.0 §3).
 #[derive(Debug, Serialize, ToSchema)]
@@ -117,14 +126,14 @@ struct Discovery {
     revocation_endpoint: String,
     scopes_supported: [&'static str; SCOPES.len()],
     response_types_supported: [&'static str; 1],
-    response_modes_supported: [&'static str; 1],
+    response_modes_supported: [&'static str; 2],
     grant_types_supported: [&'static str; 2],
     subject_types_supported: [&'static str; 1],
     id_token_signing_alg_values_supported: [&'static str; 2],
     token_endpoint_auth_methods_supported: [&'static str; 3],
     revocation_endpoint_auth_methods_supported: [&'static str; 3],
     code_challenge_methods_supported: [&'static str; 1],
-    claims_supported: [&'static str; 12],
+    claims_supported: [&'static str; 13],
     prompt_values_supported: [&'static str; 4],
     claims_parameter_supported: bool,
     request_parameter_supported: bool,
@@ -154,7 +163,7 @@ async fn discovery(State(state): State<AppState>) -> Response {
         issuer,
         scopes_supported: SCOPES,
         response_types_supported: ["code"],
-        response_modes_supported: ["query"],
+        response_modes_supported: ["query", "form_post"],
         grant_types_supported: ["authorization_code", "refresh_token"],
         subject_types_supported: ["public"],
         id_token_signing_alg_values_supported: [Alg::Rs256.as_str(), Alg::EdDsa.as_str()],
@@ -174,6 +183,7 @@ async fn discovery(State(state): State<AppState>) -> Response {
             "name",
             "email",
             "email_verified",
+            "groups",
         ],
         prompt_values_supported: ["none", "login", "consent", "select_account"],
         claims_parameter_supported: false,

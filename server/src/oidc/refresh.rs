@@ -13,8 +13,9 @@
 //! Deleting the application, the account, the key that signed in or the
 //! service deletes the chain (foreign keys, migration 0012).
 
-use super::grant::{digest, new_secret, Code, SignedIn};
+use super::tokens::{digest, insert_access_token, new_secret};
 use crate::{
+    challenge::session::SignedIn,
     db::{
         sql::{query, Conn},
         Db,
@@ -43,13 +44,26 @@ pub struct Refresh {
     pub subject: String,
     /// The account's profile now, for the claims the scope releases.
     pub profile: crate::signin::profile::Profile,
+    /// The account's groups now, read only when the scope releases them.
+    pub groups: Vec<String>,
+    /// Whether the application still admits the account (it may admit only
+    /// some groups, and the account may have left them).
+    pub admitted: bool,
 }
 
-/// Starts the chain of `code`'s sign-in, in the transaction that spends the
-/// code: returns its first refresh token.
-pub(super) async fn start(conn: &mut Conn<'_>, code: &Code, now: i64) -> Result<String> {
-    let chain_expires_at = code.signed_in.auth_time.max(now - MAX_SECS) + MAX_SECS;
-    insert(conn, &code.hash, &code.client_id, &code.scope, &code.signed_in, now, chain_expires_at).await
+/// Starts the chain of a sign-in, in the transaction that spends its code:
+/// returns its first refresh token.
+pub(super) async fn start(conn: &mut Conn<'_>, chain: &Chain<'_>, who: &SignedIn, now: i64) -> Result<String> {
+    let chain_expires_at = who.auth_time.max(now - MAX_SECS) + MAX_SECS;
+    insert(conn, chain.code_hash, chain.client_id, chain.scope, who, now, chain_expires_at).await
+}
+
+/// What a chain descends from: the code its sign-in was redeemed with.
+#[derive(Debug)]
+pub(super) struct Chain<'a> {
+    pub(super) code_hash: &'a [u8],
+    pub(super) client_id: &'a str,
+    pub(super) scope: &'a str,
 }
 
 async fn insert(
@@ -82,17 +96,20 @@ async fn insert(
 }
 
 /// The refresh token `token`, if one is stored (spent or not, expired or
-/// not: the caller tells them apart), with its account's subject.
+/// not: the caller tells them apart), with its account's subject and
+/// profile, its groups when its scope releases them, and whether its
+/// application still admits the account.
 pub async fn find(db: &Db, token: &str) -> Result<Option<Refresh>> {
     let hash = digest(token);
-    let select = query(
+    let sql = format!(
         "SELECT r.code_hash, r.client_id, r.service_id, r.account, r.key_id, r.scope, r.auth_time, r.expires_at, \
-         r.chain_expires_at, r.used_at, a.subject, a.display_name, a.email, a.email_verified \
+         r.chain_expires_at, r.used_at, a.subject, a.display_name, a.email, a.email_verified, {} AS admitted \
          FROM oidc_refresh_token r \
          JOIN account a ON a.service_id = r.service_id AND a.name = r.account WHERE r.token_hash = $1",
-    )
-    .bind(hash.clone());
-    db.fetch_optional(select, |row| {
+        super::groups::admits_sql("r.client_id", "r.service_id", "r.account")
+    );
+    let select = query(&sql).bind(hash.clone());
+    let found = db.fetch_optional(select, |row| {
         Ok(Refresh {
             hash: hash.clone(),
             code_hash: row.blob("code_hash")?,
@@ -109,9 +126,14 @@ pub async fn find(db: &Db, token: &str) -> Result<Option<Refresh>> {
             used: row.opt_int("used_at")?.is_some(),
             subject: row.text("subject")?,
             profile: crate::signin::profile::Profile::from_row(row)?,
+            groups: Vec::new(),
+            admitted: row.bool("admitted")?,
         })
-    })
-    .await
+    });
+    let Some(mut refresh) = found.await? else { return Ok(None) };
+    let who = &refresh.signed_in;
+    refresh.groups = super::groups::released(db, &refresh.scope, &who.service_id, &who.account).await?;
+    Ok(Some(refresh))
 }
 
 /// What a use of a refresh token came to.
@@ -157,7 +179,7 @@ pub async fn rotate(db: &Db, refresh: &Refresh, scope: &str, now: i64, access_tt
         refresh.chain_expires_at,
     )
     .await?;
-    let access = super::grant::insert_access_token(
+    let access = insert_access_token(
         &mut conn,
         &refresh.code_hash,
         &refresh.client_id,

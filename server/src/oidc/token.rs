@@ -99,26 +99,32 @@ struct IdClaims<'a> {
     email: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     email_verified: Option<bool>,
+    /// With the `groups` scope: the account's group names, sorted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    groups: Option<&'a [String]>,
 }
 
 /// The claims of a profile that a granted scope releases (OIDC Core §5.4):
 /// `profile` the display name as `name`, `email` the address and whether it
-/// is verified; each only when set.
+/// is verified, each only when set; `groups` the account's groups, an empty
+/// list for none.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Released<'a> {
     name: Option<&'a str>,
     email: Option<&'a str>,
     email_verified: Option<bool>,
+    groups: Option<&'a [String]>,
 }
 
 impl<'a> Released<'a> {
-    fn of(scope: &str, profile: &'a Profile) -> Self {
+    fn of(scope: &str, profile: &'a Profile, groups: &'a [String]) -> Self {
         let granted = |wanted: &str| scope.split(' ').any(|s| s == wanted);
         let email = profile.email.as_deref().filter(|_| granted("email"));
         Self {
             name: profile.display_name.as_deref().filter(|_| granted("profile")),
             email,
             email_verified: email.map(|_| profile.email_verified),
+            groups: granted(super::groups::SCOPE).then_some(groups),
         }
     }
 }
@@ -171,7 +177,7 @@ pub(super) async fn token(
         }
         None => return Err(OAuthError::invalid_request("grant_type is missing").into()),
     };
-    let released = Released::of(&granted.scope, &granted.profile);
+    let released = Released::of(&granted.scope, &granted.profile, &granted.groups);
     let claims = IdClaims {
         iss: state.settings.origin.to_string(),
         sub: &granted.subject,
@@ -185,6 +191,7 @@ pub(super) async fn token(
         name: released.name,
         email: released.email,
         email_verified: released.email_verified,
+        groups: released.groups,
     };
     let key = provider.keys.signing(&state.db, client.alg, now).await?;
     let answer = TokenAnswer {
@@ -213,6 +220,8 @@ struct Granted {
     nonce: Option<String>,
     /// The account's profile, read with its subject.
     profile: Profile,
+    /// The account's groups, when the scope releases them.
+    groups: Vec<String>,
 }
 
 /// The `authorization_code` grant (RFC 6749 §4.1.3, PKCE RFC 7636 §4.6).
@@ -256,6 +265,7 @@ async fn by_code(state: &AppState, client: &Client, form: &TokenForm, now: i64) 
         subject: code.subject,
         nonce: code.nonce,
         profile: code.profile,
+        groups: code.groups,
     })
 }
 
@@ -273,6 +283,14 @@ async fn by_refresh(state: &AppState, client: &Client, form: &TokenForm, now: i6
     }
     if !refresh.used && refresh.expires_at <= now {
         return Err(OAuthError::invalid_grant("the refresh token has expired; sign in again").into());
+    }
+    // The application admits only some groups, and the account has left
+    // them. The token is not spent: it works again if the account rejoins.
+    if !refresh.used && !refresh.admitted {
+        return Err(OAuthError::invalid_grant(
+            "the account is no longer a member of any group this application admits",
+        )
+        .into());
     }
     let granted: Vec<&str> = refresh.scope.split(' ').collect();
     let scope = match form.scope.as_deref().map(|s| s.split(' ').filter(|s| !s.is_empty()).collect::<Vec<_>>()) {
@@ -296,6 +314,7 @@ async fn by_refresh(state: &AppState, client: &Client, form: &TokenForm, now: i6
             subject: refresh.subject,
             nonce: None,
             profile: refresh.profile,
+            groups: refresh.groups,
         }),
         Rotated::Refused if refresh.used => Err(OAuthError::invalid_grant(
             "the refresh token was already used; every token of its sign-in is revoked, and the person must sign in again",
@@ -418,6 +437,10 @@ struct UserInfo {
     /// person did.
     #[serde(skip_serializing_if = "Option::is_none")]
     email_verified: Option<bool>,
+    /// With the `groups` scope: the account's group names, sorted (an
+    /// empty list for none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    groups: Option<Vec<String>>,
 }
 
 /// The signed-in account's claims.
@@ -451,11 +474,12 @@ pub(super) async fn userinfo(State(state): State<AppState>, headers: HeaderMap) 
     let owner = grant::token_owner(&state.db, token, now)
         .await?
         .ok_or_else(|| OAuthError::invalid_token("the access token is unknown, expired or revoked", true))?;
-    let released = Released::of(&owner.scope, &owner.profile);
+    let released = Released::of(&owner.scope, &owner.profile, &owner.groups);
     let info = UserInfo {
         name: released.name.map(str::to_owned),
         email: released.email.map(str::to_owned),
         email_verified: released.email_verified,
+        groups: released.groups.map(<[String]>::to_vec),
         sub: owner.subject,
         preferred_username: owner.account,
     };

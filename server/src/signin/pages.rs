@@ -45,7 +45,7 @@ const ADMIN_JS: &str = include_str!("../../static/admin.js");
 const QRCODE_JS: &str = include_str!("../../static/qrcode.js");
 const SESAME_CSS: &str = include_str!("../../static/sesame.css");
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+pub(crate) fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),

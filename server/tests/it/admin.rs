@@ -6,6 +6,7 @@ mod api;
 mod applications;
 mod audit;
 mod authenticator;
+mod groups;
 mod keys;
 mod page;
 mod profiles;

@@ -841,5 +841,8 @@ async fn removing_a_key_while_its_code_is_exchanged_on_postgres_waits_for_the_ex
 }
 
 mod applications;
+mod consent;
+mod form_post;
+mod groups;
 mod profiles;
 mod refresh;

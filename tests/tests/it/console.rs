@@ -120,6 +120,29 @@ async fn the_admin_console_holds_its_layout_at_360_and_1280_px_with_the_longest_
         applications.push(made["client_id"].as_str().unwrap_or_default().to_owned());
     }
     let account = "mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm";
+    // Groups with the longest and most hostile names: the service page's
+    // "Groups" card, the checkboxes of the application form and of the
+    // profiles page, and an application that admits only two of them.
+    for name in NAMES {
+        let made = server
+            .admin()
+            .request(reqwest::Method::POST, &format!("/admin/api/services/{}/groups", ids[0]))
+            .json(&json!({ "name": name }))
+            .send()
+            .await?;
+        ensure!(made.status().is_success(), "{}", made.text().await?);
+    }
+    for (path, body) in [
+        (format!("/admin/api/services/{}/accounts/{account}/groups", ids[0]), json!({ "groups": NAMES })),
+        (
+            format!("/admin/api/services/{}/applications/{}", ids[0], applications[0]),
+            json!({"redirect_uris": [long_uri], "post_logout_redirect_uris": [long_uri],
+                   "allowed_groups": [NAMES[0], NAMES[2]]}),
+        ),
+    ] {
+        let set = server.admin().request(reqwest::Method::PUT, &path).json(&body).send().await?;
+        ensure!(set.status().is_success(), "{}", set.text().await?);
+    }
     let link = server
         .admin()
         .request(reqwest::Method::POST, &format!("/admin/api/services/{}/accounts/{account}/enrollments", ids[0]))
@@ -143,6 +166,9 @@ async fn the_admin_console_holds_its_layout_at_360_and_1280_px_with_the_longest_
         problems
             .extend(check_page(&chrome, &server.url(&format!("/admin/services/{id}")), &format!("service-{n}")).await?);
     }
+    // The profiles page, with each account's groups.
+    let profiles = server.url(&format!("/admin/services/{}/profiles", ids[0]));
+    problems.extend(check_page(&chrome, &profiles, "profiles").await?);
     // The page that asks before a service is deleted.
     for width in [360, 1280] {
         set_width(&chrome, width).await?;

@@ -18,6 +18,7 @@ mod packaging;
 mod phone;
 mod rekey;
 mod scale;
+mod sso;
 mod statements;
 mod sweep;
 mod tls;

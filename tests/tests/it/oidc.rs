@@ -22,7 +22,7 @@ use sesame_tests::{
 /// tests follow no redirect, they read it.
 const REDIRECT_URI: &str = "https://app.example.test/callback";
 
-const PATIENCE: Duration = Duration::from_secs(20);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A server with one service that is an OIDC client, for tests that speak
 /// HTTP only.
@@ -103,7 +103,13 @@ async fn relying_party(alg: &str, public: bool) -> Result<(Server, Service, Oidc
         "EdDSA" => CoreJwsSigningAlgorithm::EdDsa,
         other => bail!("no such algorithm in these tests: {other}"),
     };
-    let settings = RpSettings { issuer: server.origin.clone(), client: client.clone(), alg, secret_in_body: false };
+    let settings = RpSettings {
+        issuer: server.origin.clone(),
+        client: client.clone(),
+        alg,
+        secret_in_body: false,
+        scopes: Vec::new(),
+    };
     let rp = RelyingParty::start(listener, settings).await?;
     Ok((server, service, client, rp))
 }
@@ -125,22 +131,22 @@ async fn open_sign_in(chrome: &Chrome, url: &str, server: &Server) -> Result<Str
 }
 
 /// Waits until the relying party has its `n`th outcome, and returns it.
-async fn nth_outcome(rp: &RelyingParty, n: usize) -> Result<Outcome> {
+pub(crate) async fn nth_outcome(rp: &RelyingParty, n: usize) -> Result<Outcome> {
     eventually(PATIENCE, || async { rp.outcomes().get(n - 1).cloned() })
         .await
         .with_context(|| format!("the browser never came back to the relying party; outcomes: {:?}", rp.outcomes()))
 }
 
 /// The identity in an outcome, or an error saying what went wrong.
-fn signed_in(outcome: Outcome) -> Result<Identity> {
+pub(crate) fn signed_in(outcome: Outcome) -> Result<Identity> {
     match outcome {
-        Outcome::SignedIn(who) => Ok(who),
+        Outcome::SignedIn(who) => Ok(*who),
         other => bail!("the relying party did not sign anyone in: {other:?}"),
     }
 }
 
 /// Runs `sesame ARGS…` and fails with its stderr unless it succeeds.
-fn approve(sesame: &Sesame, args: &[&str]) -> Result<()> {
+pub(crate) fn approve(sesame: &Sesame, args: &[&str]) -> Result<()> {
     let out = sesame.run(args);
     ensure!(out.status.success(), "sesame {} failed: {}", args[0], stderr(&out));
     Ok(())
