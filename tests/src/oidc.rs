@@ -84,6 +84,28 @@ impl Admin {
         Ok(res.json().await?)
     }
 
+    /// `POST /admin/api/services/{id}/groups` with `{"name": name}`.
+    pub async fn create_group(&self, service_id: &str, name: &str) -> Result<Value> {
+        let path = format!("/admin/api/services/{service_id}/groups");
+        let res = self.request(reqwest::Method::POST, &path).json(&serde_json::json!({ "name": name })).send().await?;
+        if res.status() != StatusCode::CREATED {
+            bail!("making group {name} answered {}: {}", res.status(), res.text().await?);
+        }
+        Ok(res.json().await?)
+    }
+
+    /// `PUT /admin/api/services/{id}/accounts/{name}/groups`: `account`
+    /// belongs to `groups`, and to no other.
+    pub async fn set_groups(&self, service_id: &str, account: &str, groups: &[&str]) -> Result<Value> {
+        let path = format!("/admin/api/services/{service_id}/accounts/{account}/groups");
+        let body = serde_json::json!({ "groups": groups });
+        let res = self.request(reqwest::Method::PUT, &path).json(&body).send().await?;
+        if res.status() != StatusCode::OK {
+            bail!("setting the groups of {account} answered {}: {}", res.status(), res.text().await?);
+        }
+        Ok(res.json().await?)
+    }
+
     /// `POST /admin/api/services/{id}/oidc/secret`: a new secret.
     pub async fn rotate_oidc_secret(&self, service_id: &str) -> Result<OidcClient> {
         let path = format!("/admin/api/services/{service_id}/oidc/secret");

@@ -110,6 +110,17 @@ pub struct Identity {
     pub userinfo_name: Option<String>,
     pub userinfo_email: Option<String>,
     pub userinfo_email_verified: Option<bool>,
+    /// `groups` of the ID token and of userinfo, there with the scope
+    /// `groups`. The library's standard claims have no such member: it is
+    /// read from the token it validated, and from userinfo's JSON, as an
+    /// application that maps roles from it would.
+    pub groups: Option<Vec<String>>,
+    pub userinfo_groups: Option<Vec<String>>,
+}
+
+/// The `groups` member of a JSON object, if it is a list of strings.
+fn groups_of(json: &serde_json::Value) -> Option<Vec<String>> {
+    json.get("groups")?.as_array()?.iter().map(|g| g.as_str().map(str::to_owned)).collect()
 }
 
 /// How the relying party is registered with the provider.
@@ -403,6 +414,15 @@ async fn finish(rp: &Rp, headers: &HeaderMap, query: CallbackQuery) -> Result<(O
         .await
         .context("userinfo failed")?;
     let granted_scope = tokens.scopes().map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "));
+    // The payload of the token just validated, and userinfo as JSON.
+    let payload = id_token.to_string().split('.').nth(1).map(str::to_owned).context("a JWT has a payload")?;
+    let payload: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .context("the payload is base64url")?,
+    )?;
+    let userinfo_url = rp.client.user_info_url().context("discovery named a userinfo endpoint")?.url().clone();
+    let raw_info: serde_json::Value =
+        rp.http.get(userinfo_url).bearer_auth(tokens.access_token().secret()).send().await?.json().await?;
     let who = Identity {
         sub: claims.subject().to_string(),
         preferred_username: claims.preferred_username().map(|n| n.to_string()),
@@ -418,6 +438,8 @@ async fn finish(rp: &Rp, headers: &HeaderMap, query: CallbackQuery) -> Result<(O
         userinfo_name: info.name().and_then(|n| n.get(None)).map(|n| n.to_string()),
         userinfo_email: info.email().map(|e| e.to_string()),
         userinfo_email_verified: info.email_verified(),
+        groups: groups_of(&payload),
+        userinfo_groups: groups_of(&raw_info),
     };
     Ok((Outcome::SignedIn(Box::new(who)), Some(id_token.clone())))
 }

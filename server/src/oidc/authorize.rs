@@ -224,7 +224,8 @@ async fn authorize(
     let issued = challenge::issue(state, challenges, &client.service_id, browser).await?;
     grant::park(&state.db, &issued.id, &request, now).await?;
     let finish_url = format!("/oidc/finish/{}", issued.id);
-    let application = pages::ForApplication { finish_url, name: client.name.clone() };
+    let learns = request.scope.split(' ').filter_map(consent::meaning).collect();
+    let application = pages::ForApplication { finish_url, name: client.name.clone(), learns };
     let mut response = pages::login_response(&state.settings.origin, issued, Some(application))?;
     // The page's finish form is answered with a redirect to the client, and
     // browsers hold form redirects to `form-action` too.

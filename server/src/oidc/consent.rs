@@ -31,8 +31,8 @@ use crate::{
     state::AppState,
 };
 
-/// What a scope lets an application learn, in the words of the consent
-/// page.
+/// What a scope lets an application learn, in the words of the consent and
+/// login pages.
 pub(super) fn meaning(scope: &str) -> Option<&'static str> {
     Some(match scope {
         "openid" => "that it is you each time you sign in, and your account name",

@@ -78,6 +78,8 @@ struct LoginView {
     /// The application an authorization request comes from, by the name
     /// its admin gave it, when this page is one's.
     application: Option<String>,
+    /// What that application will learn, in words.
+    learns: String,
     /// What a token is appended to for the link its QR code holds
     /// (PROTOCOL.md §3.6): `{origin}/app#`.
     app_link: String,
@@ -130,6 +132,8 @@ async fn login_page_or_error(
 pub(crate) struct ForApplication {
     pub(crate) finish_url: String,
     pub(crate) name: String,
+    /// What it will learn, in words, one entry per scope it asked for.
+    pub(crate) learns: Vec<&'static str>,
 }
 
 /// The waiting login page for a freshly issued challenge, with its binding
@@ -139,9 +143,9 @@ pub(crate) fn login_response(
     issued: challenge::Issued,
     application: Option<ForApplication>,
 ) -> Result<Response> {
-    let (finish_url, application) = match application {
-        Some(app) => (Some(app.finish_url), Some(app.name)),
-        None => (None, None),
+    let (finish_url, application, learns) = match application {
+        Some(app) => (Some(app.finish_url), Some(app.name), app.learns.join("; ")),
+        None => (None, None, String::new()),
     };
     let cid = issued.id;
     let service_id = issued.service_id;
@@ -157,6 +161,7 @@ pub(crate) fn login_response(
         expires_at: issued.expires_at.as_secs(),
         finish_url,
         application,
+        learns,
         app_link: app_link(origin),
         same_device_link: format!("{}?from=page#", sesame_proto::token::APP_PATH),
         number: issued.number.map(MatchNumber::get),

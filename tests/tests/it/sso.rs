@@ -21,7 +21,7 @@ const CHART_ROOM: &str = "Chart room";
 
 /// An application of `service` named `name`, made through the admin API as
 /// an operator does, and a relying party configured with its client id and
-/// secret that asks for `openid profile email`.
+/// secret that asks for `openid profile email groups`.
 async fn application(server: &Server, service: &Service, name: &str) -> Result<(OidcClient, RelyingParty)> {
     let listener = RpListener::bind()?;
     let settings = json!({
@@ -37,7 +37,7 @@ async fn application(server: &Server, service: &Service, name: &str) -> Result<(
         client: client.clone(),
         alg: CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
         secret_in_body: false,
-        scopes: vec!["profile".into(), "email".into()],
+        scopes: vec!["profile".into(), "email".into(), "groups".into()],
     };
     Ok((client, RelyingParty::start(listener, settings).await?))
 }
@@ -124,9 +124,10 @@ async fn one_scan_signs_a_person_in_to_two_applications_of_a_service_and_a_logou
     on_page_of(&chrome, &logbook, "/callback").await?;
     assert_eq!(first.preferred_username.as_deref(), Some("alice"));
     assert_eq!(first.userinfo_sub, first.sub);
-    assert_eq!(first.granted_scope.as_deref(), Some("openid profile email"));
+    assert_eq!(first.granted_scope.as_deref(), Some("openid profile email groups"));
     // The account has no profile yet: the claims are left out, not null.
     assert_eq!((&first.name, &first.email, first.email_verified), (&None, &None, None));
+    assert_eq!(first.groups, Some(Vec::new()), "asked for, the groups claim is there, empty: in no group yet");
     assert_eq!((&first.userinfo_name, &first.userinfo_email), (&None, &None));
     let after_scan = trips(&metrics).await?;
     ensure!(after_scan.login_pages == 1.0 && after_scan.answers >= 1.0, "one login page, answered: {after_scan:?}");
@@ -135,6 +136,9 @@ async fn one_scan_signs_a_person_in_to_two_applications_of_a_service_and_a_logou
     let profile = json!({ "display_name": "Alice Liddell", "email": "alice@example.com" });
     let set = server.admin().set_profile(&service.id, "alice", &profile).await?;
     assert_eq!(set["email_verified"], json!(true), "an address an admin sets is verified: {set}");
+    // And puts it in a group, which the applications map roles from.
+    server.admin().create_group(&service.id, "crew").await?;
+    server.admin().set_groups(&service.id, "alice", &["crew"]).await?;
 
     // The Chart room: the same browser comes straight back signed in, with
     // no login page and nothing asked of the authenticator.
@@ -156,7 +160,7 @@ async fn one_scan_signs_a_person_in_to_two_applications_of_a_service_and_a_logou
     assert_eq!(second.auth_time, first.auth_time, "the sign-in is the one scan's");
     assert_eq!(second.amr, ["swk"]);
     assert_eq!(second.preferred_username.as_deref(), Some("alice"));
-    assert_eq!(second.granted_scope.as_deref(), Some("openid profile email"));
+    assert_eq!(second.granted_scope.as_deref(), Some("openid profile email groups"));
     assert_eq!(second.name.as_deref(), Some("Alice Liddell"));
     assert_eq!(second.email.as_deref(), Some("alice@example.com"));
     assert_eq!(second.email_verified, Some(true));
@@ -164,6 +168,8 @@ async fn one_scan_signs_a_person_in_to_two_applications_of_a_service_and_a_logou
     assert_eq!(second.userinfo_name.as_deref(), Some("Alice Liddell"));
     assert_eq!(second.userinfo_email.as_deref(), Some("alice@example.com"));
     assert_eq!(second.userinfo_email_verified, Some(true));
+    assert_eq!(second.groups.as_deref(), Some(&["crew".to_owned()][..]), "the ID token names the groups");
+    assert_eq!(second.userinfo_groups.as_deref(), Some(&["crew".to_owned()][..]));
 
     // The person signs out at the Chart room, which sends the browser to
     // Sesame's end_session_endpoint with its ID token as the hint, and is

@@ -45,6 +45,9 @@ async fn one_sign_in_to_a_service_signs_in_at_each_of_its_applications() {
         // The login page says which application asks.
         let shown = app.get(&authorize_at(&wiki, OTHER_REDIRECT), None).await;
         assert!(shown.text().contains(r#"<strong id="application-name">Team wiki</strong>"#), "{}", shown.text());
+        // And what it will learn: authorize_at asks for openid alone.
+        let learns = r#"<span id="application-learns">that it is you each time you sign in, and your account name</span>"#;
+        assert!(shown.text().contains(learns), "{}", shown.text());
 
         // One sign-in, at the first application.
         let (params, response) = code_for(&app, &mail, "nora").await;
