@@ -306,11 +306,11 @@ impl ApplicationJson {
 }
 
 /// The service and the application that a path names, or why not.
-async fn application_at(
+pub(super) async fn application_at(
     state: &AppState,
     ids: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<(store::Service, Client)> {
-    let Path((id, client_id)) = ids.map_err(|_| Error::bad_request("invalid_path", "the path is not valid"))?;
+    let (id, client_id) = path(ids)?;
     let service = store::service(&state.db, &id).await?;
     let client = client::of_service(&state.db, &service.id, &client_id).await?;
     Ok((service, client))

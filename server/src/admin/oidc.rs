@@ -245,17 +245,6 @@ fn back_to(service_id: &str, done: &str) -> PageResult {
     Ok(Redirect::to(&format!("/admin/services/{service_id}?done={done}")).into_response())
 }
 
-/// The service and the application that a page's path names, or why not.
-async fn application_at(
-    state: &AppState,
-    ids: Result<Path<(String, String)>, PathRejection>,
-) -> Result<(store::Service, Client), kit::PageError> {
-    let (id, client_id) = kit::path(ids)?;
-    let service = store::service(&state.db, &id).await?;
-    let client = client::of_service(&state.db, &service.id, &client_id).await?;
-    Ok((service, client))
-}
-
 /// Adds an application; a confidential one's secret is shown once.
 async fn create_form(
     State(state): State<AppState>,
@@ -282,7 +271,7 @@ async fn change_form(
     ids: Result<Path<(String, String)>, PathRejection>,
     AdminForm { session, form }: AdminForm<ApplicationForm>,
 ) -> PageResult {
-    let (service, client) = application_at(&state, ids).await?;
+    let (service, client) = super::applications::application_at(&state, ids).await?;
     let (name, settings) = form.parse()?;
     let by = kit::by(&state, session.actor(), &info);
     let (client, secret) =
@@ -300,7 +289,7 @@ async fn rotate_secret_form(
     ids: Result<Path<(String, String)>, PathRejection>,
     AdminForm { session, form }: AdminForm<CsrfForm>,
 ) -> PageResult {
-    let (service, client) = application_at(&state, ids).await?;
+    let (service, client) = super::applications::application_at(&state, ids).await?;
     if client.is_public() {
         return Err(Error::bad_request("public_client", "a public client has no secret to rotate").into());
     }
@@ -344,7 +333,7 @@ async fn delete_form(
     ids: Result<Path<(String, String)>, PathRejection>,
     AdminForm { session, form }: AdminForm<CsrfForm>,
 ) -> PageResult {
-    let (service, client) = application_at(&state, ids).await?;
+    let (service, client) = super::applications::application_at(&state, ids).await?;
     if form.confirmed != "yes" {
         let others = client::all_of_service(&state.db, &service.id).await?.len().saturating_sub(1);
         let credentials = if client.is_public() {

@@ -217,6 +217,19 @@ pub struct SignedIn {
     pub auth_time: i64,
 }
 
+impl SignedIn {
+    /// Who a stored grant (a code, a refresh token) was made for: a row
+    /// with the columns `service_id`, `account`, `key_id` and `auth_time`.
+    pub fn from_row(row: &dyn sql::Row) -> Result<Self> {
+        Ok(Self {
+            service_id: row.text("service_id")?,
+            account: row.text("account")?,
+            key_id: row.opt_text("key_id")?,
+            auth_time: row.int("auth_time")?,
+        })
+    }
+}
+
 /// A new session's cookie value, and its digest, which is what is stored.
 /// The value is always new: nothing a browser brought from before a
 /// sign-in survives it.

@@ -165,12 +165,7 @@ pub async fn find_code(db: &Db, code: &str) -> Result<Option<Code>> {
                     scope: row.text("scope")?,
                     nonce: row.opt_text("nonce")?,
                     code_challenge: row.opt_text("code_challenge")?,
-                    signed_in: SignedIn {
-                        service_id: row.text("service_id")?,
-                        account: row.text("account")?,
-                        key_id: row.opt_text("key_id")?,
-                        auth_time: row.int("auth_time")?,
-                    },
+                    signed_in: SignedIn::from_row(row)?,
                     expires_at: row.int("expires_at")?,
                     used: row.opt_int("used_at")?.is_some(),
                     subject: row.text("subject")?,

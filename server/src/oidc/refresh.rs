@@ -115,12 +115,7 @@ pub async fn find(db: &Db, token: &str) -> Result<Option<Refresh>> {
             code_hash: row.blob("code_hash")?,
             client_id: row.text("client_id")?,
             scope: row.text("scope")?,
-            signed_in: SignedIn {
-                service_id: row.text("service_id")?,
-                account: row.text("account")?,
-                key_id: row.opt_text("key_id")?,
-                auth_time: row.int("auth_time")?,
-            },
+            signed_in: SignedIn::from_row(row)?,
             expires_at: row.int("expires_at")?,
             chain_expires_at: row.int("chain_expires_at")?,
             used: row.opt_int("used_at")?.is_some(),
