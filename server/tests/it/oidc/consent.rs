@@ -138,3 +138,30 @@ async fn a_consent_answer_needs_this_site_and_a_live_session() {
     assert_eq!(ended["error"], "login_required");
     assert_eq!(app.count("SELECT COUNT(*) FROM oidc_consent").await, 0);
 }
+
+#[tokio::test]
+async fn malformed_and_oversized_consent_and_withdrawal_forms_are_refused_with_their_code() {
+    let app = TestApp::new().await;
+    let rp = asking_client(&app).await;
+    let form = [("content-type", "application/x-www-form-urlencoded"), ("origin", ORIGIN)];
+    // No client, an unknown one, another client's redirect URI: a page, never a redirect.
+    for body in [
+        String::new(),
+        "client_id=0123456789abcdef0123456789abcdef&decision=allow".to_owned(),
+        format!("client_id={}&redirect_uri={}&decision=allow", rp.client_id, urlencode("https://evil.example/cb")),
+    ] {
+        let refused = send(&app, Method::POST, "/oidc/consent", &form, Some(body.clone())).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{body}: {}", refused.text());
+        assert!(refused.headers.get(header::LOCATION).is_none(), "{body}");
+    }
+    let huge =
+        format!("client_id={}&state={}", rp.client_id, "x".repeat(sesame_server::http::middleware::MAX_BODY_BYTES));
+    let too_large = send(&app, Method::POST, "/oidc/consent", &form, Some(huge)).await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // A withdrawal that names no application.
+    let uri = format!("/services/{}/account/applications/withdraw", rp.service);
+    let unnamed = send(&app, Method::POST, &uri, &form, Some("nothing=here".to_owned())).await;
+    assert_eq!(unnamed.status, StatusCode::BAD_REQUEST, "{}", unnamed.text());
+    assert!(unnamed.text().contains("invalid_form"), "{}", unnamed.text());
+    assert_eq!(app.count("SELECT COUNT(*) FROM oidc_consent").await, 0);
+}
