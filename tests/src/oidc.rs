@@ -31,6 +31,9 @@ pub struct OidcClient {
     pub public: bool,
     #[serde(default)]
     pub id_token_signed_response_alg: Option<String>,
+    /// Whether each person is asked before the application learns anything.
+    #[serde(default)]
+    pub ask_consent: bool,
 }
 
 impl OidcClient {

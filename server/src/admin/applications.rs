@@ -170,11 +170,19 @@ async fn put_client(
     ApiJson(body): ApiJson<SettingsJson>,
 ) -> Result<Json<ClientJson>> {
     let service = store::service(&state.db, &path(id)?).await?;
-    let settings = client::Settings::parse(body)?;
     let by = api::by(&state, &info);
-    let (client, secret) = match client::first_of_service(&state.db, &service.id).await {
-        Ok(first) => client::change(&state.db, &service.id, &first.client_id, None, &settings, &by).await?,
-        Err(Error::OidcNotConfigured) => client::create(&state.db, &service.id, &service.name, &settings, &by).await?,
+    let (client, secret, settings) = match client::first_of_service(&state.db, &service.id).await {
+        Ok(first) => {
+            let settings = client::Settings::parse(body.keeping(&first))?;
+            let (client, secret) =
+                client::change(&state.db, &service.id, &first.client_id, None, &settings, &by).await?;
+            (client, secret, settings)
+        }
+        Err(Error::OidcNotConfigured) => {
+            let settings = client::Settings::parse(body)?;
+            let (client, secret) = client::create(&state.db, &service.id, &service.name, &settings, &by).await?;
+            (client, secret, settings)
+        }
         Err(e) => return Err(e),
     };
     tracing::info!(service = %service.id, client = %client.client_id, "oidc client configured");
@@ -276,13 +284,16 @@ struct ApplicationJson {
     #[serde(default)]
     id_token_signed_response_alg: Option<String>,
     /// A refresh token with every code, whether or not the application
-    /// asks for `offline_access`.
+    /// asks for `offline_access`. Left out, a new application gets none
+    /// and a changed one keeps its setting.
     #[serde(default)]
-    refresh_tokens: bool,
+    refresh_tokens: Option<bool>,
     /// Ask each person, once per set of scopes, before the application
-    /// learns anything: for applications the service does not vouch for.
+    /// learns anything. Left out, a new application asks and a changed one
+    /// keeps its setting; `false` is for the service's own applications,
+    /// which need no one's approval.
     #[serde(default)]
-    ask_consent: bool,
+    ask_consent: Option<bool>,
     /// The names of the service's groups whose members the application
     /// admits, the whole set; `[]` admits every account of the service. Left
     /// out, a new application admits everyone and a changed one keeps its
@@ -292,16 +303,23 @@ struct ApplicationJson {
 }
 
 impl ApplicationJson {
-    fn settings(self) -> Result<client::Settings> {
-        let settings = client::Settings::parse(SettingsJson {
+    /// The settings of a new application (`current` is `None`) or of a
+    /// change of `current`, which keeps the policies the body leaves out.
+    fn settings(self, current: Option<&Client>) -> Result<client::Settings> {
+        let json = SettingsJson {
             redirect_uris: self.redirect_uris,
             post_logout_redirect_uris: self.post_logout_redirect_uris,
             public: self.public,
             id_token_signed_response_alg: self.id_token_signed_response_alg,
             refresh_tokens: self.refresh_tokens,
             ask_consent: self.ask_consent,
-        })?;
-        Ok(settings.admitting(self.allowed_groups))
+        };
+        let json = match current {
+            Some(current) => json.keeping(current),
+            // A new application asks for consent unless told otherwise.
+            None => SettingsJson { ask_consent: json.ask_consent.or(Some(true)), ..json },
+        };
+        Ok(client::Settings::parse(json)?.admitting(self.allowed_groups))
     }
 }
 
@@ -379,7 +397,7 @@ async fn create_application(
 ) -> Result<(StatusCode, Json<ClientJson>)> {
     let service = store::service(&state.db, &path(id)?).await?;
     let name = client::parse_name(body.name.as_deref().unwrap_or_default())?;
-    let settings = body.settings()?;
+    let settings = body.settings(None)?;
     let (client, secret) = client::create(&state.db, &service.id, &name, &settings, &api::by(&state, &info)).await?;
     tracing::info!(service = %service.id, client = %client.client_id, "application created");
     Ok((StatusCode::CREATED, Json(answer(&state, client, Shown::Value(secret)).await?)))
@@ -444,7 +462,7 @@ async fn put_application(
 ) -> Result<Json<ClientJson>> {
     let (service, current) = application_at(&state, ids).await?;
     let name = body.name.as_deref().map(client::parse_name).transpose()?;
-    let settings = body.settings()?;
+    let settings = body.settings(Some(&current))?;
     let by = api::by(&state, &info);
     let (client, secret) =
         client::change(&state.db, &service.id, &current.client_id, name.as_deref(), &settings, &by).await?;

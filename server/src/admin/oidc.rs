@@ -217,8 +217,8 @@ impl ApplicationForm {
             post_logout_redirect_uris: lines(&self.post_logout_redirect_uris),
             public: self.public.is_some(),
             id_token_signed_response_alg: self.alg,
-            refresh_tokens: self.refresh_tokens.is_some(),
-            ask_consent: self.ask_consent.is_some(),
+            refresh_tokens: Some(self.refresh_tokens.is_some()),
+            ask_consent: Some(self.ask_consent.is_some()),
         })?;
         Ok((name, settings.admitting(Some(allowed))))
     }
@@ -416,8 +416,8 @@ pub(super) async fn demo_client(state: &AppState, service_id: &str) -> anyhow::R
                 post_logout_redirect_uris: DEMO_POST_LOGOUT_URIS.iter().map(|u| (*u).to_owned()).collect(),
                 public: false,
                 id_token_signed_response_alg: None,
-                refresh_tokens: false,
-                ask_consent: false,
+                refresh_tokens: Some(false),
+                ask_consent: Some(false),
             })?;
             client::create(&state.db, service_id, "Demo", &settings, &by).await?.0
         }

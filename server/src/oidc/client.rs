@@ -104,13 +104,28 @@ pub struct SettingsJson {
     #[serde(default)]
     pub id_token_signed_response_alg: Option<String>,
     /// A refresh token with every code, whether or not the application
-    /// asks for `offline_access`.
+    /// asks for `offline_access`. Left out: none for a new client, kept for
+    /// a change.
     #[serde(default)]
-    pub refresh_tokens: bool,
+    pub refresh_tokens: Option<bool>,
     /// Ask each person, once per set of scopes, before the application
     /// learns anything: for applications the service does not vouch for.
+    /// Left out: not asked for a new client, kept for a change.
     #[serde(default)]
-    pub ask_consent: bool,
+    pub ask_consent: Option<bool>,
+}
+
+impl SettingsJson {
+    /// These settings for a change of `current`: what they leave out of
+    /// its policies stays as it is, so that a script which sends only the
+    /// URIs turns nothing off.
+    pub fn keeping(self, current: &Client) -> Self {
+        Self {
+            refresh_tokens: self.refresh_tokens.or(Some(current.refresh_tokens)),
+            ask_consent: self.ask_consent.or(Some(current.ask_consent)),
+            ..self
+        }
+    }
 }
 
 /// Settings that passed validation.
@@ -153,8 +168,8 @@ impl Settings {
             post_logout_redirect_uris: uris("post_logout_redirect_uris", json.post_logout_redirect_uris)?,
             public: json.public,
             alg,
-            refresh_tokens: json.refresh_tokens,
-            ask_consent: json.ask_consent,
+            refresh_tokens: json.refresh_tokens.unwrap_or(false),
+            ask_consent: json.ask_consent.unwrap_or(false),
             allowed_groups: None,
         })
     }

@@ -6,10 +6,10 @@
 
 use anyhow::{ensure, Context as _};
 use openidconnect::core::CoreJwsSigningAlgorithm;
-use serde_json::json;
+use serde_json::{json, Value};
 use sesame_tests::{
     oidc::OidcClient,
-    rp::{RelyingParty, RpListener, RpSettings},
+    rp::{Outcome, RelyingParty, RpListener, RpSettings},
     Chrome, Result, Scrape, Server, ServerOptions, Service, Sesame,
 };
 
@@ -20,16 +20,25 @@ const LOGBOOK: &str = "Logbook";
 const CHART_ROOM: &str = "Chart room";
 
 /// An application of `service` named `name`, made through the admin API as
-/// an operator does, and a relying party configured with its client id and
-/// secret that asks for `openid profile email groups`.
-async fn application(server: &Server, service: &Service, name: &str) -> Result<(OidcClient, RelyingParty)> {
+/// an operator does, with `more` settings beside its URIs, and a relying
+/// party configured with its client id and secret that asks for
+/// `openid profile email groups`.
+async fn application(
+    server: &Server,
+    service: &Service,
+    name: &str,
+    more: Value,
+) -> Result<(OidcClient, RelyingParty)> {
     let listener = RpListener::bind()?;
-    let settings = json!({
+    let mut settings = json!({
         "name": name,
         "redirect_uris": [listener.redirect_uri()],
         "post_logout_redirect_uris": [listener.post_logout_redirect_uri()],
         "public": false,
     });
+    for (key, value) in more.as_object().context("more settings are an object")? {
+        settings[key] = value.clone();
+    }
     let client = server.admin().create_application(&service.id, &settings).await?;
     ensure!(client.client_secret.is_some(), "a confidential application gets its secret when it is made");
     let settings = RpSettings {
@@ -106,8 +115,10 @@ async fn one_scan_signs_a_person_in_to_two_applications_of_a_service_and_a_logou
     options.extra_args.extend(["--metrics-listen".to_owned(), format!("127.0.0.1:{port}")]);
     let server = Server::start_with(options).await?;
     let service = server.create_service(SERVICE).await?;
-    let (logbook_client, logbook) = application(&server, &service, LOGBOOK).await?;
-    let (chart_client, chart_room) = application(&server, &service, CHART_ROOM).await?;
+    // The service's own applications: nobody is asked to approve them.
+    let own = json!({ "ask_consent": false });
+    let (logbook_client, logbook) = application(&server, &service, LOGBOOK, own.clone()).await?;
+    let (chart_client, chart_room) = application(&server, &service, CHART_ROOM, own).await?;
     assert_ne!(logbook_client.client_id, chart_client.client_id, "each application is a client of its own");
     assert_ne!(logbook_client.client_secret, chart_client.client_secret, "with a secret of its own");
     let chrome = Chrome::start("sso").await?;
@@ -196,5 +207,51 @@ async fn one_scan_signs_a_person_in_to_two_applications_of_a_service_and_a_logou
     ensure!(trips(&metrics).await?.answers > after_sso.answers, "the authenticator answered again");
     assert_eq!(logbook.outcomes().len(), 2);
     assert_eq!(chart_room.outcomes().len(), 1);
+    chrome.close().await
+}
+
+/// An application limited to one group of the service, made as a new
+/// application is, so that it also asks each person first. Someone outside
+/// the group signs in, is told on Sesame's page why the application turns
+/// them away, and the application hears `access_denied`. Once the admin
+/// puts them in the group, the same browser, still signed in to the
+/// service, is asked to approve what the application will learn, and is
+/// then let in; the approval is asked once.
+#[tokio::test]
+async fn a_restricted_application_turns_a_non_member_away_and_admits_them_once_the_admin_adds_them() -> Result<()> {
+    let server = Server::start().await?;
+    let service = server.create_service(SERVICE).await?;
+    server.admin().create_group(&service.id, "officers").await?;
+    let (client, chart_room) =
+        application(&server, &service, CHART_ROOM, json!({ "allowed_groups": ["officers"] })).await?;
+    assert!(client.ask_consent, "a new application asks for consent unless told otherwise");
+    let chrome = Chrome::start("sso-restricted").await?;
+    let sesame = Sesame::new();
+
+    let token = login_page(&chrome, &chart_room.login_url(), &server, CHART_ROOM).await?;
+    approve(&sesame, &["register", &token, "--name", "bob", "--yes"])?;
+    let why = chrome.wait_contains("#denied", "admits only members of").await?;
+    ensure!(why.contains("as bob") && why.contains("officers"), "the page says who and which groups: {why}");
+    chrome.save_screenshot("restricted-turned-away").await?;
+    chrome.click("#denied-continue-button").await?;
+    assert_eq!(nth_outcome(&chart_room, 1).await?, Outcome::Refused { error: "access_denied".into() });
+    chrome.wait_contains("#error", "access_denied").await?;
+
+    server.admin().set_groups(&service.id, "bob", &["officers"]).await?;
+    chrome.client.goto(&chart_room.login_url()).await?;
+    let learns = chrome.wait_contains("#consent-claims", "the groups you belong to").await?;
+    ensure!(learns.contains("your email address"), "the page lists what each scope releases: {learns}");
+    chrome.save_screenshot("restricted-consent").await?;
+    chrome.click("#consent-allow").await?;
+    let admitted = signed_in(nth_outcome(&chart_room, 2).await?)?;
+    on_page_of(&chrome, &chart_room, "/callback").await?;
+    assert_eq!(admitted.preferred_username.as_deref(), Some("bob"));
+    assert_eq!(admitted.groups.as_deref(), Some(&["officers".to_owned()][..]));
+
+    // Approved once: the next sign-in comes straight back.
+    chrome.client.goto(&chart_room.login_url()).await?;
+    let again = signed_in(nth_outcome(&chart_room, 3).await?)?;
+    on_page_of(&chrome, &chart_room, "/callback").await?;
+    assert_eq!((again.sub, again.auth_time), (admitted.sub, admitted.auth_time), "the same sign-in");
     chrome.close().await
 }

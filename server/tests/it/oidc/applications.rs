@@ -13,9 +13,10 @@ async fn admin(app: &TestApp, method: Method, uri: &str, body: Option<Value>) ->
 }
 
 /// Adds application `name` to `service`, a confidential client of
-/// `redirect`.
+/// `redirect` and one of the service's own, which asks for no consent.
 async fn add(app: &TestApp, service: &ServiceId, name: &str, redirect: &str) -> Rp {
-    let body = json!({"name": name, "redirect_uris": [redirect], "post_logout_redirect_uris": []});
+    let body =
+        json!({"name": name, "redirect_uris": [redirect], "post_logout_redirect_uris": [], "ask_consent": false});
     let made = admin(app, Method::POST, &format!("/admin/api/services/{service}/applications"), Some(body)).await;
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
     let json = made.json();
@@ -128,6 +129,40 @@ async fn an_application_takes_only_its_own_redirect_uris_and_codes() {
             StatusCode::BAD_REQUEST,
             "invalid_grant",
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_application_asks_for_consent_and_a_change_that_leaves_a_policy_out_keeps_it() {
+    each_backend(|app| async move {
+        let service = app.create_service("Example").await;
+        let base = format!("/admin/api/services/{service}/applications");
+        let policies = |json: &Value| (json["ask_consent"].as_bool(), json["refresh_tokens"].as_bool());
+        let body = json!({"name": "Wiki", "redirect_uris": ["https://wiki.example/cb"]});
+        let made = admin(&app, Method::POST, &base, Some(body)).await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+        assert_eq!(policies(&made.json()), (Some(true), Some(false)), "a new application asks, unless told not to");
+        let wiki = format!("{base}/{}", made.json()["client_id"].as_str().expect("client_id"));
+
+        let on = json!({"redirect_uris": ["https://wiki.example/cb"], "refresh_tokens": true});
+        assert_eq!(policies(&admin(&app, Method::PUT, &wiki, Some(on)).await.json()), (Some(true), Some(true)));
+        // Only the URIs: both policies stay as they are.
+        let uris = json!({"redirect_uris": ["https://wiki.example/callback"]});
+        let kept = admin(&app, Method::PUT, &wiki, Some(uris.clone())).await;
+        assert_eq!(kept.status, StatusCode::OK, "{}", kept.text());
+        assert_eq!(policies(&kept.json()), (Some(true), Some(true)));
+        // The older route changes the first application the same way.
+        let old = format!("/admin/api/services/{service}/oidc");
+        assert_eq!(policies(&admin(&app, Method::PUT, &old, Some(uris)).await.json()), (Some(true), Some(true)));
+        let off = json!({"redirect_uris": ["https://wiki.example/cb"], "ask_consent": false, "refresh_tokens": false});
+        assert_eq!(policies(&admin(&app, Method::PUT, &wiki, Some(off)).await.json()), (Some(false), Some(false)));
+
+        // The older route makes a client that does not ask, as it always did.
+        let other = app.create_service("Other").await;
+        let body = json!({"redirect_uris": ["https://other.example/cb"]});
+        let made = admin(&app, Method::PUT, &format!("/admin/api/services/{other}/oidc"), Some(body)).await;
+        assert_eq!(policies(&made.json()), (Some(false), Some(false)), "{}", made.text());
     })
     .await;
 }

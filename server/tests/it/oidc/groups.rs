@@ -428,7 +428,12 @@ async fn single_sign_on_into_a_restricted_application_checks_membership_and_so_d
     each_backend(|app| async move {
         let mail = client(&app, false).await;
         group(&app, &mail.service, "Staff").await;
-        let body = json!({"name": "Team wiki", "redirect_uris": [WIKI_REDIRECT], "allowed_groups": ["Staff"]});
+        let body = json!({
+            "name": "Team wiki",
+            "redirect_uris": [WIKI_REDIRECT],
+            "allowed_groups": ["Staff"],
+            "ask_consent": false,
+        });
         let made =
             admin(&app, Method::POST, &format!("/admin/api/services/{}/applications", mail.service), Some(body)).await;
         assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
