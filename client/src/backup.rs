@@ -106,6 +106,10 @@ pub struct AccountRecord {
     pub confirmed: bool,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
+    /// When the key became the account's. Absent from backups of older
+    /// versions, and for keys from before the keystore recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_since: Option<i64>,
 }
 
 /// Just the fields that say what a document is, read first so that another
@@ -128,6 +132,8 @@ pub struct AccountEntry {
     pub confirmed: bool,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
+    /// When the key became the account's, if the backup says.
+    pub key_since: Option<i64>,
 }
 
 impl AccountEntry {
@@ -148,6 +154,9 @@ pub struct PinEntry {
 /// What a backup holds, checked and ready to import.
 #[derive(Debug)]
 pub struct Contents {
+    /// When the backup was written: no key in it became the account's
+    /// later, so it stands in for a key's time where the backup has none.
+    pub exported_at: i64,
     pub pins: Vec<PinEntry>,
     pub accounts: Vec<AccountEntry>,
 }
@@ -177,6 +186,7 @@ impl AccountRecord {
             confirmed: account.confirmed,
             created_at: account.created_at,
             last_used_at: account.last_used_at,
+            key_since: account.key_since,
         }
     }
 }
@@ -301,7 +311,7 @@ fn check(path: &Path, document: Document) -> Result<Contents, Error> {
         }
         accounts.push(entry);
     }
-    Ok(Contents { pins, accounts })
+    Ok(Contents { exported_at: document.exported_at, pins, accounts })
 }
 
 fn check_account(path: &Path, record: &AccountRecord) -> Result<AccountEntry, Error> {
@@ -327,6 +337,7 @@ fn check_account(path: &Path, record: &AccountRecord) -> Result<AccountEntry, Er
         confirmed: record.confirmed,
         created_at: record.created_at,
         last_used_at: record.last_used_at,
+        key_since: record.key_since,
     })
 }
 

@@ -38,7 +38,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         }
     }
     let console = Console::detect(stdin_token.is_some());
-    let store = Store::open(&db_path).await?;
+    let store = Store::open(&db_path).await?.with_system_keyring(!cli.global.no_keyring);
     let out = Output { json: cli.global.json };
     let mut app = App {
         store,
@@ -85,6 +85,7 @@ async fn dispatch(app: &mut App, command: Command, stdin_token: Option<String>) 
             manage::remove(app, &account, &service, origin.as_deref()).await
         }
         Command::Passphrase => manage::passphrase(app).await,
+        Command::Keyring => manage::keyring(app).await,
         Command::Unpin { origin } => manage::unpin(app, &origin).await,
         Command::Export { out, force } => backup::export(app, &out, force).await,
         Command::Import { file, replace } => backup::import(app, &file, replace).await,

@@ -65,6 +65,16 @@ pub enum Error {
     PassphraseRequired,
     #[error("the passphrases do not match")]
     PassphraseMismatch,
+    #[error("the key of the keystore {} is missing from the system keyring (entry \"{}\" for {keystore_id}): it was deleted, or the keystore was copied from another computer; move the keystore aside and restore your keys into a new one with: sesame import BACKUP", path.display(), crate::system_keyring::SERVICE)]
+    KeyringEntryMissing { path: PathBuf, keystore_id: String },
+    #[error("the system keyring's entry for the keystore {} holds another key: it was changed outside sesame; restore your keys into a new keystore with: sesame import BACKUP", .0.display())]
+    KeyringWrongKey(PathBuf),
+    #[error("the system keyring is locked ({0}): unlock it, for instance by logging in to your desktop session, then try again")]
+    KeyringLocked(String),
+    #[error("the system keyring, which keeps this keystore's key, cannot be reached ({0}): run sesame in your desktop session, where the keyring is available")]
+    KeyringUnavailable(String),
+    #[error("the key of the keystore {} is kept in the system keyring, which --no-keyring (SESAME_NO_KEYRING) forbids using: run without it", .0.display())]
+    KeyringOptedOut(PathBuf),
     #[error("{0} needs confirmation: run it in a terminal, or pass --yes")]
     NeedsConfirmation(&'static str),
     #[error("{0} needs a terminal to ask what to do; use sesame register, login or deny instead")]
@@ -101,8 +111,8 @@ pub enum Error {
     WeakBackupPassphrase(usize),
     #[error("a backup needs its passphrase: set SESAME_BACKUP_PASSPHRASE or run in a terminal to type it")]
     BackupPassphraseRequired,
-    #[error("nothing was imported: the backup and this keystore differ on {conflicts}; to take the backup's, run again with --replace")]
-    ImportConflict { conflicts: String },
+    #[error("nothing was imported: the backup and this keystore differ on {conflicts}; to take the backup's, run again with --replace{}", kept_text(.kept_newer))]
+    ImportConflict { conflicts: String, kept_newer: String },
     #[error("the key change of account {account} at {service} is unsettled: sign in with it once (sesame login), then try again")]
     RekeyUnsettled { account: String, service: String },
     #[error("this request adds a new authenticator to the account {account}; answer it with: sesame enroll TOKEN")]
@@ -156,6 +166,11 @@ impl Error {
             Self::WrongPassphrase => "wrong_passphrase",
             Self::PassphraseRequired => "passphrase_required",
             Self::PassphraseMismatch => "passphrase_mismatch",
+            Self::KeyringEntryMissing { .. } => "keyring_entry_missing",
+            Self::KeyringWrongKey(_) => "keyring_wrong_key",
+            Self::KeyringLocked(_) => "keyring_locked",
+            Self::KeyringUnavailable(_) => "keyring_unavailable",
+            Self::KeyringOptedOut(_) => "keyring_opted_out",
             Self::NeedsConfirmation(_) => "needs_confirmation",
             Self::NeedsTerminal(_) => "needs_terminal",
             Self::Cancelled => "cancelled",
@@ -230,7 +245,11 @@ impl Error {
             | Self::BadCertificate { .. }
             | Self::BadResponse { .. }
             | Self::OutcomeUnknown { .. } => StatusCode::BAD_GATEWAY,
+            Self::KeyringLocked(_) | Self::KeyringUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::CaFile { .. }
+            | Self::KeyringEntryMissing { .. }
+            | Self::KeyringWrongKey(_)
+            | Self::KeyringOptedOut(_)
             | Self::Keystore(_)
             | Self::KeystoreFile { .. }
             | Self::BackupFile { .. }
@@ -248,10 +267,23 @@ impl IntoResponse for Error {
         let mut body = json!({"error": self.code(), "message": one_line(&self.to_string())});
         // The window says in its own words what to do about a conflict:
         // it has a checkbox where the command line has --replace.
-        if let Self::ImportConflict { conflicts } = &self {
+        if let Self::ImportConflict { conflicts, kept_newer } = &self {
             body["conflicts"] = json!(one_line(conflicts));
+            if !kept_newer.is_empty() {
+                body["kept_newer"] = json!(one_line(kept_newer));
+            }
         }
         (self.http_status(), Json(body)).into_response()
+    }
+}
+
+/// What `--replace` leaves as it is: keys here that are newer than the
+/// backup's (store/backup.rs).
+fn kept_text(kept_newer: &str) -> String {
+    if kept_newer.is_empty() {
+        String::new()
+    } else {
+        format!(", which keeps the newer key here of {kept_newer}: the backup's is older, and the server no longer takes it")
     }
 }
 

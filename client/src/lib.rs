@@ -9,6 +9,7 @@ mod error;
 pub mod opt;
 mod remote;
 pub mod store;
+mod system_keyring;
 mod tls;
 mod trust;
 pub mod ui;

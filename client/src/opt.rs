@@ -33,6 +33,11 @@ pub struct Global {
     /// SSL_CERT_DIR, is always trusted)
     #[arg(long, global = true, env = "SESAME_CA_FILE", value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
+    /// Never use the system keyring (for scripts and CI): a new keystore's
+    /// keys are then stored unencrypted unless you set a passphrase, and a
+    /// keystore whose key is in the keyring cannot be opened
+    #[arg(long, global = true, env = "SESAME_NO_KEYRING", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_keyring: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,10 +140,16 @@ pub enum Command {
         #[arg(long)]
         origin: Option<String>,
     },
-    /// Set or change the passphrase that encrypts your keys. Scripts pass the
-    /// current one in SESAME_PASSPHRASE and the new one in
+    /// Encrypt your keys with a passphrase, typed at each use, instead of
+    /// the key kept in the system keyring; or change the passphrase. Scripts
+    /// pass the current one in SESAME_PASSPHRASE and the new one in
     /// SESAME_NEW_PASSPHRASE (or, the first time, in SESAME_PASSPHRASE)
     Passphrase,
+    /// Encrypt your keys with a random key kept in the system keyring (the
+    /// Secret Service, the Keychain or the Credential Manager), so that no
+    /// passphrase is typed: for a keystore made unencrypted, or with a
+    /// passphrase, before there was a keyring. New keystores start so
+    Keyring,
     /// Forget the server key pinned for an origin, after you have checked
     /// that its change is genuine
     Unpin {

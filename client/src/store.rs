@@ -1,5 +1,6 @@
-//! The keystore: one SQLite file holding account keys, pinned server keys and
-//! the passphrase's salt and verifier.
+//! The keystore: one SQLite file holding account keys, pinned server keys,
+//! and what unlocks the keys: the passphrase's salt and verifier, or the id
+//! and verifier of the key kept in the system keyring.
 //!
 //! The file is opened in rollback-journal mode with `secure_delete`, not WAL:
 //! one user runs one command at a time, and a WAL file would keep old copies
@@ -10,6 +11,7 @@ use std::{
     os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     str::FromStr,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -18,13 +20,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use zeroize::Zeroizing;
 
 use crate::{
-    vault::{account_aad, KdfParams, KdfRecord, Passphrase, SealKey},
+    vault::{account_aad, SealKey},
     Error,
 };
 
 mod backup;
+mod protect;
 
-pub use backup::{ImportReport, PinRow};
+pub use backup::{ImportReport, KeptNewer, PinRow};
+pub use protect::{PlainBecause, Protection};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/client");
 
@@ -32,10 +36,15 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/client"
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    path: PathBuf,
+    /// Whether the system keyring may be used (`--no-keyring` says no).
+    system_keyring: bool,
+    /// Set when this run left a new keystore plain, and why.
+    plain_because: Arc<Mutex<Option<PlainBecause>>>,
 }
 
 /// What unlocking the keystore gives: the key that seals account keys, or
-/// nothing when no passphrase is set.
+/// nothing when they are stored unencrypted.
 #[derive(Debug)]
 pub enum Keyring {
     Plain,
@@ -62,11 +71,14 @@ pub struct Account {
     pub last_used_at: Option<i64>,
     /// A key change (rekey) was sent and its outcome is not yet known here.
     pub rekey_pending: bool,
+    /// When the key became the account's (migrations/client/0004); `None`
+    /// for a key from before that was recorded.
+    pub key_since: Option<i64>,
 }
 
 /// The columns of [`Account`].
 pub(crate) const ACCOUNT_COLUMNS: &str = "origin, service_id, service_name, name, public_key, confirmed, created_at, \
-                                          last_used_at, next_public_key IS NOT NULL AS rekey_pending";
+                                          last_used_at, next_public_key IS NOT NULL AS rekey_pending, key_since";
 
 /// Where one account lives: the row's primary key.
 #[derive(Debug, Clone, Copy)]
@@ -111,7 +123,8 @@ impl Store {
     }
 
     /// Opens (creating if needed) the keystore at `path` and runs its
-    /// migrations.
+    /// migrations. The system keyring is not used until
+    /// [`Store::with_system_keyring`] allows it.
     pub async fn open(path: &Path) -> Result<Self, Error> {
         prepare_file(path)?;
         let options = SqliteConnectOptions::from_str("sqlite://")?
@@ -125,7 +138,18 @@ impl Store {
         // transactions must see their own writes.
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, path: path.to_owned(), system_keyring: false, plain_because: Arc::default() })
+    }
+
+    /// Allows (or forbids) keeping the keystore's key in the system keyring.
+    pub fn with_system_keyring(mut self, allowed: bool) -> Self {
+        self.system_keyring = allowed;
+        self
+    }
+
+    /// The file this keystore is in.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Closes the file, so that nothing is left in SQLite's buffers.
@@ -172,92 +196,6 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    // ---- passphrase ---------------------------------------------------
-
-    async fn kdf_record(&self) -> Result<Option<KdfRecord>, Error> {
-        // salt, m_cost, t_cost, p_cost, verifier
-        type Row = (Vec<u8>, i64, i64, i64, Vec<u8>);
-        let row: Option<Row> =
-            sqlx::query_as("SELECT salt, m_cost, t_cost, p_cost, verifier FROM passphrase WHERE id = 1")
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(salt, m, t, p, verifier)| KdfRecord {
-            salt,
-            params: KdfParams {
-                m_cost_kib: u32::try_from(m).unwrap_or(0),
-                t_cost: u32::try_from(t).unwrap_or(0),
-                p_cost: u32::try_from(p).unwrap_or(0),
-            },
-            verifier,
-        }))
-    }
-
-    pub async fn has_passphrase(&self) -> Result<bool, Error> {
-        Ok(self.kdf_record().await?.is_some())
-    }
-
-    /// Unlocks the keystore. `passphrase` is only asked for when one is set;
-    /// a wrong one is refused by the verifier before any key is read.
-    pub async fn unlock(&self, passphrase: impl FnOnce() -> Result<Passphrase, Error>) -> Result<Keyring, Error> {
-        match self.kdf_record().await? {
-            None => Ok(Keyring::Plain),
-            Some(record) => Ok(Keyring::Sealed(SealKey::unlock(&passphrase()?, &record)?)),
-        }
-    }
-
-    /// Sets or changes the passphrase: every account key is re-sealed under
-    /// the new one in a single transaction, so a crash leaves either all old
-    /// or all new. Returns how many keys were re-sealed.
-    pub async fn set_passphrase(&self, current: &Keyring, new: &Passphrase, params: KdfParams) -> Result<usize, Error> {
-        let (key, record) = SealKey::create(new, params)?;
-        // IMMEDIATE takes the write lock up front, so another run cannot slip
-        // a key in between the read and the writes.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        type Row = (String, String, String, Vec<u8>, Option<Vec<u8>>, bool);
-        let rows: Vec<Row> =
-            sqlx::query_as("SELECT origin, service_id, name, secret, next_secret, sealed FROM account")
-                .fetch_all(&mut *tx)
-                .await?;
-        for (origin, service_id, name, secret, next_secret, sealed) in &rows {
-            let aad = account_aad(origin, service_id, name);
-            let seed = open_secret(current, secret, *sealed, &aad)?;
-            // A key change in flight keeps its new key, sealed the same way.
-            let next = match next_secret {
-                Some(next) => Some(key.seal(&open_secret(current, next, *sealed, &aad)?, &aad)?),
-                None => None,
-            };
-            sqlx::query(
-                "UPDATE account SET secret = ?, next_secret = ?, sealed = 1 \
-                 WHERE origin = ? AND service_id = ? AND name = ?",
-            )
-            .bind(key.seal(&seed, &aad)?)
-            .bind(next)
-            .bind(origin)
-            .bind(service_id)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "INSERT INTO passphrase (id, salt, m_cost, t_cost, p_cost, verifier, set_at) \
-             VALUES (1, ?, ?, ?, ?, ?, unixepoch()) \
-             ON CONFLICT (id) DO UPDATE SET salt = excluded.salt, m_cost = excluded.m_cost, \
-             t_cost = excluded.t_cost, p_cost = excluded.p_cost, verifier = excluded.verifier, set_at = excluded.set_at",
-        )
-        .bind(record.salt)
-        .bind(i64::from(record.params.m_cost_kib))
-        .bind(i64::from(record.params.t_cost))
-        .bind(i64::from(record.params.p_cost))
-        .bind(record.verifier)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        // secure_delete already zeroed the old cells; VACUUM also rewrites
-        // the file so that no free page keeps an old copy.
-        sqlx::query("VACUUM").execute(&self.pool).await?;
-        Ok(rows.len())
-    }
-
     // ---- account keys -------------------------------------------------
 
     pub async fn accounts(&self) -> Result<Vec<Account>, Error> {
@@ -292,8 +230,8 @@ impl Store {
         let aad = account_aad(slot.origin.as_str(), &service_id, slot.account.as_str());
         let (secret, sealed) = seal_secret(keyring, key, &aad)?;
         let result = sqlx::query(
-            "INSERT INTO account (origin, service_id, service_name, name, public_key, secret, sealed, confirmed, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            "INSERT INTO account (origin, service_id, service_name, name, public_key, secret, sealed, confirmed, created_at, key_since) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
         )
         .bind(slot.origin.as_str())
         .bind(&service_id)
@@ -302,6 +240,7 @@ impl Store {
         .bind(key.public_key().to_bytes().to_vec())
         .bind(secret.as_slice())
         .bind(sealed)
+        .bind(secs(now))
         .bind(secs(now))
         .execute(&self.pool)
         .await;
@@ -397,14 +336,15 @@ impl Store {
         Ok(())
     }
 
-    /// The server holds the new key now: it becomes the account's key, and
-    /// the old one is gone (secure_delete zeroes its cells).
+    /// The server holds the new key now: it becomes the account's key, from
+    /// now on, and the old one is gone (secure_delete zeroes its cells).
     pub async fn promote_next_key(&self, slot: Slot<'_>, now: UnixTime) -> Result<(), Error> {
         sqlx::query(
             "UPDATE account SET public_key = next_public_key, secret = next_secret, next_public_key = NULL, \
-             next_secret = NULL, confirmed = 1, last_used_at = ? \
+             next_secret = NULL, confirmed = 1, last_used_at = ?, key_since = ? \
              WHERE origin = ? AND service_id = ? AND name = ? AND next_public_key IS NOT NULL",
         )
+        .bind(secs(now))
         .bind(secs(now))
         .bind(slot.origin.as_str())
         .bind(slot.service_id.to_string())
@@ -454,7 +394,7 @@ fn open_secret(keyring: &Keyring, secret: &[u8], sealed: bool, aad: &[u8]) -> Re
     match (sealed, keyring) {
         (false, _) => Ok(Zeroizing::new(secret.to_vec())),
         (true, Keyring::Sealed(seal)) => seal.open(secret, aad),
-        (true, Keyring::Plain) => Err(Error::Keystore("a key is encrypted but no passphrase is set".into())),
+        (true, Keyring::Plain) => Err(Error::Keystore("a key is encrypted but the keystore says it is not".into())),
     }
 }
 

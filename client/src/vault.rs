@@ -1,5 +1,7 @@
-//! Encryption at rest: a key derived from the passphrase with Argon2id seals
-//! every account key with XChaCha20-Poly1305.
+//! Encryption at rest: a key seals every account key with
+//! XChaCha20-Poly1305. The key is either random and kept in the operating
+//! system's keyring ([`crate::system_keyring`]), or derived from the
+//! passphrase with Argon2id.
 //!
 //! Each sealed key carries associated data naming its row (origin, service,
 //! account), so a ciphertext copied onto another row does not open: nobody
@@ -22,6 +24,7 @@ const SALT_LEN: usize = 16;
 const VERIFIER_TEXT: &[u8] = b"sesame/1/passphrase-verifier";
 const VERIFIER_AAD: &[u8] = b"sesame/1/passphrase-verifier\0";
 const ACCOUNT_AAD_TAG: &[u8] = b"sesame/1/account-key\0";
+const KEYRING_VERIFIER_AAD: &[u8] = b"sesame/1/system-keyring-verifier\0";
 
 /// A passphrase as typed. Wiped on drop, never printed.
 pub struct Passphrase(Zeroizing<String>);
@@ -114,6 +117,37 @@ impl SealKey {
         }
     }
 
+    /// A random key for the system keyring, with its verifier.
+    pub fn random() -> Result<(Self, Vec<u8>), Error> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(key.as_mut());
+        let key = Self(key);
+        let verifier = key.seal(VERIFIER_TEXT, KEYRING_VERIFIER_AAD)?;
+        Ok((key, verifier))
+    }
+
+    /// The key as the system keyring holds it: base64url text, so that the
+    /// entry reads as text in every keyring's tools.
+    pub fn to_keyring_text(&self) -> Zeroizing<String> {
+        use base64::Engine as _;
+        Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0.as_ref()))
+    }
+
+    /// Reads a key that [`SealKey::to_keyring_text`] wrote and checks it
+    /// against the keystore's verifier; `None` when it is not this
+    /// keystore's key.
+    pub fn from_keyring_text(text: &str, verifier: &[u8]) -> Option<Self> {
+        use base64::Engine as _;
+        let bytes = Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim()).ok()?);
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(bytes.get(..32).filter(|_| bytes.len() == 32)?);
+        let key = Self(key);
+        match key.open(verifier, KEYRING_VERIFIER_AAD) {
+            Ok(text) if text.as_slice() == VERIFIER_TEXT => Some(key),
+            _ => None,
+        }
+    }
+
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(self.0.as_ref().into())
     }
@@ -183,6 +217,20 @@ mod tests {
         let sealed = key.seal(b"seed", &account_aad("https://a.example", "00", "alice")).expect("seal");
         let moved = key.open(&sealed, &account_aad("https://a.example", "00", "bob"));
         assert!(matches!(moved, Err(Error::Keystore(_))));
+    }
+
+    #[test]
+    fn a_keyring_key_reads_back_and_only_for_its_own_verifier() {
+        let (key, verifier) = SealKey::random().expect("random");
+        let aad = account_aad("https://a.example", "00", "alice");
+        let sealed = key.seal(b"seed", &aad).expect("seal");
+        let text = key.to_keyring_text();
+        let again = SealKey::from_keyring_text(&text, &verifier).expect("its own key");
+        assert_eq!(again.open(&sealed, &aad).expect("open").as_slice(), b"seed");
+        let (_, other_verifier) = SealKey::random().expect("random");
+        assert!(SealKey::from_keyring_text(&text, &other_verifier).is_none(), "another keystore's key");
+        assert!(SealKey::from_keyring_text("not base64!", &verifier).is_none());
+        assert!(SealKey::from_keyring_text("AAAA", &verifier).is_none(), "too short");
     }
 
     #[test]

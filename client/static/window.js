@@ -17,11 +17,27 @@
     passphrase_mismatch: 'The two new passphrases are not the same. Type them again.',
     wrong_backup_passphrase: 'That is not the passphrase of this backup. Nothing was imported.',
     weak_passphrase: 'Use a longer backup passphrase: at least 12 characters, for instance four or five random words.',
+    // The command line's words name commands; the window has buttons.
+    local_account_exists: 'This device already has a key for that account. Log in with it instead.',
+    unknown_account: 'The server no longer knows that account. Remove its key under "Your accounts".',
+    bad_signature: 'The server no longer takes this device\'s key for that account: it was removed, or replaced by a ' +
+      'key change on another device. Remove it under "Your accounts", then add this device again from the account ' +
+      'page of a signed-in device ("Add another authenticator") or with a recovery link.',
+    rekey_unsettled: 'The key change of an account is unsettled. Log in with that account once, then try again.',
+    nothing_to_export: 'There are no keys to back up yet.',
+    backup_passphrase_required: 'Type the backup\'s passphrase.',
+    keyring_locked: 'This computer\'s keyring is locked. Unlock it (log in to your desktop session), then try again.',
+    keyring_unavailable: 'This computer\'s keyring, which keeps the key to your keys, cannot be reached. ' +
+      'Start sesame ui in your desktop session.',
+    keyring_entry_missing: 'The key to your keys is missing from this computer\'s keyring: it was deleted, or the ' +
+      'keystore was copied from another computer. Restore your keys from a backup into a new keystore.',
   };
   const words = (e) => {
     if (e.error === 'import_conflict' && e.conflicts) {
       return 'Nothing was imported: the backup and this device hold different keys for ' + e.conflicts +
-        '. To take the backup\'s, tick "take the backup\'s" above and import again.';
+        '. To take the backup\'s, tick "take the backup\'s" above and import again.' +
+        (e.kept_newer ? ' This device\'s newer key of ' + e.kept_newer + ' stays either way: the backup\'s is ' +
+          'older, and the server no longer takes it.' : '');
     }
     return WORDS[e.error] || e.message || 'Something went wrong.';
   };
@@ -60,9 +76,12 @@
   }
 
   // A message next to the form that caused it, where the person is
-  // looking, rather than at the top of the window.
+  // looking, rather than at the top of the window. Any other message goes:
+  // it was about something done before.
   function sayAt(id, text, kind) {
-    say('');
+    for (const other of document.querySelectorAll('.message')) {
+      if (other.id !== id) other.hidden = true;
+    }
     const box = $(id);
     box.textContent = text;
     box.className = 'message' + (kind ? ' ' + kind : '');
@@ -99,15 +118,23 @@
     $('passphrase').hidden = status.locked;
     if (status.locked) {
       show();
-      say('Your keys are locked. Enter your passphrase to begin.');
+      sayAt('unlock-message', 'Your keys are locked. Enter your passphrase to begin.');
       $('unlock-passphrase').focus();
       return;
     }
     if (!current) show('start');
-    $('pass-title').textContent = status.has_passphrase ? 'Change your passphrase' : 'Set a passphrase';
-    $('pass-intro').textContent = status.has_passphrase
-      ? 'Your keys are encrypted with your passphrase.'
-      : 'Your keys are stored unencrypted on this device. A passphrase encrypts them.';
+    const kept = {
+      passphrase: ['Change your passphrase', 'Your keys are encrypted with your passphrase.'],
+      system_keyring: ['Use a passphrase instead',
+        'Your keys are encrypted with a key kept in this computer\'s keyring, so you type nothing. ' +
+        'With a passphrase instead, you type it each time you open this window.'],
+      plain: status.holds_keys
+        ? ['Set a passphrase', 'Your keys are stored unencrypted on this device. A passphrase encrypts them.']
+        : ['Set a passphrase', 'New keys are encrypted with a key kept in this computer\'s keyring, where it has one. ' +
+          'A passphrase, typed each time you open this window, can encrypt them instead.'],
+    }[status.protection] || ['Set a passphrase', ''];
+    $('pass-title').textContent = kept[0];
+    $('pass-intro').textContent = kept[1];
     $('pass-current-row').hidden = !status.has_passphrase;
     await loadAccounts();
   }
@@ -122,21 +149,21 @@
       await refresh();
     } catch (e) {
       field.select();
-      say(words(e), 'bad');
+      sayAt('unlock-message', words(e), 'bad');
     }
   });
 
   $('pass-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     const body = { current: $('pass-current').value || null, new: $('pass-new').value, repeat: $('pass-repeat').value };
-    say('Saving the passphrase and encrypting your keys…');
+    sayAt('pass-message', 'Saving the passphrase and encrypting your keys…');
     try {
       const answer = await busy(event.submitter, () => api('/api/passphrase', body));
       for (const id of ['pass-current', 'pass-new', 'pass-repeat']) $(id).value = '';
-      say(answer.message, 'ok');
       await refresh();
+      sayAt('pass-message', answer.message, 'ok');
     } catch (e) {
-      say(words(e), 'bad');
+      sayAt('pass-message', words(e), 'bad');
     }
   });
 
@@ -147,7 +174,7 @@
     try {
       groups = await api('/api/accounts');
     } catch (e) {
-      say(words(e), 'bad');
+      sayAt('accounts-message', words(e), 'bad');
       return;
     }
     const list = $('accounts-list');
@@ -204,9 +231,9 @@
     if (!removing) return;
     try {
       const answer = await busy(event.target, () => api('/api/accounts/remove', removing));
-      say(answer.message, 'ok');
+      sayAt('accounts-message', answer.message, 'ok');
     } catch (e) {
-      say(words(e), 'bad');
+      sayAt('accounts-message', words(e), 'bad');
     }
     removing = null;
     $('remove-confirm').hidden = true;
@@ -216,18 +243,18 @@
   // ---- three ways in --------------------------------------------------------
 
   async function lookUp(token) {
-    say('Checking the token with the server…');
+    sayAt('start-message', 'Checking the token with the server…');
     try {
       const request = await api('/api/request', { token });
-      say('');
+      sayAt('start-message', '');
       showRequest(request);
     } catch (e) {
       if (e.error === 'pinned_key_changed') {
-        say('');
+        sayAt('start-message', '');
         $('refusal-text').textContent = e.message;
         show('refusal');
       } else {
-        say(words(e), 'bad');
+        sayAt('start-message', words(e), 'bad');
       }
     }
   }
@@ -236,7 +263,7 @@
     event.preventDefault();
     const token = $('token-input').value.trim();
     if (!token) {
-      say('Paste the token from the login page first.', 'bad');
+      sayAt('start-message', 'Paste the token from the login page first.', 'bad');
       return;
     }
     busy(event.submitter, () => lookUp(token));
@@ -244,16 +271,16 @@
 
   async function readPicture(file) {
     if (!file || !/^image\//.test(file.type)) {
-      say(WORDS.bad_image, 'bad');
+      sayAt('start-message', WORDS.bad_image, 'bad');
       return;
     }
-    say('Looking for the QR code in the picture…');
+    sayAt('start-message', 'Looking for the QR code in the picture…');
     try {
       const { token } = await api('/api/scan', undefined, file);
       $('token-input').value = token;
       await lookUp(token);
     } catch (e) {
-      say(words(e), 'bad');
+      sayAt('start-message', words(e), 'bad');
     }
   }
 
@@ -310,7 +337,7 @@
         } catch (e) {
           if (e.error !== 'no_qr_code') {
             stopCamera();
-            say(words(e), 'bad');
+            sayAt('start-message', words(e), 'bad');
             return;
           }
         }
@@ -321,14 +348,14 @@
 
   $('camera-start').addEventListener('click', async () => {
     if (!navigator.mediaDevices?.getUserMedia) {
-      say('This browser cannot use a camera here. Paste the token or a screenshot instead.', 'bad');
+      sayAt('start-message', 'This browser cannot use a camera here. Paste the token or a screenshot instead.', 'bad');
       return;
     }
     try {
       stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment' }, audio: false });
     } catch (e) {
       stream = null;
-      say(e.name === 'NotAllowedError'
+      sayAt('start-message', e.name === 'NotAllowedError'
         ? 'The camera was not allowed. Allow it in the browser, or paste the token or a screenshot instead.'
         : 'No camera could be opened. Paste the token or a screenshot instead.', 'bad');
       return;
@@ -337,7 +364,7 @@
     video.srcObject = stream;
     $('camera').hidden = false;
     $('camera-start').hidden = true;
-    say('Looking for a QR code…');
+    sayAt('start-message', 'Looking for a QR code…');
     try {
       await video.play();
     } catch (_) { /* a muted inline video plays; the frames are read anyway */ }
@@ -345,7 +372,7 @@
   });
   $('camera-stop').addEventListener('click', () => {
     stopCamera();
-    say('');
+    sayAt('start-message', '');
   });
 
   // ---- who is asking, and the answer ----------------------------------------
@@ -451,7 +478,7 @@
   $('export-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     const body = { passphrase: $('export-pass').value, repeat: $('export-repeat').value };
-    say('Encrypting the backup…');
+    sayAt('export-message', 'Encrypting the backup…');
     await busy(event.submitter, async () => {
       let response;
       try {
@@ -460,13 +487,13 @@
           headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
         });
       } catch (_) {
-        say(WORDS.offline, 'bad');
+        sayAt('export-message', WORDS.offline, 'bad');
         return;
       }
       if (!response.ok) {
         let e = {};
         try { e = await response.json(); } catch (_) { /* not JSON */ }
-        say(words(e), 'bad');
+        sayAt('export-message', words(e), 'bad');
         return;
       }
       const name = (/filename="([^"]+)"/.exec(response.headers.get('Content-Disposition') || '') || [])[1];
@@ -480,7 +507,7 @@
       setTimeout(() => URL.revokeObjectURL(url), 60000);
       $('export-pass').value = '';
       $('export-repeat').value = '';
-      say('Saved ' + link.download + '. Keep the backup passphrase apart from the file.', 'ok');
+      sayAt('export-message', 'Saved ' + link.download + '. Keep the backup passphrase apart from the file.', 'ok');
     });
   });
 
@@ -529,7 +556,7 @@
   }
   $('cancel').addEventListener('click', () => {
     backToStart();
-    say('Nothing was answered. The login page keeps waiting until its request expires.');
+    sayAt('start-message', 'Nothing was answered. The login page keeps waiting until its request expires.');
   });
   $('result-again').addEventListener('click', backToStart);
   $('refusal-back').addEventListener('click', backToStart);

@@ -502,6 +502,12 @@ impl EventStream {
     }
 }
 
+/// A session bus address where nothing answers: the authenticators of the
+/// tests find no system keyring unless a test starts one of its own
+/// (tests/it/keyring.rs), so that a developer's own keyring never gets
+/// their entries.
+pub const NO_SESSION_BUS: &str = "unix:path=/nonexistent/sesame-tests-no-session-bus";
+
 /// An authenticator: the real `sesame` binary with its own database.
 #[derive(Debug)]
 pub struct Sesame {
@@ -535,6 +541,8 @@ impl Sesame {
         cmd.env_remove("SESAME_NEW_PASSPHRASE").env_remove("SESAME_BACKUP_PASSPHRASE");
         // Trust comes only from what the test passes.
         cmd.env_remove("SESAME_CA_FILE").env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR");
+        // And so does a keyring: never the developer's own session bus.
+        cmd.env("DBUS_SESSION_BUS_ADDRESS", NO_SESSION_BUS);
         cmd.envs(env.iter().copied());
         if let Some(p) = &self.passphrase {
             cmd.env("SESAME_PASSPHRASE", p);

@@ -18,6 +18,12 @@ impl Sesame {
     /// Starts `sesame --db <own db> ui --no-browser ARGS…` and waits for the
     /// address it prints first.
     pub fn ui(&self, args: &[&str]) -> Result<SesameUi> {
+        self.ui_with_env(args, &[])
+    }
+
+    /// [`Sesame::ui`] with these environment variables set, such as the
+    /// session bus of a system keyring.
+    pub fn ui_with_env(&self, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Result<SesameUi> {
         use std::io::BufRead as _;
         let mut child = Command::new(sesame_bin())
             .arg("--db")
@@ -26,6 +32,8 @@ impl Sesame {
             .args(args)
             .env_remove("SESAME_DB")
             .env_remove("SESAME_PASSPHRASE")
+            .env("DBUS_SESSION_BUS_ADDRESS", crate::NO_SESSION_BUS)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

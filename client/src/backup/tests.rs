@@ -21,6 +21,7 @@ fn record(key: &AccountKey, name: &str) -> AccountRecord {
         confirmed: true,
         created_at: 1_767_225_600,
         last_used_at: None,
+        key_since: Some(1_767_225_600),
     }
 }
 

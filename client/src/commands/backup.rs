@@ -13,7 +13,7 @@ use tempfile::NamedTempFile;
 use super::App;
 use crate::{
     backup::{self, AccountRecord, Document, PinRecord},
-    store::{ImportReport, Keyring, Store},
+    store::{ImportReport, KeptNewer, Keyring, Store},
     ui,
     vault::Passphrase,
     Error,
@@ -193,7 +193,23 @@ pub(crate) fn summary(file: &Path, report: &ImportReport) -> String {
         text.push_str(&format!(", {} replaced", report.pins_replaced));
     }
     text.push('.');
+    for kept in &report.kept_newer {
+        text.push_str(&format!(" {}", kept_line(kept)));
+    }
     text
+}
+
+/// Why the key here of one account was kept: the backup's is older. A
+/// replacement would trade the working key for one the server no longer
+/// takes, so nothing offers it (docs/BACKUP.md).
+fn kept_line(kept: &KeptNewer) -> String {
+    let when = |secs: i64| ui::local_time(sesame_proto::UnixTime::from_secs(u64::try_from(secs).unwrap_or(0)));
+    format!(
+        "Kept this keystore's key of {}: it is newer than the backup's (the account's key since {}, the backup's since {}), and after a key change or a new registration the server no longer takes the older key, so replacing it would lose the working one; to restore the backup's anyway, remove this key first.",
+        kept.account,
+        when(kept.here_since),
+        when(kept.backup_since)
+    )
 }
 
 pub(crate) fn report_json(report: &ImportReport) -> serde_json::Value {
@@ -207,5 +223,7 @@ pub(crate) fn report_json(report: &ImportReport) -> serde_json::Value {
         "imported_accounts": report.imported,
         "skipped_accounts": report.skipped,
         "replaced_accounts": report.replaced,
+        "kept_newer": report.kept_newer.len(),
+        "kept_newer_accounts": report.kept_newer.iter().map(|k| k.account.clone()).collect::<Vec<_>>(),
     })
 }

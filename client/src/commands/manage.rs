@@ -1,11 +1,12 @@
-//! Looking after the keystore: `accounts`, `remove`, `passphrase`, `unpin`.
+//! Looking after the keystore: `accounts`, `remove`, `passphrase`,
+//! `keyring`, `unpin`.
 
 use serde_json::json;
 use sesame_proto::{Origin, UnixTime};
 
 use super::App;
 use crate::{
-    store::Keyring,
+    store::{Keyring, Protection},
     ui::{local_time, safe},
     vault::{KdfParams, Passphrase},
     Error,
@@ -31,6 +32,7 @@ pub(crate) async fn accounts(app: &App) -> Result<(), Error> {
                     "rekey_pending": a.rekey_pending,
                     "created_at": a.created_at,
                     "last_used_at": a.last_used_at,
+                    "key_since": a.key_since,
                 })
             })
             .collect();
@@ -128,18 +130,41 @@ fn new_passphrase(app: &App, has_one: bool) -> Result<Passphrase, Error> {
     Ok(new)
 }
 
+/// The keys as they are now: opened with the passphrase (checked first, so
+/// that a wrong one changes nothing) or with the system keyring's key.
+async fn current_keys(app: &App, protection: Protection) -> Result<Keyring, Error> {
+    match protection {
+        Protection::Plain => Ok(Keyring::Plain),
+        Protection::Passphrase | Protection::SystemKeyring => {
+            app.store.unlock(|| app.console.passphrase("Current passphrase: ")).await
+        }
+    }
+}
+
 pub(crate) async fn passphrase(app: &App) -> Result<(), Error> {
-    let has_one = app.store.has_passphrase().await?;
-    // The current passphrase is checked first: a wrong one changes nothing.
-    let current = if has_one {
-        app.store.unlock(|| app.console.passphrase("Current passphrase: ")).await?
-    } else {
-        Keyring::Plain
-    };
+    let protection = app.store.protection().await?;
+    let has_one = protection == Protection::Passphrase;
+    let current = current_keys(app, protection).await?;
     let new = new_passphrase(app, has_one)?;
     let count = app.store.set_passphrase(&current, &new, KdfParams::DEFAULT).await?;
-    let verb = if has_one { "Changed the passphrase" } else { "Set a passphrase" };
+    let verb = match protection {
+        Protection::Passphrase => "Changed the passphrase",
+        Protection::SystemKeyring => "Set a passphrase in place of the key in the system keyring",
+        Protection::Plain => "Set a passphrase",
+    };
     app.out.result(&json!({"passphrase": "set", "keys": count}), &format!("{verb}; {count} key(s) re-encrypted."));
+    Ok(())
+}
+
+/// Moves the keys under a random key kept in the system keyring.
+pub(crate) async fn keyring(app: &App) -> Result<(), Error> {
+    let protection = app.store.protection().await?;
+    let current = current_keys(app, protection).await?;
+    let count = app.store.move_to_system_keyring(&current).await?;
+    let text = format!(
+        "Encrypted {count} key(s) with a key kept in the system keyring; no passphrase is asked for any more. A backup (sesame export) is the way to move them to another computer."
+    );
+    app.out.result(&json!({"keyring": "system", "keys": count}), &text);
     Ok(())
 }
 

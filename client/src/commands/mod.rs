@@ -12,7 +12,7 @@ use sesame_proto::{wire::ChallengeContext, Token};
 
 use crate::{
     remote::Remote,
-    store::{Account, Keyring, Store},
+    store::{Account, Keyring, PlainBecause, Store},
     tls::ExtraRoots,
     trust,
     ui::{self, Console, Output},
@@ -113,13 +113,26 @@ impl App {
         Ok(context)
     }
 
-    /// Says once per keystore that keys are stored unencrypted.
+    /// Says once per keystore that keys are stored unencrypted, and why:
+    /// the keys of a new keystore are encrypted with a key in the system
+    /// keyring, so this is said only where there was none to reach, where
+    /// `--no-keyring` forbade it, or of a keystore made before.
     async fn notice_unencrypted(&self, keyring: &Keyring) -> Result<(), Error> {
-        if matches!(keyring, Keyring::Plain) && self.store.first_notice("unencrypted_keys", ui::now()).await? {
-            eprintln!(
-                "note: your keys are stored unencrypted in {}; to encrypt them, set a passphrase with: sesame passphrase",
-                self.db_path.display()
-            );
+        if !matches!(keyring, Keyring::Plain) || !self.store.first_notice("unencrypted_keys", ui::now()).await? {
+            return Ok(());
+        }
+        let path = self.db_path.display();
+        match self.store.plain_because() {
+            Some(PlainBecause::NoKeyring(reason)) => eprintln!(
+                "note: your keys are stored unencrypted in {path}: no system keyring could be reached ({}); to encrypt them, set a passphrase with: sesame passphrase (or, where a keyring is available, run: sesame keyring)",
+                crate::error::one_line(&reason)
+            ),
+            Some(PlainBecause::OptedOut) => eprintln!(
+                "note: your keys are stored unencrypted in {path} (--no-keyring); to encrypt them, set a passphrase with: sesame passphrase"
+            ),
+            None => eprintln!(
+                "note: your keys are stored unencrypted in {path}; to encrypt them with a key kept in the system keyring, run: sesame keyring (or set a passphrase with: sesame passphrase)"
+            ),
         }
         Ok(())
     }

@@ -37,9 +37,25 @@ pub struct ImportReport {
     pub skipped: Vec<String>,
     /// Here with another key, which the backup's replaced (`--replace`).
     pub replaced: Vec<String>,
+    /// Here with a newer key than the backup's, which was kept, also with
+    /// `--replace`: each with why, in words.
+    pub kept_newer: Vec<KeptNewer>,
     pub pins_imported: usize,
     pub pins_skipped: usize,
     pub pins_replaced: usize,
+}
+
+/// An account whose key here became its key after the backup's did.
+#[derive(Debug, Clone)]
+pub struct KeptNewer {
+    /// `alice at Example (https://login.example.com)`.
+    pub account: String,
+    /// When the key here became the account's (or, for a key from before
+    /// that was recorded, when the account was made here).
+    pub here_since: i64,
+    /// When the backup's key became the account's (or, where the backup
+    /// does not say, when the backup was written).
+    pub backup_since: i64,
 }
 
 /// What happened to one row.
@@ -47,6 +63,7 @@ enum Merge {
     Inserted,
     Same,
     Conflict,
+    KeptNewer(KeptNewer),
 }
 
 impl Store {
@@ -94,6 +111,13 @@ impl Store {
     /// Merges a backup in one transaction: all of it, or, at the first
     /// account or pin that differs from what is here and without `replace`,
     /// none of it. Keys are sealed with `keyring`, this keystore's own.
+    ///
+    /// A backup's key that is older than the confirmed key here is no
+    /// difference to settle: the key here replaced it later (a key change,
+    /// or a new registration or enrollment after the account's key was
+    /// removed), and the server that took the key here no longer takes the
+    /// backup's. Replacing would trade a working key for a dead one, so the
+    /// key here is kept, with or without `replace`, and the report says so.
     pub async fn import(&self, keyring: &Keyring, contents: &Contents, replace: bool) -> Result<ImportReport, Error> {
         // IMMEDIATE takes the write lock up front: what is compared below
         // cannot change before the writes that depend on it.
@@ -106,19 +130,23 @@ impl Store {
                 Merge::Same => report.pins_skipped += 1,
                 Merge::Conflict if replace => report.pins_replaced += 1,
                 Merge::Conflict => conflicts.push(format!("the server key pinned for {}", pin.origin)),
+                // Pins carry no time to compare: merge_pin never says this.
+                Merge::KeptNewer(_) => report.pins_skipped += 1,
             }
         }
         for entry in &contents.accounts {
-            match merge_account(&mut tx, keyring, entry, replace).await? {
+            match merge_account(&mut tx, keyring, entry, contents.exported_at, replace).await? {
                 Merge::Inserted => report.imported.push(entry.label()),
                 Merge::Same => report.skipped.push(entry.label()),
                 Merge::Conflict if replace => report.replaced.push(entry.label()),
                 Merge::Conflict => conflicts.push(format!("the key of {}", entry.label())),
+                Merge::KeptNewer(kept) => report.kept_newer.push(kept),
             }
         }
         if !conflicts.is_empty() {
             // Dropping the transaction rolls it back.
-            return Err(Error::ImportConflict { conflicts: list(&conflicts) });
+            let kept: Vec<String> = report.kept_newer.iter().map(|k| k.account.clone()).collect();
+            return Err(Error::ImportConflict { conflicts: list(&conflicts), kept_newer: list(&kept) });
         }
         tx.commit().await?;
         Ok(report)
@@ -165,6 +193,7 @@ async fn merge_account(
     tx: &mut Tx<'_>,
     keyring: &Keyring,
     entry: &AccountEntry,
+    exported_at: i64,
     replace: bool,
 ) -> Result<Merge, Error> {
     let service_id = entry.service_id.to_string();
@@ -172,8 +201,8 @@ async fn merge_account(
     let (secret, sealed) = seal_secret(keyring, &entry.key, &aad)?;
     let public_key = entry.key.public_key().to_bytes().to_vec();
     let inserted = sqlx::query(
-        "INSERT INTO account (origin, service_id, service_name, name, public_key, secret, sealed, confirmed, created_at, last_used_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (origin, service_id, name) DO NOTHING",
+        "INSERT INTO account (origin, service_id, service_name, name, public_key, secret, sealed, confirmed, created_at, \
+         last_used_at, key_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (origin, service_id, name) DO NOTHING",
     )
     .bind(entry.origin.as_str())
     .bind(&service_id)
@@ -185,26 +214,36 @@ async fn merge_account(
     .bind(entry.confirmed)
     .bind(entry.created_at)
     .bind(entry.last_used_at)
+    .bind(entry.key_since)
     .execute(&mut **tx)
     .await?;
     if inserted.rows_affected() == 1 {
         return Ok(Merge::Inserted);
     }
-    let (here,): (Vec<u8>,) =
-        sqlx::query_as("SELECT public_key FROM account WHERE origin = ? AND service_id = ? AND name = ?")
-            .bind(entry.origin.as_str())
-            .bind(&service_id)
-            .bind(entry.account.as_str())
-            .fetch_one(&mut **tx)
-            .await?;
+    // Where a time is not known, the one that stands in errs towards
+    // asking: `created_at` is no later than the key here became the
+    // account's, and `exported_at` no earlier than the backup's did.
+    let (here, confirmed, here_since): (Vec<u8>, bool, i64) = sqlx::query_as(
+        "SELECT public_key, confirmed, coalesce(key_since, created_at) FROM account \
+         WHERE origin = ? AND service_id = ? AND name = ?",
+    )
+    .bind(entry.origin.as_str())
+    .bind(&service_id)
+    .bind(entry.account.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
     if here == public_key {
         return Ok(Merge::Same);
+    }
+    let backup_since = entry.key_since.unwrap_or(exported_at).min(exported_at);
+    if confirmed && here_since > backup_since {
+        return Ok(Merge::KeptNewer(KeptNewer { account: entry.label(), here_since, backup_since }));
     }
     if replace {
         // secure_delete zeroes the cells of the key this overwrites.
         sqlx::query(
             "UPDATE account SET service_name = ?, public_key = ?, secret = ?, sealed = ?, confirmed = ?, \
-             created_at = ?, last_used_at = ?, next_public_key = NULL, next_secret = NULL \
+             created_at = ?, last_used_at = ?, key_since = ?, next_public_key = NULL, next_secret = NULL \
              WHERE origin = ? AND service_id = ? AND name = ?",
         )
         .bind(entry.service_name.as_str())
@@ -214,6 +253,7 @@ async fn merge_account(
         .bind(entry.confirmed)
         .bind(entry.created_at)
         .bind(entry.last_used_at)
+        .bind(entry.key_since)
         .bind(entry.origin.as_str())
         .bind(&service_id)
         .bind(entry.account.as_str())

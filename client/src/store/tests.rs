@@ -6,6 +6,7 @@ use rand::rngs::OsRng;
 use sesame_proto::{AccountKey, AccountName, Origin, ServerKey, ServiceId, ServiceName, UnixTime};
 
 use super::*;
+use crate::vault::{KdfParams, Passphrase};
 
 const NOW: UnixTime = UnixTime::from_secs(1_767_225_600);
 
@@ -213,11 +214,13 @@ fn entry(fx: &Fixture, name: &str, key: &AccountKey) -> crate::backup::AccountEn
         confirmed: true,
         created_at: 1_700_000_000,
         last_used_at: Some(1_700_000_100),
+        key_since: Some(1_700_000_000),
     }
 }
 
+/// A backup written at 1_700_000_200.
 fn contents(accounts: Vec<crate::backup::AccountEntry>) -> crate::backup::Contents {
-    crate::backup::Contents { pins: Vec::new(), accounts }
+    crate::backup::Contents { exported_at: 1_700_000_200, pins: Vec::new(), accounts }
 }
 
 #[tokio::test]
@@ -249,7 +252,7 @@ async fn a_conflicting_account_imports_nothing_unless_replace() {
     let backup = contents(vec![entry(&fx, "bob", &bob), entry(&fx, "alice", &theirs)]);
 
     let refused = store.import(&Keyring::Plain, &backup, false).await;
-    let Err(Error::ImportConflict { conflicts }) = refused else { panic!("{refused:?}") };
+    let Err(Error::ImportConflict { conflicts, .. }) = refused else { panic!("{refused:?}") };
     assert_eq!(conflicts, "the key of alice at Example (https://login.example.com)");
     assert_eq!(store.accounts().await.expect("list").len(), 1, "bob was not imported");
     assert_eq!(store.key(&Keyring::Plain, fx.slot(&alice)).await.expect("key").to_seed(), here.to_seed());
@@ -279,12 +282,118 @@ async fn a_different_pinned_key_is_a_conflict_too() {
     let theirs = ServerKey::from_seed(&[2; 32]).public_key();
     store.add_pin(&fx.origin, &ours, NOW).await.expect("pin");
     let pin = crate::backup::PinEntry { origin: fx.origin.clone(), key: theirs, pinned_at: 1_700_000_000 };
-    let backup = crate::backup::Contents { pins: vec![pin], accounts: Vec::new() };
+    let backup = crate::backup::Contents { exported_at: 1_700_000_200, pins: vec![pin], accounts: Vec::new() };
     let refused = store.import(&Keyring::Plain, &backup, false).await;
-    let Err(Error::ImportConflict { conflicts }) = refused else { panic!("{refused:?}") };
+    let Err(Error::ImportConflict { conflicts, .. }) = refused else { panic!("{refused:?}") };
     assert_eq!(conflicts, "the server key pinned for https://login.example.com");
     assert_eq!(store.pin(&fx.origin).await.expect("pin").expect("pinned").public_key, ours);
     let report = store.import(&Keyring::Plain, &backup, true).await.expect("replace");
     assert_eq!(report.pins_replaced, 1);
     assert_eq!(store.pin(&fx.origin).await.expect("pin").expect("pinned").public_key, theirs);
+}
+
+// ---- which key is newer -------------------------------------------------
+
+/// alice here, confirmed, her key hers since `since`.
+async fn confirmed_alice(fx: &Fixture, store: &Store, since: UnixTime) -> AccountKey {
+    let (alice, key) = fx.add(store, &Keyring::Plain, "alice").await;
+    store.confirm(fx.slot(&alice), since).await.expect("confirm");
+    sqlx::query("UPDATE account SET key_since = ?").bind(secs(since)).execute(&store.pool).await.expect("since");
+    key
+}
+
+#[tokio::test]
+async fn an_older_key_in_the_backup_never_replaces_the_confirmed_key_here() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    // alice's key here dates from after the backup's: a key change since.
+    let here = confirmed_alice(&fx, &store, NOW).await;
+    let (old, bob) = (AccountKey::generate(&mut OsRng), AccountKey::generate(&mut OsRng));
+    let backup = contents(vec![entry(&fx, "alice", &old), entry(&fx, "bob", &bob)]);
+    for replace in [false, true] {
+        let report = store.import(&Keyring::Plain, &backup, replace).await.expect("import");
+        let kept: Vec<_> =
+            report.kept_newer.iter().map(|k| (k.account.as_str(), k.here_since, k.backup_since)).collect();
+        assert_eq!(kept, [("alice at Example (https://login.example.com)", secs(NOW), 1_700_000_000)]);
+        assert!(report.replaced.is_empty(), "replace={replace}");
+        let alice = AccountName::parse("alice").expect("name");
+        assert_eq!(store.key(&Keyring::Plain, fx.slot(&alice)).await.expect("key").to_seed(), here.to_seed());
+    }
+    assert_eq!(store.accounts().await.expect("list").len(), 2, "bob came in all the same");
+}
+
+#[tokio::test]
+async fn a_backup_without_key_times_stands_on_its_export_time() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    confirmed_alice(&fx, &store, UnixTime::from_secs(1_700_000_300)).await;
+    let mut old = entry(&fx, "alice", &AccountKey::generate(&mut OsRng));
+    old.key_since = None;
+    let report = store.import(&Keyring::Plain, &contents(vec![old]), false).await.expect("import");
+    assert_eq!(report.kept_newer[0].backup_since, 1_700_000_200, "the backup's export time");
+
+    // Changed here before the backup was written: the backup may hold the
+    // newer key, and the choice is the person's.
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    confirmed_alice(&fx, &store, UnixTime::from_secs(1_700_000_100)).await;
+    let mut newer = entry(&fx, "alice", &AccountKey::generate(&mut OsRng));
+    newer.key_since = None;
+    let refused = store.import(&Keyring::Plain, &contents(vec![newer]), false).await;
+    assert!(matches!(refused, Err(Error::ImportConflict { .. })), "{refused:?}");
+}
+
+#[tokio::test]
+async fn a_newer_key_in_the_backup_is_a_conflict_that_names_what_replace_keeps() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    confirmed_alice(&fx, &store, UnixTime::from_secs(1_600_000_000)).await;
+    let (bob, _) = fx.add(&store, &Keyring::Plain, "bob").await;
+    store.confirm(fx.slot(&bob), NOW).await.expect("confirm bob");
+    let backup = contents(vec![
+        entry(&fx, "alice", &AccountKey::generate(&mut OsRng)),
+        entry(&fx, "bob", &AccountKey::generate(&mut OsRng)),
+    ]);
+    let refused = store.import(&Keyring::Plain, &backup, false).await;
+    let Err(error @ Error::ImportConflict { .. }) = refused else { panic!("{refused:?}") };
+    assert_eq!(
+        crate::error_line(&error),
+        "nothing was imported: the backup and this keystore differ on the key of alice at Example (https://login.example.com); to take the backup's, run again with --replace, which keeps the newer key here of bob at Example (https://login.example.com): the backup's is older, and the server no longer takes it"
+    );
+}
+
+// ---- the system keyring, where no keyring is asked --------------------
+
+#[tokio::test]
+async fn a_plain_keystore_that_holds_keys_stays_plain_without_asking_any_keyring() {
+    let fx = Fixture::new();
+    let store = fx.open().await.with_system_keyring(true);
+    fx.add(&store, &Keyring::Plain, "alice").await;
+    let keyring = store.unlock(|| Err(Error::PassphraseRequired)).await.expect("unlock");
+    assert!(matches!(keyring, Keyring::Plain));
+    assert_eq!(store.protection().await.expect("protection"), Protection::Plain);
+    assert_eq!(store.plain_because(), None, "no keyring was tried");
+}
+
+#[tokio::test]
+async fn with_no_keyring_a_new_keystore_is_plain_and_says_why() {
+    let fx = Fixture::new();
+    let store = fx.open().await.with_system_keyring(false);
+    let keyring = store.unlock(|| Err(Error::PassphraseRequired)).await.expect("unlock");
+    assert!(matches!(keyring, Keyring::Plain));
+    assert_eq!(store.plain_because(), Some(PlainBecause::OptedOut));
+    assert_eq!(store.protection().await.expect("protection"), Protection::Plain);
+}
+
+#[tokio::test]
+async fn a_keystore_whose_key_is_in_the_keyring_refuses_no_keyring() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    sqlx::query("INSERT INTO system_keyring (id, keystore_id, verifier, set_at) VALUES (1, 'ab', x'00', 0)")
+        .execute(&store.pool)
+        .await
+        .expect("insert");
+    assert_eq!(store.protection().await.expect("protection"), Protection::SystemKeyring);
+    let refused = store.unlock(|| Err(Error::PassphraseRequired)).await;
+    assert!(matches!(refused, Err(Error::KeyringOptedOut(_))), "{refused:?}");
 }

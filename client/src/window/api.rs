@@ -24,7 +24,7 @@ use super::WindowState;
 use crate::{
     backup,
     commands::{self, approve, scan},
-    store::Keyring,
+    store::{Keyring, Protection},
     trust,
     ui::{local_time, now, relative, safe},
     vault::{KdfParams, Passphrase},
@@ -63,6 +63,9 @@ async fn status(State(state): State<WindowState>) -> Answer {
     Ok(Json(json!({
         "locked": state.locked().await?,
         "has_passphrase": state.store.has_passphrase().await?,
+        // plain, passphrase or system_keyring: how the keys are kept.
+        "protection": state.store.protection().await?.as_str(),
+        "holds_keys": !state.store.accounts().await?.is_empty(),
         "keystore": state.db_path.display().to_string(),
     })))
 }
@@ -97,13 +100,16 @@ struct PassphraseBody {
 /// lock the owner out.
 async fn passphrase(State(state): State<WindowState>, Json(body): Json<PassphraseBody>) -> Answer {
     let mut held = state.keyring.lock().await;
-    let has_one = state.store.has_passphrase().await?;
-    let current = if has_one {
-        let typed = body.current.filter(|c| !c.is_empty());
-        let typed = typed.ok_or_else(|| Error::InvalidInput("enter the current passphrase".into()))?;
-        state.store.unlock(|| Ok(Passphrase::new(typed))).await?
-    } else {
-        Keyring::Plain
+    let protection = state.store.protection().await?;
+    let has_one = protection == Protection::Passphrase;
+    let current = match protection {
+        Protection::Passphrase => {
+            let typed = body.current.filter(|c| !c.is_empty());
+            let typed = typed.ok_or_else(|| Error::InvalidInput("enter the current passphrase".into()))?;
+            state.store.unlock(|| Ok(Passphrase::new(typed))).await?
+        }
+        Protection::SystemKeyring => state.store.unlock(|| Err(Error::Locked)).await?,
+        Protection::Plain => Keyring::Plain,
     };
     if body.new.is_empty() {
         return Err(Error::InvalidInput("the passphrase must not be empty".into()));

@@ -113,9 +113,10 @@ impl WindowState {
         format!("{}/?secret={}", self.origin, self.secrets.url)
     }
 
-    /// The keyring: the one unlocked in this run, or [`Keyring::Plain`] when
-    /// no passphrase is set. Plain is looked up each time rather than kept,
-    /// in case `sesame passphrase` sets one meanwhile.
+    /// The keyring: the one unlocked with the passphrase in this run, or
+    /// else the key in the system keyring, or [`Keyring::Plain`]. Those two
+    /// are looked up each time rather than kept, in case `sesame passphrase`
+    /// changes them meanwhile.
     async fn keyring(&self) -> Result<Arc<Keyring>, Error> {
         if let Some(keyring) = self.keyring.lock().await.as_ref() {
             return Ok(keyring.clone());

@@ -308,24 +308,41 @@ async fn keystore_backup_export_keeps_an_existing_file_and_refuses_a_weak_passph
     Ok(())
 }
 
+/// Waits until the clock's second has moved past now, so that what happens
+/// next has a later time than what happened before: the keystore records
+/// times in seconds.
+fn next_second() {
+    let second = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let start = second();
+    while second() == start {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[tokio::test]
 async fn keystore_backup_conflict_imports_nothing_unless_replace() -> Result<()> {
-    let (server, service, laptop) = registered(&["alice", "bob"]).await?;
-    let file = backup_path(&laptop);
-    succeeded(&export(&laptop, &file));
-
-    // Another authenticator has its own alice at the same service (the
-    // server took it as a second key would be taken: by deleting the first
-    // account and registering again).
+    // The phone registered alice first; the server then deleted her, and
+    // the laptop registered alice anew and made a backup: its key is the
+    // newer one, and the phone's may as well be taken over.
+    let server = Server::start().await?;
+    let service = server.create_service("Example").await?;
+    let phone = Sesame::new();
+    let challenge = Browser::new(&server).start_challenge(&service.id).await?;
+    succeeded(&phone.run(&["register", &challenge.token, "--name", "alice", "--yes"]));
     server
         .admin()
         .request(reqwest::Method::DELETE, &format!("/admin/api/services/{}/accounts/alice", service.id))
         .send()
         .await?
         .error_for_status()?;
-    let phone = Sesame::new();
-    let challenge = Browser::new(&server).start_challenge(&service.id).await?;
-    succeeded(&phone.run(&["register", &challenge.token, "--name", "alice", "--yes"]));
+    next_second();
+    let laptop = Sesame::new();
+    for name in ["alice", "bob"] {
+        let challenge = Browser::new(&server).start_challenge(&service.id).await?;
+        succeeded(&laptop.run(&["register", &challenge.token, "--name", name, "--yes"]));
+    }
+    let file = backup_path(&laptop);
+    succeeded(&export(&laptop, &file));
     let before = snapshot(&phone);
 
     let out = import(&phone, &file, &[]);
@@ -350,5 +367,56 @@ async fn keystore_backup_conflict_imports_nothing_unless_replace() -> Result<()>
         accounts(sesame).as_array().expect("a list").iter().map(|a| a["public_key"].clone()).collect()
     };
     assert_eq!(keys(&phone), keys(&laptop), "the backup's keys replaced the phone's");
+    let browser = Browser::new(&server);
+    let challenge = browser.start_challenge(&service.id).await?;
+    succeeded(&phone.run(&["login", &challenge.token, "--account", "alice", "--yes"]));
+    assert_eq!(browser.status(&challenge).await?["status"], "completed", "the key taken over signs in");
+    Ok(())
+}
+
+#[tokio::test]
+async fn keystore_backup_older_than_a_rekey_never_replaces_the_working_key() -> Result<()> {
+    let (server, service, laptop) = registered(&["alice", "bob"]).await?;
+    let file = backup_path(&laptop);
+    succeeded(&export(&laptop, &file));
+    // alice's key changes after the backup: the server now takes only the
+    // new key, and the backup's is dead.
+    next_second();
+    let browser = Browser::new(&server);
+    let challenge = browser.start_challenge(&service.id).await?;
+    succeeded(&laptop.run(&["login", &challenge.token, "--account", "alice", "--rekey", "--yes"]));
+    let working = accounts(&laptop)[0]["public_key"].clone();
+    let key_since = accounts(&laptop)[0]["key_since"].as_i64().expect("the time of the key change");
+
+    // Restoring the backup over it keeps the working key, says which
+    // account and why, and offers no --replace; --replace keeps it too.
+    for extra in [&[][..], &["--replace"][..]] {
+        let out = import(&laptop, &file, extra);
+        let said = succeeded(&out);
+        let prefix = format!(
+            "Imported 0 account(s) from {}, skipped 1 already present; 0 pinned server key(s) added. Kept this keystore's key of alice at Example ({}): it is newer than the backup's (the account's key since ",
+            file.display(),
+            server.origin
+        );
+        assert!(said.starts_with(&prefix), "{said}");
+        assert!(
+            said.ends_with("), and after a key change or a new registration the server no longer takes the older key, so replacing it would lose the working one; to restore the backup's anyway, remove this key first.\n"),
+            "{said}"
+        );
+        assert!(!said.contains("--replace") && stderr(&out).is_empty(), "{said}{}", stderr(&out));
+        assert_eq!(accounts(&laptop)[0]["public_key"], working, "the working key stays ({extra:?})");
+        assert_eq!(accounts(&laptop)[0]["key_since"].as_i64(), Some(key_since));
+    }
+    let json = laptop.run_with_env(
+        &["--json", "import", path_str(&file)],
+        &[("SESAME_BACKUP_PASSPHRASE", OsStr::new(BACKUP_PASSPHRASE))],
+    );
+    let report: Value = serde_json::from_str(succeeded(&json).trim())?;
+    assert_eq!(report["kept_newer_accounts"], serde_json::json!([format!("alice at Example ({})", server.origin)]));
+
+    let browser = Browser::new(&server);
+    let challenge = browser.start_challenge(&service.id).await?;
+    succeeded(&laptop.run(&["login", &challenge.token, "--account", "alice", "--yes"]));
+    assert_eq!(browser.status(&challenge).await?["status"], "completed", "the working key still signs in");
     Ok(())
 }

@@ -8,6 +8,7 @@ mod console;
 mod deployment;
 mod enroll;
 mod hostile;
+mod keyring;
 mod keystore_backup;
 mod logs;
 mod metrics;

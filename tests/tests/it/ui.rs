@@ -192,7 +192,7 @@ async fn a_pasted_token_shows_who_is_asking_and_deny_refuses_it() -> Result<()> 
     // The same token again: the window says it is spent, in words.
     chrome.click("#result-again").await?;
     paste_token(&chrome, &challenge.token).await?;
-    chrome.wait_contains("#message", "already").await?;
+    chrome.wait_contains("#start-message", "already").await?;
     chrome.close().await
 }
 
@@ -246,7 +246,7 @@ async fn removing_an_account_asks_first_and_the_server_keeps_it() -> Result<()> 
 
     chrome.click("li[data-account='alice'] button.remove").await?;
     chrome.click("#remove-yes").await?;
-    chrome.wait_contains("#message", "The account still exists on the server").await?;
+    chrome.wait_contains("#accounts-message", "The account still exists on the server").await?;
     chrome.wait_contains("#accounts-empty", "No accounts yet").await?;
     let keys: Value = serde_json::from_str(&stdout(&sesame.run(&["--json", "accounts"])))?;
     assert_eq!(keys, json!([]));
@@ -269,11 +269,11 @@ async fn an_encrypted_keystore_is_unlocked_once_and_then_logs_in() -> Result<()>
     let ui = sesame.ui(&[])?;
     let chrome = Chrome::start("window-passphrase").await?;
     open_window(&chrome, &ui).await?;
-    chrome.wait_contains("#message", "Your keys are locked").await?;
+    chrome.wait_contains("#unlock-message", "Your keys are locked").await?;
     ensure!(chrome.visible_text("#start").await.is_none(), "nothing to approve while locked");
     type_into(&chrome, "#unlock-passphrase", "battery staple").await?;
     chrome.click("#unlock-form button").await?;
-    chrome.wait_contains("#message", "That passphrase is not right").await?;
+    chrome.wait_contains("#unlock-message", "That passphrase is not right").await?;
 
     type_into(&chrome, "#unlock-passphrase", "correct horse").await?;
     chrome.click("#unlock-form button").await?;
@@ -358,12 +358,12 @@ async fn a_backup_downloaded_from_one_window_restores_in_another() -> Result<()>
     type_into(&chrome, "#export-pass", "short").await?;
     type_into(&chrome, "#export-repeat", "short").await?;
     chrome.click("#export-submit").await?;
-    chrome.wait_contains("#message", "longer backup passphrase").await?;
+    chrome.wait_contains("#export-message", "longer backup passphrase").await?;
     let passphrase = "correct horse battery staple";
     type_into(&chrome, "#export-pass", passphrase).await?;
     type_into(&chrome, "#export-repeat", passphrase).await?;
     chrome.click("#export-submit").await?;
-    chrome.wait_contains("#message", "Keep the backup passphrase apart").await?;
+    chrome.wait_contains("#export-message", "Keep the backup passphrase apart").await?;
     let saved = sesame_tests::eventually(Duration::from_secs(10), || async {
         chrome.js("return window.__saved;").await.ok().filter(|saved| !saved.is_null())
     })
