@@ -17,9 +17,26 @@ pub struct Config {
 
     /// Public origin of this server, as browsers and authenticators reach it
     /// (for example https://login.example.com). It is placed in every token.
-    /// Defaults to http://<listen address>.
+    /// Defaults to http://<listen address>, or https://<listen address> with
+    /// --tls-cert.
     #[arg(long, env = "SESAME_PUBLIC_URL")]
     pub public_url: Option<String>,
+
+    /// PEM file of the certificate chain (the server's certificate first)
+    /// that the listener presents. With --tls-key the listener speaks TLS and
+    /// offers HTTP/2; without both it speaks plain HTTP, for a proxy in front.
+    /// Reloaded when the file changes and on SIGHUP.
+    #[arg(long, env = "SESAME_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file of the private key of --tls-cert (PKCS #8, PKCS #1 or SEC 1).
+    #[arg(long, env = "SESAME_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Seconds between two looks at --tls-cert and --tls-key for a change.
+    /// 0: reload only on SIGHUP.
+    #[arg(long, env = "SESAME_TLS_CHECK_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub tls_check_interval: u64,
 
     /// Directory for the embedded SQLite database.
     #[arg(long, env = "SESAME_DATA_DIR", default_value = "sesame-data", global = true)]
@@ -140,6 +157,15 @@ pub struct Config {
     /// Without a command, the server runs.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Config {
+    /// The origin `--public-url` defaults to: the listen address, over HTTPS
+    /// when the listener has a certificate.
+    pub fn default_public_url(&self) -> String {
+        let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.listen)
+    }
 }
 
 /// What `sesame-server` does besides serving.

@@ -21,6 +21,7 @@ pub mod http;
 pub mod metrics;
 pub mod tls;
 // Assembly and operations.
+pub mod listener;
 pub mod openapi;
 pub mod ops;
 pub mod serve;
@@ -174,6 +175,9 @@ impl App {
 
 /// Runs the server until Ctrl-C or SIGTERM, then drains open requests.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // First: a certificate that cannot serve stops the start before the
+    // database is touched.
+    let tls = listener::ListenerTls::from_config(&config)?;
     // Before the state: handles taken earlier would stay no-ops.
     let metrics = config.metrics_listen.map(|addr| metrics::install().map(|handle| (addr, handle))).transpose()?;
     let (app, generated_token) = App::from_config(&config, Arc::new(SystemClock)).await?;
@@ -185,7 +189,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let origin = state.settings.origin.clone();
-    tracing::info!(listen = %config.listen, %origin, "sesame-server started");
+    tracing::info!(listen = %config.listen, %origin, tls = tls.is_some(), "sesame-server started");
     println!("Sesame is listening on {} (public origin {origin})", config.listen);
     println!("Admin page: {origin}/admin");
     if let Some(token) = &generated_token {
@@ -209,7 +213,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         max_connections: config.max_connections,
         drain: DRAIN,
     };
-    serve::serve(listener, self::app(app), options, shutdown_signal()).await
+    let acceptor = match tls {
+        Some(tls) => {
+            let acceptor = tls.acceptor();
+            tls.watch(Duration::from_secs(config.tls_check_interval))?;
+            Some(acceptor)
+        }
+        None => None,
+    };
+    serve::serve_tls(listener, acceptor, self::app(app), options, shutdown_signal()).await
 }
 
 /// How long a shutdown waits for open requests. Event streams stay open for

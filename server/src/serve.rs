@@ -7,6 +7,10 @@
 //! connection must deliver its request head within a deadline, and the number
 //! of open connections is capped; the connections beyond the cap get a clear
 //! `503 too_many_connections` instead of silence.
+//!
+//! With TLS (`listener.rs`), the handshake runs in the connection's own
+//! task, within a deadline as long as a request head's, so that a slow or
+//! silent client never holds up the accept loop.
 
 use std::{
     convert::Infallible,
@@ -24,14 +28,19 @@ use axum::{extract::ConnectInfo, response::IntoResponse as _, Router};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto::Builder, graceful::GracefulShutdown},
+    server::{
+        conn::auto::Builder,
+        graceful::{GracefulShutdown, Watcher},
+    },
     service::TowerToHyperService,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::{
+    io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},
     sync::Semaphore,
 };
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use crate::{error::Error, state::AppState};
@@ -58,6 +67,17 @@ const MAX_REFUSING: usize = 64;
 /// requests finish for at most `options.drain`.
 pub async fn serve(
     listener: TcpListener,
+    app: Router,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    serve_tls(listener, None, app, options, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     app: Router,
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
@@ -102,9 +122,11 @@ pub async fn serve(
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request
             });
-            let connection = connection(&builder, tcp, service, options.header_read_timeout, &graceful);
+            let (builder, tls, watcher) = (builder.clone(), tls.clone(), graceful.watcher());
             tokio::spawn(async move {
-                connection.await;
+                if let Some(io) = transport(tcp, tls.as_ref(), options.header_read_timeout).await {
+                    connection(&builder, io, service, options.header_read_timeout, watcher).await;
+                }
                 drop(permit);
             });
         } else if let Ok(permit) = refusing.clone().try_acquire_owned() {
@@ -117,11 +139,16 @@ pub async fn serve(
             });
             let mut refuse = builder.clone();
             refuse.http1().keep_alive(false);
-            let connection = connection(&refuse, tcp, service, options.header_read_timeout, &graceful);
-            // An HTTP/2 client would otherwise keep the refusing connection.
-            let connection = tokio::time::timeout(options.header_read_timeout, connection);
+            let (tls, watcher) = (tls.clone(), graceful.watcher());
             tokio::spawn(async move {
-                let _ = connection.await;
+                // An HTTP/2 client would otherwise keep the refusing
+                // connection; the handshake counts within the same time.
+                let _ = tokio::time::timeout(options.header_read_timeout, async {
+                    if let Some(io) = transport(tcp, tls.as_ref(), options.header_read_timeout).await {
+                        connection(&refuse, io, service, options.header_read_timeout, watcher).await;
+                    }
+                })
+                .await;
                 drop(permit);
             });
         }
@@ -134,18 +161,44 @@ pub async fn serve(
     Ok(())
 }
 
-/// One connection, ready to be spawned. The HTTP/1 header timeout starts
-/// only once hyper knows the connection speaks HTTP/1, and HTTP/2 has none,
-/// so a client that sends nothing, or a few bytes of a preface, is also
-/// closed when no request has begun within the timeout.
-fn connection<S>(
+/// What a connection runs over: TCP, or TLS over TCP.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
+
+/// The connection's transport: `tcp` itself, or, with `tls`, the TLS
+/// stream once its handshake is done. `None` when the handshake failed or
+/// did not finish within `timeout`.
+async fn transport(tcp: TcpStream, tls: Option<&TlsAcceptor>, timeout: Duration) -> Option<Box<dyn Transport>> {
+    let Some(acceptor) = tls else {
+        return Some(Box::new(tcp));
+    };
+    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => Some(Box::new(stream)),
+        // A scanner, a client that does not trust the certificate, plain
+        // HTTP sent to the TLS port: the client's problem, not the server's.
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("no TLS handshake within {timeout:?}");
+            None
+        }
+    }
+}
+
+/// Serves one connection. The HTTP/1 header timeout starts only once hyper
+/// knows the connection speaks HTTP/1, and HTTP/2 has none, so a client that
+/// sends nothing, or a few bytes of a preface, is also closed when no
+/// request has begun within the timeout.
+async fn connection<S>(
     builder: &Builder<TokioExecutor>,
-    tcp: TcpStream,
+    io: Box<dyn Transport>,
     service: S,
     header_read_timeout: Duration,
-    graceful: &GracefulShutdown,
-) -> impl Future<Output = ()> + Send + 'static
-where
+    watcher: Watcher,
+) where
     S: tower::Service<axum::http::Request<Incoming>, Response = axum::response::Response, Error = Infallible>
         + Clone
         + Send
@@ -158,22 +211,20 @@ where
         seen.store(true, Ordering::Relaxed);
         request
     });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service));
-    let connection = graceful.watch(connection.into_owned());
-    async move {
-        tokio::pin!(connection);
-        let outcome = tokio::select! {
-            outcome = &mut connection => outcome,
-            () = tokio::time::sleep(header_read_timeout) => {
-                if !started.load(Ordering::Relaxed) {
-                    return;
-                }
-                connection.await
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+    let connection = watcher.watch(connection);
+    tokio::pin!(connection);
+    let outcome = tokio::select! {
+        outcome = &mut connection => outcome,
+        () = tokio::time::sleep(header_read_timeout) => {
+            if !started.load(Ordering::Relaxed) {
+                return;
             }
-        };
-        if let Err(e) = outcome {
-            tracing::debug!(error = %e, "connection ended with an error");
+            connection.await
         }
+    };
+    if let Err(e) = outcome {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 

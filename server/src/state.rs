@@ -87,12 +87,12 @@ pub struct Shared {
     pub limits: Limits,
 }
 
-/// The origin placed in tokens: `--public-url`, or `http://` plus the listen
-/// address.
+/// The origin placed in tokens: `--public-url`, or the listen address
+/// ([`Config::default_public_url`]).
 pub fn origin_from(config: &Config) -> anyhow::Result<Origin> {
     let text = match &config.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
-        None => format!("http://{}", config.listen),
+        None => config.default_public_url(),
     };
     Origin::parse(&text).map_err(|_| {
         anyhow::anyhow!("--public-url must be an origin like https://login.example.com (scheme, lowercase host, optional port, no path), not {text:?}")

@@ -24,6 +24,7 @@ mod age;
 mod backup;
 mod browser;
 mod cluster;
+pub mod listener;
 mod metrics;
 pub mod oidc;
 pub mod proxy;
@@ -125,6 +126,10 @@ pub struct ServerOptions {
     pub rate_limit: Option<u32>,
     /// `SESAME_LOG`; `None` means `info,sesame_server=debug`.
     pub log_filter: Option<String>,
+    /// A certificate for the server's own listener (`--tls-cert`,
+    /// `--tls-key`): it then speaks TLS, and the test reaches it as
+    /// `https://localhost:PORT`.
+    pub tls: Option<listener::ListenerCert>,
     pub extra_args: Vec<String>,
 }
 
@@ -133,7 +138,8 @@ pub struct ServerOptions {
 pub struct Server {
     child: Child,
     pub port: u16,
-    /// `http://127.0.0.1:PORT`, where the test reaches it.
+    /// `http://127.0.0.1:PORT`, where the test reaches it, or
+    /// `https://localhost:PORT` with [`ServerOptions::tls`].
     pub base: String,
     /// The origin in its tokens (`--public-url`, or `base`).
     pub origin: String,
@@ -153,8 +159,12 @@ impl Server {
 
     async fn spawn(options: ServerOptions, data_dir: TempDir) -> Result<Self> {
         let port = options.port.unwrap_or_else(free_port);
-        let base = format!("http://127.0.0.1:{port}");
-        let origin = options.public_url.clone().unwrap_or_else(|| base.clone());
+        let (base, default_origin) = match options.tls {
+            // The server's own default: https:// and its listen address.
+            Some(_) => (format!("https://localhost:{port}"), format!("https://127.0.0.1:{port}")),
+            None => (format!("http://127.0.0.1:{port}"), format!("http://127.0.0.1:{port}")),
+        };
+        let origin = options.public_url.clone().unwrap_or(default_origin);
         let mut cmd = Command::new(server_bin());
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
@@ -180,6 +190,9 @@ impl Server {
                 cmd.arg(flag).arg(value);
             }
         }
+        if let Some(tls) = &options.tls {
+            cmd.arg("--tls-cert").arg(&tls.cert).arg("--tls-key").arg(&tls.key);
+        }
         cmd.args(&options.extra_args);
         let log = std::fs::File::create(data_dir.path().join("server.log"))?;
         cmd.stdout(log.try_clone()?).stderr(log).stdin(Stdio::null());
@@ -191,7 +204,7 @@ impl Server {
 
     async fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let client = reqwest::Client::new();
+        let client = self.client_builder()?.build()?;
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!("sesame-server exited with {status} before it was ready:\n{}", self.log());
@@ -233,6 +246,28 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// An HTTP client for this server: with TLS, one that trusts the test
+    /// CA that issued its certificate, and nothing else.
+    pub fn client_builder(&self) -> Result<reqwest::ClientBuilder> {
+        let builder = reqwest::Client::builder();
+        let Some(tls) = &self.options.tls else {
+            return Ok(builder);
+        };
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(&tls.ca)?)?;
+        Ok(builder.tls_built_in_root_certs(false).add_root_certificate(ca))
+    }
+
+    fn client(&self) -> reqwest::Client {
+        self.client_builder().and_then(|b| Ok(b.build()?)).expect("a reqwest client for the test server builds")
+    }
+
+    /// Sends the process `SIGHUP`.
+    pub fn hang_up(&self) -> Result<()> {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::HUP)?;
+        Ok(())
+    }
+
     /// What the server printed so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.path().join("server.log")).unwrap_or_default()
@@ -240,7 +275,7 @@ impl Server {
 
     /// An HTTP client carrying the admin bearer token.
     pub fn admin(&self) -> Admin {
-        Admin { client: reqwest::Client::new(), base: self.base.clone() }
+        Admin { client: self.client(), base: self.base.clone() }
     }
 
     pub async fn create_service(&self, name: &str) -> Result<Service> {
@@ -250,7 +285,8 @@ impl Server {
     /// The server's public key, from `/.well-known/sesame`, as an
     /// authenticator pins it.
     pub async fn public_key(&self) -> Result<sesame_proto::ServerPublicKey> {
-        let info: Value = reqwest::get(self.url("/.well-known/sesame")).await?.error_for_status()?.json().await?;
+        let info: Value =
+            self.client().get(self.url("/.well-known/sesame")).send().await?.error_for_status()?.json().await?;
         Ok(sesame_proto::ServerPublicKey::from_base64(info["public_key"].as_str().unwrap_or_default())?)
     }
 
@@ -264,7 +300,8 @@ impl Server {
     ) -> Result<()> {
         let challenge = Browser::new(self).start_challenge(service_id).await?;
         let token = sesame_proto::UnverifiedToken::parse(&challenge.token)?.verify(&self.public_key().await?)?;
-        let res = reqwest::Client::new()
+        let res = self
+            .client()
             .post(self.url("/api/authenticator/register"))
             .json(&sesame_proto::RegisterRequest::sign(&token, account, key))
             .send()
@@ -359,16 +396,21 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(server: &Server) -> Self {
-        Self::at(&server.base)
+        let client = server.client_builder().expect("the test CA reads");
+        Self::with_client(Self::browser_like(client), &server.base)
     }
 
     pub fn at(base: &str) -> Self {
-        let client = reqwest::Client::builder()
+        Self::with_client(Self::browser_like(reqwest::Client::builder()), base)
+    }
+
+    /// `builder` with a cookie jar and a browser's user agent.
+    fn browser_like(builder: reqwest::ClientBuilder) -> reqwest::Client {
+        builder
             .cookie_store(true)
             .user_agent("Mozilla/5.0 (X11; Linux x86_64) SesameTestBrowser/1.0")
             .build()
-            .expect("a reqwest client builds");
-        Self::with_client(client, base)
+            .expect("a reqwest client builds")
     }
 
     /// A browser on `base` that uses `client`, for instance one that

@@ -10,6 +10,7 @@ mod enroll;
 mod hostile;
 mod keyring;
 mod keystore_backup;
+mod listener;
 mod logs;
 mod metrics;
 mod oidc;
