@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     db::{
-        sql::{self, query, Conn, Violation},
+        sql::{self, query, Conn, Constraint as _, Violation},
         writer::Running,
         Db,
     },
@@ -42,15 +42,18 @@ pub async fn mark_redeemed(db: &Db, id: &ChallengeId, now: UnixTime) -> Result<(
 }
 
 /// Turns a completed challenge into a session, once. `session_hash` is the
-/// SHA-256 of the session cookie's value.
+/// SHA-256 of the session cookie's value. `also`, when given, is one more
+/// statement written with the session, all or nothing (the code of an
+/// OIDC sign-in): one write, and on SQLite one sync, instead of two.
 pub async fn redeem(
     challenges: &Challenges,
     id: &ChallengeId,
     now: UnixTime,
     session_hash: &[u8; 32],
     session_expires_at: i64,
+    also: Option<sql::Query<'static>>,
 ) -> Result<ChallengeRow> {
-    redeem_where(challenges, id, None, now, session_hash, session_expires_at).await
+    redeem_where(challenges, id, None, now, session_hash, session_expires_at, also).await
 }
 
 /// [`redeem`] for the browser whose binding cookie has the digest
@@ -64,7 +67,7 @@ pub async fn redeem_bound(
     session_hash: &[u8; 32],
     session_expires_at: i64,
 ) -> Result<ChallengeRow> {
-    redeem_where(challenges, id, Some(binding_hash), now, session_hash, session_expires_at).await
+    redeem_where(challenges, id, Some(binding_hash), now, session_hash, session_expires_at, None).await
 }
 
 async fn redeem_where(
@@ -74,6 +77,7 @@ async fn redeem_where(
     now: UnixTime,
     session_hash: &[u8; 32],
     session_expires_at: i64,
+    also: Option<sql::Query<'static>>,
 ) -> Result<ChallengeRow> {
     let redemption = Redemption {
         id: *id,
@@ -85,7 +89,7 @@ async fn redeem_where(
     let challenges = challenges.clone();
     let db = challenges.db().clone();
     db.write_for_caller(move |mut conn, running| {
-        Box::pin(async move { redeem_on(&challenges, &mut conn, running, &redemption).await })
+        Box::pin(async move { redeem_on(&challenges, &mut conn, running, &redemption, also).await })
     })
     .await
 }
@@ -114,13 +118,14 @@ async fn redeem_on(
     conn: &mut Conn<'_>,
     running: Running,
     r: &Redemption,
+    also: Option<sql::Query<'static>>,
 ) -> Result<ChallengeRow> {
     let spent = match running {
-        Running::InGroup => spend(conn, r).await?,
+        Running::InGroup => spend(conn, r, also).await?,
         Running::Alone => {
             // On an error the transaction is dropped, which rolls it back.
             let mut tx = conn.begin().await?;
-            let spent = spend(&mut tx.conn(), r).await?;
+            let spent = spend(&mut tx.conn(), r, also).await?;
             match spent {
                 Spent::Yes(_) => tx.commit().await?,
                 Spent::Refused | Spent::Raced => tx.rollback().await?,
@@ -171,7 +176,10 @@ enum Spent {
 /// session on PostgreSQL; the `UPDATE` lets only one of them spend the
 /// challenge (the other waits for its row lock, then finds it spent), and
 /// the loser rolls back.
-async fn spend(conn: &mut Conn<'_>, r: &Redemption) -> Result<Spent> {
+///
+/// Then `also`, if given. Its failure is the whole write's: an internal
+/// error, which rolls back the session with it, in a group commit too.
+async fn spend(conn: &mut Conn<'_>, r: &Redemption, also: Option<sql::Query<'static>>) -> Result<Spent> {
     // Without a binding to check, `$5 IS NULL` lets every row through.
     let inserted = conn
         .execute(
@@ -200,10 +208,13 @@ async fn spend(conn: &mut Conn<'_>, r: &Redemption) -> Result<Spent> {
     const SQL: &str =
         concat!("UPDATE challenge SET redeemed_at = $2 WHERE id = $1 AND redeemed_at IS NULL RETURNING ", columns!());
     let row = conn.fetch_optional(sql::query(SQL).bind(r.id.to_string()).bind(r.now), ChallengeRow::from_row).await?;
-    Ok(match row {
-        Some(row) => Spent::Yes(Box::new(row)),
-        None => Spent::Raced,
-    })
+    let Some(row) = row else { return Ok(Spent::Raced) };
+    if let Some(also) = also {
+        conn.execute(also).await.map_err(|failure| {
+            Error::Internal(anyhow::anyhow!("the write beside a session failed: {}", failure.error))
+        })?;
+    }
+    Ok(Spent::Yes(Box::new(row)))
 }
 
 /// Who is signed in, and since when: a live session.

@@ -45,7 +45,7 @@ pub(super) async fn check(
     client: &Client,
     who: &SignedIn,
 ) -> Result<Option<Refusal>> {
-    if groups::admits(&state.db, &client.client_id, &who.service_id, &who.account).await? {
+    if client.admits_everyone || groups::admits(&state.db, &client.client_id, &who.service_id, &who.account).await? {
         return Ok(None);
     }
     let groups = groups::of_application(&state.db, &client.client_id).await?;

@@ -24,7 +24,11 @@ use super::{
     toward, Provider,
 };
 use crate::{
-    challenge::{self, session, Challenges, SESSION_SECS},
+    challenge::{
+        self,
+        pending::{self, Pending},
+        session, Challenges, SESSION_SECS,
+    },
     error::{error_page, Error, Result},
     http::cookie::{self, SameSite},
     http::extract::ClientInfo,
@@ -222,7 +226,15 @@ async fn authorize(
         return Ok(back.error("login_required", "no sign-in at Sesame, and prompt=none forbids asking for one"));
     }
     let issued = challenge::issue(state, challenges, &client.service_id, browser).await?;
-    grant::park(&state.db, &issued.id, &request, now).await?;
+    // Beside the challenge: in memory where it is pending in memory, else
+    // in the table every instance reads (`parked`).
+    match challenges.pending() {
+        Pending::Memory(_) => {
+            let until = issued.expires_at.as_secs().saturating_add(pending::GRACE_SECS) as i64;
+            provider.parked.park(issued.id, request.clone(), now, until)?;
+        }
+        Pending::Table => grant::park(&state.db, &issued.id, &request, now).await?,
+    }
     let finish_url = format!("/oidc/finish/{}", issued.id);
     let learns = request.scope.split(' ').filter_map(consent::meaning).collect();
     let application = pages::ForApplication { finish_url, name: client.name.clone(), learns };
@@ -399,7 +411,12 @@ async fn finish_or_error(
     if row.status == Status::Pending {
         return Err(Error::NotCompleted);
     }
-    let request = grant::take(&state.db, &row.id).await?.ok_or(Error::AlreadyRedeemed)?;
+    let now = state.clock.now();
+    let request = match challenges.pending() {
+        Pending::Memory(_) => provider.parked.take(&row.id, now.as_secs() as i64),
+        Pending::Table => grant::take(&state.db, &row.id).await?,
+    };
+    let request = request.ok_or(Error::AlreadyRedeemed)?;
     let client = client::by_client_id(&state.db, &request.client_id).await?.ok_or(Error::OidcUnknownClient)?;
     if !client.allows_redirect(&request.redirect_uri) {
         // The admin removed this redirect URI while the page waited.
@@ -421,29 +438,31 @@ async fn finish_or_error(
     if let Some(why) = why {
         return Ok(back.error("access_denied", why));
     }
-    // A session at Sesame too, so that the next authorization request from
-    // any client of this service needs no new QR sign-in (unless it asks).
-    let now = state.clock.now();
-    let session = session::Minted::fresh();
-    let row = session::redeem(challenges, &row.id, now, &session.digest, now.as_secs() as i64 + SESSION_SECS).await?;
     let who = SignedIn {
         service_id: row.service_id.to_string(),
         account: row.account.clone().unwrap_or_default(),
         key_id: row.key_id.clone(),
         auth_time: now.as_secs() as i64,
+        // A Sesame key: a key held in software (RFC 8176).
+        amr: "swk".to_owned(),
     };
-    // Signed in, but perhaps not admitted: then the page that says so, with
-    // the session all the same.
-    let mut response = match admission::check(state, challenges, &client, &who).await? {
-        Some(refusal) => refusal.page(&request)?,
-        None if !consent::given(&state.db, &client, &who, &request.scope).await? => {
-            consent::page(challenges, &client, &who, &request).await?
-        }
-        None => {
-            let now = now.as_secs() as i64;
-            let code = grant::issue_code(&state.db, &request, &who, now, provider.code_ttl_secs as i64).await?;
-            back.to(&[("code", &code)])
-        }
+    // Signed in, but perhaps not admitted (then the page that says so), or
+    // not yet allowed by the person (then the consent page), each with the
+    // session all the same; else a code.
+    let refusal = admission::check(state, challenges, &client, &who).await?;
+    let allowed = refusal.is_none() && consent::given(&state.db, &client, &who, &request.scope).await?;
+    let code = allowed.then(|| grant::new_code(&request, &who, now.as_secs() as i64, provider.code_ttl_secs as i64));
+    let (code, insert) = code.unzip();
+    // A session at Sesame too, so that the next authorization request from
+    // any client of this service needs no new QR sign-in (unless it asks):
+    // written with the code, in one write.
+    let session = session::Minted::fresh();
+    let expires_at = now.as_secs() as i64 + SESSION_SECS;
+    let row = session::redeem(challenges, &row.id, now, &session.digest, expires_at, insert).await?;
+    let mut response = match (refusal, code) {
+        (Some(refusal), _) => refusal.page(&request)?,
+        (None, Some(code)) => back.to(&[("code", &code)]),
+        (None, None) => consent::page(challenges, &client, &who, &request).await?,
     };
     let headers = response.headers_mut();
     headers.append(header::SET_COOKIE, session.set_cookie(&state.settings.origin, &row.service_id));

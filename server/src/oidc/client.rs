@@ -47,6 +47,10 @@ pub struct Client {
     /// (`oidc::consent`).
     pub ask_consent: bool,
     pub created_at: i64,
+    /// Known, when it was read with the client, to admit every account of
+    /// its service (it names no group): then a sign-in needs no check of
+    /// the account's groups. `false` when not known.
+    pub admits_everyone: bool,
 }
 
 impl fmt::Debug for Client {
@@ -263,6 +267,7 @@ fn from_row(row: &dyn Row) -> Result<Client> {
         refresh_tokens: row.bool("refresh_tokens")?,
         ask_consent: row.bool("ask_consent")?,
         created_at: row.int("created_at")?,
+        admits_everyone: false,
     })
 }
 
@@ -273,8 +278,15 @@ pub async fn by_client_id(db: &Db, client_id: &str) -> Result<Option<Client>> {
     if !is_client_id(client_id) {
         return Ok(None);
     }
-    let sql = format!("SELECT {COLUMNS} FROM oidc_application WHERE client_id = $1");
-    db.fetch_optional(query(&sql).bind(client_id), from_row).await
+    // Read on every authorization, finish and token request: on the
+    // sign-in's own read path, and with whether it admits every account,
+    // which spares those an admission query (`oidc::admission`).
+    let sql = format!(
+        "SELECT {COLUMNS}, NOT EXISTS (SELECT 1 FROM application_group x WHERE x.client_id = $1) AS everyone \
+         FROM oidc_application WHERE client_id = $1"
+    );
+    let read = |row: &dyn Row| Ok(Client { admits_everyone: row.bool("everyone")?, ..from_row(row)? });
+    Ok(db.read_here(query(&sql).bind(client_id), read).await?.into_iter().next())
 }
 
 /// The application `client_id` of service `service_id`, or

@@ -14,7 +14,8 @@ pub use super::tokens::{digest, new_secret};
 pub use crate::challenge::session::SignedIn;
 use crate::{
     db::{
-        sql::{query, Constraint as _, Violation},
+        sql::{query, Conn, Constraint as _, Query, Violation},
+        writer::Running,
         Db,
     },
     error::{Error, Result},
@@ -102,10 +103,23 @@ pub async fn is_parked(db: &Db, id: &ChallengeId) -> Result<bool> {
 
 /// Issues a code for `request`, valid for `ttl_secs`.
 pub async fn issue_code(db: &Db, request: &Request, who: &SignedIn, now: i64, ttl_secs: i64) -> Result<String> {
+    let (code, insert) = new_code(request, who, now, ttl_secs);
+    db.write_statement(insert)
+        .await
+        // The account or key went between the sign-in and now.
+        .on(Violation::ForeignKey, Error::UnknownAccount)?;
+    Ok(code)
+}
+
+/// A new code for `request`, valid for `ttl_secs`, and the statement that
+/// stores it, for the caller to run: [`issue_code`], or the write of a
+/// fresh sign-in's session (`session::redeem`).
+pub fn new_code(request: &Request, who: &SignedIn, now: i64, ttl_secs: i64) -> (String, Query<'static>) {
     let (code, hash) = new_secret();
     let insert = query(
         "INSERT INTO oidc_code (code_hash, client_id, service_id, account, key_id, redirect_uri, scope, nonce, \
-         code_challenge, auth_time, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         code_challenge, auth_time, created_at, expires_at, amr) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(hash)
     .bind(request.client_id.as_str())
@@ -118,12 +132,9 @@ pub async fn issue_code(db: &Db, request: &Request, who: &SignedIn, now: i64, tt
     .bind(request.code_challenge.as_deref())
     .bind(who.auth_time)
     .bind(now)
-    .bind(now + ttl_secs);
-    db.write_statement(insert)
-        .await
-        // The account or key went between the sign-in and now.
-        .on(Violation::ForeignKey, Error::UnknownAccount)?;
-    Ok(code)
+    .bind(now + ttl_secs)
+    .bind(who.amr.clone());
+    (code, insert)
 }
 
 /// A stored code, before any check.
@@ -148,11 +159,12 @@ pub struct Code {
 
 pub async fn find_code(db: &Db, code: &str) -> Result<Option<Code>> {
     let hash = digest(code);
+    // On the sign-in's own read path ([`Db::read_here`]).
     let found = db
-        .fetch_optional(
+        .read_here(
             query(
                 "SELECT c.client_id, c.service_id, c.account, c.key_id, c.redirect_uri, c.scope, c.nonce, \
-             c.code_challenge, c.auth_time, c.expires_at, c.used_at, a.subject, a.display_name, a.email, \
+             c.code_challenge, c.auth_time, c.expires_at, c.used_at, c.amr, a.subject, a.display_name, a.email, \
              a.email_verified FROM oidc_code c \
              JOIN account a ON a.service_id = c.service_id AND a.name = c.account WHERE c.code_hash = $1",
             )
@@ -175,7 +187,7 @@ pub async fn find_code(db: &Db, code: &str) -> Result<Option<Code>> {
             },
         )
         .await?;
-    let Some(mut code) = found else { return Ok(None) };
+    let Some(mut code) = found.into_iter().next() else { return Ok(None) };
     code.groups = super::groups::released(db, &code.scope, &code.signed_in.service_id, &code.signed_in.account).await?;
     Ok(Some(code))
 }
@@ -192,44 +204,95 @@ pub enum Redeemed {
 }
 
 /// Consumes `code` and issues an access token for it, and with
-/// `with_refresh` the first refresh token of its chain, in one transaction:
-/// the tokens exist exactly when the code is spent.
+/// `with_refresh` the first refresh token of its chain, all or nothing: the
+/// tokens exist exactly when the code is spent.
+///
+/// It is a write of the sign-in writer ([`Db::write`]), as a redemption of
+/// a challenge is: on SQLite it shares its commit and sync with the writes
+/// queued beside it, where a transaction of its own around the writer
+/// (`Db::begin_write`) synced alone and held every other write up while it
+/// ran. Its statements need a transaction, and open one, except in a group
+/// commit, whose transaction holds SQLite's write lock (nothing comes
+/// between them) and rolls back whole if the second fails.
 pub async fn redeem(db: &Db, code: &Code, now: i64, token_ttl_secs: i64, with_refresh: bool) -> Result<Redeemed> {
-    let mut write = db.begin_write().await?;
-    let consumed = write
-        .conn()
-        .execute(
-            query("UPDATE oidc_code SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2")
-                .bind(code.hash.clone())
-                .bind(now),
+    let redemption = Redemption {
+        hash: code.hash.clone(),
+        client_id: code.client_id.clone(),
+        scope: code.scope.clone(),
+        signed_in: code.signed_in.clone(),
+        now,
+        token_ttl_secs,
+        with_refresh,
+    };
+    let redeemed = db
+        .write(move |mut conn, running| {
+            Box::pin(async move {
+                match running {
+                    Running::InGroup => redemption.run(&mut conn).await,
+                    Running::Alone => {
+                        // On an error the transaction is dropped, which rolls it back.
+                        let mut tx = conn.begin().await?;
+                        let redeemed = redemption.run(&mut tx.conn()).await?;
+                        match redeemed {
+                            Redeemed::Tokens { .. } => tx.commit().await?,
+                            Redeemed::Replayed => tx.rollback().await?,
+                        }
+                        Ok(redeemed)
+                    }
+                }
+            })
+        })
+        .await?;
+    if let Redeemed::Replayed = redeemed {
+        revoke(db, &code.hash).await?;
+    }
+    Ok(redeemed)
+}
+
+/// A redemption as [`redeem`] was asked for it, owned, for the writer.
+struct Redemption {
+    hash: Vec<u8>,
+    client_id: String,
+    scope: String,
+    signed_in: SignedIn,
+    now: i64,
+    token_ttl_secs: i64,
+    with_refresh: bool,
+}
+
+impl Redemption {
+    /// Spends the code, then writes the tokens; writes nothing when the
+    /// code was spent already (or has expired since it was read).
+    async fn run(&self, conn: &mut Conn<'_>) -> Result<Redeemed> {
+        let consumed = conn
+            .execute(
+                query("UPDATE oidc_code SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2")
+                    .bind(self.hash.clone())
+                    .bind(self.now),
+            )
+            .await?;
+        if consumed == 0 {
+            return Ok(Redeemed::Replayed);
+        }
+        let access = insert_access_token(
+            conn,
+            &self.hash,
+            &self.client_id,
+            &self.scope,
+            &self.signed_in,
+            (self.now, self.token_ttl_secs),
         )
         .await?;
-    if consumed == 0 {
-        // Dropped, the write rolls back, and only then gives back the turn
-        // that the revocation's own write waits for.
-        drop(write);
-        revoke(db, &code.hash).await?;
-        return Ok(Redeemed::Replayed);
+        let refresh = match self.with_refresh {
+            true => {
+                let chain =
+                    super::refresh::Chain { code_hash: &self.hash, client_id: &self.client_id, scope: &self.scope };
+                Some(super::refresh::start(conn, &chain, &self.signed_in, self.now).await?)
+            }
+            false => None,
+        };
+        Ok(Redeemed::Tokens { access, refresh })
     }
-    let mut conn = write.conn();
-    let access = insert_access_token(
-        &mut conn,
-        &code.hash,
-        &code.client_id,
-        &code.scope,
-        &code.signed_in,
-        (now, token_ttl_secs),
-    )
-    .await?;
-    let refresh = match with_refresh {
-        true => {
-            let chain = super::refresh::Chain { code_hash: &code.hash, client_id: &code.client_id, scope: &code.scope };
-            Some(super::refresh::start(&mut conn, &chain, &code.signed_in, now).await?)
-        }
-        false => None,
-    };
-    write.commit().await?;
-    Ok(Redeemed::Tokens { access, refresh })
 }
 
 /// Revokes every token issued from the code with digest `code_hash`, access
@@ -265,7 +328,8 @@ pub struct TokenOwner {
 }
 
 pub async fn token_owner(db: &Db, token: &str, now: i64) -> Result<Option<TokenOwner>> {
-    let found = db.fetch_optional(
+    // On the sign-in's own read path ([`Db::read_here`]).
+    let found = db.read_here(
         query(
             "SELECT a.subject, t.service_id, t.account, t.scope, a.display_name, a.email, a.email_verified FROM oidc_token t \
              JOIN account a ON a.service_id = t.service_id AND a.name = t.account \
@@ -284,7 +348,7 @@ pub async fn token_owner(db: &Db, token: &str, now: i64) -> Result<Option<TokenO
             Ok((owner, row.text("service_id")?))
         },
     );
-    let Some((mut owner, service_id)) = found.await? else { return Ok(None) };
+    let Some((mut owner, service_id)) = found.await?.into_iter().next() else { return Ok(None) };
     owner.groups = super::groups::released(db, &owner.scope, &service_id, &owner.account).await?;
     Ok(Some(owner))
 }

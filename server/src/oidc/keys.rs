@@ -24,10 +24,13 @@ use jsonwebtoken::{
         AlgorithmParameters, CommonParameters, Jwk, JwkSet, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType,
         PublicKeyUse, RSAKeyParameters, RSAKeyType,
     },
-    Algorithm, EncodingKey, Header,
+    Algorithm, Header,
 };
 use rand::{rngs::OsRng, RngCore as _};
-use ring::signature::{Ed25519KeyPair, KeyPair as _};
+use ring::{
+    rand::SystemRandom,
+    signature::{Ed25519KeyPair, KeyPair as _, RsaKeyPair, RSA_PKCS1_SHA256},
+};
 use rsa::{pkcs1::EncodeRsaPrivateKey as _, traits::PublicKeyParts as _, RsaPrivateKey};
 use serde::Serialize;
 
@@ -77,11 +80,24 @@ impl Alg {
     }
 }
 
-/// A key that signs ID tokens.
+/// A key that signs ID tokens, parsed once when it is loaded.
+///
+/// `jsonwebtoken` takes a key as DER and parses it again at every
+/// signature; for RSA that parse checks the key's arithmetic, and cost as
+/// much as the signature itself. Held parsed, a signature is only the
+/// signature (docs/BENCHMARKS.md).
 pub struct SigningKey {
     kid: String,
     alg: Alg,
-    encoding: EncodingKey,
+    pair: Pair,
+    /// The JWS header, already base64url-encoded: the same for every token.
+    header: String,
+}
+
+/// A parsed private key.
+enum Pair {
+    Rsa(RsaKeyPair),
+    Ed25519(Ed25519KeyPair),
 }
 
 impl fmt::Debug for SigningKey {
@@ -91,12 +107,40 @@ impl fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
-    /// Signs `claims` as a compact JWS with this key's `kid`.
+    /// Parses the stored private key of `alg`: PKCS#1 DER for RSA, PKCS#8
+    /// for Ed25519.
+    fn parse(kid: String, alg: Alg, der: &[u8]) -> Result<Self> {
+        let broken = |e: &dyn fmt::Display| {
+            Error::Internal(anyhow::anyhow!("the {} key {kid} does not parse: {e}", alg.as_str()))
+        };
+        let pair = match alg {
+            Alg::Rs256 => Pair::Rsa(RsaKeyPair::from_der(der).map_err(|e| broken(&e))?),
+            Alg::EdDsa => Pair::Ed25519(Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|e| broken(&e))?),
+        };
+        let mut header = Header::new(alg.jwt());
+        header.kid = Some(kid.clone());
+        let header = serde_json::to_vec(&header).map_err(|e| broken(&e))?;
+        Ok(Self { header: B64.encode(header), kid, alg, pair })
+    }
+
+    /// Signs `claims` as a compact JWS (RFC 7515 §7.1) with this key's
+    /// `kid`: what `jsonwebtoken::encode` makes, with the key parsed once.
     pub fn sign(&self, claims: &impl Serialize) -> Result<String> {
-        let mut header = Header::new(self.alg.jwt());
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding)
-            .map_err(|e| Error::Internal(anyhow::anyhow!("cannot sign an ID token: {e}")))
+        let failed = |e: &dyn fmt::Display| Error::Internal(anyhow::anyhow!("cannot sign an ID token: {e}"));
+        let claims = serde_json::to_vec(claims).map_err(|e| failed(&e))?;
+        let mut jws = format!("{}.{}", self.header, B64.encode(claims));
+        let signature = match &self.pair {
+            Pair::Rsa(pair) => {
+                let mut signature = vec![0; pair.public().modulus_len()];
+                pair.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), jws.as_bytes(), &mut signature)
+                    .map_err(|e| failed(&e))?;
+                signature
+            }
+            Pair::Ed25519(pair) => pair.sign(jws.as_bytes()).as_ref().to_vec(),
+        };
+        jws.push('.');
+        B64.encode_string(signature, &mut jws);
+        Ok(jws)
     }
 }
 
@@ -153,14 +197,7 @@ async fn current(db: &Db, alg: Alg, now: i64) -> Result<SigningKey> {
 async fn load_current(db: &Db, alg: Alg) -> Result<Option<SigningKey>> {
     db.fetch_optional(
         query("SELECT kid, private_der FROM oidc_signing_key WHERE alg = $1 AND state = 'current'").bind(alg.as_str()),
-        |row| {
-            let der = row.blob("private_der")?;
-            let encoding = match alg {
-                Alg::Rs256 => EncodingKey::from_rsa_der(&der),
-                Alg::EdDsa => EncodingKey::from_ed_der(&der),
-            };
-            Ok(SigningKey { kid: row.text("kid")?, alg, encoding })
-        },
+        |row| SigningKey::parse(row.text("kid")?, alg, &row.blob("private_der")?),
     )
     .await
 }

@@ -19,6 +19,7 @@ pub mod grant;
 pub mod groups;
 pub mod keys;
 mod logout;
+pub mod parked;
 pub mod refresh;
 pub(crate) mod revoke;
 pub(crate) mod token;
@@ -56,6 +57,9 @@ pub struct Provider {
     pub keys: Arc<KeyCache>,
     /// Seconds a code lives, at most [`CODE_TTL_SECS`].
     pub code_ttl_secs: u64,
+    /// Authorization requests waiting on their login page, when pending
+    /// challenges are held in memory ([`parked`]).
+    pub parked: Arc<parked::Parked>,
 }
 
 /// A router state that also hands out the provider: what its routes, and
@@ -72,7 +76,7 @@ impl<S: OidcState> FromRef<S> for Provider {
 
 impl Default for Provider {
     fn default() -> Self {
-        Self { keys: Arc::default(), code_ttl_secs: CODE_TTL_SECS }
+        Self { keys: Arc::default(), code_ttl_secs: CODE_TTL_SECS, parked: Arc::default() }
     }
 }
 

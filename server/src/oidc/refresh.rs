@@ -78,7 +78,8 @@ async fn insert(
     let (token, hash) = new_secret();
     let insert = query(
         "INSERT INTO oidc_refresh_token (token_hash, code_hash, client_id, service_id, account, key_id, scope, \
-         auth_time, created_at, expires_at, chain_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         auth_time, created_at, expires_at, chain_expires_at, amr) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(hash)
     .bind(code_hash.to_vec())
@@ -90,7 +91,8 @@ async fn insert(
     .bind(who.auth_time)
     .bind(now)
     .bind((now + IDLE_SECS).min(chain_expires_at))
-    .bind(chain_expires_at);
+    .bind(chain_expires_at)
+    .bind(who.amr.as_str());
     conn.execute(insert).await?;
     Ok(token)
 }
@@ -103,7 +105,7 @@ pub async fn find(db: &Db, token: &str) -> Result<Option<Refresh>> {
     let hash = digest(token);
     let sql = format!(
         "SELECT r.code_hash, r.client_id, r.service_id, r.account, r.key_id, r.scope, r.auth_time, r.expires_at, \
-         r.chain_expires_at, r.used_at, a.subject, a.display_name, a.email, a.email_verified, {} AS admitted \
+         r.chain_expires_at, r.used_at, r.amr, a.subject, a.display_name, a.email, a.email_verified, {} AS admitted \
          FROM oidc_refresh_token r \
          JOIN account a ON a.service_id = r.service_id AND a.name = r.account WHERE r.token_hash = $1",
         super::groups::admits_sql("r.client_id", "r.service_id", "r.account")

@@ -88,8 +88,9 @@ struct IdClaims<'a> {
     auth_time: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     nonce: Option<&'a str>,
-    /// RFC 8176: proof of possession of a key held in software.
-    amr: [&'static str; 1],
+    /// RFC 8176, from the session: `swk` for a Sesame key; for a passkey
+    /// `hwk` or `swk`, with `user` when the user was verified.
+    amr: Vec<&'a str>,
     preferred_username: &'a str,
     /// The display name, with the `profile` scope, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -186,7 +187,7 @@ pub(super) async fn token(
         iat: now,
         auth_time: granted.signed_in.auth_time,
         nonce: granted.nonce.as_deref(),
-        amr: ["swk"],
+        amr: granted.signed_in.amr.split(' ').collect(),
         preferred_username: &granted.signed_in.account,
         name: released.name,
         email: released.email,

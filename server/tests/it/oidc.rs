@@ -752,10 +752,19 @@ async fn logout_with_an_id_token_hint_ends_the_session_and_goes_back() {
 
 /// On PostgreSQL a client removed while its authorization request is parked
 /// breaks the request's foreign key: that must read as `invalid_client`, on
-/// a page and with no redirect, not as a server error.
+/// a page and with no redirect, not as a server error. Requests are rows
+/// where pending challenges are (several instances); on one instance they
+/// are held in memory, and the finish finds the client gone.
 #[tokio::test]
 async fn a_client_removed_while_its_request_is_parked_on_postgres_is_invalid_client() {
-    let Some(app) = crate::support::postgres_for_a_race().await else { return };
+    if crate::support::postgres_url().is_none() {
+        eprintln!("SESAME_TEST_POSTGRES_URL is not set: no PostgreSQL to race on");
+        return;
+    }
+    let app = TestApp::builder(crate::support::Backend::Postgres)
+        .pending(sesame_server::challenge::pending::Pending::Table)
+        .build()
+        .await;
     let rp = client(&app, true).await;
     let mut removing = app.sql.begin().await.expect("begin");
     sqlx::query("DELETE FROM oidc_application WHERE client_id = $1")

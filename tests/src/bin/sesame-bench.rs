@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p sesame-tests --bin sesame-bench -- \
-//!     [SIGN_INS] [CONCURRENCY] [WAITERS] [--runs N] [--flow api|page] [--setup embedded|cluster]
-//!     [--rate PER_SECOND] [--metrics]
+//!     [SIGN_INS] [CONCURRENCY] [WAITERS] [--runs N] [--flow api|page|oidc] [--setup embedded|cluster]
+//!     [--rate PER_SECOND] [--metrics] [--alg RS256|EdDSA]
 //! ```
 //!
 //! 1. Complete sign-ins, `--runs` times (default 3): each one starts a
@@ -15,6 +15,10 @@
 //!    SSE event latency (p50, p99), the CPU time per sign-in of every server
 //!    process (user + system, from /proc) and of the load generator itself;
 //!    the last lines give the median and the min–max of the runs.
+//!    `--flow oidc` makes each one a complete OpenID Connect sign-in
+//!    instead, relying party included (see [`oidc`]): the latency is then
+//!    the whole flow's, and the last line says how many sampled ID tokens
+//!    verified.
 //! 2. Waiting browsers: holds WAITERS event streams open on one instance
 //!    while their codes rotate, and reports that instance's memory and CPU.
 //!
@@ -60,83 +64,14 @@ use reqwest::header::{COOKIE, SET_COOKIE};
 use sesame_proto::{AccountKey, AccountName, LoginRequest, RegisterRequest, ServerPublicKey, UnverifiedToken};
 use sesame_tests::{Challenge, EventStream, PgDatabase, Redis, Server, ServerOptions};
 
-/// What `--help` prints.
-const USAGE: &str = "\
-usage: sesame-bench [SIGN_INS] [CONCURRENCY] [WAITERS] [--runs N] [--flow api|page]
-                    [--setup embedded|cluster] [--rate PER_SECOND] [--metrics]
+// A binary's root looks for its modules beside it, in `bin/`, where every
+// file would be a binary of its own.
+#[path = "sesame-bench/args.rs"]
+mod args;
+#[path = "sesame-bench/oidc.rs"]
+mod oidc;
 
-  SIGN_INS       complete sign-ins a run (default 2000; 0 measures only waiters)
-  CONCURRENCY    sign-ins in flight at once (default 32)
-  WAITERS        event streams held open afterwards, to measure (default 2000)
-  --runs N       runs of SIGN_INS each, summed up as median and min-max (default 3)
-  --flow         api: start through the JSON API (default); page: load the login page
-  --setup        embedded: one instance on SQLite (default); cluster: two on PostgreSQL and Redis
-  --rate         start this many sign-ins a second, evenly spaced, instead of flat out
-  --metrics      turn on each instance's metrics listener and scrape it every second
-
-SESAME_TEST_BIN_DIR names a folder with sesame-server and sesame to measure instead of building them.
-";
-
-/// What the command line asked for.
-#[derive(Debug)]
-struct Args {
-    sign_ins: usize,
-    concurrency: usize,
-    waiters: usize,
-    runs: usize,
-    page_flow: bool,
-    cluster: bool,
-    metrics: bool,
-    /// Sign-ins started a second; `None`: as fast as they complete.
-    rate: Option<f64>,
-}
-
-impl Args {
-    fn parse() -> anyhow::Result<Self> {
-        let mut numbers = Vec::new();
-        let (mut runs, mut page_flow, mut cluster, mut metrics, mut rate) = (3, false, false, false, None);
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--help" | "-h" => {
-                    print!("{USAGE}");
-                    std::process::exit(0);
-                }
-                "--runs" => runs = args.next().context("--runs takes a number")?.parse().context("--runs")?,
-                "--flow" => match args.next().as_deref() {
-                    Some("api") => page_flow = false,
-                    Some("page") => page_flow = true,
-                    _ => bail!("--flow is api or page"),
-                },
-                "--setup" => match args.next().as_deref() {
-                    Some("embedded") => cluster = false,
-                    Some("cluster") => cluster = true,
-                    _ => bail!("--setup is embedded or cluster"),
-                },
-                "--metrics" => metrics = true,
-                "--rate" => {
-                    let per_second: f64 = args.next().context("--rate takes a number")?.parse().context("--rate")?;
-                    if !(per_second.is_finite() && per_second > 0.0) {
-                        bail!("--rate is a number of sign-ins a second, above 0");
-                    }
-                    rate = Some(per_second);
-                }
-                number => numbers.push(number.parse::<usize>().with_context(|| format!("unknown argument {arg:?}"))?),
-            }
-        }
-        let mut numbers = numbers.into_iter();
-        Ok(Self {
-            sign_ins: numbers.next().unwrap_or(2_000),
-            concurrency: numbers.next().unwrap_or(32).max(1),
-            waiters: numbers.next().unwrap_or(2_000),
-            runs: runs.max(1),
-            page_flow,
-            cluster,
-            metrics,
-            rate,
-        })
-    }
-}
+use args::{Args, Flow};
 
 /// The processes under test, and what they run on.
 struct Setup {
@@ -204,10 +139,12 @@ impl Setup {
 }
 
 /// One simulated person: a browser and an authenticator, each with its own
-/// HTTP client, and the account key the authenticator holds.
+/// HTTP client, and the account key the authenticator holds; and, for the
+/// OIDC flow, the relying party the person signs in to.
 struct Worker {
     browser: reqwest::Client,
     authenticator: reqwest::Client,
+    relying_party: reqwest::Client,
     /// Where the browser goes, and where the authenticator answers.
     browser_base: String,
     answer_base: String,
@@ -216,6 +153,9 @@ struct Worker {
     server_key: ServerPublicKey,
     key: AccountKey,
     account: AccountName,
+    /// OIDC flows whose ID token was checked, and those that passed.
+    sampled: AtomicUsize,
+    verified: AtomicUsize,
 }
 
 #[tokio::main]
@@ -230,6 +170,10 @@ async fn main() -> anyhow::Result<()> {
     let info: sesame_proto::wire::ServerKeyInfo =
         reqwest::get(first.url("/.well-known/sesame")).await?.error_for_status()?.json().await?;
     let server_key = ServerPublicKey::from_base64(&info.public_key)?;
+    let rp = match args.flow {
+        Flow::Oidc => Some(Arc::new(oidc::RelyingParty::register(first, &service.id, args.alg).await?)),
+        _ => None,
+    };
 
     // One account per worker, registered before the clock starts, so that
     // every measured sign-in is a login.
@@ -237,8 +181,14 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..args.concurrency {
         let n = setup.servers.len();
         let worker = Worker {
-            browser: reqwest::Client::builder().user_agent("Mozilla/5.0 SesameBench/1.0").build()?,
+            // Redirects are read, not followed: the OIDC flow's last one
+            // goes to the relying party, which is this program.
+            browser: reqwest::Client::builder()
+                .user_agent("Mozilla/5.0 SesameBench/1.0")
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
             authenticator: reqwest::Client::new(),
+            relying_party: reqwest::Client::new(),
             browser_base: setup.servers[i % n].base.clone(),
             answer_base: setup.servers[(i + 1) % n].base.clone(),
             origin: first.origin.clone(),
@@ -246,12 +196,19 @@ async fn main() -> anyhow::Result<()> {
             server_key,
             key: AccountKey::generate(&mut rand::rngs::OsRng),
             account: AccountName::parse(&format!("bench-{i}")).context("account name")?,
+            sampled: AtomicUsize::new(0),
+            verified: AtomicUsize::new(0),
         };
         worker.register().await?;
         workers.push(Arc::new(worker));
     }
 
-    let flow = if args.page_flow { "login page" } else { "JSON API" };
+    let flow = match args.flow {
+        Flow::Api => "JSON API",
+        Flow::Page => "login page",
+        Flow::Oidc if args.alg == "EdDSA" => "OpenID Connect code flow (EdDSA ID tokens)",
+        Flow::Oidc => "OpenID Connect code flow",
+    };
     let setup_name = if args.cluster { "2 instances on PostgreSQL + Redis" } else { "embedded SQLite" };
     let metrics = if args.metrics { ", metrics scraped every second" } else { "" };
     let pace = match args.rate {
@@ -267,7 +224,7 @@ async fn main() -> anyhow::Result<()> {
         println!("sesame-bench: {} waiting browsers, {setup_name}", args.waiters);
     }
     if args.sign_ins > 0 {
-        sign_ins(&args, &setup, &workers).await?;
+        sign_ins(&args, &setup, &workers, rp).await?;
     }
     if args.waiters > 0 {
         waiting_browsers(first, &service.id, args.waiters).await?;
@@ -276,16 +233,22 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// The sign-in runs, each reported, then summed up.
-async fn sign_ins(args: &Args, setup: &Setup, workers: &[Arc<Worker>]) -> anyhow::Result<()> {
+async fn sign_ins(
+    args: &Args,
+    setup: &Setup,
+    workers: &[Arc<Worker>],
+    rp: Option<Arc<oidc::RelyingParty>>,
+) -> anyhow::Result<()> {
     let mut runs = Vec::with_capacity(args.runs);
+    let latency = if rp.is_some() { "whole flow" } else { "submit -> SSE" };
     for run in 1..=args.runs {
-        let figures = measure(setup, workers, args.sign_ins, args.page_flow, args.rate).await?;
+        let figures = measure(setup, workers, (args.sign_ins, args.flow), rp.clone(), args.rate).await?;
         let late = match args.rate {
             Some(_) => format!(", {} started late", figures.late),
             None => String::new(),
         };
         println!(
-            "run {run}: {:.0} sign-ins/s, server CPU {:.0} µs/sign-in, bench CPU {:.0} µs/sign-in, submit -> SSE p50 {:.2} ms, p99 {:.2} ms{late}",
+            "run {run}: {:.0} sign-ins/s, server CPU {:.0} µs/sign-in, bench CPU {:.0} µs/sign-in, {latency} p50 {:.2} ms, p99 {:.2} ms{late}",
             figures.rate, figures.server_us, figures.bench_us, figures.p50_ms, figures.p99_ms
         );
         runs.push(figures);
@@ -299,8 +262,13 @@ async fn sign_ins(args: &Args, setup: &Setup, workers: &[Arc<Worker>]) -> anyhow
     summary("complete sign-ins:", "per second", |f| f.rate);
     summary("server CPU per sign-in:", "µs", |f| f.server_us);
     summary("bench CPU per sign-in:", "µs", |f| f.bench_us);
-    summary("submit -> SSE p50:", "ms", |f| f.p50_ms);
-    summary("submit -> SSE p99:", "ms", |f| f.p99_ms);
+    summary(&format!("{latency} p50:"), "ms", |f| f.p50_ms);
+    summary(&format!("{latency} p99:"), "ms", |f| f.p99_ms);
+    if rp.is_some() {
+        let count = |pick: fn(&Worker) -> &AtomicUsize| workers.iter().map(|w| pick(w).load(Ordering::Relaxed)).sum();
+        let (sampled, verified): (usize, usize) = (count(|w| &w.sampled), count(|w| &w.verified));
+        println!("ID tokens verified: {verified} of {sampled} sampled (one flow in {}), 0 errors", oidc::VERIFY_EVERY);
+    }
     Ok(())
 }
 
@@ -319,8 +287,8 @@ struct Figures {
 async fn measure(
     setup: &Setup,
     workers: &[Arc<Worker>],
-    sign_ins: usize,
-    page_flow: bool,
+    (sign_ins, flow): (usize, Flow),
+    rp: Option<Arc<oidc::RelyingParty>>,
     rate: Option<f64>,
 ) -> anyhow::Result<Figures> {
     let server_before = setup.cpu_ticks()?;
@@ -331,7 +299,7 @@ async fn measure(
     let tasks: Vec<_> = workers
         .iter()
         .map(|worker| {
-            let (worker, taken) = (worker.clone(), taken.clone());
+            let (worker, taken, rp) = (worker.clone(), taken.clone(), rp.clone());
             tokio::spawn(async move {
                 let (mut latencies, mut late) = (Vec::new(), 0);
                 loop {
@@ -346,7 +314,10 @@ async fn measure(
                         }
                         tokio::time::sleep_until(due).await;
                     }
-                    latencies.push(worker.sign_in(page_flow).await?);
+                    latencies.push(match &rp {
+                        Some(rp) => worker.oidc_sign_in(rp, n).await?,
+                        None => worker.sign_in(flow).await?,
+                    });
                 }
                 anyhow::Ok((latencies, late))
             })
@@ -418,8 +389,8 @@ impl Worker {
 
     /// One complete sign-in; returns the time from submitting the login to
     /// the browser's `completed` event.
-    async fn sign_in(&self, page_flow: bool) -> anyhow::Result<Duration> {
-        let started = if page_flow { self.start_page().await? } else { self.start_api().await? };
+    async fn sign_in(&self, flow: Flow) -> anyhow::Result<Duration> {
+        let started = if flow == Flow::Page { self.start_page().await? } else { self.start_api().await? };
         let res = self
             .browser
             .get(&started.events_url)

@@ -1,7 +1,8 @@
-//! `sesame-bench` still runs: a few sign-ins through each flow and set-up,
-//! and a few waiting browsers, with the binaries the other tests use. It
-//! checks that the benchmark completes and reports, never how fast (timing
-//! belongs to the benchmark, not to tests).
+//! `sesame-bench` still runs: a few sign-ins through each flow (OpenID
+//! Connect included, with its ID tokens verified) and set-up, and a few
+//! waiting browsers, with the binaries the other tests use. It checks that
+//! the benchmark completes and reports, never how fast (timing belongs to
+//! the benchmark, not to tests).
 
 use std::process::Command;
 
@@ -38,13 +39,43 @@ async fn the_benchmark_runs_on_the_embedded_default_through_both_flows_with_wait
     Ok(())
 }
 
+/// What the OIDC flow says of the ID tokens it checked: how many verified,
+/// of how many sampled; it must be all of them, and some, with no error.
+fn verified_id_tokens(printed: &str) -> (usize, usize) {
+    let line = printed.lines().find(|l| l.starts_with("ID tokens verified:")).expect("an ID token line");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let verified: usize = words[3].parse().expect("a count");
+    let sampled: usize = words[5].parse().expect("a count");
+    assert!(sampled > 0 && verified == sampled && line.ends_with(", 0 errors"), "{printed}");
+    (verified, sampled)
+}
+
+#[tokio::test]
+async fn the_benchmark_runs_complete_oidc_sign_ins_and_verifies_their_id_tokens() -> Result<()> {
+    // 12 flows in 2 runs: flows 0 and 10 of each run are checked in full.
+    let printed = bench(&["12", "3", "0", "--runs", "2", "--flow", "oidc"])?;
+    reported_rate(&printed);
+    assert!(printed.contains("OpenID Connect code flow") && printed.contains("whole flow p50"), "{printed}");
+    assert_eq!(verified_id_tokens(&printed), (4, 4));
+    let eddsa = bench(&["12", "3", "0", "--runs", "1", "--flow", "oidc", "--alg", "EdDSA"])?;
+    reported_rate(&eddsa);
+    assert!(eddsa.contains("(EdDSA ID tokens)"), "{eddsa}");
+    assert_eq!(verified_id_tokens(&eddsa), (2, 2));
+    // Two instances: each code is issued by one and redeemed at the other.
+    let cluster = bench(&["12", "3", "0", "--runs", "1", "--flow", "oidc", "--setup", "cluster"])?;
+    reported_rate(&cluster);
+    assert_eq!(verified_id_tokens(&cluster), (2, 2));
+    Ok(())
+}
+
 #[test]
 fn the_benchmark_refuses_a_bad_argument_and_names_it() -> Result<()> {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["10", "1", "0", "--rate", "0"], "--rate"),
         (&["10", "1", "0", "--rate", "NaN"], "--rate"),
         (&["ten"], "\"ten\""),
         (&["--flow", "x"], "--flow"),
+        (&["--alg", "HS256"], "--alg"),
     ];
     for (args, named) in cases {
         let out = Command::new(env!("CARGO_BIN_EXE_sesame-bench"))
@@ -64,7 +95,9 @@ fn the_benchmark_explains_its_arguments_and_measures_only_waiters_without_sign_i
     let out = Command::new(env!("CARGO_BIN_EXE_sesame-bench")).arg("--help").output()?;
     assert!(out.status.success(), "{}", stderr(&out));
     let usage = stdout(&out);
-    for option in ["SIGN_INS", "CONCURRENCY", "WAITERS", "--runs", "--flow", "--setup", "--rate", "--metrics"] {
+    for option in
+        ["SIGN_INS", "CONCURRENCY", "WAITERS", "--runs", "--flow", "oidc", "--setup", "--rate", "--metrics", "--alg"]
+    {
         assert!(usage.contains(option), "--help does not mention {option}: {usage}");
     }
     // No sign-ins: no sign-in figures (a median of nothing is NaN), only
