@@ -31,10 +31,14 @@ pub enum Error {
     UnknownChallenge,
     #[error("no such account at this service")]
     UnknownAccount,
-    #[error("a service with that name already exists")]
-    ServiceNameTaken,
-    #[error("an account with that name already exists at this service")]
-    AccountExists,
+    /// `name` is the name of the service `existing`, or looks like it
+    /// (names.rs).
+    #[error("{}", taken(.name, "a service", "the existing service", .existing, ""))]
+    ServiceNameTaken { name: String, existing: String },
+    /// `name` is the name of the account `existing` of the service, or
+    /// looks like it (names.rs).
+    #[error("{}", taken(.name, "an account", "the existing account", .existing, " at this service"))]
+    AccountExists { name: String, existing: String },
     #[error("this service does not accept new accounts from this page")]
     RegistrationClosed,
     #[error("this key is already registered at this service")]
@@ -143,8 +147,8 @@ impl Error {
             Self::UnknownService => (StatusCode::NOT_FOUND, "unknown_service"),
             Self::UnknownChallenge => (StatusCode::NOT_FOUND, "unknown_challenge"),
             Self::UnknownAccount => (StatusCode::NOT_FOUND, "unknown_account"),
-            Self::ServiceNameTaken => (StatusCode::CONFLICT, "service_exists"),
-            Self::AccountExists => (StatusCode::CONFLICT, "account_exists"),
+            Self::ServiceNameTaken { .. } => (StatusCode::CONFLICT, "service_exists"),
+            Self::AccountExists { .. } => (StatusCode::CONFLICT, "account_exists"),
             Self::RegistrationClosed => (StatusCode::FORBIDDEN, "registration_closed"),
             Self::KeyRegistered => (StatusCode::CONFLICT, "key_registered"),
             Self::KeyPending => (StatusCode::FORBIDDEN, "key_pending"),
@@ -199,6 +203,16 @@ impl Error {
             Self::TooManyConnections => Some(1),
             _ => None,
         }
+    }
+}
+
+/// The message of a name refused as a duplicate: the name itself is taken,
+/// or `name` looks like the name `existing` (names.rs).
+fn taken(name: &str, a_thing: &str, the_thing: &str, existing: &str, place: &str) -> String {
+    if name == existing {
+        format!("{a_thing} named \"{name}\" already exists{place}")
+    } else {
+        format!("the name \"{name}\" is too close to {the_thing} \"{existing}\"{place}")
     }
 }
 

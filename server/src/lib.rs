@@ -6,6 +6,7 @@
 // Features.
 pub mod admin;
 pub mod challenge;
+pub mod names;
 pub mod oidc;
 pub mod signin;
 // The state, and storage.

@@ -99,7 +99,8 @@ pub fn origin_from(config: &Config) -> anyhow::Result<Origin> {
     })
 }
 
-/// Builds the state from the config: connects, migrates, loads the key.
+/// Builds the state from the config: connects, migrates, fills what the
+/// migrations could not ([`crate::names::fill`]), loads the key.
 /// Returns the admin token too when it was generated for this run.
 pub async fn state_from(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<(AppState, Option<String>)> {
     let origin = origin_from(config)?;
@@ -114,6 +115,9 @@ pub async fn state_from(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     tls::install_crypto_provider();
     let url = tls::database_url(&url, config.database_ca_file.as_deref())?;
     let db = Db::connect(&url).await?;
+    // Before anything can create a name: the rows of an older database get
+    // the keys that refuse look-alikes of their names.
+    crate::names::fill(&db).await.context("cannot fill the look-alike keys of names")?;
     let identity = Identity::load_or_create(&db, clock.now().as_secs() as i64).await?;
     let redis_ca = match &config.redis_ca_file {
         Some(_) if config.redis_url.is_none() => anyhow::bail!("--redis-ca-file needs --redis-url"),

@@ -178,7 +178,7 @@ pub(super) fn by<'a>(state: &AppState, client: &'a ClientInfo) -> By<'a> {
     responses(
         (status = 201, description = "The new service.", body = ServiceJson),
         (status = 400, description = "`invalid_service_name`, or a body that is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`).", body = ErrorBody),
-        (status = 409, description = "`service_exists`: the name is taken.", body = ErrorBody),
+        (status = 409, description = "`service_exists`: the name, or one that looks like it, is taken.", body = ErrorBody),
         AdminErrors,
         TooLarge,
     ),

@@ -68,7 +68,7 @@ impl Notice {
 
     pub(super) fn error(&self) -> Option<&'static str> {
         match self.error.as_deref()? {
-            "service_exists" => Some("A service with that name already exists."),
+            "service_exists" => Some("A service with that name, or with one that looks the same, already exists."),
             "authenticator_not_added" => {
                 Some("No authenticator was added: the request was refused, cancelled or timed out.")
             }

@@ -286,7 +286,7 @@ async fn create_service(
             tracing::info!(id = %service.id, "service created");
             Ok(Redirect::to("/admin?done=created").into_response())
         }
-        Err(Error::ServiceNameTaken) => Ok(Redirect::to("/admin?error=service_exists").into_response()),
+        Err(Error::ServiceNameTaken { .. }) => Ok(Redirect::to("/admin?error=service_exists").into_response()),
         Err(e) => Err(e.into()),
     }
 }

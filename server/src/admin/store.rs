@@ -3,6 +3,8 @@
 //! The JSON API and the web page both go through these functions, so the two
 //! can never disagree about what a service is or what deleting one removes.
 
+use std::sync::LazyLock;
+
 use rand::rngs::OsRng;
 use sesame_proto::{AccountName, ServiceId, ServiceName};
 
@@ -15,6 +17,7 @@ use crate::{
         Db,
     },
     error::{Error, Result},
+    names::Skeletons,
 };
 
 /// A service as operators see it. The built-in "Sesame admin" service is
@@ -80,20 +83,30 @@ pub(crate) struct Event {
 /// How many sign-in events a service's page and the API show.
 pub(crate) const RECENT_EVENTS: i64 = 100;
 
-/// Creates a service. The name's UNIQUE constraint decides conflicts, so two
-/// admins racing for one name get one 201 and one 409, never two services.
-/// The audit record is written `by` in the same transaction.
+/// Creates a service. The UNIQUE indexes of the name and of its look-alike
+/// keys (names.rs) decide conflicts, so two admins racing for one name, or
+/// for two names that look alike, get one 201 and one 409, never two
+/// services. The audit record is written `by` in the same transaction.
 pub(crate) async fn create_service(db: &Db, name: &ServiceName, number_matching: bool, by: &By<'_>) -> Result<Service> {
     let id = ServiceId::random(&mut OsRng).to_string();
+    let keys = Skeletons::of(name.as_str());
     let mut write = db.begin_write().await?;
     let mut conn = write.conn();
-    let insert =
-        query("INSERT INTO service (id, name, builtin, created_at, number_matching) VALUES ($1, $2, FALSE, $3, $4)")
-            .bind(id.as_str())
-            .bind(name.as_str())
-            .bind(by.at)
-            .bind(number_matching);
-    conn.execute(insert).await.on(Violation::Unique, Error::ServiceNameTaken)?;
+    // DO NOTHING rather than a violation: on PostgreSQL a violation ends
+    // the transaction, and the refusal must read the name that won.
+    let insert = query(
+        "INSERT INTO service (id, name, builtin, created_at, number_matching, skeleton_folded, skeleton_written) \
+         VALUES ($1, $2, FALSE, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(id.as_str())
+    .bind(name.as_str())
+    .bind(by.at)
+    .bind(number_matching)
+    .bind(keys.folded.as_str())
+    .bind(keys.written.as_str());
+    if conn.execute(insert).await? == 0 {
+        return Err(name_taken(&mut conn, name, &keys).await?);
+    }
     let detail = if number_matching { name.as_str().to_owned() } else { format!("{name}, without number matching") };
     audit::record(&mut conn, by, Record::new(Action::ServiceCreated, &id, &detail)).await?;
     write.commit().await?;
@@ -294,15 +307,39 @@ pub(crate) async fn recent_events(db: &Db, service_id: &str) -> Result<Vec<Event
     .await
 }
 
+/// The refusal of `name`, which an existing service's name or look-alike
+/// keys kept out: it names that service. Read in the transaction whose
+/// insert did nothing; on PostgreSQL the insert waited for a racing one to
+/// commit, and this statement sees the row it committed.
+async fn name_taken(conn: &mut Conn<'_>, name: &ServiceName, keys: &Skeletons) -> Result<Error> {
+    let existing = conn
+        .fetch_optional(
+            query(
+                "SELECT name FROM service WHERE name = $1 OR skeleton_folded = $2 OR skeleton_written = $3 \
+                 ORDER BY CASE WHEN name = $1 THEN 0 ELSE 1 END, created_at LIMIT 1",
+            )
+            .bind(name.as_str())
+            .bind(keys.folded.as_str())
+            .bind(keys.written.as_str()),
+            |row| row.text("name"),
+        )
+        .await?
+        // Only the random id is left to conflict on.
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("a new service's id was taken")))?;
+    Ok(Error::ServiceNameTaken { name: name.as_str().to_owned(), existing })
+}
+
 /// Creates the service `name` unless it exists, and returns its id. Used at
 /// start-up, where several instances may race: `ON CONFLICT DO NOTHING` lets
-/// one insert win and all of them then read the same row.
+/// one insert win and all of them then read the same row. A service whose
+/// name only looks like `name` is no such service: that is refused.
 pub(crate) async fn ensure_service(db: &Db, name: &ServiceName, now: i64) -> Result<String> {
     let candidate = ServiceId::random(&mut OsRng).to_string();
+    let keys = Skeletons::of(name.as_str());
     let insert = query(
         // Number matching on, as for every service created from now on.
-        "INSERT INTO service (id, name, builtin, created_at, number_matching) VALUES ($1, $2, FALSE, $3, TRUE) \
-         ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO service (id, name, builtin, created_at, number_matching, skeleton_folded, skeleton_written) \
+         VALUES ($1, $2, FALSE, $3, TRUE, $4, $5) ON CONFLICT DO NOTHING",
     )
     .bind(candidate)
     .bind(name.as_str())
@@ -313,6 +350,9 @@ pub(crate) async fn ensure_service(db: &Db, name: &ServiceName, now: i64) -> Res
     let id = conn
         .fetch_one(query("SELECT id FROM service WHERE name = $1").bind(name.as_str()), |row| row.text("id"))
         .await?;
+    let Some(id) = id else {
+        return Err(name_taken(&mut conn, name, &keys).await?);
+    };
     write.commit().await?;
     Ok(id)
 }
@@ -336,10 +376,12 @@ pub(crate) const ADMIN_SERVICE: &str = "Sesame admin";
 /// The id of the built-in admin service, created on first use. A managed
 /// service that took the name first is never mistaken for it.
 pub(crate) async fn admin_service(db: &Db, now: i64) -> Result<String> {
+    static KEYS: LazyLock<Skeletons> = LazyLock::new(|| Skeletons::of(ADMIN_SERVICE));
     let name = ServiceName::parse(ADMIN_SERVICE).expect("the admin service name is valid");
     let candidate = ServiceId::random(&mut OsRng).to_string();
     let insert = query(
-        "INSERT INTO service (id, name, builtin, created_at) VALUES ($1, $2, TRUE, $3) ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO service (id, name, builtin, created_at, skeleton_folded, skeleton_written) \
+         VALUES ($1, $2, TRUE, $3, $4, $5) ON CONFLICT DO NOTHING",
     )
     .bind(candidate)
     .bind(name.as_str())
@@ -352,12 +394,18 @@ pub(crate) async fn admin_service(db: &Db, now: i64) -> Result<String> {
             row.text("id")
         })
         .await?;
-    write.commit().await?;
-    id.ok_or_else(|| {
-        Error::Internal(anyhow::anyhow!(
-            "a managed service is named {ADMIN_SERVICE:?}; rename it to enable admin sign-in"
-        ))
-    })
+    if let Some(id) = id {
+        write.commit().await?;
+        return Ok(id);
+    }
+    let taken = match name_taken(&mut conn, &name, &KEYS).await? {
+        Error::ServiceNameTaken { existing, .. } => existing,
+        other => return Err(other),
+    };
+    Err(Error::Internal(anyhow::anyhow!(
+        "a managed service is named {taken:?}, which is or looks like {ADMIN_SERVICE:?}; rename it to enable admin \
+         sign-in"
+    )))
 }
 
 /// The authenticator accounts that may sign in to the admin page.

@@ -231,7 +231,7 @@ async fn context(
         (status = 200, description = "Registered; `key_state` is `pending` when the key waits for confirmation.", body = Outcome),
         (status = 403, description = "`registration_closed`; `number_required` or `wrong_number` (PROTOCOL.md §14).", body = ErrorBody),
         (status = 404, description = "`unknown_challenge`.", body = ErrorBody),
-        (status = 409, description = "`challenge_used`, `account_exists`, `key_registered`.", body = ErrorBody),
+        (status = 409, description = "`challenge_used`; `account_exists` (the name, or one that looks like it, is taken); `key_registered`.", body = ErrorBody),
         AnswerErrors,
     ),
 )]

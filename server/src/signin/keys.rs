@@ -19,6 +19,7 @@ use crate::{
     },
     error::{Error, Result},
     http::extract::ClientInfo,
+    names::Skeletons,
 };
 
 /// Whether a key may sign in.
@@ -134,19 +135,12 @@ pub struct NewAccount<'a> {
 /// (after the challenge was consumed). The key starts pending at a built-in
 /// service, active elsewhere; the state is decided in the INSERT itself, so
 /// no separate read of the service can disagree with it.
+///
+/// The UNIQUE indexes of the name and of its look-alike keys (names.rs)
+/// refuse a name that is, or looks like, one the service has, with
+/// `account_exists` naming that account.
 pub async fn register(conn: &mut Conn<'_>, new: &NewAccount<'_>) -> Result<KeyState> {
-    // A foreign-key violation, or no service row to insert from, means the
-    // service was deleted meanwhile.
-    conn.execute(
-        query("INSERT INTO account (service_id, name, subject, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(new.service_id.to_string())
-            .bind(new.account)
-            .bind(new_id())
-            .bind(new.now),
-    )
-    .await
-    .on(Violation::Unique, Error::AccountExists)
-    .on(Violation::ForeignKey, Error::UnknownService)?;
+    insert_account(conn, new.service_id, new.account, &new_id(), new.now).await?;
     let insert = query(
         "INSERT INTO account_key (id, service_id, account, public_key, state, challenge_id, device_ip, \
          device_user_agent, created_at, label) \
@@ -170,6 +164,71 @@ pub async fn register(conn: &mut Conn<'_>, new: &NewAccount<'_>) -> Result<KeySt
         .on(Violation::ForeignKey, Error::UnknownService)?
         .ok_or(Error::UnknownService)?;
     KeyState::parse(&state)
+}
+
+/// Stores the new account `account` of `service_id`, with the OpenID
+/// Connect subject `subject`, inside the caller's transaction: the first
+/// step of a registration, whatever key it comes with.
+///
+/// The UNIQUE indexes of the name and of its look-alike keys (names.rs)
+/// refuse a name that is, or looks like, one the service has, with
+/// `account_exists` naming that account.
+pub(crate) async fn insert_account(
+    conn: &mut Conn<'_>,
+    service_id: &ServiceId,
+    account: &str,
+    subject: &str,
+    now: i64,
+) -> Result<()> {
+    let keys = Skeletons::of(account);
+    // A foreign-key violation, or no service row to insert from, means the
+    // service was deleted meanwhile. DO NOTHING rather than a violation for
+    // a name: on PostgreSQL a violation ends the transaction, and the
+    // refusal must read the name that holds it.
+    let inserted = conn
+        .execute(
+            query(
+                "INSERT INTO account (service_id, name, subject, created_at, skeleton_folded, skeleton_written) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(service_id.to_string())
+            .bind(account)
+            .bind(subject)
+            .bind(now)
+            .bind(keys.folded.as_str())
+            .bind(keys.written.as_str()),
+        )
+        .await
+        .on(Violation::ForeignKey, Error::UnknownService)?;
+    if inserted == 0 {
+        return Err(name_taken(conn, service_id, account, &keys).await?);
+    }
+    Ok(())
+}
+
+/// The refusal of `new.account`, which an existing account's name or
+/// look-alike keys kept out: it names that account. Read in the
+/// transaction whose insert did nothing; on PostgreSQL the insert waited
+/// for a racing one to commit, and this statement sees the row it
+/// committed.
+async fn name_taken(conn: &mut Conn<'_>, service_id: &ServiceId, account: &str, keys: &Skeletons) -> Result<Error> {
+    let existing = conn
+        .fetch_optional(
+            query(
+                "SELECT name FROM account WHERE service_id = $1 \
+                 AND (name = $2 OR skeleton_folded = $3 OR skeleton_written = $4) \
+                 ORDER BY CASE WHEN name = $2 THEN 0 ELSE 1 END, created_at LIMIT 1",
+            )
+            .bind(service_id.to_string())
+            .bind(account)
+            .bind(keys.folded.as_str())
+            .bind(keys.written.as_str()),
+            |row| row.text("name"),
+        )
+        .await?
+        // Only the random subject is left to conflict on.
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("a new account's subject was taken")))?;
+    Ok(Error::AccountExists { name: account.to_owned(), existing })
 }
 
 /// Adds `new.public_key` to the existing account `new.account`, pending

@@ -4,6 +4,7 @@ mod admin;
 mod authenticator;
 mod bus;
 mod challenge;
+mod confusables;
 mod enroll;
 mod errors;
 mod health;

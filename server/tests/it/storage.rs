@@ -35,7 +35,7 @@ async fn sqlite_syncs_every_commit_to_disk() {
 
 /// A database laid out by the migrations up to `last` only, as the release
 /// that shipped `last` left it.
-async fn migrated_to(url: &str, backend: Backend, last: i64) -> sqlx::AnyPool {
+pub(crate) async fn migrated_to(url: &str, backend: Backend, last: i64) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
     let pool = AnyPoolOptions::new().max_connections(1).connect(url).await.expect("connect");
     let mut old = match backend {
@@ -49,7 +49,7 @@ async fn migrated_to(url: &str, backend: Backend, last: i64) -> sqlx::AnyPool {
 
 /// Runs `upgrade` on a fresh SQLite file, then, when a PostgreSQL server is
 /// given, on a fresh database of its own.
-async fn on_each_backend<F, Fut>(upgrade: F)
+pub(crate) async fn on_each_backend<F, Fut>(upgrade: F)
 where
     F: Fn(String, Backend) -> Fut,
     Fut: std::future::Future<Output = ()>,
