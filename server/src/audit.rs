@@ -95,11 +95,14 @@ pub(crate) enum Action {
     GroupDeleted,
     /// An admin set the groups an account belongs to.
     AccountGroupsChanged,
+    /// A passkey's signature counter did not move forwards: it may have
+    /// been copied. The sign-in was refused.
+    PasskeyCounterRefused,
 }
 
 impl Action {
     /// Every action, in the order the admin page offers them as filters.
-    pub(crate) const ALL: [Self; 27] = [
+    pub(crate) const ALL: [Self; 28] = [
         Self::ServiceCreated,
         Self::ServiceChanged,
         Self::ServiceDeleted,
@@ -127,6 +130,7 @@ impl Action {
         Self::GroupRenamed,
         Self::GroupDeleted,
         Self::AccountGroupsChanged,
+        Self::PasskeyCounterRefused,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -158,6 +162,7 @@ impl Action {
             Self::GroupRenamed => "group_renamed",
             Self::GroupDeleted => "group_deleted",
             Self::AccountGroupsChanged => "account_groups_changed",
+            Self::PasskeyCounterRefused => "passkey_counter_refused",
         }
     }
 }

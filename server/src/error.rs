@@ -79,6 +79,20 @@ pub enum Error {
     UnknownApplication,
     #[error("this service has no group with this id")]
     UnknownGroup,
+    /// The service's policy (`key_kinds`) lets no passkey sign in.
+    #[error("this service does not take passkeys")]
+    PasskeysNotAllowed,
+    /// The service's policy lets only passkeys sign in.
+    #[error("this service takes passkeys only, not Sesame keys")]
+    SesameKeysNotAllowed,
+    #[error("no such passkey request, or it expired or was already used; start again")]
+    UnknownCeremony,
+    #[error("this passkey is not registered at this service")]
+    UnknownPasskey,
+    /// A WebAuthn response that does not verify; the words say which check
+    /// failed, never more.
+    #[error("the passkey's answer was refused: {0}")]
+    PasskeyRefused(&'static str),
 
     #[error("this sign-in request has expired; start again")]
     ChallengeExpired,
@@ -154,6 +168,11 @@ impl Error {
             Self::KeyPending => (StatusCode::FORBIDDEN, "key_pending"),
             Self::NothingToConfirm => (StatusCode::CONFLICT, "nothing_to_confirm"),
             Self::UnknownKey => (StatusCode::NOT_FOUND, "unknown_key"),
+            Self::PasskeysNotAllowed => (StatusCode::FORBIDDEN, "passkeys_not_allowed"),
+            Self::SesameKeysNotAllowed => (StatusCode::FORBIDDEN, "sesame_keys_not_allowed"),
+            Self::UnknownCeremony => (StatusCode::NOT_FOUND, "unknown_ceremony"),
+            Self::UnknownPasskey => (StatusCode::UNAUTHORIZED, "unknown_passkey"),
+            Self::PasskeyRefused(_) => (StatusCode::UNAUTHORIZED, "passkey_refused"),
             Self::WrongPurpose(_) => (StatusCode::FORBIDDEN, "wrong_purpose"),
             Self::WrongAccount => (StatusCode::FORBIDDEN, "wrong_account"),
             Self::NumberRequired => (StatusCode::FORBIDDEN, "number_required"),

@@ -62,6 +62,7 @@ pub fn app(app: App) -> Router {
         .merge(ops::health::router())
         .merge(signin::pages::router())
         .merge(signin::enroll::router())
+        .merge(signin::passkey::router())
         .merge(challenge::router())
         .merge(signin::authenticator::router())
         .merge(admin::router())
@@ -197,6 +198,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         println!("Admin token (generated for this run; pass --admin-token to keep one): {token}");
     }
     admin::on_start(&state, &config).await?;
+    signin::passkey::on_start(&state).await?;
     if let Pending::Memory(memory) = app.challenges.pending() {
         tokio::spawn(challenge::pending::purge_every(memory.clone(), state.clock.clone()));
     }

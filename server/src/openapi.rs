@@ -19,7 +19,11 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use crate::{admin, challenge, oidc, ops::health, signin::authenticator};
+use crate::{
+    admin, challenge, oidc,
+    ops::health,
+    signin::{authenticator, passkey},
+};
 
 /// The JSON API. HTML pages, the admin page's forms and the OIDC browser
 /// endpoints (authorize, logout) are not part of it.
@@ -54,6 +58,12 @@ for a method the path does not take.",
         authenticator::deny,
         authenticator::enroll,
         authenticator::rekey,
+        passkey::sign_in_start,
+        passkey::sign_in_finish,
+        passkey::register_start,
+        passkey::register_finish,
+        passkey::add_start,
+        passkey::add_finish,
         admin::api::create_service,
         admin::api::list_services,
         admin::api::change_service,
@@ -97,6 +107,7 @@ for a method the path does not take.",
     tags(
         (name = "challenges", description = "Sign-ins as the browser and the relying party see them."),
         (name = "authenticator", description = "What an authenticator calls (PROTOCOL.md §6)."),
+        (name = "passkeys", description = "Passkeys (WebAuthn) beside Sesame keys: sign-in, registration, adding one to an account."),
         (name = "admin", description = "Services, accounts, OIDC clients and the audit log, for scripts."),
         (name = "oidc", description = "The OpenID Connect provider's JSON endpoints (OIDC.md)."),
         (name = "health", description = "Liveness and readiness, for supervisors and load balancers."),
@@ -130,6 +141,23 @@ impl Modify for SecuritySchemes {
                 "The cookie that creating a challenge sets, one per challenge, named after it (with the \
                  `__Host-` prefix on an HTTPS origin). Without it: `401 binding_required`; with another \
                  browser's value: `403 wrong_browser`.",
+            ))),
+        );
+        components.add_security_scheme(
+            "passkey_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "sesame_passkey_{ceremony}",
+                "The cookie that starting a passkey ceremony sets, one per ceremony, named after it (with \
+                 the `__Host-` prefix on an HTTPS origin). Without it: `401 binding_required`; with another \
+                 browser's value: `404 unknown_ceremony`.",
+            ))),
+        );
+        components.add_security_scheme(
+            "session_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "sesame_session_{service_id}",
+                "The browser's session at the service (with the `__Host-` prefix on an HTTPS origin). \
+                 Without a live one: `401 sign_in_required`.",
             ))),
         );
         components.add_security_scheme(

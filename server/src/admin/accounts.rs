@@ -108,7 +108,11 @@ pub(super) async fn of_accounts(state: &AppState, service_id: &str, accounts: &[
                 .unwrap_or_default()
                 .into_iter()
                 .map(|k| KeyRow {
-                    fingerprint: k.fingerprint.as_deref().map_or_else(|| "(unreadable)".to_owned(), keys::grouped),
+                    fingerprint: match (k.kind.as_str(), k.fingerprint.as_deref()) {
+                        ("passkey", _) => "passkey".to_owned(),
+                        (_, Some(fingerprint)) => keys::grouped(fingerprint),
+                        (_, None) => "(unreadable)".to_owned(),
+                    },
                     id: k.id,
                     label: k.label,
                     pending: k.state == KeyState::Pending,

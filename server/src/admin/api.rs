@@ -24,7 +24,10 @@ use crate::{
     error::{Error, Result},
     http::extract::{ApiJson, ClientInfo},
     http::responses::{AdminErrors, BadPath, TooLarge},
-    signin::keys,
+    signin::{
+        keys,
+        passkey::{self, store::KeyKinds},
+    },
     state::AppState,
 };
 
@@ -91,6 +94,11 @@ struct ChangeService {
     /// Whether sign-ins ask for the number the login page shows
     /// (PROTOCOL.md §14). Challenges already waiting keep theirs.
     number_matching: Option<bool>,
+    /// Which kinds of key sign in: `sesame` (the QR sign-in), `passkey` or
+    /// `both`. Ceremonies already started keep theirs.
+    key_kinds: Option<String>,
+    /// Whether a passkey must verify its user (a PIN, biometrics).
+    require_user_verification: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -103,6 +111,10 @@ struct ServiceJson {
     /// Whether sign-ins ask for the number the login page shows
     /// (PROTOCOL.md §14).
     number_matching: bool,
+    /// Which kinds of key sign in: `sesame`, `passkey` or `both`.
+    key_kinds: String,
+    /// Whether a passkey must verify its user.
+    require_user_verification: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -124,9 +136,11 @@ struct KeyJson {
     /// `active`, or `pending` while the key waits for confirmation.
     #[schema(value_type = String)]
     state: &'static str,
-    /// The key id of PROTOCOL.md §2.2.
+    /// The key id of PROTOCOL.md §2.2; `null` for a passkey.
     #[schema(required = true)]
     fingerprint: Option<String>,
+    /// `sesame` for a Sesame key, `passkey` for a passkey (WebAuthn).
+    kind: String,
     /// The address of the authenticator that registered the key.
     device_ip: String,
     /// Its user agent.
@@ -153,7 +167,14 @@ struct EventJson {
 
 fn service_json(state: &AppState, service: store::Service) -> ServiceJson {
     let login_url = store::login_url(&state.settings.origin, &service.id);
-    ServiceJson { id: service.id, name: service.name, login_url, number_matching: service.number_matching }
+    ServiceJson {
+        id: service.id,
+        name: service.name,
+        login_url,
+        number_matching: service.number_matching,
+        key_kinds: service.key_kinds,
+        require_user_verification: service.require_user_verification,
+    }
 }
 
 /// Path segments that do not decode (bad percent-encoding) get our JSON
@@ -231,7 +252,7 @@ async fn list_services(_: AdminAuth, State(state): State<AppState>) -> Result<Js
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The service as changed.", body = ServiceJson),
-        (status = 400, description = "`invalid_path`, or a body that is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`).", body = ErrorBody),
+        (status = 400, description = "`invalid_path`, `invalid_key_kinds`, or a body that is not the expected JSON (`invalid_json`, `invalid_body`, `unsupported_media_type`).", body = ErrorBody),
         (status = 404, description = "`unknown_service`.", body = ErrorBody),
         AdminErrors,
         TooLarge,
@@ -246,10 +267,25 @@ async fn change_service(
     ApiJson(body): ApiJson<ChangeService>,
 ) -> Result<Json<ServiceJson>> {
     let id = path(id)?;
-    let service = match body.number_matching {
+    let kinds = body
+        .key_kinds
+        .as_deref()
+        .map(|text| {
+            KeyKinds::parse(text)
+                .ok_or_else(|| Error::bad_request("invalid_key_kinds", "key_kinds must be sesame, passkey or both"))
+        })
+        .transpose()?;
+    let mut service = match body.number_matching {
         Some(on) => store::set_number_matching(&state.db, &challenges, &id, on, &by(&state, &client)).await?,
         None => store::service(&state.db, &id).await?,
     };
+    if kinds.is_some() || body.require_user_verification.is_some() {
+        let kinds = kinds.or_else(|| KeyKinds::parse(&service.key_kinds)).unwrap_or(KeyKinds::Sesame);
+        let verify = body.require_user_verification.unwrap_or(service.require_user_verification);
+        passkey::store::set_policy(&state.db, &id, kinds, verify, &by(&state, &client)).await?;
+        service.key_kinds = kinds.as_str().to_owned();
+        service.require_user_verification = verify;
+    }
     Ok(Json(service_json(&state, service)))
 }
 
@@ -420,6 +456,7 @@ async fn list_keys(
                 label: k.label,
                 state: k.state.as_str(),
                 fingerprint: k.fingerprint,
+                kind: k.kind,
                 device_ip: k.device_ip,
                 device_user_agent: k.device_user_agent,
                 created_at: store::rfc3339(k.created_at),

@@ -36,6 +36,7 @@ impl Notice {
             "created" => Some("Service created."),
             "number_matching_on" => Some("Number matching is on: sign-ins started from now on ask for the page's number."),
             "number_matching_off" => Some("Number matching is off: sign-ins started from now on ask for no number."),
+            "key_kinds_changed" => Some("Saved: the kinds of key that sign in hold from the next sign-in on."),
             "service_deleted" => Some("Service deleted, with its accounts and sign-in history."),
             "account_deleted" => Some("Account deleted."),
             "key_removed" => Some("Key removed: it can no longer sign in, and its sessions have ended."),

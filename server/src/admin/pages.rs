@@ -49,6 +49,7 @@ pub(super) fn router<S: SignInState>() -> Router<S> {
         .route("/admin/services/{id}", get(service_page))
         .route("/admin/services/{id}/delete", post(delete_service))
         .route("/admin/services/{id}/number-matching", post(set_number_matching))
+        .route("/admin/services/{id}/passkeys", post(set_passkeys))
         .route("/admin/services/{id}/accounts/delete", post(delete_account))
 }
 
@@ -369,6 +370,42 @@ async fn set_number_matching(
     Ok(Redirect::to(&format!("/admin/services/{id}?done={done}")).into_response())
 }
 
+#[derive(Deserialize)]
+struct PasskeysForm {
+    #[serde(default)]
+    csrf: String,
+    /// `sesame`, `passkey` or `both`.
+    #[serde(default)]
+    key_kinds: String,
+    /// Present (a ticked checkbox) when passkeys must verify their user.
+    #[serde(default)]
+    require_user_verification: Option<String>,
+}
+
+impl CsrfField for PasskeysForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// Which kinds of key sign in to a service, and whether a passkey must
+/// verify its user.
+async fn set_passkeys(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    id: Result<Path<String>, PathRejection>,
+    AdminForm { session, form: body }: AdminForm<PasskeysForm>,
+) -> PageResult {
+    let id = path(id)?;
+    let kinds = crate::signin::passkey::store::KeyKinds::parse(&body.key_kinds)
+        .ok_or_else(|| Error::bad_request("invalid_key_kinds", "choose Sesame keys, passkeys, or both"))?;
+    let verify = body.require_user_verification.is_some();
+    let by = by(&state, session.actor(), &client);
+    crate::signin::passkey::store::set_policy(&state.db, &id, kinds, verify, &by).await?;
+    tracing::info!(service = %id, key_kinds = kinds.as_str(), verify, "key kinds changed");
+    Ok(Redirect::to(&format!("/admin/services/{id}?done=key_kinds_changed")).into_response())
+}
+
 /// A form that names an account: an account of a service, or an admin
 /// authenticator.
 #[derive(Deserialize)]
@@ -507,6 +544,9 @@ struct ServiceView {
     group_choices: Vec<super::groups::Choice>,
     issuer: String,
     number_matching: bool,
+    /// Which kinds of key sign in: `sesame`, `passkey` or `both`.
+    key_kinds: String,
+    require_user_verification: bool,
 }
 
 async fn service_page(
@@ -547,6 +587,8 @@ async fn service_page(
         groups,
         issuer: state.settings.origin.to_string(),
         number_matching: service.number_matching,
+        key_kinds: service.key_kinds,
+        require_user_verification: service.require_user_verification,
         id: service.id,
         name: service.name,
         accounts,

@@ -13,7 +13,7 @@ use crate::{
     challenge::Challenges,
     db::{
         locks::{self, Doomed},
-        sql::{query, Constraint as _, Row, Violation},
+        sql::{query, Conn, Row},
         Db,
     },
     error::{Error, Result},
@@ -29,13 +29,18 @@ pub(crate) struct Service {
     pub(crate) accounts: i64,
     /// Sign-ins ask for the number the login page shows (PROTOCOL.md §14).
     pub(crate) number_matching: bool,
+    /// Which kinds of key sign in: `sesame`, `passkey` or `both`.
+    pub(crate) key_kinds: String,
+    /// Whether a passkey must verify its user.
+    pub(crate) require_user_verification: bool,
 }
 
 /// The columns of [`Service`], for `FROM service s`, as a literal so that
 /// the statements that read them are constants.
 macro_rules! service_columns {
     () => {
-        "s.id, s.name, (SELECT COUNT(*) FROM account a WHERE a.service_id = s.id) AS accounts, s.number_matching"
+        "s.id, s.name, (SELECT COUNT(*) FROM account a WHERE a.service_id = s.id) AS accounts, s.number_matching, \
+         s.key_kinds, s.require_user_verification"
     };
 }
 
@@ -45,6 +50,8 @@ fn service_row(row: &dyn Row) -> Result<Service> {
         name: row.text("name")?,
         accounts: row.int("accounts")?,
         number_matching: row.bool("number_matching")?,
+        key_kinds: row.text("key_kinds")?,
+        require_user_verification: row.bool("require_user_verification")?,
     })
 }
 
@@ -110,7 +117,15 @@ pub(crate) async fn create_service(db: &Db, name: &ServiceName, number_matching:
     let detail = if number_matching { name.as_str().to_owned() } else { format!("{name}, without number matching") };
     audit::record(&mut conn, by, Record::new(Action::ServiceCreated, &id, &detail)).await?;
     write.commit().await?;
-    Ok(Service { id, name: name.as_str().to_owned(), accounts: 0, number_matching })
+    Ok(Service {
+        id,
+        name: name.as_str().to_owned(),
+        accounts: 0,
+        number_matching,
+        // The columns' defaults: Sesame keys only, until an admin says otherwise.
+        key_kinds: "sesame".to_owned(),
+        require_user_verification: false,
+    })
 }
 
 /// Turns number matching (PROTOCOL.md §14) on or off for a service. A
@@ -343,12 +358,14 @@ pub(crate) async fn ensure_service(db: &Db, name: &ServiceName, now: i64) -> Res
     )
     .bind(candidate)
     .bind(name.as_str())
-    .bind(now);
+    .bind(now)
+    .bind(keys.folded.as_str())
+    .bind(keys.written.as_str());
     let mut write = db.begin_write().await?;
     let mut conn = write.conn();
     conn.execute(insert).await?;
     let id = conn
-        .fetch_one(query("SELECT id FROM service WHERE name = $1").bind(name.as_str()), |row| row.text("id"))
+        .fetch_optional(query("SELECT id FROM service WHERE name = $1").bind(name.as_str()), |row| row.text("id"))
         .await?;
     let Some(id) = id else {
         return Err(name_taken(&mut conn, name, &keys).await?);
@@ -385,7 +402,9 @@ pub(crate) async fn admin_service(db: &Db, now: i64) -> Result<String> {
     )
     .bind(candidate)
     .bind(name.as_str())
-    .bind(now);
+    .bind(now)
+    .bind(KEYS.folded.as_str())
+    .bind(KEYS.written.as_str());
     let mut write = db.begin_write().await?;
     let mut conn = write.conn();
     conn.execute(insert).await?;

@@ -226,17 +226,24 @@ pub struct SignedIn {
     pub key_id: Option<String>,
     /// When the person proved it with their authenticator (Unix seconds).
     pub auth_time: i64,
+    /// How they proved it, as the ID token's `amr` says it (RFC 8176),
+    /// space-separated: `swk` for a Sesame key; for a passkey `hwk` (bound
+    /// to its device) or `swk` (one that may be synced), with `user` when
+    /// the user was verified.
+    pub amr: String,
 }
 
 impl SignedIn {
     /// Who a stored grant (a code, a refresh token) was made for: a row
-    /// with the columns `service_id`, `account`, `key_id` and `auth_time`.
+    /// with the columns `service_id`, `account`, `key_id`, `auth_time` and
+    /// `amr`.
     pub fn from_row(row: &dyn sql::Row) -> Result<Self> {
         Ok(Self {
             service_id: row.text("service_id")?,
             account: row.text("account")?,
             key_id: row.opt_text("key_id")?,
             auth_time: row.int("auth_time")?,
+            amr: row.text("amr")?,
         })
     }
 }
@@ -279,7 +286,8 @@ pub fn cookie_digest(origin: &Origin, headers: &HeaderMap, service_id: &ServiceI
 /// if it is live at `now`.
 pub async fn lookup(db: &Db, service_id: &str, session_hash: &[u8; 32], now: i64) -> Result<Option<SignedIn>> {
     let select = query(
-        "SELECT account, key_id, created_at FROM session WHERE id_hash = $1 AND service_id = $2 AND expires_at > $3",
+        "SELECT account, key_id, created_at, amr FROM session \
+         WHERE id_hash = $1 AND service_id = $2 AND expires_at > $3",
     )
     .bind(session_hash.to_vec())
     .bind(service_id)
@@ -290,9 +298,43 @@ pub async fn lookup(db: &Db, service_id: &str, session_hash: &[u8; 32], now: i64
             account: row.text("account")?,
             key_id: row.opt_text("key_id")?,
             auth_time: row.int("created_at")?,
+            amr: row.text("amr")?,
         })
     })
     .await
+}
+
+/// A session opened without a challenge: by a passkey, whose ceremony
+/// stands in for the challenge (`signin/passkey`).
+#[derive(Debug)]
+pub struct Opened<'a> {
+    pub service_id: &'a str,
+    pub account: &'a str,
+    pub key_id: &'a str,
+    pub now: i64,
+    pub session_hash: &'a [u8; 32],
+    /// As [`SignedIn::amr`].
+    pub amr: &'a str,
+}
+
+/// Writes the session `opened`, inside the caller's transaction, which has
+/// just checked and stamped its key. It expires [`SESSION_SECS`] from now,
+/// as a redeemed challenge's does.
+pub async fn open_on(conn: &mut Conn<'_>, opened: &Opened<'_>) -> Result<()> {
+    let insert = query(
+        "INSERT INTO session (id_hash, service_id, account, key_id, created_at, expires_at, amr) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(opened.session_hash.to_vec())
+    .bind(opened.service_id)
+    .bind(opened.account)
+    .bind(opened.key_id)
+    .bind(opened.now)
+    .bind(opened.now + SESSION_SECS)
+    .bind(opened.amr);
+    // The key or its account went meanwhile: nobody to give a session to.
+    conn.execute(insert).await.on(Violation::ForeignKey, Error::UnknownAccount)?;
+    Ok(())
 }
 
 /// Who this browser is signed in as at `service_id`, if anyone: the one

@@ -72,11 +72,13 @@ pub struct Swept {
     pub oidc: u64,
     /// Recovery links that expired longer than a challenge is kept.
     pub recovery_links: u64,
+    /// Passkey ceremonies started and never finished, once expired.
+    pub passkey_ceremonies: u64,
 }
 
 impl Swept {
     /// The rows deleted, by the table the metrics name.
-    fn rows_by_table(&self) -> [(&'static str, u64); 9] {
+    fn rows_by_table(&self) -> [(&'static str, u64); 10] {
         [
             ("challenge", self.challenges),
             ("session", self.sessions),
@@ -87,6 +89,7 @@ impl Swept {
             ("audit_event", self.audit_events),
             ("oidc", self.oidc),
             ("account_recovery", self.recovery_links),
+            ("passkey_ceremony", self.passkey_ceremonies),
         ]
     }
 }
@@ -105,6 +108,13 @@ pub async fn sweep(db: &Db, now: UnixTime, retention: &Retention) -> Result<Swep
             db,
             "DELETE FROM challenge WHERE id IN (SELECT id FROM challenge WHERE expires_at <= $1 LIMIT $2)",
             challenge_cutoff,
+        )
+        .await?,
+        passkey_ceremonies: in_batches(
+            db,
+            "DELETE FROM passkey_ceremony WHERE id IN \
+             (SELECT id FROM passkey_ceremony WHERE expires_at <= $1 LIMIT $2)",
+            now,
         )
         .await?,
         sessions: in_batches(

@@ -102,8 +102,12 @@ fn to_login(service_id: &ServiceId) -> Response {
 
 #[derive(Debug)]
 struct KeyItem {
+    /// The key's id, for a passkey's removal.
+    id: String,
     label: String,
     fingerprint: String,
+    /// A passkey rather than a Sesame key.
+    passkey: bool,
     pending: bool,
     added_at: String,
     last_used_at: String,
@@ -126,6 +130,8 @@ struct AccountView {
     done: Option<&'static str>,
     /// Why the profile form was refused.
     error: Option<Refusal>,
+    /// Whether the service takes passkeys: the page offers to add one.
+    passkeys: bool,
 }
 
 /// A refused profile form: the error's code and message.
@@ -145,6 +151,8 @@ impl AccountQuery {
     fn notice(&self) -> Option<&'static str> {
         match self.done.as_deref()? {
             "profile_saved" => Some("Your profile is saved."),
+            "passkey_added" => Some("The passkey is on your account: it signs in from now on."),
+            "passkey_removed" => Some("The passkey is removed: it signs nobody in any more."),
             _ => None,
         }
     }
@@ -178,8 +186,14 @@ async fn account_view(
         .await?
         .into_iter()
         .map(|k| KeyItem {
+            passkey: k.kind == "passkey",
+            id: k.id,
             label: k.label,
-            fingerprint: k.fingerprint.as_deref().map_or_else(|| "(unreadable)".to_owned(), keys::grouped),
+            fingerprint: match (k.kind.as_str(), k.fingerprint.as_deref()) {
+                ("passkey", _) => "passkey".to_owned(),
+                (_, Some(fingerprint)) => keys::grouped(fingerprint),
+                (_, None) => "(unreadable)".to_owned(),
+            },
             pending: k.state == KeyState::Pending,
             added_at: rfc3339(k.created_at),
             last_used_at: k.last_used_at.map_or_else(|| "never".to_owned(), rfc3339),
@@ -197,6 +211,7 @@ async fn account_view(
         email_verified: profile.email_verified,
         done: None,
         error: None,
+        passkeys: super::passkey::store::policy(&state.db, service_id).await?.key_kinds.passkeys(),
     })
 }
 

@@ -146,7 +146,7 @@ pub async fn register(conn: &mut Conn<'_>, new: &NewAccount<'_>) -> Result<KeySt
          device_user_agent, created_at, label) \
          SELECT $1, s.id, $3, $4, CASE WHEN s.builtin THEN 'pending' ELSE 'active' END, \
          CASE WHEN s.builtin THEN $5 ELSE NULL END, $6, $7, $8, $9 FROM service s WHERE s.id = $2 \
-         RETURNING state",
+         AND s.key_kinds <> 'passkey' RETURNING state",
     )
     .bind(new.key_id)
     .bind(new.service_id.to_string())
@@ -162,7 +162,9 @@ pub async fn register(conn: &mut Conn<'_>, new: &NewAccount<'_>) -> Result<KeySt
         .await
         .on(Violation::Unique, Error::KeyRegistered)
         .on(Violation::ForeignKey, Error::UnknownService)?
-        .ok_or(Error::UnknownService)?;
+        // The account's insert found the service, in this transaction: no
+        // row means it takes passkeys only.
+        .ok_or(Error::SesameKeysNotAllowed)?;
     KeyState::parse(&state)
 }
 
@@ -292,14 +294,30 @@ pub async fn rekey(
 /// grown stricter over time, and only a hostile client could have sent such
 /// a key) is left out with a warning: it can sign nobody in, and the
 /// account's other keys still work.
+///
+/// Only Sesame keys: an account's passkeys sign in through WebAuthn
+/// (`signin/passkey`). At a service that takes passkeys only, this is
+/// `sesame_keys_not_allowed`, read in the same statement: the service's row
+/// comes with the keys, or alone when the account has none.
 pub async fn of_account(db: &Db, service_id: &ServiceId, account: &str) -> Result<Vec<StoredKey>> {
-    const SQL: &str = "SELECT id, public_key, state FROM account_key WHERE service_id = $1 AND account = $2";
+    const SQL: &str = "SELECT s.key_kinds, k.id, k.public_key, k.state FROM service s \
+                       LEFT JOIN account_key k ON k.service_id = s.id AND k.account = $2 AND k.kind = 'sesame' \
+                       WHERE s.id = $1";
     let select = query(SQL).bind(service_id.to_string()).bind(account);
-    let read = |row: &dyn Row| Ok((row.text("id")?, row.blob("public_key")?, row.text("state")?));
+    let read = |row: &dyn Row| {
+        let key = match row.opt_text("id")? {
+            Some(id) => Some((id, row.blob("public_key")?, row.text("state")?)),
+            None => None,
+        };
+        Ok((row.text("key_kinds")?, key))
+    };
     // On the path of every login: on SQLite, read on this thread.
     let rows = db.read_here(select, read).await?;
+    if rows.iter().any(|(kinds, _)| kinds == "passkey") {
+        return Err(Error::SesameKeysNotAllowed);
+    }
     let mut keys = Vec::with_capacity(rows.len());
-    for (id, public_key, state) in rows {
+    for (id, public_key, state) in rows.into_iter().filter_map(|(_, key)| key) {
         let Ok(public_key) = AccountPublicKey::from_bytes(&public_key) else {
             tracing::warn!(key = %id, "a stored account key no longer decodes; it is ignored");
             continue;
@@ -507,11 +525,14 @@ pub struct KeyInfo {
     pub device_user_agent: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
+    /// `sesame`, or `passkey` for a passkey (`signin/passkey`), which has
+    /// no fingerprint.
+    pub kind: String,
 }
 
 /// The columns [`key_info`] reads, of `account_key k`.
 const KEY_COLUMNS: &str =
-    "k.id, k.label, k.state, k.public_key, k.device_ip, k.device_user_agent, k.created_at, k.last_used_at";
+    "k.id, k.label, k.state, k.public_key, k.device_ip, k.device_user_agent, k.created_at, k.last_used_at, k.kind";
 
 /// The keys of an existing account, oldest first; `unknown_account` when
 /// the service has no such account. One query: the LEFT JOIN returns the
@@ -579,6 +600,7 @@ fn key_info(row: &dyn Row) -> Result<Option<KeyInfo>> {
         device_user_agent: row.text("device_user_agent")?,
         created_at: row.int("created_at")?,
         last_used_at: row.opt_int("last_used_at")?,
+        kind: row.text("kind")?,
     }))
 }
 

@@ -7,5 +7,6 @@ pub mod authenticator;
 pub mod enroll;
 pub mod keys;
 pub mod pages;
+pub mod passkey;
 pub mod profile;
 pub mod recovery;

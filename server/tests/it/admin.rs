@@ -9,6 +9,7 @@ mod authenticator;
 mod groups;
 mod keys;
 mod page;
+mod passkeys;
 mod profiles;
 mod recovery;
 

@@ -13,6 +13,7 @@ mod number;
 mod oidc;
 mod openapi;
 mod pages;
+mod passkeys;
 mod storage;
 mod support;
 mod sweep;

@@ -167,6 +167,7 @@ async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
             audit_events: one.audit_events + two.audit_events,
             oidc: one.oidc + two.oidc,
             recovery_links: one.recovery_links + two.recovery_links,
+            passkey_ceremonies: one.passkey_ceremonies + two.passkey_ceremonies,
         };
         let expected = Swept {
             challenges: 2,
@@ -178,6 +179,7 @@ async fn sweep_deletes_what_retention_no_longer_keeps_and_nothing_else() {
             audit_events: 1,
             oidc: 0,
             recovery_links: 0,
+            passkey_ceremonies: 0,
         };
         assert_eq!(total, expected);
         assert_eq!(ids(&app, "SELECT name FROM account ORDER BY name").await, vec!["alice", "fresh", "keyless"]);

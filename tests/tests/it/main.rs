@@ -17,6 +17,7 @@ mod oidc;
 mod openapi;
 mod operations;
 mod packaging;
+mod passkeys;
 mod phone;
 mod rekey;
 mod scale;

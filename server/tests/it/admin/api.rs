@@ -13,7 +13,10 @@ async fn api_creates_a_service_with_id_name_and_login_url() {
     assert_eq!(body["login_url"], format!("{ORIGIN}/services/{id}"));
     // New services ask for the login page's number (PROTOCOL.md §14).
     assert_eq!(body["number_matching"], true);
-    assert_eq!(body.as_object().expect("object").len(), 4);
+    // Sesame keys only until an admin turns passkeys on.
+    assert_eq!(body["key_kinds"], "sesame");
+    assert_eq!(body["require_user_verification"], false);
+    assert_eq!(body.as_object().expect("object").len(), 6);
 }
 
 #[tokio::test]
