@@ -9,6 +9,13 @@ use sesame_server::{
 };
 use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _, EnvFilter, Layer as _};
 
+/// mimalloc rather than the system's allocator: with glibc's, the memory of
+/// a burst of connections (2,000 event streams opened and closed) stayed
+/// with the process, and grew with each burst until fragmentation settled;
+/// mimalloc returns it, and the soak in docs/BENCHMARKS.md stays flat.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();

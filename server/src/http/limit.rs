@@ -286,4 +286,14 @@ mod tests {
         drop(first);
         limits.open(one, A).expect("a closed stream frees its place");
     }
+
+    #[test]
+    fn closed_streams_leave_nothing_behind() {
+        let limits = StreamLimits::new(0, 0);
+        let guards: Vec<_> =
+            (0..1000u16).map(|n| limits.open(ChallengeId([n as u8; 16]), A).expect("no cap")).collect();
+        drop(guards);
+        let open = limits.open.lock().expect("stream limits lock");
+        assert!(open.by_challenge.is_empty() && open.by_address.is_empty(), "{open:?}");
+    }
 }

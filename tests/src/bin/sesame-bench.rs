@@ -70,6 +70,8 @@ use sesame_tests::{Challenge, EventStream, PgDatabase, Redis, Server, ServerOpti
 mod args;
 #[path = "sesame-bench/oidc.rs"]
 mod oidc;
+#[path = "sesame-bench/soak.rs"]
+mod soak;
 
 use args::{Args, Flow};
 
@@ -83,11 +85,14 @@ struct Setup {
 }
 
 impl Setup {
-    async fn start(cluster: bool, with_metrics: bool) -> anyhow::Result<Self> {
+    async fn start(cluster: bool, with_metrics: bool, soak: bool) -> anyhow::Result<Self> {
         // Every simulated browser comes from 127.0.0.1: lift the per-address
         // caps, and make room for every waiting browser's connection. Logs
         // at the production default, `info`.
-        let extra_args = ["--max-streams-per-address", "0", "--max-connections", "0"].map(String::from).to_vec();
+        let mut extra_args = ["--max-streams-per-address", "0", "--max-connections", "0"].map(String::from).to_vec();
+        if soak {
+            extra_args.extend(soak::SERVER_ARGS.map(String::from));
+        }
         let options = ServerOptions { log_filter: Some("info".into()), extra_args, ..ServerOptions::default() };
         let mut metrics = Vec::new();
         // Each instance gets a metrics listener of its own, when asked.
@@ -164,7 +169,7 @@ async fn main() -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         eprintln!("warning: a debug build measures the debug server; use --release for real figures");
     }
-    let setup = Setup::start(args.cluster, args.metrics).await?;
+    let setup = Setup::start(args.cluster, args.metrics, args.cycles > 0).await?;
     let first = &setup.servers[0];
     let service = first.create_service("Benchmark").await?;
     let info: sesame_proto::wire::ServerKeyInfo =
@@ -226,7 +231,9 @@ async fn main() -> anyhow::Result<()> {
     if args.sign_ins > 0 {
         sign_ins(&args, &setup, &workers, rp).await?;
     }
-    if args.waiters > 0 {
+    if args.waiters > 0 && args.cycles > 0 {
+        soak::cycles(first, &service.id, args.waiters, args.cycles).await?;
+    } else if args.waiters > 0 {
         waiting_browsers(first, &service.id, args.waiters).await?;
     }
     Ok(())

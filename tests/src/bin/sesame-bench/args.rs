@@ -6,6 +6,7 @@ use anyhow::{bail, Context as _};
 const USAGE: &str = "\
 usage: sesame-bench [SIGN_INS] [CONCURRENCY] [WAITERS] [--runs N] [--flow api|page|oidc]
                     [--setup embedded|cluster] [--rate PER_SECOND] [--metrics] [--alg RS256|EdDSA]
+                    [--cycles N]
 
   SIGN_INS       complete sign-ins a run (default 2000; 0 measures only waiters)
   CONCURRENCY    sign-ins in flight at once (default 32)
@@ -17,6 +18,8 @@ usage: sesame-bench [SIGN_INS] [CONCURRENCY] [WAITERS] [--runs N] [--flow api|pa
   --rate         start this many sign-ins a second, evenly spaced, instead of flat out
   --metrics      turn on each instance's metrics listener and scrape it every second
   --alg          with --flow oidc: what the client's ID tokens are signed with (default RS256)
+  --cycles N     instead of holding WAITERS streams once, open and close them N times and report
+                 the server's memory after each (a soak; the server's challenges then live 10 s)
 
 SESAME_TEST_BIN_DIR names a folder with sesame-server and sesame to measure instead of building them.
 ";
@@ -35,13 +38,15 @@ pub(crate) struct Args {
     pub(crate) alg: &'static str,
     /// Sign-ins started a second; `None`: as fast as they complete.
     pub(crate) rate: Option<f64>,
+    /// Soak cycles of WAITERS streams opened and closed; 0: none.
+    pub(crate) cycles: usize,
 }
 
 impl Args {
     pub(crate) fn parse() -> anyhow::Result<Self> {
         let mut numbers = Vec::new();
         let (mut runs, mut flow, mut cluster, mut metrics, mut rate) = (3, Flow::Api, false, false, None);
-        let mut alg = "RS256";
+        let (mut alg, mut cycles) = ("RS256", 0);
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -64,6 +69,7 @@ impl Args {
                     _ => bail!("--setup is embedded or cluster"),
                 },
                 "--metrics" => metrics = true,
+                "--cycles" => cycles = args.next().context("--cycles takes a number")?.parse().context("--cycles")?,
                 "--alg" => {
                     alg = match args.next().as_deref() {
                         Some("RS256") => "RS256",
@@ -92,6 +98,7 @@ impl Args {
             metrics,
             alg,
             rate,
+            cycles,
         })
     }
 }
