@@ -26,11 +26,14 @@ use jsonwebtoken::{
     },
     Algorithm, Header,
 };
-use rand::{rngs::OsRng, RngCore as _};
-use ring::{
-    rand::SystemRandom,
-    signature::{Ed25519KeyPair, KeyPair as _, RsaKeyPair, RSA_PKCS1_SHA256},
+use openssl::{
+    hash::MessageDigest,
+    pkey::{PKey, Private},
+    rsa::Rsa,
+    sign::Signer,
 };
+use rand::{rngs::OsRng, RngCore as _};
+use ring::signature::{Ed25519KeyPair, KeyPair as _};
 use rsa::{pkcs1::EncodeRsaPrivateKey as _, traits::PublicKeyParts as _, RsaPrivateKey};
 use serde::Serialize;
 
@@ -94,9 +97,12 @@ pub struct SigningKey {
     header: String,
 }
 
-/// A parsed private key.
+/// A parsed private key. RSA signs through OpenSSL: an RSA-2048
+/// signature costs about 240 µs there and about 570 µs in ring on the same
+/// machine, and it is the largest single cost of an OIDC sign-in
+/// (docs/BENCHMARKS.md). Both blind the private-key operation.
 enum Pair {
-    Rsa(RsaKeyPair),
+    Rsa(PKey<Private>),
     Ed25519(Ed25519KeyPair),
 }
 
@@ -114,7 +120,13 @@ impl SigningKey {
             Error::Internal(anyhow::anyhow!("the {} key {kid} does not parse: {e}", alg.as_str()))
         };
         let pair = match alg {
-            Alg::Rs256 => Pair::Rsa(RsaKeyPair::from_der(der).map_err(|e| broken(&e))?),
+            Alg::Rs256 => {
+                let rsa = Rsa::private_key_from_der(der).map_err(|e| broken(&e))?;
+                if !rsa.check_key().map_err(|e| broken(&e))? {
+                    return Err(broken(&"its numbers do not make an RSA key"));
+                }
+                Pair::Rsa(PKey::from_rsa(rsa).map_err(|e| broken(&e))?)
+            }
             Alg::EdDsa => Pair::Ed25519(Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|e| broken(&e))?),
         };
         let mut header = Header::new(alg.jwt());
@@ -130,12 +142,11 @@ impl SigningKey {
         let claims = serde_json::to_vec(claims).map_err(|e| failed(&e))?;
         let mut jws = format!("{}.{}", self.header, B64.encode(claims));
         let signature = match &self.pair {
-            Pair::Rsa(pair) => {
-                let mut signature = vec![0; pair.public().modulus_len()];
-                pair.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), jws.as_bytes(), &mut signature)
-                    .map_err(|e| failed(&e))?;
-                signature
-            }
+            // RSASSA-PKCS1-v1_5 with SHA-256 (RS256), OpenSSL's default
+            // padding for an RSA key.
+            Pair::Rsa(key) => Signer::new(MessageDigest::sha256(), key)
+                .and_then(|mut signer| signer.sign_oneshot_to_vec(jws.as_bytes()))
+                .map_err(|e| failed(&e))?,
             Pair::Ed25519(pair) => pair.sign(jws.as_bytes()).as_ref().to_vec(),
         };
         jws.push('.');
