@@ -1,0 +1,276 @@
+//! Passkeys that come to an account: a new account registered with one,
+//! one added to a signed-in account, and one removed from the account
+//! page. The ceremonies, their binding and the policy are the parent's.
+
+use super::*;
+
+/// What a registration's ceremony keeps besides the library's state: the
+/// subject the new account will have, which is its user handle.
+#[derive(Debug, Serialize, Deserialize)]
+struct KeptRegistration {
+    state: RegistrationState,
+    subject: String,
+}
+
+/// Starts registering a new account with a passkey.
+#[utoipa::path(
+    post,
+    path = "/api/services/{id}/passkeys/register/start",
+    operation_id = "passkey_register_start",
+    tag = "passkeys",
+    params(("id" = String, Path, description = "The service id.")),
+    request_body = RegisterStart,
+    responses(
+        (status = 200, description = "The options for `navigator.credentials.create()`, and the binding cookie.", body = Started),
+        (status = 400, description = "`invalid_account_name`, `invalid_label`, `invalid_json`, or `invalid_request` for a path that does not decode.", body = ErrorBody),
+        (status = 403, description = "`passkeys_not_allowed`, `registration_closed`.", body = ErrorBody),
+        (status = 404, description = "`unknown_service`.", body = ErrorBody),
+        (status = 409, description = "`account_exists`: the name, or one that looks like it, is taken.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`.", body = ErrorBody),
+    ),
+)]
+pub(super) async fn register_start(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    client: ClientInfo,
+    body: std::result::Result<Json<RegisterStart>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response> {
+    let Json(body) = body?;
+    state.limits.challenges.check(client.ip).await?;
+    let (service_id, policy) = passkey_service(&state, &id).await?;
+    let account = AccountName::parse(&body.account)?;
+    let label = label(body.label.as_deref())?;
+    // Refused now rather than after the person made a passkey for it.
+    store::name_free(&state.db, &service_id, account.as_str(), state.clock.now().as_secs() as i64).await?;
+    let subject = keys::new_id();
+    let rp = RelyingParty::of(&state.settings.origin)?;
+    let (options, rs) =
+        rp.start_registration(&user_handle(&subject), account.as_str(), policy.require_user_verification, Vec::new())?;
+    let kept = kept(&KeptRegistration { state: rs, subject })?;
+    let opening = Opening { purpose: Purpose::Register, account: Some(account.as_str()), label: &label, kept, options };
+    open(&state, &service_id, &policy, opening).await
+}
+
+/// Finishes registering a new account with a passkey, and signs it in.
+#[utoipa::path(
+    post,
+    path = "/api/services/{id}/passkeys/register/finish",
+    operation_id = "passkey_register_finish",
+    tag = "passkeys",
+    params(("id" = String, Path, description = "The service id.")),
+    request_body = Finish,
+    security(("passkey_cookie" = [])),
+    responses(
+        (status = 201, description = "The account, signed in.", body = SignedInView),
+        (status = 400, description = "`invalid_credential`, `invalid_json`, or `invalid_request` for a path that does not decode.", body = ErrorBody),
+        (status = 401, description = "`binding_required`, `passkey_refused`.", body = ErrorBody),
+        (status = 403, description = "`passkeys_not_allowed`.", body = ErrorBody),
+        (status = 404, description = "`unknown_service`, `unknown_ceremony`.", body = ErrorBody),
+        (status = 409, description = "`account_exists`, `key_registered`.", body = ErrorBody),
+        BrowserErrors,
+    ),
+)]
+pub(super) async fn register_finish(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    client: ClientInfo,
+    headers: HeaderMap,
+    body: std::result::Result<Json<Finish>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response> {
+    let Json(body) = body?;
+    state.limits.submissions.check(client.ip).await?;
+    cookie::check_origin(&state.settings.origin, &headers)?;
+    let (service_id, policy) = passkey_service(&state, &id).await?;
+    let answer: RegisterPublicKeyCredential = decode(body.credential)?;
+    let ceremony = take(&state, &headers, &body.ceremony, &service_id, Purpose::Register).await?;
+    let account = ceremony.account.ok_or_else(|| Error::Internal(anyhow::anyhow!("a registration without a name")))?;
+    let kept: KeptRegistration = restored(&ceremony.state)?;
+    let rp = RelyingParty::of(&state.settings.origin)?;
+    let credential = rp.finish_registration(&answer, &kept.state)?;
+    let session = Minted::fresh();
+    let amr = amr(credential.backup_eligible, credential.user_verified);
+    let key_id = keys::new_id();
+    let made = Made::of(&credential, &rp)?;
+    let new = made.new_passkey(&service_id, &account, &key_id, &ceremony.label, &client, &state);
+    let opened = store::Registered { subject: &kept.subject, session_hash: &session.digest, amr: &amr };
+    store::register(&state.db, &new, &opened, &body.ceremony).await?;
+    signed_in(&state, &service_id, &policy, account, &session, &body.ceremony, StatusCode::CREATED)
+}
+
+/// Starts adding a passkey to the account signed in at the service.
+#[utoipa::path(
+    post,
+    path = "/api/services/{id}/passkeys/add/start",
+    operation_id = "passkey_add_start",
+    tag = "passkeys",
+    params(("id" = String, Path, description = "The service id.")),
+    request_body = AddStart,
+    security(("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The options for `navigator.credentials.create()`, and the binding cookie.", body = Started),
+        (status = 400, description = "`invalid_label`, `invalid_json`, or `invalid_request` for a path that does not decode.", body = ErrorBody),
+        (status = 401, description = "`sign_in_required`: no live session at the service.", body = ErrorBody),
+        (status = 403, description = "`passkeys_not_allowed`, `forbidden_origin`.", body = ErrorBody),
+        (status = 404, description = "`unknown_service`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`.", body = ErrorBody),
+    ),
+)]
+pub(super) async fn add_start(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    client: ClientInfo,
+    headers: HeaderMap,
+    body: std::result::Result<Json<AddStart>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response> {
+    let Json(body) = body?;
+    state.limits.challenges.check(client.ip).await?;
+    cookie::check_origin(&state.settings.origin, &headers)?;
+    let (service_id, policy) = passkey_service(&state, &id).await?;
+    let who = session::of_browser(&state, &service_id, &headers).await?.ok_or(Error::SignInRequired)?;
+    let label = label(body.label.as_deref())?;
+    let (subject, existing) = store::of_account(&state.db, &service_id, &who.account).await?;
+    let rp = RelyingParty::of(&state.settings.origin)?;
+    let exclude = existing.into_iter().map(Into::into).collect();
+    let (options, rs) =
+        rp.start_registration(&user_handle(&subject), &who.account, policy.require_user_verification, exclude)?;
+    let opening =
+        Opening { purpose: Purpose::Add, account: Some(&who.account), label: &label, kept: kept(&rs)?, options };
+    open(&state, &service_id, &policy, opening).await
+}
+
+/// Finishes adding a passkey to the account signed in at the service.
+#[utoipa::path(
+    post,
+    path = "/api/services/{id}/passkeys/add/finish",
+    operation_id = "passkey_add_finish",
+    tag = "passkeys",
+    params(("id" = String, Path, description = "The service id.")),
+    request_body = Finish,
+    security(("session_cookie" = [])),
+    responses(
+        (status = 201, description = "The passkey is on the account.", body = Added),
+        (status = 400, description = "`invalid_credential`, `invalid_json`, or `invalid_request` for a path that does not decode.", body = ErrorBody),
+        (status = 401, description = "`sign_in_required`, `binding_required`, `passkey_refused`.", body = ErrorBody),
+        (status = 403, description = "`passkeys_not_allowed`, `wrong_account` (the session is another account's now).", body = ErrorBody),
+        (status = 404, description = "`unknown_service`, `unknown_ceremony`, `unknown_account`.", body = ErrorBody),
+        (status = 409, description = "`key_registered`.", body = ErrorBody),
+        BrowserErrors,
+    ),
+)]
+pub(super) async fn add_finish(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    client: ClientInfo,
+    headers: HeaderMap,
+    body: std::result::Result<Json<Finish>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response> {
+    let Json(body) = body?;
+    state.limits.submissions.check(client.ip).await?;
+    cookie::check_origin(&state.settings.origin, &headers)?;
+    let (service_id, _) = passkey_service(&state, &id).await?;
+    let who = session::of_browser(&state, &service_id, &headers).await?.ok_or(Error::SignInRequired)?;
+    let answer: RegisterPublicKeyCredential = decode(body.credential)?;
+    let ceremony = take(&state, &headers, &body.ceremony, &service_id, Purpose::Add).await?;
+    if ceremony.account.as_deref() != Some(who.account.as_str()) {
+        return Err(Error::WrongAccount);
+    }
+    let rs: RegistrationState = restored(&ceremony.state)?;
+    let rp = RelyingParty::of(&state.settings.origin)?;
+    let credential = rp.finish_registration(&answer, &rs)?;
+    let key_id = keys::new_id();
+    let made = Made::of(&credential, &rp)?;
+    store::add(&state.db, &made.new_passkey(&service_id, &who.account, &key_id, &ceremony.label, &client, &state))
+        .await?;
+    let clear = clear_binding(&state, &body.ceremony);
+    let body = Added { key_id, label: ceremony.label };
+    Ok((
+        StatusCode::CREATED,
+        AppendHeaders([(header::SET_COOKIE, clear), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]),
+        Json(body),
+    )
+        .into_response())
+}
+
+/// A registered credential, as it is stored.
+#[derive(Debug)]
+struct Made {
+    credential_id: Vec<u8>,
+    credential: String,
+    sign_count: i64,
+    backup_eligible: bool,
+    backup_state: bool,
+    user_verified: bool,
+    rp_id: String,
+}
+
+impl Made {
+    fn of(credential: &Credential, rp: &RelyingParty) -> Result<Self> {
+        Ok(Self {
+            credential_id: credential.cred_id.as_ref().to_vec(),
+            credential: kept(credential)?,
+            sign_count: i64::from(credential.counter),
+            backup_eligible: credential.backup_eligible,
+            backup_state: credential.backup_state,
+            user_verified: credential.user_verified,
+            rp_id: rp.id().to_owned(),
+        })
+    }
+
+    fn new_passkey<'a>(
+        &'a self,
+        service_id: &'a ServiceId,
+        account: &'a str,
+        key_id: &'a str,
+        label: &'a str,
+        client: &'a ClientInfo,
+        state: &AppState,
+    ) -> NewPasskey<'a> {
+        NewPasskey {
+            service_id,
+            account,
+            key_id,
+            label,
+            credential_id: &self.credential_id,
+            credential: &self.credential,
+            sign_count: self.sign_count,
+            backup_eligible: self.backup_eligible,
+            backup_state: self.backup_state,
+            user_verified: self.user_verified,
+            rp_id: &self.rp_id,
+            client,
+            now: state.clock.now().as_secs() as i64,
+        }
+    }
+}
+
+/// Removes one of the signed-in account's passkeys, from its account page:
+/// the sessions it opened go with it, and the audit log records it. A
+/// Sesame key is not removed here (an admin removes those).
+pub(super) async fn remove(
+    State(state): State<AppState>,
+    Path((id, key_id)): Path<(String, String)>,
+    client: ClientInfo,
+    headers: HeaderMap,
+) -> Response {
+    remove_or_error(&state, &id, &key_id, &client, &headers).await.unwrap_or_else(crate::error::error_page)
+}
+
+async fn remove_or_error(
+    state: &AppState,
+    id: &str,
+    key_id: &str,
+    client: &ClientInfo,
+    headers: &HeaderMap,
+) -> Result<Response> {
+    let service_id: ServiceId = id.parse().map_err(|_| Error::UnknownService)?;
+    cookie::check_origin(&state.settings.origin, headers)?;
+    let who = session::of_browser(state, &service_id, headers).await?.ok_or(Error::SignInRequired)?;
+    if !store::is_passkey_of(&state.db, &service_id, &who.account, key_id).await? {
+        return Err(Error::UnknownKey);
+    }
+    let actor = crate::audit::Actor::Account(who.account.clone());
+    let by = crate::audit::By { actor: &actor, client, at: state.clock.now().as_secs() as i64 };
+    keys::remove(&state.db, &service_id.to_string(), &who.account, key_id, &by).await?;
+    let to = format!("/services/{service_id}/account?done=passkey_removed");
+    Ok((StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response())
+}
