@@ -37,7 +37,8 @@ const PURGE_EVERY: Duration = Duration::from_secs(10);
 
 /// How many challenges one instance holds in memory at most, pending or
 /// recently ended: ten times the 50,000 waiting browsers one instance is
-/// built for, and at about a kilobyte each still a bounded amount of memory.
+/// built for, and at about 2.7 KiB each with the map's share (measured by
+/// the soak, docs/BENCHMARKS.md) still a bounded amount of memory.
 /// Past it, new challenges are refused (`unavailable`) until old ones go.
 pub const CAPACITY: usize = 500_000;
 
