@@ -11,8 +11,8 @@ use std::{
 };
 
 use sesame_proto::{
-    wire::{ChallengeContext, ChallengePurpose},
-    UnixTime,
+    wire::{ChallengeContext, ChallengePurpose, NewKey},
+    KeyLabel, UnixTime,
 };
 use time::{format_description::FormatItem, macros::format_description, OffsetDateTime, UtcOffset};
 
@@ -202,6 +202,29 @@ pub fn requested_by(context: &ChallengeContext) -> String {
         safe(&context.user_agent),
         safe(&context.ip),
         local_time(context.requested_at)
+    )
+}
+
+/// What to tell the owner of `account` about a key that joined it since
+/// this authenticator last signed in (PROTOCOL.md §6.4), in one sentence
+/// that says what to do when it was not them. Every part the server sent
+/// is shown only in a form that cannot pass for something else: a label
+/// that is not a valid key label as unnamed, an address that is not one
+/// not at all.
+pub fn new_key_notice(account: &str, key: &NewKey, account_page: &str) -> String {
+    let what = if key.kind == "passkey" { "passkey" } else { "authenticator" };
+    let name = match KeyLabel::parse(&key.label) {
+        Ok(label) => format!(" \"{}\"", label.as_str()),
+        Err(_) => String::new(),
+    };
+    let from = match key.added_from.parse::<std::net::IpAddr>() {
+        Ok(ip) => format!(" from {ip}"),
+        Err(_) => String::new(),
+    };
+    format!(
+        "A new {what}{name} was added to {} on {}{from}. If that was not you, remove it on the account page: {account_page}",
+        safe(account),
+        local_time(key.added_at),
     )
 }
 

@@ -444,6 +444,15 @@
       const code = done.result && done.result.confirmation_code;
       $('result-code').textContent = code ? 'Code: ' + code.slice(0, 3) + ' ' + code.slice(3) : '';
       $('result-code').hidden = !code;
+      // Keys that joined the account since this authenticator last signed
+      // in: each one a warning of its own, above the Done button.
+      const notices = $('result-notices');
+      notices.replaceChildren(...(done.notices || []).map((text) => {
+        const item = document.createElement('li');
+        item.textContent = text;
+        return item;
+      }));
+      notices.hidden = !notices.childElementCount;
       current = null;
       $('token-input').value = '';
       show('result');

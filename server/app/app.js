@@ -5,7 +5,7 @@
 
 import {
   ProtocolError, errorMessage, decodeToken, readInput, verifyToken, keyId, checkPublicKey, b64urlDecode,
-  signAnswer, confirmationCode, checkAccountName, hexToBytes,
+  signAnswer, confirmationCode, checkAccountName, checkKeyLabel, hexToBytes, readNewKeys,
 } from './protocol.js';
 import * as keystore from './keystore.js';
 import { startScanner, ScanError } from './scanner.js';
@@ -362,8 +362,9 @@ async function logIn() {
   const privateKey = await keystore.signingKey(unlocked, record);
   const body = await signAnswer('login', decoded, { account, key: { privateKey }, number });
   say('Sending your approval…');
+  let outcome;
   try {
-    await api('/api/authenticator/login', body);
+    outcome = await api('/api/authenticator/login', body);
   } catch (error) {
     if (error instanceof ServerError && error.code === 'unknown_account') {
       throw new ServerError(error.status, error.code,
@@ -374,6 +375,49 @@ async function logIn() {
   // A login proves the server holds this key, and that it is active.
   if (!record.confirmed || record.key_state !== 'active') await keystore.markAccepted(record, 'active');
   showResult(`Signed in as ${account} at ${decoded.claims.service_name}.`, 'The page that asked is signing in.');
+  const accountPage = `${decoded.claims.origin}/services/${decoded.claims.service_id}/account`;
+  showNewKeys(readNewKeys(outcome).map((key) => newKeyNotice(account, key, accountPage)));
+}
+
+/** An IPv4 or IPv6 address, and nothing that merely looks like one. */
+function isIpAddress(text) {
+  const octet = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
+  if (new RegExp(`^${octet}(?:\\.${octet}){3}$`).test(text)) return true;
+  if (!text.includes(':') || !/^[0-9A-Fa-f:.]+$/.test(text)) return false;
+  try {
+    return new URL(`http://[${text}]/`).hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The sentence §6.4 asks for about a key that joined `account` since this
+ * phone last signed in: the name only when it is a valid key label, the
+ * address only when it is one.
+ */
+function newKeyNotice(account, key, accountPage) {
+  const what = key.kind === 'passkey' ? 'passkey' : 'authenticator';
+  let name = '';
+  try {
+    name = key.label ? ` "${checkKeyLabel(key.label)}"` : '';
+  } catch {
+    // Not a label a server should have stored: say nothing of a name.
+  }
+  const from = isIpAddress(key.added_from) ? ` from ${key.added_from}` : '';
+  return `A new ${what}${name} was added to ${account} on ${localTime(key.added_at)}${from}. `
+    + `If that was not you, remove it on the account page: ${accountPage}`;
+}
+
+/** Warnings under a sign-in's result, one per key; none hides the list. */
+function showNewKeys(notices) {
+  const list = $('result-new-keys');
+  list.replaceChildren(...notices.map((text) => {
+    const item = document.createElement('li');
+    item.textContent = text;
+    return item;
+  }));
+  list.hidden = notices.length === 0;
 }
 
 async function register() {
@@ -465,6 +509,7 @@ function showResult(text, detail, code = null) {
   $('result-detail').textContent = detail;
   $('confirm-block').hidden = !code;
   $('confirm-code').textContent = code ? `${code.slice(0, 3)} ${code.slice(3)}` : '';
+  showNewKeys([]);
   // Opened from a login page's "approve in this browser" link, in a tab of
   // its own: that page is still open in the tab it came from.
   $('back-button').hidden = !openedFromPage;

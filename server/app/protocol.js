@@ -537,3 +537,31 @@ export async function confirmationCode(challengeIdBytes, publicKeyBytes) {
   const head = new DataView(digest.buffer).getUint32(0);
   return String(head % 1_000_000).padStart(6, '0');
 }
+
+/**
+ * The keys that joined the account since this authenticator last signed in
+ * (§6.4), from a login response, read leniently because the sign-in has
+ * happened either way: an entry that is not an object, lacks `kind` or
+ * `added_at`, or has a member of the wrong type is skipped, and a
+ * `new_keys` that is not a list reads as none. Values are as sent; what may
+ * be shown of them is the caller's (§6.4).
+ * @param {object} outcome the parsed response body
+ * @returns {{kind: string, label: string, added_at: number, added_from: string}[]}
+ */
+export function readNewKeys(outcome) {
+  const list = outcome !== null && typeof outcome === 'object' && Array.isArray(outcome.new_keys)
+    ? outcome.new_keys : [];
+  // An optional text member: '' when absent, null (unreadable) when not text.
+  const text = (value) => (value === undefined ? '' : typeof value === 'string' ? value : null);
+  const read = [];
+  for (const entry of list) {
+    if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) continue;
+    const { kind, added_at: addedAt } = entry;
+    const label = text(entry.label);
+    const addedFrom = text(entry.added_from);
+    if (typeof kind !== 'string' || !Number.isInteger(addedAt) || addedAt < 0) continue;
+    if (label === null || addedFrom === null) continue;
+    read.push({ kind, label, added_at: addedAt, added_from: addedFrom });
+  }
+  return read;
+}

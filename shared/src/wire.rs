@@ -123,6 +123,95 @@ pub struct Outcome {
     /// anyone in (§11); absent when it is usable at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_state: Option<String>,
+    /// For a login: the keys added to the account since the signing key's
+    /// previous sign-in, newest first (PROTOCOL.md §6.4). Absent when there
+    /// are none. Read leniently: an entry that does not decode is skipped,
+    /// and a member that is not a list reads as none, because the sign-in
+    /// it reports on has already happened.
+    #[serde(default, deserialize_with = "lenient_list", skip_serializing_if = "Vec::is_empty")]
+    pub new_keys: Vec<NewKey>,
+}
+
+/// A key that joined an account since one of its authenticators last signed
+/// in: what that authenticator tells its owner at its next sign-in
+/// (PROTOCOL.md §6.4).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewKey {
+    /// `sesame` for an authenticator's key, `passkey` for a passkey. Read as
+    /// `sesame` when it is anything else.
+    pub kind: String,
+    /// What the key is called (§4.1); empty when it has no name.
+    #[serde(default)]
+    pub label: String,
+    /// When the key was added.
+    pub added_at: UnixTime,
+    /// The IP address of the device that added it; empty when unknown.
+    #[serde(default)]
+    pub added_from: String,
+}
+
+/// A [`NewKey`] reads only from a JSON object: serde would also read one
+/// from a list of its members in order, which PROTOCOL.md §6.4 skips.
+impl<'de> Deserialize<'de> for NewKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Members {
+            kind: String,
+            #[serde(default)]
+            label: String,
+            added_at: UnixTime,
+            #[serde(default)]
+            added_from: String,
+        }
+
+        struct Object;
+
+        impl<'de> serde::de::Visitor<'de> for Object {
+            type Value = NewKey;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object with kind and added_at")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<NewKey, A::Error> {
+                let Members { kind, label, added_at, added_from } =
+                    Members::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(NewKey { kind, label, added_at, added_from })
+            }
+        }
+
+        deserializer.deserialize_map(Object)
+    }
+}
+
+/// The most keys one login's answer lists (PROTOCOL.md §6.4): the newest.
+pub const MAX_NEW_KEYS: usize = 16;
+
+/// A list whose unreadable entries are skipped, and which reads as empty
+/// when it is not a list at all.
+fn lenient_list<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lenient<T> {
+        Read(T),
+        Skipped(serde::de::IgnoredAny),
+    }
+    let list = match Lenient::<Vec<Lenient<T>>>::deserialize(deserializer)? {
+        Lenient::Read(list) => list,
+        Lenient::Skipped(_) => return Ok(Vec::new()),
+    };
+    Ok(list
+        .into_iter()
+        .filter_map(|entry| match entry {
+            Lenient::Read(entry) => Some(entry),
+            Lenient::Skipped(_) => None,
+        })
+        .collect())
 }
 
 /// Every error the HTTP API returns.

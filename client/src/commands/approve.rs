@@ -28,6 +28,9 @@ use crate::{
 pub(crate) struct Answered {
     pub(crate) json: serde_json::Value,
     pub(crate) text: String,
+    /// Warnings that need the person, apart from the result: the keys that
+    /// joined the account since this authenticator last signed in.
+    pub(crate) notices: Vec<String>,
 }
 
 impl App {
@@ -36,6 +39,11 @@ impl App {
             eprintln!("{line}");
         }
         self.out.result(&answered.json, &answered.text);
+        if !self.out.json {
+            for notice in &answered.notices {
+                println!("{notice}");
+            }
+        }
     }
 }
 
@@ -255,7 +263,7 @@ pub(crate) async fn submit_new_key(
             } else {
                 format!("{registered}; the browser is signing in.")
             };
-            Ok(Answered { json, text: format!("{text}\n{}", ui::requested_by(context)) })
+            Ok(Answered { json, text: format!("{text}\n{}", ui::requested_by(context)), notices: Vec::new() })
         }
         Err(failure @ (Failure::Refused { .. } | Failure::NotSent(_) | Failure::Certificate(_))) => {
             store.delete(claims.origin.as_str(), &claims.service_id.to_string(), name.as_str()).await?;
@@ -453,9 +461,14 @@ pub(crate) async fn submit_login(
         Some(false) => text.push_str(" An earlier key change had reached the server; it is now settled here too."),
         None => {}
     }
+    // Keys that joined the account since this one last signed in: a key
+    // its owner did not add is the one thing here that needs them.
+    let account_page = format!("{}/services/{}/account", claims.origin, claims.service_id);
+    let notices = outcome.new_keys.iter().map(|key| ui::new_key_notice(name.as_str(), key, &account_page)).collect();
     let mut json = result_json(token, context, &outcome, Some(name.as_str()));
     json["rekeyed"] = rekeyed.into();
-    Ok(Answered { json, text: format!("{text}\n{}", ui::requested_by(context)) })
+    json["new_keys"] = serde_json::to_value(&outcome.new_keys).unwrap_or_default();
+    Ok(Answered { json, text: format!("{text}\n{}", ui::requested_by(context)), notices })
 }
 
 pub(crate) async fn deny(app: &mut App, text: &str) -> Result<(), Error> {
@@ -489,7 +502,7 @@ pub(crate) async fn submit_deny(
     let outcome = remote.deny(&DenyRequest::sign(token, &key)).await.map_err(|f| remote.error(f))?;
     let text = format!("Refused the sign-in to {} ({}).", safe(claims.service_name.as_str()), claims.origin);
     let text = format!("{text}\n{}", ui::requested_by(context));
-    Ok(Answered { json: result_json(token, context, &outcome, None), text })
+    Ok(Answered { json: result_json(token, context, &outcome, None), text, notices: Vec::new() })
 }
 
 pub(crate) async fn process(app: &mut App, text: &str) -> Result<(), Error> {

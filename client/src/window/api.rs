@@ -294,7 +294,7 @@ async fn request(State(state): State<WindowState>, Json(body): Json<TokenBody>) 
 }
 
 fn answered(answered: &approve::Answered) -> Json<Value> {
-    Json(json!({"message": answered.text, "result": answered.json}))
+    Json(json!({"message": answered.text, "notices": answered.notices, "result": answered.json}))
 }
 
 #[derive(Deserialize)]

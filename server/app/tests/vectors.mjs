@@ -123,7 +123,7 @@ async function checkCode(decoded, secret, now, window) {
 
 const TOP_LEVEL = [
   'description', 'now', 'code_window', 'server', 'account', 'new_account', 'token',
-  'responses', 'invalid_tokens', 'invalid_responses', 'inputs',
+  'responses', 'invalid_tokens', 'invalid_responses', 'inputs', 'outcomes',
 ];
 const REQUEST_MEMBERS = ['token', 'account', 'public_key', 'signature', 'new_signature', 'label', 'number'];
 
@@ -166,6 +166,12 @@ async function protocolVectors() {
   for (const entry of v.invalid_tokens) await invalidToken(entry, asAuthenticator, asServer);
   for (const entry of v.invalid_responses) await invalidResponse(entry, v, asServer, now);
   for (const entry of v.inputs ?? []) await input(entry, asAuthenticator, asServer);
+  for (const entry of v.outcomes ?? []) {
+    await check(`outcomes[${entry.name}]`, () => {
+      expectKeys(`outcomes[${entry.name}]`, entry, ['name', 'description', 'body', 'new_keys']);
+      deepStrictEqual(P.readNewKeys(entry.body), entry.new_keys);
+    });
+  }
 }
 
 async function tokenVector(v, asServer) {

@@ -274,6 +274,7 @@ async fn register(
         purpose: Some("register".to_owned()),
         account: Some(account),
         key_state: (key_state == KeyState::Pending).then(|| key_state.as_str().to_owned()),
+        new_keys: Vec::new(),
     }))
 }
 
@@ -323,7 +324,7 @@ async fn login(
     checked.fresh(&state)?;
     let account = req.account()?;
     let account_keys = keys::of_account(&state.db, &checked.row.service_id, account.as_str()).await?;
-    let (verified, key) = verify_login(&state, &checked, &req, &account_keys)?;
+    let (verified, key) = verify_login(&state, &checked, &req, &account_keys.sesame)?;
     checked.match_number(&challenges, verified.number()).await?;
     let name = verified.account().as_str().to_owned();
     let now = state.clock.now();
@@ -340,6 +341,7 @@ async fn login(
         purpose: Some("login".to_owned()),
         account: Some(name),
         key_state: None,
+        new_keys: account_keys.added_since_last_use(key),
     }))
 }
 
@@ -367,7 +369,7 @@ async fn deny(
     let checked = check_answer(&state, &challenges, &req.token).await?;
     req.verify(checked.fresh(&state)?)?;
     challenges.finish(&checked.row, state.clock.now(), &Final::denied()).await?;
-    Ok(Json(Outcome { status: Status::Denied, purpose: None, account: None, key_state: None }))
+    Ok(Json(Outcome { status: Status::Denied, purpose: None, account: None, key_state: None, new_keys: Vec::new() }))
 }
 
 /// Adds a key to the account an enrollment challenge names (PROTOCOL.md
@@ -420,6 +422,7 @@ async fn enroll(
         purpose: Some("enroll".to_owned()),
         account: Some(enroll_account),
         key_state: Some(KeyState::Pending.as_str().to_owned()),
+        new_keys: Vec::new(),
     }))
 }
 
@@ -454,7 +457,7 @@ async fn rekey(
     let account_keys = keys::of_account(&state.db, &checked.row.service_id, account.as_str()).await?;
     let mut refusal = None;
     let mut found = None;
-    for key in &account_keys {
+    for key in &account_keys.sesame {
         match req.verify(fresh, &key.public_key) {
             Ok(_) if key.state == KeyState::Pending => return Err(Error::KeyPending),
             Ok(verified) => {
@@ -466,7 +469,7 @@ async fn rekey(
     }
     let (verified, key) = found.ok_or_else(|| refusal.map_or(Error::UnknownAccount, Error::from))?;
     checked.match_number(&challenges, verified.number()).await?;
-    if account_keys.iter().any(|k| k.public_key == *verified.new_public_key()) {
+    if account_keys.sesame.iter().any(|k| k.public_key == *verified.new_public_key()) {
         return Err(Error::KeyRegistered);
     }
     let name = verified.account().as_str().to_owned();
@@ -492,5 +495,6 @@ async fn rekey(
         purpose: Some("login".to_owned()),
         account: Some(name),
         key_state: None,
+        new_keys: account_keys.added_since_last_use(key),
     }))
 }

@@ -8,7 +8,9 @@
 //! raced by anyone who glimpsed the token on the admin's screen.
 
 use rand::rngs::OsRng;
-use sesame_proto::{AccountName, AccountPublicKey, ChallengeId, ConfirmationCode, KeyLabel, ServiceId};
+use sesame_proto::{
+    wire::NewKey, AccountName, AccountPublicKey, ChallengeId, ConfirmationCode, KeyLabel, ServiceId, UnixTime,
+};
 
 use crate::{
     audit::{self, Action, By, Record},
@@ -20,6 +22,7 @@ use crate::{
     error::{Error, Result},
     http::extract::ClientInfo,
     names::Skeletons,
+    signin::new_keys::AccountKeys,
 };
 
 /// Whether a key may sign in.
@@ -46,12 +49,15 @@ impl KeyState {
     }
 }
 
-/// One key of an account, decoded.
+/// One Sesame key of an account, decoded.
 #[derive(Debug, Clone)]
 pub struct StoredKey {
     pub id: String,
     pub public_key: AccountPublicKey,
     pub state: KeyState,
+    /// When the key last signed in; `None` before its first sign-in.
+    pub last_used_at: Option<i64>,
+    pub created_at: i64,
 }
 
 /// A key that waits for confirmation, with what a person needs to judge it.
@@ -295,18 +301,29 @@ pub async fn rekey(
 /// a key) is left out with a warning: it can sign nobody in, and the
 /// account's other keys still work.
 ///
-/// Only Sesame keys: an account's passkeys sign in through WebAuthn
-/// (`signin/passkey`). At a service that takes passkeys only, this is
-/// `sesame_keys_not_allowed`, read in the same statement: the service's row
-/// comes with the keys, or alone when the account has none.
-pub async fn of_account(db: &Db, service_id: &ServiceId, account: &str) -> Result<Vec<StoredKey>> {
-    const SQL: &str = "SELECT s.key_kinds, k.id, k.public_key, k.state FROM service s \
-                       LEFT JOIN account_key k ON k.service_id = s.id AND k.account = $2 AND k.kind = 'sesame' \
+/// Only Sesame keys sign: an account's passkeys sign in through WebAuthn
+/// (`signin/passkey`), and are read here only for when they were added. At
+/// a service that takes passkeys only, this is `sesame_keys_not_allowed`,
+/// read in the same statement: the service's row comes with the keys, or
+/// alone when the account has none.
+pub async fn of_account(db: &Db, service_id: &ServiceId, account: &str) -> Result<AccountKeys> {
+    const SQL: &str = "SELECT s.key_kinds, k.id, k.kind, k.public_key, k.state, k.label, k.device_ip, \
+                       k.created_at, k.last_used_at FROM service s \
+                       LEFT JOIN account_key k ON k.service_id = s.id AND k.account = $2 \
                        WHERE s.id = $1";
     let select = query(SQL).bind(service_id.to_string()).bind(account);
     let read = |row: &dyn Row| {
         let key = match row.opt_text("id")? {
-            Some(id) => Some((id, row.blob("public_key")?, row.text("state")?)),
+            Some(id) => Some(KeyRow {
+                id,
+                kind: row.text("kind")?,
+                public_key: row.blob("public_key")?,
+                state: KeyState::parse(&row.text("state")?)?,
+                label: row.text("label")?,
+                device_ip: row.text("device_ip")?,
+                created_at: row.int("created_at")?,
+                last_used_at: row.opt_int("last_used_at")?,
+            }),
             None => None,
         };
         Ok((row.text("key_kinds")?, key))
@@ -316,15 +333,45 @@ pub async fn of_account(db: &Db, service_id: &ServiceId, account: &str) -> Resul
     if rows.iter().any(|(kinds, _)| kinds == "passkey") {
         return Err(Error::SesameKeysNotAllowed);
     }
-    let mut keys = Vec::with_capacity(rows.len());
-    for (id, public_key, state) in rows.into_iter().filter_map(|(_, key)| key) {
-        let Ok(public_key) = AccountPublicKey::from_bytes(&public_key) else {
-            tracing::warn!(key = %id, "a stored account key no longer decodes; it is ignored");
+    let mut keys = AccountKeys::default();
+    for key in rows.into_iter().filter_map(|(_, key)| key) {
+        if key.state == KeyState::Active {
+            let added = NewKey {
+                kind: key.kind.clone(),
+                label: key.label,
+                added_at: UnixTime::from_secs(key.created_at.max(0) as u64),
+                added_from: key.device_ip,
+            };
+            keys.added.push((key.id.clone(), added));
+        }
+        if key.kind != "sesame" {
+            continue;
+        }
+        let Ok(public_key) = AccountPublicKey::from_bytes(&key.public_key) else {
+            tracing::warn!(key = %key.id, "a stored account key no longer decodes; it is ignored");
             continue;
         };
-        keys.push(StoredKey { id, public_key, state: KeyState::parse(&state)? });
+        keys.sesame.push(StoredKey {
+            id: key.id,
+            public_key,
+            state: key.state,
+            last_used_at: key.last_used_at,
+            created_at: key.created_at,
+        });
     }
     Ok(keys)
+}
+
+/// A row of [`of_account`].
+struct KeyRow {
+    id: String,
+    kind: String,
+    public_key: Vec<u8>,
+    state: KeyState,
+    label: String,
+    device_ip: String,
+    created_at: i64,
+    last_used_at: Option<i64>,
 }
 
 /// The key that the challenge `challenge_id` registered, while it waits.

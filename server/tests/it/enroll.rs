@@ -18,7 +18,7 @@ use crate::support::{each_backend, TestApp, TestResponse, ORIGIN, USER_AGENT};
 
 const TOKEN: &str = "test-admin-token-0123456789";
 
-fn name(text: &str) -> AccountName {
+pub(crate) fn name(text: &str) -> AccountName {
     AccountName::parse(text).expect("valid name")
 }
 
@@ -42,7 +42,7 @@ fn browser(
     builder.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(Body::from(body)).expect("request")
 }
 
-async fn admin_api(app: &TestApp, method: Method, uri: &str, body: Option<&str>) -> TestResponse {
+pub(crate) async fn admin_api(app: &TestApp, method: Method, uri: &str, body: Option<&str>) -> TestResponse {
     let mut builder =
         Request::builder().method(method).uri(uri).header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
     if body.is_some() {
@@ -62,7 +62,7 @@ pub(crate) async fn register(app: &TestApp, service: &ServiceId, account: &str) 
 }
 
 /// A login with `key` on a fresh challenge, as the authenticator sends it.
-async fn login(app: &TestApp, service: &ServiceId, account: &str, key: &AccountKey) -> TestResponse {
+pub(crate) async fn login(app: &TestApp, service: &ServiceId, account: &str, key: &AccountKey) -> TestResponse {
     let started = app.start(service).await;
     let request = LoginRequest::sign(&app.verify(&started.token), &name(account), key);
     app.post_json("/api/authenticator/login", &request).await
@@ -86,7 +86,7 @@ pub(crate) struct Waiting {
     cid: String,
     pub(crate) token: String,
     /// The binding cookie, `name=value`.
-    cookie: String,
+    pub(crate) cookie: String,
     page: TestResponse,
 }
 
@@ -136,27 +136,38 @@ async fn open_link(app: &TestApp, url: &str) -> TestResponse {
 }
 
 /// The new authenticator's answer to an enrollment token.
-async fn enroll(app: &TestApp, token: &str, account: &str, key: &AccountKey, label: Option<&str>) -> TestResponse {
+pub(crate) async fn enroll(
+    app: &TestApp,
+    token: &str,
+    account: &str,
+    key: &AccountKey,
+    label: Option<&str>,
+) -> TestResponse {
     let label = label.map(|l| KeyLabel::parse(l).expect("label"));
     let request = EnrollRequest::sign(&app.verify(token), &name(account), key, label.as_ref());
     app.post_json("/api/authenticator/enroll", &request).await
 }
 
-async fn enrollment_page(app: &TestApp, service: &ServiceId, w: &Waiting, cookie: Option<&str>) -> TestResponse {
+pub(crate) async fn enrollment_page(
+    app: &TestApp,
+    service: &ServiceId,
+    w: &Waiting,
+    cookie: Option<&str>,
+) -> TestResponse {
     app.send(browser(Method::GET, &format!("/services/{service}/enroll/{}", w.cid), cookie, None, &[])).await
 }
 
 /// The confirmation page's hidden key id.
-fn key_id_on(page: &TestResponse) -> String {
+pub(crate) fn key_id_on(page: &TestResponse) -> String {
     between(&page.text(), r#"name="key_id" value=""#, "\"").to_owned()
 }
 
-async fn confirm(app: &TestApp, service: &ServiceId, w: &Waiting, key_id: &str) -> TestResponse {
+pub(crate) async fn confirm(app: &TestApp, service: &ServiceId, w: &Waiting, key_id: &str) -> TestResponse {
     let uri = format!("/services/{service}/enroll/{}/confirm", w.cid);
     app.send(browser(Method::POST, &uri, Some(&w.cookie), Some(ORIGIN), &[("key_id", key_id)])).await
 }
 
-async fn reject(app: &TestApp, service: &ServiceId, w: &Waiting) -> TestResponse {
+pub(crate) async fn reject(app: &TestApp, service: &ServiceId, w: &Waiting) -> TestResponse {
     let uri = format!("/services/{service}/enroll/{}/reject", w.cid);
     app.send(browser(Method::POST, &uri, Some(&w.cookie), Some(ORIGIN), &[])).await
 }

@@ -9,6 +9,7 @@ mod enroll;
 mod errors;
 mod health;
 mod limits;
+mod new_keys;
 mod number;
 mod oidc;
 mod openapi;

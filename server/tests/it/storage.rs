@@ -94,8 +94,8 @@ async fn upgrade_keeps(url: String, backend: Backend) {
 
     let db = Db::connect(url).await.expect("upgrade to the current schema");
     let stored = keys::of_account(&db, &service, "alice").await.expect("keys");
-    assert_eq!(stored.len(), 1);
-    assert_eq!((stored[0].public_key, stored[0].state), (key, KeyState::Active));
+    assert_eq!(stored.sesame.len(), 1);
+    assert_eq!((stored.sesame[0].public_key, stored.sesame[0].state), (key, KeyState::Active));
     let (subject, last_used): (Option<String>, Option<i64>) = sqlx::query_as(
         "SELECT a.subject, k.last_used_at FROM account a JOIN account_key k ON k.account = a.name \
          WHERE a.name = 'alice'",

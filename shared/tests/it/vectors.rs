@@ -8,8 +8,8 @@
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use serde_json::{json, Value};
 use sesame_proto::{
-    AccountKey, DenyRequest, EnrollRequest, LoginRequest, MatchNumber, RegisterRequest, RekeyRequest, ServerPublicKey,
-    UnverifiedToken,
+    wire::Outcome, AccountKey, DenyRequest, EnrollRequest, LoginRequest, MatchNumber, RegisterRequest, RekeyRequest,
+    ServerPublicKey, UnverifiedToken,
 };
 
 use crate::fixture::{self, check_input, check_response, check_token, Purpose, ISSUED_AT, NOW, ROTATION, WINDOW};
@@ -150,6 +150,7 @@ fn generate() -> Value {
                 "name": c.name, "description": c.description, "input": c.input, "now": NOW, "error": error.code(),
             }),
         }).collect::<Vec<_>>(),
+        "outcomes": outcome_cases(),
         "invalid_tokens": fixture::token_cases().iter().map(|c| json!({
             "name": c.name, "description": c.description, "token": c.token, "now": c.now, "error": c.error.code(),
         })).collect::<Vec<_>>(),
@@ -158,6 +159,61 @@ fn generate() -> Value {
             "request": c.request, "error": c.error.code(),
         })).collect::<Vec<_>>(),
     })
+}
+
+/// Login answers from a server (PROTOCOL.md §6.4), each with the keys an
+/// authenticator reads from its `new_keys`: written out by hand, so that the
+/// crate's reader is held to them rather than the other way round.
+fn outcome_cases() -> Value {
+    let login =
+        |new_keys: Value| json!({"status": "completed", "purpose": "login", "account": "alice", "new_keys": new_keys});
+    let phone = json!({"kind": "sesame", "label": "phone", "added_at": 1764547200u64, "added_from": "203.0.113.9"});
+    let passkey = json!({"kind": "passkey", "added_at": 1764633600u64});
+    let passkey_read = json!({"kind": "passkey", "label": "", "added_at": 1764633600u64, "added_from": ""});
+    json!([
+        {
+            "name": "none",
+            "description": "no key was added since the last sign-in: the member is absent",
+            "body": {"status": "completed", "purpose": "login", "account": "alice"},
+            "new_keys": [],
+        },
+        {
+            "name": "one",
+            "description": "one authenticator, with its name and address",
+            "body": login(json!([phone])),
+            "new_keys": [phone],
+        },
+        {
+            "name": "defaults",
+            "description": "a passkey without a name or an address: both read as empty, newest first as sent",
+            "body": login(json!([passkey, phone])),
+            "new_keys": [passkey_read, phone],
+        },
+        {
+            "name": "unreadable_entries",
+            "description": "entries without added_at, with a label that is not a string, or that are not objects (a string, a list of the members' values) are skipped; unknown members are ignored",
+            "body": login(json!([
+                {"kind": "sesame", "label": "no time"},
+                {"kind": "sesame", "label": 5, "added_at": 1764547200u64},
+                "phone",
+                ["sesame", "phone", 1764547200u64, "203.0.113.9"],
+                {"kind": "sesame", "label": "phone", "added_at": 1764547200u64, "added_from": "203.0.113.9", "future": true},
+            ])),
+            "new_keys": [phone],
+        },
+        {
+            "name": "not_a_list",
+            "description": "a new_keys member that is not a list reads as none: the sign-in has happened either way",
+            "body": login(json!("phone")),
+            "new_keys": [],
+        },
+        {
+            "name": "hostile",
+            "description": "read as sent; shown only as §6.4 says: the label as unnamed (it is not a valid label), no address",
+            "body": login(json!([{"kind": "sesame", "label": "<b>ph\u{202e}one", "added_at": 1764547200u64, "added_from": "here"}])),
+            "new_keys": [{"kind": "sesame", "label": "<b>ph\u{202e}one", "added_at": 1764547200u64, "added_from": "here"}],
+        },
+    ])
 }
 
 fn file() -> Value {
@@ -264,5 +320,18 @@ fn every_input_vector_reads_as_stated() {
             (Value::Null, Err(err)) => assert_eq!(err.code(), c["error"], "{}", c["name"]),
             (_, read) => panic!("{}: read as {:?}", c["name"], read.map(|t| t.as_str().to_owned())),
         }
+    }
+}
+
+#[test]
+fn every_outcome_vector_reads_its_new_keys() {
+    let v = file();
+    let cases = v["outcomes"].as_array().unwrap();
+    assert!(cases.len() >= 6);
+    for c in cases {
+        let outcome: Outcome =
+            serde_json::from_value(c["body"].clone()).unwrap_or_else(|e| panic!("{}: {e}", c["name"]));
+        assert_eq!(serde_json::to_value(&outcome.new_keys).unwrap(), c["new_keys"], "{}", c["name"]);
+        assert_eq!(outcome.account.as_deref(), Some("alice"), "{}", c["name"]);
     }
 }

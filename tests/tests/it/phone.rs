@@ -436,7 +436,37 @@ async fn a_phone_joins_an_account_the_command_line_registered_and_both_sign_in()
     let number = shown_number(&laptop).await?;
     let out = sesame.run(&["login", &token, "--account", "alice", "--number", &number, "--yes"]);
     ensure!(out.status.success(), "sesame login: {}", stderr(&out));
+    // The command line had not signed in since the phone joined: it says so
+    // (PROTOCOL.md §6.4).
+    ensure!(
+        stdout(&out).contains("A new authenticator") && stdout(&out).contains("was added to alice"),
+        "{}",
+        stdout(&out)
+    );
     laptop.wait_contains("#login", SIGNED_IN).await?;
+
+    // A third authenticator joins; the phone, at its next sign-in, shows it
+    // as a warning of its own, with the name it was given.
+    laptop.click("#account-link").await?;
+    laptop.click("#add-authenticator").await?;
+    let token = waiting_token(&laptop).await?;
+    let spare = Sesame::new();
+    let out = spare.run(&["enroll", &token, "--label", "spare", "--yes"]);
+    ensure!(out.status.success(), "sesame enroll: {}", stderr(&out));
+    laptop.click("#confirm-button").await?;
+    laptop.wait_contains("#result-message", "spare can now sign in as alice").await?;
+    laptop.client.goto(&service.login_url).await?;
+    laptop.click("form[action$='/signout'] button").await?;
+    waiting_token(&laptop).await?;
+    let link = link_in_qr(&laptop, &server).await?;
+    let number = shown_number(&laptop).await?;
+    open_link(&phone, &link, "Lighthouse").await?;
+    type_into(&phone, &testid("number-input"), &number).await?;
+    phone.click(&testid("login-button")).await?;
+    laptop.wait_contains("#login", SIGNED_IN).await?;
+    let told = phone.wait_contains(&testid("new-keys"), "A new authenticator \"spare\" was added to alice").await?;
+    ensure!(told.contains("remove it on the account page") && !told.contains("phone"), "{told}");
+    phone.save_screenshot("told-of-a-new-key").await?;
     Ok(())
 }
 

@@ -461,6 +461,53 @@ async fn an_enrollment_token_adds_this_device_and_shows_the_code_the_page_shows(
     chrome.close().await
 }
 
+/// A key that joined the account since the window's authenticator last
+/// signed in is a warning of its own on the result (PROTOCOL.md §6.4).
+#[tokio::test]
+async fn the_window_warns_of_a_key_added_since_its_last_sign_in() -> Result<()> {
+    let server = Server::start().await?;
+    let service = server.create_service("Lighthouse").await?;
+    let sesame = Sesame::new();
+    let (_, first) = token_for(&server, &service.id).await?;
+    register_with_cli(&sesame, &first.token, "alice")?;
+
+    // Someone adds "spare" to alice through a recovery link.
+    let uri = format!("/admin/api/services/{}/accounts/alice/enrollments", service.id);
+    let res = server.admin().request(reqwest::Method::POST, &uri).json(&json!({"ttl_secs": 600})).send().await?;
+    ensure!(res.status() == StatusCode::CREATED, "{}", res.text().await?);
+    let link: Value = res.json().await?;
+    let page = Chrome::start("window-new-key-page").await?;
+    page.client.goto(link["url"].as_str().context("url")?).await?;
+    let token = page.wait_contains("#token", "sesame1.").await?;
+    let out = Sesame::new().run(&["enroll", token.trim(), "--label", "spare", "--yes"]);
+    ensure!(out.status.success(), "{}", stderr(&out));
+    page.click("#confirm-button").await?;
+    page.wait_contains("#result-message", "spare can now sign in as alice").await?;
+    page.close().await?;
+
+    let ui = sesame.ui(&[])?;
+    let chrome = Chrome::start("window-new-key").await?;
+    open_window(&chrome, &ui).await?;
+    let (_, second) = token_for(&server, &service.id).await?;
+    paste_token(&chrome, &second.token).await?;
+    chrome.wait_contains("#req-pin", "Known server").await?;
+    chrome.click("button.login[data-account='alice']").await?;
+    chrome.wait_contains("#result-text", "Signed in to Lighthouse as alice").await?;
+    let told = chrome.wait_contains("#result-notices", "A new authenticator \"spare\" was added to alice").await?;
+    ensure!(told.contains(&format!("/services/{}/account", service.id)), "{told}");
+    chrome.save_screenshot("told-of-a-new-key").await?;
+
+    // Told once: the next sign-in has nothing to say, and the list hides.
+    chrome.click("#result-again").await?;
+    let (_, third) = token_for(&server, &service.id).await?;
+    paste_token(&chrome, &third.token).await?;
+    chrome.wait_contains("#req-pin", "Known server").await?;
+    chrome.click("button.login[data-account='alice']").await?;
+    chrome.wait_contains("#result-text", "Signed in to Lighthouse as alice").await?;
+    ensure!(chrome.visible_text("#result-notices").await.is_none(), "told twice");
+    chrome.close().await
+}
+
 #[tokio::test]
 async fn a_changed_server_key_is_refused_loudly() -> Result<()> {
     let server = Server::start().await?;
