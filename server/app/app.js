@@ -393,8 +393,8 @@ function isIpAddress(text) {
 
 /**
  * The sentence §6.4 asks for about a key that joined `account` since this
- * phone last signed in: the name only when it is a valid key label, the
- * address only when it is one.
+ * phone last signed in, as text and the account page it links to: the
+ * name only when it is a valid key label, the address only when it is one.
  */
 function newKeyNotice(account, key, accountPage) {
   const what = key.kind === 'passkey' ? 'passkey' : 'authenticator';
@@ -405,16 +405,22 @@ function newKeyNotice(account, key, accountPage) {
     // Not a label a server should have stored: say nothing of a name.
   }
   const from = isIpAddress(key.added_from) ? ` from ${key.added_from}` : '';
-  return `A new ${what}${name} was added to ${account} on ${localTime(key.added_at)}${from}. `
-    + `If that was not you, remove it on the account page: ${accountPage}`;
+  return {
+    text: `A new ${what}${name} was added to ${account} on ${localTime(key.added_at)}${from}. `
+      + 'If that was not you, remove it on ',
+    href: accountPage,
+  };
 }
 
 /** Warnings under a sign-in's result, one per key; none hides the list. */
 function showNewKeys(notices) {
   const list = $('result-new-keys');
-  list.replaceChildren(...notices.map((text) => {
+  list.replaceChildren(...notices.map(({ text, href }) => {
     const item = document.createElement('li');
-    item.textContent = text;
+    const link = document.createElement('a');
+    link.href = href;
+    link.textContent = 'your account page';
+    item.append(text, link, '.');
     return item;
   }));
   list.hidden = notices.length === 0;

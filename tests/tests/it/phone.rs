@@ -453,6 +453,7 @@ async fn a_phone_joins_an_account_the_command_line_registered_and_both_sign_in()
     let spare = Sesame::new();
     let out = spare.run(&["enroll", &token, "--label", "spare", "--yes"]);
     ensure!(out.status.success(), "sesame enroll: {}", stderr(&out));
+    laptop.wait_text("#confirmation-code", "the code", Duration::from_secs(20), |t| !t.is_empty()).await?;
     laptop.click("#confirm-button").await?;
     laptop.wait_contains("#result-message", "spare can now sign in as alice").await?;
     laptop.client.goto(&service.login_url).await?;
@@ -465,7 +466,9 @@ async fn a_phone_joins_an_account_the_command_line_registered_and_both_sign_in()
     phone.click(&testid("login-button")).await?;
     laptop.wait_contains("#login", SIGNED_IN).await?;
     let told = phone.wait_contains(&testid("new-keys"), "A new authenticator \"spare\" was added to alice").await?;
-    ensure!(told.contains("remove it on the account page") && !told.contains("phone"), "{told}");
+    ensure!(told.contains("remove it on your account page.") && !told.contains("phone"), "{told}");
+    let href = phone.client.find(Locator::Css(&format!("{} a", testid("new-keys")))).await?.attr("href").await?;
+    ensure!(href.as_deref() == Some(&*format!("{}/account", service.login_url)), "{href:?}");
     phone.save_screenshot("told-of-a-new-key").await?;
     Ok(())
 }

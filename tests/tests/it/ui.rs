@@ -481,6 +481,7 @@ async fn the_window_warns_of_a_key_added_since_its_last_sign_in() -> Result<()> 
     let token = page.wait_contains("#token", "sesame1.").await?;
     let out = Sesame::new().run(&["enroll", token.trim(), "--label", "spare", "--yes"]);
     ensure!(out.status.success(), "{}", stderr(&out));
+    page.wait_contains("#confirmation-code", " ").await?;
     page.click("#confirm-button").await?;
     page.wait_contains("#result-message", "spare can now sign in as alice").await?;
     page.close().await?;
