@@ -37,8 +37,10 @@ pub enum Error {
     UnknownAccount { account: String, service_id: String, origin: String },
     #[error("the server no longer takes this device's key for {account}: it was removed from the account, or replaced by a key change on another device. To sign in here again, add this device from the account page on a signed-in device (\"Add another authenticator\") or with a recovery link, after removing the old key with: sesame remove {account} --service {service_id} --origin {origin}")]
     KeyNotOnAccount { account: String, service_id: String, origin: String },
-    #[error("the account name {account} is already taken at {service}; choose another name")]
-    AccountExists { account: String, service: String },
+    /// `reason` is the server's own sentence, which names the existing
+    /// account when the name only looks like it.
+    #[error("{service} refused the name {account}: {reason}; choose another name")]
+    AccountExists { account: String, service: String, reason: String },
     #[error("the registration of {account} may or may not have reached the server ({reason}); the key is kept: try sesame login, or sesame remove if it fails")]
     OutcomeUnknown { account: String, reason: String },
     #[error("this sign-in request is already {0}: reload the login page to start again")]

@@ -268,9 +268,11 @@ pub(crate) async fn submit_new_key(
         Err(failure @ (Failure::Refused { .. } | Failure::NotSent(_) | Failure::Certificate(_))) => {
             store.delete(claims.origin.as_str(), &claims.service_id.to_string(), name.as_str()).await?;
             Err(match failure {
-                Failure::Refused { code, .. } if code == "account_exists" => {
-                    Error::AccountExists { account: name.to_string(), service: claims.service_name.to_string() }
-                }
+                Failure::Refused { code, message } if code == "account_exists" => Error::AccountExists {
+                    account: name.to_string(),
+                    service: claims.service_name.to_string(),
+                    reason: if message.is_empty() { "the name is taken".to_owned() } else { message },
+                },
                 other => remote.error(other),
             })
         }

@@ -159,7 +159,12 @@ async fn second_authenticator_cannot_log_in_as_the_first_ones_account() -> Resul
 
     // Registering the taken name is refused, and leaves no key behind.
     let out = second.run(&["register", &challenge.token, "--name", "alice", "--yes"]);
-    assert_fails_with(&out, "already taken");
+    assert_fails_with(&out, "Example refused the name alice: an account named \"alice\" already exists");
+    assert_eq!(json_ok(&second.run(&["--json", "accounts"])), serde_json::json!([]));
+    // So is a name that only looks like it (a Cyrillic "а"): the line names
+    // the account it is too close to.
+    let out = second.run(&["register", &challenge.token, "--name", "\u{430}lice", "--yes"]);
+    assert_fails_with(&out, "is too close to the existing account \"alice\"");
     assert_eq!(json_ok(&second.run(&["--json", "accounts"])), serde_json::json!([]));
 
     // A login for alice forged with another key is refused by the server.

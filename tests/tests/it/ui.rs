@@ -151,7 +151,9 @@ async fn a_pasted_screenshot_registers_after_a_clear_error_for_a_taken_name() ->
 
     type_into(&chrome, "#register-name", "alice").await?;
     chrome.click("#register-submit").await?;
-    chrome.wait_contains("#request-error", "the account name alice is already taken at Lighthouse").await?;
+    chrome
+        .wait_contains("#request-error", "Lighthouse refused the name alice: an account named \"alice\" already exists")
+        .await?;
     ensure!(chrome.visible_text("#request").await.is_some(), "the request stays open to choose another name");
     let keys: Value = serde_json::from_str(&stdout(&sesame.run(&["--json", "accounts"])))?;
     assert_eq!(keys, json!([]), "a refused registration leaves no key behind");
