@@ -47,6 +47,7 @@ use crate::{
     oidc::OidcState,
     ops::sweep::Retention,
     serve::ServeOptions,
+    signin::passkey::{PasskeyState, RelyingParty},
     state::RouterState,
 };
 pub use crate::{
@@ -126,14 +127,16 @@ pub fn app(app: App) -> Router {
 }
 
 /// Everything the routes share. A handler takes the parts it needs
-/// (`State<AppState>`, `State<Challenges>`, `State<oidc::Provider>`)
-/// through `FromRef`, so that no feature depends on this whole, and the
-/// state below the features holds no feature's parts.
+/// (`State<AppState>`, `State<Challenges>`, `State<oidc::Provider>`,
+/// `State<RelyingParty>`) through `FromRef`, so that no feature depends on
+/// this whole, and the state below the features holds no feature's parts.
 #[derive(Debug, Clone)]
 pub struct App {
     pub state: AppState,
     pub challenges: Challenges,
     pub oidc: oidc::Provider,
+    /// The passkeys' WebAuthn relying party, which `--public-url` makes.
+    pub relying_party: RelyingParty,
 }
 
 impl RouterState for App {
@@ -154,11 +157,21 @@ impl OidcState for App {
     }
 }
 
+impl PasskeyState for App {
+    fn relying_party(&self) -> &RelyingParty {
+        &self.relying_party
+    }
+}
+
 impl App {
-    /// The app over `state`, its pending challenges kept in `pending`.
-    pub fn new(state: AppState, pending: Pending, oidc: oidc::Provider) -> Self {
+    /// The app over `state`, its pending challenges kept in `pending`. It
+    /// fails only when the public origin cannot be a WebAuthn relying
+    /// party's.
+    pub fn new(state: AppState, pending: Pending, oidc: oidc::Provider) -> anyhow::Result<Self> {
+        let relying_party =
+            RelyingParty::of(&state.settings.origin).context("the public URL cannot be the passkeys' relying party")?;
         let challenges = Challenges::new(state.db.clone(), state.bus.clone(), state.clock.clone(), pending);
-        Self { state, challenges, oidc }
+        Ok(Self { state, challenges, oidc, relying_party })
     }
 
     /// Builds the app from the config: connects, migrates, loads the key.
@@ -171,7 +184,7 @@ impl App {
             Bus::Local(_) => Pending::memory(config.challenge_retention),
             Bus::Redis(_) => Pending::Table,
         };
-        Ok((Self::new(state, pending, oidc::Provider::with_code_ttl(config.oidc_code_ttl)), generated))
+        Ok((Self::new(state, pending, oidc::Provider::with_code_ttl(config.oidc_code_ttl))?, generated))
     }
 }
 

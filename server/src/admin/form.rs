@@ -68,3 +68,22 @@ impl CsrfField for CsrfForm {
         &self.csrf
     }
 }
+
+/// A form that names an account: an account of a service, or an admin
+/// authenticator.
+#[derive(Deserialize)]
+pub(super) struct AccountForm {
+    #[serde(default)]
+    pub(super) csrf: String,
+    #[serde(default)]
+    pub(super) name: String,
+    /// As in [`CsrfForm::confirmed`].
+    #[serde(default)]
+    pub(super) confirmed: String,
+}
+
+impl CsrfField for AccountForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}

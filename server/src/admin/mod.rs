@@ -5,18 +5,21 @@
 
 mod accounts;
 pub(crate) mod api;
+pub(crate) mod api_accounts;
 pub(crate) mod applications;
 mod form;
 pub(crate) mod groups;
 mod kit;
 pub(crate) mod links;
-mod log;
+pub(crate) mod log;
 mod notice;
 pub(crate) mod oidc;
 mod pages;
 pub(crate) mod profiles;
+mod services;
 mod sesame;
 mod session;
+mod signin;
 mod store;
 
 use anyhow::Context as _;
@@ -31,11 +34,14 @@ const DEMO_SERVICE: &str = "Demo";
 pub fn router<S: OidcState>() -> Router<S> {
     Router::new()
         .merge(api::router())
+        .merge(api_accounts::router())
         .merge(links::router())
         .merge(profiles::router())
         .merge(groups::router())
         .merge(accounts::router())
         .merge(pages::router())
+        .merge(signin::router())
+        .merge(services::router())
         .merge(sesame::router())
         .merge(applications::router())
         .merge(oidc::router())

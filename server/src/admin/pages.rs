@@ -1,78 +1,41 @@
-//! The admin web page: sign-in, the list of services, and one service's
-//! accounts and sign-in events.
+//! The admin web page's two views: the list of services (with the admin's
+//! own authenticators, the live admin sessions and the newest audit
+//! records), and one service's page (its accounts a page at a time, their
+//! keys, its sign-in events, applications, groups and settings).
 //!
-//! Every change is a POST form carrying the session's CSRF token, refused
-//! when the browser says it comes from another origin, and answered with a
-//! 303 back to a page (post/redirect/get), so reloading never repeats it.
-//! Notices after a redirect travel as fixed codes in the query string, never
-//! as text, so a crafted link cannot put words on the admin page.
+//! What the pages' forms do is elsewhere: signing in and out in `signin`,
+//! a service's changes in `services`, and the rest beside the feature it
+//! manages. Notices after a form's redirect travel as fixed codes in the
+//! query string, never as text ([`Notice`]), so a crafted link cannot put
+//! words on the admin page.
 
 use askama::Template;
 use axum::{
     extract::{
-        rejection::{FormRejection, PathRejection, QueryRejection},
+        rejection::{PathRejection, QueryRejection},
         Path, Query, State,
     },
-    http::{header, HeaderMap, StatusCode},
-    response::{AppendHeaders, IntoResponse, Redirect},
-    routing::{get, post},
-    Form, Router,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect},
+    routing::get,
+    Router,
 };
-use serde::Deserialize;
-use sesame_proto::ServiceName;
 
 use super::{
-    api::AuditJson,
-    form::{AdminForm, CsrfField, CsrfForm},
-    kit::{by, count, form, now, path, render, AreYouSure, PageResult},
+    kit::{now, path, render, PageResult},
+    log::AuditJson,
     notice::Notice,
-    session::{self, AdminSession, Credential, PRE_SESSION_COOKIE, PRE_SESSION_SECS, SESSION_COOKIE, SESSION_SECS},
+    session::AdminSession,
+    signin::sign_in_page,
     store,
 };
 use crate::{
-    audit::{self, Action, Actor, Record},
-    challenge::Challenges,
-    challenge::SignInState,
-    error::Error,
-    http::cookie,
-    http::extract::ClientInfo,
-    state::AppState,
+    audit,
+    state::{AppState, RouterState},
 };
 
-pub(super) fn router<S: SignInState>() -> Router<S> {
-    Router::new()
-        .route("/admin", get(index))
-        .route("/admin/signin", post(sign_in))
-        .route("/admin/signout", post(sign_out))
-        .route("/admin/sessions/end", post(end_session))
-        .route("/admin/services", post(create_service))
-        .route("/admin/services/{id}", get(service_page))
-        .route("/admin/services/{id}/delete", post(delete_service))
-        .route("/admin/services/{id}/number-matching", post(set_number_matching))
-        .route("/admin/services/{id}/passkeys", post(set_passkeys))
-        .route("/admin/services/{id}/accounts/delete", post(delete_account))
-}
-
-#[derive(Template)]
-#[template(path = "admin/signin.html")]
-struct SignInView {
-    csrf: String,
-    error: Option<&'static str>,
-}
-
-/// The sign-in form, with its double-submit cookie. A browser that already
-/// has a well-formed cookie keeps it, so two open tabs both work.
-pub(super) fn sign_in_page(
-    state: &AppState,
-    headers: &HeaderMap,
-    status: StatusCode,
-    error: Option<&'static str>,
-) -> PageResult {
-    let csrf = cookie::secret(&state.settings.origin, headers, PRE_SESSION_COOKIE)
-        .map_or_else(cookie::new_secret, str::to_owned);
-    let cookie = session::set_cookie(&state.settings, PRE_SESSION_COOKIE, &csrf, PRE_SESSION_SECS);
-    let page = render(status, &SignInView { csrf, error })?;
-    Ok(([(header::SET_COOKIE, cookie)], page).into_response())
+pub(super) fn router<S: RouterState>() -> Router<S> {
+    Router::new().route("/admin", get(index)).route("/admin/services/{id}", get(service_page))
 }
 
 #[derive(Debug)]
@@ -161,304 +124,6 @@ async fn index(
         audit,
     };
     render(StatusCode::OK, &view)
-}
-
-#[derive(Deserialize)]
-struct SignInForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    token: String,
-}
-
-async fn sign_in(
-    State(state): State<AppState>,
-    client: ClientInfo,
-    headers: HeaderMap,
-    body: Result<Form<SignInForm>, FormRejection>,
-) -> PageResult {
-    cookie::check_origin(&state.settings.origin, &headers)?;
-    let body = form(body)?;
-    let expected = cookie::secret(&state.settings.origin, &headers, PRE_SESSION_COOKIE);
-    if !expected.is_some_and(|expected| cookie::same_secret(expected, &body.csrf)) {
-        return Err(Error::CsrfRejected.into());
-    }
-    if let Err(limited) = state.limits.submissions.check(client.ip).await {
-        let mut page = sign_in_page(
-            &state,
-            &headers,
-            StatusCode::TOO_MANY_REQUESTS,
-            Some("Too many attempts from this address. Wait a minute and try again."),
-        )?;
-        if let Some(secs) = limited.retry_after() {
-            page.headers_mut().insert(header::RETRY_AFTER, secs.into());
-        }
-        return Ok(page);
-    }
-    if !state.admin_token.matches(body.token.trim()) {
-        tracing::info!(ip = %client.ip, "admin sign-in refused");
-        // What was typed is never recorded: it may be the token with a typo.
-        let record = Record::new(Action::AdminSignInRefused, "", "wrong admin token");
-        audit::record_alone(&state.db, &by(&state, &Actor::Anonymous, &client), record).await?;
-        return sign_in_page(&state, &headers, StatusCode::UNAUTHORIZED, Some("That is not the admin token."));
-    }
-    let credential = Credential::Token(&state.admin_token);
-    let (value, session) = AdminSession::create(&state.db, credential, &client, now(&state)).await?;
-    tracing::info!(ip = %client.ip, "admin signed in");
-    // After the session exists, which its creation checks; a crash in
-    // between loses this record, never invents one.
-    let handle = session.handle();
-    let record = Record::new(Action::AdminSignedIn, &handle, "with the admin token");
-    audit::record_alone(&state.db, &by(&state, session.actor(), &client), record).await?;
-    let set = AppendHeaders([
-        (header::SET_COOKIE, session::set_cookie(&state.settings, SESSION_COOKIE, &value, SESSION_SECS)),
-        (header::SET_COOKIE, session::set_cookie(&state.settings, PRE_SESSION_COOKIE, "", 0)),
-    ]);
-    Ok((set, Redirect::to("/admin")).into_response())
-}
-
-async fn sign_out(
-    State(state): State<AppState>,
-    client: ClientInfo,
-    AdminForm { session, .. }: AdminForm<CsrfForm>,
-) -> PageResult {
-    let actor = session.actor().clone();
-    session.end(&state.db, &by(&state, &actor, &client)).await?;
-    let clear = session::set_cookie(&state.settings, SESSION_COOKIE, "", 0);
-    Ok(([(header::SET_COOKIE, clear)], Redirect::to("/admin")).into_response())
-}
-
-#[derive(Deserialize)]
-struct SessionForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    handle: String,
-}
-
-impl CsrfField for SessionForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-/// Ends any live admin session, this one included (the next page then asks
-/// to sign in).
-async fn end_session(
-    State(state): State<AppState>,
-    client: ClientInfo,
-    AdminForm { session, form: body }: AdminForm<SessionForm>,
-) -> PageResult {
-    if !AdminSession::end_by_handle(&state.db, &body.handle, &by(&state, session.actor(), &client)).await? {
-        return Err(Error::bad_request("unknown_session", "that session has already ended").into());
-    }
-    tracing::info!("admin session ended from the sessions list");
-    Ok(Redirect::to("/admin?done=session_ended").into_response())
-}
-
-#[derive(Deserialize)]
-struct CreateForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    name: String,
-    /// A checkbox: present when ticked.
-    #[serde(default)]
-    number_matching: Option<String>,
-}
-
-impl CsrfField for CreateForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-async fn create_service(
-    State(state): State<AppState>,
-    client: ClientInfo,
-    AdminForm { session, form: body }: AdminForm<CreateForm>,
-) -> PageResult {
-    let Ok(name) = ServiceName::parse(&body.name) else {
-        return Ok(Redirect::to("/admin?error=invalid_service_name").into_response());
-    };
-    let number_matching = body.number_matching.is_some();
-    match store::create_service(&state.db, &name, number_matching, &by(&state, session.actor(), &client)).await {
-        Ok(service) => {
-            tracing::info!(id = %service.id, "service created");
-            Ok(Redirect::to("/admin?done=created").into_response())
-        }
-        Err(Error::ServiceNameTaken { .. }) => Ok(Redirect::to("/admin?error=service_exists").into_response()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-async fn delete_service(
-    State(state): State<AppState>,
-    State(challenges): State<Challenges>,
-    client: ClientInfo,
-    id: Result<Path<String>, PathRejection>,
-    AdminForm { session, form }: AdminForm<CsrfForm>,
-) -> PageResult {
-    let id = path(id)?;
-    if form.confirmed != "yes" {
-        let service = store::service(&state.db, &id).await?;
-        let held = store::service_footprint(&state.db, &id, now(&state)).await?;
-        let mut lost = vec![
-            count(held.accounts, "account", "accounts"),
-            count(held.keys, "authenticator key", "authenticator keys"),
-            format!("{} signed in now", count(held.sessions, "session", "sessions")),
-            count(held.recovery_links, "open recovery link", "open recovery links"),
-            "its sign-in history".to_owned(),
-        ];
-        if held.applications > 0 {
-            let credentials =
-                if held.applications == 1 { "its client id and secret" } else { "their client ids and secrets" };
-            lost.push(format!(
-                "{}, with {credentials}: nothing that uses them can sign anyone in any more",
-                count(held.applications, "application", "applications")
-            ));
-        }
-        return AreYouSure {
-            title: "Delete this service?",
-            summary: format!("The service {} will be deleted with everything in it.", service.name),
-            lost,
-            action: format!("/admin/services/{id}/delete"),
-            csrf: &form.csrf,
-            fields: Vec::new(),
-            button: "Delete the service",
-            back: format!("/admin/services/{id}"),
-        }
-        .page();
-    }
-    store::delete_service(&state.db, &challenges, &id, &by(&state, session.actor(), &client)).await?;
-    tracing::info!(%id, "service deleted");
-    Ok(Redirect::to("/admin?done=service_deleted").into_response())
-}
-
-#[derive(Deserialize)]
-struct NumberMatchingForm {
-    #[serde(default)]
-    csrf: String,
-    /// `1` to turn it on, `0` to turn it off: the form says which, so that
-    /// sending it twice does not undo it.
-    #[serde(default)]
-    on: String,
-}
-
-impl CsrfField for NumberMatchingForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-async fn set_number_matching(
-    State(state): State<AppState>,
-    State(challenges): State<Challenges>,
-    client: ClientInfo,
-    id: Result<Path<String>, PathRejection>,
-    AdminForm { session, form: body }: AdminForm<NumberMatchingForm>,
-) -> PageResult {
-    let id = path(id)?;
-    let on = match body.on.as_str() {
-        "1" => true,
-        "0" => false,
-        _ => return Err(Error::bad_request("invalid_form", "the form must say whether to turn it on or off").into()),
-    };
-    store::set_number_matching(&state.db, &challenges, &id, on, &by(&state, session.actor(), &client)).await?;
-    tracing::info!(service = %id, on, "number matching changed");
-    let done = if on { "number_matching_on" } else { "number_matching_off" };
-    Ok(Redirect::to(&format!("/admin/services/{id}?done={done}")).into_response())
-}
-
-#[derive(Deserialize)]
-struct PasskeysForm {
-    #[serde(default)]
-    csrf: String,
-    /// `sesame`, `passkey` or `both`.
-    #[serde(default)]
-    key_kinds: String,
-    /// Present (a ticked checkbox) when passkeys must verify their user.
-    #[serde(default)]
-    require_user_verification: Option<String>,
-}
-
-impl CsrfField for PasskeysForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-/// Which kinds of key sign in to a service, and whether a passkey must
-/// verify its user.
-async fn set_passkeys(
-    State(state): State<AppState>,
-    client: ClientInfo,
-    id: Result<Path<String>, PathRejection>,
-    AdminForm { session, form: body }: AdminForm<PasskeysForm>,
-) -> PageResult {
-    let id = path(id)?;
-    let kinds = crate::signin::passkey::store::KeyKinds::parse(&body.key_kinds)
-        .ok_or_else(|| Error::bad_request("invalid_key_kinds", "choose Sesame keys, passkeys, or both"))?;
-    let verify = body.require_user_verification.is_some();
-    let by = by(&state, session.actor(), &client);
-    crate::signin::passkey::store::set_policy(&state.db, &id, kinds, verify, &by).await?;
-    tracing::info!(service = %id, key_kinds = kinds.as_str(), verify, "key kinds changed");
-    Ok(Redirect::to(&format!("/admin/services/{id}?done=key_kinds_changed")).into_response())
-}
-
-/// A form that names an account: an account of a service, or an admin
-/// authenticator.
-#[derive(Deserialize)]
-pub(super) struct AccountForm {
-    #[serde(default)]
-    pub(super) csrf: String,
-    #[serde(default)]
-    pub(super) name: String,
-    /// As in [`CsrfForm::confirmed`].
-    #[serde(default)]
-    pub(super) confirmed: String,
-}
-
-impl CsrfField for AccountForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-/// The account name travels in the form, not the URL, so names with `/`,
-/// `?` or `#` need no URL encoding.
-async fn delete_account(
-    State(state): State<AppState>,
-    client: ClientInfo,
-    id: Result<Path<String>, PathRejection>,
-    AdminForm { session, form: body }: AdminForm<AccountForm>,
-) -> PageResult {
-    let id = path(id)?;
-    if body.confirmed != "yes" {
-        store::service(&state.db, &id).await?;
-        let held = store::account_footprint(&state.db, &id, &body.name, now(&state)).await?;
-        if held.accounts == 0 {
-            return Err(Error::UnknownAccount.into());
-        }
-        return AreYouSure {
-            title: "Delete this account?",
-            summary: format!("The account {} will be deleted.", body.name),
-            lost: vec![
-                count(held.keys, "authenticator key", "authenticator keys"),
-                format!("{} signed in now", count(held.sessions, "session", "sessions")),
-                count(held.recovery_links, "open recovery link", "open recovery links"),
-            ],
-            action: format!("/admin/services/{id}/accounts/delete"),
-            csrf: &body.csrf,
-            fields: vec![("name", &body.name)],
-            button: "Delete the account",
-            back: format!("/admin/services/{id}"),
-        }
-        .page();
-    }
-    store::delete_account(&state.db, &id, &body.name, &by(&state, session.actor(), &client)).await?;
-    tracing::info!(service = %id, "account deleted");
-    Ok(Redirect::to(&format!("/admin/services/{id}?done=account_deleted")).into_response())
 }
 
 #[derive(Debug)]

@@ -36,10 +36,10 @@ use serde::Deserialize;
 use sesame_proto::wire::Status;
 
 use super::{
-    form::{AdminForm, CsrfField, CsrfForm},
+    form::{AccountForm, AdminForm, CsrfField, CsrfForm},
     kit::{by, form, path, render, AreYouSure, PageResult},
-    pages::{sign_in_page, AccountForm},
     session::{self, AdminSession, Credential, PRE_SESSION_COOKIE, SESSION_COOKIE, SESSION_SECS},
+    signin::sign_in_page,
     store,
 };
 use crate::{
@@ -85,7 +85,7 @@ fn now(state: &AppState) -> i64 {
     state.clock.now().as_secs() as i64
 }
 
-/// The sign-in form's double-submit check, as in `pages::sign_in`.
+/// The sign-in form's double-submit check, as in `signin::sign_in`.
 fn check_pre_session(state: &AppState, headers: &HeaderMap, presented: &str) -> Result<()> {
     cookie::check_origin(&state.settings.origin, headers)?;
     let expected = cookie::secret(&state.settings.origin, headers, PRE_SESSION_COOKIE);

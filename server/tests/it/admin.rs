@@ -78,7 +78,7 @@ impl Harness {
 
     /// A single instance over `state`, as the server runs without Redis.
     fn single(state: AppState, sql: sqlx::AnyPool, guard: Box<dyn std::any::Any + Send>) -> Self {
-        Self::serving(App::new(state, Pending::memory(GRACE_SECS), Provider::default()), sql, guard)
+        Self::serving(App::new(state, Pending::memory(GRACE_SECS), Provider::default()).expect("the app"), sql, guard)
     }
 }
 

@@ -50,6 +50,15 @@ async fn every_json_endpoint_explains_a_malformed_body_without_internals() {
         }
     }
     assert!(endpoints.len() >= 10, "{endpoints:?}");
+    // Each passkey ceremony's endpoints are among them, but the sign-in's
+    // start, which reads no body (checked below).
+    let passkeys = format!("/api/services/{service}/passkeys");
+    for step in ["sign-in/finish", "register/start", "register/finish", "add/start", "add/finish"] {
+        let endpoint = ("POST".to_owned(), format!("{passkeys}/{step}"));
+        assert!(endpoints.contains(&endpoint), "{step} is missing: {endpoints:?}");
+    }
+    let sign_in_start = &document["paths"]["/api/services/{id}/passkeys/sign-in/start"]["post"];
+    assert!(sign_in_start.is_object() && sign_in_start.get("requestBody").is_none(), "{sign_in_start}");
     let bodies: [(&[u8], &str); 5] = [
         (b"{not json", "invalid_json"),
         (b"[]", "invalid_json"),
@@ -82,6 +91,19 @@ async fn every_json_endpoint_explains_a_malformed_body_without_internals() {
                 assert!(!message.contains(fragment), "{method} {uri} {:?}: {message}", String::from_utf8_lossy(body));
             }
         }
+    }
+    // The passkey sign-in's start ignores a body, malformed or not: it
+    // starts the ceremony all the same.
+    sqlx::query("UPDATE service SET key_kinds = 'both' WHERE id = $1")
+        .bind(service.to_string())
+        .execute(&app.sql)
+        .await
+        .expect("take passkeys");
+    for (body, _) in bodies {
+        let reply =
+            app.send(request(Method::POST, &format!("{passkeys}/sign-in/start"), None, Some(body.to_vec()))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}: {}", String::from_utf8_lossy(body), reply.text());
+        assert!(reply.json()["ceremony"].is_string(), "{}", reply.text());
     }
     // What serde says stays: which member, and what it should be.
     let reply = app.post_json("/api/authenticator/login", &serde_json::json!([])).await;

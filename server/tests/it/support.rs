@@ -31,6 +31,7 @@ use sesame_server::{
     http::limit::StreamLimits,
     oidc::Provider,
     serve::{self, ServeOptions},
+    signin::passkey::RelyingParty,
     state::{AdminToken, Identity, Limits, Settings, Shared},
     App, AppState,
 };
@@ -195,8 +196,9 @@ impl Builder {
             settings: Arc::new(self.settings),
             admin_token: Arc::new(AdminToken::new("test-admin-token-0123456789")),
         });
-        let App { state, challenges, oidc } = App::new(state, pending, Provider::default());
-        TestApp { state, challenges, oidc, sql, clock: manual, url, _dir: dir, pg_name }
+        let App { state, challenges, oidc, relying_party } =
+            App::new(state, pending, Provider::default()).expect("the app");
+        TestApp { state, challenges, oidc, relying_party, sql, clock: manual, url, _dir: dir, pg_name }
     }
 }
 
@@ -226,6 +228,7 @@ pub struct TestApp {
     pub state: AppState,
     pub challenges: Challenges,
     pub oidc: Provider,
+    pub relying_party: RelyingParty,
     /// The test's own connections to the app's database (see [`outside`]).
     pub sql: sqlx::AnyPool,
     /// Moves the app's time unless it was built with `system_clock`.
@@ -282,11 +285,13 @@ impl TestApp {
     /// database to this app's cleanup.
     pub fn sibling(&self, db: Db) -> TestApp {
         let state = self.state.with(|shared| shared.db = db);
-        let App { state, challenges, oidc } = App::new(state, Pending::Table, Provider::default());
+        let App { state, challenges, oidc, relying_party } =
+            App::new(state, Pending::Table, Provider::default()).expect("the app");
         TestApp {
             state,
             challenges,
             oidc,
+            relying_party,
             sql: self.sql.clone(),
             clock: self.clock.clone(),
             url: self.url.clone(),
@@ -301,7 +306,12 @@ impl TestApp {
 
     /// The whole app, as the server assembles it.
     pub fn app(&self) -> App {
-        App { state: self.state.clone(), challenges: self.challenges.clone(), oidc: self.oidc.clone() }
+        App {
+            state: self.state.clone(),
+            challenges: self.challenges.clone(),
+            oidc: self.oidc.clone(),
+            relying_party: self.relying_party.clone(),
+        }
     }
 
     pub fn router(&self) -> Router {

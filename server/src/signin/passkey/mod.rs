@@ -17,13 +17,13 @@ pub mod relying;
 pub mod store;
 
 use axum::{
-    extract::{Path, State},
+    extract::{FromRef, Path, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{AppendHeaders, IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
-use serde::{Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sesame_proto::{wire::ErrorBody, AccountName, ChallengeId, KeyLabel, ServiceId};
 use utoipa::ToSchema;
 use webauthn_rs_core::proto::{
@@ -35,16 +35,30 @@ use crate::{
     error::{Error, Result},
     http::{
         cookie::{self, SameSite},
-        extract::ClientInfo,
+        extract::{ApiJson, ClientInfo},
         responses::BrowserErrors,
     },
     signin::{keys, pages::asset},
     state::{AppState, RouterState},
 };
-use relying::{RelyingParty, CEREMONY_SECS};
+pub use relying::RelyingParty;
+use relying::CEREMONY_SECS;
 use store::{NewCeremony, NewPasskey, Policy, Purpose};
 
-pub fn router<S: RouterState>() -> Router<S> {
+/// A router state that also hands out the relying party, built once with
+/// the app: what the passkey routes run on. A handler takes it as
+/// `State<RelyingParty>`.
+pub trait PasskeyState: RouterState {
+    fn relying_party(&self) -> &RelyingParty;
+}
+
+impl<S: PasskeyState> FromRef<S> for RelyingParty {
+    fn from_ref(state: &S) -> Self {
+        state.relying_party().clone()
+    }
+}
+
+pub fn router<S: PasskeyState>() -> Router<S> {
     Router::new()
         .route("/api/services/{id}/passkeys/sign-in/start", post(sign_in_start))
         .route("/api/services/{id}/passkeys/sign-in/finish", post(sign_in_finish))
@@ -174,7 +188,62 @@ fn clear_binding(state: &AppState, ceremony: &str) -> HeaderValue {
     cookie::clear(&state.settings.origin, &ceremony_cookie(ceremony), SameSite::Strict)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T> {
+/// A finish's request past the checks that every finish makes, with the
+/// ceremony it answers taken.
+struct Answered<C> {
+    service_id: ServiceId,
+    policy: Policy,
+    /// The browser's credential, decoded.
+    credential: C,
+    /// The ceremony's id: the sign-in event names it, and its binding
+    /// cookie is named after it.
+    ceremony_id: String,
+    ceremony: store::Ceremony,
+}
+
+impl<C> Answered<C> {
+    /// The account a registration or an addition is for: the name being
+    /// registered, or the account signed in (checked by [`answered`]).
+    fn account(&self) -> Result<&str> {
+        self.ceremony
+            .account
+            .as_deref()
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("a ceremony without its account")))
+    }
+}
+
+/// The checks every finish makes, in one place and one order so that the
+/// three finishes cannot drift apart: the address's allowance, the
+/// `Origin` header, the service and its policy, for an addition the
+/// browser's session, the credential's shape, and last the ceremony, taken
+/// for this browser only. Taking it comes last because it is final: a
+/// request that an earlier check refuses leaves the ceremony for a retry.
+/// An addition's ceremony must have been started by the account signed in
+/// now (another sign-in in between: `wrong_account`).
+async fn answered<C: DeserializeOwned>(
+    state: &AppState,
+    id: &str,
+    client: &ClientInfo,
+    headers: &HeaderMap,
+    finish: Finish,
+    purpose: Purpose,
+) -> Result<Answered<C>> {
+    state.limits.submissions.check(client.ip).await?;
+    cookie::check_origin(&state.settings.origin, headers)?;
+    let (service_id, policy) = passkey_service(state, id).await?;
+    let signed_in = match purpose {
+        Purpose::Add => Some(session::of_browser(state, &service_id, headers).await?.ok_or(Error::SignInRequired)?),
+        Purpose::SignIn | Purpose::Register => None,
+    };
+    let credential = decode(finish.credential)?;
+    let ceremony = take(state, headers, &finish.ceremony, &service_id, purpose).await?;
+    if signed_in.is_some_and(|who| ceremony.account.as_deref() != Some(who.account.as_str())) {
+        return Err(Error::WrongAccount);
+    }
+    Ok(Answered { service_id, policy, credential, ceremony_id: finish.ceremony, ceremony })
+}
+
+fn decode<T: DeserializeOwned>(value: serde_json::Value) -> Result<T> {
     serde_json::from_value(value).map_err(|_| {
         Error::bad_request(
             "invalid_credential",
@@ -187,7 +256,7 @@ fn kept<T: Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::Internal(anyhow::anyhow!("cannot keep a ceremony's state: {e}")))
 }
 
-fn restored<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+fn restored<T: DeserializeOwned>(text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| Error::Internal(anyhow::anyhow!("a stored ceremony's state: {e}")))
 }
 
@@ -279,12 +348,16 @@ fn label(text: Option<&str>) -> Result<String> {
         (status = 429, description = "`rate_limited`.", body = ErrorBody),
     ),
 )]
-async fn sign_in_start(State(state): State<AppState>, Path(id): Path<String>, client: ClientInfo) -> Result<Response> {
+async fn sign_in_start(
+    State(state): State<AppState>,
+    State(rp): State<RelyingParty>,
+    Path(id): Path<String>,
+    client: ClientInfo,
+) -> Result<Response> {
     // The policy first: a login page of a service without passkeys asks
     // on every load, and must not spend its address's allowance for it.
     let (service_id, policy) = passkey_service(&state, &id).await?;
     state.limits.challenges.check(client.ip).await?;
-    let rp = RelyingParty::of(&state.settings.origin)?;
     let (options, ast) = rp.start_sign_in(policy.require_user_verification)?;
     let options = serde_json::to_value(options).map_err(|e| Error::Internal(e.into()))?;
     let opening = Opening { purpose: Purpose::SignIn, account: None, label: "", kept: kept(&ast)?, options };
@@ -313,17 +386,14 @@ async fn sign_in_start(State(state): State<AppState>, Path(id): Path<String>, cl
 )]
 async fn sign_in_finish(
     State(state): State<AppState>,
+    State(rp): State<RelyingParty>,
     Path(id): Path<String>,
     client: ClientInfo,
     headers: HeaderMap,
-    body: std::result::Result<Json<Finish>, axum::extract::rejection::JsonRejection>,
+    ApiJson(finish): ApiJson<Finish>,
 ) -> Result<Response> {
-    let Json(body) = body?;
-    state.limits.submissions.check(client.ip).await?;
-    cookie::check_origin(&state.settings.origin, &headers)?;
-    let (service_id, policy) = passkey_service(&state, &id).await?;
-    let answer: PublicKeyCredential = decode(body.credential)?;
-    let ceremony = take(&state, &headers, &body.ceremony, &service_id, Purpose::SignIn).await?;
+    let Answered { service_id, policy, credential: answer, ceremony_id, ceremony } =
+        answered::<PublicKeyCredential>(&state, &id, &client, &headers, finish, Purpose::SignIn).await?;
     let ast: AuthenticationState = restored(&ceremony.state)?;
     let stored = store::by_credential_id(&state.db, answer.get_credential_id())
         .await?
@@ -335,7 +405,6 @@ async fn sign_in_finish(
         return Err(Error::PasskeyRefused("it names another account"));
     }
     let mut credential: Credential = restored(&stored.credential)?;
-    let rp = RelyingParty::of(&state.settings.origin)?;
     let now = state.clock.now().as_secs() as i64;
     let result = match rp.finish_sign_in(&answer, ast, credential.clone()) {
         Err(Error::PasskeyRefused(relying::COUNTER_REFUSED)) => {
@@ -358,7 +427,7 @@ async fn sign_in_finish(
         backup_state: result.backup_state(),
         session_hash: &session.digest,
         amr: &amr,
-        ceremony_id: &body.ceremony,
+        ceremony_id: &ceremony_id,
         client: &client,
         now,
     };
@@ -368,7 +437,7 @@ async fn sign_in_finish(
         }
         return Err(e);
     }
-    signed_in(&state, &service_id, &policy, stored.account, &session, &body.ceremony, StatusCode::OK)
+    signed_in(&state, &service_id, &policy, stored.account, &session, &ceremony_id, StatusCode::OK)
 }
 
 /// The signature counter an assertion carries (authenticator data bytes

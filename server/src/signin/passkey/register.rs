@@ -31,19 +31,18 @@ struct KeptRegistration {
 )]
 pub(super) async fn register_start(
     State(state): State<AppState>,
+    State(rp): State<RelyingParty>,
     Path(id): Path<String>,
     client: ClientInfo,
-    body: std::result::Result<Json<RegisterStart>, axum::extract::rejection::JsonRejection>,
+    ApiJson(body): ApiJson<RegisterStart>,
 ) -> Result<Response> {
-    let Json(body) = body?;
     state.limits.challenges.check(client.ip).await?;
     let (service_id, policy) = passkey_service(&state, &id).await?;
     let account = AccountName::parse(&body.account)?;
     let label = label(body.label.as_deref())?;
     // Refused now rather than after the person made a passkey for it.
-    store::name_free(&state.db, &service_id, account.as_str(), state.clock.now().as_secs() as i64).await?;
+    store::name_free(&state.db, &service_id, account.as_str()).await?;
     let subject = keys::new_id();
-    let rp = RelyingParty::of(&state.settings.origin)?;
     let (options, rs) =
         rp.start_registration(&user_handle(&subject), account.as_str(), policy.require_user_verification, Vec::new())?;
     let kept = kept(&KeptRegistration { state: rs, subject })?;
@@ -72,29 +71,26 @@ pub(super) async fn register_start(
 )]
 pub(super) async fn register_finish(
     State(state): State<AppState>,
+    State(rp): State<RelyingParty>,
     Path(id): Path<String>,
     client: ClientInfo,
     headers: HeaderMap,
-    body: std::result::Result<Json<Finish>, axum::extract::rejection::JsonRejection>,
+    ApiJson(finish): ApiJson<Finish>,
 ) -> Result<Response> {
-    let Json(body) = body?;
-    state.limits.submissions.check(client.ip).await?;
-    cookie::check_origin(&state.settings.origin, &headers)?;
-    let (service_id, policy) = passkey_service(&state, &id).await?;
-    let answer: RegisterPublicKeyCredential = decode(body.credential)?;
-    let ceremony = take(&state, &headers, &body.ceremony, &service_id, Purpose::Register).await?;
-    let account = ceremony.account.ok_or_else(|| Error::Internal(anyhow::anyhow!("a registration without a name")))?;
-    let kept: KeptRegistration = restored(&ceremony.state)?;
-    let rp = RelyingParty::of(&state.settings.origin)?;
-    let credential = rp.finish_registration(&answer, &kept.state)?;
+    let answer =
+        answered::<RegisterPublicKeyCredential>(&state, &id, &client, &headers, finish, Purpose::Register).await?;
+    let account = answer.account()?;
+    let kept: KeptRegistration = restored(&answer.ceremony.state)?;
+    let credential = rp.finish_registration(&answer.credential, &kept.state)?;
     let session = Minted::fresh();
     let amr = amr(credential.backup_eligible, credential.user_verified);
     let key_id = keys::new_id();
     let made = Made::of(&credential, &rp)?;
-    let new = made.new_passkey(&service_id, &account, &key_id, &ceremony.label, &client, &state);
+    let new = made.new_passkey(&answer.service_id, account, &key_id, &answer.ceremony.label, &client, &state);
     let opened = store::Registered { subject: &kept.subject, session_hash: &session.digest, amr: &amr };
-    store::register(&state.db, &new, &opened, &body.ceremony).await?;
-    signed_in(&state, &service_id, &policy, account, &session, &body.ceremony, StatusCode::CREATED)
+    store::register(&state.db, &new, &opened, &answer.ceremony_id).await?;
+    let (service_id, policy, ceremony_id) = (&answer.service_id, &answer.policy, &answer.ceremony_id);
+    signed_in(&state, service_id, policy, account.to_owned(), &session, ceremony_id, StatusCode::CREATED)
 }
 
 /// Starts adding a passkey to the account signed in at the service.
@@ -117,19 +113,18 @@ pub(super) async fn register_finish(
 )]
 pub(super) async fn add_start(
     State(state): State<AppState>,
+    State(rp): State<RelyingParty>,
     Path(id): Path<String>,
     client: ClientInfo,
     headers: HeaderMap,
-    body: std::result::Result<Json<AddStart>, axum::extract::rejection::JsonRejection>,
+    ApiJson(body): ApiJson<AddStart>,
 ) -> Result<Response> {
-    let Json(body) = body?;
     state.limits.challenges.check(client.ip).await?;
     cookie::check_origin(&state.settings.origin, &headers)?;
     let (service_id, policy) = passkey_service(&state, &id).await?;
     let who = session::of_browser(&state, &service_id, &headers).await?.ok_or(Error::SignInRequired)?;
     let label = label(body.label.as_deref())?;
     let (subject, existing) = store::of_account(&state.db, &service_id, &who.account).await?;
-    let rp = RelyingParty::of(&state.settings.origin)?;
     let exclude = existing.into_iter().map(Into::into).collect();
     let (options, rs) =
         rp.start_registration(&user_handle(&subject), &who.account, policy.require_user_verification, exclude)?;
@@ -159,30 +154,21 @@ pub(super) async fn add_start(
 )]
 pub(super) async fn add_finish(
     State(state): State<AppState>,
+    State(rp): State<RelyingParty>,
     Path(id): Path<String>,
     client: ClientInfo,
     headers: HeaderMap,
-    body: std::result::Result<Json<Finish>, axum::extract::rejection::JsonRejection>,
+    ApiJson(finish): ApiJson<Finish>,
 ) -> Result<Response> {
-    let Json(body) = body?;
-    state.limits.submissions.check(client.ip).await?;
-    cookie::check_origin(&state.settings.origin, &headers)?;
-    let (service_id, _) = passkey_service(&state, &id).await?;
-    let who = session::of_browser(&state, &service_id, &headers).await?.ok_or(Error::SignInRequired)?;
-    let answer: RegisterPublicKeyCredential = decode(body.credential)?;
-    let ceremony = take(&state, &headers, &body.ceremony, &service_id, Purpose::Add).await?;
-    if ceremony.account.as_deref() != Some(who.account.as_str()) {
-        return Err(Error::WrongAccount);
-    }
-    let rs: RegistrationState = restored(&ceremony.state)?;
-    let rp = RelyingParty::of(&state.settings.origin)?;
-    let credential = rp.finish_registration(&answer, &rs)?;
+    let answer = answered::<RegisterPublicKeyCredential>(&state, &id, &client, &headers, finish, Purpose::Add).await?;
+    let rs: RegistrationState = restored(&answer.ceremony.state)?;
+    let credential = rp.finish_registration(&answer.credential, &rs)?;
     let key_id = keys::new_id();
     let made = Made::of(&credential, &rp)?;
-    store::add(&state.db, &made.new_passkey(&service_id, &who.account, &key_id, &ceremony.label, &client, &state))
-        .await?;
-    let clear = clear_binding(&state, &body.ceremony);
-    let body = Added { key_id, label: ceremony.label };
+    let new = made.new_passkey(&answer.service_id, answer.account()?, &key_id, &answer.ceremony.label, &client, &state);
+    store::add(&state.db, &new).await?;
+    let clear = clear_binding(&state, &answer.ceremony_id);
+    let body = Added { key_id, label: answer.ceremony.label.clone() };
     Ok((
         StatusCode::CREATED,
         AppendHeaders([(header::SET_COOKIE, clear), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]),

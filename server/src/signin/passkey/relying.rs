@@ -6,8 +6,11 @@
 //! accepted is that URL's: a passkey is bound to the id it was registered
 //! under, so a new public host makes every existing passkey useless
 //! (docs/OPERATIONS.md; start-up counts them, [`super::store::foreign`]).
+//!
+//! The app builds its relying party once, with itself (`App::new`), and
+//! every ceremony shares that one ([`super::PasskeyState`]).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use sesame_proto::Origin;
 use url::Url;
@@ -30,10 +33,12 @@ pub const COUNTER_REFUSED: &str = "its signature counter did not move forwards, 
 /// is told so, and the stored state expires then.
 pub const CEREMONY_SECS: u64 = 5 * 60;
 
-/// The relying party that `--public-url` makes.
+/// The relying party that `--public-url` makes. A clone is the same one:
+/// handing it to a request is two counts, not a new library instance.
+#[derive(Clone)]
 pub struct RelyingParty {
-    core: WebauthnCore,
-    id: String,
+    core: Arc<WebauthnCore>,
+    id: Arc<str>,
 }
 
 impl std::fmt::Debug for RelyingParty {
@@ -45,10 +50,8 @@ impl std::fmt::Debug for RelyingParty {
 impl RelyingParty {
     /// The relying party whose id is `origin`'s host and whose one accepted
     /// origin is `origin`, exactly (no other port, no subdomain).
-    pub fn of(origin: &Origin) -> Result<Self> {
-        let url = Url::parse(origin.as_str())
-            .map_err(|e| Error::Internal(anyhow::anyhow!("the public URL is not a URL: {e}")))?;
-        let id = rp_id(origin)?;
+    pub fn of(origin: &Origin) -> anyhow::Result<Self> {
+        let (url, id) = url_and_id(origin)?;
         let core = WebauthnCore::new_unsafe_experts_only(
             "Sesame",
             &id,
@@ -57,7 +60,7 @@ impl RelyingParty {
             Some(false),
             Some(false),
         );
-        Ok(Self { core, id })
+        Ok(Self { core: Arc::new(core), id: id.into() })
     }
 
     pub fn id(&self) -> &str {
@@ -139,9 +142,15 @@ impl RelyingParty {
 
 /// The relying party id of `origin`: its host, without a port.
 pub fn rp_id(origin: &Origin) -> Result<String> {
-    let url = Url::parse(origin.as_str())
-        .map_err(|e| Error::Internal(anyhow::anyhow!("the public URL is not a URL: {e}")))?;
-    url.host_str().map(str::to_owned).ok_or_else(|| Error::Internal(anyhow::anyhow!("the public URL has no host")))
+    Ok(url_and_id(origin)?.1)
+}
+
+/// `origin` as a URL, and its host. An [`Origin`] is checked to be one, but
+/// by rules of its own, which are not the URL parser's.
+fn url_and_id(origin: &Origin) -> anyhow::Result<(Url, String)> {
+    let url = Url::parse(origin.as_str()).map_err(|e| anyhow::anyhow!("the public URL {origin} is not a URL: {e}"))?;
+    let id = url.host_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("the public URL {origin} has no host"))?;
+    Ok((url, id))
 }
 
 fn policy(require_user_verification: bool) -> UserVerificationPolicy {

@@ -18,6 +18,7 @@ use crate::{
     },
     error::{Error, Result},
     http::extract::ClientInfo,
+    names::Skeletons,
     signin::keys,
 };
 
@@ -434,15 +435,29 @@ pub async fn register(db: &Db, new: &NewPasskey<'_>, with: &Registered<'_>, cere
     Ok(())
 }
 
-/// Refuses `account` as a new account's name now, as its registration
-/// would: the account is inserted, with the checks of every registration,
-/// and rolled back.
-pub async fn name_free(db: &Db, service_id: &ServiceId, account: &str, now: i64) -> Result<()> {
-    let mut write = db.begin_write().await?;
-    keys::insert_account(&mut write.conn(), service_id, account, &keys::new_id(), now).await?;
-    // Dropped uncommitted, the write rolls back.
-    drop(write);
-    Ok(())
+/// Refuses `account` as a new account's name while an account of the
+/// service holds it or a name that looks like it (either of its
+/// [`Skeletons`]), with the refusal its registration would get. A read,
+/// so that starting a registration writes nothing but its ceremony; the
+/// insert at its finish ([`keys::insert_account`], under the UNIQUE keys)
+/// stays what decides, and refuses a name taken in between the same way.
+pub async fn name_free(db: &Db, service_id: &ServiceId, account: &str) -> Result<()> {
+    let keys = Skeletons::of(account);
+    // The account `keys::insert_account` names in its refusal: the name
+    // itself first, else the oldest look-alike.
+    let select = query(
+        "SELECT name FROM account WHERE service_id = $1 \
+         AND (name = $2 OR skeleton_folded = $3 OR skeleton_written = $4) \
+         ORDER BY CASE WHEN name = $2 THEN 0 ELSE 1 END, created_at LIMIT 1",
+    )
+    .bind(service_id.to_string())
+    .bind(account)
+    .bind(keys.folded.as_str())
+    .bind(keys.written.as_str());
+    match db.fetch_optional(select, |row| row.text("name")).await? {
+        None => Ok(()),
+        Some(existing) => Err(Error::AccountExists { name: account.to_owned(), existing }),
+    }
 }
 
 /// A passkey added to an existing account by its signed-in owner, with the

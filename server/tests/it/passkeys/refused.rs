@@ -183,3 +183,66 @@ async fn oversized_and_malformed_bodies_are_refused() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_name_taken_or_like_one_is_refused_at_the_start_and_again_at_the_finish() {
+    each_backend(|app| async move {
+        let service = service(&app, "both").await;
+        register(&app, &service, "alice", &mut SoftPasskey::new()).await;
+        let uri = format!("/api/services/{service}/passkeys/register/start");
+        for (name, said) in [
+            ("alice", "an account named \"alice\" already exists at this service"),
+            ("Alice", "the name \"Alice\" is too close to the existing account \"alice\" at this service"),
+            ("\u{430}lice", "the name \"\u{430}lice\" is too close to the existing account \"alice\" at this service"),
+        ] {
+            let body = serde_json::to_vec(&json!({"account": name})).expect("json");
+            let response = app.send(request(Method::POST, &uri, None, Some(body))).await;
+            response.assert_error(StatusCode::CONFLICT, "account_exists");
+            assert_eq!(response.json()["message"], said);
+        }
+        // The start only reads: it wrote no ceremony, and no account.
+        assert_eq!(app.count("SELECT COUNT(*) FROM passkey_ceremony").await, 0);
+        assert_eq!(app.count("SELECT COUNT(*) FROM account").await, 1);
+
+        // Two registrations of look-alike names, both started while both
+        // were free: the first to finish takes the name, and the insert
+        // refuses the other.
+        let (mut first, mut second) = (SoftPasskey::new(), SoftPasskey::new());
+        let carol = start(&app, &service, "register", None, &json!({"account": "carol"})).await;
+        let look_alike = start(&app, &service, "register", None, &json!({"account": "Carol"})).await;
+        let response = finish(&app, &service, "register", &look_alike, &second.create(&look_alike.options)).await;
+        assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
+        let response = finish(&app, &service, "register", &carol, &first.create(&carol.options)).await;
+        response.assert_error(StatusCode::CONFLICT, "account_exists");
+        assert_eq!(
+            response.json()["message"],
+            "the name \"carol\" is too close to the existing account \"Carol\" at this service"
+        );
+        assert_eq!(app.count("SELECT COUNT(*) FROM account").await, 2);
+        assert_eq!(app.count("SELECT COUNT(*) FROM passkey").await, 2);
+        assert_eq!(app.count("SELECT COUNT(*) FROM session").await, 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_addition_finished_after_another_account_signed_in_is_refused() {
+    each_backend(|app| async move {
+        let service = service(&app, "both").await;
+        let alice = register(&app, &service, "alice", &mut SoftPasskey::new()).await;
+        let bob = register(&app, &service, "bob", &mut SoftPasskey::new()).await;
+        let mut added = start(&app, &service, "add", Some(&alice), &json!({})).await;
+        let credential = SoftPasskey::new().create(&added.options);
+        // The same browser, signed in as Bob by now.
+        added.cookie = added.cookie.replace(&alice, &bob);
+        finish(&app, &service, "add", &added, &credential).await.assert_error(StatusCode::FORBIDDEN, "wrong_account");
+        // Signed out: no session to add to.
+        added.cookie = added.cookie.replace(&format!("; {bob}"), "");
+        finish(&app, &service, "add", &added, &credential)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "sign_in_required");
+        assert_eq!(app.count("SELECT COUNT(*) FROM passkey").await, 2);
+        assert_eq!(app.count("SELECT COUNT(*) FROM audit_event WHERE action = 'key_enrolled'").await, 0);
+    })
+    .await;
+}
