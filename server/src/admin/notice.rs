@@ -13,6 +13,10 @@ pub(super) struct Notice {
     error: Option<String>,
     /// The page of a service's accounts, from 1.
     page: Option<String>,
+    /// With `error=service_exists`: the name of the service the refused
+    /// name is, or looks like. Shown only when a service of that name is
+    /// on the page, so a crafted link cannot put other words there.
+    existing: Option<String>,
 }
 
 impl Notice {
@@ -64,6 +68,18 @@ impl Notice {
                 "Signing keys rotated: the next keys sign from now on, and the previous ones stay published until the next rotation.",
             ),
             _ => None,
+        }
+    }
+
+    /// The error, naming the existing service when a name was refused for
+    /// being, or looking like, its name and `is_service` confirms that a
+    /// service of that name exists.
+    pub(super) fn error_naming(&self, is_service: impl Fn(&str) -> bool) -> Option<String> {
+        match (self.error.as_deref(), self.existing.as_deref()) {
+            (Some("service_exists"), Some(name)) if is_service(name) => {
+                Some(format!("That name is taken: it is, or looks the same as, the name of the service \"{name}\"."))
+            }
+            _ => self.error().map(str::to_owned),
         }
     }
 

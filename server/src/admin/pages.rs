@@ -51,7 +51,7 @@ struct ServiceItem {
 struct ServicesView {
     csrf: String,
     done: Option<&'static str>,
-    error: Option<&'static str>,
+    error: Option<String>,
     services: Vec<ServiceItem>,
     /// Accounts of the built-in admin service: keys that may sign in here.
     authenticators: Vec<AccountItem>,
@@ -81,7 +81,7 @@ async fn index(
         return sign_in_page(&state, &headers, StatusCode::OK, None);
     };
     let notice = Notice::from(query);
-    let services = store::list_services(&state.db)
+    let services: Vec<ServiceItem> = store::list_services(&state.db)
         .await?
         .into_iter()
         .map(|s| ServiceItem {
@@ -117,7 +117,7 @@ async fn index(
     let view = ServicesView {
         csrf: session.csrf_token().to_owned(),
         done: notice.done(),
-        error: notice.error(),
+        error: notice.error_naming(|name| services.iter().any(|s| s.name == name)),
         services,
         authenticators,
         sessions,

@@ -70,7 +70,14 @@ async fn create_service(
             tracing::info!(id = %service.id, "service created");
             Ok(Redirect::to("/admin?done=created").into_response())
         }
-        Err(Error::ServiceNameTaken { .. }) => Ok(Redirect::to("/admin?error=service_exists").into_response()),
+        Err(Error::ServiceNameTaken { existing, .. }) => {
+            // The page names the service only if one of that name is there.
+            let query = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("error", "service_exists")
+                .append_pair("existing", &existing)
+                .finish();
+            Ok(Redirect::to(&format!("/admin?{query}")).into_response())
+        }
         Err(e) => Err(e.into()),
     }
 }

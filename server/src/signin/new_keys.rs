@@ -38,7 +38,7 @@ impl AccountKeys {
             .filter(|(id, new)| *id != key.id && new.added_at.as_secs() >= since)
             .map(|(_, new)| new.clone())
             .collect();
-        added.sort_by(|a, b| b.added_at.cmp(&a.added_at));
+        added.sort_by_key(|new| std::cmp::Reverse(new.added_at));
         added.truncate(MAX_NEW_KEYS);
         added
     }

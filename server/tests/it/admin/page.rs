@@ -135,7 +135,16 @@ async fn page_creates_a_service_only_with_the_right_csrf_token() {
     assert!(page.text.contains("Service created."));
 
     let duplicate = h.post_form("/admin/services", Some(&cookie), &[("csrf", &csrf), ("name", "Example")]).await;
-    assert_eq!(duplicate.location(), "/admin?error=service_exists");
+    assert_eq!(duplicate.location(), "/admin?error=service_exists&existing=Example");
+    // A look-alike is refused naming the service it looks like.
+    let alike = h.post_form("/admin/services", Some(&cookie), &[("csrf", &csrf), ("name", "EXAMPLE")]).await;
+    assert_eq!(alike.location(), "/admin?error=service_exists&existing=Example");
+    let page = h.page(alike.location(), Some(&cookie)).await;
+    assert!(page.text.contains("the name of the service &#34;Example&#34;"), "{}", page.text);
+    // A link that names no service on the page puts no words there.
+    let crafted = h.page("/admin?error=service_exists&existing=Pay+here", Some(&cookie)).await;
+    assert!(!crafted.text.contains("Pay here"), "{}", crafted.text);
+    assert!(crafted.text.contains("A service with that name, or with one that looks the same, already exists."));
     let invalid = h.post_form("/admin/services", Some(&cookie), &[("csrf", &csrf), ("name", " ")]).await;
     assert_eq!(invalid.location(), "/admin?error=invalid_service_name");
     assert_eq!(h.count("SELECT COUNT(*) FROM service WHERE NOT builtin").await, 1);
