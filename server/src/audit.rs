@@ -87,6 +87,9 @@ pub(crate) enum Action {
     RecoveryLinkUsed,
     /// A key added from the account page of a signed-in owner was confirmed.
     KeyEnrolled,
+    /// The owner of an account named or renamed one of its keys from the
+    /// account page.
+    KeyRenamed,
     /// An admin set or cleared an account's display name or email.
     ProfileChanged,
     /// A service's group was made, renamed or deleted.
@@ -102,7 +105,7 @@ pub(crate) enum Action {
 
 impl Action {
     /// Every action, in the order the admin page offers them as filters.
-    pub(crate) const ALL: [Self; 28] = [
+    pub(crate) const ALL: [Self; 29] = [
         Self::ServiceCreated,
         Self::ServiceChanged,
         Self::ServiceDeleted,
@@ -125,6 +128,7 @@ impl Action {
         Self::RecoveryLinkRevoked,
         Self::RecoveryLinkUsed,
         Self::KeyEnrolled,
+        Self::KeyRenamed,
         Self::ProfileChanged,
         Self::GroupCreated,
         Self::GroupRenamed,
@@ -157,6 +161,7 @@ impl Action {
             Self::RecoveryLinkRevoked => "recovery_link_revoked",
             Self::RecoveryLinkUsed => "recovery_link_used",
             Self::KeyEnrolled => "key_enrolled",
+            Self::KeyRenamed => "key_renamed",
             Self::ProfileChanged => "profile_changed",
             Self::GroupCreated => "group_created",
             Self::GroupRenamed => "group_renamed",

@@ -63,6 +63,7 @@ pub fn app(app: App) -> Router {
         .merge(ops::health::router())
         .merge(signin::pages::router())
         .merge(signin::enroll::router())
+        .merge(signin::devices::router())
         .merge(signin::passkey::router())
         .merge(challenge::router())
         .merge(signin::authenticator::router())

@@ -17,7 +17,8 @@
 //!
 //! The account page also shows the account's profile (display name and
 //! email) with a form that changes it; an email changed there is not
-//! verified (`signin::profile`).
+//! verified (`signin::profile`). Its list of keys, and the forms that rename
+//! and remove them, are `signin::devices`.
 
 use askama::Template;
 use axum::{
@@ -39,6 +40,7 @@ use crate::{
     error::{error_page, Error},
     http::cookie,
     http::extract::ClientInfo,
+    signin::devices::KeyRow,
     signin::keys::{self, KeyState},
     signin::pages::{app_link, qr_svg},
     signin::profile::{self, Change},
@@ -60,7 +62,7 @@ pub fn router<S: SignInState>() -> Router<S> {
 /// An [`Error`] shown as a page a person can read, with the status and code
 /// the JSON API would give.
 #[derive(Debug)]
-struct PageError(Error);
+pub(super) struct PageError(Error);
 
 impl<E: Into<Error>> From<E> for PageError {
     fn from(e: E) -> Self {
@@ -74,19 +76,19 @@ impl IntoResponse for PageError {
     }
 }
 
-type PageResult = Result<Response, PageError>;
+pub(super) type PageResult = Result<Response, PageError>;
 
 /// These pages name an account, its keys, or a challenge: never cache them.
-fn render(status: StatusCode, view: &impl Template) -> PageResult {
+pub(super) fn render(status: StatusCode, view: &impl Template) -> PageResult {
     let html = view.render().map_err(|e| Error::Internal(anyhow::anyhow!("template: {e}")))?;
     Ok((status, [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Html(html)).into_response())
 }
 
-fn service_id(id: &str) -> Result<ServiceId, Error> {
+pub(super) fn service_id(id: &str) -> Result<ServiceId, Error> {
     id.parse().map_err(|_| Error::UnknownService)
 }
 
-fn now(state: &AppState) -> i64 {
+pub(super) fn now(state: &AppState) -> i64 {
     state.clock.now().as_secs() as i64
 }
 
@@ -96,30 +98,17 @@ async fn signed_in(state: &AppState, service_id: &ServiceId, headers: &HeaderMap
 }
 
 /// Back to the service's login page, which signs the browser in first.
-fn to_login(service_id: &ServiceId) -> Response {
+pub(super) fn to_login(service_id: &ServiceId) -> Response {
     Redirect::to(&format!("/services/{service_id}")).into_response()
-}
-
-#[derive(Debug)]
-struct KeyItem {
-    /// The key's id, for a passkey's removal.
-    id: String,
-    label: String,
-    fingerprint: String,
-    /// A passkey rather than a Sesame key.
-    passkey: bool,
-    pending: bool,
-    added_at: String,
-    last_used_at: String,
 }
 
 #[derive(Template)]
 #[template(path = "account.html")]
-struct AccountView {
+pub(super) struct AccountView {
     service_id: String,
     service_name: String,
     account: String,
-    keys: Vec<KeyItem>,
+    pub(super) keys: Vec<KeyRow>,
     /// What the profile form shows: the stored values, or after a refusal
     /// what was sent. Empty when unset.
     display_name: String,
@@ -153,6 +142,10 @@ impl AccountQuery {
             "profile_saved" => Some("Your profile is saved."),
             "passkey_added" => Some("The passkey is on your account: it signs in from now on."),
             "passkey_removed" => Some("The passkey is removed: it signs nobody in any more."),
+            "key_renamed" => Some("The new name is saved."),
+            "key_removed" => {
+                Some("The key is removed: it signs nobody in any more, and the sessions it opened have ended.")
+            }
             _ => None,
         }
     }
@@ -175,30 +168,14 @@ async fn account_page(
 }
 
 /// The account page of `account`, as stored.
-async fn account_view(
+pub(super) async fn account_view(
     state: &AppState,
     challenges: &Challenges,
     service_id: &ServiceId,
     account: String,
 ) -> Result<AccountView, Error> {
     let id = service_id.to_string();
-    let keys = keys::list(&state.db, &id, &account)
-        .await?
-        .into_iter()
-        .map(|k| KeyItem {
-            passkey: k.kind == "passkey",
-            id: k.id,
-            label: k.label,
-            fingerprint: match (k.kind.as_str(), k.fingerprint.as_deref()) {
-                ("passkey", _) => "passkey".to_owned(),
-                (_, Some(fingerprint)) => keys::grouped(fingerprint),
-                (_, None) => "(unreadable)".to_owned(),
-            },
-            pending: k.state == KeyState::Pending,
-            added_at: rfc3339(k.created_at),
-            last_used_at: k.last_used_at.map_or_else(|| "never".to_owned(), rfc3339),
-        })
-        .collect();
+    let keys = keys::list(&state.db, &id, &account).await?.into_iter().map(KeyRow::from).collect();
     let profile = profile::of_account(&state.db, &id, &account).await?;
     let service_name = challenges.service_name(service_id).await?;
     Ok(AccountView {

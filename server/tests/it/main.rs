@@ -5,6 +5,7 @@ mod authenticator;
 mod bus;
 mod challenge;
 mod confusables;
+mod devices;
 mod enroll;
 mod errors;
 mod health;

@@ -22,7 +22,7 @@ const NAMES: [&str; 3] = [
 
 /// What sticks out: the page beyond the window, or an element beyond its
 /// card (unless it sits in a box that scrolls sideways on purpose).
-const OVERFLOW: &str = r#"
+pub(crate) const OVERFLOW: &str = r#"
 const width = document.documentElement.clientWidth;
 const found = [];
 if (document.documentElement.scrollWidth > width + 1) {
@@ -59,7 +59,7 @@ for (const card of document.querySelectorAll('.card')) {
 return found;
 "#;
 
-async fn set_width(chrome: &Chrome, width: u32) -> Result<()> {
+pub(crate) async fn set_width(chrome: &Chrome, width: u32) -> Result<()> {
     let params = json!({"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600});
     chrome.cdp("Emulation.setDeviceMetricsOverride", params).await?;
     Ok(())

@@ -17,27 +17,32 @@ fn json_of(output: &Output) -> Value {
         .unwrap_or_else(|e| panic!("sesame printed no JSON ({e}): {}{}", stdout(output), stderr(output)))
 }
 
-fn json_ok(output: &Output) -> Value {
+pub(crate) fn json_ok(output: &Output) -> Value {
     assert!(output.status.success(), "sesame failed: {}{}", stdout(output), stderr(output));
     json_of(output)
 }
 
 /// Signs in as `account` with `sesame`'s key on a fresh challenge from
 /// `browser`; returns the CLI's JSON answer and whether it exited 0.
-async fn login(browser: &Browser, service: &Service, sesame: &Sesame, account: &str) -> Result<(bool, Value)> {
+pub(crate) async fn login(
+    browser: &Browser,
+    service: &Service,
+    sesame: &Sesame,
+    account: &str,
+) -> Result<(bool, Value)> {
     let challenge = browser.start_challenge(&service.id).await?;
     let out = sesame.run(&["--json", "login", &challenge.token, "--account", account, "--yes"]);
     Ok((out.status.success(), json_of(&out)))
 }
 
 /// The token the page shows now.
-async fn shown_token(chrome: &Chrome) -> Result<String> {
+pub(crate) async fn shown_token(chrome: &Chrome) -> Result<String> {
     chrome.wait_text("#token", "a token", Duration::from_secs(10), |t| t.starts_with("sesame1.")).await
 }
 
 /// Enrolls `sesame` with the token on the page, checks that the page moves
 /// on to the same confirmation code as the CLI printed, and confirms.
-async fn enroll_and_confirm(chrome: &Chrome, sesame: &Sesame, label: &str) -> Result<String> {
+pub(crate) async fn enroll_and_confirm(chrome: &Chrome, sesame: &Sesame, label: &str) -> Result<String> {
     let token = shown_token(chrome).await?;
     let answer = json_ok(&sesame.run(&["--json", "enroll", &token, "--label", label, "--yes"]));
     ensure!(answer["purpose"] == "enroll" && answer["key_state"] == "pending", "{answer}");

@@ -6,6 +6,7 @@ mod bench;
 mod browser;
 mod console;
 mod deployment;
+mod devices;
 mod enroll;
 mod hostile;
 mod keyring;

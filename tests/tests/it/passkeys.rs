@@ -320,12 +320,23 @@ async fn an_account_registered_with_sesame_adds_a_passkey_and_signs_in_with_eith
     let out = sesame.run(&["--json", "login", &challenge.token, "--account", "alice", "--yes"]);
     ensure!(out.status.success(), "sesame login failed: {}{}", stdout(&out), stderr(&out));
 
-    // Removed from the account page, the passkey signs nobody in.
+    // Removed from the account page, the passkey signs nobody in. Its row
+    // says where it last signed in from: this browser.
     chrome.client.goto(&account_page).await?;
-    // The session in use is the passkey's own (it signed in last), so it
-    // ends with it: the browser lands on the login page, whose autofill
-    // still offers the passkey, and the server refuses it.
-    chrome.click("#keys button[data-key-id]").await?;
+    let keys_uri = format!("/admin/api/services/{}/accounts/alice/keys", service.id);
+    let keys: Vec<Value> = server.admin().request(reqwest::Method::GET, &keys_uri).send().await?.json().await?;
+    let passkey = keys.iter().find(|k| k["kind"] == "passkey").context("the passkey")?["id"].as_str().context("id")?;
+    let row = format!("#keys tr[data-key-id='{passkey}']");
+    chrome.wait_contains(&format!("{row} td.last-used"), "from ").await?;
+    // The page that asks first says that the session in use is the
+    // passkey's own (it signed in last), and that the Sesame key remains.
+    chrome.click(&format!("{row} a.remove")).await?;
+    chrome.wait_contains("#key", "This laptop").await?;
+    chrome.wait_contains("#own-session", "signs you out").await?;
+    ensure!(chrome.visible_text("#last-key").await.is_none(), "the Sesame key is still there");
+    // Removed, it ends the session: the browser lands on the login page,
+    // whose autofill still offers the passkey, and the server refuses it.
+    chrome.click("#remove-key-button").await?;
     chrome.wait_contains("#login", "Or with a passkey").await?;
     let accounts = server.admin().accounts(&service.id).await?;
     ensure!(accounts.len() == 1, "the account stays, with its Sesame key: {accounts:?}");

@@ -281,22 +281,26 @@ pub struct SignIn<'a> {
     pub now: i64,
 }
 
-/// Records a passkey's sign-in in one transaction: the key stamped as used
-/// (and by its trigger the account's last sign-in), the credential's new
-/// counter and flags, the session and the sign-in event. The key is locked
-/// first (the lock order: keys, then accounts); a key removed or returned
-/// to pending meanwhile signs nobody in. The credential is written only if
-/// its counter is still the one the check was made against: of two
-/// sign-ins racing with one counter value (a copied authenticator), one
-/// fails here.
+/// Records a passkey's sign-in in one transaction: the key stamped as used,
+/// with the browser's address (and by its trigger the account's last
+/// sign-in), the credential's new counter and flags, the session and the
+/// sign-in event. The key is locked first (the lock order: keys, then
+/// accounts); a key removed or returned to pending meanwhile signs nobody
+/// in. The credential is written only if its counter is still the one the
+/// check was made against: of two sign-ins racing with one counter value (a
+/// copied authenticator), one fails here.
 pub async fn record_sign_in(db: &Db, s: &SignIn<'_>) -> Result<()> {
     let mut write = db.begin_write().await?;
     let mut conn = write.conn();
     let stamped = conn
         .execute(
-            query("UPDATE account_key SET last_used_at = $2 WHERE id = $1 AND state = 'active' AND kind = 'passkey'")
-                .bind(s.stored.key_id.as_str())
-                .bind(s.now),
+            query(
+                "UPDATE account_key SET last_used_at = $2, last_used_ip = $3 \
+                 WHERE id = $1 AND state = 'active' AND kind = 'passkey'",
+            )
+            .bind(s.stored.key_id.as_str())
+            .bind(s.now)
+            .bind(s.client.ip.to_string()),
         )
         .await?;
     if stamped == 0 {
