@@ -70,6 +70,10 @@ struct KeyJson {
     /// RFC 3339; `null` before the key's first login.
     #[schema(required = true)]
     last_used_at: Option<String>,
+    /// The address of the browser that the key last signed in; empty
+    /// before its first login, or when it last signed in before Sesame
+    /// recorded the address.
+    last_used_ip: String,
 }
 
 /// A page of a service's accounts: `?limit=` and `?offset=`.
@@ -216,6 +220,7 @@ async fn list_keys(
                 device_user_agent: k.device_user_agent,
                 created_at: store::rfc3339(k.created_at),
                 last_used_at: k.last_used_at.map(store::rfc3339),
+                last_used_ip: k.last_used_ip,
             })
             .collect(),
     ))

@@ -167,6 +167,12 @@ async fn a_sign_in_records_the_browsers_address_and_the_page_shows_it() {
             .await
             .expect("the key");
         assert_eq!(stored, "203.0.113.7", "the address of the browser that started the sign-in");
+        // The admin API lists it too.
+        let uri = format!("/admin/api/services/{service}/accounts/alice/keys");
+        let listed = admin_api(&app, Method::GET, &uri, None).await.json();
+        let listed = listed.as_array().expect("a list");
+        let ips: Vec<_> = listed.iter().map(|k| (k["id"].as_str(), k["last_used_ip"].as_str())).collect();
+        assert_eq!(ips, [(Some(laptop_id.as_str()), Some("203.0.113.7")), (Some(phone_id.as_str()), Some(""))]);
 
         let page = account_page(&app, &service, &cookie).await.text();
         let laptop_row = row(&page, &laptop_id);

@@ -331,11 +331,12 @@ async fn the_owner_removes_a_passkey_from_the_account_page_and_nothing_else() {
             }
         };
         let (alices, bobs) = (key_of("alice").await, key_of("bob").await);
-        let remove = |key: &str| format!("/services/{service}/account/passkeys/{key}/remove");
+        let remove = |key: &str| format!("/services/{service}/account/keys/{key}/remove");
 
-        // Not signed in; another account's passkey; no key at all.
-        // (A form's refusals are pages, with the JSON API's status.)
-        assert_eq!(app.post(&remove(&alices), None).await.status, StatusCode::UNAUTHORIZED);
+        // Not signed in (sent to sign in first); another account's passkey;
+        // no key at all. (A form's refusals are pages, with the JSON API's
+        // status.)
+        assert_eq!(app.post(&remove(&alices), None).await.status, StatusCode::SEE_OTHER);
         assert_eq!(app.post(&remove(&bobs), Some(&alice)).await.status, StatusCode::NOT_FOUND);
         assert_eq!(app.post(&remove("nonsense"), Some(&alice)).await.status, StatusCode::NOT_FOUND);
         assert_eq!(app.count("SELECT COUNT(*) FROM passkey").await, 2);

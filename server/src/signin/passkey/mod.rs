@@ -66,7 +66,6 @@ pub fn router<S: PasskeyState>() -> Router<S> {
         .route("/api/services/{id}/passkeys/register/finish", post(register::register_finish))
         .route("/api/services/{id}/passkeys/add/start", post(register::add_start))
         .route("/api/services/{id}/passkeys/add/finish", post(register::add_finish))
-        .route("/services/{id}/account/passkeys/{key_id}/remove", post(register::remove))
         .route("/static/passkeys.js", get(|| async { asset("text/javascript; charset=utf-8", PASSKEYS_JS) }))
 }
 

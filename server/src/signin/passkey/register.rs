@@ -228,35 +228,3 @@ impl Made {
         }
     }
 }
-
-/// Removes one of the signed-in account's passkeys, from its account page:
-/// the sessions it opened go with it, and the audit log records it. A
-/// Sesame key is not removed here (an admin removes those).
-pub(super) async fn remove(
-    State(state): State<AppState>,
-    Path((id, key_id)): Path<(String, String)>,
-    client: ClientInfo,
-    headers: HeaderMap,
-) -> Response {
-    remove_or_error(&state, &id, &key_id, &client, &headers).await.unwrap_or_else(crate::error::error_page)
-}
-
-async fn remove_or_error(
-    state: &AppState,
-    id: &str,
-    key_id: &str,
-    client: &ClientInfo,
-    headers: &HeaderMap,
-) -> Result<Response> {
-    let service_id: ServiceId = id.parse().map_err(|_| Error::UnknownService)?;
-    cookie::check_origin(&state.settings.origin, headers)?;
-    let who = session::of_browser(state, &service_id, headers).await?.ok_or(Error::SignInRequired)?;
-    if !store::is_passkey_of(&state.db, &service_id, &who.account, key_id).await? {
-        return Err(Error::UnknownKey);
-    }
-    let actor = crate::audit::Actor::Account(who.account.clone());
-    let by = crate::audit::By { actor: &actor, client, at: state.clock.now().as_secs() as i64 };
-    keys::remove(&state.db, &service_id.to_string(), &who.account, key_id, &by).await?;
-    let to = format!("/services/{service_id}/account?done=passkey_removed");
-    Ok((StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response())
-}

@@ -512,19 +512,6 @@ pub async fn foreign(db: &Db, rp_id: &str) -> Result<i64> {
     db.fetch_one(query("SELECT COUNT(*) AS n FROM passkey WHERE rp_id <> $1").bind(rp_id), |row| row.int("n")).await
 }
 
-/// Whether `key_id` is a passkey of `account` at `service_id`.
-pub async fn is_passkey_of(db: &Db, service_id: &ServiceId, account: &str, key_id: &str) -> Result<bool> {
-    if !keys::is_key_id(key_id) {
-        return Ok(false);
-    }
-    let select =
-        query("SELECT id FROM account_key WHERE id = $1 AND service_id = $2 AND account = $3 AND kind = 'passkey'")
-            .bind(key_id)
-            .bind(service_id.to_string())
-            .bind(account);
-    Ok(db.fetch_optional(select, |row| row.text("id")).await?.is_some())
-}
-
 /// Records a sign-in refused because the passkey's counter did not move
 /// forwards: a sign of a copied passkey, for the admin to see.
 pub(crate) async fn counter_refused(db: &Db, stored: &Stored, sent: u32, client: &ClientInfo, now: i64) -> Result<()> {
