@@ -446,18 +446,7 @@ pub async fn register(db: &Db, new: &NewPasskey<'_>, with: &Registered<'_>, cere
 /// insert at its finish ([`keys::insert_account`], under the UNIQUE keys)
 /// stays what decides, and refuses a name taken in between the same way.
 pub async fn name_free(db: &Db, service_id: &ServiceId, account: &str) -> Result<()> {
-    let keys = Skeletons::of(account);
-    // The account `keys::insert_account` names in its refusal: the name
-    // itself first, else the oldest look-alike.
-    let select = query(
-        "SELECT name FROM account WHERE service_id = $1 \
-         AND (name = $2 OR skeleton_folded = $3 OR skeleton_written = $4) \
-         ORDER BY CASE WHEN name = $2 THEN 0 ELSE 1 END, created_at LIMIT 1",
-    )
-    .bind(service_id.to_string())
-    .bind(account)
-    .bind(keys.folded.as_str())
-    .bind(keys.written.as_str());
+    let select = keys::name_holder(service_id, account, &Skeletons::of(account));
     match db.fetch_optional(select, |row| row.text("name")).await? {
         None => Ok(()),
         Some(existing) => Err(Error::AccountExists { name: account.to_owned(), existing }),
