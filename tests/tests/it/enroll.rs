@@ -70,6 +70,10 @@ async fn a_signed_in_person_adds_a_second_authenticator_from_the_account_page() 
     json_ok(&laptop.run(&["--json", "register", &token, "--name", "alice", "--yes"]));
     chrome.wait_contains("#login", "Signed in as alice").await?;
 
+    // Times are whole seconds, and keys added within one second of each
+    // other are each told of the other (PROTOCOL.md §6.4): let the second
+    // pass, so that what the sign-ins below are told is exact.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     chrome.client.goto(&server.url(&format!("/services/{}/account", service.id))).await?;
     chrome.wait_contains("#account-name", "alice").await?;
     chrome.click("#add-authenticator").await?;
