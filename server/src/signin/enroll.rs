@@ -141,7 +141,6 @@ impl AccountQuery {
         match self.done.as_deref()? {
             "profile_saved" => Some("Your profile is saved."),
             "passkey_added" => Some("The passkey is on your account: it signs in from now on."),
-            "passkey_removed" => Some("The passkey is removed: it signs nobody in any more."),
             "key_renamed" => Some("The new name is saved."),
             "key_removed" => {
                 Some("The key is removed: it signs nobody in any more, and the sessions it opened have ended.")

@@ -121,6 +121,15 @@ pub(crate) async fn remove(db: &Db, service_id: &str, account: &str, key_id: &st
     }
     let mut write = db.begin_write().await?;
     let mut conn = write.conn();
+    // The account's own key, before anything is locked by its id: nobody
+    // locks, even for a moment, the rows of a key that is not theirs.
+    let owned = query("SELECT id FROM account_key WHERE service_id = $1 AND account = $2 AND id = $3")
+        .bind(service_id)
+        .bind(account)
+        .bind(key_id);
+    if conn.fetch_optional(owned, |row| row.text("id")).await?.is_none() {
+        return Err(Error::UnknownKey);
+    }
     locks::before_delete(&mut conn, Doomed::Key(key_id)).await?;
     let done = conn
         .execute(
