@@ -217,8 +217,9 @@ pub fn new_key_notice(account: &str, key: &NewKey, account_page: &str) -> String
         Ok(label) => format!(" \"{}\"", label.as_str()),
         Err(_) => String::new(),
     };
+    // As sent, once it reads as an address, as the account page shows it.
     let from = match key.added_from.parse::<std::net::IpAddr>() {
-        Ok(ip) => format!(" from {ip}"),
+        Ok(_) => format!(" from {}", key.added_from),
         Err(_) => String::new(),
     };
     format!(
@@ -262,5 +263,47 @@ mod tests {
             safe("a\u{9b}2Jb\u{9d}0;t\u{7}c\u{61C}d\u{2028}e"),
             "a\u{FFFD}2Jb\u{FFFD}0;t\u{FFFD}c\u{FFFD}d\u{FFFD}e"
         );
+    }
+
+    fn new_key(kind: &str, label: &str, added_from: &str) -> NewKey {
+        NewKey {
+            kind: kind.to_owned(),
+            label: label.to_owned(),
+            added_at: UnixTime::from_secs(1_764_547_200),
+            added_from: added_from.to_owned(),
+        }
+    }
+
+    const PAGE: &str = "https://login.example.com/services/a1/account";
+
+    #[test]
+    fn a_new_key_is_one_sentence_with_its_name_time_address_and_where_to_remove_it() {
+        let _ = LOCAL_OFFSET.set(UtcOffset::UTC);
+        let told = new_key_notice("alice", &new_key("sesame", "phone", "203.0.113.9"), PAGE);
+        assert_eq!(
+            told,
+            "A new authenticator \"phone\" was added to alice on 2025-12-01 00:00:00 +00:00 from 203.0.113.9. \
+             If that was not you, remove it on the account page: https://login.example.com/services/a1/account"
+        );
+        let passkey = new_key_notice("alice", &new_key("passkey", "", "::1"), PAGE);
+        assert!(passkey.starts_with("A new passkey was added to alice on ") && passkey.contains(" from ::1."));
+        // Any kind but `passkey` reads as an authenticator.
+        assert!(new_key_notice("alice", &new_key("hardware", "", ""), PAGE).starts_with("A new authenticator was"));
+    }
+
+    #[test]
+    fn a_name_that_is_no_key_label_and_an_address_that_is_none_are_not_shown() {
+        let _ = LOCAL_OFFSET.set(UtcOffset::UTC);
+        for (label, from) in [("ph\u{202e}one", "here"), ("a\u{1b}[2Jb", "203.0.113.9 evil"), (&*"x".repeat(65), "")] {
+            let told = new_key_notice("alice", &new_key("sesame", label, from), PAGE);
+            assert!(told.starts_with("A new authenticator was added to alice on "), "{told}");
+            assert!(!told.contains(" from "), "{told}");
+            assert!(told.chars().all(|c| !c.is_control() && !('\u{202a}'..='\u{202e}').contains(&c)), "{told:?}");
+        }
+        // Markup is a valid label, and a terminal shows it as text.
+        let told = new_key_notice("alice", &new_key("sesame", "<b>phone</b>", ""), PAGE);
+        assert!(told.starts_with("A new authenticator \"<b>phone</b>\" was added"), "{told}");
+        // The account name the person chose is made safe too.
+        assert!(!new_key_notice("al\u{202e}ice", &new_key("sesame", "", ""), PAGE).contains('\u{202e}'));
     }
 }

@@ -5,7 +5,7 @@
 
 import {
   ProtocolError, errorMessage, decodeToken, readInput, verifyToken, keyId, checkPublicKey, b64urlDecode,
-  signAnswer, confirmationCode, checkAccountName, checkKeyLabel, hexToBytes, readNewKeys,
+  signAnswer, confirmationCode, checkAccountName, hexToBytes, readNewKeys, newKeyNotice,
 } from './protocol.js';
 import * as keystore from './keystore.js';
 import { startScanner, ScanError } from './scanner.js';
@@ -376,40 +376,7 @@ async function logIn() {
   if (!record.confirmed || record.key_state !== 'active') await keystore.markAccepted(record, 'active');
   showResult(`Signed in as ${account} at ${decoded.claims.service_name}.`, 'The page that asked is signing in.');
   const accountPage = `${decoded.claims.origin}/services/${decoded.claims.service_id}/account`;
-  showNewKeys(readNewKeys(outcome).map((key) => newKeyNotice(account, key, accountPage)));
-}
-
-/** An IPv4 or IPv6 address, and nothing that merely looks like one. */
-function isIpAddress(text) {
-  const octet = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
-  if (new RegExp(`^${octet}(?:\\.${octet}){3}$`).test(text)) return true;
-  if (!text.includes(':') || !/^[0-9A-Fa-f:.]+$/.test(text)) return false;
-  try {
-    return new URL(`http://[${text}]/`).hostname !== '';
-  } catch {
-    return false;
-  }
-}
-
-/**
- * The sentence §6.4 asks for about a key that joined `account` since this
- * phone last signed in, as text and the account page it links to: the
- * name only when it is a valid key label, the address only when it is one.
- */
-function newKeyNotice(account, key, accountPage) {
-  const what = key.kind === 'passkey' ? 'passkey' : 'authenticator';
-  let name = '';
-  try {
-    name = key.label ? ` "${checkKeyLabel(key.label)}"` : '';
-  } catch {
-    // Not a label a server should have stored: say nothing of a name.
-  }
-  const from = isIpAddress(key.added_from) ? ` from ${key.added_from}` : '';
-  return {
-    text: `A new ${what}${name} was added to ${account} on ${localTime(key.added_at)}${from}. `
-      + 'If that was not you, remove it on ',
-    href: accountPage,
-  };
+  showNewKeys(readNewKeys(outcome).map((key) => newKeyNotice(account, key, accountPage, localTime)));
 }
 
 /** Warnings under a sign-in's result, one per key; none hides the list. */

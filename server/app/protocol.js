@@ -538,13 +538,17 @@ export async function confirmationCode(challengeIdBytes, publicKeyBytes) {
   return String(head % 1_000_000).padStart(6, '0');
 }
 
+/** The most entries of `new_keys` an authenticator reads (§6.4). */
+export const MAX_NEW_KEYS = 16;
+
 /**
  * The keys that joined the account since this authenticator last signed in
  * (§6.4), from a login response, read leniently because the sign-in has
  * happened either way: an entry that is not an object, lacks `kind` or
- * `added_at`, or has a member of the wrong type is skipped, and a
- * `new_keys` that is not a list reads as none. Values are as sent; what may
- * be shown of them is the caller's (§6.4).
+ * `added_at`, or has a member of the wrong type (`added_at` must be an
+ * integer from 0 to 2^53 − 1) is skipped, a `new_keys` that is not a list
+ * reads as none, and entries past the first 16 read are ignored. Values are
+ * as sent; what may be shown of them is the caller's (§6.4).
  * @param {object} outcome the parsed response body
  * @returns {{kind: string, label: string, added_at: number, added_from: string}[]}
  */
@@ -559,9 +563,45 @@ export function readNewKeys(outcome) {
     const { kind, added_at: addedAt } = entry;
     const label = text(entry.label);
     const addedFrom = text(entry.added_from);
-    if (typeof kind !== 'string' || !Number.isInteger(addedAt) || addedAt < 0) continue;
+    // Up to 2^53 − 1 (§6.4), which a JavaScript number holds exactly.
+    if (typeof kind !== 'string' || !Number.isSafeInteger(addedAt) || addedAt < 0) continue;
     if (label === null || addedFrom === null) continue;
     read.push({ kind, label, added_at: addedAt, added_from: addedFrom });
+    if (read.length === MAX_NEW_KEYS) break;
   }
   return read;
+}
+
+/** An IPv4 or IPv6 address, and nothing that merely looks like one. */
+export function isIpAddress(text) {
+  const octet = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
+  if (new RegExp(`^${octet}(?:\\.${octet}){3}$`).test(text)) return true;
+  if (!text.includes(':') || !/^[0-9A-Fa-f:.]+$/.test(text)) return false;
+  try {
+    return new URL(`http://[${text}]/`).hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The sentence §6.4 asks for about a key that joined `account` since this
+ * authenticator last signed in, as text and the account page it links to:
+ * the name only when it is a valid key label, the address only when it is
+ * one. `formatTime` shows Unix seconds in the reader's own way.
+ */
+export function newKeyNotice(account, key, accountPage, formatTime) {
+  const what = key.kind === 'passkey' ? 'passkey' : 'authenticator';
+  let name = '';
+  try {
+    name = key.label ? ` "${checkKeyLabel(key.label)}"` : '';
+  } catch {
+    // Not a label a server should have stored: say nothing of a name.
+  }
+  const from = isIpAddress(key.added_from) ? ` from ${key.added_from}` : '';
+  return {
+    text: `A new ${what}${name} was added to ${account} on ${formatTime(key.added_at)}${from}. `
+      + 'If that was not you, remove it on ',
+    href: accountPage,
+  };
 }

@@ -126,9 +126,10 @@ pub struct Outcome {
     /// For a login: the keys added to the account since the signing key's
     /// previous sign-in, newest first (PROTOCOL.md §6.4). Absent when there
     /// are none. Read leniently: an entry that does not decode is skipped,
-    /// and a member that is not a list reads as none, because the sign-in
-    /// it reports on has already happened.
-    #[serde(default, deserialize_with = "lenient_list", skip_serializing_if = "Vec::is_empty")]
+    /// a member that is not a list reads as none, because the sign-in it
+    /// reports on has already happened, and entries past the
+    /// [`MAX_NEW_KEYS`] first readable ones are ignored.
+    #[serde(default, deserialize_with = "new_keys", skip_serializing_if = "Vec::is_empty")]
     pub new_keys: Vec<NewKey>,
 }
 
@@ -138,13 +139,14 @@ pub struct Outcome {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewKey {
-    /// `sesame` for an authenticator's key, `passkey` for a passkey. Read as
-    /// `sesame` when it is anything else.
+    /// `sesame` for an authenticator's key, `passkey` for a passkey; kept
+    /// as sent, and shown as `sesame` when it is anything else.
     pub kind: String,
     /// What the key is called (§4.1); empty when it has no name.
     #[serde(default)]
     pub label: String,
-    /// When the key was added.
+    /// When the key joined the account: added, or confirmed (§11). At
+    /// most [`MAX_SAFE_TIME`], which every JSON reader holds exactly.
     pub added_at: UnixTime,
     /// The IP address of the device that added it; empty when unknown.
     #[serde(default)]
@@ -177,6 +179,9 @@ impl<'de> Deserialize<'de> for NewKey {
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<NewKey, A::Error> {
                 let Members { kind, label, added_at, added_from } =
                     Members::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                if added_at.as_secs() > MAX_SAFE_TIME {
+                    return Err(serde::de::Error::custom("added_at is past 2^53 - 1"));
+                }
                 Ok(NewKey { kind, label, added_at, added_from })
             }
         }
@@ -187,6 +192,18 @@ impl<'de> Deserialize<'de> for NewKey {
 
 /// The most keys one login's answer lists (PROTOCOL.md §6.4): the newest.
 pub const MAX_NEW_KEYS: usize = 16;
+
+/// The largest `added_at` (2^53 − 1): a time every JSON reader, JavaScript's
+/// included, holds exactly.
+pub const MAX_SAFE_TIME: u64 = (1 << 53) - 1;
+
+/// `new_keys` as PROTOCOL.md §6.4 reads it: leniently, and no more than
+/// [`MAX_NEW_KEYS`] of it.
+fn new_keys<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<NewKey>, D::Error> {
+    let mut keys: Vec<NewKey> = lenient_list(deserializer)?;
+    keys.truncate(MAX_NEW_KEYS);
+    Ok(keys)
+}
 
 /// A list whose unreadable entries are skipped, and which reads as empty
 /// when it is not a list at all.

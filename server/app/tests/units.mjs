@@ -43,6 +43,7 @@ export async function unitChecks({ check, expectCode, readVectors, importSeed })
   await numbers(ctx);
   await orderOfAnswerChecks(ctx);
   await browserSafeSource(ctx);
+  await newKeys(ctx);
   await check('confirmation: leading zeros are kept', async () => {
     // Computed apart from this code, with Python's hashlib.
     const challengeId = P.hexToBytes('17171717171717171717171717171700');
@@ -474,6 +475,34 @@ async function browserSafeSource({ check }) {
       const text = await readFile(new URL(file, folder), 'utf8');
       const found = /\beval\s*\(|\bFunction\s*\(|\bBuffer\b|\brequire\s*\(|\bprocess\.|from 'node:/.exec(text);
       if (found) throw new Error(`${file} uses ${found[0]}`);
+    }
+  });
+}
+
+// §6.4: what an authenticator shows of a key that joined the account.
+async function newKeys({ check }) {
+  const at = (seconds) => `t${seconds}`;
+  const page = 'https://login.example.com/services/a1/account';
+  const key = (kind, label, from) => ({ kind, label, added_at: 1764547200, added_from: from });
+  await check('new keys: one sentence with the name, the time, the address and the page', () => {
+    deepStrictEqual(P.newKeyNotice('alice', key('sesame', 'phone', '203.0.113.9'), page, at), {
+      text: 'A new authenticator "phone" was added to alice on t1764547200 from 203.0.113.9. '
+        + 'If that was not you, remove it on ',
+      href: page,
+    });
+    strictEqual(P.newKeyNotice('alice', key('passkey', '', '::1'), page, at).text.startsWith('A new passkey was added'), true);
+    strictEqual(P.newKeyNotice('alice', key('hardware', '', ''), page, at).text.startsWith('A new authenticator was'), true);
+  });
+  await check('new keys: a name that is no key label, and an address that is none, are not shown', () => {
+    for (const [label, from] of [['ph\u202eone', 'here'], ['a\u001b[2Jb', '203.0.113.9 evil'], ['x'.repeat(65), '1.2.3']]) {
+      const { text } = P.newKeyNotice('alice', key('sesame', label, from), page, at);
+      strictEqual(text, 'A new authenticator was added to alice on t1764547200. If that was not you, remove it on ');
+    }
+  });
+  await check('new keys: addresses', () => {
+    for (const ip of ['203.0.113.9', '0.0.0.0', '::1', '2001:db8::7', '::ffff:192.0.2.1']) strictEqual(P.isIpAddress(ip), true, ip);
+    for (const text of ['', 'here', '256.1.1.1', '1.2.3', '01.2.3.4', '1.2.3.4 ', '[::1]', 'fe80::1%eth0', ':::']) {
+      strictEqual(P.isIpAddress(text), false, text);
     }
   });
 }

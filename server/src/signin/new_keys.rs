@@ -21,26 +21,26 @@ pub struct AccountKeys {
 }
 
 impl AccountKeys {
-    /// The active keys, other than `key`, added since `key` last signed in
-    /// (or, before its first sign-in, since it was added itself): what its
-    /// authenticator tells its owner (PROTOCOL.md §6.4). Newest first, at
-    /// most [`MAX_NEW_KEYS`].
+    /// The active keys, other than `key`, that joined the account since
+    /// `key` last signed in (or, before its first sign-in, since it joined
+    /// itself): what its authenticator tells its owner (PROTOCOL.md §6.4).
+    /// A key that waited for confirmation joins when it is confirmed, so a
+    /// key made before a sign-in and confirmed after it is still told of.
+    /// Newest first, ties by id, at most [`MAX_NEW_KEYS`].
     ///
     /// Each sign-in moves `key`'s last use forward, so every authenticator
     /// hears of a new key once, at its first sign-in after the key came.
     pub fn added_since_last_use(&self, key: &StoredKey) -> Vec<NewKey> {
-        let since = key.last_used_at.unwrap_or(key.created_at).max(0) as u64;
-        let mut added: Vec<NewKey> = self
+        let since = key.last_used_at.unwrap_or(key.joined_at).max(0) as u64;
+        let mut added: Vec<&(String, NewKey)> = self
             .added
             .iter()
             // A key added in the same second as the last sign-in is told
             // of: twice at worst, rather than never.
             .filter(|(id, new)| *id != key.id && new.added_at.as_secs() >= since)
-            .map(|(_, new)| new.clone())
             .collect();
-        added.sort_by_key(|new| std::cmp::Reverse(new.added_at));
-        added.truncate(MAX_NEW_KEYS);
-        added
+        added.sort_by(|(a_id, a), (b_id, b)| b.added_at.cmp(&a.added_at).then_with(|| a_id.cmp(b_id)));
+        added.into_iter().take(MAX_NEW_KEYS).map(|(_, new)| new.clone()).collect()
     }
 }
 
@@ -54,7 +54,7 @@ mod tests {
 
     fn key(id: &str, created_at: i64, last_used_at: Option<i64>) -> StoredKey {
         let public_key = AccountKey::generate(&mut OsRng).public_key();
-        StoredKey { id: id.to_owned(), public_key, state: KeyState::Active, last_used_at, created_at }
+        StoredKey { id: id.to_owned(), public_key, state: KeyState::Active, last_used_at, joined_at: created_at }
     }
 
     fn added(id: &str, at: u64) -> (String, NewKey) {
@@ -92,5 +92,8 @@ mod tests {
         assert_eq!(told.len(), MAX_NEW_KEYS);
         assert_eq!(told.first().map(|k| k.label.as_str()), Some("k39"));
         assert!(told.windows(2).all(|w| w[0].added_at >= w[1].added_at));
+        // Keys of one second come in the order of their ids, on every database.
+        let keys = AccountKeys { sesame: Vec::new(), added: vec![added("b", 700), added("a", 700), added("c", 600)] };
+        assert_eq!(labels(&keys.added_since_last_use(&key("old", 10, Some(500)))), ["a", "b", "c"]);
     }
 }

@@ -5,12 +5,13 @@
 use axum::http::{Method, StatusCode};
 use rand::rngs::OsRng;
 use serde_json::{json, Value};
-use sesame_proto::{AccountKey, ServiceId};
+use sesame_proto::{AccountKey, RekeyRequest, ServiceId};
 use sesame_server::clock::Clock as _;
 
 use crate::{
     enroll::{
-        admin_api, confirm, enroll, enrollment_page, key_id_on, login, register, reject, session, start_enrollment,
+        admin_api, confirm, enroll, enrollment_page, key_id_on, login, name, register, reject, session,
+        start_enrollment,
     },
     support::{each_backend, TestApp},
 };
@@ -75,7 +76,7 @@ async fn each_authenticator_is_told_once_of_a_key_added_since_its_last_sign_in()
 }
 
 #[tokio::test]
-async fn a_key_waiting_for_confirmation_or_refused_is_not_told_of() {
+async fn a_key_is_told_of_when_it_is_confirmed_and_not_while_it_waits_or_once_refused() {
     each_backend(|app| async move {
         let service = app.create_service("Example").await;
         let laptop = register(&app, &service, "alice").await;
@@ -91,6 +92,21 @@ async fn a_key_waiting_for_confirmation_or_refused_is_not_told_of() {
         assert_eq!(reject(&app, &service, &waiting).await.status, StatusCode::OK);
         app.clock.advance(10);
         assert_eq!(told(&app, &service, &laptop).await, json!([]));
+
+        // A key made before a sign-in and confirmed after it joined the
+        // account when it was confirmed: it is told of then, not lost.
+        let waiting = start_enrollment(&app, &service, &browser).await;
+        let spare = AccountKey::generate(&mut OsRng);
+        assert_eq!(enroll(&app, &waiting.token, "alice", &spare, Some("spare")).await.status, StatusCode::OK);
+        app.clock.advance(10);
+        assert_eq!(told(&app, &service, &laptop).await, json!([]));
+        app.clock.advance(10);
+        let page = enrollment_page(&app, &service, &waiting, Some(&waiting.cookie)).await;
+        assert_eq!(confirm(&app, &service, &waiting, &key_id_on(&page)).await.status, StatusCode::OK);
+        let confirmed_at = app.clock.now().as_secs();
+        app.clock.advance(10);
+        let told = told(&app, &service, &laptop).await;
+        assert_eq!((&told[0]["label"], &told[0]["added_at"]), (&json!("spare"), &json!(confirmed_at)), "{told}");
     })
     .await;
 }
@@ -120,6 +136,25 @@ async fn keys_are_told_newest_first_and_one_added_in_the_second_of_a_sign_in_is_
         assert_eq!(labels(told(&app, &service, &laptop).await), ["watch"]);
         app.clock.advance(1);
         assert_eq!(labels(told(&app, &service, &laptop).await), Vec::<String>::new());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_rekey_is_a_sign_in_and_is_told_the_same() {
+    each_backend(|app| async move {
+        let service = app.create_service("Example").await;
+        let laptop = register(&app, &service, "alice").await;
+        let browser = session(&app, &service, "alice", &laptop).await;
+        app.clock.advance(10);
+        add_key(&app, &service, &browser, "phone").await;
+        app.clock.advance(10);
+        let started = app.start(&service).await;
+        let request =
+            RekeyRequest::sign(&app.verify(&started.token), &name("alice"), &laptop, &AccountKey::generate(&mut OsRng));
+        let answer = app.post_json("/api/authenticator/rekey", &request).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        assert_eq!(answer.json()["new_keys"][0]["label"], "phone", "{}", answer.text());
     })
     .await;
 }

@@ -208,6 +208,36 @@ fn outcome_cases() -> Value {
             "new_keys": [],
         },
         {
+            "name": "out_of_range",
+            "description": "added_at past 2^53 - 1, negative or not an integer, and a label of null, are the wrong type: skipped",
+            "body": login(json!([
+                {"kind": "sesame", "label": "big", "added_at": 9007199254740992u64},
+                {"kind": "sesame", "label": "negative", "added_at": -1},
+                {"kind": "sesame", "label": "fraction", "added_at": 1764547200.5},
+                {"kind": "sesame", "label": null, "added_at": 1764547200u64},
+                {"kind": "sesame", "label": "largest", "added_at": 9007199254740991u64},
+            ])),
+            "new_keys": [{"kind": "sesame", "label": "largest", "added_at": 9007199254740991u64, "added_from": ""}],
+        },
+        {
+            "name": "more_than_sixteen",
+            "description": "only the first 16 readable entries are read; the unreadable one does not count",
+            "body": login(Value::Array(
+                std::iter::once(json!("unreadable"))
+                    .chain((0..18u64).map(|i| json!({"kind": "sesame", "label": format!("k{i}"), "added_at": 1764547200u64 - i})))
+                    .collect(),
+            )),
+            "new_keys": (0..16u64)
+                .map(|i| json!({"kind": "sesame", "label": format!("k{i}"), "added_at": 1764547200u64 - i, "added_from": ""}))
+                .collect::<Vec<_>>(),
+        },
+        {
+            "name": "unknown_kind",
+            "description": "a kind other than sesame or passkey is kept as sent (and shown as an authenticator)",
+            "body": login(json!([{"kind": "hardware", "added_at": 1764547200u64}])),
+            "new_keys": [{"kind": "hardware", "label": "", "added_at": 1764547200u64, "added_from": ""}],
+        },
+        {
             "name": "hostile",
             "description": "read as sent; shown only as §6.4 says: the label as unnamed (it is not a valid label), no address",
             "body": login(json!([{"kind": "sesame", "label": "<b>ph\u{202e}one", "added_at": 1764547200u64, "added_from": "here"}])),
@@ -327,10 +357,11 @@ fn every_input_vector_reads_as_stated() {
 fn every_outcome_vector_reads_its_new_keys() {
     let v = file();
     let cases = v["outcomes"].as_array().unwrap();
-    assert!(cases.len() >= 6);
+    assert!(cases.len() >= 9);
     for c in cases {
-        let outcome: Outcome =
-            serde_json::from_value(c["body"].clone()).unwrap_or_else(|e| panic!("{}: {e}", c["name"]));
+        // From the text, as an authenticator reads the response's bytes.
+        let text = serde_json::to_string(&c["body"]).unwrap();
+        let outcome: Outcome = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", c["name"]));
         assert_eq!(serde_json::to_value(&outcome.new_keys).unwrap(), c["new_keys"], "{}", c["name"]);
         assert_eq!(outcome.account.as_deref(), Some("alice"), "{}", c["name"]);
     }

@@ -319,6 +319,11 @@ async fn an_account_registered_with_sesame_adds_a_passkey_and_signs_in_with_eith
     let challenge = browser.start_challenge(&service.id).await?;
     let out = sesame.run(&["--json", "login", &challenge.token, "--account", "alice", "--yes"]);
     ensure!(out.status.success(), "sesame login failed: {}{}", stdout(&out), stderr(&out));
+    // The Sesame key had not signed in since the passkey came: it is told
+    // of it (PROTOCOL.md §6.4).
+    let answer: Value = serde_json::from_str(stdout(&out).trim())?;
+    let told = answer["new_keys"].as_array().context("new_keys")?;
+    ensure!(told.iter().any(|k| k["kind"] == "passkey" && k["label"] == "This laptop"), "{answer}");
 
     // Removed from the account page, the passkey signs nobody in. Its row
     // says where it last signed in from: this browser.

@@ -75,11 +75,12 @@ pub(crate) async fn confirm(db: &Db, challenge_id: &ChallengeId, key_id: &str, b
     let mut write = db.begin_write().await?;
     let mut conn = write.conn();
     let update = query(
-        "UPDATE account_key SET state = 'active', challenge_id = NULL \
+        "UPDATE account_key SET state = 'active', challenge_id = NULL, confirmed_at = $3 \
          WHERE challenge_id = $1 AND id = $2 AND state = 'pending' RETURNING account",
     )
     .bind(challenge_id.to_string())
-    .bind(key_id);
+    .bind(key_id)
+    .bind(by.at);
     let account = conn.fetch_optional(update, |row| row.text("account")).await?.ok_or(Error::NothingToConfirm)?;
     let detail = format!("key {key_id}");
     audit::record(&mut conn, by, Record::new(Action::AuthenticatorConfirmed, &account, &detail)).await?;
@@ -171,12 +172,15 @@ pub(crate) async fn confirm_enrollment(
         }
         None => false,
     };
+    // `confirmed_at`: the key joins the account now, and the account's
+    // other authenticators are told of it from now on (PROTOCOL.md §6.4).
     let activate = query(
-        "UPDATE account_key SET state = 'active', challenge_id = NULL \
+        "UPDATE account_key SET state = 'active', challenge_id = NULL, confirmed_at = $3 \
          WHERE challenge_id = $1 AND id = $2 AND state = 'pending' RETURNING account, label",
     )
     .bind(row.id.to_string())
-    .bind(key_id);
+    .bind(key_id)
+    .bind(now);
     let confirmed = conn.fetch_optional(activate, |key| Ok((key.text("account")?, key.text("label")?))).await?;
     let Some((account, label)) = confirmed else { return Err(Error::NothingToConfirm) };
     let mut revoked = 0;

@@ -65,7 +65,9 @@ pub struct StoredKey {
     pub state: KeyState,
     /// When the key last signed in; `None` before its first sign-in.
     pub last_used_at: Option<i64>,
-    pub created_at: i64,
+    /// When it joined the account: when it was added, or, for a key that
+    /// waited for a person's word (PROTOCOL.md §11), confirmed.
+    pub joined_at: i64,
 }
 
 /// A key id (PROTOCOL.md §2.2, 32 hex digits) as people compare it: in
@@ -291,7 +293,7 @@ pub async fn rekey(
 /// alone when the account has none.
 pub async fn of_account(db: &Db, service_id: &ServiceId, account: &str) -> Result<AccountKeys> {
     const SQL: &str = "SELECT s.key_kinds, k.id, k.kind, k.public_key, k.state, k.label, k.device_ip, \
-                       k.created_at, k.last_used_at FROM service s \
+                       COALESCE(k.confirmed_at, k.created_at) AS joined_at, k.last_used_at FROM service s \
                        LEFT JOIN account_key k ON k.service_id = s.id AND k.account = $2 \
                        WHERE s.id = $1";
     let select = query(SQL).bind(service_id.to_string()).bind(account);
@@ -304,7 +306,7 @@ pub async fn of_account(db: &Db, service_id: &ServiceId, account: &str) -> Resul
                 state: KeyState::parse(&row.text("state")?)?,
                 label: row.text("label")?,
                 device_ip: row.text("device_ip")?,
-                created_at: row.int("created_at")?,
+                joined_at: row.int("joined_at")?,
                 last_used_at: row.opt_int("last_used_at")?,
             }),
             None => None,
@@ -322,7 +324,7 @@ pub async fn of_account(db: &Db, service_id: &ServiceId, account: &str) -> Resul
             let added = NewKey {
                 kind: key.kind.clone(),
                 label: key.label,
-                added_at: UnixTime::from_secs(key.created_at.max(0) as u64),
+                added_at: UnixTime::from_secs(key.joined_at.max(0) as u64),
                 added_from: key.device_ip,
             };
             keys.added.push((key.id.clone(), added));
@@ -339,7 +341,7 @@ pub async fn of_account(db: &Db, service_id: &ServiceId, account: &str) -> Resul
             public_key,
             state: key.state,
             last_used_at: key.last_used_at,
-            created_at: key.created_at,
+            joined_at: key.joined_at,
         });
     }
     Ok(keys)
@@ -353,6 +355,7 @@ struct KeyRow {
     state: KeyState,
     label: String,
     device_ip: String,
-    created_at: i64,
+    /// When the key joined the account: made active, or confirmed.
+    joined_at: i64,
     last_used_at: Option<i64>,
 }

@@ -1,0 +1,11 @@
+-- When a key that waited for confirmation was confirmed. PostgreSQL flavour,
+-- column-for-column identical to ../sqlite/0019_key_confirmed_at.sql.
+--
+-- A key joins its account, as far as signing in goes, when it becomes
+-- active: at once for most keys (`created_at`), or when a person confirms
+-- it (PROTOCOL.md §11). An authenticator is told at sign-in of the keys
+-- that joined since its last sign-in (PROTOCOL.md §6.4); a key confirmed
+-- after that sign-in but made before it would otherwise never be told of.
+-- NULL for a key that was active from the start, and for keys confirmed
+-- before this migration.
+ALTER TABLE account_key ADD COLUMN confirmed_at BIGINT;
