@@ -446,7 +446,7 @@ async fn insert_ended(conn: &mut Conn<'_>, row: &ChallengeRow, signed_with: Opti
             Some(Violation::Unique) => Ok(Written::AlreadyEnded),
             // The service was deleted while its challenge waited.
             Some(Violation::ForeignKey) => Err(Error::UnknownService),
-            None => Err(failure.into()),
+            Some(Violation::NulInText) | None => Err(failure.into()),
         },
     }
 }

@@ -143,6 +143,7 @@ pub(super) fn fetch_all<T>(
     query: &Query<'_>,
     mut map: impl FnMut(&dyn Row) -> Result<T>,
 ) -> std::result::Result<Vec<T>, Failure> {
+    query.refuse_nul()?;
     let _stopwatch = Stopwatch::start(query.sql);
     let mut statement = prepare(conn, query)?;
     let mut rows = statement.raw_query();

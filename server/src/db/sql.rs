@@ -69,6 +69,7 @@ impl Conn<'_> {
 
     /// Runs `query` and returns how many rows it changed.
     pub async fn execute(&mut self, query: Query<'_>) -> std::result::Result<u64, Failure> {
+        query.refuse_nul()?;
         match self {
             Self::Sqlite(conn) => {
                 let _stopwatch = Stopwatch::start(query.sql);
@@ -91,6 +92,7 @@ impl Conn<'_> {
         query: Query<'_>,
         map: impl FnOnce(&dyn Row) -> Result<T>,
     ) -> std::result::Result<Option<T>, Failure> {
+        query.refuse_nul()?;
         let row = match self {
             Self::Sqlite(conn) => {
                 let _stopwatch = Stopwatch::start(query.sql);
@@ -133,6 +135,7 @@ impl Conn<'_> {
         query: Query<'_>,
         mut map: impl FnMut(&dyn Row) -> Result<T>,
     ) -> std::result::Result<Vec<T>, Failure> {
+        query.refuse_nul()?;
         match self {
             Self::Sqlite(conn) => {
                 let _stopwatch = Stopwatch::start(query.sql);

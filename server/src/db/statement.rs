@@ -89,6 +89,23 @@ impl<'q> Query<'q> {
     pub fn sql(&self) -> &'q str {
         self.sql
     }
+
+    /// Refuses, before it runs, a statement with text that holds a NUL
+    /// character: PostgreSQL's text cannot hold one, so no stored text has
+    /// one, and a request that brings one (in a filter, a name, an id)
+    /// would otherwise end in a database error, a 500, there and in nothing
+    /// on SQLite. On both databases alike it is `invalid_text`, a 400. It
+    /// counts as a broken constraint, so that in a group commit it fails its
+    /// own statement only.
+    pub(super) fn refuse_nul(&self) -> std::result::Result<(), Failure> {
+        if self.args.iter().any(|arg| matches!(arg, Arg::Text(Some(text)) if text.contains('\0'))) {
+            return Err(Failure {
+                violation: Some(Violation::NulInText),
+                error: Error::bad_request("invalid_text", "text may not contain a NUL character"),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Binds a [`Query`]'s arguments to sqlx's query for one database.
@@ -165,6 +182,9 @@ sqlx_row!(PgRow);
 pub enum Violation {
     Unique,
     ForeignKey,
+    /// Text with a NUL character, which PostgreSQL cannot hold
+    /// ([`Query::refuse_nul`]): refused before the statement runs.
+    NulInText,
 }
 
 /// Why a statement failed: a constraint it broke, or anything else.
