@@ -65,6 +65,14 @@ pub enum Error {
     WrongNumber,
     #[error("sign in to this service as the account again, then confirm the new authenticator")]
     SignInRequired,
+    /// A change to an account's keys needs a recent sign-in
+    /// (`session::RECENT_SIGN_IN_SECS`), so that a browser left signed in
+    /// cannot add a stranger's key or remove the owner's.
+    #[error(
+        "you signed in more than 10 minutes ago: to change the keys of your account, sign out and sign in again \
+         with one of them first"
+    )]
+    SignInAgain,
     #[error("no such recovery link, or it was revoked")]
     UnknownRecoveryLink,
     #[error("this recovery link has expired or was already used; ask your administrator for a new one")]
@@ -179,6 +187,7 @@ impl Error {
             Self::UnexpectedNumber => (StatusCode::BAD_REQUEST, "unexpected_number"),
             Self::WrongNumber => (StatusCode::FORBIDDEN, "wrong_number"),
             Self::SignInRequired => (StatusCode::UNAUTHORIZED, "sign_in_required"),
+            Self::SignInAgain => (StatusCode::FORBIDDEN, "sign_in_again"),
             Self::UnknownRecoveryLink => (StatusCode::NOT_FOUND, "unknown_recovery_link"),
             Self::RecoveryLinkSpent => (StatusCode::GONE, "recovery_link_spent"),
             Self::OidcUnknownClient => (StatusCode::BAD_REQUEST, "invalid_client"),

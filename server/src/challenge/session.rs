@@ -233,7 +233,24 @@ pub struct SignedIn {
     pub amr: String,
 }
 
+/// How long after a sign-in its session may still change the account's
+/// keys: add an authenticator or a passkey, or remove a key. Older, the
+/// person signs in again first, as for a password change elsewhere: a
+/// browser left signed in must not let whoever sits at it add their own key
+/// or lock the owner out.
+pub const RECENT_SIGN_IN_SECS: i64 = 600;
+
 impl SignedIn {
+    /// Whether the sign-in is recent enough to change the account's keys
+    /// ([`RECENT_SIGN_IN_SECS`]); `sign_in_again` when it is not.
+    pub fn recent(&self, now: i64) -> Result<()> {
+        if now.saturating_sub(self.auth_time) <= RECENT_SIGN_IN_SECS {
+            Ok(())
+        } else {
+            Err(Error::SignInAgain)
+        }
+    }
+
     /// Who a stored grant (a code, a refresh token) was made for: a row
     /// with the columns `service_id`, `account`, `key_id`, `auth_time` and
     /// `amr`.

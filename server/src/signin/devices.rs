@@ -3,6 +3,10 @@
 //! choosing, and removal, asked first on a page of its own that says what
 //! goes with the key.
 //!
+//! Removing a key needs a recent sign-in (`session::RECENT_SIGN_IN_SECS`),
+//! as adding one does: a browser left signed in must not let whoever sits
+//! at it lock the owner out. Renaming does not.
+//!
 //! Every form is plain HTML, so all of it works without JavaScript. Every
 //! POST refuses another site's `Origin`, as the account page's other forms
 //! do (the session cookie is `SameSite=Lax`, which already keeps it off
@@ -183,6 +187,10 @@ struct RemovalView {
     /// No other active key is left: nobody signs in as the account after
     /// this, until an admin helps.
     last_active: bool,
+    /// The sign-in is too old to remove a key
+    /// (`session::RECENT_SIGN_IN_SECS`): the page asks for a new one
+    /// instead of offering the button.
+    sign_in_again: bool,
 }
 
 /// "Remove…" on the account page: what goes with the key, and a button that
@@ -203,6 +211,7 @@ async fn removal_page(
         service_id: service_id.to_string(),
         service_name: challenges.service_name(&service_id).await?,
         own_session: who.key_id.as_deref() == Some(key_id.as_str()),
+        sign_in_again: who.recent(now(&state)).is_err(),
         account: who.account,
         key: KeyRow::from(removal.key),
         sessions: removal.sessions,
@@ -226,6 +235,7 @@ async fn remove(
     let Some(who) = session::of_browser(&state, &service_id, &headers).await? else {
         return Ok(to_login(&service_id));
     };
+    who.recent(now(&state))?;
     let actor = Actor::Account(who.account.clone());
     let by = by_owner(&state, &actor, &client);
     // A second press finds no key: `unknown_key`, and nothing else goes.

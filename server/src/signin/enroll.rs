@@ -319,11 +319,14 @@ async fn start_enrollment(
     // The session cookie is SameSite=Lax, which already keeps it off
     // cross-site POSTs; the Origin check refuses them outright.
     cookie::check_origin(&state.settings.origin, &headers)?;
-    let Some(account) = signed_in(&state, &service_id, &headers).await? else {
+    let Some(who) = session::of_browser(&state, &service_id, &headers).await? else {
         let mut response = to_login(&service_id);
         *response.status_mut() = StatusCode::SEE_OTHER;
         return Ok(response);
     };
+    // A key added from a browser left signed in would be a stranger's.
+    who.recent(now(&state))?;
+    let account = who.account;
     let purpose = Purpose::Enroll { account: &account, recovery_id: None };
     let issued = challenge::issue_for(&state, &challenges, &id, &client, purpose).await?;
     tracing::info!(challenge = %issued.id, "enrollment started from the account page");

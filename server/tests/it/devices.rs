@@ -494,3 +494,40 @@ async fn a_removal_sent_twice_removes_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn changing_the_keys_needs_a_sign_in_of_the_last_ten_minutes() {
+    each_backend(|app| async move {
+        let service = app.create_service("Example").await;
+        let laptop = register(&app, &service, "alice").await;
+        let stale = session(&app, &service, "alice", &laptop).await;
+        let (_, phone_id) = add_key(&app, &service, &stale, "alice").await;
+        app.clock.advance(601);
+
+        // A browser left signed in shows the page, but asks for a new
+        // sign-in where the button was, and removes nothing.
+        let page = app.get(&remove_uri(&service, &phone_id), Some(&stale)).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+        assert!(page.text().contains(r#"id="sign-in-again""#), "{}", page.text());
+        assert!(!page.text().contains(r#"id="remove-key-button""#), "{}", page.text());
+        assert_page_error(&remove(&app, &service, &stale, &phone_id).await, StatusCode::FORBIDDEN, "sign_in_again");
+        assert_eq!(keys_of(&app, &service, "alice").await.len(), 2);
+        // Nor does it add an authenticator, or a passkey's start.
+        let enroll = format!("/services/{service}/account/enroll");
+        assert_page_error(
+            &app.send(form(&enroll, Some(&stale), Some(ORIGIN), &[])).await,
+            StatusCode::FORBIDDEN,
+            "sign_in_again",
+        );
+        // Renaming is no change of who can sign in: it still works.
+        assert_eq!(rename(&app, &service, &stale, &phone_id, "spare").await.status, StatusCode::SEE_OTHER);
+
+        // Signed in again, the same browser removes the key.
+        let fresh = session(&app, &service, "alice", &laptop).await;
+        let page = app.get(&remove_uri(&service, &phone_id), Some(&fresh)).await;
+        assert!(page.text().contains(r#"id="remove-key-button""#), "{}", page.text());
+        assert_eq!(remove(&app, &service, &fresh, &phone_id).await.status, StatusCode::SEE_OTHER);
+        assert_eq!(keys_of(&app, &service, "alice").await.len(), 1);
+    })
+    .await;
+}

@@ -224,6 +224,11 @@ async fn a_passkey_added_by_the_signed_in_owner_signs_in_too() {
         let response = finish(&app, &service, "add", &ceremony, &again.create(&ceremony.options)).await;
         response.assert_error(StatusCode::UNAUTHORIZED, "passkey_refused");
         assert_eq!(app.count("SELECT COUNT(*) FROM passkey").await, 2);
+
+        // Ten minutes after the sign-in, a browser left signed in adds
+        // nothing: the person signs in again first.
+        app.clock.advance(601);
+        post(&app, &uri, Some(&session), &json!({})).await.assert_error(StatusCode::FORBIDDEN, "sign_in_again");
     })
     .await;
 }

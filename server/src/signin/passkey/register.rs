@@ -106,7 +106,7 @@ pub(super) async fn register_finish(
         (status = 200, description = "The options for `navigator.credentials.create()`, and the binding cookie.", body = Started),
         (status = 400, description = "`invalid_label`, `invalid_json`, or `invalid_request` for a path that does not decode.", body = ErrorBody),
         (status = 401, description = "`sign_in_required`: no live session at the service.", body = ErrorBody),
-        (status = 403, description = "`passkeys_not_allowed`, `forbidden_origin`.", body = ErrorBody),
+        (status = 403, description = "`passkeys_not_allowed`, `forbidden_origin`, `sign_in_again` (the sign-in is more than 10 minutes old).", body = ErrorBody),
         (status = 404, description = "`unknown_service`.", body = ErrorBody),
         (status = 429, description = "`rate_limited`.", body = ErrorBody),
     ),
@@ -123,6 +123,8 @@ pub(super) async fn add_start(
     cookie::check_origin(&state.settings.origin, &headers)?;
     let (service_id, policy) = passkey_service(&state, &id).await?;
     let who = session::of_browser(&state, &service_id, &headers).await?.ok_or(Error::SignInRequired)?;
+    // As for any key added from the account page: a recent sign-in.
+    who.recent(state.clock.now().as_secs() as i64)?;
     let label = label(body.label.as_deref())?;
     let (subject, existing) = store::of_account(&state.db, &service_id, &who.account).await?;
     let exclude = existing.into_iter().map(Into::into).collect();
