@@ -97,7 +97,8 @@ async fn signed_in(state: &AppState, service_id: &ServiceId, headers: &HeaderMap
     Ok(session::of_browser(state, service_id, headers).await?.map(|who| who.account))
 }
 
-/// Back to the service's login page, which signs the browser in first.
+/// Back to the service's login page, which signs the browser in first: a
+/// `303 See Other`, so that a form's POST becomes a GET there.
 pub(super) fn to_login(service_id: &ServiceId) -> Response {
     Redirect::to(&format!("/services/{service_id}")).into_response()
 }
@@ -215,9 +216,7 @@ async fn set_profile(
     // SameSite=Lax, and the Origin check refuses cross-site forms outright.
     cookie::check_origin(&state.settings.origin, &headers)?;
     let Some(account) = signed_in(&state, &service_id, &headers).await? else {
-        let mut response = to_login(&service_id);
-        *response.status_mut() = StatusCode::SEE_OTHER;
-        return Ok(response);
+        return Ok(to_login(&service_id));
     };
     let Ok(Form(body)) = body else {
         return Err(Error::bad_request("invalid_form", "the form was incomplete or malformed; reload the page").into());
@@ -320,9 +319,7 @@ async fn start_enrollment(
     // cross-site POSTs; the Origin check refuses them outright.
     cookie::check_origin(&state.settings.origin, &headers)?;
     let Some(who) = session::of_browser(&state, &service_id, &headers).await? else {
-        let mut response = to_login(&service_id);
-        *response.status_mut() = StatusCode::SEE_OTHER;
-        return Ok(response);
+        return Ok(to_login(&service_id));
     };
     // A key added from a browser left signed in would be a stranger's.
     who.recent(now(&state))?;
